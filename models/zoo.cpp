@@ -1,0 +1,163 @@
+#include "models/zoo.h"
+
+#include <fmt/format.h>
+
+#include <sstream>
+
+namespace dagger::zoo {
+
+ModelFn shallow() {
+  return [](Model& m, Value x) { return m.dense(flatten(x), 10); };
+}
+
+ModelFn mlp1(int64_t units, Act act, float p) {
+  return [=](Model& m, Value x) {
+    x = m.dropout(activation(m.dense(flatten(x), units), act), p);
+    return m.dense(x, 10);
+  };
+}
+
+ModelFn mlp2(int64_t h1, int64_t h2, float p1, float p2, bool bn) {
+  return [=](Model& m, Value x) {
+    x = flatten(x);
+    for (auto [units, p] : {std::pair{h1, p1}, std::pair{h2, p2}}) {
+      x = m.dense(x, units);
+      if (bn) x = m.batchnorm(x);
+      x = m.dropout(relu(x), p);
+    }
+    return m.dense(x, 10);
+  };
+}
+
+/// The classifier every CNN of the study ends with.
+static Value cnn_head(Model& m, Value x, int64_t h, float p) {
+  x = m.dropout(relu(m.dense(flatten(x), h)), p);
+  return m.dense(x, 10);
+}
+
+ModelFn cnn(int blocks, bool bn, float p, float q, int64_t h) {
+  return [=](Model& m, Value x) {
+    for (int i = 0; i < blocks; ++i) {
+      x = m.conv2d(x, 32 << i, 3);
+      if (bn) x = m.batchnorm(x);
+      x = m.dropout(maxpool(relu(x), 2), q);
+    }
+    return cnn_head(m, x, h, p);
+  };
+}
+
+ModelFn rescnn(bool residual, float q, int64_t h, float p) {
+  return [=](Model& m, Value x) {
+    for (int64_t filters : {32, 64, 128}) {
+      Value y = relu(m.batchnorm(m.conv2d(x, filters, 3)));
+      y = m.batchnorm(m.conv2d(y, filters, 3));
+      if (residual) {
+        Value skip = x.shape()[1] == filters ? x : m.conv2d(x, filters, 1);
+        y = add(y, skip);
+      }
+      x = m.dropout(maxpool(relu(y), 2), q);
+    }
+    return cnn_head(m, x, h, p);
+  };
+}
+
+const std::vector<Entry>& entries() {
+  static const std::vector<Entry> list = {
+      {"shallow", "Flatten -> Dense(10)", shallow()},
+      {"mlp512", "mlp1(512, relu, 0.2): the best one-hidden-layer MLP", mlp1(512, Act::relu, 0.2f)},
+      {"mlp2048", "mlp2(2048, 512, 0.2, 0.4, no bn): the tuned two-hidden-layer MLP", mlp2(2048, 512, 0.2f, 0.4f, false)},
+      {"cnn3", "cnn(3, bn, 0.5, 0.25, 256): the tuned CNN", cnn(3, true, 0.5f, 0.25f, 256)},
+      {"rescnn", "rescnn(residual): three residual stages of stacked convolutions", rescnn(true)},
+  };
+  return list;
+}
+
+namespace {
+
+std::vector<std::string> split_args(const std::string& inside) {
+  std::vector<std::string> args;
+  std::stringstream ss(inside);
+  for (std::string item; std::getline(ss, item, ',');) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    args.push_back(item);
+  }
+  return args;
+}
+
+double number(const std::string& spec, const std::string& arg) {
+  try {
+    size_t used = 0;
+    double v = std::stod(arg, &used);
+    if (used == arg.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(fmt::format("model '{}': '{}' is not a number", spec, arg));
+}
+
+bool flag(const std::string& spec, const std::string& arg, const std::string& yes, const std::string& no) {
+  if (arg == yes || arg == "1" || arg == "true") return true;
+  if (arg == no || arg == "0" || arg == "false") return false;
+  throw Error(fmt::format("model '{}': '{}' must be '{}' or '{}'", spec, arg, yes, no));
+}
+
+[[noreturn]] void unknown(const std::string& spec) {
+  std::vector<std::string> names;
+  for (const Entry& e : entries()) names.push_back(e.name);
+  throw Error(fmt::format("unknown model '{}' (valid: {}; or shallow(), mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), "
+                          "cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain))",
+                          spec, fmt::join(names, ", ")));
+}
+
+Entry parse_call(const std::string& spec) {
+  auto open = spec.find('(');
+  if (open == std::string::npos || spec.back() != ')') unknown(spec);
+  std::string fn = spec.substr(0, open);
+  std::vector<std::string> a = split_args(spec.substr(open + 1, spec.size() - open - 2));
+  if (a.size() == 1 && a[0].empty()) a.clear();
+  auto arity = [&](size_t lo, size_t hi) {
+    if (a.size() < lo || a.size() > hi)
+      throw Error(fmt::format("model '{}': {} takes {} to {} arguments, got {}", spec, fn, lo, hi, a.size()));
+  };
+  auto i = [&](size_t k) { return static_cast<int64_t>(number(spec, a[k])); };
+  auto f = [&](size_t k) { return static_cast<float>(number(spec, a[k])); };
+  if (fn == "shallow") {
+    arity(0, 0);
+    return {spec, "shallow network", shallow()};
+  }
+  if (fn == "mlp1") {
+    arity(3, 3);
+    return {spec, "one hidden layer", mlp1(i(0), act_from_name(a[1]), f(2))};
+  }
+  if (fn == "mlp2") {
+    arity(5, 5);
+    return {spec, "two hidden layers", mlp2(i(0), i(1), f(2), f(3), flag(spec, a[4], "bn", "nobn"))};
+  }
+  if (fn == "cnn") {
+    arity(3, 5);
+    return {spec, "CNN", cnn(static_cast<int>(i(0)), flag(spec, a[1], "bn", "nobn"), f(2), a.size() > 3 ? f(3) : 0.f,
+                             a.size() > 4 ? i(4) : 128)};
+  }
+  if (fn == "rescnn") {
+    arity(1, 1);
+    return {spec, "stacked CNN", rescnn(flag(spec, a[0], "residual", "plain"))};
+  }
+  unknown(spec);
+}
+
+}  // namespace
+
+Entry find(const std::string& spec) {
+  for (const Entry& e : entries())
+    if (e.name == spec) return e;
+  return parse_call(spec);
+}
+
+int64_t parameter_count(const ModelFn& model, const Shape& input_shape) {
+  Graph g = build_forward(model, 1, Mode::eval, input_shape);
+  int64_t total = 0;
+  for (NodeId id : g.nodes_of(Op::parameter)) total += numel(g.shape(id));
+  return total;
+}
+
+}  // namespace dagger::zoo

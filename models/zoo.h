@@ -1,0 +1,41 @@
+#pragma once
+/// The model zoo: every architecture of the Fashion-MNIST study as a function of its
+/// hyperparameters, plus the named configurations the CLI and the suite refer to.
+#include <string>
+#include <vector>
+
+#include "autodiff/step.h"
+#include "graph/dsl.h"
+
+namespace dagger::zoo {
+
+/// Flatten -> Dense(10).
+ModelFn shallow();
+/// Dense(units) -> act -> Dropout(p) -> Dense(10).
+ModelFn mlp1(int64_t units, Act act, float p);
+/// Dense(h1) -> [BatchNorm] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BatchNorm] -> ReLU -> Dropout(p2) -> Dense(10).
+ModelFn mlp2(int64_t h1, int64_t h2, float p1, float p2, bool bn);
+/// `blocks` x [Conv3x3(32*2^i) -> [BatchNorm] -> ReLU -> MaxPool2 -> Dropout(q)] -> Flatten -> Dense(h) -> ReLU -> Dropout(p) -> Dense(10).
+ModelFn cnn(int blocks, bool bn, float p, float q = 0, int64_t h = 128);
+/// Three stages of two 3x3 convolutions with batch norm, joined by a skip connection (a 1x1
+/// projection where the channel count changes) when `residual`; filters 32/64/128; cnn3's head.
+ModelFn rescnn(bool residual, float q = 0.25f, int64_t h = 256, float p = 0.5f);
+
+struct Entry {
+  std::string name;
+  std::string description;
+  ModelFn build;
+};
+
+/// The named models, in the order `dagger models` lists them.
+const std::vector<Entry>& entries();
+
+/// Resolves a model by name ("mlp512") or by call syntax ("cnn(3,bn,0.5,0.25,256)",
+/// "mlp1(128,tanh,0)", "mlp2(1024,512,0.2,0.4,bn)", "rescnn(plain)"). Throws dagger::Error
+/// listing the valid names when nothing matches.
+Entry find(const std::string& spec);
+
+/// Trainable parameter count of a model.
+int64_t parameter_count(const ModelFn& model, const Shape& input_shape = {1, 28, 28});
+
+}  // namespace dagger::zoo

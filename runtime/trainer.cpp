@@ -1,0 +1,270 @@
+#include "runtime/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "graph/random.h"
+#include "runtime/checkpoint.h"
+#include "runtime/init.h"
+
+namespace dagger {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+/// A fresh dropout key per step, below 2^24 so a float holds it exactly.
+float dropout_key(uint64_t seed, int64_t step) {
+  uint32_t h = dropout_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(step));
+  return static_cast<float>(h & 0xFFFFFFu);
+}
+
+Tensor scalar_tensor(double v) {
+  Tensor t = Tensor::from_shape({});
+  t() = static_cast<float>(v);
+  return t;
+}
+
+/// Epoch progress: a rewritten line on a terminal, nothing per batch otherwise.
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled), tty_(enabled && isatty(fileno(stderr))) {}
+  void batch(int epoch, int epochs, int64_t done, int64_t total, double loss, double ips) {
+    if (!tty_) return;
+    double eta = ips > 0 ? static_cast<double>(total - done) / ips : 0;
+    fmt::print(stderr, "\repoch {}/{}  {}/{}  loss {:.4f}  {:.0f} img/s  ETA {:.0f}s   ", epoch, epochs, done, total,
+               loss, ips, eta);
+  }
+  void epoch(const EpochStats& s, int epochs, bool improved) {
+    if (!enabled_) return;
+    if (tty_) fmt::print(stderr, "\r");
+    fmt::print(stderr, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.1f}s  {:.0f} img/s{}\n",
+               s.epoch, epochs, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec,
+               improved ? "  *" : "");
+  }
+
+ private:
+  bool enabled_, tty_;
+};
+
+nlohmann::json history_json(const std::vector<EpochStats>& h) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const EpochStats& s : h)
+    j.push_back({{"epoch", s.epoch}, {"train_loss", s.train_loss}, {"train_accuracy", s.train_accuracy},
+                 {"val_loss", s.val_loss}, {"val_accuracy", s.val_accuracy}, {"seconds", s.seconds},
+                 {"images_per_sec", s.images_per_sec}});
+  return j;
+}
+
+std::vector<EpochStats> history_from_json(const nlohmann::json& j) {
+  std::vector<EpochStats> h;
+  for (const auto& e : j)
+    h.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"), e.at("val_accuracy"),
+                 e.at("seconds"), e.at("images_per_sec")});
+  return h;
+}
+
+}  // namespace
+
+double mean_cross_entropy(const Tensor& logits, const std::vector<int>& labels) {
+  const size_t n = logits.shape()[0], k = logits.shape()[1];
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double mx = logits(i, 0);
+    for (size_t j = 1; j < k; ++j) mx = std::max<double>(mx, logits(i, j));
+    double sum = 0;
+    for (size_t j = 0; j < k; ++j) sum += std::exp(logits(i, j) - mx);
+    total += std::log(sum) + mx - logits(i, static_cast<size_t>(labels[i]));
+  }
+  return n ? total / static_cast<double>(n) : 0.0;
+}
+
+void write_history_csv(const std::string& path, const std::vector<EpochStats>& history) {
+  std::ofstream out(path);
+  if (!out) throw Error(fmt::format("cannot write history to '{}'", path));
+  out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec\n";
+  for (const EpochStats& s : history)
+    out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f}\n", s.epoch, s.train_loss, s.train_accuracy,
+                       s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec);
+}
+
+Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), config_(std::move(config)) {
+  if (config_.batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", config_.batch));
+  if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
+  // The full-batch training step names every parameter and optimizer state; create them once.
+  Executable& plan = train_plan(config_.batch);
+  (void)plan;
+}
+
+Trainer::~Trainer() = default;
+
+Executable& Trainer::train_plan(int64_t batch) {
+  auto& slot = train_plans_[batch];
+  if (!slot) {
+    Graph g = build_training_step(model_, batch, config_.optimizer, config_.input_shape);
+    initialize_state(g, state_, config_.seed);
+    for (const Node& n : g.nodes())
+      if (n.op == Op::parameter || n.op == Op::state)
+        expected_shapes_[n.attrs.s("name")] = std::vector<size_t>(n.shape.begin(), n.shape.end());
+    slot = make_executable(g, config_.executor);
+  }
+  return *slot;
+}
+
+Executable& Trainer::eval_plan(int64_t batch) {
+  auto& slot = eval_plans_[batch];
+  if (!slot) slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape), config_.executor);
+  return *slot;
+}
+
+EpochStats Trainer::run_epoch(const Dataset& train, int epoch) {
+  Progress progress(config_.progress);
+  const auto t0 = Clock::now();
+  const int64_t n = static_cast<int64_t>(train.size());
+  std::vector<size_t> order = shuffled_order(train.size(), config_.seed, static_cast<uint64_t>(epoch));
+  double loss_sum = 0;
+  int64_t correct = 0;
+  Tensor images, labels;
+  for (int64_t begin = 0; begin < n; begin += config_.batch) {
+    const int64_t count = std::min(config_.batch, n - begin);
+    gather_batch(train, order, static_cast<size_t>(begin), static_cast<size_t>(count), images, labels);
+    StateMap feeds{{"x", images}, {"labels", labels}, {"lr", scalar_tensor(config_.optimizer.lr)},
+                   {"dropout_key", scalar_tensor(dropout_key(config_.seed, step_))}};
+    StateMap out = train_plan(count).run(feeds, state_);
+    ++step_;
+    const float loss = out.at("loss")();
+    if (!std::isfinite(loss)) throw Error(fmt::format("training diverged: loss is {} at epoch {}, step {}", loss, epoch, step_));
+    loss_sum += static_cast<double>(loss) * static_cast<double>(count);
+    std::vector<int> pred = argmax_rows(out.at("logits"));
+    for (int64_t i = 0; i < count; ++i) correct += pred[i] == static_cast<int>(labels(i));
+    const double elapsed = seconds_since(t0);
+    progress.batch(epoch, config_.epochs, begin + count, n, loss_sum / static_cast<double>(begin + count),
+                   static_cast<double>(begin + count) / std::max(elapsed, 1e-9));
+  }
+  EpochStats s;
+  s.epoch = epoch;
+  s.train_loss = loss_sum / static_cast<double>(n);
+  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+  s.seconds = seconds_since(t0);
+  s.images_per_sec = static_cast<double>(n) / std::max(s.seconds, 1e-9);
+  return s;
+}
+
+Evaluation Trainer::evaluate(const Dataset& data) {
+  const int64_t n = static_cast<int64_t>(data.size());
+  if (n == 0) throw Error("cannot evaluate on an empty data set");
+  std::vector<size_t> order(data.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  Evaluation ev;
+  Tensor logits_all, images, labels;
+  for (int64_t begin = 0; begin < n; begin += config_.eval_batch) {
+    const int64_t count = std::min(config_.eval_batch, n - begin);
+    gather_batch(data, order, static_cast<size_t>(begin), static_cast<size_t>(count), images, labels);
+    StateMap out = eval_plan(count).run({{"x", images}}, state_);
+    const Tensor& logits = out.at("logits");
+    if (begin == 0) logits_all = Tensor::from_shape({static_cast<size_t>(n), logits.shape()[1]});
+    std::copy(logits.begin(), logits.end(), logits_all.begin() + begin * static_cast<int64_t>(logits.shape()[1]));
+  }
+  ev.predictions = argmax_rows(logits_all);
+  ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels));
+  // Probabilities for ensembles: a numerically stable softmax per row.
+  ev.probs = logits_all;
+  const size_t k = logits_all.shape()[1];
+  for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
+    float mx = ev.probs(i, 0);
+    for (size_t j = 1; j < k; ++j) mx = std::max(mx, ev.probs(i, j));
+    float sum = 0;
+    for (size_t j = 0; j < k; ++j) sum += (ev.probs(i, j) = std::exp(ev.probs(i, j) - mx));
+    for (size_t j = 0; j < k; ++j) ev.probs(i, j) /= sum;
+  }
+  return ev;
+}
+
+nlohmann::json Trainer::checkpoint_meta(const nlohmann::json& extra) const {
+  nlohmann::json meta = extra;
+  meta["model"] = config_.model_spec;
+  meta["optimizer"] = optimizer_name(config_.optimizer.kind);
+  meta["seed"] = config_.seed;
+  meta["step"] = step_;
+  meta["input_shape"] = config_.input_shape;
+  return meta;
+}
+
+void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) const {
+  save_checkpoint(dir, state_, checkpoint_meta(extra));
+}
+
+void Trainer::load_state(const std::string& dir) {
+  Checkpoint ck = load_checkpoint(dir);
+  check_compatible(ck, expected_shapes_);
+  state_ = std::move(ck.tensors);
+  step_ = ck.meta.value("step", int64_t{0});
+}
+
+TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
+  if (train.size() == 0 || val.size() == 0) throw Error("training needs non-empty train and validation sets");
+  TrainResult result;
+  const bool on_disk = !config_.out_dir.empty();
+  const std::string last_dir = config_.out_dir + "/last", best_dir = config_.out_dir + "/best";
+  StateMap best_state = state_;
+  result.best_val_loss = INFINITY;
+  int wait = 0;
+  if (on_disk) fs::create_directories(config_.out_dir);
+  if (on_disk && fs::exists(last_dir + "/manifest.json")) {
+    load_state(last_dir);
+    const nlohmann::json meta = load_checkpoint(last_dir).meta;
+    result.history = history_from_json(meta.at("history"));
+    result.best_epoch = meta.at("best_epoch");
+    result.best_val_loss = meta.at("best_val_loss");
+    wait = meta.at("wait");
+    result.stopped_early = meta.value("stopped_early", false);
+    result.resumed = true;
+    if (fs::exists(best_dir + "/manifest.json")) best_state = load_checkpoint(best_dir).tensors;
+    if (config_.progress) fmt::print(stderr, "resuming after epoch {} from {}\n", result.history.size(), last_dir);
+  }
+  Progress progress(config_.progress);
+  const auto t0 = Clock::now();
+  int64_t trained_images = 0;
+  for (int epoch = static_cast<int>(result.history.size()) + 1; epoch <= config_.epochs && !result.stopped_early; ++epoch) {
+    EpochStats s = run_epoch(train, epoch);
+    trained_images += static_cast<int64_t>(train.size());
+    Evaluation v = evaluate(val);
+    s.val_loss = v.report.loss;
+    s.val_accuracy = v.report.accuracy;
+    result.history.push_back(s);
+    const bool improved = s.val_loss < result.best_val_loss;
+    if (improved) {
+      result.best_val_loss = s.val_loss;
+      result.best_epoch = epoch;
+      best_state = state_;
+      wait = 0;
+    } else {
+      ++wait;
+    }
+    progress.epoch(s, config_.epochs, improved);
+    if (config_.patience > 0 && wait >= config_.patience) result.stopped_early = true;
+    if (on_disk) {
+      if (improved) save_checkpoint(best_dir, best_state, checkpoint_meta({{"epoch", epoch}}));
+      save_state(last_dir, {{"history", history_json(result.history)}, {"best_epoch", result.best_epoch},
+                            {"best_val_loss", result.best_val_loss}, {"wait", wait}, {"epoch", epoch},
+                            {"stopped_early", result.stopped_early}});
+      write_history_csv(config_.out_dir + "/history.csv", result.history);
+    }
+  }
+  result.wall_seconds = seconds_since(t0);
+  result.images_per_sec = static_cast<double>(trained_images) / std::max(result.wall_seconds, 1e-9);
+  if (config_.patience > 0 && config_.restore_best && result.best_epoch > 0) state_ = best_state;
+  return result;
+}
+
+}  // namespace dagger

@@ -1,0 +1,92 @@
+#pragma once
+/// The training loop around an executor: seeded shuffling, mini-batches (a last partial
+/// batch runs through its own plan so every example counts exactly once), per-epoch
+/// validation, early stopping with restore-best-weights, a history CSV and per-epoch
+/// checkpoints that let an interrupted run resume where its last finished epoch left off.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autodiff/optimizer.h"
+#include "autodiff/step.h"
+#include "runtime/data.h"
+#include "runtime/executor.h"
+#include "runtime/metrics.h"
+
+namespace dagger {
+
+struct TrainConfig {
+  std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
+  int epochs = 10;
+  int64_t batch = 64;
+  OptimizerConfig optimizer;
+  int patience = 0;          ///< 0: no early stopping
+  bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss
+  uint64_t seed = 42;
+  ExecutorKind executor = ExecutorKind::reference;
+  std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
+  bool progress = true;
+  int64_t eval_batch = 500;
+  Shape input_shape = {1, 28, 28};
+};
+
+struct EpochStats {
+  int epoch = 0;  ///< 1-based
+  double train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0;
+  double seconds = 0, images_per_sec = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochStats> history;
+  int best_epoch = 0;
+  double best_val_loss = 0;
+  bool stopped_early = false;
+  bool resumed = false;
+  double wall_seconds = 0;    ///< this process's training time (excludes epochs restored from disk)
+  double images_per_sec = 0;  ///< training images per second over this process's epochs
+};
+
+struct Evaluation {
+  ClassificationReport report;
+  Tensor probs;  ///< [n, classes] softmax outputs
+  std::vector<int> predictions;
+};
+
+class Trainer {
+ public:
+  Trainer(ModelFn model, TrainConfig config);
+  ~Trainer();
+
+  /// Trains on `train`, validating on `val` after each epoch. Resumes from out_dir/last when present.
+  TrainResult fit(const Dataset& train, const Dataset& val);
+  /// Inference-mode metrics (batchnorm on running statistics, no dropout) over a whole data set.
+  Evaluation evaluate(const Dataset& data);
+
+  /// Parameters, optimizer moments and running statistics by name.
+  StateMap& state() { return state_; }
+  const TrainConfig& config() const { return config_; }
+  /// Replaces the state with a checkpoint's tensors after checking names and shapes.
+  void load_state(const std::string& checkpoint_dir);
+  void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
+
+ private:
+  Executable& train_plan(int64_t batch);
+  Executable& eval_plan(int64_t batch);
+  EpochStats run_epoch(const Dataset& train, int epoch);
+  nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
+
+  ModelFn model_;
+  TrainConfig config_;
+  StateMap state_;
+  int64_t step_ = 0;
+  std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
+  std::map<std::string, std::vector<size_t>> expected_shapes_;
+};
+
+/// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec.
+void write_history_csv(const std::string& path, const std::vector<EpochStats>& history);
+
+/// Mean softmax cross-entropy of logits [n, k] against labels, in double precision.
+double mean_cross_entropy(const Tensor& logits, const std::vector<int>& labels);
+
+}  // namespace dagger

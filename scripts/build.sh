@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs dependencies (Debian packages), configures with CMake and builds with Ninja.
+# Usage: scripts/build.sh [build-dir]   (default: build)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+"$root/scripts/install-deps.sh"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" --parallel "$(nproc)"

@@ -1,0 +1,39 @@
+#pragma once
+/// Shared pieces of the `dagger` command line: each subcommand registers itself on the
+/// CLI11 app and returns the function that runs it.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace dagger::cli {
+
+using Run = std::function<int()>;
+
+/// Exit code for a usage error (unknown model, flag, stage...).
+constexpr int kUsageError = 2;
+
+Run add_models(CLI::App& app);
+Run add_train(CLI::App& app);
+Run add_eval(CLI::App& app);
+Run add_ir(CLI::App& app);
+Run add_gradcheck(CLI::App& app);
+
+/// Thrown for a bad value of a valid flag; main prints it and exits with kUsageError.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws UsageError listing `valid` unless `value` is one of them.
+void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid);
+
+}  // namespace dagger::cli
+
+#include "models/zoo.h"
+
+namespace dagger::cli {
+
+/// zoo::find, with an unknown model reported as a usage error.
+zoo::Entry resolve_model(const std::string& spec);
+
+}  // namespace dagger::cli

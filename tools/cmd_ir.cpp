@@ -1,0 +1,93 @@
+// `dagger models`, `dagger ir` and `dagger gradcheck`: looking at what the compiler made.
+#include <fmt/format.h>
+
+#include "autodiff/optimizer.h"
+#include "graph/printer.h"
+#include "runtime/gradcheck.h"
+#include "tools/cli.h"
+
+namespace dagger::cli {
+
+Run add_models(CLI::App& app) {
+  app.add_subcommand("models", "list the model zoo with parameter counts");
+  return [] {
+    fmt::print("{:<10} {:>12}  {}\n", "model", "parameters", "description");
+    for (const zoo::Entry& e : zoo::entries())
+      fmt::print("{:<10} {:>12}  {}\n", e.name, zoo::parameter_count(e.build), e.description);
+    fmt::print("\nAlso by call: mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain)\n");
+    return 0;
+  };
+}
+
+Run add_ir(CLI::App& app) {
+  auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
+  struct Flags {
+    std::string model, stage = "graph", format = "text", optimizer = "adam";
+    int64_t batch = 64;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("model", f->model, "model name or call")->required();
+  cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step)")
+      ->capture_default_str();
+  cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
+  cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
+  return [f] {
+    zoo::Entry model = resolve_model(f->model);
+    require_choice("stage", f->stage, {"graph", "eval", "grad"});
+    require_choice("format", f->format, {"text", "dot"});
+    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
+    OptimizerConfig opt;
+    opt.kind = optimizer_kind(f->optimizer);
+    Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt)
+              : f->stage == "eval" ? build_forward(model.build, f->batch, Mode::eval)
+                                   : build_forward(model.build, f->batch, Mode::train);
+    std::string title = fmt::format("{} {}", f->model, f->stage);
+    fmt::print("{}", f->format == "dot" ? print_dot(g, title) : print_text(g));
+    return 0;
+  };
+}
+
+Run add_gradcheck(CLI::App& app) {
+  auto* cmd = app.add_subcommand("gradcheck", "check gradients against central finite differences in double precision");
+  struct Flags {
+    std::string model, op;
+    int64_t batch = 2, size = 12;
+    GradcheckOptions options;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("model", f->model, "model name or call");
+  cmd->add_option("--op", f->op, "check one op instead of a model");
+  cmd->add_option("--batch", f->batch, "batch size of the model check")->capture_default_str();
+  cmd->add_option("--input-size", f->size, "height and width of the model check's input images")->capture_default_str();
+  cmd->add_option("--samples", f->options.max_elements, "elements checked per tensor")->capture_default_str();
+  cmd->add_option("--tolerance", f->options.tolerance, "largest relative error accepted")->capture_default_str();
+  cmd->add_option("--seed", f->options.seed, "seed of the inputs, parameters and upstream gradients")->capture_default_str();
+  return [f] {
+    if (f->model.empty() == f->op.empty()) throw UsageError("gradcheck takes a model or --op NAME (exactly one)");
+    std::vector<GradcheckResult> results;
+    if (!f->op.empty()) {
+      std::vector<std::string> valid;
+      for (Op op : gradcheckable_ops()) valid.emplace_back(op_info(op).name);
+      require_choice("op", f->op, valid);
+      for (const Shape& shape : {Shape{3, 5}, Shape{2, 3, 5, 5}}) {
+        auto r = gradcheck_op(*op_from_name(f->op), shape, f->options);
+        results.insert(results.end(), r.begin(), r.end());
+      }
+    } else {
+      results = gradcheck_model(resolve_model(f->model).build, f->batch, f->options, {1, f->size, f->size});
+    }
+    bool ok = true;
+    fmt::print("{:<28} {:<16} {:>8} {:>12} {:>12}\n", "tensor", "shape", "checked", "max rel err", "max abs err");
+    for (const GradcheckResult& r : results) {
+      bool pass = r.max_rel_error <= f->options.tolerance;
+      ok = ok && pass;
+      fmt::print("{:<28} {:<16} {:>8} {:>12.3e} {:>12.3e}{}\n", r.name, to_string(r.shape), r.checked, r.max_rel_error,
+                 r.max_abs_error, pass ? "" : "  FAIL");
+    }
+    fmt::print("{}\n", ok ? "all gradients within tolerance" : "some gradients are out of tolerance");
+    return ok ? 0 : 1;
+  };
+}
+
+}  // namespace dagger::cli

@@ -1,0 +1,151 @@
+// `dagger train` and `dagger eval`.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "runtime/checkpoint.h"
+#include "runtime/trainer.h"
+#include "tools/cli.h"
+
+namespace dagger::cli {
+
+namespace {
+
+struct DataFlags {
+  std::string dir = default_data_dir();
+  uint64_t seed = 42;
+  size_t train_limit = 0, val_limit = 0, test_limit = 0;
+  bool raw = false;
+
+  void add(CLI::App& cmd) {
+    cmd.add_option("--data", dir, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
+    cmd.add_option("--train-limit", train_limit, "use a class-balanced slice of this many training images (0: all)");
+    cmd.add_option("--val-limit", val_limit, "slice of the validation set (0: all)");
+    cmd.add_option("--test-limit", test_limit, "slice of the test set (0: all)");
+    cmd.add_flag("--raw-pixels", raw, "feed pixels as 0..255 instead of scaling to 0..1");
+  }
+  Splits load() const {
+    SplitOptions o;
+    o.dir = dir;
+    o.seed = seed;
+    o.train_limit = train_limit;
+    o.val_limit = val_limit;
+    o.test_limit = test_limit;
+    o.scale = !raw;
+    return load_fashion_mnist(o);
+  }
+};
+
+nlohmann::json report_json(const ClassificationReport& r) { return to_json(r); }
+
+void print_table(const std::vector<std::pair<std::string, ClassificationReport>>& rows) {
+  fmt::print("{:<6} {:>9} {:>9} {:>10} {:>9} {:>9}\n", "set", "loss", "accuracy", "precision", "recall", "f1");
+  for (const auto& [name, r] : rows)
+    fmt::print("{:<6} {:>9.4f} {:>9.4f} {:>10.4f} {:>9.4f} {:>9.4f}\n", name, r.loss, r.accuracy, r.precision, r.recall,
+               r.f1);
+}
+
+}  // namespace
+
+Run add_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "train a model of the zoo on Fashion-MNIST");
+  struct Flags {
+    std::string model, optimizer = "adam", executor = "reference", out;
+    TrainConfig config;
+    DataFlags data;
+    bool nesterov = false, json = false, quiet = false;
+    int threads = 1;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("model", f->model, "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\"")->required();
+  cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
+  cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam")->capture_default_str();
+  cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
+  cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
+  cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
+  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
+  cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
+  cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "worker threads (the reference executor uses one)")->capture_default_str();
+  cmd->add_option("--executor", f->executor, "reference")->capture_default_str();
+  cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
+  cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
+  cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
+  f->data.add(*cmd);
+  return [f] {
+    zoo::Entry model = resolve_model(f->model);
+    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
+    TrainConfig cfg = f->config;
+    cfg.model_spec = f->model;
+    cfg.optimizer.kind = optimizer_kind(f->optimizer);
+    cfg.optimizer.nesterov = f->nesterov;
+    cfg.executor = executor_kind(f->executor);
+    cfg.out_dir = f->out;
+    cfg.progress = !f->quiet;
+    f->data.seed = cfg.seed;
+    Splits data = f->data.load();
+    fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
+               data.train.size(), data.val.size(), data.test.size(), zoo::parameter_count(model.build),
+               executor_name(cfg.executor));
+    Trainer trainer(model.build, cfg);
+    TrainResult result = trainer.fit(data.train, data.val);
+    std::vector<std::pair<std::string, ClassificationReport>> rows = {{"train", trainer.evaluate(data.train).report},
+                                                                       {"val", trainer.evaluate(data.val).report},
+                                                                       {"test", trainer.evaluate(data.test).report}};
+    print_table(rows);
+    nlohmann::json j = {{"model", f->model},
+                        {"best_epoch", result.best_epoch},
+                        {"epochs_run", result.history.size()},
+                        {"stopped_early", result.stopped_early},
+                        {"resumed", result.resumed},
+                        {"wall_seconds", result.wall_seconds},
+                        {"images_per_sec", result.images_per_sec},
+                        {"executor", executor_name(cfg.executor)},
+                        {"threads", f->threads},
+                        {"seed", cfg.seed}};
+    for (const auto& [name, r] : rows) j[name] = report_json(r);
+    if (!cfg.out_dir.empty()) {
+      trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
+      std::ofstream(cfg.out_dir + "/metrics.json") << j.dump(2) << "\n";
+    }
+    if (f->json) fmt::print("{}\n", j.dump());
+    return 0;
+  };
+}
+
+Run add_eval(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  struct Flags {
+    std::string checkpoint, executor = "reference";
+    DataFlags data;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint)")->required();
+  cmd->add_option("--executor", f->executor, "reference")->capture_default_str();
+  cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
+  f->data.add(*cmd);
+  return [f] {
+    if (!std::filesystem::exists(f->checkpoint))
+      throw Error(fmt::format("checkpoint folder '{}' does not exist", f->checkpoint));
+    Checkpoint ck = load_checkpoint(f->checkpoint);
+    TrainConfig cfg;
+    cfg.model_spec = ck.meta.value("model", "");
+    if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", f->checkpoint));
+    cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
+    cfg.executor = executor_kind(f->executor);
+    cfg.progress = false;
+    Trainer trainer(resolve_model(cfg.model_spec).build, cfg);
+    trainer.load_state(f->checkpoint);
+    Splits data = f->data.load();
+    ClassificationReport test = trainer.evaluate(data.test).report;
+    print_table({{"test", test}});
+    if (f->json) fmt::print("{}\n", nlohmann::json{{"model", cfg.model_spec}, {"test", report_json(test)}}.dump());
+    return 0;
+  };
+}
+
+}  // namespace dagger::cli

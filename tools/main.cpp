@@ -1,0 +1,63 @@
+// dagger: the command-line door to the compiler, the trainer and every dump.
+#include <fmt/format.h>
+
+#include <map>
+
+#include "graph/error.h"
+#include "tools/cli.h"
+
+namespace dagger::cli {
+
+void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid) {
+  for (const std::string& v : valid)
+    if (v == value) return;
+  throw UsageError(fmt::format("unknown {} '{}' (valid: {})", what, value, fmt::join(valid, ", ")));
+}
+
+}  // namespace dagger::cli
+
+int main(int argc, char** argv) {
+  using namespace dagger::cli;
+  CLI::App app{"dagger: a deep-learning compiler for CPU training, declared in C++"};
+  app.require_subcommand(1);
+  std::map<std::string, Run> runs = {
+      {"models", add_models(app)}, {"train", add_train(app)},         {"eval", add_eval(app)},
+      {"ir", add_ir(app)},         {"gradcheck", add_gradcheck(app)},
+  };
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    std::vector<std::string> names;
+    for (const auto& [name, run] : runs) names.push_back(name);
+    fmt::print(stderr, "commands: {}\n", fmt::join(names, ", "));
+    return kUsageError;
+  }
+  try {
+    for (const auto& [name, run] : runs)
+      if (app.got_subcommand(name)) return run();
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return kUsageError;
+  } catch (const dagger::Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+  return 1;
+}
+
+namespace dagger::cli {
+
+zoo::Entry resolve_model(const std::string& spec) {
+  try {
+    return zoo::find(spec);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+}
+
+}  // namespace dagger::cli
