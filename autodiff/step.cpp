@@ -1,0 +1,41 @@
+#include "autodiff/step.h"
+
+#include <fmt/format.h>
+
+#include "autodiff/grad.h"
+
+namespace dagger {
+
+Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape) {
+  if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
+  Graph g;
+  Model m(g, mode);
+  Shape x_shape = {batch};
+  x_shape.insert(x_shape.end(), input_shape.begin(), input_shape.end());
+  Value logits = model(m, m.input("x", x_shape));
+  if (logits.graph != &g) throw Error("the model returned a value from another graph");
+  if (logits.shape().size() != 2 || logits.shape()[0] != batch)
+    throw Error(fmt::format("{}: the model must return logits [{}, classes], got {}", describe(logits.node().where),
+                            batch, to_string(logits.shape())));
+  g.set_scope("head");
+  g.set_output("logits", logits.id);
+  if (mode == Mode::train) {
+    Value labels = m.input("labels", {batch});
+    g.set_output("loss", g.add(Op::softmax_xent, {logits.id, labels.id}));
+  } else {
+    g.set_output("probs", softmax(logits).id);
+  }
+  g.set_scope("");
+  return g;
+}
+
+Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape) {
+  Graph g = build_forward(model, batch, Mode::train, input_shape);
+  const std::vector<NodeId> params = g.nodes_of(Op::parameter);
+  const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
+  append_optimizer(g, params, grads, opt);
+  verify(g);
+  return g;
+}
+
+}  // namespace dagger

@@ -1,0 +1,146 @@
+#include "codegen/emit_elementwise.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cassert>
+
+#include "codegen/iteration.h"
+#include "codegen/vector_math.h"
+
+namespace dagger {
+
+namespace {
+
+// The interpreter's SELU constants, rounded to float as it rounds them.
+constexpr float kSeluScale = static_cast<float>(1.0507009873554805);
+constexpr float kSeluAlpha = static_cast<float>(1.6732632423543772);
+
+float alpha_of(const Node& n) { return static_cast<float>(n.attrs.f("alpha")); }
+
+/// x > 0 ? x : y, with NaN taking the y branch as the interpreter's comparison does.
+llvm::Value* positive_or(Emit& e, llvm::Value* x, llvm::Value* if_positive, llvm::Value* otherwise) {
+  return e.select(e.b.CreateFCmpOGT(x, e.splat(0.0f)), if_positive, otherwise);
+}
+
+llvm::Value* unary_value(Emit& e, const Node& n, llvm::Value* x) {
+  switch (n.op) {
+    case Op::neg:
+      return e.b.CreateFNeg(x);
+    case Op::exp:
+      return emit_exp(e, x);
+    case Op::log:
+      return emit_log(e, x);
+    case Op::sqrt:
+      return e.intrinsic(llvm::Intrinsic::sqrt, {x});
+    case Op::relu:
+      return positive_or(e, x, x, e.splat(0.0f));
+    case Op::tanh:
+      return emit_tanh(e, x);
+    case Op::sigmoid:
+      return emit_sigmoid(e, x);
+    case Op::elu:
+      return positive_or(e, x, x, e.b.CreateFMul(e.splat(alpha_of(n)), emit_expm1(e, x)));
+    case Op::selu: {
+      llvm::Value* negative = e.b.CreateFMul(e.splat(kSeluAlpha), emit_expm1(e, x));
+      return e.b.CreateFMul(e.splat(kSeluScale), positive_or(e, x, x, negative));
+    }
+    case Op::leaky_relu:
+      return positive_or(e, x, x, e.b.CreateFMul(e.splat(alpha_of(n)), x));
+    default:
+      break;
+  }
+  throw Error(fmt::format("codegen: {} is not a unary elementwise op", op_info(n.op).name));
+}
+
+/// dy * (x > 0 ? 1 : slope), the shape every activation gradient here takes.
+llvm::Value* gated_grad(Emit& e, llvm::Value* x, llvm::Value* dy, llvm::Value* slope) {
+  return e.b.CreateFMul(dy, positive_or(e, x, e.splat(1.0f), slope));
+}
+
+/// Dropout of `x` at `pos`: the key lanes hold the scalar key as a float; the element index
+/// is the flat position (fusion keeps every dropout at its group's full shape).
+llvm::Value* dropout_value(Emit& e, const Node& n, llvm::Value* x, llvm::Value* key, const ElementPos& pos) {
+  const float p = static_cast<float>(n.attrs.f("p"));
+  const float keep = 1.0f - p;  // the interpreter divides by exactly this float
+  llvm::Value* index = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(pos.flat, e.i32)), e.lane_ids());
+  llvm::Value* keeps =
+      emit_dropout_keeps(e, e.b.CreateFPToUI(key, e.vi), static_cast<uint32_t>(n.attrs.i("salt")), index, p);
+  return e.select(keeps, e.b.CreateFDiv(x, e.splat(keep)), e.splat(0.0f));
+}
+
+llvm::Value* binary_value(Emit& e, const Node& n, llvm::Value* a, llvm::Value* b, const ElementPos& pos) {
+  switch (n.op) {
+    case Op::add:
+      return e.b.CreateFAdd(a, b);
+    case Op::sub:
+      return e.b.CreateFSub(a, b);
+    case Op::mul:
+      return e.b.CreateFMul(a, b);
+    case Op::div:
+      return e.b.CreateFDiv(a, b);
+    // libm's powf lane by lane: exact agreement, and pow is rare enough not to matter.
+    case Op::pow:
+      return e.intrinsic(llvm::Intrinsic::pow, {a, b});
+    case Op::relu_grad:
+      return positive_or(e, a, b, e.splat(0.0f));
+    case Op::elu_grad:
+      return gated_grad(e, a, b, e.b.CreateFMul(e.splat(alpha_of(n)), emit_exp(e, a)));
+    case Op::selu_grad: {
+      llvm::Value* slope = e.b.CreateFMul(e.splat(kSeluAlpha), emit_exp(e, a));
+      return e.b.CreateFMul(e.b.CreateFMul(b, e.splat(kSeluScale)), positive_or(e, a, e.splat(1.0f), slope));
+    }
+    case Op::leaky_relu_grad:
+      return gated_grad(e, a, b, e.splat(alpha_of(n)));
+    case Op::dropout:
+      return dropout_value(e, n, a, b, pos);
+    default:
+      break;
+  }
+  throw Error(fmt::format("codegen: {} is not a binary elementwise op", op_info(n.op).name));
+}
+
+}  // namespace
+
+ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> in) {
+  if (in.size() == 1)
+    return [&e, &n, x = std::move(in[0])](const ElementPos& pos) { return unary_value(e, n, x(pos)); };
+  assert(in.size() == 2);
+  return [&e, &n, a = std::move(in[0]), b = std::move(in[1])](const ElementPos& pos) {
+    llvm::Value* va = a(pos);
+    return binary_value(e, n, va, b(pos), pos);
+  };
+}
+
+ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
+                         const std::function<ElementGen(NodeId)>& input) {
+  std::function<ElementGen(NodeId)> gen = [&](NodeId id) -> ElementGen {
+    const bool computed_here = id != group.anchor && std::binary_search(group.nodes.begin(), group.nodes.end(), id);
+    if (!computed_here) return input(id);
+    std::vector<ElementGen> operands;
+    for (NodeId o : g.node(id).operands) operands.push_back(gen(o));
+    return elementwise_gen(e, g.node(id), std::move(operands));
+  };
+  return gen(group.root);
+}
+
+void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
+  std::vector<Shape> shapes;
+  for (NodeId id : group.inputs) shapes.push_back(g.shape(id));
+  const IterationSpace space = collapse(g.shape(group.root), shapes);
+
+  KernelFunction kf = begin_kernel(e, name, static_cast<int>(group.inputs.size()) + 1);
+  const StridedBuffer out{kf.args[0], contiguous_strides(space.dims)};
+  auto input = [&](NodeId id) -> ElementGen {
+    const size_t k =
+        static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());
+    assert(k < group.inputs.size());
+    StridedBuffer buf{kf.args[k + 1], space.strides[k]};
+    return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
+  };
+  const ElementGen root = compose_group(e, g, group, input);
+  emit_vector_nest(e, space.dims, [&](const ElementPos& pos) { store_at(e, out, pos, root(pos)); });
+  end_kernel(e);
+}
+
+}  // namespace dagger

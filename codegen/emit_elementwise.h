@@ -1,0 +1,25 @@
+#pragma once
+/// Internal to codegen/: element generators for every elementwise op of graph/ops.def, their
+/// composition over a fused group, and the loop kernel that stores a group's root.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "codegen/fusion.h"
+#include "codegen/loops.h"
+
+namespace dagger {
+
+/// The generator of elementwise node `n` from the generators of its operands.
+ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> operands);
+
+/// The generator of `group`'s root: its elementwise nodes composed in registers, with
+/// `input(id)` supplying every value the group reads (and the anchor's result, if any).
+ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
+                         const std::function<ElementGen(NodeId)>& input);
+
+/// Emits kernel `name` for an elementwise group (no anchor). Arguments: the root's output
+/// buffer, then group.inputs in order.
+void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group);
+
+}  // namespace dagger

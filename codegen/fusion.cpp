@@ -1,0 +1,139 @@
+#include "codegen/fusion.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <functional>
+
+namespace dagger {
+
+namespace {
+
+bool is_elementwise(const Node& n) { return op_info(n.op).category == OpCategory::Elementwise; }
+
+/// How each node is read: by how many operand slots, by which node, and whether it is an output.
+struct Readers {
+  std::vector<int> count;
+  std::vector<NodeId> last;
+  std::vector<bool> is_output;
+
+  explicit Readers(const Graph& g) : count(g.size(), 0), last(g.size(), -1), is_output(g.size(), false) {
+    for (const Node& n : g.nodes())
+      for (NodeId o : n.operands) {
+        ++count[o];
+        last[o] = n.id;
+      }
+    for (const auto& [name, id] : g.outputs()) is_output[id] = true;
+  }
+
+  /// The node's sole reader, or -1 when it has none, several, or is also a graph output.
+  NodeId sole(NodeId id) const { return count[id] == 1 && !is_output[id] ? last[id] : -1; }
+};
+
+/// Why `id` cannot be computed inside its reader's loop, or "" when it can. A node of another
+/// shape than its reader joins only as a scalar (computed once, hoisted out of the loop) with
+/// no dropout in it (a dropout's element index is its position in its own shape).
+std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_dropout) {
+  const Node& n = g.node(id);
+  if (r.is_output[id]) return "is a graph output";
+  if (r.count[id] == 0) return "has no reader";
+  if (r.count[id] > 1) return fmt::format("has {} readers", r.count[id]);
+  const Node& reader = g.node(r.last[id]);
+  if (!is_elementwise(reader))
+    return fmt::format("its reader %{} ({}) is not elementwise", reader.id, op_info(reader.op).name);
+  if (reader.shape != n.shape && (numel(n.shape) != 1 || holds_dropout || n.op == Op::matmul))
+    return fmt::format("its reader %{} has shape {} (broadcast)", reader.id, to_string(reader.shape));
+  return "";
+}
+
+/// The values `group` reads from memory: the anchor's operands first, then the rest in the
+/// order a depth-first walk from the root meets them. `group.nodes` must be sorted.
+std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
+  std::vector<NodeId> inputs;
+  auto add = [&](NodeId id) {
+    if (std::find(inputs.begin(), inputs.end(), id) == inputs.end()) inputs.push_back(id);
+  };
+  if (group.anchor >= 0)
+    for (NodeId o : g.node(group.anchor).operands) add(o);
+  std::function<void(NodeId)> walk = [&](NodeId id) {
+    for (NodeId o : g.node(id).operands) {
+      if (o == group.anchor) continue;
+      if (std::binary_search(group.nodes.begin(), group.nodes.end(), o))
+        walk(o);
+      else
+        add(o);
+    }
+  };
+  if (group.root != group.anchor) walk(group.root);
+  return inputs;
+}
+
+}  // namespace
+
+FusionPlan fuse(const Graph& g) {
+  const Readers readers(g);
+  std::vector<NodeId> joins(g.size(), -1);  // the reader a node is fused into
+  std::vector<std::string> why(g.size());
+  std::vector<bool> holds_dropout(g.size(), false);  // the node or a node joined into it is a dropout
+  for (const Node& n : g.nodes()) {
+    if (!is_elementwise(n) && n.op != Op::matmul) continue;
+    holds_dropout[n.id] = n.op == Op::dropout;
+    for (NodeId o : n.operands)
+      if (joins[o] == n.id && holds_dropout[o]) holds_dropout[n.id] = true;
+    why[n.id] = blocker(g, readers, n.id, holds_dropout[n.id]);
+    if (why[n.id].empty()) joins[n.id] = readers.sole(n.id);
+  }
+
+  // A node's group is named by the root its joins lead to.
+  auto root_of = [&](NodeId id) {
+    while (joins[id] >= 0) id = joins[id];
+    return id;
+  };
+  FusionPlan plan;
+  plan.group_of.assign(g.size(), -1);
+  std::vector<int> group_at(g.size(), -1);
+  for (const Node& n : g.nodes()) {
+    if (joins[n.id] >= 0 || (!is_elementwise(n) && n.op != Op::matmul)) continue;
+    group_at[n.id] = static_cast<int>(plan.groups.size());
+    plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id]});
+  }
+  for (const Node& n : g.nodes()) {
+    if (!is_elementwise(n) && n.op != Op::matmul) continue;
+    FusionGroup& group = plan.groups[group_at[root_of(n.id)]];
+    if (n.op == Op::matmul) {
+      if (group.anchor >= 0) {  // a second matmul in one epilogue: it gets a kernel of its own
+        joins[n.id] = -1;
+        why[n.id] = fmt::format("group %{} already holds matmul %{}", group.root, group.anchor);
+        group_at[n.id] = static_cast<int>(plan.groups.size());
+        plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id]});
+        continue;
+      }
+      group.anchor = n.id;
+    }
+    group.nodes.push_back(n.id);
+  }
+  // Groups were created in root order, but a split-off matmul came later: restore the order.
+  std::sort(plan.groups.begin(), plan.groups.end(), [](const auto& a, const auto& b) { return a.root < b.root; });
+
+  for (size_t k = 0; k < plan.groups.size(); ++k) {
+    FusionGroup& group = plan.groups[k];
+    std::sort(group.nodes.begin(), group.nodes.end());
+    for (NodeId id : group.nodes) plan.group_of[id] = static_cast<int>(k);
+    group.inputs = inputs_of(g, group);
+  }
+  return plan;
+}
+
+std::string describe_fusion(const Graph& g, const FusionPlan& plan) {
+  std::string out;
+  for (const FusionGroup& group : plan.groups) {
+    std::vector<std::string> nodes, inputs;
+    for (NodeId id : group.nodes) nodes.push_back(fmt::format("%{} {}", id, op_info(g.node(id).op).name));
+    for (NodeId id : group.inputs) inputs.push_back(fmt::format("%{}", id));
+    out += fmt::format("kernel %{}: [{}] reads [{}]; ends because %{} {}\n", group.root, fmt::join(nodes, ", "),
+                       fmt::join(inputs, ", "), group.root, group.why_root);
+  }
+  return out;
+}
+
+}  // namespace dagger

@@ -1,0 +1,42 @@
+#pragma once
+/// Fusion: which nodes are computed together by one compiled kernel. No LLVM here.
+///
+/// Rules (each group records why its root ends the group):
+///  - an elementwise node joins its consumer when that consumer is its only reader, is itself
+///    elementwise and has the same shape (so one loop over the consumer's elements covers
+///    both, and dropout's element index is the same in both); a scalar without dropout also
+///    joins a larger consumer, since computing it inside the loop costs nothing once hoisted;
+///  - a matmul whose only reader is such an elementwise node becomes the anchor of that
+///    node's group: the group is then the matmul's epilogue, applied in registers before
+///    the store;
+///  - a matmul with no such reader is a group by itself.
+/// Everything else (sources, layout, reductions, convolutions, composites, assigns) is left to
+/// the plan.
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+
+namespace dagger {
+
+struct FusionGroup {
+  NodeId root = -1;            // the node whose value the group writes to memory
+  std::vector<NodeId> nodes;   // every node the group computes, ascending; root last
+  std::vector<NodeId> inputs;  // values it reads from memory: a matmul's A and B first
+  NodeId anchor = -1;          // the matmul computed by the group, if any
+  std::string why_root;        // why the root was not fused into a reader
+};
+
+struct FusionPlan {
+  std::vector<FusionGroup> groups;  // ordered by root, which is the order they can run in
+  /// For each node, the index of the group that computes it, or -1.
+  std::vector<int> group_of;
+};
+
+/// Groups the graph's elementwise and matmul nodes into kernels.
+FusionPlan fuse(const Graph& g);
+
+/// One line per group: its nodes, inputs and the reason its root ends it.
+std::string describe_fusion(const Graph& g, const FusionPlan& plan);
+
+}  // namespace dagger

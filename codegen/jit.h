@@ -1,0 +1,66 @@
+#pragma once
+/// The JIT engine: compiles LLVM modules for the host CPU at O3 and hands back function
+/// pointers. LLVM stays behind a pimpl so that only codegen/ sources see its headers; the
+/// emitters build a KernelModule (codegen/kernel_module.h, internal to codegen/) and add it here.
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dagger {
+
+/// LLVM's name for the host CPU, e.g. "znver3".
+std::string host_cpu();
+/// The host's enabled target features in LLVM spelling ("avx2", "fma", ...), sorted.
+std::vector<std::string> host_features();
+/// Floats per SIMD register the kernels use: 16 with avx512f, 8 with avx2 (or avx), else 4.
+int vector_width_floats();
+
+/// Which text of a compiled kernel a dump shows.
+enum class DumpStage { ir_before_opt, ir_after_opt, assembly };
+/// "ir", "opt-ir", "asm" (and the enum's own names) -> DumpStage; throws dagger::Error otherwise.
+DumpStage dump_stage(const std::string& name);
+
+/// An LLVM module under construction, opaque outside codegen/.
+struct KernelModule;
+
+/// The text of one compiled module, kept when the engine was asked to keep dumps.
+struct ModuleText {
+  std::string name;
+  std::string ir_before_opt;
+  std::string ir_after_opt;
+  std::string assembly;
+  const std::string& at(DumpStage stage) const;
+};
+
+/// One ORC LLJIT instance for the host. Not copyable; not safe to use from two threads at once.
+class Jit {
+ public:
+  /// keep_dumps: also record each module's IR before and after optimization and its assembly
+  /// (the assembly costs a second code generation pass).
+  explicit Jit(bool keep_dumps = false);
+  ~Jit();
+  Jit(const Jit&) = delete;
+  Jit& operator=(const Jit&) = delete;
+
+  /// A fresh, empty module whose triple and data layout are the host's.
+  std::unique_ptr<KernelModule> new_module(const std::string& name) const;
+  /// Verifies, optimizes (O3) and adds the module. A module that fails verification is an
+  /// internal error and throws dagger::Error with LLVM's diagnostic.
+  void add(std::unique_ptr<KernelModule> module);
+  /// The address of a compiled function; throws dagger::Error when there is none.
+  void* lookup(const std::string& symbol) const;
+  template <class Fn>
+  Fn* function(const std::string& symbol) const {
+    return reinterpret_cast<Fn*>(lookup(symbol));
+  }
+
+  bool keeps_dumps() const;
+  /// The recorded text of every added module, in the order they were added.
+  const std::vector<ModuleText>& texts() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dagger

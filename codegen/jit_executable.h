@@ -1,0 +1,57 @@
+#pragma once
+/// The JIT-compiled plan: fused elementwise loops and matmul kernels compiled for the host,
+/// the remaining ops run on the reference interpreter node by node. Runs a step with exactly
+/// the semantics of Executable::run.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codegen/jit.h"
+#include "graph/graph.h"
+#include "runtime/executor.h"
+
+namespace dagger {
+
+struct JitOptions {
+  /// Keep every kernel's IR before and after optimization and its assembly, for dump().
+  bool keep_dumps = false;
+  /// Floats per vector in the kernels; 0 means the host's (vector_width_floats()). Any power
+  /// of two runs correctly on any host (LLVM splits wide vectors), so tests can exercise the
+  /// AVX-512 code shapes on an AVX2 machine.
+  int vector_width = 0;
+};
+
+/// One compiled kernel of a plan.
+struct KernelInfo {
+  std::string name;
+  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending
+  NodeId root = -1;           // the node whose value it stores
+};
+
+class JitExecutable final : public Executable {
+ public:
+  JitExecutable(const Graph& g, const JitOptions& options);
+  ~JitExecutable() override;
+
+  StateMap run(const StateMap& feeds, StateMap& state) override;
+
+  /// The compiled kernels, in the order they run.
+  const std::vector<KernelInfo>& kernels() const;
+  /// The nodes evaluated by the reference interpreter (neither compiled nor sources/assigns).
+  const std::vector<NodeId>& interpreted_nodes() const;
+  /// Every kernel's text at `stage`, each under a comment naming its nodes and their source
+  /// lines. Throws dagger::Error unless compiled with keep_dumps.
+  std::string dump(DumpStage stage) const;
+
+ private:
+  struct Plan;
+  std::unique_ptr<Plan> plan_;
+};
+
+/// Compiles `g` (a verified graph) for the host CPU.
+std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& options = {});
+
+/// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for `g`.
+std::string dump_kernels(const Graph& g, DumpStage stage);
+
+}  // namespace dagger

@@ -1,0 +1,50 @@
+#pragma once
+/// Internal to codegen/: loop nests and element access. Kernels are explicit loops over
+/// <W x float> vectors; the innermost axis ends with one masked vector so that no size,
+/// however small, reads or writes past a buffer.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "codegen/emit_context.h"
+#include "graph/graph.h"
+
+namespace dagger {
+
+/// Where in an iteration space a vector of W consecutive innermost positions starts.
+struct ElementPos {
+  std::vector<llvm::Value*> coords;  // i64 per axis; the last one is lane 0's coordinate
+  llvm::Value* flat = nullptr;       // i64 row-major index of lane 0 in the iteration space
+  llvm::Value* mask = nullptr;       // <W x i1> of lanes inside the space; nullptr: all W are
+};
+
+/// An element generator: the value (<W x float>) of some tensor at a position. Elementwise
+/// nodes compose generators, so a whole chain is computed in registers inside one loop.
+using ElementGen = std::function<llvm::Value*(const ElementPos&)>;
+
+/// for (i = 0; i < count; i += step) with loop-carried values: `body` gets i and the values
+/// carried into this iteration and returns those carried out. Returns the final values.
+/// A single iteration is emitted without a loop; count <= 0 emits nothing.
+std::vector<llvm::Value*> emit_loop(
+    Emit& e, int64_t count, int64_t step, std::vector<llvm::Value*> carried,
+    const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body);
+/// emit_loop without carried values.
+void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llvm::Value*)>& body);
+
+/// Visits every position of `dims` (row-major): a loop per outer axis and, along the innermost
+/// axis, full vectors in a loop then one masked vector for the rest.
+void emit_vector_nest(Emit& e, const Shape& dims, const std::function<void(const ElementPos&)>& body);
+
+/// A buffer read or written at iteration-space positions through per-axis element strides;
+/// the innermost stride is 1 (a vector of consecutive elements) or 0 (one element, repeated).
+struct StridedBuffer {
+  llvm::Value* base;
+  std::vector<int64_t> strides;
+};
+
+/// The W lanes of `buf` at `pos` (masked-off lanes read nothing and hold 0).
+llvm::Value* load_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos);
+/// Stores the active lanes of `value` at `pos`; `buf`'s innermost stride must be 1.
+void store_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos, llvm::Value* value);
+
+}  // namespace dagger

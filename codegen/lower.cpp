@@ -1,0 +1,42 @@
+#include "codegen/lower.h"
+
+#include <fmt/format.h>
+
+#include "codegen/emit_elementwise.h"
+#include "codegen/emit_matmul.h"
+#include "codegen/kernel_module.h"
+
+namespace dagger {
+
+std::string kernel_name(const Graph& g, const FusionGroup& group) {
+  std::string name = fmt::format("k{}", group.root);
+  constexpr size_t kMaxOpsInName = 4;
+  for (size_t k = 0; k < group.nodes.size() && k < kMaxOpsInName; ++k)
+    name += "_" + std::string(op_info(g.node(group.nodes[k]).op).name);
+  if (group.nodes.size() > kMaxOpsInName) name += "_etc";
+  return name;
+}
+
+std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width) {
+  std::vector<CompiledKernel> kernels;
+  for (const FusionGroup& group : plan.groups) {
+    CompiledKernel k{kernel_name(g, group), group, nullptr, 0};
+    std::unique_ptr<KernelModule> km = jit.new_module(k.name);
+    {  // the builder must be gone before the module moves into the Jit
+      Emit e(*km->module, width);
+      if (group.anchor >= 0) {
+        k.scratch_floats = matmul_scratch_floats(g, group, width);
+        emit_matmul_kernel(e, k.name, g, group);
+      } else {
+        emit_elementwise_kernel(e, k.name, g, group);
+      }
+    }
+    jit.add(std::move(km));
+    kernels.push_back(std::move(k));
+  }
+  // Looking a symbol up compiles its module; do it once here rather than on the first run.
+  for (CompiledKernel& k : kernels) k.entry = jit.function<void(float* const*)>(k.name);
+  return kernels;
+}
+
+}  // namespace dagger

@@ -1,0 +1,28 @@
+#pragma once
+/// Lowering: each fusion group becomes one LLVM module holding one kernel, compiled by the Jit.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "codegen/fusion.h"
+#include "codegen/jit.h"
+
+namespace dagger {
+
+/// Every kernel has this entry: its buffers, outputs first (see the emitters for the order).
+using KernelEntry = void (*)(float* const* args);
+
+struct CompiledKernel {
+  std::string name;
+  FusionGroup group;
+  KernelEntry entry = nullptr;
+  int64_t scratch_floats = 0;  // when nonzero the kernel takes one more buffer of this size
+};
+
+/// A readable, unique symbol for the group's kernel, e.g. "k12_matmul_add_relu".
+std::string kernel_name(const Graph& g, const FusionGroup& group);
+
+/// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats.
+std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width);
+
+}  // namespace dagger

@@ -1,0 +1,297 @@
+#include "runtime/checkpoint.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "graph/error.h"
+
+namespace dagger {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The .npy files store little-endian floats and are written straight from memory.
+static_assert(std::endian::native == std::endian::little, "checkpoint files assume a little-endian host");
+
+constexpr const char* kManifest = "manifest.json";
+constexpr const char* kFormat = "dagger-checkpoint";
+constexpr int kVersion = 1;
+constexpr char kNpyMagic[] = "\x93NUMPY";
+constexpr size_t kNpyMagicSize = 6;
+
+using Shape = std::vector<size_t>;
+
+Shape shape_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end()); }
+
+std::string shape_text(const Shape& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// ---- .npy files --------------------------------------------------------------------------
+
+/// The header dictionary numpy writes, e.g. {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }.
+std::string npy_header(const Shape& shape) {
+  std::string dims;
+  for (size_t d : shape) dims += std::to_string(d) + ", ";
+  if (shape.size() > 1) dims.resize(dims.size() - 2);  // "(2, 3)" but "(5,)" and "()"
+  else if (shape.size() == 1) dims.pop_back();
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+  // numpy pads the header with spaces so the data starts on a 64-byte boundary.
+  const size_t prefix = kNpyMagicSize + 2 + 2;
+  header.append(63 - (prefix + header.size()) % 64, ' ');
+  return header + '\n';
+}
+
+void write_npy(const fs::path& path, const Tensor& t) {
+  const std::string header = npy_header(shape_of(t));
+  std::ofstream out(path, std::ios::binary);
+  out.write(kNpyMagic, kNpyMagicSize);
+  const char version_and_length[4] = {1, 0, static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
+  out.write(version_and_length, 4);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(float)));
+  out.close();
+  if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", path.string()));
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (!in) throw Error(fmt::format("cannot read checkpoint file '{}'", path.string()));
+  return bytes.str();
+}
+
+/// The text after `'key':` in an npy header dictionary, or throws naming the file.
+std::string_view header_value(std::string_view header, std::string_view key, const fs::path& path) {
+  const std::string quoted = "'" + std::string(key) + "':";
+  const size_t at = header.find(quoted);
+  if (at == std::string_view::npos) {
+    throw Error(fmt::format("'{}' is not a valid .npy file: its header has no '{}'", path.string(), key));
+  }
+  std::string_view rest = header.substr(at + quoted.size());
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  return rest;
+}
+
+Shape parse_npy_shape(std::string_view value, const fs::path& path) {
+  const size_t close = value.find(')');
+  if (value.empty() || value.front() != '(' || close == std::string_view::npos) {
+    throw Error(fmt::format("'{}' is not a valid .npy file: unreadable shape", path.string()));
+  }
+  Shape shape;
+  std::istringstream dims(std::string(value.substr(1, close - 1)));
+  std::string item;
+  while (std::getline(dims, item, ',')) {
+    item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
+    if (item.empty()) continue;  // the trailing comma of "(5,)"
+    if (!std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c); })) {
+      throw Error(fmt::format("'{}' is not a valid .npy file: bad dimension '{}'", path.string(), item));
+    }
+    shape.push_back(std::stoull(item));
+  }
+  return shape;
+}
+
+/// Reads a little-endian f32 C-order .npy file, checking every byte is accounted for.
+Tensor read_npy(const fs::path& path) {
+  const std::string bytes = read_file(path);
+  const auto fail = [&](const std::string& why) {
+    return Error(fmt::format("'{}' is not a valid .npy file: {}", path.string(), why));
+  };
+  if (bytes.size() < kNpyMagicSize + 4 || bytes.compare(0, kNpyMagicSize, kNpyMagic) != 0) throw fail("bad magic");
+  const auto byte = [&](size_t i) { return static_cast<size_t>(static_cast<unsigned char>(bytes[i])); };
+  // Version 1 stores the header length in two bytes; versions 2 and 3 in four.
+  const size_t major = byte(kNpyMagicSize);
+  if (major < 1 || major > 3) throw fail(fmt::format("unsupported version {}", major));
+  const size_t length_size = major == 1 ? 2 : 4;
+  if (bytes.size() < kNpyMagicSize + 2 + length_size) throw fail("truncated header");
+  size_t header_size = 0;
+  for (size_t i = 0; i < length_size; ++i) header_size |= byte(kNpyMagicSize + 2 + i) << (8 * i);
+  const size_t data_start = kNpyMagicSize + 2 + length_size + header_size;
+  if (bytes.size() < data_start) throw fail("truncated header");
+  const std::string_view header(bytes.data() + data_start - header_size, header_size);
+
+  if (!header_value(header, "descr", path).starts_with("'<f4'")) throw fail("only little-endian float32 ('<f4') is supported");
+  if (!header_value(header, "fortran_order", path).starts_with("False")) throw fail("Fortran order is not supported");
+  Tensor t = Tensor::from_shape(parse_npy_shape(header_value(header, "shape", path), path));
+
+  const size_t expected = data_start + t.size() * sizeof(float);
+  if (bytes.size() != expected) {
+    throw Error(fmt::format("'{}' is truncated or padded: expected {} bytes for shape {}, got {}", path.string(),
+                            expected, shape_text(shape_of(t)), bytes.size()));
+  }
+  std::copy_n(bytes.data() + data_start, t.size() * sizeof(float), reinterpret_cast<char*>(t.data()));
+  return t;
+}
+
+// ---- File names --------------------------------------------------------------------------
+
+/// A readable file name for a tensor name: letters, digits, '.', '-' and '_' are kept, '/'
+/// becomes "__" and anything else %XX, so names never leave the folder.
+std::string file_stem(const std::string& name) {
+  std::string stem;
+  for (unsigned char c : name) {
+    if (std::isalnum(c) || c == '.' || c == '-' || c == '_') stem += static_cast<char>(c);
+    else if (c == '/') stem += "__";
+    else stem += fmt::format("%{:02X}", c);
+  }
+  return stem.empty() ? "_" : stem;
+}
+
+/// Gives every tensor its own file, numbering the rare names whose stems collide ("a/b" and "a__b").
+std::map<std::string, std::string> assign_files(const std::map<std::string, Tensor>& tensors) {
+  std::map<std::string, std::string> files;
+  std::set<std::string> taken;
+  for (const auto& [name, tensor] : tensors) {
+    const std::string stem = file_stem(name);
+    std::string file = stem + ".npy";
+    for (int k = 2; taken.count(file); ++k) file = fmt::format("{}~{}.npy", stem, k);
+    taken.insert(file);
+    files[name] = file;
+  }
+  return files;
+}
+
+/// The folder path without a trailing separator, so "ck/" gets its sibling "ck.tmp".
+fs::path folder_path(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  return p.has_filename() ? p : p.parent_path();
+}
+
+void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta) {
+  fs::create_directories(folder);
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto& [name, file] : assign_files(tensors)) {
+    const Tensor& t = tensors.at(name);
+    write_npy(folder / file, t);
+    entries.push_back({{"name", name}, {"file", file}, {"dtype", "<f4"}, {"shape", shape_of(t)},
+                       {"bytes", fs::file_size(folder / file)}});
+  }
+  const nlohmann::json manifest = {{"format", kFormat}, {"version", kVersion}, {"meta", meta}, {"tensors", entries}};
+  std::ofstream out(folder / kManifest);
+  out << manifest.dump(2) << '\n';
+  out.close();
+  if (!out) throw Error(fmt::format("cannot write '{}'", (folder / kManifest).string()));
+}
+
+// ---- Loading -----------------------------------------------------------------------------
+
+nlohmann::json read_manifest(const fs::path& folder) {
+  if (!fs::is_directory(folder)) throw Error(fmt::format("no checkpoint folder '{}'", folder.string()));
+  const fs::path path = folder / kManifest;
+  if (!fs::exists(path)) throw Error(fmt::format("checkpoint '{}' has no {}", folder.string(), kManifest));
+  try {
+    nlohmann::json manifest = nlohmann::json::parse(read_file(path));
+    if (!manifest.is_object() || manifest.value("format", "") != kFormat) {
+      throw Error(fmt::format("'{}' is not a dagger checkpoint manifest", path.string()));
+    }
+    return manifest;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is not valid JSON: {}", path.string(), e.what()));
+  }
+}
+
+/// Loads one manifest entry's tensor, checking the file against what the manifest recorded.
+Tensor load_entry(const fs::path& folder, const std::string& name, const std::string& file, const Shape& shape,
+                  uintmax_t bytes) {
+  if (file.empty() || file == "." || file == ".." || file.find_first_of("/\\") != std::string::npos) {
+    throw Error(fmt::format("checkpoint '{}' gives tensor '{}' the file name '{}', which is not a plain file name",
+                            folder.string(), name, file));
+  }
+  const fs::path path = folder / file;
+  if (!fs::is_regular_file(path)) {
+    throw Error(fmt::format("checkpoint file '{}' for tensor '{}' is missing", path.string(), name));
+  }
+  const uintmax_t size = fs::file_size(path);
+  if (size != bytes) {
+    throw Error(fmt::format("checkpoint file '{}' is truncated or altered: the manifest says {} bytes, the file has {}",
+                            path.string(), bytes, size));
+  }
+  Tensor t = read_npy(path);
+  if (shape_of(t) != shape) {
+    throw Error(fmt::format("checkpoint file '{}' holds shape {} but the manifest says {}", path.string(),
+                            shape_text(shape_of(t)), shape_text(shape)));
+  }
+  return t;
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta) {
+  const fs::path target = folder_path(dir);
+  fs::path staging = target, previous = target;
+  staging += ".tmp";
+  previous += ".old";
+  try {
+    fs::remove_all(staging);
+    write_folder(staging, tensors, meta);
+    // Swap by renames: at every moment either the old or the new checkpoint is complete.
+    fs::remove_all(previous);
+    if (fs::exists(target)) fs::rename(target, previous);
+    fs::rename(staging, target);
+    fs::remove_all(previous);
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("cannot save checkpoint '{}': {}", target.string(), e.what()));
+  }
+}
+
+Checkpoint load_checkpoint(const std::string& dir) {
+  const fs::path folder = folder_path(dir);
+  const nlohmann::json manifest = read_manifest(folder);
+  Checkpoint ck;
+  ck.dir = folder.string();
+  try {
+    ck.meta = manifest.value("meta", nlohmann::json::object());
+    const nlohmann::json& entries = manifest.at("tensors");
+    if (!entries.is_array()) throw Error(fmt::format("'{}' has no list of tensors", (folder / kManifest).string()));
+    for (const nlohmann::json& entry : entries) {
+      const std::string name = entry.at("name").get<std::string>();
+      if (ck.tensors.count(name)) throw Error(fmt::format("checkpoint '{}' lists tensor '{}' twice", ck.dir, name));
+      ck.tensors[name] = load_entry(folder, name, entry.at("file").get<std::string>(), entry.at("shape").get<Shape>(),
+                                    entry.at("bytes").get<uintmax_t>());
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is malformed: {}", (folder / kManifest).string(), e.what()));
+  }
+  return ck;
+}
+
+void check_compatible(const Checkpoint& checkpoint, const std::map<std::string, std::vector<size_t>>& expected_shapes) {
+  std::vector<std::string> missing, unexpected, misshaped;
+  for (const auto& [name, shape] : expected_shapes) {
+    const auto it = checkpoint.tensors.find(name);
+    if (it == checkpoint.tensors.end()) missing.push_back(name);
+    else if (shape_of(it->second) != shape) {
+      misshaped.push_back(fmt::format("{} is {} in the checkpoint but {} in the model", name,
+                                      shape_text(shape_of(it->second)), shape_text(shape)));
+    }
+  }
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    if (!expected_shapes.count(name)) unexpected.push_back(name);
+  }
+  if (missing.empty() && unexpected.empty() && misshaped.empty()) return;
+
+  std::string message = fmt::format("checkpoint '{}' does not fit the model", checkpoint.dir);
+  const auto list = [&](const char* what, const std::vector<std::string>& items) {
+    if (items.empty()) return;
+    message += fmt::format("; {}: ", what);
+    for (size_t i = 0; i < items.size(); ++i) message += (i ? ", " : "") + items[i];
+  };
+  list("missing tensors", missing);
+  list("unexpected tensors", unexpected);
+  list("shape mismatches", misshaped);
+  throw Error(message);
+}
+
+}  // namespace dagger

@@ -1,0 +1,39 @@
+#pragma once
+/// Checkpoints: a folder with one .npy file (little-endian f32, C order, readable by numpy)
+/// per named tensor and a manifest.json recording each tensor's name, file, shape and file
+/// size together with free-form metadata (model, epoch, optimizer, seed, ...).
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/tensor.h"
+
+namespace dagger {
+
+/// Writes `tensors` and `meta` as a checkpoint folder `dir`, replacing any previous one.
+/// Everything is first written to `dir`.tmp and then renamed into place, so an interrupted
+/// save leaves the old checkpoint (or none) rather than a half-written one. Tensor names may
+/// hold any characters; file names are derived from them ('/' becomes "__") and recorded in
+/// the manifest. Throws Error when the folder cannot be written.
+void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta);
+
+/// A loaded checkpoint.
+struct Checkpoint {
+  std::map<std::string, Tensor> tensors;
+  nlohmann::json meta;  ///< the object handed to save_checkpoint
+  std::string dir;      ///< where it was loaded from, for messages
+};
+
+/// Reads a checkpoint folder written by save_checkpoint. Throws Error naming the folder or
+/// file for: a missing folder or manifest, a manifest that is not valid JSON or lacks fields,
+/// a listed file that is missing, truncated or not a little-endian f32 .npy, or a file whose
+/// shape differs from the manifest's.
+Checkpoint load_checkpoint(const std::string& dir);
+
+/// Checks that the checkpoint holds exactly the tensors in `expected_shapes`, each with that
+/// shape. Throws one Error listing every missing, unexpected and mis-shaped tensor.
+void check_compatible(const Checkpoint& checkpoint, const std::map<std::string, std::vector<size_t>>& expected_shapes);
+
+}  // namespace dagger

@@ -1,0 +1,156 @@
+// Optimizer update rules against hand-computed steps, and the training step graph end to end.
+#include <catch2/catch.hpp>
+
+#include <iomanip>
+
+#include "autodiff/optimizer.h"
+#include "autodiff/step.h"
+#include "runtime/init.h"
+#include "runtime/interpreter.h"
+
+using namespace dagger;
+
+namespace {
+
+xt::xarray<float> tensor(std::vector<float> v, std::vector<size_t> shape = {}) {
+  if (shape.empty() && v.size() != 1) shape = {v.size()};
+  xt::xarray<float> t = xt::xarray<float>::from_shape(shape);
+  std::copy(v.begin(), v.end(), t.begin());
+  return t;
+}
+
+/// A parameter w = [1, -2] whose gradient is the fixed input g = [0.5, -0.25], plus the
+/// optimizer's nodes; lr = 0.1 is fed at run time.
+struct Fixture {
+  Graph g;
+  TensorMap<float> state;
+  TensorMap<float> feeds{{"g", tensor({0.5f, -0.25f})}, {"lr", tensor({0.1f})}};
+
+  explicit Fixture(const OptimizerConfig& cfg) {
+    Model m(g, Mode::train);
+    Value w = m.parameter("w", {2}, "zeros");
+    Value grad = m.input("g", {2});
+    append_optimizer(g, {w.id}, {grad.id}, cfg);
+    verify(g);
+    state["w"] = tensor({1.0f, -2.0f});
+    initialize_state(g, state, 1);  // optimizer slots and "step": zeros
+  }
+  void step() { interpret<float>(g, feeds, state); }
+  void check(const std::string& name, std::vector<float> expected, double rel = 1e-6) {
+    INFO(name);
+    const auto& t = state.at(name);
+    REQUIRE(t.size() == expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      INFO("element " << i << ": " << std::setprecision(9) << t.data()[i] << " vs " << expected[i]);
+      CHECK(t.data()[i] == Approx(expected[i]).epsilon(rel));
+    }
+  }
+};
+
+OptimizerConfig config(OptimizerConfig::Kind kind) {
+  OptimizerConfig cfg;
+  cfg.kind = kind;
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("optimizer names", "[autodiff][optimizer]") {
+  CHECK(optimizer_kind("adam") == OptimizerConfig::Kind::adam);
+  CHECK(optimizer_name(optimizer_kind("momentum")) == "momentum");
+  REQUIRE_THROWS_WITH(optimizer_kind("rmsprop"), Catch::Contains("sgd, momentum, adam"));
+}
+
+TEST_CASE("one SGD step", "[autodiff][optimizer]") {
+  Fixture f(config(OptimizerConfig::Kind::sgd));
+  f.step();
+  // w - lr g = [1 - 0.1*0.5, -2 - 0.1*(-0.25)] = [0.95, -1.975]
+  f.check("w", {0.95f, -1.975f});
+  f.check("step", {1.0f});
+}
+
+TEST_CASE("one SGD step with weight decay", "[autodiff][optimizer]") {
+  OptimizerConfig cfg = config(OptimizerConfig::Kind::sgd);
+  cfg.weight_decay = 0.01;
+  Fixture f(cfg);
+  f.step();
+  // g + wd w = [0.5 + 0.01, -0.25 - 0.02] = [0.51, -0.27]; w - 0.1 g = [0.949, -1.973]
+  f.check("w", {0.949f, -1.973f});
+}
+
+TEST_CASE("one momentum step, plain and Nesterov", "[autodiff][optimizer]") {
+  OptimizerConfig cfg = config(OptimizerConfig::Kind::momentum);  // mu = 0.9
+  SECTION("plain") {
+    Fixture f(cfg);
+    f.state["momentum.v.w"] = tensor({0.2f, -0.1f});
+    f.step();
+    // v = 0.9 [0.2, -0.1] - 0.1 [0.5, -0.25] = [0.18 - 0.05, -0.09 + 0.025] = [0.13, -0.065]
+    // w + v = [1.13, -2.065]
+    f.check("momentum.v.w", {0.13f, -0.065f});
+    f.check("w", {1.13f, -2.065f});
+  }
+  SECTION("nesterov") {
+    cfg.nesterov = true;
+    Fixture f(cfg);
+    f.state["momentum.v.w"] = tensor({0.2f, -0.1f});
+    f.step();
+    // v as above = [0.13, -0.065]; w + mu v - lr g = [1 + 0.117 - 0.05, -2 - 0.0585 + 0.025] = [1.067, -2.0335]
+    f.check("momentum.v.w", {0.13f, -0.065f});
+    f.check("w", {1.067f, -2.0335f});
+  }
+}
+
+TEST_CASE("two Adam steps", "[autodiff][optimizer]") {
+  Fixture f(config(OptimizerConfig::Kind::adam));  // b1 = 0.9, b2 = 0.999, eps = 1e-7
+  f.step();
+  // t = 1: m = 0.1 g = [0.05, -0.025]; v = 0.001 g^2 = [0.00025, 0.0000625]
+  // m / (1 - 0.9) = g, v / (1 - 0.999) = g^2, so the step is lr g / (|g| + eps):
+  // 0.1 * 0.5 / 0.5000001 = 0.09999998 and 0.1 * 0.25 / 0.2500001 = 0.09999996
+  f.check("adam.m.w", {0.05f, -0.025f});
+  // In float 0.999 is 0.99900001287, so 1 - b2 = 0.00099998713: v is 1.3e-5 (relative) below
+  // the decimal value. The bias correction uses the same float b2 and cancels it in the step.
+  f.check("adam.v.w", {0.00025f, 0.0000625f}, 2e-5);
+  f.check("w", {0.90000002f, -1.90000004f});
+  f.step();
+  // t = 2: m = 0.9 [0.05, -0.025] + 0.1 g = [0.095, -0.0475]; m / (1 - 0.81) = [0.5, -0.25] = g
+  // v = 0.999 [0.00025, 0.0000625] + 0.001 g^2 = [0.00049975, 0.0001249375]; v / (1 - 0.998001) = g^2
+  // so the same step again: w = [1 - 2 * 0.09999998, -2 + 2 * 0.09999996] = [0.80000004, -1.80000008]
+  f.check("adam.m.w", {0.095f, -0.0475f});
+  f.check("adam.v.w", {0.00049975f, 0.0001249375f}, 2e-5);
+  f.check("w", {0.80000004f, -1.80000008f});
+  f.check("step", {2.0f});
+}
+
+TEST_CASE("a training step graph learns a fixed batch", "[autodiff][optimizer]") {
+  ModelFn tiny = [](Model& m, Value x) { return m.dense(relu(m.dense(flatten(x), 8)), 3); };
+  OptimizerConfig cfg = config(OptimizerConfig::Kind::momentum);
+  const Graph g = build_training_step(tiny, 6, cfg, {1, 2, 2});
+  REQUIRE(g.output("loss"));
+  REQUIRE(g.output("logits"));
+  for (const char* name : {"momentum.v.dense1.w", "momentum.v.dense2.b", "step", "lr"}) CHECK(g.find_source(name));
+  CHECK(g.nodes_of(Op::assign).size() == 4 + 4 + 1);  // each parameter, its velocity, the step counter
+
+  TensorMap<float> state;
+  initialize_state(g, state, 7);
+  xt::xarray<float> x = xt::xarray<float>::from_shape({6, 1, 2, 2});
+  for (size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>((i * 7) % 11) / 11.0f;
+  TensorMap<float> feeds{{"x", x}, {"labels", tensor({0, 1, 2, 0, 1, 2})}, {"lr", tensor({0.1f})}};
+  const float first = interpret<float>(g, feeds, state).at("loss")();
+  float last = first;
+  for (int i = 0; i < 30; ++i) last = interpret<float>(g, feeds, state).at("loss")();
+  CHECK(last < 0.7f * first);
+  CHECK(state.at("step")() == 31.0f);
+}
+
+TEST_CASE("forward graphs expose the documented inputs and outputs", "[autodiff]") {
+  ModelFn tiny = [](Model& m, Value x) { return m.dense(flatten(x), 4); };
+  const Graph eval = build_forward(tiny, 2, Mode::eval, {3});
+  CHECK(eval.shape(*eval.find_source("x")) == Shape{2, 3});
+  CHECK(eval.output("probs"));
+  CHECK_FALSE(eval.output("loss"));
+  const Graph train = build_forward(tiny, 2, Mode::train, {3});
+  CHECK(train.shape(*train.find_source("labels")) == Shape{2});
+  CHECK(train.shape(*train.output("loss")).empty());
+  ModelFn bad = [](Model&, Value x) { return x; };
+  CHECK_THROWS_AS(build_forward(bad, 2, Mode::eval, {3, 4}), Error);
+}

@@ -1,0 +1,583 @@
+// The JIT against the reference interpreter: every elementwise op on shapes that do and do
+// not fill a vector, broadcasting, dropout masks bit for bit, matmul in all transpose
+// combinations with epilogues, fusion's kernel counts, dumps, errors and a training step.
+#include <algorithm>
+#include <array>
+#include <catch2/catch.hpp>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <random>
+
+#include "autodiff/step.h"
+#include "codegen/fusion.h"
+#include "codegen/jit.h"
+#include "codegen/jit_executable.h"
+#include "graph/dsl.h"
+#include "runtime/init.h"
+#include "runtime/interpreter.h"
+
+using namespace dagger;
+
+namespace {
+
+Tensor make_tensor(const Shape& shape) { return Tensor::from_shape(std::vector<size_t>(shape.begin(), shape.end())); }
+
+/// Uniform values in [lo, hi) from a fixed seed.
+Tensor uniform(const Shape& shape, float lo, float hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  Tensor t = make_tensor(shape);
+  for (float& v : t) v = dist(rng);
+  return t;
+}
+
+Tensor scalar_tensor(float v) {
+  Tensor t = make_tensor({});
+  t() = v;
+  return t;
+}
+
+/// max |got - want| / |want| over all elements, with |want| floored at FLT_MIN so that
+/// subnormal results count absolutely. NaN must meet NaN and infinities must match exactly.
+double max_rel_error(const Tensor& got, const Tensor& want) {
+  REQUIRE(got.shape() == want.shape());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double g = got.data()[i], w = want.data()[i];
+    if (std::isnan(w) || std::isnan(g)) {
+      if (!(std::isnan(w) && std::isnan(g))) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    if (std::isinf(w) || std::isinf(g)) {
+      if (g != w) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    worst = std::max(worst, std::abs(g - w) / std::max(std::abs(w), double(FLT_MIN)));
+  }
+  return worst;
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) { return std::memcmp(&x, &y, sizeof x) == 0; });
+}
+
+/// Runs g with both executors from the same feeds and state; returns the JIT's outputs and
+/// the interpreter's, and the JIT plan's kernel count.
+struct BothRuns {
+  StateMap jit, ref;
+  size_t kernels = 0;
+};
+
+/// width: floats per vector in the kernels, 0 for the host's.
+BothRuns run_both(const Graph& g, const StateMap& feeds, const StateMap& state = {}, int width = 0) {
+  BothRuns r;
+  StateMap jit_state = state, ref_state = state;
+  JitOptions options;
+  options.vector_width = width;
+  auto plan = compile_jit(g, options);
+  r.kernels = plan->kernels().size();
+  r.jit = plan->run(feeds, jit_state);
+  r.ref = interpret<float>(g, feeds, ref_state);
+  return r;
+}
+
+NodeId input(Graph& g, const std::string& name, const Shape& shape) {
+  return g.add(Op::input, {}, {{"name", name}, {"shape", shape}});
+}
+
+/// The attributes an elementwise op needs, with values that exercise them.
+Attrs attrs_for(Op op) {
+  switch (op) {
+    case Op::elu:
+    case Op::elu_grad:
+      return {{"alpha", 0.7}};
+    case Op::leaky_relu:
+    case Op::leaky_relu_grad:
+      return {{"alpha", 0.3}};
+    case Op::dropout:
+      return {{"p", 0.3}, {"salt", int64_t(5)}};
+    default:
+      return {};
+  }
+}
+
+/// Input ranges where each op is defined and interesting.
+struct Range {
+  float lo, hi;
+};
+
+Range first_range(Op op) {
+  switch (op) {
+    case Op::log:
+      return {1e-3f, 50.0f};
+    case Op::sqrt:
+      return {0.0f, 50.0f};
+    case Op::pow:
+      return {0.1f, 4.0f};
+    case Op::exp:
+      return {-30.0f, 30.0f};
+    default:
+      return {-8.0f, 8.0f};
+  }
+}
+
+Range second_range(Op op) {
+  switch (op) {
+    case Op::pow:
+      return {-3.0f, 3.0f};
+    case Op::div:
+      return {0.5f, 2.0f};
+    default:
+      return {-8.0f, 8.0f};
+  }
+}
+
+/// Ops the JIT computes exactly as the interpreter does (same IEEE operations, or libm's pow).
+bool is_exact(Op op) {
+  switch (op) {
+    case Op::exp:
+    case Op::log:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::elu_grad:
+    case Op::selu_grad:
+      return false;
+    default:
+      return true;
+  }
+}
+
+constexpr double kTranscendentalTolerance = 1e-6;
+
+std::vector<Op> elementwise_ops() {
+  std::vector<Op> ops;
+  for (Op op : all_ops())
+    if (op_info(op).category == OpCategory::Elementwise && op != Op::dropout) ops.push_back(op);
+  return ops;
+}
+
+/// Checks one op on operands of the given shapes; returns its max relative error.
+double check_op(Op op, const Shape& a, const Shape& b, uint32_t seed, Range ra, Range rb, int width = 0) {
+  Graph g;
+  const bool binary = op_info(op).arity == 2;
+  std::vector<NodeId> operands{input(g, "a", a)};
+  if (binary) operands.push_back(input(g, "b", b));
+  g.set_output("y", g.add(op, operands, attrs_for(op)));
+  StateMap feeds{{"a", uniform(a, ra.lo, ra.hi, seed)}};
+  if (binary) feeds["b"] = uniform(b, rb.lo, rb.hi, seed + 1);
+  if (op == Op::div)  // divisors of both signs, away from zero
+    for (size_t i = 0; i < feeds["b"].size(); ++i)
+      if (i % 2) feeds["b"].data()[i] = -feeds["b"].data()[i];
+  BothRuns r = run_both(g, feeds, {}, width);
+  REQUIRE(r.kernels == 1);
+  return max_rel_error(r.jit.at("y"), r.ref.at("y"));
+}
+
+const std::vector<Shape> kUnaryShapes = {{}, {1}, {7}, {8}, {17}, {33}, {7, 5}, {3, 4, 5, 5}, {2, 3, 64}};
+
+/// Operand shapes for the broadcasting binary ops: equal, trailing, leading, scalar and
+/// both-sided broadcasts, including a bias over rows and a conv bias over channels.
+const std::vector<std::pair<Shape, Shape>> kBroadcastPairs = {{{1}, {1}},
+                                                              {{7}, {7}},
+                                                              {{17}, {17}},
+                                                              {{33}, {33}},
+                                                              {{7, 5}, {5}},
+                                                              {{5}, {7, 5}},
+                                                              {{3, 4, 5, 5}, {4, 1, 1}},
+                                                              {{7, 5}, {}},
+                                                              {{}, {7, 5}},
+                                                              {{7, 1}, {1, 5}},
+                                                              {{2, 3, 4}, {3, 1}},
+                                                              {{64, 40}, {40}},
+                                                              {{}, {}}};
+
+bool broadcasts(Op op) { return op == Op::add || op == Op::sub || op == Op::mul || op == Op::div || op == Op::pow; }
+
+}  // namespace
+
+TEST_CASE("the host's CPU and vector width are reported", "[jit]") {
+  CHECK(!host_cpu().empty());
+  const std::vector<std::string> features = host_features();
+  const bool avx512 = std::find(features.begin(), features.end(), "avx512f") != features.end();
+  const bool avx2 = std::find(features.begin(), features.end(), "avx2") != features.end();
+  const int w = vector_width_floats();
+  CHECK((avx512 ? w == 16 : avx2 ? w == 8 : w <= 8));
+  std::cout << "jit host: " << host_cpu() << ", " << w << " floats per vector\n";
+}
+
+TEST_CASE("every elementwise op matches the interpreter on every shape", "[jit]") {
+  for (Op op : elementwise_ops()) {
+    double worst = 0;
+    uint32_t seed = 1;
+    auto record = [&](const Shape& a, const Shape& b, Range ra, Range rb) {
+      INFO(op_info(op).name << " on " << to_string(a) << " and " << to_string(b));
+      const double err = check_op(op, a, b, seed++, ra, rb);
+      if (is_exact(op))
+        CHECK(err == 0);
+      else
+        CHECK(err < kTranscendentalTolerance);
+      worst = std::max(worst, err);
+    };
+    const Range ra = first_range(op), rb = second_range(op);
+    if (broadcasts(op)) {
+      for (const auto& [a, b] : kBroadcastPairs) record(a, b, ra, rb);
+    } else {
+      for (const Shape& s : kUnaryShapes) record(s, s, ra, rb);
+      // Near zero, where exp(x) - 1 and tanh lose digits unless computed with care.
+      if (ra.lo < 0) record({257}, {257}, {-1e-3f, 1e-3f}, rb);
+    }
+    std::cout << "jit " << op_info(op).name << ": max relative error " << worst << "\n";
+  }
+}
+
+TEST_CASE("transcendentals handle zero, infinities, NaN, subnormals and overflow like libm", "[jit]") {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> specials = {0.0f,  -0.0f,  inf,      -inf,    nan,      1e-40f, -1e-40f, FLT_MIN, 88.7f,
+                                       89.0f, -87.5f, -100.0f,  -104.0f, -110.0f,  1e-7f,  -1e-7f,  20.0f,   -20.0f,
+                                       0.5f,  -0.5f,  0.49999f, FLT_MAX, -FLT_MAX, 1.0f,   2.0f};
+  Tensor x = make_tensor({static_cast<int64_t>(specials.size())});
+  std::copy(specials.begin(), specials.end(), x.begin());
+  for (Op op : {Op::exp, Op::log, Op::tanh, Op::sigmoid, Op::elu, Op::selu, Op::sqrt}) {
+    Graph g;
+    g.set_output("y", g.add(op, {input(g, "x", {int64_t(specials.size())})}, attrs_for(op)));
+    BothRuns r = run_both(g, {{"x", x}});
+    INFO(op_info(op).name);
+    for (size_t i = 0; i < specials.size(); ++i) {
+      const float got = r.jit.at("y")(i), want = r.ref.at("y")(i);
+      INFO("x = " << specials[i] << ": jit " << got << ", interpreter " << want);
+      if (std::isnan(want)) {
+        CHECK(std::isnan(got));
+      } else if (std::isinf(want)) {
+        CHECK(got == want);
+      } else if (std::abs(want) < FLT_MIN) {  // subnormal: few significant bits, judge absolutely
+        CHECK(std::abs(got - want) <= kTranscendentalTolerance * FLT_MIN);
+      } else {
+        CHECK(std::abs(got - want) <= kTranscendentalTolerance * std::abs(want));
+      }
+    }
+  }
+}
+
+TEST_CASE("pow agrees with libm for negative bases and integer exponents", "[jit]") {
+  Graph g;
+  g.set_output("y", g.add(Op::pow, {input(g, "a", {9}), input(g, "b", {9})}));
+  Tensor a = make_tensor({9}), b = make_tensor({9});
+  const std::vector<float> av = {-2, -2, -0.5f, 0, 0, -3, 4, -1, 2}, bv = {2, 3, -2, 0, -1, 0.5f, 0.5f, 7, -0.5f};
+  std::copy(av.begin(), av.end(), a.begin());
+  std::copy(bv.begin(), bv.end(), b.begin());
+  BothRuns r = run_both(g, {{"a", a}, {"b", b}});
+  CHECK(max_rel_error(r.jit.at("y"), r.ref.at("y")) == 0);
+}
+
+TEST_CASE("dropout masks and values are identical bit for bit", "[jit]") {
+  for (double p : {0.1, 0.5, 0.9})
+    for (const Shape& s : std::vector<Shape>{{1}, {7}, {33}, {7, 5}, {3, 4, 5, 5}, {64, 100}}) {
+      Graph g;
+      g.set_output("y", g.add(Op::dropout, {input(g, "x", s), input(g, "key", {})}, {{"p", p}, {"salt", int64_t(3)}}));
+      for (float key : {0.0f, 1.0f, 12345.0f, 16777215.0f}) {
+        INFO("p " << p << " shape " << to_string(s) << " key " << key);
+        BothRuns r = run_both(g, {{"x", uniform(s, -2, 2, 7)}, {"key", scalar_tensor(key)}});
+        CHECK(bitwise_equal(r.jit.at("y"), r.ref.at("y")));
+      }
+    }
+}
+
+TEST_CASE("a dropout fused inside a chain keeps its mask", "[jit]") {
+  Graph g;
+  NodeId x = input(g, "x", {9, 13}), b = input(g, "b", {13});
+  NodeId h = g.add(Op::relu, {g.add(Op::add, {x, b})});
+  NodeId d = g.add(Op::dropout, {h, input(g, "key", {})}, {{"p", 0.4}, {"salt", int64_t(2)}});
+  g.set_output("y", g.add(Op::mul, {d, x}));
+  BothRuns r =
+      run_both(g, {{"x", uniform({9, 13}, -1, 1, 3)}, {"b", uniform({13}, -1, 1, 4)}, {"key", scalar_tensor(99)}});
+  CHECK(r.kernels == 1);
+  CHECK(bitwise_equal(r.jit.at("y"), r.ref.at("y")));
+}
+
+TEST_CASE("a chain of four elementwise nodes is one kernel", "[jit]") {
+  Graph g;
+  NodeId x = input(g, "x", {7, 33}), y = input(g, "y", {33});
+  NodeId chain = g.add(Op::relu, {g.add(Op::add, {g.add(Op::exp, {g.add(Op::neg, {x})}), y})});
+  g.set_output("z", chain);
+  BothRuns r = run_both(g, {{"x", uniform({7, 33}, -3, 3, 1)}, {"y", uniform({33}, -2, 2, 2)}});
+  CHECK(r.kernels == 1);
+  CHECK(max_rel_error(r.jit.at("z"), r.ref.at("z")) < kTranscendentalTolerance);
+
+  SECTION("a value read twice is stored once and read by both") {
+    Graph h;
+    NodeId a = h.add(Op::exp, {input(h, "x", {10})});
+    h.set_output("z", h.add(Op::add, {h.add(Op::neg, {a}), h.add(Op::relu, {a})}));
+    auto plan = compile_jit(h);
+    CHECK(plan->kernels().size() == 2);  // exp, then neg + relu + add
+  }
+  SECTION("scalar arithmetic joins the loop that broadcasts it") {
+    Graph h;
+    NodeId s = input(h, "s", {});
+    NodeId one_minus = h.add(Op::sub, {h.add(Op::constant, {}, {{"value", 1.0}, {"shape", Shape{}}}), s});
+    h.set_output("z", h.add(Op::mul, {input(h, "x", {5, 9}), h.add(Op::sqrt, {one_minus})}));
+    BothRuns r = run_both(h, {{"x", uniform({5, 9}, -1, 1, 3)}, {"s", scalar_tensor(0.19f)}});
+    CHECK(r.kernels == 1);
+    CHECK(max_rel_error(r.jit.at("z"), r.ref.at("z")) == 0);
+  }
+  SECTION("but a scalar dropout keeps its own kernel, where its element index is 0") {
+    Graph h;
+    NodeId d = h.add(Op::dropout, {input(h, "s", {}), input(h, "key", {})}, {{"p", 0.5}, {"salt", int64_t(9)}});
+    h.set_output("z", h.add(Op::add, {input(h, "x", {40}), d}));
+    for (float key = 0; key < 8; ++key) {
+      BothRuns r = run_both(h, {{"x", uniform({40}, -1, 1, 3)}, {"s", scalar_tensor(2)}, {"key", scalar_tensor(key)}});
+      CHECK(r.kernels == 2);
+      CHECK(bitwise_equal(r.jit.at("z"), r.ref.at("z")));
+    }
+  }
+}
+
+namespace {
+
+/// op(A) op(B) for the given sizes, optionally with a bias + relu epilogue; returns the
+/// largest error relative to sum_k |a_ik b_kj| (the scale rounding errors grow with).
+double check_matmul(int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool epilogue, size_t& kernels, int width = 0) {
+  Graph g;
+  const Shape sa = ta ? Shape{k, m} : Shape{m, k}, sb = tb ? Shape{n, k} : Shape{k, n};
+  NodeId a = input(g, "a", sa), b = input(g, "b", sb);
+  NodeId c = g.add(Op::matmul, {a, b}, {{"trans_a", int64_t(ta)}, {"trans_b", int64_t(tb)}});
+  if (epilogue) c = g.add(Op::relu, {g.add(Op::add, {c, input(g, "bias", {n})})});
+  g.set_output("c", c);
+  StateMap feeds{{"a", uniform(sa, -1, 1, 11)}, {"b", uniform(sb, -1, 1, 12)}};
+  if (epilogue) feeds["bias"] = uniform({n}, -1, 1, 13);
+  BothRuns r = run_both(g, feeds, {}, width);
+  kernels = r.kernels;
+
+  // The scale: |op(A)| |op(B)| (+ |bias|).
+  Graph s;
+  NodeId abs_a = input(s, "a", sa), abs_b = input(s, "b", sb);
+  s.set_output("c", s.add(Op::matmul, {abs_a, abs_b}, {{"trans_a", int64_t(ta)}, {"trans_b", int64_t(tb)}}));
+  StateMap abs_feeds{{"a", xt::abs(feeds["a"])}, {"b", xt::abs(feeds["b"])}};
+  StateMap none;
+  Tensor scale = interpret<float>(s, abs_feeds, none).at("c");
+  if (epilogue) scale += xt::abs(feeds["bias"]);
+
+  double worst = 0;
+  const Tensor& got = r.jit.at("c");
+  const Tensor& want = r.ref.at("c");
+  for (size_t i = 0; i < want.size(); ++i)
+    worst =
+        std::max(worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1e-30, double(scale.data()[i])));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("matmul matches the interpreter for every transpose combination", "[jit]") {
+  const std::vector<std::array<int64_t, 3>> sizes = {{1, 1, 1},     {7, 13, 5},  {6, 16, 8}, {33, 70, 19},
+                                                     {64, 100, 40}, {12, 32, 3}, {5, 3, 64}, {13, 1, 9}};
+  double worst = 0;
+  for (const auto& [m, n, k] : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool epilogue : {false, true}) {
+          INFO("M " << m << " N " << n << " K " << k << " trans_a " << ta << " trans_b " << tb << " epilogue "
+                    << epilogue);
+          size_t kernels = 0;
+          const double err = check_matmul(m, n, k, ta, tb, epilogue, kernels);
+          CHECK(kernels == 1);  // the bias add and relu ride in the matmul's epilogue
+          CHECK(err < 1e-6);
+          worst = std::max(worst, err);
+        }
+  std::cout << "jit matmul: max error relative to sum |a||b| " << worst << "\n";
+}
+
+TEST_CASE("a matmul read twice keeps its own kernel", "[jit]") {
+  Graph g;
+  NodeId c = g.add(Op::matmul, {input(g, "a", {4, 3}), input(g, "b", {3, 5})});
+  g.set_output("c", c);
+  g.set_output("r", g.add(Op::relu, {c}));
+  BothRuns r = run_both(g, {{"a", uniform({4, 3}, -1, 1, 1)}, {"b", uniform({3, 5}, -1, 1, 2)}});
+  CHECK(r.kernels == 2);
+  CHECK(max_rel_error(r.jit.at("r"), r.ref.at("r")) < 1e-5);
+}
+
+TEST_CASE("matmul epilogues read operands of any broadcastable shape", "[jit]") {
+  Graph g;
+  NodeId c = g.add(Op::matmul, {input(g, "a", {11, 6}), input(g, "b", {6, 19})});
+  NodeId e = g.add(Op::add, {c, input(g, "row", {11, 1})});
+  e = g.add(Op::mul, {e, input(g, "residual", {11, 19})});
+  e = g.add(Op::sigmoid, {g.add(Op::sub, {e, input(g, "s", {})})});
+  g.set_output("y", e);
+  StateMap feeds{{"a", uniform({11, 6}, -1, 1, 1)},
+                 {"b", uniform({6, 19}, -1, 1, 2)},
+                 {"row", uniform({11, 1}, -1, 1, 3)},
+                 {"residual", uniform({11, 19}, -1, 1, 4)},
+                 {"s", scalar_tensor(0.25f)}};
+  BothRuns r = run_both(g, feeds);
+  CHECK(r.kernels == 1);
+  CHECK(max_rel_error(r.jit.at("y"), r.ref.at("y")) < 1e-5);
+}
+
+TEST_CASE("two matmuls summed: one is the epilogue's anchor, the other a kernel of its own", "[jit]") {
+  Graph g;
+  NodeId c1 = g.add(Op::matmul, {input(g, "a", {5, 7}), input(g, "b", {7, 9})});
+  NodeId c2 = g.add(Op::matmul, {input(g, "x", {5, 3}), input(g, "y", {9, 3})}, {{"trans_b", int64_t(1)}});
+  g.set_output("z", g.add(Op::relu, {g.add(Op::add, {c1, c2})}));
+  const FusionPlan plan = fuse(g);
+  REQUIRE(plan.groups.size() == 2);
+  CHECK(describe_fusion(g, plan).find("already holds matmul") != std::string::npos);
+  StateMap feeds{{"a", uniform({5, 7}, -1, 1, 1)},
+                 {"b", uniform({7, 9}, -1, 1, 2)},
+                 {"x", uniform({5, 3}, -1, 1, 3)},
+                 {"y", uniform({9, 3}, -1, 1, 4)}};
+  BothRuns r = run_both(g, feeds);
+  CHECK(r.kernels == 2);
+  CHECK(max_rel_error(r.jit.at("z"), r.ref.at("z")) < 1e-5);
+}
+
+TEST_CASE("kernels for other vector widths (SSE's 4, AVX-512's 16) are correct too", "[jit]") {
+  // LLVM splits or narrows vectors the host lacks, so these shapes run anywhere.
+  for (int width : {4, 16}) {
+    INFO("vector width " << width);
+    uint32_t seed = 100;
+    for (Op op : elementwise_ops()) {
+      INFO(op_info(op).name);
+      const double tol = is_exact(op) ? 0 : kTranscendentalTolerance;
+      const Range ra = first_range(op), rb = second_range(op);
+      CHECK(check_op(op, {3, 4, 5, 5}, broadcasts(op) ? Shape{4, 1, 1} : Shape{3, 4, 5, 5}, seed++, ra, rb, width) <=
+            tol);
+      CHECK(check_op(op, {19}, {19}, seed++, ra, rb, width) <= tol);
+    }
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (const auto& [m, n, k] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {7, 13, 5}, {33, 70, 19}}) {
+          INFO("M " << m << " N " << n << " K " << k << " trans_a " << ta << " trans_b " << tb);
+          size_t kernels = 0;
+          CHECK(check_matmul(m, n, k, ta, tb, true, kernels, width) < 1e-6);
+        }
+    Graph g;
+    g.set_output("y",
+                 g.add(Op::dropout, {input(g, "x", {9, 37}), input(g, "key", {})}, {{"p", 0.5}, {"salt", int64_t(4)}}));
+    BothRuns r = run_both(g, {{"x", uniform({9, 37}, -1, 1, 8)}, {"key", scalar_tensor(4242)}}, {}, width);
+    CHECK(bitwise_equal(r.jit.at("y"), r.ref.at("y")));
+  }
+}
+
+TEST_CASE("kernel dumps name their nodes and source lines", "[jit]") {
+  Graph g;
+  NodeId h = g.add(Op::matmul, {input(g, "a", {9, 4}), input(g, "b", {4, 11})});
+  g.set_output("y", g.add(Op::tanh, {h}));
+  const std::string ir = dump_kernels(g, DumpStage::ir_before_opt);
+  CHECK(ir.find("kernel k") != std::string::npos);
+  CHECK(ir.find("test_jit.cpp:") != std::string::npos);
+  CHECK(ir.find("define void @k") != std::string::npos);
+  const std::string opt = dump_kernels(g, DumpStage::ir_after_opt);
+  CHECK(opt.find("fma") != std::string::npos);
+  const std::string asm_text = dump_kernels(g, DumpStage::assembly);
+  CHECK(asm_text.find("# ==== kernel") != std::string::npos);
+  CHECK(asm_text.find("ret") != std::string::npos);
+  CHECK_THROWS_AS(compile_jit(g)->dump(DumpStage::assembly), Error);
+}
+
+TEST_CASE("run reports missing feeds and bad dropout keys like the interpreter", "[jit][errors]") {
+  Graph g;
+  NodeId x = input(g, "x", {4});
+  g.set_output("y",
+               g.add(Op::dropout, {g.add(Op::relu, {x}), input(g, "key", {})}, {{"p", 0.5}, {"salt", int64_t(1)}}));
+  auto plan = compile_jit(g);
+  StateMap state;
+  CHECK_THROWS_WITH(plan->run({{"key", scalar_tensor(1)}}, state), Catch::Contains("missing feed 'x'"));
+  CHECK_THROWS_WITH(plan->run({{"x", make_tensor({5})}, {"key", scalar_tensor(1)}}, state),
+                    Catch::Contains("has shape [5]"));
+  CHECK_THROWS_WITH(plan->run({{"x", make_tensor({4})}, {"key", scalar_tensor(0.5f)}}, state),
+                    Catch::Contains("dropout key"));
+}
+
+TEST_CASE("ops without kernels run on the interpreter inside the plan", "[jit]") {
+  Graph g;
+  NodeId x = input(g, "x", {3, 4});
+  NodeId t = g.add(Op::transpose, {g.add(Op::exp, {x})}, {{"perm", std::vector<int64_t>{1, 0}}});
+  NodeId s = g.add(Op::reduce_sum, {t}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(0)}});
+  g.set_output("s", g.add(Op::mul, {s, g.add(Op::constant, {}, {{"value", 2.0}, {"shape", Shape{}}})}));
+  auto plan = compile_jit(g);
+  CHECK(plan->interpreted_nodes().size() == 2);
+  StateMap state;
+  StateMap feeds{{"x", uniform({3, 4}, -1, 1, 5)}};
+  CHECK(max_rel_error(plan->run(feeds, state).at("s"), interpret<float>(g, feeds, state).at("s")) < 1e-6);
+}
+
+namespace {
+
+Value small_mlp(Model& m, Value x) {
+  x = m.dropout(relu(m.dense(flatten(x), 24)), 0.25f);
+  x = tanh(m.dense(x, 16));
+  return m.dense(x, 10);
+}
+
+StateMap training_feeds(const Graph& g, int64_t batch, int step) {
+  StateMap feeds;
+  for (NodeId id : g.nodes_of(Op::input)) {
+    const Node& n = g.node(id);
+    const std::string& name = n.attrs.s("name");
+    if (name == "labels") {
+      Tensor labels = make_tensor(n.shape);
+      for (int64_t i = 0; i < batch; ++i) labels(i) = static_cast<float>((i * 7 + step) % 10);
+      feeds[name] = labels;
+    } else if (name == kLearningRateInput) {
+      feeds[name] = scalar_tensor(0.01f);
+    } else if (name == Model::kDropoutKey) {
+      feeds[name] = scalar_tensor(static_cast<float>(1000 + step));
+    } else {
+      feeds[name] = uniform(n.shape, 0, 1, static_cast<uint32_t>(step + 100));
+    }
+  }
+  return feeds;
+}
+
+/// max |a - b| / max(1, |b|) over every tensor both maps hold.
+double max_state_error(const StateMap& a, const StateMap& b) {
+  double worst = 0;
+  for (const auto& [name, want] : b) {
+    const Tensor& got = a.at(name);
+    REQUIRE(got.shape() == want.shape());
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(
+          worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("a dense model's training step matches the interpreter and is deterministic", "[jit]") {
+  const int64_t batch = 8;
+  OptimizerConfig adam;
+  adam.kind = OptimizerConfig::Kind::adam;
+  const Graph g = build_training_step(small_mlp, batch, adam, {1, 6, 6});
+  StateMap initial;
+  initialize_state(g, initial, 42);
+
+  auto plan = compile_jit(g);
+  StateMap jit_state = initial, ref_state = initial;
+  double loss_err = 0, state_err = 0;
+  for (int step = 0; step < 3; ++step) {
+    const StateMap feeds = training_feeds(g, batch, step);
+    const StateMap got = plan->run(feeds, jit_state);
+    const StateMap want = interpret<float>(g, feeds, ref_state);
+    loss_err = std::max(loss_err, max_state_error(got, want));
+    state_err = std::max(state_err, max_state_error(jit_state, ref_state));
+  }
+  CHECK(loss_err < 1e-5);
+  CHECK(state_err < 1e-5);
+  std::cout << "jit training step: " << plan->kernels().size() << " kernels, " << plan->interpreted_nodes().size()
+            << " interpreted nodes; max error: outputs " << loss_err << ", state " << state_err << "\n";
+
+  // A second plan from the same state gives the same bits.
+  auto again = compile_jit(g);
+  StateMap s1 = initial, s2 = initial;
+  const StateMap feeds = training_feeds(g, batch, 0);
+  const StateMap o1 = plan->run(feeds, s1), o2 = again->run(feeds, s2);
+  for (const auto& [name, t] : o1) CHECK(bitwise_equal(t, o2.at(name)));
+  for (const auto& [name, t] : s1) CHECK(bitwise_equal(t, s2.at(name)));
+}

@@ -1,0 +1,57 @@
+// The model zoo: architectures as the study declares them, and the spec parser.
+#include <catch2/catch.hpp>
+
+#include "graph/algorithms.h"
+#include "models/zoo.h"
+
+using namespace dagger;
+
+TEST_CASE("zoo models have the study's parameter counts", "[zoo]") {
+  // shallow: 784*10 + 10
+  CHECK(zoo::parameter_count(zoo::find("shallow").build) == 7850);
+  // mlp512: 784*512 + 512 + 512*10 + 10
+  CHECK(zoo::parameter_count(zoo::find("mlp512").build) == 407050);
+  // mlp2048: 784*2048 + 2048 + 2048*512 + 512 + 512*10 + 10
+  CHECK(zoo::parameter_count(zoo::find("mlp2048").build) == 2661898);
+  // cnn3: convs 320 + 18496 + 73856, batchnorm gamma/beta 64 + 128 + 256,
+  // head (128*3*3)*256 + 256 + 256*10 + 10 after three 2x2 pools (28 -> 14 -> 7 -> 3)
+  CHECK(zoo::parameter_count(zoo::find("cnn3").build) == 390858);
+  // The residual variant adds only the 1x1 projections: (1*32+32) + (32*64+64) + (64*128+128).
+  CHECK(zoo::parameter_count(zoo::find("rescnn").build) -
+            zoo::parameter_count(zoo::find("rescnn(plain)").build) ==
+        64 + 2112 + 8320);
+}
+
+TEST_CASE("model specs parse by call syntax", "[zoo]") {
+  CHECK(zoo::parameter_count(zoo::find("mlp1(512,relu,0.2)").build) == zoo::parameter_count(zoo::find("mlp512").build));
+  CHECK(zoo::parameter_count(zoo::find("mlp2(2048, 512, 0.2, 0.4, nobn)").build) ==
+        zoo::parameter_count(zoo::find("mlp2048").build));
+  CHECK(zoo::parameter_count(zoo::find("cnn(3,bn,0.5,0.25,256)").build) ==
+        zoo::parameter_count(zoo::find("cnn3").build));
+  CHECK(zoo::parameter_count(zoo::find("cnn(1,nobn,0)").build) == 320 + 32 * 14 * 14 * 128 + 128 + 1290);
+}
+
+TEST_CASE("a bad model spec is an error listing the valid ones", "[zoo][errors]") {
+  auto message = [](const std::string& spec) {
+    try {
+      zoo::find(spec);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(message("mlp9000"), Catch::Contains("unknown model 'mlp9000'") && Catch::Contains("mlp512"));
+  CHECK_THAT(message("mlp1(128,swish,0)"), Catch::Contains("unknown activation 'swish'") && Catch::Contains("selu"));
+  CHECK_THAT(message("cnn(3,maybe,0.5)"), Catch::Contains("'bn' or 'nobn'"));
+  CHECK_THAT(message("mlp1(128,relu)"), Catch::Contains("takes 3 to 3 arguments"));
+  CHECK_THAT(message("mlp1(x,relu,0)"), Catch::Contains("'x' is not a number"));
+}
+
+TEST_CASE("the residual model sums its skip into the block output", "[zoo]") {
+  Graph g = build_forward(zoo::find("rescnn").build, 2, Mode::eval);
+  int residual_adds = 0;
+  for (const Node& n : g.nodes())
+    if (n.op == Op::add && g.node(n.operands[0]).op == Op::batchnorm_infer) ++residual_adds;
+  CHECK(residual_adds == 3);
+  verify(g);
+}
