@@ -33,7 +33,15 @@ class Adjoints {
   /// costs one add, placed at the source line of the consumer that produced it.
   void accumulate(NodeId id, NodeId contribution, const std::source_location& where) {
     NodeId& slot = of_[static_cast<size_t>(id)];
-    slot = slot < 0 ? contribution : g_.add(Op::add, {slot, contribution}, {}, where);
+    if (slot < 0) {
+      slot = contribution;
+      return;
+    }
+    // A distinct scope makes fan-out sums (the residual skip's) easy to find in dumps.
+    std::string scope = g_.scope();
+    g_.set_scope("grad.accumulate");
+    slot = g_.add(Op::add, {slot, contribution}, {}, where);
+    g_.set_scope(scope);
   }
 
  private:

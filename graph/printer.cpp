@@ -70,7 +70,7 @@ std::string print_dot(const Graph& g, const std::string& title) {
     label += "\\n" + to_string(n.shape);
     const char* shape = info.category == OpCategory::Source ? "box" : info.category == OpCategory::Sink ? "house" : "ellipse";
     const char* fill = info.category == OpCategory::Contraction ? "lightblue"
-                       : n.scope == "grad"                      ? "mistyrose"
+                       : n.scope.starts_with("grad")           ? "mistyrose"
                        : n.scope == "optimizer"                 ? "lightyellow"
                                                                 : "white";
     out << fmt::format("  n{} [label=\"{}\", shape={}, style=filled, fillcolor={}, tooltip=\"{}\"];\n", n.id,

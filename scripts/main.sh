@@ -4,4 +4,4 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/build.sh" "$root/build"
-"$root/build/dagger" train mlp512 --epochs 3 --train-limit 6000 --out "$root/runs/mlp512" --json "$@"
+"$root/build/dagger" train mlp512 --epochs 5 --out "$root/runs/mlp512" --json "$@"

@@ -1,0 +1,121 @@
+// Whole models of the zoo: gradients against finite differences, and training that is
+// bitwise reproducible and resumable.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "models/zoo.h"
+#include "runtime/gradcheck.h"
+#include "runtime/trainer.h"
+
+using namespace dagger;
+
+namespace {
+
+void check_model_gradients(const std::string& name, int64_t side, int64_t samples) {
+  GradcheckOptions opts;
+  opts.max_elements = samples;
+  std::vector<GradcheckResult> results = gradcheck_model(zoo::find(name).build, 2, opts, {1, side, side});
+  REQUIRE(!results.empty());
+  for (const GradcheckResult& r : results) {
+    INFO(name << " " << r.name << " " << to_string(r.shape) << " rel " << r.max_rel_error << " abs " << r.max_abs_error);
+    CHECK(r.checked > 0);
+    CHECK(r.max_rel_error <= opts.tolerance);
+  }
+}
+
+/// A small labelled set of random images, the same for a given seed.
+Dataset synthetic(size_t n, uint32_t seed) {
+  Dataset d;
+  d.images = Tensor::from_shape({n, 1, 28, 28});
+  std::mt19937 rng(seed);
+  for (float& v : d.images) v = static_cast<float>(rng() % 256) / 255.0f;
+  for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 10));
+  return d;
+}
+
+TrainConfig small_config(const std::string& model) {
+  TrainConfig c;
+  c.model_spec = model;
+  c.epochs = 2;
+  c.batch = 16;  // 50 images: three full batches and a partial one of 2
+  c.progress = false;
+  c.eval_batch = 20;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("zoo gradients match finite differences: shallow, mlp512", "[zoo][gradcheck]") {
+  check_model_gradients("shallow", 28, 16);
+  check_model_gradients("mlp512", 28, 8);
+}
+
+TEST_CASE("zoo gradients match finite differences: cnn3", "[zoo][gradcheck]") {
+  check_model_gradients("cnn3", 12, 6);  // 12 -> 6 -> 3 -> 1 through the three pools
+}
+
+TEST_CASE("zoo gradients match finite differences: rescnn", "[zoo][gradcheck]") {
+  check_model_gradients("rescnn", 8, 4);  // 8 -> 4 -> 2 -> 1
+}
+
+TEST_CASE("training is bitwise deterministic for a seed", "[zoo][trainer]") {
+  Dataset train = synthetic(50, 1), val = synthetic(20, 2);
+  auto weights_after = [&](uint64_t seed) {
+    TrainConfig c = small_config("mlp1(32,relu,0.5)");
+    c.seed = seed;
+    Trainer t(zoo::find(c.model_spec).build, c);
+    t.fit(train, val);
+    return t.state();
+  };
+  StateMap a = weights_after(7), b = weights_after(7), c = weights_after(8);
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    INFO(name);
+    REQUIRE(b.count(name));
+    CHECK(std::memcmp(tensor.data(), b.at(name).data(), tensor.size() * sizeof(float)) == 0);
+  }
+  CHECK_FALSE(bool(a.at("dense1.w") == c.at("dense1.w")));
+}
+
+TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer]") {
+  Dataset train = synthetic(50, 3), val = synthetic(20, 4);
+  auto dir = std::filesystem::temp_directory_path() / "dagger_resume_test";
+  std::filesystem::remove_all(dir);
+  TrainConfig c = small_config("cnn(1,bn,0.5)");
+  c.epochs = 3;
+  Trainer straight(zoo::find(c.model_spec).build, c);
+  TrainResult full = straight.fit(train, val);
+
+  c.out_dir = dir.string();
+  c.epochs = 2;  // "killed" after two epochs: the checkpoint of epoch 2 is on disk
+  Trainer first(zoo::find(c.model_spec).build, c);
+  first.fit(train, val);
+  c.epochs = 3;
+  Trainer second(zoo::find(c.model_spec).build, c);
+  TrainResult resumed = second.fit(train, val);
+  CHECK(resumed.resumed);
+  REQUIRE(resumed.history.size() == 3);
+  CHECK(resumed.history[2].val_loss == full.history[2].val_loss);
+  for (const auto& [name, tensor] : straight.state()) {
+    INFO(name);
+    CHECK(std::memcmp(tensor.data(), second.state().at(name).data(), tensor.size() * sizeof(float)) == 0);
+  }
+  CHECK(std::filesystem::exists(dir / "history.csv"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") {
+  Dataset train = synthetic(50, 5), val = synthetic(20, 6);  // random labels: validation loss soon rises
+  TrainConfig c = small_config("mlp1(64,relu,0)");
+  c.epochs = 30;
+  c.patience = 2;
+  c.optimizer.lr = 1e-2;
+  Trainer t(zoo::find(c.model_spec).build, c);
+  TrainResult r = t.fit(train, val);
+  CHECK(r.stopped_early);
+  CHECK(static_cast<int>(r.history.size()) == r.best_epoch + 2);
+  CHECK(t.evaluate(val).report.loss == Approx(r.best_val_loss).epsilon(1e-9));
+}
