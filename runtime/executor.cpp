@@ -8,12 +8,14 @@ namespace dagger {
 
 ExecutorKind executor_kind(const std::string& name) {
   if (name == "reference") return ExecutorKind::reference;
-  throw Error(fmt::format("unknown executor '{}' (valid: reference)", name));
+  if (name == "jit") return ExecutorKind::jit;
+  throw Error(fmt::format("unknown executor '{}' (valid: reference, jit)", name));
 }
 
 std::string executor_name(ExecutorKind kind) {
   switch (kind) {
     case ExecutorKind::reference: return "reference";
+    case ExecutorKind::jit: return "jit";
   }
   return "?";
 }
@@ -32,11 +34,21 @@ class ReferenceExecutable final : public Executable {
 
 }  // namespace
 
+namespace {
+std::map<ExecutorKind, ExecutorFactory>& factories() {
+  static std::map<ExecutorKind, ExecutorFactory> registered;
+  return registered;
+}
+}  // namespace
+
+void register_executor(ExecutorKind kind, ExecutorFactory factory) { factories()[kind] = factory; }
+
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind) {
-  switch (kind) {
-    case ExecutorKind::reference: return std::make_unique<ReferenceExecutable>(g);
-  }
-  throw Error("unknown executor");
+  if (kind == ExecutorKind::reference) return std::make_unique<ReferenceExecutable>(g);
+  auto it = factories().find(kind);
+  if (it == factories().end())
+    throw Error(fmt::format("the {} executor is not linked into this program", executor_name(kind)));
+  return it->second(g);
 }
 
 }  // namespace dagger

@@ -12,7 +12,7 @@ namespace dagger {
 
 using StateMap = std::map<std::string, Tensor>;
 
-enum class ExecutorKind { reference };
+enum class ExecutorKind { reference, jit };
 
 /// "reference" -> ExecutorKind::reference; throws dagger::Error listing the valid names.
 ExecutorKind executor_kind(const std::string& name);
@@ -26,5 +26,11 @@ class Executable {
 };
 
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind);
+
+/// Builds an executable of one kind. The runtime knows only the reference interpreter; the
+/// JIT lives in codegen/, which depends on the runtime, so the program that links both
+/// registers it (see tools/main.cpp) instead of the runtime reaching up a layer.
+using ExecutorFactory = std::unique_ptr<Executable> (*)(const Graph&);
+void register_executor(ExecutorKind kind, ExecutorFactory factory);
 
 }  // namespace dagger

@@ -70,7 +70,7 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
   cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", f->threads, "worker threads (the reference executor uses one)")->capture_default_str();
-  cmd->add_option("--executor", f->executor, "reference")->capture_default_str();
+  cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
@@ -125,7 +125,7 @@ Run add_eval(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint)")->required();
-  cmd->add_option("--executor", f->executor, "reference")->capture_default_str();
+  cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
   f->data.add(*cmd);
   return [f] {

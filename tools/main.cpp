@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "codegen/jit_executable.h"
 #include "graph/error.h"
 #include "tools/cli.h"
 
@@ -18,6 +19,8 @@ void require_choice(const std::string& what, const std::string& value, const std
 
 int main(int argc, char** argv) {
   using namespace dagger::cli;
+  dagger::register_executor(dagger::ExecutorKind::jit,
+                            [](const dagger::Graph& g) -> std::unique_ptr<dagger::Executable> { return dagger::compile_jit(g); });
   CLI::App app{"dagger: a deep-learning compiler for CPU training, declared in C++"};
   app.require_subcommand(1);
   std::map<std::string, Run> runs = {
