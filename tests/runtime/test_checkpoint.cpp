@@ -11,6 +11,7 @@
 #include <random>
 
 #include "graph/error.h"
+#include "temp_dir.h"
 #include "runtime/checkpoint.h"
 
 using namespace dagger;
@@ -19,19 +20,10 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-/// A fresh folder under the system temp directory, removed with everything in it on scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / fmt::format("dagger-checkpoint-test-{:08x}{:08x}", rd(), rd());
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("checkpoint") {}
 };
+
 
 /// 0.5, 1.5, 2.5, ... shifted by `offset`, in the given shape.
 Tensor counting(std::vector<size_t> shape, float offset = 0) {

@@ -14,6 +14,7 @@
 #include <xtensor/xmath.hpp>
 
 #include "graph/error.h"
+#include "temp_dir.h"
 #include "runtime/data.h"
 
 using namespace dagger;
@@ -22,20 +23,10 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-/// A fresh folder under the system temp directory, removed with everything in it on scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / fmt::format("dagger-data-test-{:08x}{:08x}", rd(), rd());
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : testing::TempDir {
+  TempDir() : testing::TempDir("data") {}
 };
+
 
 using Bytes = std::vector<uint8_t>;
 
