@@ -1,7 +1,10 @@
 // `dagger models`, `dagger ir` and `dagger gradcheck`: looking at what the compiler made.
 #include <fmt/format.h>
 
+#include <map>
+
 #include "autodiff/optimizer.h"
+#include "codegen/jit_executable.h"
 #include "graph/printer.h"
 #include "runtime/gradcheck.h"
 #include "tools/cli.h"
@@ -27,18 +30,25 @@ Run add_ir(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call")->required();
-  cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step)")
+  cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
+                  "llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
   return [f] {
     zoo::Entry model = resolve_model(f->model);
-    require_choice("stage", f->stage, {"graph", "eval", "grad"});
+    require_choice("stage", f->stage, {"graph", "eval", "grad", "llvm", "opt", "asm"});
     require_choice("format", f->format, {"text", "dot"});
     require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
     OptimizerConfig opt;
     opt.kind = optimizer_kind(f->optimizer);
+    const std::map<std::string, DumpStage> kernel_stages = {
+        {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
+    if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
+      fmt::print("{}", dump_kernels(build_training_step(model.build, f->batch, opt), it->second));
+      return 0;
+    }
     Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt)
               : f->stage == "eval" ? build_forward(model.build, f->batch, Mode::eval)
                                    : build_forward(model.build, f->batch, Mode::train);
