@@ -40,9 +40,9 @@ std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_drop
   if (r.count[id] > 1) return fmt::format("has {} readers", r.count[id]);
   const Node& reader = g.node(r.last[id]);
   if (!is_elementwise(reader))
-    return fmt::format("its reader %{} ({}) is not elementwise", reader.id, op_info(reader.op).name);
+    return fmt::format("is read by %{} ({}), which is not elementwise", reader.id, op_info(reader.op).name);
   if (reader.shape != n.shape && (numel(n.shape) != 1 || holds_dropout || n.op == Op::matmul))
-    return fmt::format("its reader %{} has shape {} (broadcast)", reader.id, to_string(reader.shape));
+    return fmt::format("is broadcast by its reader %{} of shape {}", reader.id, to_string(reader.shape));
   return "";
 }
 

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "autodiff/optimizer.h"
+#include "codegen/fusion.h"
 #include "codegen/jit_executable.h"
 #include "graph/printer.h"
 #include "runtime/gradcheck.h"
@@ -31,14 +32,14 @@ Run add_ir(CLI::App& app) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call")->required();
   cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
-                  "llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
+                  "fused (the training step's fusion groups and why each ends) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
   return [f] {
     zoo::Entry model = resolve_model(f->model);
-    require_choice("stage", f->stage, {"graph", "eval", "grad", "llvm", "opt", "asm"});
+    require_choice("stage", f->stage, {"graph", "eval", "grad", "fused", "llvm", "opt", "asm"});
     require_choice("format", f->format, {"text", "dot"});
     require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
     OptimizerConfig opt;
@@ -47,6 +48,11 @@ Run add_ir(CLI::App& app) {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
       fmt::print("{}", dump_kernels(build_training_step(model.build, f->batch, opt), it->second));
+      return 0;
+    }
+    if (f->stage == "fused") {
+      Graph step = build_training_step(model.build, f->batch, opt);
+      fmt::print("{}", describe_fusion(step, fuse(step)));
       return 0;
     }
     Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt)

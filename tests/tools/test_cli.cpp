@@ -53,6 +53,8 @@ TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli]") {
   Outcome dot = dagger("ir shallow --format dot");
   CHECK_THAT(dot.output, Catch::StartsWith("digraph"));
   Outcome opt = dagger("ir shallow --stage opt --batch 7");
+  Outcome fused = dagger("ir mlp512 --stage fused --batch 7");
+  CHECK_THAT(fused.output, Catch::Contains("[%4 matmul, %5 add]") && Catch::Contains("ends because"));
   CHECK(opt.status == 0);
   CHECK_THAT(opt.output, Catch::Contains("==== kernel") && Catch::Contains("x float>"));
 }
