@@ -102,8 +102,7 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
   if (config_.batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", config_.batch));
   if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
   // The full-batch training step names every parameter and optimizer state; create them once.
-  Executable& plan = train_plan(config_.batch);
-  (void)plan;
+  train_plan(config_.batch);
 }
 
 Trainer::~Trainer() = default;
