@@ -34,9 +34,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
     std::vector<std::string> names;
     for (const auto& [name, run] : runs) names.push_back(name);
+    if (argc > 1 && argv[1][0] != '-' && !runs.count(argv[1]))
+      fmt::print(stderr, "error: unknown command '{}'\n", argv[1]);
+    else
+      app.exit(e);
     fmt::print(stderr, "commands: {}\n", fmt::join(names, ", "));
     return kUsageError;
   }

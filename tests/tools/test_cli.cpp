@@ -34,6 +34,9 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
   Outcome stage = dagger("ir mlp512 --stage nope");
   CHECK(stage.status == 2);
   CHECK_THAT(stage.output, Catch::Contains("graph, eval, grad"));
+  Outcome command = dagger("frobnicate");
+  CHECK(command.status == 2);
+  CHECK_THAT(command.output, Catch::Contains("unknown command 'frobnicate'") && Catch::Contains("gradcheck"));
   Outcome flag = dagger("train mlp512 --no-such-flag");
   CHECK(flag.status == 2);
   CHECK_THAT(flag.output, Catch::Contains("--no-such-flag"));
