@@ -171,21 +171,17 @@ Evaluation Trainer::evaluate(const Dataset& data) {
     gather_batch(data, order, static_cast<size_t>(begin), static_cast<size_t>(count), images, labels);
     StateMap out = eval_plan(count).run({{"x", images}}, state_);
     const Tensor& logits = out.at("logits");
-    if (begin == 0) logits_all = Tensor::from_shape({static_cast<size_t>(n), logits.shape()[1]});
-    std::copy(logits.begin(), logits.end(), logits_all.begin() + begin * static_cast<int64_t>(logits.shape()[1]));
+    const Tensor& probs = out.at("probs");
+    const int64_t classes = static_cast<int64_t>(logits.shape()[1]);
+    if (begin == 0) {
+      logits_all = Tensor::from_shape({static_cast<size_t>(n), logits.shape()[1]});
+      ev.probs = Tensor::from_shape(logits_all.shape());
+    }
+    std::copy(logits.begin(), logits.end(), logits_all.begin() + begin * classes);
+    std::copy(probs.begin(), probs.end(), ev.probs.begin() + begin * classes);
   }
   ev.predictions = argmax_rows(logits_all);
   ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels));
-  // Probabilities for ensembles: a numerically stable softmax per row.
-  ev.probs = logits_all;
-  const size_t k = logits_all.shape()[1];
-  for (size_t i = 0; i < static_cast<size_t>(n); ++i) {
-    float mx = ev.probs(i, 0);
-    for (size_t j = 1; j < k; ++j) mx = std::max(mx, ev.probs(i, j));
-    float sum = 0;
-    for (size_t j = 0; j < k; ++j) sum += (ev.probs(i, j) = std::exp(ev.probs(i, j) - mx));
-    for (size_t j = 0; j < k; ++j) ev.probs(i, j) /= sum;
-  }
   return ev;
 }
 

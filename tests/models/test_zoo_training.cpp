@@ -117,5 +117,14 @@ TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") 
   TrainResult r = t.fit(train, val);
   CHECK(r.stopped_early);
   CHECK(static_cast<int>(r.history.size()) == r.best_epoch + 2);
-  CHECK(t.evaluate(val).report.loss == Approx(r.best_val_loss).epsilon(1e-9));
+  Evaluation ev = t.evaluate(val);
+  CHECK(ev.report.loss == Approx(r.best_val_loss).epsilon(1e-9));
+  // The probabilities an ensemble averages: rows sum to one and agree with the predictions.
+  REQUIRE(ev.probs.shape() == std::vector<size_t>{20, 10});
+  CHECK(argmax_rows(ev.probs) == ev.predictions);
+  for (size_t i = 0; i < 20; ++i) {
+    double sum = 0;
+    for (size_t j = 0; j < 10; ++j) sum += ev.probs(i, j);
+    CHECK(sum == Approx(1.0).epsilon(1e-5));
+  }
 }
