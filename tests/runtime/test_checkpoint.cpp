@@ -11,12 +11,14 @@
 #include <random>
 
 #include "graph/error.h"
-#include "temp_dir.h"
+#include "support.h"
 #include "runtime/checkpoint.h"
 
 using namespace dagger;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+
+using testing::error_of;
 
 namespace {
 
@@ -37,16 +39,6 @@ bool same_bits(const Tensor& a, const Tensor& b) {
          std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected a dagger::Error");
-  return "";
-}
 
 nlohmann::json read_json(const fs::path& p) {
   std::ifstream in(p);

@@ -14,12 +14,14 @@
 #include <xtensor/xmath.hpp>
 
 #include "graph/error.h"
-#include "temp_dir.h"
+#include "support.h"
 #include "runtime/data.h"
 
 using namespace dagger;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+
+using testing::error_of;
 
 namespace {
 
@@ -71,17 +73,6 @@ Bytes pixels_for(size_t count) {
   return out;
 }
 
-/// The message of the dagger::Error that `f` throws; fails the test if it throws nothing else.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected a dagger::Error");
-  return "";
-}
 
 std::map<int, size_t> class_counts(const std::vector<int>& labels) {
   std::map<int, size_t> counts;

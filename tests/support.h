@@ -1,14 +1,18 @@
 #pragma once
-/// Test helper: a fresh folder under the system temp directory, removed with everything in it
-/// when the object goes out of scope.
+/// Helpers shared by the tests.
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <random>
 #include <string>
 
+#include "graph/error.h"
+
 namespace dagger::testing {
 
+/// A fresh folder under the system temp directory, removed with everything in it when the
+/// object goes out of scope.
 struct TempDir {
   std::filesystem::path path;
   explicit TempDir(const std::string& purpose) {
@@ -24,5 +28,17 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+/// The message of the dagger::Error that `f` throws; fails the test when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  FAIL("expected a dagger::Error");
+  return "";
+}
 
 }  // namespace dagger::testing
