@@ -33,6 +33,11 @@ void require_choice(const std::string& what, const std::string& value, const std
 
 namespace dagger::cli {
 
+/// Writes every stage of the training plan of `model` into `dir`: graph.txt/.dot (forward),
+/// grad.txt/.dot (training step), fused.txt, and kernels/NAME.ll, .opt.ll and .s per kernel.
+void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
+                    const std::string& title);
+
 /// zoo::find, with an unknown model reported as a usage error.
 zoo::Entry resolve_model(const std::string& spec);
 

@@ -52,7 +52,7 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo on Fashion-MNIST");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "reference", out;
+    std::string model, optimizer = "adam", executor = "reference", out, dump_dir;
     TrainConfig config;
     DataFlags data;
     bool nesterov = false, json = false, quiet = false;
@@ -72,6 +72,7 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--threads", f->threads, "worker threads (the reference executor uses one)")->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
+  cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder");
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
   f->data.add(*cmd);
@@ -86,6 +87,7 @@ Run add_train(CLI::App& app) {
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
     f->data.seed = cfg.seed;
+    if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model);
     Splits data = f->data.load();
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
                data.train.size(), data.val.size(), data.test.size(), zoo::parameter_count(model.build),

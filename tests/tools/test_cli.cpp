@@ -4,7 +4,11 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <string>
+
+#include "support.h"
 
 namespace {
 
@@ -14,7 +18,7 @@ struct Outcome {
 };
 
 /// Runs the built `dagger` with `args`, capturing stdout and stderr together.
-Outcome dagger(const std::string& args) {
+Outcome run_dagger(const std::string& args) {
   std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
@@ -28,42 +32,67 @@ Outcome dagger(const std::string& args) {
 }  // namespace
 
 TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
-  Outcome model = dagger("train mlp9000");
+  Outcome model = run_dagger("train mlp9000");
   CHECK(model.status == 2);
   CHECK_THAT(model.output, Catch::Contains("unknown model 'mlp9000'") && Catch::Contains("rescnn"));
-  Outcome stage = dagger("ir mlp512 --stage nope");
+  Outcome stage = run_dagger("ir mlp512 --stage nope");
   CHECK(stage.status == 2);
   CHECK_THAT(stage.output, Catch::Contains("graph, eval, grad"));
-  Outcome command = dagger("frobnicate");
+  Outcome command = run_dagger("frobnicate");
   CHECK(command.status == 2);
   CHECK_THAT(command.output, Catch::Contains("unknown command 'frobnicate'") && Catch::Contains("gradcheck"));
-  Outcome flag = dagger("train mlp512 --no-such-flag");
+  Outcome flag = run_dagger("train mlp512 --no-such-flag");
   CHECK(flag.status == 2);
   CHECK_THAT(flag.output, Catch::Contains("--no-such-flag"));
 }
 
 TEST_CASE("dagger models lists the zoo with parameter counts", "[cli]") {
-  Outcome out = dagger("models");
+  Outcome out = run_dagger("models");
   CHECK(out.status == 0);
   CHECK_THAT(out.output, Catch::Contains("mlp512") && Catch::Contains("407050") && Catch::Contains("390858"));
 }
 
 TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli]") {
-  Outcome grad = dagger("ir rescnn --stage grad --batch 2");
+  Outcome grad = run_dagger("ir rescnn --stage grad --batch 2");
   CHECK(grad.status == 0);
   CHECK_THAT(grad.output, Catch::Contains("conv2d_backward_data") && Catch::Contains("grad.accumulate") &&
                               Catch::Contains("assign("));
-  Outcome dot = dagger("ir shallow --format dot");
+  Outcome dot = run_dagger("ir shallow --format dot");
   CHECK_THAT(dot.output, Catch::StartsWith("digraph"));
-  Outcome opt = dagger("ir shallow --stage opt --batch 7");
-  Outcome fused = dagger("ir mlp512 --stage fused --batch 7");
+  Outcome opt = run_dagger("ir shallow --stage opt --batch 7");
+  Outcome fused = run_dagger("ir mlp512 --stage fused --batch 7");
   CHECK_THAT(fused.output, Catch::Contains("[%4 matmul, %5 add]") && Catch::Contains("ends because"));
   CHECK(opt.status == 0);
   CHECK_THAT(opt.output, Catch::Contains("==== kernel") && Catch::Contains("x float>"));
 }
 
 TEST_CASE("dagger gradcheck passes on an op and reports each tensor", "[cli]") {
-  Outcome out = dagger("gradcheck --op conv2d");
+  Outcome out = run_dagger("gradcheck --op conv2d");
   CHECK(out.status == 0);
   CHECK_THAT(out.output, Catch::Contains("all gradients within tolerance"));
+}
+
+TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") &&
+      !std::getenv("DAGGER_DATA")) {
+    WARN("Fashion-MNIST is not installed; skipping");
+    return;
+  }
+  dagger::testing::TempDir dir("dump");
+  Outcome out = run_dagger("train shallow --epochs 1 --train-limit 100 --val-limit 50 --test-limit 50 --quiet --dump-dir " +
+                       dir.path.string());
+  INFO(out.output);
+  REQUIRE(out.status == 0);
+  for (const char* name : {"graph.txt", "graph.dot", "grad.txt", "grad.dot", "fused.txt"})
+    CHECK(std::filesystem::file_size(dir.path / name) > 0);
+  int ll = 0, opt = 0, s = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path / "kernels")) {
+    std::string name = entry.path().filename().string();
+    opt += name.ends_with(".opt.ll");
+    ll += name.ends_with(".ll") && !name.ends_with(".opt.ll");
+    s += name.ends_with(".s");
+  }
+  CHECK(ll > 0);
+  CHECK(ll == opt);
+  CHECK(ll == s);
 }

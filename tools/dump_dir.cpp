@@ -1,0 +1,57 @@
+// `--dump-dir`: every stage of a training plan written to files with stable names.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "codegen/fusion.h"
+#include "codegen/jit_executable.h"
+#include "graph/printer.h"
+#include "tools/cli.h"
+
+namespace dagger::cli {
+
+namespace {
+
+void write(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream out(path);
+  if (!out) throw Error(fmt::format("cannot write '{}'", path.string()));
+  out << text;
+}
+
+/// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers, which
+/// start with the stage's comment character (";" in IR, "#" in assembly).
+std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump) {
+  if (dump.empty()) return {};
+  const std::string marker = dump.substr(0, 1) + " ==== kernel ";
+  std::vector<std::pair<std::string, std::string>> kernels;
+  for (size_t at = dump.find(marker); at != std::string::npos;) {
+    size_t next = dump.find(marker, at + marker.size());
+    size_t name_end = dump.find(' ', at + marker.size());
+    kernels.emplace_back(dump.substr(at + marker.size(), name_end - at - marker.size()), dump.substr(at, next - at));
+    at = next;
+  }
+  return kernels;
+}
+
+}  // namespace
+
+void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
+                    const std::string& title) {
+  namespace fs = std::filesystem;
+  fs::create_directories(fs::path(dir) / "kernels");
+  Graph forward = build_forward(model, batch, Mode::train);
+  Graph step = build_training_step(model, batch, opt);
+  write(fs::path(dir) / "graph.txt", print_text(forward));
+  write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
+  write(fs::path(dir) / "grad.txt", print_text(step));
+  write(fs::path(dir) / "grad.dot", print_dot(step, title + " grad"));
+  write(fs::path(dir) / "fused.txt", describe_fusion(step, fuse(step)));
+  const std::vector<std::pair<DumpStage, std::string>> stages = {
+      {DumpStage::ir_before_opt, ".ll"}, {DumpStage::ir_after_opt, ".opt.ll"}, {DumpStage::assembly, ".s"}};
+  for (const auto& [stage, suffix] : stages)
+    for (const auto& [name, text] : per_kernel(dump_kernels(step, stage)))
+      write(fs::path(dir) / "kernels" / (name + suffix), text);
+}
+
+}  // namespace dagger::cli
