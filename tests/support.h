@@ -15,7 +15,7 @@ namespace dagger::testing {
 /// object goes out of scope.
 struct TempDir {
   std::filesystem::path path;
-  explicit TempDir(const std::string& purpose) {
+  explicit TempDir(const std::string& purpose = "scratch") {
     std::random_device rd;
     path = std::filesystem::temp_directory_path() / fmt::format("dagger-{}-test-{:08x}{:08x}", purpose, rd(), rd());
     std::filesystem::create_directories(path);

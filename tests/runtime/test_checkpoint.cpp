@@ -19,12 +19,9 @@ namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 using testing::error_of;
+using testing::TempDir;
 
 namespace {
-
-struct TempDir : testing::TempDir {
-  TempDir() : testing::TempDir("checkpoint") {}
-};
 
 
 /// 0.5, 1.5, 2.5, ... shifted by `offset`, in the given shape.

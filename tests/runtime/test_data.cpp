@@ -22,12 +22,9 @@ namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 
 using testing::error_of;
+using testing::TempDir;
 
 namespace {
-
-struct TempDir : testing::TempDir {
-  TempDir() : testing::TempDir("data") {}
-};
 
 
 using Bytes = std::vector<uint8_t>;

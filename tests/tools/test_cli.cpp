@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support.h"
 
@@ -32,18 +34,19 @@ Outcome run_dagger(const std::string& args) {
 }  // namespace
 
 TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
-  Outcome model = run_dagger("train mlp9000");
-  CHECK(model.status == 2);
-  CHECK_THAT(model.output, Catch::Contains("unknown model 'mlp9000'") && Catch::Contains("rescnn"));
-  Outcome stage = run_dagger("ir mlp512 --stage nope");
-  CHECK(stage.status == 2);
-  CHECK_THAT(stage.output, Catch::Contains("graph, eval, grad"));
-  Outcome command = run_dagger("frobnicate");
-  CHECK(command.status == 2);
-  CHECK_THAT(command.output, Catch::Contains("unknown command 'frobnicate'") && Catch::Contains("gradcheck"));
-  Outcome flag = run_dagger("train mlp512 --no-such-flag");
-  CHECK(flag.status == 2);
-  CHECK_THAT(flag.output, Catch::Contains("--no-such-flag"));
+  // (arguments, every text the message must hold)
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"train mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
+      {"ir mlp512 --stage nope", {"graph, eval, grad"}},
+      {"frobnicate", {"unknown command 'frobnicate'", "gradcheck"}},
+      {"train mlp512 --no-such-flag", {"--no-such-flag"}},
+  };
+  for (const auto& [args, texts] : cases) {
+    Outcome out = run_dagger(args);
+    INFO(args << "\n" << out.output);
+    CHECK(out.status == 2);
+    for (const std::string& text : texts) CHECK_THAT(out.output, Catch::Contains(text));
+  }
 }
 
 TEST_CASE("dagger models lists the zoo with parameter counts", "[cli]") {
