@@ -230,9 +230,11 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   Progress progress(config_.progress);
   const auto t0 = Clock::now();
   int64_t trained_images = 0;
+  double training_seconds = 0;  // training steps only; validation is timed apart
   for (int epoch = static_cast<int>(result.history.size()) + 1; epoch <= config_.epochs && !result.stopped_early; ++epoch) {
     EpochStats s = run_epoch(train, epoch);
     trained_images += static_cast<int64_t>(train.size());
+    training_seconds += s.seconds;
     Evaluation v = evaluate(val);
     s.val_loss = v.report.loss;
     s.val_accuracy = v.report.accuracy;
@@ -257,7 +259,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     }
   }
   result.wall_seconds = seconds_since(t0);
-  result.images_per_sec = static_cast<double>(trained_images) / std::max(result.wall_seconds, 1e-9);
+  result.images_per_sec = static_cast<double>(trained_images) / std::max(training_seconds, 1e-9);
   if (config_.patience > 0 && config_.restore_best && result.best_epoch > 0) state_ = best_state;
   return result;
 }

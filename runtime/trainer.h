@@ -42,8 +42,8 @@ struct TrainResult {
   double best_val_loss = 0;
   bool stopped_early = false;
   bool resumed = false;
-  double wall_seconds = 0;    ///< this process's training time (excludes epochs restored from disk)
-  double images_per_sec = 0;  ///< training images per second over this process's epochs
+  double wall_seconds = 0;    ///< this process's time in fit(), validation included (not epochs restored from disk)
+  double images_per_sec = 0;  ///< training throughput: images per second of training steps, validation excluded
 };
 
 struct Evaluation {
