@@ -19,6 +19,8 @@ struct JitOptions {
   /// of two runs correctly on any host (LLVM splits wide vectors), so tests can exercise the
   /// AVX-512 code shapes on an AVX2 machine.
   int vector_width = 0;
+  /// Worker threads; each kernel's outer loop is split statically among them.
+  int threads = 1;
 };
 
 /// One compiled kernel of a plan.

@@ -43,12 +43,13 @@ std::map<ExecutorKind, ExecutorFactory>& factories() {
 
 void register_executor(ExecutorKind kind, ExecutorFactory factory) { factories()[kind] = factory; }
 
-std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind) {
+std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options) {
   if (kind == ExecutorKind::reference) return std::make_unique<ReferenceExecutable>(g);
   auto it = factories().find(kind);
   if (it == factories().end())
     throw Error(fmt::format("the {} executor is not linked into this program", executor_name(kind)));
-  return it->second(g);
+  if (options.threads < 1) throw Error(fmt::format("thread count {} is not positive", options.threads));
+  return it->second(g, options);
 }
 
 }  // namespace dagger

@@ -25,12 +25,19 @@ class Executable {
   virtual StateMap run(const StateMap& feeds, StateMap& state) = 0;
 };
 
-std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind);
+/// How an executable runs. The reference interpreter ignores threads; the JIT splits each
+/// kernel's outer loop statically over `threads` workers, so results depend on the seed and
+/// the thread count only.
+struct ExecutorOptions {
+  int threads = 1;
+};
+
+std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options = {});
 
 /// Builds an executable of one kind. The runtime knows only the reference interpreter; the
 /// JIT lives in codegen/, which depends on the runtime, so the program that links both
 /// registers it (see tools/main.cpp) instead of the runtime reaching up a layer.
-using ExecutorFactory = std::unique_ptr<Executable> (*)(const Graph&);
+using ExecutorFactory = std::unique_ptr<Executable> (*)(const Graph&, const ExecutorOptions&);
 void register_executor(ExecutorKind kind, ExecutorFactory factory);
 
 }  // namespace dagger

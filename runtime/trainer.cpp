@@ -115,14 +115,15 @@ Executable& Trainer::train_plan(int64_t batch) {
     for (const Node& n : g.nodes())
       if (n.op == Op::parameter || n.op == Op::state)
         expected_shapes_[n.attrs.s("name")] = std::vector<size_t>(n.shape.begin(), n.shape.end());
-    slot = make_executable(g, config_.executor);
+    slot = make_executable(g, config_.executor, {config_.threads});
   }
   return *slot;
 }
 
 Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
-  if (!slot) slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape), config_.executor);
+  if (!slot) slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape), config_.executor,
+                                 {config_.threads});
   return *slot;
 }
 

@@ -69,7 +69,7 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
   cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")->capture_default_str();
-  cmd->add_option("--threads", f->threads, "worker threads (the reference executor uses one)")->capture_default_str();
+  cmd->add_option("--threads", f->threads, "worker threads of the JIT (the reference executor uses one)")->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
   cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder");
@@ -84,6 +84,7 @@ Run add_train(CLI::App& app) {
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
     cfg.optimizer.nesterov = f->nesterov;
     cfg.executor = executor_kind(f->executor);
+    cfg.threads = f->threads;
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
     f->data.seed = cfg.seed;
