@@ -20,6 +20,8 @@ Emit::Emit(llvm::Module& m, unsigned w)
 
 llvm::Value* Emit::splat(float v) { return llvm::ConstantFP::get(vf, v); }
 
+llvm::Value* Emit::f32c(float v) { return llvm::ConstantFP::get(f32, v); }
+
 llvm::Value* Emit::splat_i32(uint32_t v) { return llvm::ConstantInt::get(vi, v); }
 
 llvm::Value* Emit::i64c(int64_t v) { return llvm::ConstantInt::get(i64, v, true); }
@@ -49,17 +51,19 @@ llvm::Value* Emit::fma(llvm::Value* a, llvm::Value* x, llvm::Value* c) {
 KernelFunction begin_kernel(Emit& e, const std::string& name, int num_args) {
   auto* void_ty = llvm::Type::getVoidTy(e.ctx);
   std::vector<llvm::Type*> params(static_cast<size_t>(num_args), e.ptr);
+  params.push_back(e.i64);
+  params.push_back(e.i64);
   auto* body = llvm::Function::Create(llvm::FunctionType::get(void_ty, params, false), llvm::Function::InternalLinkage,
                                       name + ".body", e.module);
   body->addFnAttr(llvm::Attribute::AlwaysInline);
   body->addFnAttr(llvm::Attribute::NoUnwind);
-  for (auto& arg : body->args()) {
-    arg.addAttr(llvm::Attribute::NoAlias);
-    arg.addAttr(llvm::Attribute::NoCapture);
+  for (int k = 0; k < num_args; ++k) {
+    body->getArg(static_cast<unsigned>(k))->addAttr(llvm::Attribute::NoAlias);
+    body->getArg(static_cast<unsigned>(k))->addAttr(llvm::Attribute::NoCapture);
   }
 
   // The entry point unpacks the argument array and calls the body.
-  auto* entry = llvm::Function::Create(llvm::FunctionType::get(void_ty, {e.ptr}, false),
+  auto* entry = llvm::Function::Create(llvm::FunctionType::get(void_ty, {e.ptr, e.i64, e.i64}, false),
                                        llvm::Function::ExternalLinkage, name, e.module);
   entry->addFnAttr(llvm::Attribute::NoUnwind);
   e.b.SetInsertPoint(llvm::BasicBlock::Create(e.ctx, "entry", entry));
@@ -68,12 +72,15 @@ KernelFunction begin_kernel(Emit& e, const std::string& name, int num_args) {
     llvm::Value* slot = e.b.CreateConstInBoundsGEP1_64(e.ptr, entry->getArg(0), static_cast<uint64_t>(k));
     pointers.push_back(e.b.CreateLoad(e.ptr, slot));
   }
+  pointers.push_back(entry->getArg(1));
+  pointers.push_back(entry->getArg(2));
   e.b.CreateCall(body, pointers);
   e.b.CreateRetVoid();
 
   e.b.SetInsertPoint(llvm::BasicBlock::Create(e.ctx, "entry", body));
-  KernelFunction kf{body, {}};
-  for (auto& arg : body->args()) kf.args.push_back(&arg);
+  KernelFunction kf{body, {}, body->getArg(static_cast<unsigned>(num_args)),
+                    body->getArg(static_cast<unsigned>(num_args + 1))};
+  for (int k = 0; k < num_args; ++k) kf.args.push_back(body->getArg(static_cast<unsigned>(k)));
   return kf;
 }
 

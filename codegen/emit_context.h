@@ -27,6 +27,8 @@ struct Emit {
 
   /// A <W x float> with every lane `v`.
   llvm::Value* splat(float v);
+  /// A scalar float constant.
+  llvm::Value* f32c(float v);
   /// A <W x i32> with every lane `v`.
   llvm::Value* splat_i32(uint32_t v);
   llvm::Value* i64c(int64_t v);
@@ -42,12 +44,16 @@ struct Emit {
   llvm::Value* select(llvm::Value* keep, llvm::Value* x, llvm::Value* other) { return b.CreateSelect(keep, x, other); }
 };
 
-/// A kernel's entry point: `void name(float* const* args)`, so the plan calls every kernel
-/// the same way. The body is an internal function taking the pointers as noalias arguments
-/// (buffers never overlap), inlined into the entry by the optimizer.
+/// A kernel's entry point: `void name(float* const* args, i64 begin, i64 end)`, so the plan
+/// calls every kernel the same way. A kernel's work is a row of independent items (its
+/// parallel extent, see CompiledKernel); a call computes items [begin, end), and the plan
+/// hands each worker thread its own static slice. The body is an internal function taking
+/// the pointers as noalias arguments (buffers never overlap), inlined into the entry.
 struct KernelFunction {
   llvm::Function* body;
   std::vector<llvm::Value*> args;  // the body's pointer arguments
+  llvm::Value* begin;              // i64: the first item this call computes
+  llvm::Value* end;                // i64: one past the last
 };
 
 /// Declares `name` and its body with `num_args` buffer pointers and leaves the builder at

@@ -124,10 +124,20 @@ ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
   return gen(group.root);
 }
 
-void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
+namespace {
+
+IterationSpace space_of(const Graph& g, const FusionGroup& group) {
   std::vector<Shape> shapes;
   for (NodeId id : group.inputs) shapes.push_back(g.shape(id));
-  const IterationSpace space = collapse(g.shape(group.root), shapes);
+  return collapse(g.shape(group.root), shapes);
+}
+
+}  // namespace
+
+int64_t elementwise_items(const Graph& g, const FusionGroup& group) { return nest_items(space_of(g, group).dims); }
+
+void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
+  const IterationSpace space = space_of(g, group);
 
   KernelFunction kf = begin_kernel(e, name, static_cast<int>(group.inputs.size()) + 1);
   const StridedBuffer out{kf.args[0], contiguous_strides(space.dims)};
@@ -139,7 +149,8 @@ void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, c
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
   const ElementGen root = compose_group(e, g, group, input);
-  emit_vector_nest(e, space.dims, [&](const ElementPos& pos) { store_at(e, out, pos, root(pos)); });
+  emit_vector_nest_items(e, space.dims, kf.begin, kf.end,
+                         [&](const ElementPos& pos) { store_at(e, out, pos, root(pos)); });
   end_kernel(e);
 }
 

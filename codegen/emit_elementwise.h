@@ -18,6 +18,9 @@ ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> opera
 ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
                          const std::function<ElementGen(NodeId)>& input);
 
+/// The parallel items of an elementwise group's kernel (see nest_items).
+int64_t elementwise_items(const Graph& g, const FusionGroup& group);
+
 /// Emits kernel `name` for an elementwise group (no anchor). Arguments: the root's output
 /// buffer, then group.inputs in order.
 void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group);

@@ -11,6 +11,12 @@ namespace {
 
 bool is_elementwise(const Node& n) { return op_info(n.op).category == OpCategory::Elementwise; }
 
+/// Contractions compiled as GEMMs; all but the filter gradient take an epilogue.
+bool is_contraction(const Node& n) {
+  return n.op == Op::matmul || n.op == Op::conv2d || n.op == Op::conv2d_backward_data ||
+         n.op == Op::conv2d_backward_filter;
+}
+
 /// How each node is read: by how many operand slots, by which node, and whether it is an output.
 struct Readers {
   std::vector<int> count;
@@ -35,13 +41,14 @@ struct Readers {
 /// no dropout in it (a dropout's element index is its position in its own shape).
 std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_dropout) {
   const Node& n = g.node(id);
+  if (n.op == Op::conv2d_backward_filter) return "sums over the batch in its output buffer, so it takes no epilogue";
   if (r.is_output[id]) return "is a graph output";
   if (r.count[id] == 0) return "has no reader";
   if (r.count[id] > 1) return fmt::format("has {} readers", r.count[id]);
   const Node& reader = g.node(r.last[id]);
   if (!is_elementwise(reader))
     return fmt::format("is read by %{} ({}), which is not elementwise", reader.id, op_info(reader.op).name);
-  if (reader.shape != n.shape && (numel(n.shape) != 1 || holds_dropout || n.op == Op::matmul))
+  if (reader.shape != n.shape && (numel(n.shape) != 1 || holds_dropout || is_contraction(n)))
     return fmt::format("is broadcast by its reader %{} of shape {}", reader.id, to_string(reader.shape));
   return "";
 }
@@ -76,7 +83,7 @@ FusionPlan fuse(const Graph& g) {
   std::vector<std::string> why(g.size());
   std::vector<bool> holds_dropout(g.size(), false);  // the node or a node joined into it is a dropout
   for (const Node& n : g.nodes()) {
-    if (!is_elementwise(n) && n.op != Op::matmul) continue;
+    if (!is_elementwise(n) && !is_contraction(n)) continue;
     holds_dropout[n.id] = n.op == Op::dropout;
     for (NodeId o : n.operands)
       if (joins[o] == n.id && holds_dropout[o]) holds_dropout[n.id] = true;
@@ -93,17 +100,18 @@ FusionPlan fuse(const Graph& g) {
   plan.group_of.assign(g.size(), -1);
   std::vector<int> group_at(g.size(), -1);
   for (const Node& n : g.nodes()) {
-    if (joins[n.id] >= 0 || (!is_elementwise(n) && n.op != Op::matmul)) continue;
+    if (joins[n.id] >= 0 || (!is_elementwise(n) && !is_contraction(n))) continue;
     group_at[n.id] = static_cast<int>(plan.groups.size());
     plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id]});
   }
   for (const Node& n : g.nodes()) {
-    if (!is_elementwise(n) && n.op != Op::matmul) continue;
+    if (!is_elementwise(n) && !is_contraction(n)) continue;
     FusionGroup& group = plan.groups[group_at[root_of(n.id)]];
-    if (n.op == Op::matmul) {
-      if (group.anchor >= 0) {  // a second matmul in one epilogue: it gets a kernel of its own
+    if (is_contraction(n)) {
+      if (group.anchor >= 0) {  // a second contraction in one epilogue: it gets a kernel of its own
         joins[n.id] = -1;
-        why[n.id] = fmt::format("group %{} already holds matmul %{}", group.root, group.anchor);
+        why[n.id] = fmt::format("group %{} already holds %{} ({})", group.root, group.anchor,
+                                op_info(g.node(group.anchor).op).name);
         group_at[n.id] = static_cast<int>(plan.groups.size());
         plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id]});
         continue;
@@ -112,7 +120,7 @@ FusionPlan fuse(const Graph& g) {
     }
     group.nodes.push_back(n.id);
   }
-  // Groups were created in root order, but a split-off matmul came later: restore the order.
+  // Groups were created in root order, but a split-off contraction came later: restore the order.
   std::sort(plan.groups.begin(), plan.groups.end(), [](const auto& a, const auto& b) { return a.root < b.root; });
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {

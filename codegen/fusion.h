@@ -6,12 +6,12 @@
 ///    elementwise and has the same shape (so one loop over the consumer's elements covers
 ///    both, and dropout's element index is the same in both); a scalar without dropout also
 ///    joins a larger consumer, since computing it inside the loop costs nothing once hoisted;
-///  - a matmul whose only reader is such an elementwise node becomes the anchor of that
-///    node's group: the group is then the matmul's epilogue, applied in registers before
-///    the store;
-///  - a matmul with no such reader is a group by itself.
-/// Everything else (sources, layout, reductions, convolutions, composites, assigns) is left to
-/// the plan.
+///  - a contraction (matmul, conv2d, conv2d_backward_data) whose only reader is such an
+///    elementwise node becomes the anchor of that node's group: the group is then the
+///    contraction's epilogue, applied in registers before the store;
+///  - a contraction with no such reader is a group by itself, and so is every
+///    conv2d_backward_filter (it sums over the batch in its output);
+/// Everything else (sources, layout, reductions, composites, assigns) is left to the plan.
 #include <string>
 #include <vector>
 
@@ -22,8 +22,8 @@ namespace dagger {
 struct FusionGroup {
   NodeId root = -1;            // the node whose value the group writes to memory
   std::vector<NodeId> nodes;   // every node the group computes, ascending; root last
-  std::vector<NodeId> inputs;  // values it reads from memory: a matmul's A and B first
-  NodeId anchor = -1;          // the matmul computed by the group, if any
+  std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first
+  NodeId anchor = -1;          // the contraction computed by the group, if any
   std::string why_root;        // why the root was not fused into a reader
 };
 
@@ -33,7 +33,7 @@ struct FusionPlan {
   std::vector<int> group_of;
 };
 
-/// Groups the graph's elementwise and matmul nodes into kernels.
+/// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);
 
 /// One line per group: its nodes, inputs and the reason its root ends it.

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -9,6 +10,7 @@
 #include "codegen/fallback.h"
 #include "codegen/fusion.h"
 #include "codegen/lower.h"
+#include "runtime/thread_pool.h"
 
 namespace dagger {
 
@@ -51,15 +53,21 @@ Tensor empty_tensor(const Shape& shape) { return Tensor::from_shape(std::vector<
 
 }  // namespace
 
+/// Below this much work (CompiledKernel::work times items) a kernel runs on the calling
+/// thread alone: waking the others would cost more than it saves.
+constexpr double kMinParallelWork = 1 << 15;
+
 struct JitExecutable::Plan {
-  explicit Plan(const Graph& g, const JitOptions& options) : graph(g), jit(options.keep_dumps) {}
+  explicit Plan(const Graph& g, const JitOptions& options)
+      : graph(g), jit(options.keep_dumps), pool(std::max(1, options.threads)) {}
 
   Graph graph;
   Jit jit;
+  ThreadPool pool;
   std::vector<CompiledKernel> compiled;
   std::vector<KernelInfo> infos;
-  std::vector<std::vector<KeyCheck>> key_checks;  // per kernel
-  std::vector<std::vector<float>> scratch;        // per kernel
+  std::vector<std::vector<KeyCheck>> key_checks;   // per kernel
+  std::vector<std::vector<std::vector<float>>> scratch;  // per kernel, per thread
   std::vector<FallbackNode> fallbacks;
   std::vector<NodeId> interpreted;
   std::vector<Step> steps;
@@ -103,8 +111,18 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   // Kernels take float* for every buffer but write only the first (and the scratch).
   std::vector<float*> args{storage[root].data()};
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
-  if (kernel.scratch_floats > 0) args.push_back(scratch[k].data());
-  kernel.entry(args.data());
+  const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
+  if (!split) {
+    if (kernel.scratch_floats > 0) args.push_back(scratch[k][0].data());
+    kernel.entry(args.data(), 0, kernel.items);
+  } else {
+    pool.run([&](int t) {
+      std::vector<float*> mine = args;
+      if (kernel.scratch_floats > 0) mine.push_back(scratch[k][static_cast<size_t>(t)].data());
+      const int64_t threads = pool.size();
+      kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
+    });
+  }
   at[root] = storage[root].data();
 }
 
@@ -119,7 +137,8 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
     p.infos.push_back(KernelInfo{p.compiled[k].name, group.nodes, group.root});
-    p.scratch.emplace_back(static_cast<size_t>(p.compiled[k].scratch_floats));
+    p.scratch.emplace_back(static_cast<size_t>(p.pool.size()),
+                           std::vector<float>(static_cast<size_t>(p.compiled[k].scratch_floats)));
     p.storage[group.root] = empty_tensor(g.shape(group.root));
     std::vector<KeyCheck> checks;
     for (NodeId id : group.nodes)

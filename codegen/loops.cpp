@@ -68,6 +68,33 @@ void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llv
   });
 }
 
+void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+  llvm::Function* fn = e.b.GetInsertBlock()->getParent();
+  llvm::BasicBlock* preheader = e.b.GetInsertBlock();
+  llvm::BasicBlock* header = llvm::BasicBlock::Create(e.ctx, "range", fn);
+  llvm::BasicBlock* exit = llvm::BasicBlock::Create(e.ctx, "range.end", fn);
+  e.b.CreateCondBr(e.b.CreateICmpSLT(begin, end), header, exit);
+  e.b.SetInsertPoint(header);
+  llvm::PHINode* iv = e.b.CreatePHI(e.i64, 2, "item");
+  iv->addIncoming(begin, preheader);
+  body(iv);
+  llvm::Value* next = e.b.CreateAdd(iv, e.i64c(1), "item.next", true, true);
+  iv->addIncoming(next, e.b.GetInsertBlock());
+  e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
+  e.b.SetInsertPoint(exit);
+}
+
+void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then) {
+  llvm::Function* fn = e.b.GetInsertBlock()->getParent();
+  llvm::BasicBlock* yes = llvm::BasicBlock::Create(e.ctx, "then", fn);
+  llvm::BasicBlock* done = llvm::BasicBlock::Create(e.ctx, "endif", fn);
+  e.b.CreateCondBr(cond, yes, done);
+  e.b.SetInsertPoint(yes);
+  then();
+  e.b.CreateBr(done);
+  e.b.SetInsertPoint(done);
+}
+
 void emit_vector_nest(Emit& e, const Shape& dims, const std::function<void(const ElementPos&)>& body) {
   for (int64_t d : dims)
     if (d <= 0) return;
@@ -98,6 +125,45 @@ void emit_vector_nest(Emit& e, const Shape& dims, const std::function<void(const
     if (full < dims[inner]) at(e.i64c(full), e.prefix_mask(static_cast<unsigned>(dims[inner] - full)));
   };
   axis(0);
+}
+
+int64_t nest_items(const Shape& dims) {
+  for (int64_t d : dims)
+    if (d <= 0) return 0;
+  if (dims.size() > 1) return dims[0];
+  return (dims[0] + kChunkFloats - 1) / kChunkFloats;
+}
+
+void emit_vector_nest_items(Emit& e, const Shape& dims, llvm::Value* begin, llvm::Value* end,
+                            const std::function<void(const ElementPos&)>& body) {
+  if (nest_items(dims) == 0) return;
+  if (dims.size() > 1) {
+    const Shape inner(dims.begin() + 1, dims.end());
+    const int64_t row = numel(inner);
+    emit_range(e, begin, end, [&](llvm::Value* i) {
+      emit_vector_nest(e, inner, [&](const ElementPos& at) {
+        ElementPos pos = at;
+        pos.coords.insert(pos.coords.begin(), i);
+        pos.flat = e.b.CreateAdd(e.b.CreateMul(i, e.i64c(row)), at.flat);
+        body(pos);
+      });
+    });
+    return;
+  }
+  // A flat space: full chunks in the range loop, then the last, shorter chunk if this call owns it.
+  const int64_t n = dims[0], full = n / kChunkFloats;
+  auto chunk = [&](llvm::Value* c, int64_t size) {
+    llvm::Value* start = e.b.CreateMul(c, e.i64c(kChunkFloats));
+    emit_vector_nest(e, {size}, [&](const ElementPos& at) {
+      ElementPos pos = at;
+      pos.coords[0] = e.b.CreateAdd(start, at.coords[0]);
+      pos.flat = pos.coords[0];
+      body(pos);
+    });
+  };
+  llvm::Value* full_end = e.b.CreateSelect(e.b.CreateICmpSLT(end, e.i64c(full)), end, e.i64c(full));
+  emit_range(e, begin, full_end, [&](llvm::Value* c) { chunk(c, kChunkFloats); });
+  if (n % kChunkFloats != 0) emit_if(e, e.b.CreateICmpSGT(end, e.i64c(full)), [&] { chunk(e.i64c(full), n % kChunkFloats); });
 }
 
 llvm::Value* load_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos) {

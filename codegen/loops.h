@@ -30,6 +30,19 @@ std::vector<llvm::Value*> emit_loop(
     const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body);
 /// emit_loop without carried values.
 void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llvm::Value*)>& body);
+/// for (i = begin; i < end; ++i) with bounds known only at run time (a kernel's item range).
+void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
+/// if (cond) { then(); }
+void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then);
+
+/// How a loop nest over `dims` is split into parallel items: the items are the outer axis
+/// (a 1-D space is first cut into chunks of kChunkFloats), so every item is an independent
+/// stretch of the innermost loops.
+inline constexpr int64_t kChunkFloats = 4096;
+int64_t nest_items(const Shape& dims);
+/// emit_vector_nest restricted to the items [begin, end) of nest_items(dims).
+void emit_vector_nest_items(Emit& e, const Shape& dims, llvm::Value* begin, llvm::Value* end,
+                            const std::function<void(const ElementPos&)>& body);
 
 /// Visits every position of `dims` (row-major): a loop per outer axis and, along the innermost
 /// axis, full vectors in a loop then one masked vector for the rest.

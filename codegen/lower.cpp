@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "codegen/emit_conv.h"
 #include "codegen/emit_elementwise.h"
 #include "codegen/emit_matmul.h"
 #include "codegen/kernel_module.h"
@@ -20,14 +23,25 @@ std::string kernel_name(const Graph& g, const FusionGroup& group) {
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {
-    CompiledKernel k{kernel_name(g, group), group, nullptr, 0};
+    CompiledKernel k{kernel_name(g, group), group};
     std::unique_ptr<KernelModule> km = jit.new_module(k.name);
     {  // the builder must be gone before the module moves into the Jit
       Emit e(*km->module, width);
-      if (group.anchor >= 0) {
-        k.scratch_floats = matmul_scratch_floats(g, group, width);
-        emit_matmul_kernel(e, k.name, g, group);
+      const Op anchor = group.anchor >= 0 ? g.node(group.anchor).op : Op::input;
+      if (anchor == Op::matmul || anchor == Op::conv2d || anchor == Op::conv2d_backward_data ||
+          anchor == Op::conv2d_backward_filter) {
+        const GemmLayout layout =
+            anchor == Op::matmul ? matmul_layout(g, group, width) : conv_layout(g, group, width);
+        k.items = layout.items;
+        k.scratch_floats = layout.scratch_floats;
+        k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) / double(std::max<int64_t>(1, layout.items));
+        if (anchor == Op::matmul)
+          emit_matmul_kernel(e, k.name, g, group);
+        else
+          emit_conv_kernel(e, k.name, g, group);
       } else {
+        k.items = elementwise_items(g, group);
+        k.work = double(numel(g.shape(group.root))) * double(group.nodes.size()) / double(std::max<int64_t>(1, k.items));
         emit_elementwise_kernel(e, k.name, g, group);
       }
     }
@@ -35,7 +49,7 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
     kernels.push_back(std::move(k));
   }
   // Looking a symbol up compiles its module; do it once here rather than on the first run.
-  for (CompiledKernel& k : kernels) k.entry = jit.function<void(float* const*)>(k.name);
+  for (CompiledKernel& k : kernels) k.entry = jit.function<void(float* const*, int64_t, int64_t)>(k.name);
   return kernels;
 }
 

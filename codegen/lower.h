@@ -9,14 +9,17 @@
 
 namespace dagger {
 
-/// Every kernel has this entry: its buffers, outputs first (see the emitters for the order).
-using KernelEntry = void (*)(float* const* args);
+/// Every kernel has this entry: its buffers, outputs first (see the emitters for the order),
+/// and the range [begin, end) of its parallel items to compute.
+using KernelEntry = void (*)(float* const* args, int64_t begin, int64_t end);
 
 struct CompiledKernel {
   std::string name;
   FusionGroup group;
   KernelEntry entry = nullptr;
-  int64_t scratch_floats = 0;  // when nonzero the kernel takes one more buffer of this size
+  int64_t items = 1;           // parallel items; any split of [0, items) gives the same result
+  int64_t scratch_floats = 0;  // when nonzero the kernel takes one more buffer of this size, one per thread
+  double work = 0;             // a rough cost per item (floats touched or FLOPs), to decide whether to split
 };
 
 /// A readable, unique symbol for the group's kernel, e.g. "k12_matmul_add_relu".

@@ -1,0 +1,277 @@
+#include "codegen/emit_conv.h"
+
+#include <fmt/format.h>
+#include <llvm/IR/Constants.h>
+
+#include <algorithm>
+#include <cassert>
+
+#include "codegen/emit_elementwise.h"
+#include "codegen/iteration.h"
+
+namespace dagger {
+
+namespace {
+
+const llvm::Align kFloatAlign(4);
+
+/// The sizes of a convolution: x [n, c, h, w], filter [k, c, r, s], y [n, k, p, q].
+struct Conv {
+  int64_t n, c, h, w, k, r, s, p, q, stride, pad;
+};
+
+Conv conv_of(const Graph& g, const Node& node) {
+  Shape x, f;
+  switch (node.op) {
+    case Op::conv2d:
+      x = g.shape(node.operands[0]);
+      f = g.shape(node.operands[1]);
+      break;
+    case Op::conv2d_backward_data:
+      x = node.shape;
+      f = g.shape(node.operands[1]);
+      break;
+    case Op::conv2d_backward_filter:
+      x = g.shape(node.operands[0]);
+      f = node.shape;
+      break;
+    default:
+      throw Error(fmt::format("codegen: {} is not a convolution", op_info(node.op).name));
+  }
+  const int64_t stride = node.attrs.i("stride"), pad = node.attrs.i("pad");
+  return {x[0], x[1], x[2], x[3], f[0], f[2], f[3],
+          (x[2] + 2 * pad - f[2]) / stride + 1, (x[3] + 2 * pad - f[3]) / stride + 1, stride, pad};
+}
+
+GemmSizes sizes_of(const Graph& g, const Node& node) {
+  const Conv v = conv_of(g, node);
+  switch (node.op) {
+    case Op::conv2d: return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
+    case Op::conv2d_backward_data: return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
+    default: return {1, v.k, v.c * v.r * v.s, {v.p, v.q}, v.n};
+  }
+}
+
+/// Lane-wise helpers on <W x i32> vectors.
+struct Lanes {
+  Emit& e;
+  llvm::Value* c(int64_t v) { return e.splat_i32(static_cast<uint32_t>(static_cast<int32_t>(v))); }
+  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e.b.CreateAdd(a, b); }
+  llvm::Value* mul(llvm::Value* a, int64_t b) { return b == 1 ? a : e.b.CreateMul(a, c(b)); }
+  llvm::Value* div(llvm::Value* a, int64_t b) { return b == 1 ? a : e.b.CreateUDiv(a, c(b)); }
+  llvm::Value* rem(llvm::Value* a, int64_t b) { return e.b.CreateURem(a, c(b)); }
+  /// 0 <= a < bound, for signed lanes.
+  llvm::Value* within(llvm::Value* a, int64_t bound) {
+    return e.b.CreateAnd(e.b.CreateICmpSGE(a, c(0)), e.b.CreateICmpSLT(a, c(bound)));
+  }
+  llvm::Value* all(llvm::Value* a, llvm::Value* b) { return e.b.CreateAnd(a, b); }
+  /// The i64 scalar `v` in every lane, as i32.
+  llvm::Value* splat(llvm::Value* v) { return e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(v, e.i32)); }
+  /// Columns j0 + offset + lane of a panel.
+  llvm::Value* columns(llvm::Value* j0, int64_t offset) { return add(splat(j0), add(e.lane_ids(), c(offset))); }
+};
+
+/// Stores `value` at panel row `row` (a flat i64), vector `v`.
+void store_panel(Emit& e, llvm::Value* panel, llvm::Value* row, int64_t stride, int64_t v, llvm::Value* value) {
+  llvm::Value* offset = e.b.CreateAdd(e.b.CreateMul(row, e.i64c(stride)), e.i64c(v * e.width));
+  e.b.CreateAlignedStore(value, e.b.CreateInBoundsGEP(e.f32, panel, offset), kFloatAlign);
+}
+
+/// Fills a panel by visiting every reduction row (coordinates along `rows`) and, per vector of
+/// columns, gathering `source` at the index and mask `lane` computes from the row.
+using LaneIndex = std::function<std::pair<llvm::Value*, llvm::Value*>(int64_t v, const std::vector<llvm::Value*>& row)>;
+
+void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, llvm::Value* source,
+                  llvm::Value* panel, const LaneIndex& lane) {
+  const std::vector<int64_t> strides = contiguous_strides(rows);
+  std::vector<llvm::Value*> coords;
+  std::function<void(size_t)> nest = [&](size_t d) {
+    emit_for(e, rows[d], 1, [&](llvm::Value* i) {
+      coords.push_back(i);
+      if (d + 1 < rows.size()) {
+        nest(d + 1);
+      } else {
+        llvm::Value* flat = e.i64c(0);
+        for (size_t a = 0; a < coords.size(); ++a) flat = e.b.CreateAdd(flat, e.b.CreateMul(coords[a], e.i64c(strides[a])));
+        for (int64_t v = 0; v < stride / e.width; ++v) {
+          llvm::Value* value = e.splat(0.0f);
+          if (v < vectors) {
+            auto [index, mask] = lane(v, coords);
+            value = gather(e, source, index, mask);
+          }
+          store_panel(e, panel, flat, stride, v, value);
+        }
+      }
+      coords.pop_back();
+    });
+  };
+  nest(0);
+}
+
+}  // namespace
+
+GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width) {
+  return gemm_layout(sizes_of(g, g.node(group.anchor)), width);
+}
+
+void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
+  const Node& anchor = g.node(group.anchor);
+  const Conv v = conv_of(g, anchor);
+  const GemmSizes sizes = sizes_of(g, anchor);
+  const GemmLayout layout = gemm_layout(sizes, e.width);
+  const int num_args = static_cast<int>(group.inputs.size()) + 2;
+  KernelFunction kf = begin_kernel(e, name, num_args);
+  llvm::Value* first = kf.args[1];
+  llvm::Value* second = kf.args[2];
+  llvm::Value* out = kf.args[0];
+  Lanes L{e};
+  const int64_t chw = v.c * v.h * v.w, kpq = v.k * v.p * v.q;
+
+  GemmProblem p;
+  p.sizes = sizes;
+  auto load = [&](llvm::Value* base, llvm::Value* index) {
+    return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, base, index), kFloatAlign);
+  };
+  // Per vector of panel columns, lane values computed once per panel and reused by every row.
+  std::vector<std::vector<llvm::Value*>> lane_cache;
+
+  switch (anchor.op) {
+    case Op::conv2d:
+      // A = w [k, (c, r, s)]; B = im2col(x_b): row (c, r, s), column (p, q).
+      p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+        llvm::Value* index = e.b.CreateMul(i, e.i64c(v.c * v.r * v.s));
+        index = e.b.CreateAdd(index, e.b.CreateMul(k[0], e.i64c(v.r * v.s)));
+        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[1], e.i64c(v.s)), k[2]));
+        return load(second, index);
+      };
+      p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+        const int64_t vectors = (cols + e.width - 1) / e.width;
+        lane_cache.clear();
+        for (int64_t u = 0; u < vectors; ++u) {
+          llvm::Value* col = L.columns(j0, u * e.width);
+          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.p * v.q));
+          llvm::Value* top = L.add(L.mul(L.div(col, v.q), v.stride), L.c(-v.pad));
+          llvm::Value* left = L.add(L.mul(L.rem(col, v.q), v.stride), L.c(-v.pad));
+          lane_cache.push_back({valid, top, left});
+        }
+        llvm::Value* image = L.splat(e.b.CreateMul(b, e.i64c(chw)));
+        gather_panel(e, {v.c, v.r, v.s}, vectors, layout.panel, first, panel,
+                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
+                       llvm::Value* ih = L.add(lane_cache[u][1], L.splat(row[1]));
+                       llvm::Value* iw = L.add(lane_cache[u][2], L.splat(row[2]));
+                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
+                       llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.h * v.w));
+                       index = L.add(index, L.add(L.mul(ih, v.w), iw));
+                       return std::make_pair(index, mask);
+                     });
+      };
+      break;
+    case Op::conv2d_backward_data:
+      // A = w viewed as [c, (k, r, s)]; B: row (k, r, s), column (h, w) holds the dy element
+      // whose window tap (r, s) covered input position (h, w), or 0.
+      p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+        llvm::Value* index = e.b.CreateMul(k[0], e.i64c(v.c * v.r * v.s));
+        index = e.b.CreateAdd(index, e.b.CreateMul(i, e.i64c(v.r * v.s)));
+        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[1], e.i64c(v.s)), k[2]));
+        return load(second, index);
+      };
+      p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+        const int64_t vectors = (cols + e.width - 1) / e.width;
+        lane_cache.clear();
+        for (int64_t u = 0; u < vectors; ++u) {
+          llvm::Value* col = L.columns(j0, u * e.width);
+          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.h * v.w));
+          lane_cache.push_back({valid, L.add(L.div(col, v.w), L.c(v.pad)), L.add(L.rem(col, v.w), L.c(v.pad))});
+        }
+        llvm::Value* image = L.splat(e.b.CreateMul(b, e.i64c(kpq)));
+        gather_panel(e, {v.k, v.r, v.s}, vectors, layout.panel, first, panel,
+                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
+                       // (h + pad - r) must be a multiple of the stride, with quotient in [0, p).
+                       llvm::Value* th = e.b.CreateSub(lane_cache[u][1], L.splat(row[1]));
+                       llvm::Value* tw = e.b.CreateSub(lane_cache[u][2], L.splat(row[2]));
+                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(th, v.p * v.stride), L.within(tw, v.q * v.stride)));
+                       if (v.stride > 1)
+                         mask = L.all(mask, L.all(e.b.CreateICmpEQ(L.rem(th, v.stride), L.c(0)),
+                                                  e.b.CreateICmpEQ(L.rem(tw, v.stride), L.c(0))));
+                       llvm::Value* oh = L.div(th, v.stride);
+                       llvm::Value* ow = L.div(tw, v.stride);
+                       llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.p * v.q));
+                       index = L.add(index, L.add(L.mul(oh, v.q), ow));
+                       return std::make_pair(index, mask);
+                     });
+      };
+      break;
+    default:
+      // Summed over images kb: A = dy_kb [k, (p, q)]; B = im2col(x_kb)^T: row (p, q), column (c, r, s).
+      p.a_at = [&](llvm::Value*, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+        llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(kb, e.i64c(kpq)), e.b.CreateMul(i, e.i64c(v.p * v.q)));
+        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(v.q)), k[1]));
+        return load(second, index);
+      };
+      p.pack_b = [&](llvm::Value*, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+        const int64_t vectors = (cols + e.width - 1) / e.width;
+        lane_cache.clear();
+        for (int64_t u = 0; u < vectors; ++u) {
+          llvm::Value* col = L.columns(j0, u * e.width);
+          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.c * v.r * v.s));
+          llvm::Value* channel = L.div(col, v.r * v.s);
+          llvm::Value* tap = L.rem(col, v.r * v.s);
+          lane_cache.push_back({valid, L.mul(channel, v.h * v.w), L.add(L.div(tap, v.s), L.c(-v.pad)),
+                                L.add(L.rem(tap, v.s), L.c(-v.pad))});
+        }
+        llvm::Value* image = L.splat(e.b.CreateMul(kb, e.i64c(chw)));
+        gather_panel(e, {v.p, v.q}, vectors, layout.panel, first, panel,
+                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
+                       llvm::Value* ih = L.add(lane_cache[u][2], L.mul(L.splat(row[0]), v.stride));
+                       llvm::Value* iw = L.add(lane_cache[u][3], L.mul(L.splat(row[1]), v.stride));
+                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
+                       llvm::Value* index = L.add(L.add(image, lane_cache[u][1]), L.add(L.mul(ih, v.w), iw));
+                       return std::make_pair(index, mask);
+                     });
+      };
+      break;
+  }
+
+  const StridedBuffer c{out, {sizes.m * sizes.n, sizes.n, 1}};
+  if (anchor.op == Op::conv2d_backward_filter) {
+    assert(group.nodes.size() == 1);
+    const StridedBuffer dw{out, {sizes.n, 1}};
+    p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
+      store_at(e, dw, ElementPos{{i, j}, nullptr, mask}, value);
+    };
+    p.load_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask) {
+      return load_at(e, dw, ElementPos{{i, j}, nullptr, mask});
+    };
+    emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+    end_kernel(e);
+    return;
+  }
+
+  // The epilogue walks the output as [images, channels, positions]: every operand it reads
+  // must then walk the two spatial axes as one.
+  llvm::Value* current = nullptr;
+  const Shape& out_shape = anchor.shape;
+  auto input = [&](NodeId id) -> ElementGen {
+    if (id == group.anchor) return [&current](const ElementPos&) { return current; };
+    const size_t k =
+        static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());
+    assert(k < group.inputs.size());
+    const std::vector<int64_t> s = broadcast_strides(g.shape(id), out_shape);
+    if (s[2] != s[3] * out_shape[3])
+      throw Error(fmt::format("codegen: the epilogue of %{} reads %{} of shape {}, which does not walk {} row by row",
+                              anchor.id, id, to_string(g.shape(id)), to_string(out_shape)));
+    StridedBuffer buf{kf.args[k + 1], {s[0], s[1], s[3]}};
+    return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
+  };
+  const ElementGen epilogue = compose_group(e, g, group, input);
+  p.store_c = [&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
+    ElementPos pos{{b, i, j}, nullptr, mask};
+    pos.flat = e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
+    current = value;
+    store_at(e, c, pos, epilogue(pos));
+  };
+  emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+  end_kernel(e);
+}
+
+}  // namespace dagger

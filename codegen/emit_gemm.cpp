@@ -1,0 +1,174 @@
+#include "codegen/emit_gemm.h"
+
+#include <llvm/IR/Constants.h>
+
+#include <algorithm>
+
+#include "codegen/iteration.h"
+
+namespace dagger {
+
+namespace {
+
+const llvm::Align kFloatAlign(4);
+
+/// Items a GEMM is cut into at least, so that two to eight threads all get work even when a
+/// problem has a single panel; more row chunks than that only repack the same panel.
+constexpr int64_t kMinItems = 8;
+
+/// The accumulators plus one B vector per column vector and one broadcast of A must fit in
+/// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512).
+GemmLayout tile_for(unsigned width) {
+  GemmLayout t;
+  if (width >= 16) {
+    t.rows = 8;
+    t.vectors = 3;
+  } else {
+    t.rows = 6;
+    t.vectors = 2;
+  }
+  return t;
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+class GemmEmitter {
+ public:
+  GemmEmitter(Emit& e, const GemmProblem& p, llvm::Value* scratch)
+      : e_(e), p_(p), l_(gemm_layout(p.sizes, e.width)), scratch_(scratch) {}
+
+  void emit(llvm::Value* begin, llvm::Value* end) {
+    const int64_t per_problem = l_.panels * l_.row_chunks;
+    emit_range(e_, begin, end, [&](llvm::Value* item) {
+      llvm::Value* b = e_.b.CreateUDiv(item, e_.i64c(per_problem));
+      llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_problem));
+      llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
+      llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
+      llvm::Value* j0 = e_.b.CreateMul(panel, e_.i64c(l_.panel));
+      const int64_t tail_cols = p_.sizes.n - (l_.panels - 1) * l_.panel;
+      emit_for(e_, p_.sizes.k_blocks, 1, [&](llvm::Value* kb) {
+        if (tail_cols == l_.panel) {
+          panel_body(b, kb, j0, chunk, l_.panel);
+          return;
+        }
+        llvm::Value* is_tail = e_.b.CreateICmpEQ(panel, e_.i64c(l_.panels - 1));
+        emit_if(e_, is_tail, [&] { panel_body(b, kb, j0, chunk, tail_cols); });
+        emit_if(e_, e_.b.CreateNot(is_tail), [&] { panel_body(b, kb, j0, chunk, l_.panel); });
+      });
+    });
+  }
+
+ private:
+  /// Packs one panel of `cols` columns and runs this item's row tiles over it.
+  void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols) {
+    p_.pack_b(b, kb, j0, cols, scratch_);
+    const int vectors = static_cast<int>(ceil_div(cols, e_.width));
+    const unsigned last_lanes = static_cast<unsigned>(cols - (vectors - 1) * static_cast<int64_t>(e_.width));
+    const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
+    if (l_.row_tiles > 0) {
+      llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
+      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
+      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
+      emit_range(e_, first, last, [&](llvm::Value* t) {
+        tile(b, kb, e_.b.CreateMul(t, e_.i64c(l_.rows)), j0, l_.rows, vectors, last_lanes);
+      });
+    }
+    const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
+    if (leftover > 0)
+      emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)), [&] {
+        tile(b, kb, e_.i64c(l_.row_tiles * l_.rows), j0, leftover, vectors, last_lanes);
+      });
+  }
+
+  /// One rows x vectors tile at (i0, j0); the last vector has `last_lanes` active lanes.
+  void tile(llvm::Value* b, llvm::Value* kb, llvm::Value* i0, llvm::Value* j0, int rows, int vectors,
+            unsigned last_lanes) {
+    auto mask_of = [&](int v) { return v == vectors - 1 ? e_.prefix_mask(last_lanes) : nullptr; };
+    auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
+    auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
+
+    std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
+    if (p_.sizes.k_blocks > 1) {
+      llvm::Value* first = e_.b.CreateICmpEQ(kb, e_.i64c(0));
+      for (int r = 0; r < rows; ++r)
+        for (int v = 0; v < vectors; ++v)
+          acc[r * vectors + v] = e_.b.CreateSelect(first, e_.splat(0.0f), p_.load_c(b, row(r), col(v), mask_of(v)));
+    }
+
+    const std::vector<int64_t> k_strides = contiguous_strides(p_.sizes.k_dims);
+    std::vector<llvm::Value*> k_coords;
+    std::function<std::vector<llvm::Value*>(size_t, std::vector<llvm::Value*>)> nest =
+        [&](size_t d, std::vector<llvm::Value*> carried) -> std::vector<llvm::Value*> {
+      return emit_loop(e_, p_.sizes.k_dims[d], 1, std::move(carried),
+                       [&](llvm::Value* k, const std::vector<llvm::Value*>& in) {
+                         k_coords.push_back(k);
+                         std::vector<llvm::Value*> out =
+                             d + 1 < p_.sizes.k_dims.size() ? nest(d + 1, in) : step(b, kb, i0, rows, vectors, in, k_strides, k_coords);
+                         k_coords.pop_back();
+                         return out;
+                       });
+    };
+    acc = nest(0, acc);
+
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < vectors; ++v) p_.store_c(b, row(r), col(v), mask_of(v), acc[r * vectors + v]);
+  }
+
+  /// One reduction step of a tile: rows x vectors FMAs on the panel row at the coordinates.
+  std::vector<llvm::Value*> step(llvm::Value* b, llvm::Value* kb, llvm::Value* i0, int rows, int vectors,
+                                 const std::vector<llvm::Value*>& acc, const std::vector<int64_t>& k_strides,
+                                 const std::vector<llvm::Value*>& k_coords) {
+    llvm::Value* kk = nullptr;
+    for (size_t d = 0; d < k_coords.size(); ++d) {
+      llvm::Value* term = k_strides[d] == 1 ? k_coords[d] : e_.b.CreateMul(k_coords[d], e_.i64c(k_strides[d]));
+      kk = kk ? e_.b.CreateAdd(kk, term) : term;
+    }
+    llvm::Value* row_start = e_.b.CreateMul(kk, e_.i64c(l_.panel));
+    std::vector<llvm::Value*> bv;
+    for (int v = 0; v < vectors; ++v) {
+      llvm::Value* at = e_.b.CreateInBoundsGEP(e_.f32, scratch_,
+                                               e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width)));
+      bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
+    }
+    std::vector<llvm::Value*> next(acc.size());
+    for (int r = 0; r < rows; ++r) {
+      llvm::Value* a = p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords);
+      llvm::Value* splat = e_.b.CreateVectorSplat(e_.width, a);
+      for (int v = 0; v < vectors; ++v) next[r * vectors + v] = e_.fma(splat, bv[v], acc[r * vectors + v]);
+    }
+    return next;
+  }
+
+  Emit& e_;
+  const GemmProblem& p_;
+  GemmLayout l_;
+  llvm::Value* scratch_;
+};
+
+}  // namespace
+
+GemmLayout gemm_layout(const GemmSizes& s, unsigned width) {
+  GemmLayout l = tile_for(width);
+  l.panel = static_cast<int64_t>(l.vectors) * width;
+  l.panels = std::max<int64_t>(1, ceil_div(s.n, l.panel));
+  l.row_tiles = s.m / l.rows;
+  const int64_t per_problem = s.batch * l.panels;
+  l.row_chunks = std::clamp<int64_t>(ceil_div(kMinItems, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
+  l.items = s.m > 0 && s.n > 0 ? per_problem * l.row_chunks : 0;
+  l.k = numel(s.k_dims);
+  l.k_total = l.k * s.k_blocks;
+  l.scratch_floats = l.k * l.panel;
+  return l;
+}
+
+void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {
+  GemmEmitter(e, problem, scratch).emit(begin, end);
+}
+
+llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask) {
+  llvm::Value* safe = e.b.CreateSelect(mask, index, llvm::Constant::getNullValue(index->getType()));
+  llvm::Value* pointers = e.b.CreateInBoundsGEP(e.f32, base, e.b.CreateSExt(safe, llvm::FixedVectorType::get(e.i64, e.width)));
+  return e.b.CreateMaskedGather(e.vf, pointers, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf));
+}
+
+}  // namespace dagger

@@ -1,0 +1,63 @@
+#pragma once
+/// Internal to codegen/: the register-tiled GEMM every contraction is lowered to (dense
+/// layers, both of their gradients, and the three convolution products as implicit GEMMs).
+///
+/// For each of `batch` independent problems, C[i, j] = sum over k of A[i, k] B[k, j]. A is read
+/// in place through an index function; B is copied, one panel of P = tile-width columns at a
+/// time, into the caller's scratch by a problem-specific packer (a plain copy for a matmul, an
+/// im2col gather for a convolution), so the microkernel always streams a contiguous panel.
+///
+/// Parallel items: (problem, panel, chunk of row tiles). Every element of C is computed by
+/// one item with the same reduction order whatever the item range, so results do not depend
+/// on how the plan splits the items among threads.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "codegen/loops.h"
+
+namespace dagger {
+
+struct GemmSizes {
+  int64_t batch = 1;
+  int64_t m = 0, n = 0;
+  Shape k_dims;          // the reduction: a nest of axes whose product is K
+  int64_t k_blocks = 1;  // the reduction repeated this many times, summed in C between blocks
+};
+
+/// How a GEMM of given sizes is tiled for vectors of `width` floats.
+struct GemmLayout {
+  int rows = 0, vectors = 0;  // the register tile: rows x (vectors * width)
+  int64_t panel = 0;          // columns per panel (vectors * width)
+  int64_t panels = 0;         // panels per problem, the last one possibly partial
+  int64_t row_tiles = 0;      // full tiles of `rows` rows; a remainder tile follows when m % rows != 0
+  int64_t row_chunks = 0;     // row tiles are split into this many items per panel
+  int64_t items = 0;          // parallel items: batch * panels * row_chunks
+  int64_t k = 0;              // the reduction length of one block
+  int64_t k_total = 0;        // of all blocks
+  int64_t scratch_floats = 0; // one packed panel, per thread
+};
+
+GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width);
+
+struct GemmProblem {
+  GemmSizes sizes;
+  /// A[i, k] (one float) of problem `b` in reduction block `kb` at reduction coordinates `k`.
+  std::function<llvm::Value*(llvm::Value* b, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k)> a_at;
+  /// Fills `panel` with B's columns [j0, j0 + cols) as K rows of layout.panel floats each,
+  /// columns from cols to layout.panel zeroed; `cols` is static (the last panel is shorter).
+  std::function<void(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel)> pack_b;
+  /// Stores C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr means all).
+  std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
+  /// Reads C[i, j .. j + W) back; needed only when sizes.k_blocks > 1 (store_c must then store as is).
+  std::function<llvm::Value*(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask)> load_c;
+};
+
+/// Emits the GEMM's items [begin, end), packing into `scratch` (layout.scratch_floats floats).
+void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);
+
+/// A W-lane gather of base[index] for the lanes in `mask` (others read nothing and hold 0);
+/// `index` is a <W x i32> vector, its masked-off lanes may hold anything.
+llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask);
+
+}  // namespace dagger

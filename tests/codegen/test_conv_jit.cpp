@@ -1,0 +1,140 @@
+// The JIT's convolution kernels (forward with an epilogue, data and filter gradients) against
+// the interpreter on geometries that exercise every path: odd sizes that leave partial
+// panels and row tiles, strides, no padding, 1x1 and non-square filters, batch 1, 7 and 64,
+// vector widths of other hosts, and thread splits.
+#include <array>
+#include <catch2/catch.hpp>
+#include <iostream>
+
+#include "codegen/fusion.h"
+#include "codegen/jit_support.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+struct ConvCase {
+  int64_t n, c, h, w, k, r, s, stride, pad;
+};
+
+const std::vector<ConvCase> kCases = {
+    {1, 1, 5, 5, 3, 3, 3, 1, 1},     // one image, one channel, tiny
+    {7, 3, 9, 11, 5, 3, 3, 1, 1},    // odd everything: partial panels and row tiles
+    {2, 4, 8, 8, 6, 3, 3, 2, 1},     // stride 2
+    {3, 5, 7, 7, 9, 1, 1, 1, 0},     // a 1x1 projection
+    {2, 2, 10, 9, 4, 3, 2, 2, 0},    // non-square filter, stride 2, no padding
+    {64, 8, 6, 6, 13, 3, 3, 1, 1},   // batch 64
+    {2, 32, 14, 14, 64, 3, 3, 1, 1}, // a cnn3 layer
+};
+
+/// The op's value on both executors, and the largest error relative to the same op applied to
+/// the operands' absolute values (the scale a sum of products' rounding grows with).
+double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, size_t* kernels = nullptr) {
+  const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s};
+  const Shape y{v.n, v.k, (v.h + 2 * v.pad - v.r) / v.stride + 1, (v.w + 2 * v.pad - v.s) / v.stride + 1};
+  const Attrs geometry{{"stride", v.stride}, {"pad", v.pad}};
+  Shape a_shape, b_shape;
+  Attrs attrs = geometry;
+  switch (op) {
+    case Op::conv2d:
+      a_shape = x, b_shape = f;
+      break;
+    case Op::conv2d_backward_data:
+      a_shape = y, b_shape = f;
+      attrs.set("shape", x);
+      break;
+    default:
+      a_shape = x, b_shape = y;
+      attrs.set("shape", f);
+      break;
+  }
+  auto build = [&](bool with_epilogue) {
+    Graph g;
+    NodeId out = g.add(op, {input(g, "a", a_shape), input(g, "b", b_shape)}, attrs);
+    if (with_epilogue) {
+      const int64_t channels = g.shape(out)[1];
+      out = g.add(Op::relu, {g.add(Op::add, {out, input(g, "bias", {channels, 1, 1})})});
+    }
+    g.set_output("out", out);
+    return g;
+  };
+  const Graph g = build(epilogue);
+  const int64_t channels = op == Op::conv2d_backward_data ? v.c : v.k;
+  StateMap feeds{{"a", uniform(a_shape, -1, 1, 21)}, {"b", uniform(b_shape, -1, 1, 22)}};
+  if (epilogue) feeds["bias"] = uniform({channels, 1, 1}, -1, 1, 23);
+  const BothRuns r = run_both(g, feeds, {}, width, threads);
+  if (kernels) *kernels = r.kernels;
+
+  StateMap abs_feeds{{"a", xt::abs(feeds["a"])}, {"b", xt::abs(feeds["b"])}}, none;
+  Tensor scale = interpret<float>(build(false), abs_feeds, none).at("out");
+  if (epilogue) scale += xt::abs(feeds["bias"]);
+  const Tensor& got = r.jit.at("out");
+  const Tensor& want = r.ref.at("out");
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1e-30, double(scale.data()[i])));
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d and both of its gradients match the interpreter", "[jit][conv]") {
+  double worst = 0;
+  for (const ConvCase& v : kCases)
+    for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+      INFO(op_info(op).name << " N " << v.n << " C " << v.c << " H " << v.h << " W " << v.w << " K " << v.k << " R "
+                            << v.r << " S " << v.s << " stride " << v.stride << " pad " << v.pad);
+      const bool epilogue = op != Op::conv2d_backward_filter;
+      size_t kernels = 0;
+      const double err = check(op, v, epilogue, 0, 1, &kernels);
+      CHECK(kernels == 1);  // the bias add and relu ride in the convolution's epilogue
+      CHECK(err < 1e-6);
+      worst = std::max(worst, err);
+    }
+  std::cout << "jit conv: max error relative to the sum of |products| " << worst << "\n";
+}
+
+TEST_CASE("convolution kernels split over threads give the same bits", "[jit][conv]") {
+  const ConvCase v{7, 3, 9, 11, 5, 3, 3, 1, 1};
+  for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+    INFO(op_info(op).name);
+    Graph g;
+    const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s}, y{v.n, v.k, v.h, v.w};
+    Attrs attrs{{"stride", v.stride}, {"pad", v.pad}};
+    Shape a = x, b = f;
+    if (op == Op::conv2d_backward_data) a = y, attrs.set("shape", x);
+    if (op == Op::conv2d_backward_filter) b = y, attrs.set("shape", f);
+    g.set_output("out", g.add(op, {input(g, "a", a), input(g, "b", b)}, attrs));
+    const StateMap feeds{{"a", uniform(a, -1, 1, 31)}, {"b", uniform(b, -1, 1, 32)}};
+    StateMap none;
+    JitOptions one, three;
+    three.threads = 3;
+    const Tensor serial = compile_jit(g, one)->run(feeds, none).at("out");
+    const Tensor split = compile_jit(g, three)->run(feeds, none).at("out");
+    CHECK(bitwise_equal(serial, split));
+  }
+}
+
+TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
+  for (int width : {4, 16})
+    for (const ConvCase& v : {kCases[1], kCases[2]})
+      for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+        INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
+        CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);
+      }
+}
+
+TEST_CASE("a conv's bias and relu fuse; its filter gradient is a kernel of its own", "[jit][conv]") {
+  Graph g;
+  NodeId x = input(g, "x", {2, 3, 6, 6}), w = input(g, "w", {4, 3, 3, 3});
+  NodeId y = g.add(Op::conv2d, {x, w}, {{"stride", int64_t(1)}, {"pad", int64_t(1)}});
+  NodeId act = g.add(Op::relu, {g.add(Op::add, {y, input(g, "bias", {4, 1, 1})})});
+  NodeId dw = g.add(Op::conv2d_backward_filter, {x, act}, {{"stride", int64_t(1)}, {"pad", int64_t(1)}, {"shape", Shape{4, 3, 3, 3}}});
+  g.set_output("dw", g.add(Op::mul, {dw, input(g, "scale", {})}));
+  const FusionPlan plan = fuse(g);
+  REQUIRE(plan.groups.size() == 3);
+  CHECK(plan.groups[0].nodes.size() == 3);  // conv2d, add, relu
+  CHECK(plan.groups[1].nodes.size() == 1);  // the filter gradient alone
+  CHECK(describe_fusion(g, plan).find("takes no epilogue") != std::string::npos);
+}
