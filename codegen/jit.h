@@ -32,31 +32,53 @@ struct ModuleText {
   const std::string& at(DumpStage stage) const;
 };
 
+/// Where compiled kernels are kept between runs: $DAGGER_CACHE_DIR if set ("off" disables
+/// the cache), else $XDG_CACHE_HOME/dagger/kernels, else ~/.cache/dagger/kernels.
+std::string kernel_cache_dir();
+
+/// What compiling a plan's modules cost.
+struct CompileStats {
+  int modules = 0;         // modules added
+  int unique = 0;          // distinct kernels among them (identical code is compiled once)
+  int cache_hits = 0;      // distinct kernels loaded from the disk cache
+  double seconds = 0;      // wall time of optimization, code generation and loading
+};
+
 /// One ORC LLJIT instance for the host. Not copyable; not safe to use from two threads at once.
+///
+/// Modules are queued by add() and compiled together by the first lookup(): optimized at O3
+/// and turned into object code on up to `compile_threads` threads, each module in its own
+/// context. A kernel's symbol is named by a hash of its IR and the host, so identical kernels
+/// in one plan share one compiled function, and the object code is kept on disk under that
+/// hash (see kernel_cache_dir) so that a later run loads it instead of invoking LLVM.
 class Jit {
  public:
   /// keep_dumps: also record each module's IR before and after optimization and its assembly
-  /// (the assembly costs a second code generation pass).
-  explicit Jit(bool keep_dumps = false);
+  /// (the assembly costs a second code generation pass); such a Jit always compiles, so its
+  /// dumps are complete.
+  explicit Jit(bool keep_dumps = false, int compile_threads = 0);
   ~Jit();
   Jit(const Jit&) = delete;
   Jit& operator=(const Jit&) = delete;
 
   /// A fresh, empty module whose triple and data layout are the host's.
   std::unique_ptr<KernelModule> new_module(const std::string& name) const;
-  /// Verifies, optimizes (O3) and adds the module. A module that fails verification is an
-  /// internal error and throws dagger::Error with LLVM's diagnostic.
+  /// Verifies and queues the module, whose one external function must be named like the
+  /// module. A module that fails verification is an internal error and throws dagger::Error
+  /// with LLVM's diagnostic.
   void add(std::unique_ptr<KernelModule> module);
-  /// The address of a compiled function; throws dagger::Error when there is none.
-  void* lookup(const std::string& symbol) const;
+  /// The address of a compiled kernel, by its module's name (compiling what is queued first);
+  /// throws dagger::Error when there is none.
+  void* lookup(const std::string& name);
   template <class Fn>
-  Fn* function(const std::string& symbol) const {
-    return reinterpret_cast<Fn*>(lookup(symbol));
+  Fn* function(const std::string& name) {
+    return reinterpret_cast<Fn*>(lookup(name));
   }
 
   bool keeps_dumps() const;
-  /// The recorded text of every added module, in the order they were added.
+  /// The recorded text of every added module, in the order they were added (after lookup).
   const std::vector<ModuleText>& texts() const;
+  const CompileStats& stats() const;
 
  private:
   struct Impl;

@@ -202,6 +202,8 @@ const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->in
 
 const std::vector<NodeId>& JitExecutable::interpreted_nodes() const { return plan_->interpreted; }
 
+const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.stats(); }
+
 std::string JitExecutable::dump(DumpStage stage) const {
   const Plan& p = *plan_;
   if (!p.jit.keeps_dumps()) throw Error("this plan was compiled without keep_dumps: nothing to dump");

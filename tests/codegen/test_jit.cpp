@@ -7,6 +7,8 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <random>
@@ -19,6 +21,7 @@
 #include "runtime/init.h"
 #include "runtime/interpreter.h"
 #include "codegen/jit_support.h"
+#include "support.h"
 
 using namespace dagger;
 using namespace dagger::testing;
@@ -516,4 +519,34 @@ TEST_CASE("a dense model's training step matches the interpreter and is determin
   const StateMap o1 = plan->run(feeds, s1), o2 = again->run(feeds, s2);
   for (const auto& [name, t] : o1) CHECK(bitwise_equal(t, o2.at(name)));
   for (const auto& [name, t] : s1) CHECK(bitwise_equal(t, s2.at(name)));
+}
+
+TEST_CASE("identical kernels compile once, and a second plan loads them from the disk cache", "[jit][cache]") {
+  testing::TempDir dir("kernel-cache");
+  ::setenv("DAGGER_CACHE_DIR", dir.path.c_str(), 1);
+  Graph g;
+  NodeId a = input(g, "a", {13, 7}), b = input(g, "b", {13, 7});
+  g.set_output("x", g.add(Op::tanh, {g.add(Op::mul, {a, b})}));
+  g.set_output("y", g.add(Op::tanh, {g.add(Op::mul, {b, a})}));  // the same code on swapped buffers
+  const StateMap feeds{{"a", uniform({13, 7}, -1, 1, 1)}, {"b", uniform({13, 7}, -1, 1, 2)}};
+  StateMap none;
+
+  auto cold = compile_jit(g);
+  const StateMap first = cold->run(feeds, none);
+  CHECK(cold->compile_stats().modules == 2);
+  CHECK(cold->compile_stats().unique == 1);
+  CHECK(cold->compile_stats().cache_hits == 0);
+
+  auto warm = compile_jit(g);
+  const StateMap second = warm->run(feeds, none);
+  CHECK(warm->compile_stats().cache_hits == 1);
+  CHECK(bitwise_equal(first.at("x"), second.at("x")));
+  CHECK(bitwise_equal(first.at("y"), second.at("y")));
+
+  // A damaged cache entry is ignored and rewritten.
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path)) std::ofstream(entry.path()) << "not an object";
+  auto repaired = compile_jit(g);
+  CHECK(repaired->compile_stats().cache_hits == 0);
+  CHECK(bitwise_equal(repaired->run(feeds, none).at("x"), first.at("x")));
+  ::setenv("DAGGER_CACHE_DIR", "off", 1);
 }
