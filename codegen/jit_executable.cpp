@@ -10,14 +10,17 @@
 #include "codegen/fallback.h"
 #include "codegen/fusion.h"
 #include "codegen/lower.h"
+#include "runtime/arena.h"
 #include "runtime/thread_pool.h"
 
 namespace dagger {
 
 namespace {
 
-/// What the plan does when it reaches a node, in node order.
-enum class StepKind { kernel, interpreted, assign };
+/// What the plan does when it reaches a node, in node order. An alias (a reshape) is the
+/// same buffer as its operand under another shape; an assign holds its operand's value
+/// until the step ends.
+enum class StepKind { kernel, interpreted, alias, assign };
 
 struct Step {
   StepKind kind;
@@ -49,7 +52,6 @@ const float* source_data(const StateMap& map, const Node& n, const char* what) {
   return it->second.data();
 }
 
-Tensor empty_tensor(const Shape& shape) { return Tensor::from_shape(std::vector<size_t>(shape.begin(), shape.end())); }
 
 }  // namespace
 
@@ -66,12 +68,20 @@ struct JitExecutable::Plan {
   ThreadPool pool;
   std::vector<CompiledKernel> compiled;
   std::vector<KernelInfo> infos;
-  std::vector<std::vector<KeyCheck>> key_checks;   // per kernel
-  std::vector<std::vector<std::vector<float>>> scratch;  // per kernel, per thread
+  std::vector<std::vector<KeyCheck>> key_checks;  // per kernel
+  std::vector<std::vector<float>> scratch;        // per thread: the largest kernel scratch
   std::vector<FallbackNode> fallbacks;
   std::vector<NodeId> interpreted;
   std::vector<Step> steps;
-  std::vector<Tensor> storage;  // per node: the plan's buffer for values it computes
+  std::vector<Tensor> storage;  // per node: constants and interpreted values
+  /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
+  std::vector<float> arena_storage;
+  float* arena = nullptr;  // arena_storage's first 64-byte boundary
+  int64_t arena_floats = 0;
+  std::vector<int64_t> arena_offset;  // per node, -1 when not in the arena
+
+  float* buffer_of(NodeId id) { return arena + arena_offset[id]; }
+  void place_buffers();
 
   void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& at) const;
   void launch(int k, std::vector<const float*>& at);
@@ -109,21 +119,60 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
   // Kernels take float* for every buffer but write only the first (and the scratch).
-  std::vector<float*> args{storage[root].data()};
+  std::vector<float*> args{buffer_of(root)};
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
-    if (kernel.scratch_floats > 0) args.push_back(scratch[k][0].data());
+    if (kernel.scratch_floats > 0) args.push_back(scratch[0].data());
     kernel.entry(args.data(), 0, kernel.items);
   } else {
     pool.run([&](int t) {
       std::vector<float*> mine = args;
-      if (kernel.scratch_floats > 0) mine.push_back(scratch[k][static_cast<size_t>(t)].data());
+      if (kernel.scratch_floats > 0) mine.push_back(scratch[static_cast<size_t>(t)].data());
       const int64_t threads = pool.size();
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
   }
-  at[root] = storage[root].data();
+  at[root] = buffer_of(root);
+}
+
+void JitExecutable::Plan::place_buffers() {
+  const Graph& g = graph;
+  // Reads of an alias are reads of the buffer it aliases.
+  std::vector<NodeId> owner(g.size());
+  for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
+  const int end = static_cast<int>(steps.size());  // outputs and assigns are read after the last step
+  std::vector<int> first(g.size(), -1), last(g.size(), -1);
+  auto read = [&](NodeId id, int step) { last[owner[id]] = std::max(last[owner[id]], step); };
+  for (int s = 0; s < end; ++s) {
+    const Step& step = steps[static_cast<size_t>(s)];
+    const Node& n = g.node(step.node);
+    if (step.kind == StepKind::kernel) {
+      first[n.id] = s;
+      for (NodeId id : compiled[static_cast<size_t>(step.index)].group.inputs) read(id, s);
+    } else if (step.kind == StepKind::assign) {
+      read(n.operands[0], end);
+    } else {
+      for (NodeId id : n.operands) read(id, s);
+    }
+  }
+  for (const auto& [name, id] : g.outputs()) read(id, end);
+
+  std::vector<NodeId> placed;
+  std::vector<BufferUse> uses;
+  for (const Node& n : g.nodes())
+    if (first[n.id] >= 0) {
+      placed.push_back(n.id);
+      uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
+    }
+  const ArenaPlan plan = plan_arena(uses);
+  arena_floats = plan.floats;
+  arena_storage.assign(static_cast<size_t>(plan.floats + kArenaAlignFloats), 0.0f);
+  const auto address = reinterpret_cast<uintptr_t>(arena_storage.data());
+  const uintptr_t align = kArenaAlignFloats * sizeof(float);
+  arena = arena_storage.data() + ((align - address % align) % align) / sizeof(float);
+  arena_offset.assign(g.size(), -1);
+  for (size_t k = 0; k < placed.size(); ++k) arena_offset[placed[k]] = plan.offsets[k];
 }
 
 JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(std::make_unique<Plan>(g, options)) {
@@ -137,9 +186,6 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
     p.infos.push_back(KernelInfo{p.compiled[k].name, group.nodes, group.root});
-    p.scratch.emplace_back(static_cast<size_t>(p.pool.size()),
-                           std::vector<float>(static_cast<size_t>(p.compiled[k].scratch_floats)));
-    p.storage[group.root] = empty_tensor(g.shape(group.root));
     std::vector<KeyCheck> checks;
     for (NodeId id : group.nodes)
       if (g.node(id).op == Op::dropout && fusion.group_of[g.node(id).operands[1]] != static_cast<int>(k))
@@ -154,12 +200,18 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
       p.storage[n.id] = FallbackNode(g, n.id).run({});
     } else if (n.op == Op::assign) {
       p.steps.push_back({StepKind::assign, n.id, -1});
+    } else if (n.op == Op::reshape) {
+      p.steps.push_back({StepKind::alias, n.id, -1});
     } else if (op_info(n.op).category != OpCategory::Source) {
       p.steps.push_back({StepKind::interpreted, n.id, static_cast<int>(p.fallbacks.size())});
       p.fallbacks.emplace_back(g, n.id);
       p.interpreted.push_back(n.id);
     }
   }
+  int64_t scratch_floats = 0;
+  for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
+  p.scratch.assign(static_cast<size_t>(p.pool.size()), std::vector<float>(static_cast<size_t>(scratch_floats)));
+  p.place_buffers();
 }
 
 JitExecutable::~JitExecutable() = default;
@@ -176,6 +228,7 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
         p.launch(step.index, at);
         break;
       case StepKind::assign:
+      case StepKind::alias:
         at[n.id] = at[n.operands[0]];
         break;
       case StepKind::interpreted: {
@@ -203,6 +256,8 @@ const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->in
 const std::vector<NodeId>& JitExecutable::interpreted_nodes() const { return plan_->interpreted; }
 
 const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.stats(); }
+
+int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static_cast<int64_t>(sizeof(float)); }
 
 std::string JitExecutable::dump(DumpStage stage) const {
   const Plan& p = *plan_;

@@ -41,6 +41,8 @@ class JitExecutable final : public Executable {
   const std::vector<KernelInfo>& kernels() const;
   /// The nodes evaluated by the reference interpreter (neither compiled nor sources/assigns).
   const std::vector<NodeId>& interpreted_nodes() const;
+  /// The bytes of the arena that holds every kernel's output, placed by liveness.
+  int64_t arena_bytes() const;
   /// What compiling the plan cost: kernels, distinct kernels, disk-cache hits, seconds.
   const CompileStats& compile_stats() const;
   /// Every kernel's text at `stage`, each under a comment naming its nodes and their source
