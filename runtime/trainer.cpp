@@ -101,8 +101,13 @@ void write_history_csv(const std::string& path, const std::vector<EpochStats>& h
 Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), config_(std::move(config)) {
   if (config_.batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", config_.batch));
   if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
-  // The full-batch training step names every parameter and optimizer state; create them once.
-  train_plan(config_.batch);
+  // The full-batch training step names every parameter and optimizer state; create them once
+  // (compiling it waits for the first training step: evaluation alone never needs it).
+  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape);
+  initialize_state(g, state_, config_.seed);
+  for (const Node& n : g.nodes())
+    if (n.op == Op::parameter || n.op == Op::state)
+      expected_shapes_[n.attrs.s("name")] = std::vector<size_t>(n.shape.begin(), n.shape.end());
 }
 
 Trainer::~Trainer() = default;
@@ -110,12 +115,8 @@ Trainer::~Trainer() = default;
 Executable& Trainer::train_plan(int64_t batch) {
   auto& slot = train_plans_[batch];
   if (!slot) {
-    Graph g = build_training_step(model_, batch, config_.optimizer, config_.input_shape);
-    initialize_state(g, state_, config_.seed);
-    for (const Node& n : g.nodes())
-      if (n.op == Op::parameter || n.op == Op::state)
-        expected_shapes_[n.attrs.s("name")] = std::vector<size_t>(n.shape.begin(), n.shape.end());
-    slot = make_executable(g, config_.executor, {config_.threads});
+    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape),
+                           config_.executor, {config_.threads});
   }
   return *slot;
 }

@@ -52,7 +52,7 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo on Fashion-MNIST");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "reference", out, dump_dir;
+    std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
     TrainConfig config;
     DataFlags data;
     bool nesterov = false, json = false, quiet = false;
@@ -122,7 +122,7 @@ Run add_train(CLI::App& app) {
 Run add_eval(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
   struct Flags {
-    std::string checkpoint, executor = "reference";
+    std::string checkpoint, executor = "jit";
     DataFlags data;
     bool json = false;
   };
