@@ -53,6 +53,66 @@ const float* source_data(const StateMap& map, const Node& n, const char* what) {
 }
 
 
+/// Where each kernel's output lives: the nodes placed in the arena and their offsets.
+struct MemoryLayout {
+  std::vector<NodeId> nodes;
+  ArenaPlan arena;
+};
+
+/// Lifetimes in steps: a kernel's output is born at its step and dies after its last reader
+/// (reads of a reshape are reads of what it aliases); outputs and assigned values are read
+/// after the last step.
+MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups) {
+  std::vector<NodeId> owner(g.size());
+  for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
+  const int end = static_cast<int>(steps.size());
+  std::vector<int> first(g.size(), -1), last(g.size(), -1);
+  auto read = [&](NodeId id, int step) { last[owner[id]] = std::max(last[owner[id]], step); };
+  for (int s = 0; s < end; ++s) {
+    const Step& step = steps[static_cast<size_t>(s)];
+    const Node& n = g.node(step.node);
+    if (step.kind == StepKind::kernel) {
+      first[n.id] = s;
+      for (NodeId id : groups[static_cast<size_t>(step.index)].inputs) read(id, s);
+    } else if (step.kind == StepKind::assign) {
+      read(n.operands[0], end);
+    } else {
+      for (NodeId id : n.operands) read(id, s);
+    }
+  }
+  for (const auto& [name, id] : g.outputs()) read(id, end);
+
+  MemoryLayout layout;
+  std::vector<BufferUse> uses;
+  for (const Node& n : g.nodes())
+    if (first[n.id] >= 0) {
+      layout.nodes.push_back(n.id);
+      uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
+    }
+  layout.arena = plan_arena(uses);
+  return layout;
+}
+
+/// The plan's steps in node order: a kernel where its group's root is, the other non-source nodes
+/// as themselves.
+std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
+  std::vector<Step> steps;
+  int fallbacks = 0;
+  for (const Node& n : g.nodes()) {
+    const int group = fusion.group_of[n.id];
+    if (group >= 0) {
+      if (fusion.groups[static_cast<size_t>(group)].root == n.id) steps.push_back({StepKind::kernel, n.id, group});
+    } else if (n.op == Op::assign) {
+      steps.push_back({StepKind::assign, n.id, -1});
+    } else if (n.op == Op::reshape) {
+      steps.push_back({StepKind::alias, n.id, -1});
+    } else if (op_info(n.op).category != OpCategory::Source) {
+      steps.push_back({StepKind::interpreted, n.id, fallbacks++});
+    }
+  }
+  return steps;
+}
+
 }  // namespace
 
 /// Below this much work (CompiledKernel::work times items) a kernel runs on the calling
@@ -73,6 +133,7 @@ struct JitExecutable::Plan {
   std::vector<FallbackNode> fallbacks;
   std::vector<NodeId> interpreted;
   std::vector<Step> steps;
+  std::vector<FusionGroup> groups;  // per kernel
   std::vector<Tensor> storage;  // per node: constants and interpreted values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
   std::vector<float> arena_storage;
@@ -137,42 +198,14 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
 }
 
 void JitExecutable::Plan::place_buffers() {
-  const Graph& g = graph;
-  // Reads of an alias are reads of the buffer it aliases.
-  std::vector<NodeId> owner(g.size());
-  for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
-  const int end = static_cast<int>(steps.size());  // outputs and assigns are read after the last step
-  std::vector<int> first(g.size(), -1), last(g.size(), -1);
-  auto read = [&](NodeId id, int step) { last[owner[id]] = std::max(last[owner[id]], step); };
-  for (int s = 0; s < end; ++s) {
-    const Step& step = steps[static_cast<size_t>(s)];
-    const Node& n = g.node(step.node);
-    if (step.kind == StepKind::kernel) {
-      first[n.id] = s;
-      for (NodeId id : compiled[static_cast<size_t>(step.index)].group.inputs) read(id, s);
-    } else if (step.kind == StepKind::assign) {
-      read(n.operands[0], end);
-    } else {
-      for (NodeId id : n.operands) read(id, s);
-    }
-  }
-  for (const auto& [name, id] : g.outputs()) read(id, end);
-
-  std::vector<NodeId> placed;
-  std::vector<BufferUse> uses;
-  for (const Node& n : g.nodes())
-    if (first[n.id] >= 0) {
-      placed.push_back(n.id);
-      uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
-    }
-  const ArenaPlan plan = plan_arena(uses);
-  arena_floats = plan.floats;
-  arena_storage.assign(static_cast<size_t>(plan.floats + kArenaAlignFloats), 0.0f);
+  const MemoryLayout layout = lay_out_memory(graph, steps, groups);
+  arena_floats = layout.arena.floats;
+  arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats), 0.0f);
   const auto address = reinterpret_cast<uintptr_t>(arena_storage.data());
   const uintptr_t align = kArenaAlignFloats * sizeof(float);
   arena = arena_storage.data() + ((align - address % align) % align) / sizeof(float);
-  arena_offset.assign(g.size(), -1);
-  for (size_t k = 0; k < placed.size(); ++k) arena_offset[placed[k]] = plan.offsets[k];
+  arena_offset.assign(graph.size(), -1);
+  for (size_t k = 0; k < layout.nodes.size(); ++k) arena_offset[layout.nodes[k]] = layout.arena.offsets[k];
 }
 
 JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(std::make_unique<Plan>(g, options)) {
@@ -192,22 +225,14 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
         checks.push_back({id, g.node(id).operands[1]});
     p.key_checks.push_back(std::move(checks));
   }
-  for (const Node& n : g.nodes()) {
-    const int group = fusion.group_of[n.id];
-    if (group >= 0) {
-      if (p.compiled[group].group.root == n.id) p.steps.push_back({StepKind::kernel, n.id, group});
-    } else if (n.op == Op::constant) {
-      p.storage[n.id] = FallbackNode(g, n.id).run({});
-    } else if (n.op == Op::assign) {
-      p.steps.push_back({StepKind::assign, n.id, -1});
-    } else if (n.op == Op::reshape) {
-      p.steps.push_back({StepKind::alias, n.id, -1});
-    } else if (op_info(n.op).category != OpCategory::Source) {
-      p.steps.push_back({StepKind::interpreted, n.id, static_cast<int>(p.fallbacks.size())});
-      p.fallbacks.emplace_back(g, n.id);
-      p.interpreted.push_back(n.id);
+  for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = FallbackNode(g, id).run({});
+  p.steps = plan_steps(g, fusion);
+  for (const Step& step : p.steps)
+    if (step.kind == StepKind::interpreted) {
+      p.fallbacks.emplace_back(g, step.node);
+      p.interpreted.push_back(step.node);
     }
-  }
+  p.groups = fusion.groups;
   int64_t scratch_floats = 0;
   for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
   p.scratch.assign(static_cast<size_t>(p.pool.size()), std::vector<float>(static_cast<size_t>(scratch_floats)));
@@ -258,6 +283,11 @@ const std::vector<NodeId>& JitExecutable::interpreted_nodes() const { return pla
 const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.stats(); }
 
 int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static_cast<int64_t>(sizeof(float)); }
+
+int64_t planned_arena_bytes(const Graph& g) {
+  const FusionPlan fusion = fuse(g);
+  return lay_out_memory(g, plan_steps(g, fusion), fusion.groups).arena.floats * static_cast<int64_t>(sizeof(float));
+}
 
 std::string JitExecutable::dump(DumpStage stage) const {
   const Plan& p = *plan_;

@@ -57,6 +57,9 @@ class JitExecutable final : public Executable {
 /// Compiles `g` (a verified graph) for the host CPU.
 std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& options = {});
 
+/// The arena bytes compile_jit would plan for `g`, without compiling anything.
+int64_t planned_arena_bytes(const Graph& g);
+
 /// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for `g`.
 std::string dump_kernels(const Graph& g, DumpStage stage);
 
