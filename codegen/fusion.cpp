@@ -132,14 +132,54 @@ FusionPlan fuse(const Graph& g) {
   return plan;
 }
 
-std::string describe_fusion(const Graph& g, const FusionPlan& plan) {
+std::string kernel_name(const Graph& g, const FusionGroup& group) {
+  std::string name = fmt::format("k{}", group.root);
+  constexpr size_t kMaxOpsInName = 4;
+  for (size_t k = 0; k < group.nodes.size() && k < kMaxOpsInName; ++k)
+    name += "_" + std::string(op_info(g.node(group.nodes[k]).op).name);
+  if (group.nodes.size() > kMaxOpsInName) name += "_etc";
+  return name;
+}
+
+namespace {
+
+std::string value_label(const Graph& g, NodeId id) { return fmt::format("%{} {}", id, to_string(g.shape(id))); }
+
+/// Why a non-root node is computed inside its group's kernel.
+std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
+  const Node& n = g.node(id);
+  if (id == group.anchor)
+    return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
+                       "before the store");
+  NodeId reader = -1;
+  for (NodeId other : group.nodes)
+    for (NodeId o : g.node(other).operands)
+      if (o == id) reader = other;
+  if (g.shape(id) != g.shape(reader))
+    return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
+  return fmt::format("joins %{}: its only reader, elementwise over the same {} elements", reader, numel(n.shape));
+}
+
+}  // namespace
+
+std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why) {
   std::string out;
   for (const FusionGroup& group : plan.groups) {
-    std::vector<std::string> nodes, inputs;
-    for (NodeId id : group.nodes) nodes.push_back(fmt::format("%{} {}", id, op_info(g.node(id).op).name));
-    for (NodeId id : group.inputs) inputs.push_back(fmt::format("%{}", id));
-    out += fmt::format("kernel %{}: [{}] reads [{}]; ends because %{} {}\n", group.root, fmt::join(nodes, ", "),
-                       fmt::join(inputs, ", "), group.root, group.why_root);
+    out += fmt::format("kernel {}  ({} node{})\n", kernel_name(g, group), group.nodes.size(),
+                       group.nodes.size() == 1 ? "" : "s");
+    for (NodeId id : group.nodes) {
+      const Node& n = g.node(id);
+      out += fmt::format("  %{} = {} {}  # {}{}\n", id, op_info(n.op).name, to_string(n.shape), describe(n.where),
+                         n.scope.empty() ? "" : " in " + n.scope);
+    }
+    std::vector<std::string> inputs;
+    for (NodeId id : group.inputs) inputs.push_back(value_label(g, id));
+    out += fmt::format("  reads  {}\n", inputs.empty() ? "nothing" : fmt::format("{}", fmt::join(inputs, ", ")));
+    out += fmt::format("  writes {}\n", value_label(g, group.root));
+    out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
+    if (why)
+      for (NodeId id : group.nodes)
+        if (id != group.root) out += fmt::format("  why:   %{} {}\n", id, join_reason(g, group, id));
   }
   return out;
 }

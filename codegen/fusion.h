@@ -36,7 +36,12 @@ struct FusionPlan {
 /// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);
 
-/// One line per group: its nodes, inputs and the reason its root ends it.
-std::string describe_fusion(const Graph& g, const FusionPlan& plan);
+/// A readable, unique symbol for the group's kernel, e.g. "k12_matmul_add_relu".
+std::string kernel_name(const Graph& g, const FusionGroup& group);
+
+/// Every group as a kernel: its name, its nodes with the model lines that declared them, what
+/// it reads and writes, and the reason its root ends it; with `why`, also the decision that
+/// put each other node into it.
+std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why = false);
 
 }  // namespace dagger

@@ -11,15 +11,6 @@
 
 namespace dagger {
 
-std::string kernel_name(const Graph& g, const FusionGroup& group) {
-  std::string name = fmt::format("k{}", group.root);
-  constexpr size_t kMaxOpsInName = 4;
-  for (size_t k = 0; k < group.nodes.size() && k < kMaxOpsInName; ++k)
-    name += "_" + std::string(op_info(g.node(group.nodes[k]).op).name);
-  if (group.nodes.size() > kMaxOpsInName) name += "_etc";
-  return name;
-}
-
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {

@@ -22,9 +22,6 @@ struct CompiledKernel {
   double work = 0;             // a rough cost per item (floats touched or FLOPs), to decide whether to split
 };
 
-/// A readable, unique symbol for the group's kernel, e.g. "k12_matmul_add_relu".
-std::string kernel_name(const Graph& g, const FusionGroup& group);
-
 /// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats.
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width);
 

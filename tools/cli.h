@@ -35,6 +35,9 @@ namespace dagger::cli {
 
 /// Writes every stage of the training plan of `model` into `dir`: graph.txt/.dot (forward),
 /// grad.txt/.dot (training step), fused.txt, and kernels/NAME.ll, .opt.ll and .s per kernel.
+/// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers.
+std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump);
+
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
                     const std::string& title);
 

@@ -26,7 +26,8 @@ Run add_models(CLI::App& app) {
 Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
-    std::string model, stage = "graph", format = "text", optimizer = "adam";
+    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel;
+    bool why = false;
     int64_t batch = 64;
   };
   auto f = std::make_shared<Flags>();
@@ -35,6 +36,8 @@ Run add_ir(CLI::App& app) {
                   "fused (the training step's fusion groups and why each ends) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
+  cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
+  cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason");
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
   return [f] {
@@ -47,12 +50,37 @@ Run add_ir(CLI::App& app) {
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
-      fmt::print("{}", dump_kernels(build_training_step(model.build, f->batch, opt), it->second));
-      return 0;
+      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt), it->second);
+      if (f->kernel.empty()) {
+        fmt::print("{}", dump);
+        return 0;
+      }
+      std::vector<std::string> names;
+      for (const auto& [name, text] : per_kernel(dump)) {
+        if (name == f->kernel) {
+          fmt::print("{}", text);
+          return 0;
+        }
+        names.push_back(name);
+      }
+      require_choice("kernel", f->kernel, names);
     }
     if (f->stage == "fused") {
       Graph step = build_training_step(model.build, f->batch, opt);
-      fmt::print("{}", describe_fusion(step, fuse(step)));
+      const FusionPlan plan = fuse(step);
+      fmt::print("{}", describe_fusion(step, plan, f->why));
+      int computed = 0;
+      std::vector<std::string> interpreted;
+      for (const Node& n : step.nodes()) {
+        const OpCategory category = op_info(n.op).category;
+        if (category == OpCategory::Source || n.op == Op::assign || n.op == Op::reshape) continue;
+        ++computed;
+        if (plan.group_of[n.id] < 0) interpreted.push_back(fmt::format("%{} {}", n.id, op_info(n.op).name));
+      }
+      fmt::print("\n{} kernels for {} computing nodes; {} node(s) run on the interpreter{}{}\n", plan.groups.size(),
+                 computed, interpreted.size(), interpreted.empty() ? "" : ": ", fmt::join(interpreted, ", "));
+      fmt::print("arena: {:.2f} MiB planned for every kernel output, placed by liveness\n",
+                 double(planned_arena_bytes(step)) / (1 << 20));
       return 0;
     }
     Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt)

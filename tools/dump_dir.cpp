@@ -19,6 +19,8 @@ void write(const std::filesystem::path& path, const std::string& text) {
   out << text;
 }
 
+}  // namespace
+
 /// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers, which
 /// start with the stage's comment character (";" in IR, "#" in assembly).
 std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump) {
@@ -33,8 +35,6 @@ std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& d
   }
   return kernels;
 }
-
-}  // namespace
 
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
                     const std::string& title) {

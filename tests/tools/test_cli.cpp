@@ -63,8 +63,15 @@ TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli]") {
   Outcome dot = run_dagger("ir shallow --format dot");
   CHECK_THAT(dot.output, Catch::StartsWith("digraph"));
   Outcome opt = run_dagger("ir shallow --stage opt --batch 7");
-  Outcome fused = run_dagger("ir mlp512 --stage fused --batch 7");
-  CHECK_THAT(fused.output, Catch::Contains("[%4 matmul, %5 add]") && Catch::Contains("ends because"));
+  Outcome fused = run_dagger("ir mlp512 --stage fused --batch 7 --why");
+  CHECK_THAT(fused.output, Catch::Contains("kernel k5_matmul_add") && Catch::Contains("ends:  %5 has 2 readers") &&
+                               Catch::Contains("why:   %4 anchors the kernel") && Catch::Contains("arena:"));
+  Outcome one = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k5_matmul_add");
+  CHECK(one.status == 0);
+  CHECK_THAT(one.output, Catch::StartsWith("# ==== kernel k5_matmul_add") && !Catch::Contains("kernel k8_"));
+  Outcome unknown = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k999");
+  CHECK(unknown.status == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("unknown kernel 'k999'") && Catch::Contains("k5_matmul_add"));
   CHECK(opt.status == 0);
   CHECK_THAT(opt.output, Catch::Contains("==== kernel") && Catch::Contains("x float>"));
 }
