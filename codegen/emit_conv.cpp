@@ -233,14 +233,12 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   }
 
   const StridedBuffer c{out, {sizes.m * sizes.n, sizes.n, 1}};
+  p.c = out;
   if (anchor.op == Op::conv2d_backward_filter) {
     assert(group.nodes.size() == 1);
     const StridedBuffer dw{out, {sizes.n, 1}};
     p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
       store_at(e, dw, ElementPos{{i, j}, nullptr, mask}, value);
-    };
-    p.load_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask) {
-      return load_at(e, dw, ElementPos{{i, j}, nullptr, mask});
     };
     emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
     end_kernel(e);

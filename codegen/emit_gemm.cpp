@@ -12,6 +12,9 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
+/// Floats of one panel slice: with the tile's A values it should stay in a 32 KiB L1.
+constexpr int64_t kSliceFloats = 4096;
+
 /// Items a GEMM is cut into at least, so that two to eight threads all get work even when a
 /// problem has a single panel; more row chunks than that only repack the same panel.
 constexpr int64_t kMinItems = 8;
@@ -59,59 +62,97 @@ class GemmEmitter {
   }
 
  private:
-  /// Packs one panel of `cols` columns and runs this item's row tiles over it.
+  /// Packs one panel of `cols` columns and, a slice of the reduction at a time, runs this
+  /// item's row tiles over it.
   void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols) {
     p_.pack_b(b, kb, j0, cols, scratch_);
     const int vectors = static_cast<int>(ceil_div(cols, e_.width));
     const unsigned last_lanes = static_cast<unsigned>(cols - (vectors - 1) * static_cast<int64_t>(e_.width));
     const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
-    if (l_.row_tiles > 0) {
-      llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
-      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
-      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
-      emit_range(e_, first, last, [&](llvm::Value* t) {
-        tile(b, kb, e_.b.CreateMul(t, e_.i64c(l_.rows)), j0, l_.rows, vectors, last_lanes);
-      });
-    }
-    const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
-    if (leftover > 0)
-      emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)), [&] {
-        tile(b, kb, e_.i64c(l_.row_tiles * l_.rows), j0, leftover, vectors, last_lanes);
-      });
+    const int64_t outer = p_.sizes.k_dims[0];
+    const int64_t slices = ceil_div(outer, l_.k_slice);
+    emit_for(e_, slices, 1, [&](llvm::Value* slice) {
+      Slice s;
+      s.start = e_.b.CreateMul(slice, e_.i64c(l_.k_slice));
+      s.end = e_.b.CreateAdd(s.start, e_.i64c(l_.k_slice));
+      s.end = e_.b.CreateSelect(e_.b.CreateICmpSLT(s.end, e_.i64c(outer)), s.end, e_.i64c(outer));
+      s.first = e_.b.CreateICmpEQ(s.start, e_.i64c(0));
+      if (p_.sizes.k_blocks > 1) s.first = e_.b.CreateAnd(s.first, e_.b.CreateICmpEQ(kb, e_.i64c(0)));
+      s.last = e_.b.CreateICmpEQ(s.end, e_.i64c(outer));
+      if (p_.sizes.k_blocks > 1) s.last = e_.b.CreateAnd(s.last, e_.b.CreateICmpEQ(kb, e_.i64c(p_.sizes.k_blocks - 1)));
+      s.one = slices == 1 && p_.sizes.k_blocks == 1;
+      if (l_.row_tiles > 0) {
+        llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
+        llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
+        last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
+        emit_range(e_, first, last, [&](llvm::Value* t) {
+          tile(b, kb, s, e_.b.CreateMul(t, e_.i64c(l_.rows)), j0, l_.rows, vectors, last_lanes);
+        });
+      }
+      const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
+      if (leftover > 0)
+        emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)), [&] {
+          tile(b, kb, s, e_.i64c(l_.row_tiles * l_.rows), j0, leftover, vectors, last_lanes);
+        });
+    });
   }
 
+  /// Where in the reduction a tile starts and ends: a range of the outer reduction axis, and
+  /// whether the partial sums start from zero and are final.
+  struct Slice {
+    llvm::Value *start, *end, *first, *last;
+    bool one = false;  // the whole reduction at once: no partial sums in C at all
+  };
+
+  /// C[i, j .. j + W) of problem `b` as stored between slices.
+  ElementPos c_pos(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask) {
+    return ElementPos{{b, i, j}, nullptr, mask};
+  }
+  StridedBuffer c_raw() const { return StridedBuffer{p_.c, {p_.sizes.m * p_.sizes.n, p_.sizes.n, 1}}; }
+
   /// One rows x vectors tile at (i0, j0); the last vector has `last_lanes` active lanes.
-  void tile(llvm::Value* b, llvm::Value* kb, llvm::Value* i0, llvm::Value* j0, int rows, int vectors,
-            unsigned last_lanes) {
+  void tile(llvm::Value* b, llvm::Value* kb, const Slice& slice, llvm::Value* i0, llvm::Value* j0, int rows,
+            int vectors, unsigned last_lanes) {
     auto mask_of = [&](int v) { return v == vectors - 1 ? e_.prefix_mask(last_lanes) : nullptr; };
     auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
     auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
 
     std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
-    if (p_.sizes.k_blocks > 1) {
-      llvm::Value* first = e_.b.CreateICmpEQ(kb, e_.i64c(0));
+    if (!slice.one)
       for (int r = 0; r < rows; ++r)
         for (int v = 0; v < vectors; ++v)
-          acc[r * vectors + v] = e_.b.CreateSelect(first, e_.splat(0.0f), p_.load_c(b, row(r), col(v), mask_of(v)));
-    }
+          acc[r * vectors + v] =
+              e_.b.CreateSelect(slice.first, e_.splat(0.0f), load_at(e_, c_raw(), c_pos(b, row(r), col(v), mask_of(v))));
 
     const std::vector<int64_t> k_strides = contiguous_strides(p_.sizes.k_dims);
     std::vector<llvm::Value*> k_coords;
     std::function<std::vector<llvm::Value*>(size_t, std::vector<llvm::Value*>)> nest =
         [&](size_t d, std::vector<llvm::Value*> carried) -> std::vector<llvm::Value*> {
-      return emit_loop(e_, p_.sizes.k_dims[d], 1, std::move(carried),
-                       [&](llvm::Value* k, const std::vector<llvm::Value*>& in) {
-                         k_coords.push_back(k);
-                         std::vector<llvm::Value*> out =
-                             d + 1 < p_.sizes.k_dims.size() ? nest(d + 1, in) : step(b, kb, i0, rows, vectors, in, k_strides, k_coords);
-                         k_coords.pop_back();
-                         return out;
-                       });
+      auto body = [&](llvm::Value* k, const std::vector<llvm::Value*>& in) {
+        k_coords.push_back(k);
+        std::vector<llvm::Value*> out =
+            d + 1 < p_.sizes.k_dims.size() ? nest(d + 1, in) : step(b, kb, i0, rows, vectors, in, k_strides, k_coords);
+        k_coords.pop_back();
+        return out;
+      };
+      if (d == 0 && !slice.one) return emit_range_loop(e_, slice.start, slice.end, std::move(carried), body);
+      return emit_loop(e_, p_.sizes.k_dims[d], 1, std::move(carried), body);
     };
     acc = nest(0, acc);
 
-    for (int r = 0; r < rows; ++r)
-      for (int v = 0; v < vectors; ++v) p_.store_c(b, row(r), col(v), mask_of(v), acc[r * vectors + v]);
+    auto store_final = [&] {
+      for (int r = 0; r < rows; ++r)
+        for (int v = 0; v < vectors; ++v) p_.store_c(b, row(r), col(v), mask_of(v), acc[r * vectors + v]);
+    };
+    if (slice.one) {
+      store_final();
+      return;
+    }
+    emit_if(e_, slice.last, store_final);
+    emit_if(e_, e_.b.CreateNot(slice.last), [&] {
+      for (int r = 0; r < rows; ++r)
+        for (int v = 0; v < vectors; ++v) store_at(e_, c_raw(), c_pos(b, row(r), col(v), mask_of(v)), acc[r * vectors + v]);
+    });
   }
 
   /// One reduction step of a tile: rows x vectors FMAs on the panel row at the coordinates.
@@ -158,6 +199,8 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width) {
   l.k = numel(s.k_dims);
   l.k_total = l.k * s.k_blocks;
   l.scratch_floats = l.k * l.panel;
+  const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
+  l.k_slice = s.k_dims.empty() ? 1 : std::clamp<int64_t>(kSliceFloats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
   return l;
 }
 

@@ -35,6 +35,8 @@ struct GemmLayout {
   int64_t items = 0;          // parallel items: batch * panels * row_chunks
   int64_t k = 0;              // the reduction length of one block
   int64_t k_total = 0;        // of all blocks
+  int64_t k_slice = 0;        // the reduction's outer axis is walked this many at a time, the
+                              // panel's slice then staying in L1 across the row tiles
   int64_t scratch_floats = 0; // one packed panel, per thread
 };
 
@@ -47,10 +49,13 @@ struct GemmProblem {
   /// Fills `panel` with B's columns [j0, j0 + cols) as K rows of layout.panel floats each,
   /// columns from cols to layout.panel zeroed; `cols` is static (the last panel is shorter).
   std::function<void(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel)> pack_b;
-  /// Stores C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr means all).
+  /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
+  /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
-  /// Reads C[i, j .. j + W) back; needed only when sizes.k_blocks > 1 (store_c must then store as is).
-  std::function<llvm::Value*(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask)> load_c;
+  /// C itself, [batch, m, n] contiguous: partial sums are kept there between reduction slices
+  /// and blocks. A kernel whose epilogue is not the identity therefore writes its output
+  /// buffer twice, but only ever reads back what it wrote.
+  llvm::Value* c = nullptr;
 };
 
 /// Emits the GEMM's items [begin, end), packing into `scratch` (layout.scratch_floats floats).

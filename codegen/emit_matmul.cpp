@@ -91,6 +91,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
 
   GemmProblem p;
   p.sizes = sizes_of(d);
+  p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
                                    : e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.k)), k[0]);

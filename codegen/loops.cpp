@@ -68,20 +68,48 @@ void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llv
   });
 }
 
-void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+std::vector<llvm::Value*> emit_range_loop(
+    Emit& e, llvm::Value* begin, llvm::Value* end, std::vector<llvm::Value*> carried,
+    const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body) {
   llvm::Function* fn = e.b.GetInsertBlock()->getParent();
   llvm::BasicBlock* preheader = e.b.GetInsertBlock();
   llvm::BasicBlock* header = llvm::BasicBlock::Create(e.ctx, "range", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(e.ctx, "range.end", fn);
   e.b.CreateCondBr(e.b.CreateICmpSLT(begin, end), header, exit);
   e.b.SetInsertPoint(header);
-  llvm::PHINode* iv = e.b.CreatePHI(e.i64, 2, "item");
+  llvm::PHINode* iv = e.b.CreatePHI(e.i64, 2, "i");
   iv->addIncoming(begin, preheader);
-  body(iv);
-  llvm::Value* next = e.b.CreateAdd(iv, e.i64c(1), "item.next", true, true);
-  iv->addIncoming(next, e.b.GetInsertBlock());
+  std::vector<llvm::PHINode*> phis;
+  std::vector<llvm::Value*> inside;
+  for (llvm::Value* v : carried) {
+    phis.push_back(e.b.CreatePHI(v->getType(), 2));
+    phis.back()->addIncoming(v, preheader);
+    inside.push_back(phis.back());
+  }
+  std::vector<llvm::Value*> out = body(iv, inside);
+  assert(out.size() == carried.size());
+  llvm::Value* next = e.b.CreateAdd(iv, e.i64c(1), "i.next", true, true);
+  llvm::BasicBlock* latch = e.b.GetInsertBlock();
+  iv->addIncoming(next, latch);
+  for (size_t k = 0; k < phis.size(); ++k) phis[k]->addIncoming(out[k], latch);
   e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
+  // At the exit: the loop's last values, or the incoming ones when it never ran.
   e.b.SetInsertPoint(exit);
+  std::vector<llvm::Value*> result;
+  for (size_t k = 0; k < carried.size(); ++k) {
+    llvm::PHINode* merged = e.b.CreatePHI(carried[k]->getType(), 2);
+    merged->addIncoming(carried[k], preheader);
+    merged->addIncoming(out[k], latch);
+    result.push_back(merged);
+  }
+  return result;
+}
+
+void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
+  emit_range_loop(e, begin, end, {}, [&](llvm::Value* i, const std::vector<llvm::Value*>&) {
+    body(i);
+    return std::vector<llvm::Value*>{};
+  });
 }
 
 void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then) {

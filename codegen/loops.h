@@ -30,6 +30,11 @@ std::vector<llvm::Value*> emit_loop(
     const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body);
 /// emit_loop without carried values.
 void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llvm::Value*)>& body);
+/// emit_loop from `begin` to `end` (step 1), bounds known only at run time; when the range is
+/// empty the carried values come out unchanged.
+std::vector<llvm::Value*> emit_range_loop(
+    Emit& e, llvm::Value* begin, llvm::Value* end, std::vector<llvm::Value*> carried,
+    const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body);
 /// for (i = begin; i < end; ++i) with bounds known only at run time (a kernel's item range).
 void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
 /// if (cond) { then(); }
