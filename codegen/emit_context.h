@@ -18,6 +18,8 @@ struct Emit {
   llvm::LLVMContext& ctx;
   llvm::IRBuilder<> b;
   unsigned width;
+  /// The plan's worker threads: a kernel with too few natural items splits its work finer.
+  int threads = 1;
   llvm::Type* f32;
   llvm::Type* i32;
   llvm::Type* i64;

@@ -110,15 +110,15 @@ void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, l
 
 }  // namespace
 
-GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width) {
-  return gemm_layout(sizes_of(g, g.node(group.anchor)), width);
+GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
+  return gemm_layout(sizes_of(g, g.node(group.anchor)), width, threads);
 }
 
 void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   const Node& anchor = g.node(group.anchor);
   const Conv v = conv_of(g, anchor);
   const GemmSizes sizes = sizes_of(g, anchor);
-  const GemmLayout layout = gemm_layout(sizes, e.width);
+  const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
   const int num_args = static_cast<int>(group.inputs.size()) + 2;
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* first = kf.args[1];

@@ -16,7 +16,7 @@
 
 namespace dagger {
 
-GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width);
+GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads);
 
 /// Emits kernel `name` for a group anchored on a convolution product. Arguments: the root's
 /// output, then group.inputs (the anchor's two operands first), then the scratch panel.

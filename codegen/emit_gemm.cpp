@@ -15,10 +15,6 @@ const llvm::Align kFloatAlign(4);
 /// Floats of one panel slice: with the tile's A values it should stay in a 32 KiB L1.
 constexpr int64_t kSliceFloats = 4096;
 
-/// Items a GEMM is cut into at least, so that two to eight threads all get work even when a
-/// problem has a single panel; more row chunks than that only repack the same panel.
-constexpr int64_t kMinItems = 8;
-
 /// The accumulators plus one B vector per column vector and one broadcast of A must fit in
 /// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512).
 GemmLayout tile_for(unsigned width) {
@@ -38,7 +34,7 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 class GemmEmitter {
  public:
   GemmEmitter(Emit& e, const GemmProblem& p, llvm::Value* scratch)
-      : e_(e), p_(p), l_(gemm_layout(p.sizes, e.width)), scratch_(scratch) {}
+      : e_(e), p_(p), l_(gemm_layout(p.sizes, e.width, e.threads)), scratch_(scratch) {}
 
   void emit(llvm::Value* begin, llvm::Value* end) {
     const int64_t per_problem = l_.panels * l_.row_chunks;
@@ -188,13 +184,13 @@ class GemmEmitter {
 
 }  // namespace
 
-GemmLayout gemm_layout(const GemmSizes& s, unsigned width) {
+GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   GemmLayout l = tile_for(width);
   l.panel = static_cast<int64_t>(l.vectors) * width;
   l.panels = std::max<int64_t>(1, ceil_div(s.n, l.panel));
   l.row_tiles = s.m / l.rows;
   const int64_t per_problem = s.batch * l.panels;
-  l.row_chunks = std::clamp<int64_t>(ceil_div(kMinItems, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
+  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
   l.items = s.m > 0 && s.n > 0 ? per_problem * l.row_chunks : 0;
   l.k = numel(s.k_dims);
   l.k_total = l.k * s.k_blocks;

@@ -7,9 +7,10 @@
 /// time, into the caller's scratch by a problem-specific packer (a plain copy for a matmul, an
 /// im2col gather for a convolution), so the microkernel always streams a contiguous panel.
 ///
-/// Parallel items: (problem, panel, chunk of row tiles). Every element of C is computed by
-/// one item with the same reduction order whatever the item range, so results do not depend
-/// on how the plan splits the items among threads.
+/// Parallel items: (problem, panel, chunk of row tiles). Row tiles are chunked only when there
+/// are fewer problems x panels than threads, since every chunk packs its panel again. Every
+/// element of C is computed by one item with the same reduction order whatever the chunking
+/// and the item range, so results do not depend on the thread count.
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -40,7 +41,7 @@ struct GemmLayout {
   int64_t scratch_floats = 0; // one packed panel, per thread
 };
 
-GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width);
+GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
 
 struct GemmProblem {
   GemmSizes sizes;

@@ -63,8 +63,8 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
 
 }  // namespace
 
-GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width) {
-  return gemm_layout(sizes_of(dims_of(g, group.anchor)), width);
+GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
+  return gemm_layout(sizes_of(dims_of(g, group.anchor)), width, threads);
 }
 
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -74,7 +74,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[1];
   llvm::Value* b = kf.args[2];
-  const GemmLayout layout = gemm_layout(sizes_of(d), e.width);
+  const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
 
   llvm::Value* current = nullptr;
   const Shape out{d.m, d.n};

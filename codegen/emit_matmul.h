@@ -11,7 +11,7 @@ namespace dagger {
 
 /// The tiling of the group's matmul: its parallel items and the scratch (one packed panel of
 /// op(B)) each thread passes as the kernel's last argument.
-GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width);
+GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads);
 
 /// Emits kernel `name` for a group anchored on a matmul. Arguments: the root's output, then
 /// group.inputs (A, B, the epilogue's inputs), then the scratch panel. The

@@ -214,7 +214,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const FusionPlan fusion = fuse(g);
   const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
-  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width));
+  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;

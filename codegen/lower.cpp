@@ -11,18 +11,20 @@
 
 namespace dagger {
 
-std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width) {
+std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
+                                           int threads) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {
     CompiledKernel k{kernel_name(g, group), group};
     std::unique_ptr<KernelModule> km = jit.new_module(k.name);
     {  // the builder must be gone before the module moves into the Jit
       Emit e(*km->module, width);
+      e.threads = threads;
       const Op anchor = group.anchor >= 0 ? g.node(group.anchor).op : Op::input;
       if (anchor == Op::matmul || anchor == Op::conv2d || anchor == Op::conv2d_backward_data ||
           anchor == Op::conv2d_backward_filter) {
         const GemmLayout layout =
-            anchor == Op::matmul ? matmul_layout(g, group, width) : conv_layout(g, group, width);
+            anchor == Op::matmul ? matmul_layout(g, group, width, threads) : conv_layout(g, group, width, threads);
         k.items = layout.items;
         k.scratch_floats = layout.scratch_floats;
         k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) / double(std::max<int64_t>(1, layout.items));

@@ -22,7 +22,9 @@ struct CompiledKernel {
   double work = 0;             // a rough cost per item (floats touched or FLOPs), to decide whether to split
 };
 
-/// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats.
-std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width);
+/// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats,
+/// for a plan that runs on `threads` workers.
+std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
+                                           int threads);
 
 }  // namespace dagger
