@@ -142,6 +142,13 @@ struct JitExecutable::Plan {
   std::vector<int64_t> arena_offset;  // per node, -1 when not in the arena
 
   float* buffer_of(NodeId id) { return arena + arena_offset[id]; }
+  /// Whether [data, data + floats) is memory of the plan's own (its arena or a computed value).
+  bool owns(const float* data, int64_t floats) const {
+    if (data >= arena && data + floats <= arena + arena_floats) return true;
+    for (const Tensor& t : storage)
+      if (t.size() > 0 && data >= t.data() && data + floats <= t.data() + t.size()) return true;
+    return false;
+  }
   void place_buffers();
 
   void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& at) const;
@@ -268,11 +275,24 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
 
   StateMap outputs;
   for (const auto& [name, id] : g.outputs()) outputs[name] = tensor_from(at[id], g.shape(id));
-  // Every assign reads the step's values before any of them is written back.
-  std::vector<std::pair<std::string, Tensor>> writes;
-  for (NodeId id : g.nodes_of(Op::assign))
-    writes.emplace_back(g.node(id).attrs.s("target"), tensor_from(at[id], g.shape(id)));
-  for (auto& [target, value] : writes) state[target] = std::move(value);
+  // Every assign reads the step's values before any of them is written back. A value the
+  // plan computed (in its arena or storage) is copied straight into the state tensor it
+  // replaces; one that is itself a state or feed tensor is copied aside first, since writing
+  // back another assign could overwrite it.
+  std::vector<std::pair<Tensor*, const float*>> in_place;
+  std::vector<std::pair<std::string, Tensor>> copies;
+  for (NodeId id : g.nodes_of(Op::assign)) {
+    const std::string& target = g.node(id).attrs.s("target");
+    const Shape& shape = g.shape(id);
+    auto it = state.find(target);
+    const bool planned = p.owns(at[id], numel(shape));
+    if (planned && it != state.end() && shape_of(it->second) == shape)
+      in_place.emplace_back(&it->second, at[id]);
+    else
+      copies.emplace_back(target, tensor_from(at[id], shape));
+  }
+  for (auto& [tensor, from] : in_place) std::copy(from, from + tensor->size(), tensor->data());
+  for (auto& [target, value] : copies) state[target] = std::move(value);
   return outputs;
 }
 
