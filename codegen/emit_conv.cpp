@@ -119,10 +119,11 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   const Conv v = conv_of(g, anchor);
   const GemmSizes sizes = sizes_of(g, anchor);
   const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
-  const int num_args = static_cast<int>(group.inputs.size()) + 2;
+  const size_t first_input = first_input_arg(group);
+  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
   KernelFunction kf = begin_kernel(e, name, num_args);
-  llvm::Value* first = kf.args[1];
-  llvm::Value* second = kf.args[2];
+  llvm::Value* first = kf.args[first_input];
+  llvm::Value* second = kf.args[first_input + 1];
   llvm::Value* out = kf.args[0];
   Lanes L{e};
   const int64_t chw = v.c * v.h * v.w, kpq = v.k * v.p * v.q;
@@ -258,15 +259,16 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     if (s[2] != s[3] * out_shape[3])
       throw Error(fmt::format("codegen: the epilogue of %{} reads %{} of shape {}, which does not walk {} row by row",
                               anchor.id, id, to_string(g.shape(id)), to_string(out_shape)));
-    StridedBuffer buf{kf.args[k + 1], {s[0], s[1], s[3]}};
+    StridedBuffer buf{kf.args[first_input + k], {s[0], s[1], s[3]}};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  const ElementGen epilogue = compose_group(e, g, group, input);
+  const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
   p.store_c = [&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};
     pos.flat = e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
     current = value;
-    store_at(e, c, pos, epilogue(pos));
+    for (size_t o = 0; o < epilogue.size(); ++o)
+      store_at(e, StridedBuffer{kf.args[o], c.strides}, pos, epilogue[o](pos));
   };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
   end_kernel(e);

@@ -112,8 +112,8 @@ ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> in) {
   };
 }
 
-ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
-                         const std::function<ElementGen(NodeId)>& input) {
+std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup& group,
+                                      const std::function<ElementGen(NodeId)>& input) {
   std::function<ElementGen(NodeId)> gen = [&](NodeId id) -> ElementGen {
     const bool computed_here = id != group.anchor && std::binary_search(group.nodes.begin(), group.nodes.end(), id);
     if (!computed_here) return input(id);
@@ -121,7 +121,9 @@ ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
     for (NodeId o : g.node(id).operands) operands.push_back(gen(o));
     return elementwise_gen(e, g.node(id), std::move(operands));
   };
-  return gen(group.root);
+  std::vector<ElementGen> outputs{gen(group.root)};
+  for (NodeId id : group.side_outputs) outputs.push_back(gen(id));
+  return outputs;
 }
 
 namespace {
@@ -139,18 +141,20 @@ int64_t elementwise_items(const Graph& g, const FusionGroup& group) { return nes
 void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   const IterationSpace space = space_of(g, group);
 
-  KernelFunction kf = begin_kernel(e, name, static_cast<int>(group.inputs.size()) + 1);
-  const StridedBuffer out{kf.args[0], contiguous_strides(space.dims)};
+  const size_t first_input = first_input_arg(group);
+  KernelFunction kf = begin_kernel(e, name, static_cast<int>(first_input + group.inputs.size()));
   auto input = [&](NodeId id) -> ElementGen {
     const size_t k =
         static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());
     assert(k < group.inputs.size());
-    StridedBuffer buf{kf.args[k + 1], space.strides[k]};
+    StridedBuffer buf{kf.args[first_input + k], space.strides[k]};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  const ElementGen root = compose_group(e, g, group, input);
-  emit_vector_nest_items(e, space.dims, kf.begin, kf.end,
-                         [&](const ElementPos& pos) { store_at(e, out, pos, root(pos)); });
+  const std::vector<ElementGen> outputs = compose_group(e, g, group, input);
+  emit_vector_nest_items(e, space.dims, kf.begin, kf.end, [&](const ElementPos& pos) {
+    for (size_t o = 0; o < outputs.size(); ++o)
+      store_at(e, StridedBuffer{kf.args[o], contiguous_strides(space.dims)}, pos, outputs[o](pos));
+  });
   end_kernel(e);
 }
 

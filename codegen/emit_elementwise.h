@@ -13,10 +13,11 @@ namespace dagger {
 /// The generator of elementwise node `n` from the generators of its operands.
 ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> operands);
 
-/// The generator of `group`'s root: its elementwise nodes composed in registers, with
-/// `input(id)` supplying every value the group reads (and the anchor's result, if any).
-ElementGen compose_group(Emit& e, const Graph& g, const FusionGroup& group,
-                         const std::function<ElementGen(NodeId)>& input);
+/// The generators of every value `group` writes, in buffer order (root, then side outputs):
+/// its elementwise nodes composed in registers, with `input(id)` supplying every value the
+/// group reads (and the anchor's result, if any).
+std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup& group,
+                                      const std::function<ElementGen(NodeId)>& input);
 
 /// The parallel items of an elementwise group's kernel (see nest_items).
 int64_t elementwise_items(const Graph& g, const FusionGroup& group);

@@ -70,10 +70,11 @@ GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned widt
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   assert(group.anchor >= 0);
   const MatmulDims d = dims_of(g, group.anchor);
-  const int num_args = static_cast<int>(group.inputs.size()) + 2;  // + the scratch panel
+  const size_t first_input = first_input_arg(group);
+  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
   KernelFunction kf = begin_kernel(e, name, num_args);
-  llvm::Value* a = kf.args[1];
-  llvm::Value* b = kf.args[2];
+  llvm::Value* a = kf.args[first_input];
+  llvm::Value* b = kf.args[first_input + 1];
   const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
 
   llvm::Value* current = nullptr;
@@ -83,11 +84,10 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     const size_t k =
         static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());
     assert(k < group.inputs.size());
-    StridedBuffer buf{kf.args[k + 1], broadcast_strides(g.shape(id), out)};
+    StridedBuffer buf{kf.args[first_input + k], broadcast_strides(g.shape(id), out)};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  const ElementGen epilogue = compose_group(e, g, group, input);
-  const StridedBuffer c{kf.args[0], {d.n, 1}};
+  const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
 
   GemmProblem p;
   p.sizes = sizes_of(d);
@@ -103,7 +103,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;
-    store_at(e, c, pos, epilogue(pos));
+    for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
   };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
   end_kernel(e);

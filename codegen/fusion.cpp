@@ -19,21 +19,26 @@ bool is_contraction(const Node& n) {
 
 /// How each node is read: by how many operand slots, by which node, and whether it is an output.
 struct Readers {
-  std::vector<int> count;
-  std::vector<NodeId> last;
+  std::vector<int> count, assigns;  // operand slots reading the node; how many of them are assigns
+  std::vector<NodeId> last;         // the last reader that is not an assign
   std::vector<bool> is_output;
 
-  explicit Readers(const Graph& g) : count(g.size(), 0), last(g.size(), -1), is_output(g.size(), false) {
+  explicit Readers(const Graph& g)
+      : count(g.size(), 0), assigns(g.size(), 0), last(g.size(), -1), is_output(g.size(), false) {
     for (const Node& n : g.nodes())
       for (NodeId o : n.operands) {
         ++count[o];
-        last[o] = n.id;
+        if (n.op == Op::assign)
+          ++assigns[o];
+        else
+          last[o] = n.id;
       }
     for (const auto& [name, id] : g.outputs()) is_output[id] = true;
   }
 
-  /// The node's sole reader, or -1 when it has none, several, or is also a graph output.
-  NodeId sole(NodeId id) const { return count[id] == 1 && !is_output[id] ? last[id] : -1; }
+  /// The node's one reader that is not an assign, or -1 when it has none, several, or is also
+  /// a graph output.
+  NodeId sole(NodeId id) const { return count[id] - assigns[id] == 1 && !is_output[id] ? last[id] : -1; }
 };
 
 /// Why `id` cannot be computed inside its reader's loop, or "" when it can. A node of another
@@ -44,11 +49,13 @@ std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_drop
   if (n.op == Op::conv2d_backward_filter) return "sums over the batch in its output buffer, so it takes no epilogue";
   if (r.is_output[id]) return "is a graph output";
   if (r.count[id] == 0) return "has no reader";
-  if (r.count[id] > 1) return fmt::format("has {} readers", r.count[id]);
+  const int others = r.count[id] - r.assigns[id];
+  if (others == 0) return "is read only by assigns";
+  if (others > 1) return fmt::format("has {} readers", others);
   const Node& reader = g.node(r.last[id]);
   if (!is_elementwise(reader))
     return fmt::format("is read by %{} ({}), which is not elementwise", reader.id, op_info(reader.op).name);
-  if (reader.shape != n.shape && (numel(n.shape) != 1 || holds_dropout || is_contraction(n)))
+  if (reader.shape != n.shape && (r.assigns[id] > 0 || numel(n.shape) != 1 || holds_dropout || is_contraction(n)))
     return fmt::format("is broadcast by its reader %{} of shape {}", reader.id, to_string(reader.shape));
   return "";
 }
@@ -96,6 +103,14 @@ FusionPlan fuse(const Graph& g) {
     while (joins[id] >= 0) id = joins[id];
     return id;
   };
+  // A joined node that assigns also read is stored by its group as a side output, at the
+  // group's own positions: only when the group's root has its shape.
+  for (const Node& n : g.nodes())
+    if (joins[n.id] >= 0 && readers.assigns[n.id] > 0 && g.shape(root_of(n.id)) != n.shape) {
+      joins[n.id] = -1;
+      why[n.id] = fmt::format("is read by assigns, and the kernel it would join writes {} elements, not its {}",
+                              numel(g.shape(root_of(n.id))), numel(n.shape));
+    }
   FusionPlan plan;
   plan.group_of.assign(g.size(), -1);
   std::vector<int> group_at(g.size(), -1);
@@ -126,7 +141,10 @@ FusionPlan fuse(const Graph& g) {
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
     std::sort(group.nodes.begin(), group.nodes.end());
-    for (NodeId id : group.nodes) plan.group_of[id] = static_cast<int>(k);
+    for (NodeId id : group.nodes) {
+      plan.group_of[id] = static_cast<int>(k);
+      if (id != group.root && readers.assigns[id] > 0) group.side_outputs.push_back(id);
+    }
     group.inputs = inputs_of(g, group);
   }
   return plan;
@@ -157,7 +175,9 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
       if (o == id) reader = other;
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
-  return fmt::format("joins %{}: its only reader, elementwise over the same {} elements", reader, numel(n.shape));
+  const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
+  return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
+                     side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");
 }
 
 }  // namespace
@@ -175,7 +195,9 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why) {
     std::vector<std::string> inputs;
     for (NodeId id : group.inputs) inputs.push_back(value_label(g, id));
     out += fmt::format("  reads  {}\n", inputs.empty() ? "nothing" : fmt::format("{}", fmt::join(inputs, ", ")));
-    out += fmt::format("  writes {}\n", value_label(g, group.root));
+    std::vector<std::string> writes{value_label(g, group.root)};
+    for (NodeId id : group.side_outputs) writes.push_back(value_label(g, id) + " (for its assigns)");
+    out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (why)
       for (NodeId id : group.nodes)

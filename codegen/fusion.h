@@ -2,7 +2,8 @@
 /// Fusion: which nodes are computed together by one compiled kernel. No LLVM here.
 ///
 /// Rules (each group records why its root ends the group):
-///  - an elementwise node joins its consumer when that consumer is its only reader, is itself
+///  - an elementwise node joins its consumer when that consumer is its only reader (assigns
+///    aside: the kernel then also stores it, as a side output), is itself
 ///    elementwise and has the same shape (so one loop over the consumer's elements covers
 ///    both, and dropout's element index is the same in both); a scalar without dropout also
 ///    joins a larger consumer, since computing it inside the loop costs nothing once hoisted;
@@ -25,7 +26,14 @@ struct FusionGroup {
   std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first
   NodeId anchor = -1;          // the contraction computed by the group, if any
   std::string why_root;        // why the root was not fused into a reader
+  /// Nodes inside the group that assigns also read: the kernel stores them beside the root
+  /// (an optimizer's new moments, next to the new parameter they produce). Same shape as root.
+  std::vector<NodeId> side_outputs;
 };
+
+/// A kernel's buffers: its outputs (the root, then the side outputs), its inputs, and last
+/// the scratch if it takes one. The index of group.inputs[0]:
+inline size_t first_input_arg(const FusionGroup& group) { return 1 + group.side_outputs.size(); }
 
 struct FusionPlan {
   std::vector<FusionGroup> groups;  // ordered by root, which is the order they can run in

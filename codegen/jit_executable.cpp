@@ -73,6 +73,7 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
     const Node& n = g.node(step.node);
     if (step.kind == StepKind::kernel) {
       first[n.id] = s;
+      for (NodeId id : groups[static_cast<size_t>(step.index)].side_outputs) first[id] = s;
       for (NodeId id : groups[static_cast<size_t>(step.index)].inputs) read(id, s);
     } else if (step.kind == StepKind::assign) {
       read(n.operands[0], end);
@@ -188,6 +189,7 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   const NodeId root = kernel.group.root;
   // Kernels take float* for every buffer but write only the first (and the scratch).
   std::vector<float*> args{buffer_of(root)};
+  for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
@@ -202,6 +204,7 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
     });
   }
   at[root] = buffer_of(root);
+  for (NodeId id : kernel.group.side_outputs) at[id] = buffer_of(id);
 }
 
 void JitExecutable::Plan::place_buffers() {
@@ -259,7 +262,8 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
       case StepKind::kernel:
         p.launch(step.index, at);
         break;
-      case StepKind::assign:
+      case StepKind::assign:  // read after the last step: its value may be a side output of a later kernel
+        break;
       case StepKind::alias:
         at[n.id] = at[n.operands[0]];
         break;
@@ -282,6 +286,7 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   std::vector<std::pair<Tensor*, const float*>> in_place;
   std::vector<std::pair<std::string, Tensor>> copies;
   for (NodeId id : g.nodes_of(Op::assign)) {
+    at[id] = at[g.node(id).operands[0]];
     const std::string& target = g.node(id).attrs.s("target");
     const Shape& shape = g.shape(id);
     auto it = state.find(target);

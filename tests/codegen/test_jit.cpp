@@ -551,3 +551,27 @@ TEST_CASE("identical kernels compile once, and a second plan loads them from the
   CHECK(bitwise_equal(repaired->run(feeds, none).at("x"), first.at("x")));
   ::setenv("DAGGER_CACHE_DIR", "off", 1);
 }
+
+TEST_CASE("each Adam update is one pass over its parameter, storing the new moments beside it", "[jit]") {
+  OptimizerConfig adam;
+  adam.kind = OptimizerConfig::Kind::adam;
+  const Graph g = build_training_step(small_mlp, 4, adam, {1, 6, 6});
+  const FusionPlan plan = fuse(g);
+  int updates = 0;
+  for (NodeId id : g.nodes_of(Op::assign)) {
+    const NodeId value = g.node(id).operands[0];
+    const std::string& target = g.node(id).attrs.s("target");
+    bool is_parameter = false;
+    for (NodeId p : g.nodes_of(Op::parameter)) is_parameter = is_parameter || g.node(p).attrs.s("name") == target;
+    if (!is_parameter) continue;
+    ++updates;
+    INFO("update of " << target);
+    const int k = plan.group_of[value];
+    REQUIRE(k >= 0);
+    const FusionGroup& group = plan.groups[static_cast<size_t>(k)];
+    CHECK(group.root == value);
+    CHECK(group.side_outputs.size() == 2);  // the new first and second moments
+    for (NodeId side : group.side_outputs) CHECK(g.shape(side) == g.shape(value));
+  }
+  CHECK(updates == 6);  // three dense layers, a weight and a bias each
+}
