@@ -77,9 +77,19 @@ void store_panel(Emit& e, llvm::Value* panel, llvm::Value* row, int64_t stride, 
   e.b.CreateAlignedStore(value, e.b.CreateInBoundsGEP(e.f32, panel, offset), kFloatAlign);
 }
 
+/// Where a vector of panel columns comes from in one reduction row: the <W x i32> indices into
+/// the source and the lanes that exist (the rest read as 0). When the lanes are consecutive
+/// elements of the source (a stride-1 convolution that keeps the width), `first` is lane 0's
+/// i64 index and one masked vector load replaces the gather.
+struct LaneSource {
+  llvm::Value* index;
+  llvm::Value* mask;
+  llvm::Value* first = nullptr;
+};
+
 /// Fills a panel by visiting every reduction row (coordinates along `rows`) and, per vector of
-/// columns, gathering `source` at the index and mask `lane` computes from the row.
-using LaneIndex = std::function<std::pair<llvm::Value*, llvm::Value*>(int64_t v, const std::vector<llvm::Value*>& row)>;
+/// columns, loading `source` where `lane` says.
+using LaneIndex = std::function<LaneSource(int64_t v, const std::vector<llvm::Value*>& row)>;
 
 void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, llvm::Value* source,
                   llvm::Value* panel, const LaneIndex& lane) {
@@ -96,8 +106,12 @@ void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, l
         for (int64_t v = 0; v < stride / e.width; ++v) {
           llvm::Value* value = e.splat(0.0f);
           if (v < vectors) {
-            auto [index, mask] = lane(v, coords);
-            value = gather(e, source, index, mask);
+            const LaneSource from = lane(v, coords);
+            if (from.first)  // masked-off lanes are never touched, even where they fall outside the buffer
+              value = e.b.CreateMaskedLoad(e.vf, e.b.CreateGEP(e.f32, source, from.first), kFloatAlign, from.mask,
+                                           llvm::Constant::getNullValue(e.vf));
+            else
+              value = gather(e, source, from.index, from.mask);
           }
           store_panel(e, panel, flat, stride, v, value);
         }
@@ -133,6 +147,9 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   auto load = [&](llvm::Value* base, llvm::Value* index) {
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, base, index), kFloatAlign);
   };
+  // A stride-1 convolution that keeps the width maps consecutive output columns to consecutive
+  // input elements (and back), so its panels are filled by masked vector loads.
+  const bool contiguous = v.stride == 1 && v.q == v.w;
   // Per vector of panel columns, lane values computed once per panel and reused by every row.
   std::vector<std::vector<llvm::Value*>> lane_cache;
 
@@ -163,7 +180,13 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                        llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
                        llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.h * v.w));
                        index = L.add(index, L.add(L.mul(ih, v.w), iw));
-                       return std::make_pair(index, mask);
+                       LaneSource from{index, mask};
+                       if (contiguous) {  // column j = p*w + q reads x[c, p + r - pad, q + s - pad]
+                         llvm::Value* at = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(chw)), e.b.CreateMul(row[0], e.i64c(v.h * v.w)));
+                         at = e.b.CreateAdd(at, e.b.CreateAdd(j0, e.i64c(u * e.width - v.pad * v.w - v.pad)));
+                         from.first = e.b.CreateAdd(at, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.w)), row[2]));
+                       }
+                       return from;
                      });
       };
       break;
@@ -198,7 +221,13 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                        llvm::Value* ow = L.div(tw, v.stride);
                        llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.p * v.q));
                        index = L.add(index, L.add(L.mul(oh, v.q), ow));
-                       return std::make_pair(index, mask);
+                       LaneSource from{index, mask};
+                       if (contiguous) {  // column j = h*w + w' reads dy[k, h + pad - r, w' + pad - s]
+                         llvm::Value* at = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(kpq)), e.b.CreateMul(row[0], e.i64c(v.p * v.q)));
+                         at = e.b.CreateAdd(at, e.b.CreateAdd(j0, e.i64c(u * e.width + v.pad * v.q + v.pad)));
+                         from.first = e.b.CreateSub(at, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.q)), row[2]));
+                       }
+                       return from;
                      });
       };
       break;
@@ -227,7 +256,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                        llvm::Value* iw = L.add(lane_cache[u][3], L.mul(L.splat(row[1]), v.stride));
                        llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
                        llvm::Value* index = L.add(L.add(image, lane_cache[u][1]), L.add(L.mul(ih, v.w), iw));
-                       return std::make_pair(index, mask);
+                       return LaneSource{index, mask};
                      });
       };
       break;
