@@ -122,6 +122,79 @@ void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, l
   nest(0);
 }
 
+/// Transposes W vectors of W lanes in registers: afterwards rows[i] lane l holds what rows[l]
+/// lane i held. Block by block: swap the off-diagonal halves of the whole matrix, then of
+/// each half, down to single elements (log2 W rounds of W shuffles).
+void transpose(Emit& e, std::vector<llvm::Value*>& rows) {
+  const unsigned w = e.width;
+  for (unsigned s = w / 2; s >= 1; s /= 2) {
+    std::vector<int> low(w), high(w);  // shuffle masks over (a, b), b's lanes numbered from w
+    for (unsigned l = 0; l < w; ++l) {
+      low[l] = static_cast<int>((l & s) ? w + l - s : l);
+      high[l] = static_cast<int>((l & s) ? w + l : l + s);
+    }
+    for (unsigned i = 0; i < w; ++i) {
+      if (i & s) continue;
+      llvm::Value* a = rows[i];
+      llvm::Value* b = rows[i + s];
+      rows[i] = e.b.CreateShuffleVector(a, b, low);
+      rows[i + s] = e.b.CreateShuffleVector(a, b, high);
+    }
+  }
+}
+
+/// The filter gradient's panel when stride 1 keeps the width: panel row j (an output position)
+/// of column (c, r, s) reads x[c, j / w + r - pad, j % w + s - pad], so each column is a run of
+/// consecutive input elements. W rows of W columns are read as W masked vector loads down the
+/// columns and transposed in registers, instead of W gathers across them.
+void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* image, llvm::Value* j0, int64_t cols,
+                       int64_t stride, llvm::Value* panel) {
+  Lanes L{e};
+  const int64_t rows = v.p * v.q, w = e.width;
+  // Per existing panel column: where its run starts in x, and its tap (r, s) less the padding.
+  struct Column {
+    llvm::Value *start, *r, *s;
+  };
+  std::vector<Column> columns;
+  for (int64_t l = 0; l < cols; ++l) {
+    llvm::Value* col = e.b.CreateAdd(j0, e.i64c(l));
+    llvm::Value* channel = e.b.CreateUDiv(col, e.i64c(v.r * v.s));
+    llvm::Value* tap = e.b.CreateURem(col, e.i64c(v.r * v.s));
+    llvm::Value* r = e.b.CreateUDiv(tap, e.i64c(v.s));
+    llvm::Value* s = e.b.CreateURem(tap, e.i64c(v.s));
+    llvm::Value* start = e.b.CreateAdd(image, e.b.CreateMul(channel, e.i64c(v.h * v.w)));
+    start = e.b.CreateAdd(start, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(v.w)), s));
+    start = e.b.CreateSub(start, e.i64c(v.pad * v.w + v.pad));
+    columns.push_back({start, L.add(L.splat(r), L.c(-v.pad)), L.add(L.splat(s), L.c(-v.pad))});
+  }
+  // A block of `count` rows from row j: W loads (one per column), one transpose, `count` stores.
+  auto block = [&](llvm::Value* j, int64_t count) {
+    llvm::Value* pos = L.add(L.splat(j), e.lane_ids());
+    llvm::Value* in_rows = e.b.CreateICmpULT(e.lane_ids(), L.c(count));
+    llvm::Value* oh = L.div(pos, v.q);
+    llvm::Value* ow = L.rem(pos, v.q);
+    for (int64_t g = 0; g < stride / w; ++g) {
+      std::vector<llvm::Value*> vectors;
+      for (int64_t l = g * w; l < (g + 1) * w; ++l) {
+        if (l >= cols) {
+          vectors.push_back(e.splat(0.0f));
+          continue;
+        }
+        const Column& c = columns[static_cast<size_t>(l)];
+        llvm::Value* mask = L.all(in_rows, L.all(L.within(L.add(oh, c.r), v.h), L.within(L.add(ow, c.s), v.w)));
+        llvm::Value* at = e.b.CreateGEP(e.f32, x, e.b.CreateAdd(c.start, j));
+        vectors.push_back(e.b.CreateMaskedLoad(e.vf, at, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf)));
+      }
+      transpose(e, vectors);
+      for (int64_t row = 0; row < std::min(count, w); ++row)
+        store_panel(e, panel, e.b.CreateAdd(j, e.i64c(row)), stride, g, vectors[static_cast<size_t>(row)]);
+    }
+  };
+  const int64_t full = rows / w;
+  emit_for(e, full * w, w, [&](llvm::Value* j) { block(j, w); });
+  if (rows % w) block(e.i64c(full * w), rows % w);
+}
+
 }  // namespace
 
 GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
@@ -239,6 +312,10 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
         return load(second, index);
       };
       p.pack_b = [&](llvm::Value*, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+        if (contiguous) {
+          pack_filter_panel(e, v, first, e.b.CreateMul(kb, e.i64c(chw)), j0, cols, layout.panel, panel);
+          return;
+        }
         const int64_t vectors = (cols + e.width - 1) / e.width;
         lane_cache.clear();
         for (int64_t u = 0; u < vectors; ++u) {
