@@ -122,27 +122,6 @@ void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, l
   nest(0);
 }
 
-/// Transposes W vectors of W lanes in registers: afterwards rows[i] lane l holds what rows[l]
-/// lane i held. Block by block: swap the off-diagonal halves of the whole matrix, then of
-/// each half, down to single elements (log2 W rounds of W shuffles).
-void transpose(Emit& e, std::vector<llvm::Value*>& rows) {
-  const unsigned w = e.width;
-  for (unsigned s = w / 2; s >= 1; s /= 2) {
-    std::vector<int> low(w), high(w);  // shuffle masks over (a, b), b's lanes numbered from w
-    for (unsigned l = 0; l < w; ++l) {
-      low[l] = static_cast<int>((l & s) ? w + l - s : l);
-      high[l] = static_cast<int>((l & s) ? w + l : l + s);
-    }
-    for (unsigned i = 0; i < w; ++i) {
-      if (i & s) continue;
-      llvm::Value* a = rows[i];
-      llvm::Value* b = rows[i + s];
-      rows[i] = e.b.CreateShuffleVector(a, b, low);
-      rows[i + s] = e.b.CreateShuffleVector(a, b, high);
-    }
-  }
-}
-
 /// The filter gradient's panel when stride 1 keeps the width: panel row j (an output position)
 /// of column (c, r, s) reads x[c, j / w + r - pad, j % w + s - pad], so each column is a run of
 /// consecutive input elements. W rows of W columns are read as W masked vector loads down the

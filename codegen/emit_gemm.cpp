@@ -204,6 +204,27 @@ void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Va
   GemmEmitter(e, problem, scratch).emit(begin, end);
 }
 
+/// Transposes W vectors of W lanes in registers: afterwards rows[i] lane l holds what rows[l]
+/// lane i held. Block by block: swap the off-diagonal halves of the whole matrix, then of
+/// each half, down to single elements (log2 W rounds of W shuffles).
+void transpose(Emit& e, std::vector<llvm::Value*>& rows) {
+  const unsigned w = e.width;
+  for (unsigned s = w / 2; s >= 1; s /= 2) {
+    std::vector<int> low(w), high(w);  // shuffle masks over (a, b), b's lanes numbered from w
+    for (unsigned l = 0; l < w; ++l) {
+      low[l] = static_cast<int>((l & s) ? w + l - s : l);
+      high[l] = static_cast<int>((l & s) ? w + l : l + s);
+    }
+    for (unsigned i = 0; i < w; ++i) {
+      if (i & s) continue;
+      llvm::Value* a = rows[i];
+      llvm::Value* b = rows[i + s];
+      rows[i] = e.b.CreateShuffleVector(a, b, low);
+      rows[i + s] = e.b.CreateShuffleVector(a, b, high);
+    }
+  }
+}
+
 llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask) {
   llvm::Value* safe = e.b.CreateSelect(mask, index, llvm::Constant::getNullValue(index->getType()));
   llvm::Value* pointers = e.b.CreateInBoundsGEP(e.f32, base, e.b.CreateSExt(safe, llvm::FixedVectorType::get(e.i64, e.width)));

@@ -62,6 +62,10 @@ struct GemmProblem {
 /// Emits the GEMM's items [begin, end), packing into `scratch` (layout.scratch_floats floats).
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);
 
+/// Transposes W vectors of W lanes in registers: afterwards rows[i] lane l holds what rows[l]
+/// lane i held. Packers use it to turn runs down a matrix's columns into rows of a panel.
+void transpose(Emit& e, std::vector<llvm::Value*>& rows);
+
 /// A W-lane gather of base[index] for the lanes in `mask` (others read nothing and hold 0);
 /// `index` is a <W x i32> vector, its masked-off lanes may hold anything.
 llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask);

@@ -33,18 +33,30 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
     return e.b.CreateInBoundsGEP(e.f32, panel, e.b.CreateAdd(e.b.CreateMul(k, e.i64c(stride)), e.i64c(c)));
   };
   if (d.trans_b) {
-    // B is [N, K]: each panel column is a row of B, read contiguously.
-    for (int64_t c = 0; c < stride; ++c) {
-      if (c >= cols) {
-        emit_for(e, d.k, 1, [&](llvm::Value* k) { e.b.CreateAlignedStore(e.f32c(0.0f), panel_at(k, c), kFloatAlign); });
-        continue;
+    // B is [N, K]: each panel column is a row of B. W rows of W columns at a time: one vector
+    // along each of W rows of B, transposed in registers into W panel rows.
+    const int64_t w = e.width;
+    auto block = [&](llvm::Value* k0, int64_t count) {
+      for (int64_t g = 0; g < stride / w; ++g) {
+        std::vector<llvm::Value*> vectors;
+        for (int64_t c = g * w; c < (g + 1) * w; ++c) {
+          if (c >= cols) {
+            vectors.push_back(e.splat(0.0f));
+            continue;
+          }
+          llvm::Value* row = e.b.CreateMul(e.b.CreateAdd(j0, e.i64c(c)), e.i64c(d.k));
+          vectors.push_back(load_at(e, StridedBuffer{b, {1}},
+                                    ElementPos{{e.b.CreateAdd(row, k0)}, nullptr, e.prefix_mask(static_cast<unsigned>(count))}));
+        }
+        transpose(e, vectors);
+        for (int64_t r = 0; r < count; ++r)
+          e.b.CreateAlignedStore(vectors[static_cast<size_t>(r)], panel_at(e.b.CreateAdd(k0, e.i64c(r)), g * w),
+                                 kFloatAlign);
       }
-      llvm::Value* row = e.b.CreateMul(e.b.CreateAdd(j0, e.i64c(c)), e.i64c(d.k));
-      emit_for(e, d.k, 1, [&](llvm::Value* k) {
-        llvm::Value* from = e.b.CreateInBoundsGEP(e.f32, b, e.b.CreateAdd(row, k));
-        e.b.CreateAlignedStore(e.b.CreateAlignedLoad(e.f32, from, kFloatAlign), panel_at(k, c), kFloatAlign);
-      });
-    }
+    };
+    const int64_t full = d.k / w * w;
+    emit_for(e, full, w, [&](llvm::Value* k0) { block(k0, w); });
+    if (full < d.k) block(e.i64c(full), d.k - full);
     return;
   }
   // B is [K, N]: vectors along each row, the last one masked; the padding is stored as zeros.
