@@ -48,7 +48,7 @@ TEST_CASE("conv2d and its backward products cost 2*N*K*C*R*S*P*Q FLOPs", "[graph
   CHECK(node_flops(g, g.add(Op::conv2d_backward_filter, {x.id, dy.id}, filter)) == flops);
 }
 
-TEST_CASE("elementwise ops cost one FLOP per element; sources and assigns nothing", "[graph][cost]") {
+TEST_CASE("elementwise ops cost one FLOP per element, sources and assigns nothing", "[graph][cost]") {
   Graph g;
   Model m(g, Mode::train);
   Value x = m.input("x", {32, 100});

@@ -118,7 +118,7 @@ void write_json(const std::string& path, const nlohmann::json& j) { std::ofstrea
 
 }  // namespace
 
-TEST_CASE("dagger bench reports throughput, machine figures and kernels; --check flags a drop", "[cli][bench]") {
+TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench]") {
   dagger::testing::TempDir dir("bench");
   const std::string baseline = dir.file("baseline.json");
   const std::string quick = "bench shallow --steps 2 --repeats 1 --warmup 1 ";
