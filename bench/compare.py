@@ -5,7 +5,9 @@ images/s and their ratio (dagger / PyTorch).
 
 Each (batch, threads) configuration runs both programs `--rounds` times, alternating, and
 reports the median over rounds of each program's own median (of `--repeats` runs of `--steps`
-steps), so a burst of load on the machine hits both sides alike and is voted out.
+steps), so a burst of load on the machine hits both sides alike and is voted out. The last
+column is the system's 1-minute load average as dagger bench saw it (median over rounds): above
+the thread count, other programs shared the cores and every figure in the row is disturbed.
 Run it with Debian's python3 (/usr/bin/python3), which sees python3-torch.
 """
 import argparse
@@ -54,14 +56,15 @@ def main():
     for batch in args.batch:
         for threads in args.threads:
             config = ["--batch", str(batch), "--threads", str(threads)] + common
-            rounds = []
+            rounds, loads = [], []
             for _ in range(args.rounds):
                 ours = run_json([args.dagger, "bench", *args.models, "--json", *config], env)
                 theirs = run_json([sys.executable, os.path.join(HERE, "torch_bench.py"), *args.models, *config], env)
                 rounds.append((by_model(ours), by_model(theirs)))
+                loads.append(ours["machine"]["load_average"])
                 raw.append({"batch": batch, "threads": threads, "dagger": ours, "torch": theirs})
             for model in args.models:
-                row = {"model": model, "batch": batch, "threads": threads}
+                row = {"model": model, "batch": batch, "threads": threads, "load": statistics.median(loads)}
                 for phase in ("train", "inference"):
                     d = statistics.median(r[0][model][phase]["images_per_sec_median"] for r in rounds)
                     t = statistics.median(r[1][model][phase]["images_per_sec_median"] for r in rounds)
@@ -69,12 +72,12 @@ def main():
                 rows.append(row)
 
     header = ["model", "batch", "threads", "dagger train img/s", "PyTorch train img/s", "train ratio",
-              "dagger infer img/s", "PyTorch infer img/s", "infer ratio"]
+              "dagger infer img/s", "PyTorch infer img/s", "infer ratio", "load avg"]
     lines = []
     for r in rows:
         tr, inf = r["train"], r["inference"]
         lines.append([r["model"], str(r["batch"]), str(r["threads"]), f"{tr['dagger']:.0f}", f"{tr['torch']:.0f}",
-                      f"{tr['ratio']:.2f}x", f"{inf['dagger']:.0f}", f"{inf['torch']:.0f}", f"{inf['ratio']:.2f}x"])
+                      f"{tr['ratio']:.2f}x", f"{inf['dagger']:.0f}", f"{inf['torch']:.0f}", f"{inf['ratio']:.2f}x", f"{r['load']:.1f}"])
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "|".join("---" if i < 3 else "---:" for i in range(len(header))) + "|")

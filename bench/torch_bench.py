@@ -12,13 +12,26 @@ the eval-mode forward and softmax without autograd. After `warmup` steps, `repea
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 
-import torch
-from torch import nn
-import torch.nn.functional as F
+
+def threads_from_argv():
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=1)
+    return max(1, pre.parse_known_args()[0].threads)
+
+
+# torch.set_num_threads sizes the OpenMP pool, but OpenBLAS (under torch's dense layers) sizes its
+# own pool when it loads: give both the bench's thread count before torch is imported.
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[variable] = str(threads_from_argv())
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 def dense(k, units):
@@ -189,6 +202,7 @@ def main():
         "torch": torch.__version__,
         "mkldnn": torch.backends.mkldnn.is_available(),
         "threads": torch.get_num_threads(),
+        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
         "config": vars(args),
         "models": results,
     }))
