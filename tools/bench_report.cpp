@@ -37,6 +37,13 @@ nlohmann::json to_json(const KernelRow& k) {
           {"share", k.share}};
 }
 
+/// Milliseconds per training step spent inside the profiled kernels and interpreted nodes.
+double kernel_ms(const ModelResult& r) {
+  double ms = 0;
+  for (const KernelRow& k : r.kernels) ms += k.ms_per_step;
+  return ms;
+}
+
 std::string throughput_line(const Throughput& t) {
   const auto [lo, hi] = std::minmax_element(t.images_per_sec.begin(), t.images_per_sec.end());
   return fmt::format("{:>10.0f} img/s  (median of {}, range {:.0f}..{:.0f}), {:.3f} ms/step, {:.1f} GFLOP/s",
@@ -74,7 +81,8 @@ nlohmann::json to_json(const ModelResult& r) {
             {"unplanned_upper_bound_bytes", r.unplanned_bytes},
             {"peak_rss_bytes", r.peak_rss_bytes},
             {"peak_rss_of", r.peak_rss_since_model ? "this model" : "the process"}}},
-          {"kernels", kernels}};
+          {"kernels", kernels},
+          {"kernels_ms_per_step", kernel_ms(r)}};
 }
 
 void print_machine(const Machine& m) {
