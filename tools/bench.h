@@ -60,6 +60,7 @@ struct Throughput {
   std::vector<double> images_per_sec;  // one per repeat
   double median_images_per_sec = 0;
   double median_step_ms = 0;
+  double mean_step_ms = 0;  // over every timed step, as the per-kernel times are
   double flops_per_step = 0;
   double gflops = 0;  // flops_per_step over the median step time
 };
@@ -89,6 +90,11 @@ void print_model(const ModelResult& r);
 /// The per-kernel ratios of `results`, merged into `previous` (an earlier baseline or null):
 /// runs of the same model, batch and threads are replaced, others kept.
 nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nlohmann::json& previous);
+
+/// Throws dagger::Error unless `baseline` is a baseline file with a run of every model at `batch`
+/// and `threads` (checked before the long measurements).
+void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
+                           int threads);
 
 /// Compares `results` with `baseline`; returns one line per kernel whose ratio fell by more than
 /// `tolerance` (0.2: 20%). Kernels under `min_share` of their step's time in the baseline are

@@ -107,6 +107,7 @@ Throughput time_steps(const Graph& g, Compiled& c, StateMap& state, const BenchC
   const double step_s = median(step_seconds);
   t.median_images_per_sec = median(t.images_per_sec);
   t.median_step_ms = step_s * 1e3;
+  for (double s : step_seconds) t.mean_step_ms += s * 1e3 / static_cast<double>(step_seconds.size());
   t.flops_per_step = graph_cost(g).flops;
   t.gflops = t.flops_per_step / step_s * 1e-9;
   return t;

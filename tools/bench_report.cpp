@@ -16,6 +16,7 @@ nlohmann::json to_json(const Throughput& t) {
   return {{"images_per_sec_median", t.median_images_per_sec},
           {"images_per_sec_runs", t.images_per_sec},
           {"step_ms_median", t.median_step_ms},
+          {"step_ms_mean", t.mean_step_ms},
           {"flops_per_step", t.flops_per_step},
           {"gflops", t.gflops}};
 }
@@ -125,6 +126,11 @@ void print_model(const ModelResult& r) {
     fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7}  {}{}\n", k->name, k->calls, k->ms_per_step,
                100 * k->share, k->gflops, k->gbps, ratio, k->interpreted ? "(interpreted) " : "", k->ops);
   }
+  const double inside = kernel_ms(r);
+  fmt::print(
+      "  kernels and interpreted nodes: {:.3f} ms/step; the rest of the mean step of {:.3f} ms ({:.3f} ms) is "
+      "the plan's own work: binding feeds, copying outputs and the new state\n",
+      inside, r.train.mean_step_ms, r.train.mean_step_ms - inside);
 }
 
 namespace {
@@ -151,20 +157,41 @@ nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nloh
   return {{"format", "dagger bench baseline"}, {"version", 1}, {"runs", runs}};
 }
 
+namespace {
+
+void require_baseline_format(const nlohmann::json& baseline) {
+  if (!baseline.is_object() || baseline.value("format", "") != "dagger bench baseline" || !baseline.contains("runs") ||
+      !baseline["runs"].is_array())
+    throw Error("the baseline is not a `dagger bench --save-baseline` file");
+}
+
+/// The baseline's run of `model` at `batch` and `threads`; throws dagger::Error when it has none.
+const nlohmann::json& baseline_run(const nlohmann::json& baseline, const std::string& model, int64_t batch,
+                                   int threads) {
+  for (const nlohmann::json& run : baseline["runs"])
+    if (run.value("model", "") == model && run.value("batch", int64_t{-1}) == batch &&
+        run.value("threads", -1) == threads && run.contains("kernels") && run["kernels"].is_object())
+      return run;
+  throw Error(fmt::format("the baseline has no run of {} at batch {} with {} thread(s); save one with --save-baseline",
+                          model, batch, threads));
+}
+
+}  // namespace
+
+void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
+                           int threads) {
+  require_baseline_format(baseline);
+  for (const std::string& model : models) baseline_run(baseline, model, batch, threads);
+}
+
 std::vector<std::string> check_baseline(const nlohmann::json& baseline, const std::vector<ModelResult>& results,
                                         double tolerance, double min_share, std::vector<std::string>& notes) {
-  if (!baseline.is_object() || baseline.value("format", "") != "dagger bench baseline" || !baseline.contains("runs"))
-    throw Error("the baseline is not a `dagger bench --save-baseline` file");
+  require_baseline_format(baseline);
   std::vector<std::string> regressions;
   for (const ModelResult& r : results) {
-    const auto& runs = baseline["runs"];
-    auto run = std::find_if(runs.begin(), runs.end(), [&](const nlohmann::json& j) { return same_run(j, r); });
-    if (run == runs.end())
-      throw Error(
-          fmt::format("the baseline has no run of {} at batch {} with {} thread(s); save one with --save-baseline",
-                      r.model, r.batch, r.threads));
+    const nlohmann::json& run = baseline_run(baseline, r.model, r.batch, r.threads);
     int compared = 0;
-    for (const auto& [key, was] : (*run)["kernels"].items()) {
+    for (const auto& [key, was] : run["kernels"].items()) {
       auto now = std::find_if(r.kernels.begin(), r.kernels.end(), [&](const KernelRow& k) { return k.key == key; });
       if (now == r.kernels.end()) {
         notes.push_back(fmt::format("{}: kernel '{}' is no longer in the plan", r.model, key));

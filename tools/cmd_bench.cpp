@@ -68,7 +68,10 @@ Run add_bench(CLI::App& app) {
     std::vector<zoo::Entry> models;
     for (const std::string& spec : f->models) models.push_back(resolve_model(spec));
     nlohmann::json baseline;
-    if (!f->check.empty()) baseline = read_json_file(f->check);  // fail before the long part
+    if (!f->check.empty()) {  // fail before the long part
+      baseline = read_json_file(f->check);
+      bench::require_baseline_runs(baseline, f->models, config.batch, config.threads);
+    }
 
     const bench::Machine machine = bench::measure_machine(config.threads);
     if (!f->json) bench::print_machine(machine);

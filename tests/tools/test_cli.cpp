@@ -181,4 +181,8 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   Outcome missing = run_dagger(quick + "--check " + dir.file("nope.json"));
   CHECK(missing.status == 1);
   CHECK_THAT(missing.output, Catch::Contains("cannot read baseline"));
+  write_json(dir.file("other.json"), {{"runs", nlohmann::json::array()}});
+  Outcome other_file = run_dagger(quick + "--check " + dir.file("other.json"));
+  CHECK(other_file.status == 1);
+  CHECK_THAT(other_file.output, Catch::Contains("is not a `dagger bench --save-baseline` file"));
 }
