@@ -28,6 +28,10 @@ def threads_from_argv():
 # own pool when it loads: give both the bench's thread count before torch is imported.
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[variable] = str(threads_from_argv())
+# GNU OpenMP's workers spin at each barrier by default; when another program holds a core, the
+# spinning worker waits for a descheduled one and a step takes 10 to 50 times longer. Passive
+# waiting unless the caller chose: on a quiet machine, try OMP_WAIT_POLICY=ACTIVE as well.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -202,7 +206,7 @@ def main():
         "torch": torch.__version__,
         "mkldnn": torch.backends.mkldnn.is_available(),
         "threads": torch.get_num_threads(),
-        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
+        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
         "config": vars(args),
         "models": results,
     }))
