@@ -29,7 +29,7 @@ def threads_from_argv():
 for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[variable] = str(threads_from_argv())
 # GNU OpenMP's workers spin at each barrier by default; when another program holds a core, the
-# spinning worker waits for a descheduled one and a step takes 10 to 50 times longer. Passive
+# spinning worker waits for a descheduled one and a step can take tens of times longer. Passive
 # waiting unless the caller chose: on a quiet machine, try OMP_WAIT_POLICY=ACTIVE as well.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
