@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -151,6 +152,9 @@ struct JitExecutable::Plan {
     return false;
   }
   void place_buffers();
+  bool profiling = false;
+  std::vector<int64_t> step_calls;   // per step, while profiling
+  std::vector<double> step_seconds;  // per step, while profiling
 
   void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& at) const;
   void launch(int k, std::vector<const float*>& at);
@@ -256,8 +260,11 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   const Graph& g = p.graph;
   std::vector<const float*> at(g.size(), nullptr);
   p.bind_sources(feeds, state, at);
-  for (const Step& step : p.steps) {
+  using Clock = std::chrono::steady_clock;
+  for (size_t s = 0; s < p.steps.size(); ++s) {
+    const Step& step = p.steps[s];
     const Node& n = g.node(step.node);
+    const Clock::time_point start = p.profiling ? Clock::now() : Clock::time_point{};
     switch (step.kind) {
       case StepKind::kernel:
         p.launch(step.index, at);
@@ -274,6 +281,10 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
         at[n.id] = p.storage[n.id].data();
         break;
       }
+    }
+    if (p.profiling) {
+      p.step_calls[s] += 1;
+      p.step_seconds[s] += std::chrono::duration<double>(Clock::now() - start).count();
     }
   }
 
@@ -312,6 +323,43 @@ int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static
 int64_t planned_arena_bytes(const Graph& g) {
   const FusionPlan fusion = fuse(g);
   return lay_out_memory(g, plan_steps(g, fusion), fusion.groups).arena.floats * static_cast<int64_t>(sizeof(float));
+}
+
+void JitExecutable::set_profiling(bool on) {
+  plan_->profiling = on;
+  if (plan_->step_calls.size() != plan_->steps.size()) reset_profile();
+}
+
+void JitExecutable::reset_profile() {
+  plan_->step_calls.assign(plan_->steps.size(), 0);
+  plan_->step_seconds.assign(plan_->steps.size(), 0.0);
+}
+
+std::vector<KernelProfile> JitExecutable::profile() const {
+  const Plan& p = *plan_;
+  std::vector<KernelProfile> out;
+  for (size_t s = 0; s < p.steps.size(); ++s) {
+    const Step& step = p.steps[s];
+    if (step.kind == StepKind::assign || step.kind == StepKind::alias) continue;
+    KernelProfile k;
+    if (step.kind == StepKind::kernel) {
+      const KernelInfo& info = p.infos[step.index];
+      k.name = info.name;
+      k.nodes = info.nodes;
+      k.root = info.root;
+    } else {
+      k.name = std::string(op_info(p.graph.node(step.node).op).name);
+      k.nodes = {step.node};
+      k.root = step.node;
+      k.interpreted = true;
+    }
+    if (s < p.step_calls.size()) {
+      k.calls = p.step_calls[s];
+      k.seconds = p.step_seconds[s];
+    }
+    out.push_back(std::move(k));
+  }
+  return out;
 }
 
 std::string JitExecutable::dump(DumpStage stage) const {

@@ -30,6 +30,17 @@ struct KernelInfo {
   NodeId root = -1;           // the node whose value it stores
 };
 
+/// Where one step of a plan spent its time while profiling was on: a compiled kernel or a
+/// node the reference interpreter evaluated.
+struct KernelProfile {
+  std::string name;           // the kernel's name, or the interpreted node's op
+  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending
+  NodeId root = -1;           // the node whose value it stores
+  bool interpreted = false;
+  int64_t calls = 0;
+  double seconds = 0;  // summed over the calls
+};
+
 class JitExecutable final : public Executable {
  public:
   JitExecutable(const Graph& g, const JitOptions& options);
@@ -48,6 +59,14 @@ class JitExecutable final : public Executable {
   /// Every kernel's text at `stage`, each under a comment naming its nodes and their source
   /// lines. Throws dagger::Error unless compiled with keep_dumps.
   std::string dump(DumpStage stage) const;
+
+  /// Times every kernel launch and interpreted node of run() from now on (off by default;
+  /// the cost is two clock reads per step).
+  void set_profiling(bool on);
+  /// One entry per kernel and interpreted node, in the order they run.
+  std::vector<KernelProfile> profile() const;
+  /// Zeroes the calls and times profile() reports.
+  void reset_profile();
 
  private:
   struct Plan;

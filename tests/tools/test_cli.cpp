@@ -1,11 +1,13 @@
 // The `dagger` binary end to end: exit codes and the dumps users read.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +42,9 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"ir mlp512 --stage nope", {"graph, eval, grad"}},
       {"frobnicate", {"unknown command 'frobnicate'", "gradcheck"}},
       {"train mlp512 --no-such-flag", {"--no-such-flag"}},
+      {"bench mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
+      {"bench shallow --executor nope", {"unknown executor 'nope'", "jit, reference"}},
+      {"bench shallow --executor reference --check baseline.json", {"--executor jit"}},
   };
   for (const auto& [args, texts] : cases) {
     Outcome out = run_dagger(args);
@@ -105,4 +110,86 @@ TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]
   CHECK(ll > 0);
   CHECK(ll == opt);
   CHECK(ll == s);
+}
+
+namespace {
+
+/// The JSON object on the last line of `output` (progress lines come before it).
+nlohmann::json last_json_line(const std::string& output) {
+  const size_t end = output.find_last_not_of('\n');
+  const size_t start = output.rfind('\n', end);
+  return nlohmann::json::parse(output.substr(start == std::string::npos ? 0 : start + 1));
+}
+
+void write_json(const std::string& path, const nlohmann::json& j) { std::ofstream(path) << j.dump(2); }
+
+}  // namespace
+
+TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench]") {
+  dagger::testing::TempDir dir("bench");
+  const std::string baseline = dir.file("baseline.json");
+  const std::string quick = "bench shallow --steps 2 --repeats 1 --warmup 1 ";
+  Outcome out = run_dagger(quick + "--json --save-baseline " + baseline);
+  INFO(out.output);
+  REQUIRE(out.status == 0);
+  const nlohmann::json j = last_json_line(out.output);
+  CHECK(j["machine"]["sgemm"]["peak_gflops"].get<double>() > 0);
+  CHECK(j["machine"]["copy"]["gbps"].get<double>() > 0);
+  REQUIRE(j["models"].size() == 1);
+  const nlohmann::json& model = j["models"][0];
+  CHECK(model["model"] == "shallow");
+  CHECK(model["batch"] == 64);
+  for (const char* phase : {"train", "inference"}) {
+    CHECK(model[phase]["images_per_sec_median"].get<double>() > 0);
+    CHECK(model[phase]["flops_per_step"].get<double>() > 0);
+  }
+  CHECK(model["compile_seconds"]["train"].get<double>() > 0);
+  CHECK(model["memory"]["unplanned_upper_bound_bytes"].get<double>() > 0);
+  CHECK(model["memory"]["peak_rss_bytes"].get<double>() > 0);
+  REQUIRE(!model["kernels"].empty());
+  bool contraction = false;
+  for (const nlohmann::json& k : model["kernels"]) {
+    CHECK(k["calls"].get<int64_t>() == 2);
+    CHECK(!k["key"].get<std::string>().empty());
+    contraction = contraction || k["contraction"].get<bool>();
+  }
+  CHECK(contraction);
+
+  // A baseline whose every kernel did a thousand times better than now: each is a regression.
+  // Timings never enter the assertions, so the test cannot flake.
+  nlohmann::json stored;
+  std::ifstream(baseline) >> stored;
+  REQUIRE(stored["runs"].size() == 1);
+  nlohmann::json inflated = stored, deflated = stored;
+  std::string some_kernel;
+  for (auto& [key, k] : inflated["runs"][0]["kernels"].items()) {
+    k["ratio"] = k["ratio"].get<double>() * 1000 + 1;
+    k["share"] = 1.0;
+    some_kernel = k["name"];
+  }
+  for (auto& [key, k] : deflated["runs"][0]["kernels"].items()) {
+    k["ratio"] = 1e-12;
+    k["share"] = 1.0;
+  }
+  write_json(dir.file("inflated.json"), inflated);
+  write_json(dir.file("deflated.json"), deflated);
+  Outcome worse = run_dagger(quick + "--check " + dir.file("inflated.json"));
+  INFO(worse.output);
+  CHECK(worse.status == 1);
+  CHECK_THAT(worse.output, Catch::Contains("regression: shallow batch 64 threads 1: " + some_kernel));
+  Outcome fine = run_dagger(quick + "--check " + dir.file("deflated.json"));
+  INFO(fine.output);
+  CHECK(fine.status == 0);
+  CHECK_THAT(fine.output, Catch::Contains("0 regressions"));
+
+  Outcome other = run_dagger(quick + "--batch 8 --check " + baseline);
+  CHECK(other.status == 1);
+  CHECK_THAT(other.output, Catch::Contains("no run of shallow at batch 8"));
+  Outcome missing = run_dagger(quick + "--check " + dir.file("nope.json"));
+  CHECK(missing.status == 1);
+  CHECK_THAT(missing.output, Catch::Contains("cannot read baseline"));
+  write_json(dir.file("other.json"), {{"runs", nlohmann::json::array()}});
+  Outcome other_file = run_dagger(quick + "--check " + dir.file("other.json"));
+  CHECK(other_file.status == 1);
+  CHECK_THAT(other_file.output, Catch::Contains("is not a `dagger bench --save-baseline` file"));
 }

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""The zoo's models in PyTorch, timed with the protocol of `dagger bench`.
+
+Each model mirrors models/zoo.cpp layer for layer: Dense = Linear with Glorot-uniform weights and
+zero bias; Conv = 3x3 'same' (or 1x1) convolution with He-uniform weights and zero bias;
+BatchNorm with eps 1e-3 and running averages new = 0.99 * old + 0.01 * batch (PyTorch's
+momentum 0.01); inverted dropout; 2x2 max pooling; Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7)
+on the mean softmax cross-entropy. Inputs are random images [B, 1, 28, 28] and labels, fixed
+seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
+the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
+`steps` steps are timed and the median images/s is reported, as JSON on stdout.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def threads_from_argv():
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--threads", type=int, default=1)
+    return max(1, pre.parse_known_args()[0].threads)
+
+
+# torch.set_num_threads sizes the OpenMP pool, but OpenBLAS (under torch's dense layers) sizes its
+# own pool when it loads: give both the bench's thread count before torch is imported.
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[variable] = str(threads_from_argv())
+# GNU OpenMP's workers spin at each barrier by default; when another program holds a core, the
+# spinning worker waits for a descheduled one and a step can take tens of times longer. Passive
+# waiting unless the caller chose: on a quiet machine, try OMP_WAIT_POLICY=ACTIVE as well.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+def dense(k, units):
+    layer = nn.Linear(k, units)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def conv(c, filters, kernel):
+    layer = nn.Conv2d(c, filters, kernel, padding=kernel // 2)
+    # He-uniform: U(-l, l), l = sqrt(6 / fan_in), fan_in = c * kernel^2
+    nn.init.kaiming_uniform_(layer.weight, a=0, mode="fan_in", nonlinearity="relu")
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def batchnorm(channels, dims):
+    cls = nn.BatchNorm2d if dims == 4 else nn.BatchNorm1d
+    return cls(channels, eps=1e-3, momentum=0.01)
+
+
+class Mlp1(nn.Module):
+    """Dense(units) -> ReLU -> Dropout(p) -> Dense(10)."""
+
+    def __init__(self, units, p):
+        super().__init__()
+        self.hidden, self.drop, self.out = dense(784, units), nn.Dropout(p), dense(units, 10)
+
+    def forward(self, x):
+        return self.out(self.drop(F.relu(self.hidden(x.flatten(1)))))
+
+
+class Mlp2(nn.Module):
+    """Dense(h1) -> [BN] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BN] -> ReLU -> Dropout(p2) -> Dense(10)."""
+
+    def __init__(self, h1, h2, p1, p2, bn):
+        super().__init__()
+        layers, k = [], 784
+        for units, p in ((h1, p1), (h2, p2)):
+            layers.append(dense(k, units))
+            if bn:
+                layers.append(batchnorm(units, 2))
+            layers += [nn.ReLU(), nn.Dropout(p)]
+            k = units
+        self.body, self.out = nn.Sequential(*layers), dense(k, 10)
+
+    def forward(self, x):
+        return self.out(self.body(x.flatten(1)))
+
+
+def head(features, h, p):
+    return nn.Sequential(nn.Flatten(), dense(features, h), nn.ReLU(), nn.Dropout(p), dense(h, 10))
+
+
+class Cnn(nn.Module):
+    """blocks x [Conv3x3(32*2^i) -> [BN] -> ReLU -> MaxPool2 -> Dropout(q)] -> head."""
+
+    def __init__(self, blocks, bn, p, q, h):
+        super().__init__()
+        layers, c, side = [], 1, 28
+        for i in range(blocks):
+            layers.append(conv(c, 32 << i, 3))
+            if bn:
+                layers.append(batchnorm(32 << i, 4))
+            layers += [nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(q)]
+            c, side = 32 << i, side // 2
+        self.body, self.head = nn.Sequential(*layers), head(c * side * side, h, p)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+class ResStage(nn.Module):
+    """relu(bn(conv(x))) -> bn(conv(.)) + skip (1x1 projection when the channels change) -> ReLU -> MaxPool2 -> Dropout(q)."""
+
+    def __init__(self, c, filters, q):
+        super().__init__()
+        self.conv1, self.bn1 = conv(c, filters, 3), batchnorm(filters, 4)
+        self.conv2, self.bn2 = conv(filters, filters, 3), batchnorm(filters, 4)
+        self.project = conv(c, filters, 1) if c != filters else None
+        self.drop = nn.Dropout(q)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        y = y + (self.project(x) if self.project is not None else x)
+        return self.drop(F.max_pool2d(F.relu(y), 2))
+
+
+class ResCnn(nn.Module):
+    def __init__(self, q=0.25, h=256, p=0.5):
+        super().__init__()
+        stages, c, side = [], 1, 28
+        for filters in (32, 64, 128):
+            stages.append(ResStage(c, filters, q))
+            c, side = filters, side // 2
+        self.body, self.head = nn.Sequential(*stages), head(c * side * side, h, p)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+MODELS = {
+    "shallow": lambda: nn.Sequential(nn.Flatten(), dense(784, 10)),
+    "mlp512": lambda: Mlp1(512, 0.2),
+    "mlp2048": lambda: Mlp2(2048, 512, 0.2, 0.4, False),
+    "cnn3": lambda: Cnn(3, True, 0.5, 0.25, 256),
+    "rescnn": lambda: ResCnn(),
+}
+
+
+def timed(step, batch, warmup, steps, repeats):
+    for _ in range(warmup):
+        step()
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        runs.append(batch * steps / (time.perf_counter() - t0))
+    return {"images_per_sec_median": statistics.median(runs), "images_per_sec_runs": runs}
+
+
+def bench(name, args):
+    torch.manual_seed(args.seed)
+    model = MODELS[name]()
+    x = torch.rand(args.batch, 1, 28, 28)
+    labels = torch.randint(0, 10, (args.batch,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), labels).backward()
+        optimizer.step()
+
+    def inference_step():
+        with torch.inference_mode():
+            F.softmax(model(x), dim=1)
+
+    model.train()
+    train = timed(train_step, args.batch, args.warmup, args.steps, args.repeats)
+    model.eval()
+    inference = timed(inference_step, args.batch, args.warmup, args.steps, args.repeats)
+    return {"model": name, "batch": args.batch, "threads": args.threads, "train": train, "inference": inference}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help=" | ".join(MODELS))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    unknown = [m for m in args.models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model {', '.join(unknown)} (valid: {', '.join(MODELS)})")
+    if min(args.batch, args.threads, args.steps, args.repeats) < 1 or args.warmup < 0:
+        parser.error("--batch, --threads, --steps and --repeats must be at least 1, --warmup at least 0")
+    torch.set_num_threads(args.threads)
+    results = []
+    for name in args.models:
+        print(f"torch_bench: {name}", file=sys.stderr)
+        results.append(bench(name, args))
+    print(json.dumps({
+        "torch": torch.__version__,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "threads": torch.get_num_threads(),
+        "env": {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
+        "config": vars(args),
+        "models": results,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+#pragma once
+/// `dagger bench`: the machine's own yardsticks (SGEMM through the JIT, FMA throughput, a
+/// streaming copy), per-model training and inference throughput, and a per-kernel table
+/// measured against those yardsticks; plus baselines of per-kernel ratios for `--check`.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "autodiff/step.h"
+#include "runtime/executor.h"
+
+namespace dagger::bench {
+
+struct BenchConfig {
+  int64_t batch = 64;
+  int threads = 1;
+  int steps = 20;   // per timed repeat
+  int warmup = 3;   // untimed steps before the repeats
+  int repeats = 5;  // the median of these is reported
+  ExecutorKind executor = ExecutorKind::jit;
+  uint64_t seed = 42;
+};
+
+/// What this machine can do at the bench's thread count, measured by the bench itself.
+struct Machine {
+  std::string cpu;
+  std::vector<std::string> features;
+  int threads = 1;
+  int64_t gemm_n = 0;                 // the GEMM is gemm_n^3
+  double gemm_one_plan_gflops = 0;    // one JIT plan compiled with `threads`
+  double gemm_concurrent_gflops = 0;  // `threads` 1-thread plans at once (0 when threads == 1)
+  double sgemm_peak_gflops = 0;       // the better of the two: what kernels are measured against
+  std::string fma_isa;                // "avx512f", "avx2+fma" or "" when neither is present
+  double fma_peak_gflops = 0;         // independent FMA chains in registers, on `threads` threads
+  double copy_bytes_per_thread = 0;   // buffer each thread copies
+  double copy_gbps = 0;               // bytes read + written per second, on `threads` threads
+  double load_average = -1;           // the system's 1-minute load average before measuring
+};
+
+/// Measures the machine at `threads` threads (about two seconds).
+Machine measure_machine(int threads);
+
+/// One row of the per-kernel table: a compiled kernel or an interpreted node.
+struct KernelRow {
+  std::string name;  // the kernel's name, or "%id op" for an interpreted node
+  std::string key;   // stable across runs and builds of the same plan: ops, input and output shapes
+  std::string ops;   // "matmul add relu"
+  bool interpreted = false;
+  bool contraction = false;  // of the matmul family: measured against the SGEMM peak
+  int64_t calls = 0;
+  double ms_per_step = 0;
+  double flops = 0, bytes = 0;  // per call
+  double gflops = 0, gbps = 0;
+  double ratio = 0;  // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
+  double share = 0;  // of the step's summed kernel time
+};
+
+struct Throughput {
+  std::vector<double> images_per_sec;  // one per repeat
+  double median_images_per_sec = 0;
+  double median_step_ms = 0;
+  double mean_step_ms = 0;  // over every timed step, as the per-kernel times are
+  double flops_per_step = 0;
+  double gflops = 0;  // flops_per_step over the median step time
+};
+
+struct ModelResult {
+  std::string model;
+  int64_t batch = 0;
+  int threads = 1;
+  std::string executor;
+  Throughput train, inference;
+  double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
+  double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
+  int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
+  double unplanned_bytes = 0;         // every value of the training graph held at once
+  int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
+  bool peak_rss_since_model = false;  // ...or, when false, of the whole process so far
+  std::vector<KernelRow> kernels;     // training step, JIT only, in plan order
+};
+
+/// Compiles and times `model`'s training step and inference plan.
+ModelResult measure_model(const std::string& name, const ModelFn& model, const BenchConfig& config,
+                          const Machine& machine);
+
+nlohmann::json to_json(const Machine& m);
+nlohmann::json to_json(const ModelResult& r);
+void print_machine(const Machine& m);
+void print_model(const ModelResult& r);
+
+/// The per-kernel ratios of `results`, merged into `previous` (an earlier baseline or null):
+/// runs of the same model, batch and threads are replaced, others kept.
+nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nlohmann::json& previous);
+
+/// Throws dagger::Error unless `baseline` is a baseline file with a run of every model at `batch`
+/// and `threads` (checked before the long measurements).
+void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
+                           int threads);
+
+/// Compares `results` with `baseline`; returns one line per kernel whose ratio fell by more than
+/// `tolerance` (0.2: 20%). Kernels under `min_share` of their step's time in the baseline are
+/// skipped, since their timings are too short to compare. Throws dagger::Error when a result
+/// has no run in the baseline or none of its kernels could be compared.
+std::vector<std::string> check_baseline(const nlohmann::json& baseline, const std::vector<ModelResult>& results,
+                                        double tolerance, double min_share, std::vector<std::string>& notes);
+
+}  // namespace dagger::bench
