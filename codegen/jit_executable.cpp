@@ -152,7 +152,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
       if (p.compiled[group].group.root == n.id) p.steps.push_back({StepKind::kernel, n.id, group});
     } else if (n.op == Op::constant) {
       p.storage[n.id] = FallbackNode(g, n.id).run({});
-    } else if (n.op == Op::assign) {
+    } else if (n.op == Op::assign || n.op == Op::reshape) {  // a reshape aliases its operand's buffer
       p.steps.push_back({StepKind::assign, n.id, -1});
     } else if (op_info(n.op).category != OpCategory::Source) {
       p.steps.push_back({StepKind::interpreted, n.id, static_cast<int>(p.fallbacks.size())});
