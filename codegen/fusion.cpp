@@ -22,12 +22,22 @@ bool is_contraction(const Node& n) {
 /// stores through its readers' elementwise epilogue, except where `no_epilogue` says why not.
 bool is_op_anchor(const Node& n) {
   switch (n.op) {
-    case Op::maxpool2d: case Op::maxpool2d_backward:
-    case Op::batchnorm_train: case Op::batchnorm_infer: case Op::batchnorm_backward:
-    case Op::batchnorm_grad_gamma: case Op::channel_mean: case Op::channel_var:
-    case Op::reduce_sum: case Op::reduce_mean: case Op::reduce_max:
-    case Op::softmax: case Op::softmax_xent: case Op::softmax_xent_grad:
-    case Op::transpose: case Op::broadcast:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::transpose:
+    case Op::broadcast:
       return true;
     default:
       return false;
