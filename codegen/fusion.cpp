@@ -17,6 +17,45 @@ bool is_contraction(const Node& n) {
          n.op == Op::conv2d_backward_filter;
 }
 
+/// Pooling, normalization, reductions, softmax heads, transpose and broadcast: each has a
+/// kernel of its own (codegen/emit_ops.h) that, like a contraction, anchors a group and
+/// stores through its readers' elementwise epilogue, except where `no_epilogue` says why not.
+bool is_op_anchor(const Node& n) {
+  switch (n.op) {
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::transpose:
+    case Op::broadcast:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// A node computed by a kernel of its own, so it can anchor a group.
+bool is_anchor(const Node& n) { return is_contraction(n) || is_op_anchor(n); }
+
+/// Why an anchor takes no epilogue, or "" when it does.
+std::string no_epilogue(const Node& n) {
+  if (n.op == Op::conv2d_backward_filter) return "sums over the batch in its output buffer, so it takes no epilogue";
+  if (n.op == Op::reduce_sum || n.op == Op::reduce_mean || n.op == Op::reduce_max)
+    return "is a reduction: it stores whole output runs of merged axes, so it takes no epilogue";
+  if (n.op == Op::softmax_xent) return "is the mean loss, one scalar folded over every row, so it takes no epilogue";
+  return "";
+}
+
 /// How each node is read: by how many operand slots, by which node, and whether it is an output.
 struct Readers {
   std::vector<int> count, assigns;  // operand slots reading the node; how many of them are assigns
@@ -44,9 +83,9 @@ struct Readers {
 /// Why `id` cannot be computed inside its reader's loop, or "" when it can. A node of another
 /// shape than its reader joins only as a scalar (computed once, hoisted out of the loop) with
 /// no dropout in it (a dropout's element index is its position in its own shape).
-std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_dropout) {
+std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_dropout, bool holds_anchor) {
   const Node& n = g.node(id);
-  if (n.op == Op::conv2d_backward_filter) return "sums over the batch in its output buffer, so it takes no epilogue";
+  if (std::string why = no_epilogue(n); !why.empty()) return why;
   if (r.is_output[id]) return "is a graph output";
   if (r.count[id] == 0) return "has no reader";
   const int others = r.count[id] - r.assigns[id];
@@ -55,7 +94,7 @@ std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_drop
   const Node& reader = g.node(r.last[id]);
   if (!is_elementwise(reader))
     return fmt::format("is read by %{} ({}), which is not elementwise", reader.id, op_info(reader.op).name);
-  if (reader.shape != n.shape && (r.assigns[id] > 0 || numel(n.shape) != 1 || holds_dropout || is_contraction(n)))
+  if (reader.shape != n.shape && (r.assigns[id] > 0 || numel(n.shape) != 1 || holds_dropout || holds_anchor))
     return fmt::format("is broadcast by its reader %{} of shape {}", reader.id, to_string(reader.shape));
   return "";
 }
@@ -89,12 +128,17 @@ FusionPlan fuse(const Graph& g) {
   std::vector<NodeId> joins(g.size(), -1);  // the reader a node is fused into
   std::vector<std::string> why(g.size());
   std::vector<bool> holds_dropout(g.size(), false);  // the node or a node joined into it is a dropout
+  std::vector<bool> holds_anchor(g.size(), false);   // ... is an anchor, whose loop covers its own shape only
   for (const Node& n : g.nodes()) {
-    if (!is_elementwise(n) && !is_contraction(n)) continue;
+    if (!is_elementwise(n) && !is_anchor(n)) continue;
     holds_dropout[n.id] = n.op == Op::dropout;
+    holds_anchor[n.id] = is_anchor(n);
     for (NodeId o : n.operands)
-      if (joins[o] == n.id && holds_dropout[o]) holds_dropout[n.id] = true;
-    why[n.id] = blocker(g, readers, n.id, holds_dropout[n.id]);
+      if (joins[o] == n.id) {
+        holds_dropout[n.id] = holds_dropout[n.id] || holds_dropout[o];
+        holds_anchor[n.id] = holds_anchor[n.id] || holds_anchor[o];
+      }
+    why[n.id] = blocker(g, readers, n.id, holds_dropout[n.id], holds_anchor[n.id]);
     if (why[n.id].empty()) joins[n.id] = readers.sole(n.id);
   }
 
@@ -115,15 +159,15 @@ FusionPlan fuse(const Graph& g) {
   plan.group_of.assign(g.size(), -1);
   std::vector<int> group_at(g.size(), -1);
   for (const Node& n : g.nodes()) {
-    if (joins[n.id] >= 0 || (!is_elementwise(n) && !is_contraction(n))) continue;
+    if (joins[n.id] >= 0 || (!is_elementwise(n) && !is_anchor(n))) continue;
     group_at[n.id] = static_cast<int>(plan.groups.size());
     plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id]});
   }
   for (const Node& n : g.nodes()) {
-    if (!is_elementwise(n) && !is_contraction(n)) continue;
+    if (!is_elementwise(n) && !is_anchor(n)) continue;
     FusionGroup& group = plan.groups[group_at[root_of(n.id)]];
-    if (is_contraction(n)) {
-      if (group.anchor >= 0) {  // a second contraction in one epilogue: it gets a kernel of its own
+    if (is_anchor(n)) {
+      if (group.anchor >= 0) {  // a second anchor in one epilogue: it gets a kernel of its own
         joins[n.id] = -1;
         why[n.id] = fmt::format("group %{} already holds %{} ({})", group.root, group.anchor,
                                 op_info(g.node(group.anchor).op).name);

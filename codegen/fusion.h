@@ -12,7 +12,11 @@
 ///    contraction's epilogue, applied in registers before the store;
 ///  - a contraction with no such reader is a group by itself, and so is every
 ///    conv2d_backward_filter (it sums over the batch in its output);
-/// Everything else (sources, layout, reductions, composites, assigns) is left to the plan.
+///  - pooling, batch normalization, softmax heads, transpose and broadcast anchor groups the
+///    same way (a batchnorm and its ReLU, or its residual add and ReLU, are one kernel);
+///    reductions and the scalar softmax_xent are anchors without an epilogue;
+///  - an elementwise node whose group holds an anchor joins only a reader of its own shape.
+/// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
 

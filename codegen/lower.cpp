@@ -7,6 +7,7 @@
 #include "codegen/emit_conv.h"
 #include "codegen/emit_elementwise.h"
 #include "codegen/emit_matmul.h"
+#include "codegen/emit_ops.h"
 #include "codegen/kernel_module.h"
 
 namespace dagger {
@@ -32,6 +33,11 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
           emit_matmul_kernel(e, k.name, g, group);
         else
           emit_conv_kernel(e, k.name, g, group);
+      } else if (group.anchor >= 0 && has_op_kernel(anchor)) {
+        const OpKernelLayout layout = op_kernel_layout(g, group, width);
+        k.items = layout.items;
+        k.work = layout.work;
+        emit_op_kernel(e, k.name, g, group);
       } else {
         k.items = elementwise_items(g, group);
         k.work = double(numel(g.shape(group.root))) * double(group.nodes.size()) / double(std::max<int64_t>(1, k.items));

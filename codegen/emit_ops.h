@@ -1,0 +1,97 @@
+#pragma once
+/// Internal to codegen/: kernels for the ops that are neither elementwise nor contractions
+/// (pooling, batch normalization, reductions, softmax heads, transpose and broadcast). Each
+/// is the anchor of its fusion group, like a contraction: it computes its own op and stores
+/// every value through the group's elementwise epilogue (see Epilogue).
+///
+/// Parallel items, chosen so that every output value is computed by one item in an order that
+/// does not depend on which items a call gets (results are the same bits for any split):
+///   maxpool2d, maxpool2d_backward      one (image, channel) plane
+///   batchnorm_*, channel_mean/var      one channel (its statistics summed in double)
+///   softmax, softmax_xent_grad         one row
+///   softmax_xent                       the whole batch (its mean loss is one scalar)
+///   reduce_*                           one output element, or a run of output columns
+///   transpose, broadcast               one index of the output's first axis
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "codegen/fusion.h"
+#include "codegen/loops.h"
+
+namespace dagger {
+
+/// Whether `op` has a kernel here.
+bool has_op_kernel(Op op);
+
+struct OpKernelLayout {
+  int64_t items = 1;
+  double work = 0;  // floats touched per item, roughly
+};
+
+OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsigned width);
+
+/// Emits kernel `name` for a group anchored on such an op. Arguments: the root's output, then
+/// group.inputs (the anchor's operands first).
+void emit_op_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group);
+
+// ---- Shared by the emitters below (emit_ops.cpp). ----
+
+/// Stores an anchor's values through its group's elementwise nodes. The anchor's shape is seen
+/// as its first `keep` axes, then the remaining axes: merged into one when every input of
+/// the epilogue reads them as one (contiguously or not at all), else as they are; a kernel
+/// whose shape has no remaining axis gets one of size 1, so there is always a vector axis.
+class Epilogue {
+ public:
+  Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep);
+
+  /// The remaining axes as seen (never empty).
+  const Shape& tail() const { return tail_; }
+  /// For every vector of the remaining axes at `outer` (the first `keep` coordinates, i64),
+  /// stores value(pos) through the epilogue. pos.coords are the view's coordinates and
+  /// pos.flat the row-major index in the anchor's shape, of lane 0.
+  void for_each(const std::vector<llvm::Value*>& outer, const std::function<llvm::Value*(const ElementPos&)>& value);
+  /// Stores one vector (the anchor's `value` at view position `pos`).
+  void store(const ElementPos& pos, llvm::Value* value);
+
+ private:
+  Emit& e_;
+  Shape view_;  // the first `keep` axes, then tail_
+  Shape tail_;
+  llvm::Value* current_ = nullptr;
+  std::vector<ElementGen> outputs_;  // the root, then the side outputs
+  std::vector<StridedBuffer> out_;
+};
+
+/// The kernel argument holding the anchor's operand `k` (inputs are deduplicated).
+llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k);
+/// How many lanes a (constant) mask from emit_vector_nest sets; W for nullptr.
+unsigned active_lanes(Emit& e, llvm::Value* mask);
+/// Horizontal folds of a vector (float or double lanes), lane 0 first, in a fixed order.
+llvm::Value* horizontal_sum(Emit& e, llvm::Value* v);
+llvm::Value* horizontal_max(Emit& e, llvm::Value* v);
+/// W floats at base[offset ..] (only the lanes in `mask`; others hold `passthru`).
+llvm::Value* load_vector(Emit& e, llvm::Value* base, llvm::Value* offset, llvm::Value* mask, llvm::Value* passthru);
+/// base[offset + index[l]] for the lanes in `mask` (nullptr: all), 0 elsewhere; index is <W x i32>.
+llvm::Value* gather_at(Emit& e, llvm::Value* base, llvm::Value* offset, llvm::Value* index, llvm::Value* mask);
+/// A stack slot in the function's entry block (promoted to a register by the optimizer).
+llvm::Value* entry_slot(Emit& e, llvm::Type* type, llvm::Value* init);
+/// The coordinates of row-major index `flat` in `dims`.
+std::vector<llvm::Value*> unflatten(Emit& e, llvm::Value* flat, const Shape& dims);
+/// One scalar float of `base` at `offset`.
+llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset);
+
+// ---- The per-op emitters (the group's anchor decides). ----
+OpKernelLayout pool_layout(const Graph& g, NodeId anchor);
+void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+OpKernelLayout norm_layout(const Graph& g, NodeId anchor);
+void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+OpKernelLayout softmax_layout(const Graph& g, NodeId anchor);
+void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+OpKernelLayout reduce_layout(const Graph& g, NodeId anchor, unsigned width);
+void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+OpKernelLayout layout_copy_layout(const Graph& g, NodeId anchor);
+void emit_layout_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+
+}  // namespace dagger

@@ -1,0 +1,120 @@
+// Max pooling and its gradient, one (image, channel) plane per item. Vectors run along the
+// output row: lane l of a vector covers window q + l, whose elements are W apart in x by the
+// stride (a contiguous load for stride 1, a gather otherwise).
+#include <llvm/IR/Constants.h>
+
+#include "codegen/emit_ops.h"
+
+namespace dagger {
+
+namespace {
+
+struct PoolDims {
+  int64_t images, channels, h, w, oh, ow, window, stride;
+  int64_t planes() const { return images * channels; }
+};
+
+PoolDims pool_dims(const Graph& g, NodeId anchor) {
+  const Node& n = g.node(anchor);
+  const Shape& x = g.shape(n.operands[0]);
+  const int64_t window = n.attrs.i("window"), stride = n.attrs.i("stride");
+  return {x[0], x[1], x[2], x[3], (x[2] - window) / stride + 1, (x[3] - window) / stride + 1, window, stride};
+}
+
+/// The first maximum, in row-major window order, of the windows of output row `r` starting
+/// at column q (one per lane): its value and its offset in the plane (i32 lanes).
+std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
+                                                 llvm::Value* r, llvm::Value* q, llvm::Value* mask) {
+  // Plane offset of lane 0's window origin, and each lane's distance from it.
+  llvm::Value* origin = e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.stride * d.w)), e.b.CreateMul(q, e.i64c(d.stride)));
+  llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
+  llvm::Value* lane_origin = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes);
+  llvm::Value* base = e.b.CreateAdd(plane, origin);
+  llvm::Value *best = nullptr, *best_at = nullptr;
+  for (int64_t i = 0; i < d.window; ++i)
+    for (int64_t j = 0; j < d.window; ++j) {
+      llvm::Value* at = e.b.CreateAdd(base, e.i64c(i * d.w + j));
+      llvm::Value* v = d.stride == 1 ? load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf))
+                                     : gather_at(e, x, at, lanes, mask);
+      llvm::Value* v_at = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
+      if (!best) {
+        best = v;
+        best_at = v_at;
+        continue;
+      }
+      llvm::Value* larger = e.b.CreateFCmpOGT(v, best);  // strict: a tie keeps the earlier position
+      best = e.b.CreateSelect(larger, v, best);
+      best_at = e.b.CreateSelect(larger, v_at, best_at);
+    }
+  return {best, best_at};
+}
+
+}  // namespace
+
+OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
+  const PoolDims d = pool_dims(g, anchor);
+  return {d.planes(), double(d.h * d.w + d.oh * d.ow)};
+}
+
+void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
+  const PoolDims d = pool_dims(g, group.anchor);
+  llvm::Value* x = operand_arg(kf, g, group, 0);
+  const bool forward = g.node(group.anchor).op == Op::maxpool2d;
+
+  if (forward) {
+    Epilogue ep(e, g, group, kf, 3);  // vectors along the output row
+    emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+      llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
+      llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
+      llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
+      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+        ep.for_each({image, channel, r}, [&](const ElementPos& pos) {
+          return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first;
+        });
+      });
+    });
+    return;
+  }
+
+  // The gradient: the plane is zeroed, then each window adds its dy at its maximum, in
+  // row-major window order (overlapping windows add in the interpreter's order); an
+  // epilogue, if any, then runs over the plane in place.
+  Epilogue ep(e, g, group, kf, 2);
+  llvm::Value* dy = operand_arg(kf, g, group, 1);
+  llvm::Value* dx = kf.args[0];
+  const llvm::Align align(4);
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+    llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
+    emit_vector_nest(e, {d.h * d.w}, [&](const ElementPos& at) {
+      ElementPos pos = at;
+      pos.coords[0] = e.b.CreateAdd(plane, at.coords[0]);
+      store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
+    });
+    llvm::Value* dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
+    emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+      emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
+        llvm::Value* q = at.coords[0];
+        llvm::Value* best_at = window_max(e, d, x, plane, r, q, at.mask).second;
+        llvm::Value* grad =
+            load_vector(e, dy, e.b.CreateAdd(dy_plane, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.ow)), q)), at.mask,
+                        llvm::Constant::getNullValue(e.vf));
+        for (unsigned l = 0; l < active_lanes(e, at.mask); ++l) {
+          llvm::Value* offset =
+              e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
+          llvm::Value* slot = e.b.CreateInBoundsGEP(e.f32, dx, offset);
+          llvm::Value* sum =
+              e.b.CreateFAdd(e.b.CreateAlignedLoad(e.f32, slot, align), e.b.CreateExtractElement(grad, uint64_t(l)));
+          e.b.CreateAlignedStore(sum, slot, align);
+        }
+      });
+    });
+    if (group.root != group.anchor) {
+      ep.for_each({e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels))},
+                  [&](const ElementPos& pos) {
+                    return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
+                  });
+    }
+  });
+}
+
+}  // namespace dagger

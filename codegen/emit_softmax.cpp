@@ -1,0 +1,124 @@
+// Softmax and the cross-entropy head over the last axis, one row per item: the row's maximum,
+// then the sum of exp(x - max) in W partial sums folded lane 0 first, then the output.
+// Labels are class ids held as floats; a row whose label is not one gets NaN (a kernel
+// cannot throw; the interpreter reports the error).
+#include <llvm/IR/Constants.h>
+
+#include <limits>
+
+#include "codegen/emit_ops.h"
+#include "codegen/vector_math.h"
+
+namespace dagger {
+
+namespace {
+
+struct Row {
+  llvm::Value* top;      // float: the row's maximum
+  llvm::Value* inv_sum;  // float: 1 / sum(exp(x - top))
+  llvm::Value* sum;      // float
+};
+
+/// The maximum and exponential sum of `k` floats at x[base ..].
+Row row_stats(Emit& e, llvm::Value* x, llvm::Value* base, int64_t k) {
+  const float inf = std::numeric_limits<float>::infinity();
+  llvm::Value* top_slot = entry_slot(e, e.vf, e.splat(-inf));
+  emit_vector_nest(e, {k}, [&](const ElementPos& at) {
+    llvm::Value* v = load_vector(e, x, e.b.CreateAdd(base, at.flat), at.mask, e.splat(-inf));
+    llvm::Value* top = e.b.CreateLoad(e.vf, top_slot);
+    e.b.CreateStore(e.b.CreateSelect(e.b.CreateFCmpOLT(top, v), v, top), top_slot);
+  });
+  llvm::Value* top = horizontal_max(e, e.b.CreateLoad(e.vf, top_slot));
+  llvm::Value* top_v = e.b.CreateVectorSplat(e.width, top);
+  llvm::Value* sum_slot = entry_slot(e, e.vf, e.splat(0.0f));
+  emit_vector_nest(e, {k}, [&](const ElementPos& at) {
+    llvm::Value* v = load_vector(e, x, e.b.CreateAdd(base, at.flat), at.mask, e.splat(0.0f));
+    llvm::Value* ex = emit_exp(e, e.b.CreateFSub(v, top_v));
+    if (at.mask) ex = e.b.CreateSelect(at.mask, ex, e.splat(0.0f));
+    e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(e.vf, sum_slot), ex), sum_slot);
+  });
+  llvm::Value* sum = horizontal_sum(e, e.b.CreateLoad(e.vf, sum_slot));
+  return {top, e.b.CreateFDiv(e.f32c(1.0f), sum), sum};
+}
+
+/// softmax(x) at a vector of the row starting at x[base + j].
+llvm::Value* probability(Emit& e, const Row& row, llvm::Value* x, llvm::Value* at, llvm::Value* mask) {
+  llvm::Value* v = load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf));
+  llvm::Value* ex = emit_exp(e, e.b.CreateFSub(v, e.b.CreateVectorSplat(e.width, row.top)));
+  return e.b.CreateFMul(ex, e.b.CreateVectorSplat(e.width, row.inv_sum));
+}
+
+/// The class id a float label holds, and whether it is one in [0, classes).
+std::pair<llvm::Value*, llvm::Value*> class_of(Emit& e, llvm::Value* label, int64_t classes) {
+  llvm::Value* whole = e.b.CreateFCmpOEQ(label, e.intrinsic(llvm::Intrinsic::floor, {label}));
+  llvm::Value* in_range = e.b.CreateAnd(e.b.CreateFCmpOGE(label, e.f32c(0.0f)),
+                                        e.b.CreateFCmpOLT(label, e.f32c(static_cast<float>(classes))));
+  llvm::Value* valid = e.b.CreateAnd(whole, in_range);
+  llvm::Value* id = e.b.CreateSelect(valid, e.b.CreateFPToSI(label, e.i64), e.i64c(0));
+  return {id, valid};
+}
+
+}  // namespace
+
+OpKernelLayout softmax_layout(const Graph& g, NodeId anchor) {
+  const Shape& x = g.shape(g.node(anchor).operands[0]);
+  const int64_t k = x.back(), rows = numel(x) / std::max<int64_t>(k, 1);
+  if (g.node(anchor).op == Op::softmax_xent) return {1, 3.0 * double(numel(x))};
+  return {rows, 3.0 * double(k)};
+}
+
+void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
+  const Node& n = g.node(group.anchor);
+  const Shape& shape = g.shape(n.operands[0]);
+  const int64_t k = shape.back(), rows = numel(shape) / std::max<int64_t>(k, 1);
+  llvm::Value* x = operand_arg(kf, g, group, 0);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+
+  if (n.op == Op::softmax_xent) {  // one item: the mean over rows of logsumexp(row) - row[label], in double
+    llvm::Type* f64 = llvm::Type::getDoubleTy(e.ctx);
+    llvm::Value* labels = operand_arg(kf, g, group, 1);
+    emit_range(e, kf.begin, kf.end, [&](llvm::Value*) {
+      llvm::Value* total = entry_slot(e, f64, llvm::ConstantFP::get(f64, 0.0));
+      emit_for(e, rows, 1, [&](llvm::Value* r) {
+        llvm::Value* base = e.b.CreateMul(r, e.i64c(k));
+        const Row row = row_stats(e, x, base, k);
+        const auto [id, valid] = class_of(e, load_scalar(e, labels, r), k);
+        llvm::Value* lse = e.b.CreateFAdd(e.b.CreateFPExt(row.top, f64),
+                                          e.intrinsic(llvm::Intrinsic::log, {e.b.CreateFPExt(row.sum, f64)}));
+        llvm::Value* loss = e.b.CreateFSub(lse, e.b.CreateFPExt(load_scalar(e, x, e.b.CreateAdd(base, id)), f64));
+        loss = e.b.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
+        e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(f64, total), loss), total);
+      });
+      llvm::Value* mean = e.b.CreateFDiv(e.b.CreateLoad(f64, total), llvm::ConstantFP::get(f64, double(rows)));
+      e.b.CreateAlignedStore(e.b.CreateFPTrunc(mean, e.f32), kf.args[0], llvm::Align(4));
+    });
+    return;
+  }
+
+  Epilogue ep(e, g, group, kf, shape.size() - 1);  // vectors along the row
+  const Shape outer(shape.begin(), shape.end() - 1);
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* r) {
+    llvm::Value* base = e.b.CreateMul(r, e.i64c(k));
+    const Row row = row_stats(e, x, base, k);
+    const std::vector<llvm::Value*> coords = unflatten(e, r, outer);
+    if (n.op == Op::softmax) {
+      ep.for_each(coords, [&](const ElementPos& pos) { return probability(e, row, x, pos.flat, pos.mask); });
+      return;
+    }
+    // softmax_xent_grad: dloss * (softmax - onehot(label)) / rows, the interpreter's float steps.
+    const auto [id, valid] = class_of(e, load_scalar(e, operand_arg(kf, g, group, 1), r), k);
+    llvm::Value* scale =
+        e.b.CreateFDiv(load_scalar(e, operand_arg(kf, g, group, 2), e.i64c(0)), e.f32c(static_cast<float>(rows)));
+    llvm::Value* label = e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(id, e.i32));
+    ep.for_each(coords, [&](const ElementPos& pos) {
+      llvm::Value* p = probability(e, row, x, pos.flat, pos.mask);
+      llvm::Value* column =
+          e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(pos.coords.back(), e.i32)), e.lane_ids());
+      p = e.b.CreateSelect(e.b.CreateICmpEQ(column, label), e.b.CreateFSub(p, e.splat(1.0f)), p);
+      p = e.b.CreateFMul(p, e.b.CreateVectorSplat(e.width, scale));
+      return e.b.CreateSelect(valid, p, e.splat(nan));
+    });
+  });
+}
+
+}  // namespace dagger

@@ -1,0 +1,416 @@
+// The JIT's kernels for pooling, batch normalization, reductions, softmax heads, transpose and
+// broadcast against the interpreter: sizes that do not fill a vector, batches of 1, 7 and 64,
+// odd pooling geometries, the vector widths of other hosts, and thread splits that must give
+// the same bits. Then whole training steps of the zoo, which must have no interpreted node.
+#include <catch2/catch.hpp>
+#include <iostream>
+#include <tuple>
+
+#include "codegen/fusion.h"
+#include "codegen/jit_support.h"
+#include "models/zoo.h"
+#include "runtime/init.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+/// max |got - want| / max(|want|, floor): relative where values are large, absolute (in
+/// units of `floor`) near zero, where a rounding in a cancelling sum shows up.
+double max_floored_error(const Tensor& got, const Tensor& want, double floor) {
+  REQUIRE(got.shape() == want.shape());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double g = got.data()[i], w = want.data()[i];
+    if (std::isnan(g) != std::isnan(w)) return std::numeric_limits<double>::infinity();
+    if (std::isnan(w)) continue;
+    worst = std::max(worst, std::abs(g - w) / std::max(std::abs(w), floor));
+  }
+  return worst;
+}
+
+double max_abs(const Tensor& t) {
+  double m = 0;
+  for (float v : t) m = std::max(m, double(std::abs(v)));
+  return m;
+}
+
+/// Runs g (one output, "y") on the JIT at the host's width with 1 and 3 threads (which must
+/// agree bit for bit) and at widths 4 and 16, against the interpreter. Returns the largest
+/// error, relative to |want| floored at `floor` times the largest |want|, and checks that
+/// nothing was interpreted and that the plan has `kernels` kernels (when given).
+double check_graph(const Graph& g, const StateMap& feeds, double floor, size_t kernels = 0) {
+  StateMap none;
+  const Tensor want = interpret<float>(g, feeds, none).at("y");
+  const double scale = std::max(floor * max_abs(want), double(FLT_MIN));
+  double worst = 0;
+  Tensor host;
+  for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 3}}) {
+    JitOptions options;
+    options.vector_width = width;
+    options.threads = threads;
+    auto plan = compile_jit(g, options);
+    CHECK(plan->interpreted_nodes().empty());
+    if (kernels) CHECK(plan->kernels().size() == kernels);
+    StateMap state;
+    const Tensor got = plan->run(feeds, state).at("y");
+    worst = std::max(worst, max_floored_error(got, want, scale));
+    if (width == 0 && threads == 1) host = got;
+    if (width == 0 && threads == 3) CHECK(bitwise_equal(got, host));
+  }
+  return worst;
+}
+
+void report(std::string_view what, double error) { std::cout << "jit " << what << ": max error " << error << "\n"; }
+
+Attrs pool_attrs(int64_t window, int64_t stride) { return {{"window", window}, {"stride", stride}}; }
+
+/// Values on a coarse grid, so that pooling windows hold ties.
+Tensor coarse(const Shape& shape, uint32_t seed) {
+  Tensor t = uniform(shape, 0, 4, seed);
+  for (float& v : t) v = std::floor(v);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("maxpool2d and its gradient match the interpreter exactly", "[jit][ops]") {
+  struct Case {
+    Shape x;
+    int64_t window, stride;
+  };
+  const std::vector<Case> cases = {
+      {{1, 1, 7, 7}, 2, 2},     // odd size: the last row and column are no window's
+      {{7, 3, 13, 13}, 3, 2},   // overlapping windows, a partial vector per row
+      {{2, 5, 9, 9}, 3, 1},     // stride 1: contiguous loads, heavy overlap
+      {{64, 4, 28, 28}, 2, 2},  // a cnn3 layer at batch 64
+      {{3, 2, 1, 17}, 1, 1},    // a window of one
+  };
+  double worst = 0;
+  for (const Case& c : cases) {
+    for (bool ties : {false, true}) {
+      INFO("x " << to_string(c.x) << " window " << c.window << " stride " << c.stride << " ties " << ties);
+      const Tensor x = ties ? coarse(c.x, 3) : uniform(c.x, -1, 1, 3);
+      Graph fwd;
+      fwd.set_output("y", fwd.add(Op::maxpool2d, {input(fwd, "x", c.x)}, pool_attrs(c.window, c.stride)));
+      const double e1 = check_graph(fwd, {{"x", x}}, 0, 1);
+      CHECK(e1 == 0);
+
+      Graph bwd;
+      NodeId xi = input(bwd, "x", c.x);
+      const Shape y = fwd.shape(*fwd.output("y"));
+      bwd.set_output("y", bwd.add(Op::maxpool2d_backward, {xi, input(bwd, "dy", y)}, pool_attrs(c.window, c.stride)));
+      const double e2 = check_graph(bwd, {{"x", x}, {"dy", uniform(y, -1, 1, 4)}}, 0, 1);
+      CHECK(e2 == 0);
+      worst = std::max({worst, e1, e2});
+    }
+  }
+  report("maxpool2d, maxpool2d_backward", worst);
+}
+
+TEST_CASE("a maxpool's gradient and a relu_grad reading it are one kernel", "[jit][ops]") {
+  const Shape x{7, 3, 9, 9};
+  Graph g;
+  NodeId xi = input(g, "x", x);
+  NodeId dx = g.add(Op::maxpool2d_backward, {xi, input(g, "dy", {7, 3, 4, 4})}, pool_attrs(2, 2));
+  g.set_output("y", g.add(Op::relu_grad, {input(g, "z", x), dx}));
+  const StateMap feeds{
+      {"x", uniform(x, -1, 1, 1)}, {"dy", uniform({7, 3, 4, 4}, -1, 1, 2)}, {"z", uniform(x, -1, 1, 3)}};
+  CHECK(check_graph(g, feeds, 0, 1) == 0);
+}
+
+namespace {
+
+struct NormGraph {
+  Graph g;
+  StateMap feeds;
+};
+
+/// `op` on x of `shape` (values offset from zero, so centering matters) with its other
+/// operands; `epilogue` adds a residual and a ReLU after a forward normalization.
+NormGraph norm_graph(Op op, const Shape& shape, bool epilogue) {
+  NormGraph r;
+  Graph& g = r.g;
+  const Shape c{shape[1]};
+  NodeId x = input(g, "x", shape);
+  r.feeds["x"] = uniform(shape, -1, 3, 11);
+  auto channel = [&](const std::string& name, float lo, float hi, uint32_t seed) {
+    r.feeds[name] = uniform(c, lo, hi, seed);
+    return input(g, name, c);
+  };
+  auto full = [&](const std::string& name, uint32_t seed) {
+    r.feeds[name] = uniform(shape, -1, 1, seed);
+    return input(g, name, shape);
+  };
+  const Attrs eps{{"eps", 1e-5}};
+  NodeId y = -1;
+  switch (op) {
+    case Op::batchnorm_train:
+      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13)}, eps);
+      break;
+    case Op::batchnorm_infer:
+      y = g.add(op,
+                {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13), channel("mean", 0, 2, 14),
+                 channel("var", 0.5, 2, 15)},
+                eps);
+      break;
+    case Op::batchnorm_backward:
+      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), full("dy", 16)}, eps);
+      break;
+    case Op::batchnorm_grad_gamma:
+      y = g.add(op, {x, full("dy", 16)}, eps);
+      break;
+    default:
+      y = g.add(op, {x});
+      break;
+  }
+  if (epilogue) y = g.add(Op::relu, {g.add(Op::add, {y, full("skip", 17)})});
+  g.set_output("y", y);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("batch normalization and its statistics match the interpreter", "[jit][ops]") {
+  const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13}, {64, 32, 28, 28}};
+  for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
+                Op::channel_mean, Op::channel_var}) {
+    double worst = 0;
+    for (const Shape& shape : shapes) {
+      if (numel(shape) > 100000 && op != Op::batchnorm_train && op != Op::batchnorm_backward) continue;
+      INFO(op_info(op).name << " on " << to_string(shape));
+      NormGraph r = norm_graph(op, shape, false);
+      // Statistics are checked relative to each value; normalized values relative to the
+      // tensor's largest, since an output near zero is a difference of values near 1.
+      const bool statistic = op == Op::channel_mean || op == Op::channel_var || op == Op::batchnorm_grad_gamma;
+      const double error = check_graph(r.g, r.feeds, statistic ? 0 : 1, 1);
+      CHECK(error < 2e-6);
+      worst = std::max(worst, error);
+    }
+    report(op_info(op).name, worst);
+  }
+}
+
+TEST_CASE("a batchnorm with its residual add and ReLU is one kernel", "[jit][ops]") {
+  for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward}) {
+    for (const Shape& shape : {Shape{7, 5, 6, 6}, Shape{3, 4}}) {
+      INFO(op_info(op).name << " on " << to_string(shape));
+      NormGraph r = norm_graph(op, shape, true);
+      CHECK(check_graph(r.g, r.feeds, 1, 1) < 2e-6);
+      const FusionPlan plan = fuse(r.g);
+      const NodeId norm = r.g.nodes_of(op).front();
+      const FusionGroup& group = plan.groups[static_cast<size_t>(plan.group_of[norm])];
+      CHECK(group.anchor == norm);
+      CHECK(group.nodes.size() == 3);  // the batchnorm, the residual add and the relu
+    }
+  }
+  // Channel statistics feed the running averages: the update is their epilogue.
+  Graph g;
+  NodeId x = input(g, "x", {7, 5, 3, 3});
+  NodeId old = input(g, "old", {5});
+  NodeId keep = g.add(Op::constant, {}, {{"value", 0.9}, {"shape", Shape{}}});
+  NodeId take = g.add(Op::constant, {}, {{"value", 0.1}, {"shape", Shape{}}});
+  g.set_output("y", g.add(Op::add, {g.add(Op::mul, {old, keep}), g.add(Op::mul, {g.add(Op::channel_var, {x}), take})}));
+  CHECK(check_graph(g, {{"x", uniform({7, 5, 3, 3}, -1, 3, 1)}, {"old", uniform({5}, 0, 1, 2)}}, 0, 1) < 1e-6);
+}
+
+TEST_CASE("the conv, batchnorm and ReLU work in fewer kernels than graph nodes", "[jit][ops]") {
+  Graph g;
+  NodeId x = input(g, "x", {7, 3, 9, 9});
+  NodeId conv = g.add(Op::conv2d, {x, input(g, "w", {8, 3, 3, 3})}, {{"stride", int64_t(1)}, {"pad", int64_t(1)}});
+  NodeId bn = g.add(Op::batchnorm_train, {conv, input(g, "gamma", {8}), input(g, "beta", {8})}, {{"eps", 1e-5}});
+  g.set_output("y", g.add(Op::relu, {bn}));
+  const StateMap feeds{{"x", uniform({7, 3, 9, 9}, -1, 1, 1)},
+                       {"w", uniform({8, 3, 3, 3}, -1, 1, 2)},
+                       {"gamma", uniform({8}, 0.5, 1.5, 3)},
+                       {"beta", uniform({8}, -1, 1, 4)}};
+  CHECK(check_graph(g, feeds, 1, 2) < 1e-5);
+  const std::string why = describe_fusion(g, fuse(g));
+  CHECK(why.find("which is not elementwise") != std::string::npos);  // the conv ends at the batchnorm
+}
+
+TEST_CASE("reductions match the interpreter over every kind of axis set", "[jit][ops]") {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> axes;
+  };
+  const std::vector<Case> cases = {
+      {{7, 13}, {0}},         {{7, 13}, {1}},      {{7, 13}, {0, 1}},   {{4, 5, 6, 7}, {0, 2, 3}},
+      {{4, 5, 6, 7}, {1, 3}}, {{4, 5, 6, 7}, {3}}, {{4, 5, 6, 7}, {0}}, {{1, 13}, {0}},
+      {{64, 33}, {0}},        {{3, 1, 5}, {1}},    {{13}, {0}},         {{64, 100}, {-1}},
+  };
+  for (Op op : {Op::reduce_sum, Op::reduce_mean, Op::reduce_max}) {
+    double worst = 0;
+    for (size_t k = 0; k < cases.size(); ++k) {
+      const Case& c = cases[k];
+      const int64_t keepdims = int64_t(k % 2);  // either way only the output's shape differs
+      {
+        INFO(op_info(op).name << " of " << to_string(c.x) << " keepdims " << keepdims);
+        Graph g;
+        g.set_output("y", g.add(op, {input(g, "x", c.x)}, {{"axes", c.axes}, {"keepdims", keepdims}}));
+        // Positive values: a sum's relative error is then bounded by its length, not its cancellation.
+        const double error = check_graph(g, {{"x", uniform(c.x, 0.5, 1.5, 7)}}, 0, 1);
+        CHECK(error <= (op == Op::reduce_max ? 0 : 1e-5));
+        worst = std::max(worst, error);
+      }
+    }
+    report(op_info(op).name, worst);
+  }
+}
+
+TEST_CASE("softmax and the cross-entropy head match the interpreter", "[jit][ops]") {
+  double worst_softmax = 0, worst_loss = 0, worst_grad = 0;
+  for (const Shape& shape : {Shape{1, 1}, Shape{7, 10}, Shape{64, 10}, Shape{3, 4, 13}, Shape{5, 37}}) {
+    INFO("softmax of " << to_string(shape));
+    Graph g;
+    g.set_output("y", g.add(Op::relu, {g.add(Op::softmax, {input(g, "x", shape)})}));
+    const double error = check_graph(g, {{"x", uniform(shape, -4, 4, 21)}}, 0, 1);
+    CHECK(error < 2e-6);
+    worst_softmax = std::max(worst_softmax, error);
+  }
+  for (auto [n, k] : {std::pair<int64_t, int64_t>{1, 10}, {7, 13}, {64, 10}, {7, 1}, {3, 37}}) {
+    INFO("cross-entropy of [" << n << ", " << k << "]");
+    Tensor labels = make_tensor({n});
+    for (int64_t i = 0; i < n; ++i) labels(i) = static_cast<float>((i * 5 + 3) % k);
+    const StateMap feeds{{"x", uniform({n, k}, -4, 4, 22)}, {"labels", labels}, {"dloss", scalar_tensor(1.5f)}};
+    Graph loss;
+    loss.set_output("y", loss.add(Op::softmax_xent, {input(loss, "x", {n, k}), input(loss, "labels", {n})}));
+    const double e1 = check_graph(loss, feeds, 0, 1);
+    CHECK(e1 < 2e-6);
+    Graph grad;
+    grad.set_output("y", grad.add(Op::softmax_xent_grad,
+                                  {input(grad, "x", {n, k}), input(grad, "labels", {n}), input(grad, "dloss", {})}));
+    const double e2 = check_graph(grad, feeds, 0, 1);
+    CHECK(e2 < 2e-6);
+    worst_loss = std::max(worst_loss, e1);
+    worst_grad = std::max(worst_grad, e2);
+  }
+  report("softmax", worst_softmax);
+  report("softmax_xent", worst_loss);
+  report("softmax_xent_grad", worst_grad);
+
+  // A label that is no class id gives NaN rather than reading outside the row.
+  Graph loss;
+  loss.set_output("y", loss.add(Op::softmax_xent, {input(loss, "x", {2, 3}), input(loss, "labels", {2})}));
+  Tensor bad = make_tensor({2});
+  bad(0) = 1;
+  bad(1) = 3;
+  StateMap state;
+  CHECK(std::isnan(compile_jit(loss)->run({{"x", uniform({2, 3}, -1, 1, 1)}, {"labels", bad}}, state).at("y")()));
+}
+
+TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]") {
+  struct Case {
+    Shape x;
+    std::vector<int64_t> perm;
+  };
+  for (const Case& c : std::vector<Case>{{{7, 13}, {1, 0}},
+                                         {{2, 3, 4, 5}, {0, 2, 3, 1}},
+                                         {{2, 3, 4, 5}, {3, 1, 0, 2}},
+                                         {{13}, {0}},
+                                         {{64, 9}, {1, 0}}}) {
+    INFO("transpose of " << to_string(c.x));
+    Graph g;
+    NodeId t = g.add(Op::transpose, {input(g, "x", c.x)}, {{"perm", c.perm}});
+    g.set_output("y", g.add(Op::neg, {t}));
+    CHECK(check_graph(g, {{"x", uniform(c.x, -1, 1, 31)}}, 0, 1) == 0);
+  }
+  for (auto [from, to] : std::vector<std::pair<Shape, Shape>>{
+           {{}, {7, 13}}, {{13}, {7, 13}}, {{7, 1}, {7, 13}}, {{3, 1, 5}, {2, 3, 4, 5}}, {{1}, {5}}, {{}, {3}}}) {
+    INFO("broadcast of " << to_string(from) << " to " << to_string(to));
+    Graph g;
+    g.set_output("y", g.add(Op::broadcast, {input(g, "x", from)}, {{"shape", to}}));
+    CHECK(check_graph(g, {{"x", uniform(from, -1, 1, 32)}}, 0, 1) == 0);
+  }
+  // A reshape is the same buffer under another shape: no kernel and no copy.
+  Graph g;
+  NodeId r = g.add(Op::reshape, {g.add(Op::exp, {input(g, "x", {4, 6})})}, {{"shape", Shape{2, 12}}});
+  g.set_output("y", g.add(Op::reduce_sum, {r}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(0)}}));
+  CHECK(check_graph(g, {{"x", uniform({4, 6}, -1, 1, 33)}}, 0, 2) < 1e-6);
+}
+
+namespace {
+
+StateMap step_feeds(const Graph& g, int64_t batch, int step) {
+  StateMap feeds;
+  for (NodeId id : g.nodes_of(Op::input)) {
+    const Node& n = g.node(id);
+    const std::string& name = n.attrs.s("name");
+    if (name == "labels") {
+      Tensor labels = make_tensor(n.shape);
+      for (int64_t i = 0; i < batch; ++i) labels(i) = static_cast<float>((i * 7 + step) % 10);
+      feeds[name] = labels;
+    } else if (name == kLearningRateInput) {
+      feeds[name] = scalar_tensor(0.01f);
+    } else if (name == Model::kDropoutKey) {
+      feeds[name] = scalar_tensor(static_cast<float>(1000 + step));
+    } else {
+      feeds[name] = uniform(n.shape, 0, 1, static_cast<uint32_t>(step + 100));
+    }
+  }
+  return feeds;
+}
+
+/// max |a - b| / max(1, |b|) over every tensor of b.
+double max_state_error(const StateMap& a, const StateMap& b) {
+  double worst = 0;
+  for (const auto& [name, want] : b) {
+    const Tensor& got = a.at(name);
+    REQUIRE(got.shape() == want.shape());
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(
+          worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
+  }
+  return worst;
+}
+
+}  // namespace
+
+// (cnn3 and rescnn: see the next test.)
+TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo]") {
+  for (auto [name, side] :
+       std::vector<std::pair<std::string, int64_t>>{{"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}}) {
+    INFO(name);
+    const Graph g = build_training_step(zoo::find(name).build, 2, OptimizerConfig{}, {1, side, side});
+    auto plan = compile_jit(g);
+    CHECK(plan->interpreted_nodes().empty());
+    std::cout << "jit " << name << " training step: " << g.size() << " nodes, " << plan->kernels().size()
+              << " kernels\n";
+  }
+}
+
+TEST_CASE("cnn3 and rescnn training steps match the interpreter and do not depend on threads", "[jit][ops][zoo]") {
+  for (auto [name, side, batch] :
+       std::vector<std::tuple<std::string, int64_t, int64_t>>{{"cnn3", 12, 7}, {"rescnn", 8, 4}}) {
+    INFO(name);
+    // Plain SGD: the conv biases before a batchnorm have gradients that are zero but for
+    // rounding, which Adam would scale up to full steps of either sign.
+    OptimizerConfig sgd;
+    sgd.kind = OptimizerConfig::Kind::sgd;
+    const Graph g = build_training_step(zoo::find(name).build, batch, sgd, {1, side, side});
+    StateMap initial;
+    initialize_state(g, initial, 42);
+    JitOptions two;
+    two.threads = 2;
+    auto plan = compile_jit(g), plan2 = compile_jit(g, two);
+    REQUIRE(plan->interpreted_nodes().empty());
+    std::cout << "jit " << name << " training step: " << g.size() << " nodes, " << plan->kernels().size()
+              << " kernels\n";
+    StateMap jit_state = initial, jit2_state = initial, ref_state = initial;
+    double loss_err = 0, state_err = 0;
+    for (int step = 0; step < 2; ++step) {
+      const StateMap feeds = step_feeds(g, batch, step);
+      const StateMap got = plan->run(feeds, jit_state);
+      const StateMap got2 = plan2->run(feeds, jit2_state);
+      const StateMap want = interpret<float>(g, feeds, ref_state);
+      loss_err = std::max(loss_err, max_state_error(got, want));
+      state_err = std::max(state_err, max_state_error(jit_state, ref_state));
+      for (const auto& [out, t] : got) CHECK(bitwise_equal(t, got2.at(out)));
+    }
+    for (const auto& [s, t] : jit_state) CHECK(bitwise_equal(t, jit2_state.at(s)));
+    CHECK(loss_err < 1e-4);
+    CHECK(state_err < 1e-4);
+    std::cout << "jit " << name << " training step: max error: outputs " << loss_err << ", state " << state_err << "\n";
+  }
+}
