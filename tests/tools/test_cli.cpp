@@ -69,14 +69,16 @@ TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli]") {
   CHECK_THAT(dot.output, Catch::StartsWith("digraph"));
   Outcome opt = run_dagger("ir shallow --stage opt --batch 7");
   Outcome fused = run_dagger("ir mlp512 --stage fused --batch 7 --why");
-  CHECK_THAT(fused.output, Catch::Contains("kernel k5_matmul_add") && Catch::Contains("ends:  %5 has 2 readers") &&
-                               Catch::Contains("why:   %4 anchors the kernel") && Catch::Contains("arena:"));
-  Outcome one = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k5_matmul_add");
+  // The dense layer, its bias and its relu are one kernel.
+  CHECK_THAT(fused.output, Catch::Contains("kernel k6_matmul_add_relu") && Catch::Contains("ends:  %6 has 2 readers") &&
+                               Catch::Contains("why:   %4 anchors the kernel") &&
+                               Catch::Contains("why:   %5 joins %6") && Catch::Contains("arena:"));
+  Outcome one = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k6_matmul_add_relu");
   CHECK(one.status == 0);
-  CHECK_THAT(one.output, Catch::StartsWith("# ==== kernel k5_matmul_add") && !Catch::Contains("kernel k8_"));
+  CHECK_THAT(one.output, Catch::StartsWith("# ==== kernel k6_matmul_add_relu") && !Catch::Contains("kernel k8_"));
   Outcome unknown = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k999");
   CHECK(unknown.status == 2);
-  CHECK_THAT(unknown.output, Catch::Contains("unknown kernel 'k999'") && Catch::Contains("k5_matmul_add"));
+  CHECK_THAT(unknown.output, Catch::Contains("unknown kernel 'k999'") && Catch::Contains("k6_matmul_add_relu"));
   CHECK(opt.status == 0);
   CHECK_THAT(opt.output, Catch::Contains("==== kernel") && Catch::Contains("x float>"));
 }
