@@ -124,6 +124,13 @@ void activation_rule(Ctx& c) {  // dy * f'(x), f' evaluated by the *_grad op
   c.grad(0, [&] { return c.op(GradOp, {c.x(0), c.dy()}, c.attrs()); });
 }
 
+/// dy * [x > 0] = relu_grad(y, dy), as y = relu(x) > 0 exactly where x > 0 (NaN included):
+/// reading y rather than x leaves x (often a batchnorm's output) to the ReLU alone, so the
+/// two fuse into one kernel in training steps too.
+void relu_rule(Ctx& c) {
+  c.grad(0, [&] { return c.op(Op::relu_grad, {c.y(), c.dy()}); });
+}
+
 // ---- Elementwise binary (broadcasting: each gradient is summed back to its operand) ----
 
 void add_rule(Ctx& c) {  // d(a+b)/da = d(a+b)/db = 1
@@ -267,7 +274,7 @@ Rule rule_for(Op op) {
     case Op::exp: return exp_rule;
     case Op::log: return log_rule;
     case Op::sqrt: return sqrt_rule;
-    case Op::relu: return activation_rule<Op::relu_grad>;
+    case Op::relu: return relu_rule;
     case Op::tanh: return tanh_rule;
     case Op::sigmoid: return sigmoid_rule;
     case Op::elu: return activation_rule<Op::elu_grad>;
