@@ -131,6 +131,9 @@ struct JitExecutable::Plan {
   std::vector<CompiledKernel> compiled;
   std::vector<KernelInfo> infos;
   std::vector<std::vector<KeyCheck>> key_checks;  // per kernel
+  /// Per kernel: the cross-entropy nodes whose labels (operand 1) the plan checks before the
+  /// launch, with the interpreter's message, since a kernel cannot report a bad label.
+  std::vector<std::vector<NodeId>> label_checks;
   std::vector<std::vector<float>> scratch;        // per thread: the largest kernel scratch
   std::vector<FallbackNode> fallbacks;
   std::vector<NodeId> interpreted;
@@ -189,6 +192,15 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
       throw Error(
           fmt::format("{}: dropout key {} is not an integer in [0, 2^24)", node_label(graph.node(check.dropout)), key));
   }
+  for (NodeId id : label_checks[k]) {
+    const Node& n = graph.node(id);
+    const int64_t rows = graph.shape(n.operands[1])[0], classes = graph.shape(n.operands[0]).back();
+    const float* labels = at[n.operands[1]];
+    for (int64_t r = 0; r < rows; ++r)
+      if (!(labels[r] >= 0 && labels[r] < float(classes) && labels[r] == std::floor(labels[r])))
+        throw Error(fmt::format("{}: label {} of row {} is not a class id in [0, {})", node_label(n), labels[r], r,
+                                classes));
+  }
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
   // Kernels take float* for every buffer but write only the first (and the scratch).
@@ -238,6 +250,10 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
       if (g.node(id).op == Op::dropout && fusion.group_of[g.node(id).operands[1]] != static_cast<int>(k))
         checks.push_back({id, g.node(id).operands[1]});
     p.key_checks.push_back(std::move(checks));
+    std::vector<NodeId> labels;
+    for (NodeId id : group.nodes)
+      if (g.node(id).op == Op::softmax_xent || g.node(id).op == Op::softmax_xent_grad) labels.push_back(id);
+    p.label_checks.push_back(std::move(labels));
   }
   for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = FallbackNode(g, id).run({});
   p.steps = plan_steps(g, fusion);
