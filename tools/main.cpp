@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::map<std::string, Run> runs = {
       {"models", add_models(app)}, {"train", add_train(app)},         {"eval", add_eval(app)},
-      {"ir", add_ir(app)},         {"gradcheck", add_gradcheck(app)},
+      {"ir", add_ir(app)},         {"gradcheck", add_gradcheck(app)}, {"suite", add_suite(app)},
   };
   try {
     app.parse(argc, argv);
