@@ -27,10 +27,6 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-bool is_field(const std::string& name) {
-  return name == "optimizer" || name == "lr" || name == "momentum" || name == "patience" || name == "pixels";
-}
-
 double parse_number(const std::string& text, const std::string& what, const std::string& id) {
   try {
     size_t used = 0;

@@ -57,6 +57,11 @@ struct ExperimentResult {
 };
 
 struct SuiteResult {
+  SuiteResult() = default;
+  SuiteResult(SuiteResult&&) = default;
+  SuiteResult& operator=(SuiteResult&&) = default;
+  SuiteResult(const SuiteResult&) = delete;  ///< by_id points into experiments
+
   std::vector<ExperimentResult> experiments;  ///< in the order they ran
   std::map<std::string, const ExperimentResult*> by_id;
   /// The data of every slice used, by slice_key(): test images for error analysis, E01's counts.
