@@ -245,7 +245,9 @@ class ReportWriter {
     md_ += table_head(head);
     for (size_t i = 0; i < rs.size(); ++i) {
       const RunRecord& r = *rs[i].run;
-      std::vector<std::string> cells = {rs[i].chosen ? "**" + rs[i].label + "** (chosen)" : rs[i].label,
+      std::string label = rs[i].chosen ? "**" + rs[i].label + "** (chosen)" : rs[i].label;
+      if (!r.diverged.empty()) label += " (diverged: " + r.diverged + ")";
+      std::vector<std::string> cells = {label,
                                         fmt::format("{} ({})", r.history.size(), r.best_epoch),
                                         num(r.train.accuracy),
                                         num(r.val.loss),

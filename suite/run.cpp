@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -85,6 +86,7 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
   r.history = history_from_json(j.at("history"));
   r.best_epoch = j.at("best_epoch");
   r.stopped_early = j.at("stopped_early");
+  r.diverged = j.value("diverged", "");
   r.train = report_from_json(j.at("train"));
   r.val = report_from_json(j.at("val"));
   r.test = report_from_json(j.at("test"));
@@ -95,6 +97,27 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
   r.test_predictions = argmax_rows(r.test_probs);
   r.reused = true;
   return r;
+}
+
+/// The weights and history of the last epoch a diverged run finished (its last/ checkpoint),
+/// or the initial weights and no history when it diverged in its first epoch.
+TrainResult last_finished_epoch(Trainer& trainer, const std::string& dir) {
+  TrainResult fit;
+  const std::string last = dir + "/last";
+  if (!fs::exists(last + "/manifest.json")) return fit;
+  trainer.load_state(last);
+  const nlohmann::json meta = load_checkpoint(last).meta;
+  for (const auto& e : meta.at("history"))
+    fit.history.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"),
+                           e.at("val_accuracy"), e.at("seconds"), e.at("images_per_sec")});
+  fit.best_epoch = meta.at("best_epoch");
+  return fit;
+}
+
+/// A number of a metrics file; JSON has no NaN or infinity, so they were written as null.
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  const nlohmann::json& v = j.at(key);
+  return v.is_null() ? NAN : v.get<double>();
 }
 
 }  // namespace
@@ -138,7 +161,7 @@ std::string RunConfig::key() const {
 ClassificationReport report_from_json(const nlohmann::json& j) {
   ClassificationReport r;
   r.count = j.at("count");
-  r.loss = j.at("loss");
+  r.loss = number_or_nan(j, "loss");
   r.accuracy = j.at("accuracy");
   r.precision = j.at("precision");
   r.recall = j.at("recall");
@@ -176,7 +199,16 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   fs::create_directories(dir);
   write_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
   Trainer trainer(model.build, train_config(config, context, dir));
-  TrainResult fit = trainer.fit(*data.train, *data.val);
+  TrainResult fit;
+  std::string diverged;
+  try {
+    fit = trainer.fit(*data.train, *data.val);
+  } catch (const Error& e) {
+    // Divergence is a result (E02's raw pixels are about it): score the last finished epoch.
+    if (!std::string(e.what()).starts_with("training diverged")) throw;
+    diverged = e.what();
+    fit = last_finished_epoch(trainer, dir);
+  }
 
   RunRecord r;
   r.config = config;
@@ -186,6 +218,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   r.best_epoch = fit.best_epoch;
   r.stopped_early = fit.stopped_early;
   r.resumed = fit.resumed;
+  r.diverged = diverged;
   r.train = trainer.evaluate(*data.train).report;
   r.val = trainer.evaluate(*data.val).report;
   Evaluation test = trainer.evaluate(*data.test);

@@ -42,6 +42,7 @@ struct RunRecord {
   std::vector<EpochStats> history;
   int best_epoch = 0;
   bool stopped_early = false;
+  std::string diverged;  ///< the trainer's message when the loss became infinite; scored at the last good epoch
   ClassificationReport train, val, test;
   Tensor test_probs;  ///< [test images, 10] softmax outputs of the final weights
   std::vector<int> test_predictions;

@@ -292,7 +292,11 @@ class Runner {
       r.running_min = std::move(t);
     }
     std::vector<const RunRecord*> members;
-    for (const std::string& id : e.members) members.push_back(&result_.by_id.at(id)->chosen_run()->record);
+    for (const std::string& id : e.members) {
+      const GridRun* chosen = result_.by_id.at(id)->chosen_run();
+      if (!chosen) throw Error(fmt::format("experiment {}: member {} has no runs to choose from", e.id, id));
+      members.push_back(&chosen->record);
+    }
     for (size_t i = 0; i < members.size(); ++i) {
       r.measures[fmt::format("member{}.test.accuracy", i + 1)] = members[i]->test.accuracy;
       r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
