@@ -101,7 +101,7 @@ std::string Plotter::bars(const std::string& name, const std::string& title, con
   std::string body = fmt::format(
       "set title {}\nset ylabel {}\nset style data histogram\nset style histogram cluster gap 1\n"
       "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset xtics rotate by -30\nset grid ytics\n"
-      "set key outside right\nset yrange [0:*]\n",
+      "set key below\nset yrange [0:*]\n",
       quoted(title), quoted(ylabel));
   body += "plot " + fmt::format("{}", fmt::join(plots, ", ")) + "\n";
   return render(name, body);
@@ -167,7 +167,7 @@ std::string Plotter::image_grid(const std::string& name, const std::string& titl
   for (size_t k = 0; k < captions.size() && k < images.size(); ++k)
     body += fmt::format("set label {} {} at {},{} center font \",7\" front\n", k + 1, quoted(captions[k]),
                         (k % columns) * cell + kSide / 2, (k / columns) * cell_h + kSide + 5);
-  body += fmt::format("plot {} matrix with image pixels\n", quoted(dat));
+  body += fmt::format("plot {} matrix with image\n", quoted(dat));
   return render(name, body);
 }
 

@@ -126,8 +126,12 @@ class ReportWriter {
     md_ += fmt::format("**What ran.** {}", x.what);
     if (!e.runs.empty()) {
       const RunConfig& c = e.runs.front().record.config;
+      std::vector<std::string> slices;
+      for (const GridRun& g : e.runs)
+        if (std::find(slices.begin(), slices.end(), slice_key(g.record.config)) == slices.end())
+          slices.push_back(slice_key(g.record.config));
       md_ += fmt::format(" {} run(s): {} trained now, {} reused. Data slice {}; {} epochs{}.", e.runs.size(), e.trained,
-                         e.reused, slice_key(c), c.epochs,
+                         e.reused, fmt::join(slices, " and "), c.epochs,
                          c.patience ? fmt::format(" at most, early stopping with patience {}", c.patience)
                                     : " without early stopping");
     }
