@@ -59,7 +59,7 @@ std::string Plotter::render(const std::string& name, const std::string& body) co
 }
 
 std::string Plotter::lines(const std::string& name, const std::string& title, const std::string& xlabel,
-                           const std::string& ylabel, const std::vector<Series>& series, bool log_y) const {
+                           const std::string& ylabel, const std::vector<Series>& series, bool log_y, bool log_x) const {
   if (!available() || series.empty()) return "";
   fs::create_directories(plots_dir_);
   const std::string dat = plots_dir_ + "/" + name + ".dat";
@@ -77,6 +77,11 @@ std::string Plotter::lines(const std::string& name, const std::string& title, co
   std::string body = fmt::format("set title {}\nset xlabel {}\nset ylabel {}\nset grid\nset key outside right\n",
                                  quoted(title), quoted(xlabel), quoted(ylabel));
   if (log_y) body += "set logscale y\n";
+  if (log_x) body += "set logscale x 2\n";
+  double x_max = 0;
+  for (const Series& s : series)
+    for (double x : s.x) x_max = std::max(x_max, x);
+  if (!log_x && x_max <= 20) body += "set xtics 1\n";  // epochs: whole numbers
   body += "plot " + fmt::format("{}", fmt::join(plots, ", \\\n     ")) + "\n";
   return render(name, body);
 }

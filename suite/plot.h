@@ -23,7 +23,8 @@ class Plotter {
   bool available() const { return !terminal_.empty(); }
 
   std::string lines(const std::string& name, const std::string& title, const std::string& xlabel,
-                    const std::string& ylabel, const std::vector<Series>& series, bool log_y = false) const;
+                    const std::string& ylabel, const std::vector<Series>& series, bool log_y = false,
+                    bool log_x = false) const;
   /// Clustered bars: one group per category, one bar per series (series[i] has a value per category).
   std::string bars(const std::string& name, const std::string& title, const std::string& ylabel,
                    const std::vector<std::string>& categories, const std::vector<std::string>& series_labels,

@@ -323,7 +323,7 @@ class ReportWriter {
     }
     const std::string name = e.experiment->id + "-vs-" + axis;
     std::string path;
-    if (plots()) path = plot_.lines(name, "Metrics against " + axis, axis, "score", {acc, f1, test});
+    if (plots()) path = plot_.lines(name, "Metrics against " + axis, axis, "score", {acc, f1, test}, false, true);
     image(path, "metrics against " + axis);
   }
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "suite/analysis.h"
+#include "suite/plot.h"
 #include "suite/report.h"
 #include "suite/suite.h"
 #include "support.h"
@@ -221,6 +222,14 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   for (size_t i = 0; i < e03.runs.size(); ++i)
     CHECK(fs::last_write_time(e03.runs[i].record.dir + "/metrics.json") == stamps[i]);
   CHECK(third.by_id.at("E03")->values.at("lr") == e03.values.at("lr"));
+  // The report drew E03's loss curves when gnuplot is installed, and says so when it is not.
+  const std::string md = read(out.file("report.md"));
+  if (Plotter(out.path.string()).available()) {
+    CHECK(fs::file_size(out.path / "plots" / "E03-loss.png") > 1000);
+    CHECK_THAT(md, Contains("![loss curves](plots/E03-loss.png)"));
+  } else {
+    CHECK_THAT(md, Contains("not drawn"));
+  }
 }
 
 TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite]") {
