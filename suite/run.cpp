@@ -71,14 +71,7 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
   return t;
 }
 
-RunRecord load_finished(const RunConfig& config, const std::string& dir) {
-  const std::string path = dir + "/" + kMetricsFile;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("'{}' is not valid JSON ({}); delete it to retrain the run", path, e.what()));
-  }
+RunRecord record_from_json(const RunConfig& config, const std::string& dir, const nlohmann::json& j) {
   RunRecord r;
   r.config = config;
   r.key = config.key();
@@ -97,6 +90,22 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
   r.test_predictions = argmax_rows(r.test_probs);
   r.reused = true;
   return r;
+}
+
+RunRecord load_finished(const RunConfig& config, const std::string& dir) {
+  const std::string path = dir + "/" + kMetricsFile;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is not valid JSON ({}); delete it to retrain the run", path, e.what()));
+  }
+  try {
+    return record_from_json(config, dir, j);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(
+        fmt::format("'{}' lacks a field or has a wrong one ({}); delete it to retrain the run", path, e.what()));
+  }
 }
 
 /// The weights and history of the last epoch a diverged run finished (its last/ checkpoint),

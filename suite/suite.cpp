@@ -331,9 +331,13 @@ std::string slice_key(const RunConfig& c) { return slice_key(c.train, c.val, c.t
 
 SuiteResult run_suite(const SuiteOptions& options) {
   if (options.out_dir.empty()) throw Error("the suite needs an output folder");
-  SuiteResult result = Runner(options).run();
-  write_report(result, options);
-  return result;
+  try {
+    SuiteResult result = Runner(options).run();
+    write_report(result, options);
+    return result;
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("cannot use the output folder '{}': {}", options.out_dir, e.what()));
+  }
 }
 
 std::string list_experiments(const std::vector<Experiment>& experiments) {

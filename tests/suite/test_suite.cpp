@@ -222,6 +222,12 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   for (size_t i = 0; i < e03.runs.size(); ++i)
     CHECK(fs::last_write_time(e03.runs[i].record.dir + "/metrics.json") == stamps[i]);
   CHECK(third.by_id.at("E03")->values.at("lr") == e03.values.at("lr"));
+  // A damaged record is named, not trusted.
+  std::ofstream(e03.runs[0].record.dir + "/metrics.json") << "{";
+  CHECK_THAT(error_of([&] { run_suite(o); }), Contains(e03.runs[0].record.dir) && Contains("not valid JSON"));
+  std::ofstream(e03.runs[0].record.dir + "/metrics.json") << "{}";
+  CHECK_THAT(error_of([&] { run_suite(o); }), Contains("lacks a field"));
+
   // The report drew E03's loss curves when gnuplot is installed, and says so when it is not.
   const std::string md = read(out.file("report.md"));
   if (Plotter(out.path.string()).available()) {
