@@ -255,9 +255,10 @@ class Runner {
 
   /// What an experiment publishes and measures once its runs are done.
   void derive(const Experiment& e, ExperimentResult& r) const {
+    // A NaN loss (a diverged run) never wins.
+    auto loss = [&](size_t i) { return std::isnan(r.runs[i].record.val.loss) ? INFINITY : r.runs[i].record.val.loss; };
     for (size_t i = 0; i < r.runs.size(); ++i)
-      if (r.chosen < 0 || r.runs[i].record.val.loss < r.runs[static_cast<size_t>(r.chosen)].record.val.loss)
-        r.chosen = static_cast<int>(i);
+      if (r.chosen < 0 || loss(i) < loss(static_cast<size_t>(r.chosen))) r.chosen = static_cast<int>(i);
     if (const GridRun* best = r.chosen_run()) {
       const RunConfig& c = best->record.config;
       r.values = best->labels;
