@@ -69,7 +69,17 @@ class Runner {
   SuiteResult run() {
     const auto t0 = Clock::now();
     std::vector<const Experiment*> order = plan(*options_.experiments, options_.only);
-    for (const Experiment* e : order) plan_workload(*e);
+    size_t runs = 0;
+    std::vector<std::string> ids;
+    for (const Experiment* e : order) {
+      plan_workload(*e);
+      runs += grid_size(*e);
+      ids.push_back(e->id);
+    }
+    if (options_.progress)
+      fmt::print(stderr, "suite ({} profile): {} experiments ({}), {} runs, at most {:.0f} training images; out {}\n",
+                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, work_.planned[0] + work_.planned[1],
+                 options_.out_dir);
     fs::create_directories(options_.out_dir + "/runs");
     result_.experiments.reserve(order.size());
     for (const Experiment* e : order) {
