@@ -41,16 +41,20 @@ double parse_number(const std::string& text, const std::string& what, const std:
 struct Workload {
   std::array<double, 2> planned{}, done{}, seconds{};
 
-  /// Seconds left at the measured rate of each family; NaN while a family with work left has no rate.
-  double eta() const {
+  /// Time left at the measured rate of each family, naming the families not timed yet.
+  std::string eta() const {
+    static constexpr const char* kNames[] = {"MLP", "CNN"};
     double total = 0;
+    std::string untimed;
     for (size_t f = 0; f < 2; ++f) {
       const double left = std::max(0.0, planned[f] - done[f]);
       if (left <= 0) continue;
-      if (done[f] <= 0 || seconds[f] <= 0) return NAN;
-      total += left * seconds[f] / done[f];
+      if (done[f] <= 0 || seconds[f] <= 0)
+        untimed += fmt::format(" + {} runs, not timed yet", kNames[f]);
+      else
+        total += left * seconds[f] / done[f];
     }
-    return total;
+    return format_duration(total) + untimed;
   }
   double fraction() const {
     const double p = planned[0] + planned[1];
@@ -218,7 +222,7 @@ class Runner {
           "[{} {}/{}] {} epoch {}/{}  loss {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.0f} img/s  | suite {:.0f}%  "
           "ETA {}\n",
           e.id, index + 1, count, c.model, s.epoch, c.epochs, s.train_loss, s.val_loss, s.val_accuracy,
-          s.images_per_sec, 100 * work_.fraction(), format_duration(work_.eta()));
+          s.images_per_sec, 100 * work_.fraction(), work_.eta());
     };
     return ctx;
   }
