@@ -105,7 +105,7 @@ bool flag(const std::string& spec, const std::string& arg, const std::string& ye
   std::vector<std::string> names;
   for (const Entry& e : entries()) names.push_back(e.name);
   throw Error(fmt::format("unknown model '{}' (valid: {}; or shallow(), mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), "
-                          "cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain))",
+                          "cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain[,q[,h]]))",
                           spec, fmt::join(names, ", ")));
 }
 
@@ -139,8 +139,9 @@ Entry parse_call(const std::string& spec) {
                              a.size() > 4 ? i(4) : 128)};
   }
   if (fn == "rescnn") {
-    arity(1, 1);
-    return {spec, "stacked CNN", rescnn(flag(spec, a[0], "residual", "plain"))};
+    arity(1, 3);
+    return {spec, "stacked CNN",
+            rescnn(flag(spec, a[0], "residual", "plain"), a.size() > 1 ? f(1) : 0.25f, a.size() > 2 ? i(2) : 256)};
   }
   unknown(spec);
 }

@@ -259,6 +259,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
                             {"stopped_early", result.stopped_early}});
       write_history_csv(config_.out_dir + "/history.csv", result.history);
     }
+    if (config_.on_epoch) config_.on_epoch(s);
   }
   result.wall_seconds = seconds_since(t0);
   result.images_per_sec = static_cast<double>(trained_images) / std::max(training_seconds, 1e-9);

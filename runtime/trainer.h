@@ -15,6 +15,8 @@
 
 namespace dagger {
 
+struct EpochStats;
+
 struct TrainConfig {
   std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
   int epochs = 10;
@@ -29,6 +31,8 @@ struct TrainConfig {
   bool progress = true;
   int64_t eval_batch = 500;
   Shape input_shape = {1, 28, 28};
+  /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
+  std::function<void(const EpochStats&)> on_epoch;
 };
 
 struct EpochStats {

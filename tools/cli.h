@@ -19,6 +19,7 @@ Run add_eval(CLI::App& app);
 Run add_ir(CLI::App& app);
 Run add_gradcheck(CLI::App& app);
 Run add_bench(CLI::App& app);
+Run add_suite(CLI::App& app);
 
 /// Thrown for a bad value of a valid flag; main prints it and exits with kUsageError.
 struct UsageError : std::runtime_error {

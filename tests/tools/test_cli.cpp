@@ -45,6 +45,8 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"bench mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
       {"bench shallow --executor nope", {"unknown executor 'nope'", "jit, reference"}},
       {"bench shallow --executor reference --check baseline.json", {"--executor jit"}},
+      {"suite --only E07,E99", {"unknown experiment 'E99'", "E01, E02", "E23"}},
+      {"suite --profile medium", {"unknown profile 'medium'", "quick, full"}},
   };
   for (const auto& [args, texts] : cases) {
     Outcome out = run_dagger(args);
@@ -52,6 +54,13 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
     CHECK(out.status == 2);
     for (const std::string& text : texts) CHECK_THAT(out.output, Catch::Contains(text));
   }
+}
+
+TEST_CASE("dagger suite --list names every experiment with its runs", "[cli]") {
+  Outcome out = run_dagger("suite --list");
+  CHECK(out.status == 0);
+  CHECK_THAT(out.output, Catch::Contains("E12    12  Hypertuning an MLP") && Catch::Contains("E23") &&
+                             Catch::Contains("E19,E20"));
 }
 
 TEST_CASE("dagger models lists the zoo with parameter counts", "[cli]") {

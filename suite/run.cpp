@@ -1,0 +1,268 @@
+#include "suite/run.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "graph/error.h"
+#include "models/zoo.h"
+#include "runtime/checkpoint.h"
+
+namespace dagger::suite {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kMetricsFile = "metrics.json";
+
+/// FNV-1a: a stable hash of the configuration text, the same on every platform and build.
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("cannot read '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+nlohmann::json history_json(const std::vector<EpochStats>& history) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const EpochStats& s : history)
+    j.push_back({s.epoch, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec});
+  return j;
+}
+
+std::vector<EpochStats> history_from_json(const nlohmann::json& j) {
+  std::vector<EpochStats> history;
+  for (const auto& e : j) history.push_back({e[0], e[1], e[2], e[3], e[4], e[5], e[6]});
+  return history;
+}
+
+TrainConfig train_config(const RunConfig& c, const RunContext& context, const std::string& dir) {
+  TrainConfig t;
+  t.model_spec = c.model;
+  t.epochs = c.epochs;
+  t.batch = c.batch;
+  t.optimizer.kind = optimizer_kind(c.optimizer);
+  t.optimizer.lr = c.lr;
+  t.optimizer.momentum = c.momentum;
+  t.patience = c.patience;
+  t.restore_best = true;
+  t.seed = c.seed;
+  t.executor = context.executor;
+  t.threads = context.threads;
+  t.out_dir = dir;
+  t.progress = false;
+  t.on_epoch = context.on_epoch;
+  return t;
+}
+
+RunRecord record_from_json(const RunConfig& config, const std::string& dir, const nlohmann::json& j) {
+  RunRecord r;
+  r.config = config;
+  r.key = config.key();
+  r.dir = dir;
+  r.history = history_from_json(j.at("history"));
+  r.best_epoch = j.at("best_epoch");
+  r.stopped_early = j.at("stopped_early");
+  r.diverged = j.value("diverged", "");
+  r.train = report_from_json(j.at("train"));
+  r.val = report_from_json(j.at("val"));
+  r.test = report_from_json(j.at("test"));
+  r.train_seconds = j.at("train_seconds");
+  r.images_per_sec = j.at("images_per_sec");
+  r.provenance = j.at("provenance");
+  r.test_probs = load_checkpoint(dir + "/test_probs").tensors.at("probs");
+  r.test_predictions = argmax_rows(r.test_probs);
+  r.reused = true;
+  return r;
+}
+
+RunRecord load_finished(const RunConfig& config, const std::string& dir) {
+  const std::string path = dir + "/" + kMetricsFile;
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is not valid JSON ({}); delete it to retrain the run", path, e.what()));
+  }
+  try {
+    return record_from_json(config, dir, j);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(
+        fmt::format("'{}' lacks a field or has a wrong one ({}); delete it to retrain the run", path, e.what()));
+  }
+}
+
+/// The weights and history of the last epoch a diverged run finished (its last/ checkpoint),
+/// or the initial weights and no history when it diverged in its first epoch.
+TrainResult last_finished_epoch(Trainer& trainer, const std::string& dir) {
+  TrainResult fit;
+  const std::string last = dir + "/last";
+  if (!fs::exists(last + "/manifest.json")) return fit;
+  trainer.load_state(last);
+  const nlohmann::json meta = load_checkpoint(last).meta;
+  for (const auto& e : meta.at("history"))
+    fit.history.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"),
+                           e.at("val_accuracy"), e.at("seconds"), e.at("images_per_sec")});
+  fit.best_epoch = meta.at("best_epoch");
+  return fit;
+}
+
+/// A number of a metrics file; JSON has no NaN or infinity, so they were written as null.
+double number_or_nan(const nlohmann::json& j, const char* key) {
+  const nlohmann::json& v = j.at(key);
+  return v.is_null() ? NAN : v.get<double>();
+}
+
+}  // namespace
+
+nlohmann::json RunConfig::to_json() const {
+  return {{"model", model},   {"optimizer", optimizer}, {"lr", lr},       {"momentum", momentum},
+          {"epochs", epochs}, {"patience", patience},   {"batch", batch}, {"train", train},
+          {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
+}
+
+RunConfig RunConfig::from_json(const nlohmann::json& j) {
+  RunConfig c;
+  c.model = j.at("model");
+  c.optimizer = j.at("optimizer");
+  c.lr = j.at("lr");
+  c.momentum = j.at("momentum");
+  c.epochs = j.at("epochs");
+  c.patience = j.at("patience");
+  c.batch = j.at("batch");
+  c.train = j.at("train");
+  c.val = j.at("val");
+  c.test = j.at("test");
+  c.seed = j.at("seed");
+  c.raw_pixels = j.at("raw_pixels");
+  return c;
+}
+
+std::string RunConfig::key() const {
+  std::string slug;
+  for (char ch : model) {
+    const bool keep = std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_';
+    if (keep)
+      slug += ch;
+    else if (!slug.empty() && slug.back() != '-')
+      slug += '-';
+  }
+  while (!slug.empty() && slug.back() == '-') slug.pop_back();
+  return fmt::format("{}-{:016x}", slug, fnv1a(to_json().dump()));
+}
+
+ClassificationReport report_from_json(const nlohmann::json& j) {
+  ClassificationReport r;
+  r.count = j.at("count");
+  r.loss = number_or_nan(j, "loss");
+  r.accuracy = j.at("accuracy");
+  r.precision = j.at("precision");
+  r.recall = j.at("recall");
+  r.f1 = j.at("f1");
+  r.class_precision = j.at("class_precision");
+  r.class_recall = j.at("class_recall");
+  r.class_f1 = j.at("class_f1");
+  r.support = j.at("support");
+  r.confusion = j.at("confusion");
+  return r;
+}
+
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) throw Error(fmt::format("cannot write '{}'", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
+}
+
+bool is_finished(const RunConfig& config, const std::string& runs_dir) {
+  return fs::exists(runs_dir + "/" + config.key() + "/" + kMetricsFile);
+}
+
+RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context) {
+  const std::string dir = context.runs_dir + "/" + config.key();
+  if (fs::exists(dir + "/" + kMetricsFile)) return load_finished(config, dir);
+
+  zoo::Entry model = zoo::find(config.model);
+  fs::create_directories(dir);
+  write_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
+  Trainer trainer(model.build, train_config(config, context, dir));
+  TrainResult fit;
+  std::string diverged;
+  try {
+    fit = trainer.fit(*data.train, *data.val);
+  } catch (const Error& e) {
+    // Divergence is a result (E02's raw pixels are about it): score the last finished epoch.
+    if (!std::string(e.what()).starts_with("training diverged")) throw;
+    diverged = e.what();
+    fit = last_finished_epoch(trainer, dir);
+  }
+
+  RunRecord r;
+  r.config = config;
+  r.key = config.key();
+  r.dir = dir;
+  r.history = fit.history;
+  r.best_epoch = fit.best_epoch;
+  r.stopped_early = fit.stopped_early;
+  r.resumed = fit.resumed;
+  r.diverged = diverged;
+  r.train = trainer.evaluate(*data.train).report;
+  r.val = trainer.evaluate(*data.val).report;
+  Evaluation test = trainer.evaluate(*data.test);
+  r.test = test.report;
+  r.test_probs = test.probs;
+  r.test_predictions = test.predictions;
+  double images = 0;
+  for (const EpochStats& s : r.history) {
+    r.train_seconds += s.seconds;
+    images += s.images_per_sec * s.seconds;
+  }
+  r.images_per_sec = r.train_seconds > 0 ? images / r.train_seconds : 0;
+  r.provenance = context.provenance;
+  r.provenance["executor"] = executor_name(context.executor);
+  r.provenance["threads"] = context.threads;
+  r.provenance["seed"] = config.seed;
+  r.provenance["resumed"] = fit.resumed;
+  r.provenance["finished_at"] = fmt::format(
+      "{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now())));
+
+  // The weights the metrics belong to, the test probabilities ensembles combine, then the
+  // metrics: their presence marks the run finished, so they are written last and atomically.
+  trainer.save_state(dir + "/final", {{"best_epoch", r.best_epoch}});
+  save_checkpoint(dir + "/test_probs", {{"probs", r.test_probs}}, {{"model", config.model}});
+  write_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
+  nlohmann::json j = {
+      {"config", config.to_json()},       {"history", history_json(r.history)}, {"best_epoch", r.best_epoch},
+      {"stopped_early", r.stopped_early}, {"train", to_json(r.train)},          {"val", to_json(r.val)},
+      {"test", to_json(r.test)},          {"train_seconds", r.train_seconds},   {"images_per_sec", r.images_per_sec},
+      {"provenance", r.provenance}};
+  write_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
+  // A finished run never resumes: final/ holds its weights, the epoch checkpoints only cost disk.
+  fs::remove_all(dir + "/last");
+  fs::remove_all(dir + "/best");
+  return r;
+}
+
+}  // namespace dagger::suite

@@ -1,0 +1,87 @@
+#pragma once
+/// One training run of the suite, stored under a folder named by its full configuration: a
+/// finished run (its metrics.json written) is loaded instead of retrained, an interrupted one
+/// resumes from its last epoch checkpoint through the Trainer.
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "runtime/data.h"
+#include "runtime/executor.h"
+#include "runtime/metrics.h"
+#include "runtime/trainer.h"
+
+namespace dagger::suite {
+
+/// Everything that determines a run's result (the executor and thread count are recorded as
+/// provenance but are not part of it: a run interrupted under one may finish under the other).
+struct RunConfig {
+  std::string model;  ///< zoo spec
+  std::string optimizer = "adam";
+  double lr = 1e-3, momentum = 0;
+  int epochs = 1;
+  int patience = 0;  ///< 0: no early stopping
+  int64_t batch = 64;
+  size_t train = 0, val = 0, test = 0;  ///< data slice sizes (0 = whole split)
+  uint64_t seed = 42;
+  bool raw_pixels = false;
+
+  nlohmann::json to_json() const;
+  static RunConfig from_json(const nlohmann::json& j);
+  /// A folder name: the model spec made file-safe plus a hash of the whole configuration.
+  std::string key() const;
+  bool operator==(const RunConfig&) const = default;
+};
+
+/// A finished run: its configuration, history and train/val/test metrics.
+struct RunRecord {
+  RunConfig config;
+  std::string key, dir;
+  std::vector<EpochStats> history;
+  int best_epoch = 0;
+  bool stopped_early = false;
+  std::string diverged;  ///< the trainer's message when the loss became infinite; scored at the last good epoch
+  ClassificationReport train, val, test;
+  Tensor test_probs;  ///< [test images, 10] softmax outputs of the final weights
+  std::vector<int> test_predictions;
+  double train_seconds = 0;   ///< training steps of every epoch, summed over sessions
+  double images_per_sec = 0;  ///< training images per training second
+  bool reused = false;        ///< loaded from a finished run on disk, nothing trained
+  bool resumed = false;       ///< continued an interrupted run from its last checkpoint
+  nlohmann::json provenance;
+};
+
+/// How and where runs execute.
+struct RunContext {
+  std::string runs_dir;  ///< each run lives in runs_dir/<key>
+  ExecutorKind executor = ExecutorKind::jit;
+  int threads = 1;
+  nlohmann::json provenance;  ///< shared part of every run's provenance (commit, LLVM, CPU, ...)
+  std::function<void(const EpochStats&)> on_epoch;
+};
+
+/// The data `config` trains and is scored on.
+struct RunData {
+  const Dataset* train;
+  const Dataset* val;
+  const Dataset* test;
+};
+
+/// Loads the finished run of `config` when its metrics.json is present, else trains it
+/// (resuming from runs_dir/<key>/last when present), scores it and writes its record.
+/// Throws Error for a bad model spec or an unreadable run folder.
+RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context);
+
+/// True when runs_dir/<key> holds a finished run of `config`.
+bool is_finished(const RunConfig& config, const std::string& runs_dir);
+
+/// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
+/// file or the whole new one, never a part.
+void write_atomically(const std::string& path, const std::string& text);
+
+/// A report as to_json(report) writes it, read back.
+ClassificationReport report_from_json(const nlohmann::json& j);
+
+}  // namespace dagger::suite

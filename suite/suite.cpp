@@ -1,0 +1,365 @@
+#include "suite/suite.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "graph/error.h"
+#include "suite/report.h"
+
+namespace dagger::suite {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds)) return "?";
+  const long s = std::lround(seconds);
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+double parse_number(const std::string& text, const std::string& what, const std::string& id) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(fmt::format("experiment {}: {} '{}' is not a number", id, what, text));
+}
+
+/// Images a run's training will see: the ETA's unit of work. Family 0: dense models, 1: CNNs.
+struct Workload {
+  std::array<double, 2> planned{}, done{}, seconds{};
+
+  /// Time left at the measured rate of each family, naming the families not timed yet.
+  std::string eta() const {
+    static constexpr const char* kNames[] = {"MLP", "CNN"};
+    double total = 0;
+    std::string untimed;
+    for (size_t f = 0; f < 2; ++f) {
+      const double left = std::max(0.0, planned[f] - done[f]);
+      if (left <= 0) continue;
+      if (done[f] <= 0 || seconds[f] <= 0)
+        untimed += fmt::format(" + {} runs, not timed yet", kNames[f]);
+      else
+        total += left * seconds[f] / done[f];
+    }
+    return format_duration(total) + untimed;
+  }
+  double fraction() const {
+    const double p = planned[0] + planned[1];
+    return p > 0 ? (done[0] + done[1]) / p : 1.0;
+  }
+};
+
+size_t family(const std::string& model) { return model.starts_with("cnn") || model.starts_with("rescnn") ? 1 : 0; }
+
+class Runner {
+ public:
+  explicit Runner(const SuiteOptions& options) : options_(options) {
+    if (!options_.load_data) options_.load_data = load_fashion_mnist;
+  }
+
+  SuiteResult run() {
+    const auto t0 = Clock::now();
+    std::vector<const Experiment*> order = plan(*options_.experiments, options_.only);
+    size_t runs = 0;
+    std::vector<std::string> ids;
+    for (const Experiment* e : order) {
+      plan_workload(*e);
+      runs += grid_size(*e);
+      ids.push_back(e->id);
+    }
+    if (options_.progress)
+      fmt::print(stderr, "suite ({} profile): {} experiments ({}), {} runs, at most {:.0f} training images; out {}\n",
+                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, work_.planned[0] + work_.planned[1],
+                 options_.out_dir);
+    fs::create_directories(options_.out_dir + "/runs");
+    result_.experiments.reserve(order.size());
+    for (const Experiment* e : order) {
+      result_.experiments.push_back(run_experiment(*e));
+      result_.by_id[e->id] = &result_.experiments.back();
+    }
+    result_.wall_seconds = seconds_since(t0);
+    return std::move(result_);
+  }
+
+ private:
+  /// The data of one slice, loaded once.
+  const Splits& data(size_t train, size_t val, size_t test, bool raw) {
+    const std::string key = slice_key(train, val, test, raw, options_.profile.seed);
+    auto& slot = result_.data[key];
+    if (!slot) {
+      SplitOptions o;
+      o.dir = options_.data_dir;
+      o.seed = options_.profile.seed;
+      o.train_limit = train;
+      o.val_limit = val;
+      o.test_limit = test;
+      o.scale = !raw;
+      const auto t0 = Clock::now();
+      slot = std::make_shared<Splits>(options_.load_data(o));
+      if (options_.progress)
+        fmt::print(stderr, "data {}: {} train / {} val / {} test images{} ({:.1f}s)\n", key, slot->train.size(),
+                   slot->val.size(), slot->test.size(), raw ? ", raw pixels" : "", seconds_since(t0));
+    }
+    return *slot;
+  }
+
+  int epochs_for(const Experiment& e) const {
+    const Budget& b = options_.profile.budget_for(e.run.model);
+    if (e.run.epochs == 0) return b.max_epochs;
+    return b.fixed_epoch_cap > 0 ? std::min(e.run.epochs, b.fixed_epoch_cap) : e.run.epochs;
+  }
+
+  void plan_workload(const Experiment& e) {
+    if (e.run.model.empty()) return;
+    const Budget& b = options_.profile.budget_for(e.run.model);
+    const double train = b.train ? static_cast<double>(b.train) : 48000.0;
+    work_.planned[family(e.run.model)] += train * epochs_for(e) * static_cast<double>(grid_size(e));
+  }
+
+  /// A field's value with "@Exx.name" references looked up in earlier results.
+  std::string resolve(const std::string& value, const Experiment& e) const {
+    if (!value.starts_with('@')) return value;
+    const auto dot = value.find('.');
+    const std::string id = value.substr(1, dot - 1), name = dot == std::string::npos ? "" : value.substr(dot + 1);
+    auto it = result_.by_id.find(id);
+    if (it == result_.by_id.end())
+      throw Error(fmt::format("experiment {}: '{}' refers to {}, which has not run", e.id, value, id));
+    auto v = it->second->values.find(name);
+    if (v == it->second->values.end())
+      throw Error(fmt::format("experiment {}: '{}': {} publishes no '{}'", e.id, value, id, name));
+    return v->second;
+  }
+
+  /// The grid's combinations, first axis slowest, with references resolved.
+  std::vector<std::map<std::string, std::string>> expand(const Experiment& e) const {
+    std::vector<std::map<std::string, std::string>> combos = {{}};
+    for (const Axis& axis : e.grid) {
+      std::vector<std::map<std::string, std::string>> next;
+      for (const auto& c : combos)
+        for (const std::string& v : axis.values) {
+          auto d = c;
+          d[axis.name] = resolve(v, e);
+          next.push_back(std::move(d));
+        }
+      combos = std::move(next);
+    }
+    return combos;
+  }
+
+  RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
+    RunTemplate t = e.run;
+    for (const auto& [name, value] : labels) {
+      if (name == "optimizer")
+        t.optimizer = value;
+      else if (name == "lr")
+        t.lr = value;
+      else if (name == "momentum")
+        t.momentum = value;
+      else if (name == "patience")
+        t.patience = value;
+      else if (name == "pixels")
+        t.raw_pixels = value == "raw";
+      else {
+        const std::string hole = "{" + name + "}";
+        const auto at = t.model.find(hole);
+        if (at == std::string::npos)
+          throw Error(
+              fmt::format("experiment {}: grid axis '{}' is neither a run field nor a placeholder of model '{}'", e.id,
+                          name, e.run.model));
+        t.model.replace(at, hole.size(), value);
+      }
+    }
+    const Profile& p = options_.profile;
+    const Budget& b = p.budget_for(t.model);
+    RunConfig c;
+    c.model = t.model;
+    c.optimizer = resolve(t.optimizer, e);
+    c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
+    c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
+    c.epochs = epochs_for(e);
+    c.patience = e.run.epochs > 0     ? 0
+                 : t.patience.empty() ? p.default_patience
+                                      : static_cast<int>(parse_number(resolve(t.patience, e), "patience", e.id));
+    c.batch = p.batch;
+    c.train = b.train;
+    c.val = b.val;
+    c.test = b.test;
+    c.seed = p.seed;
+    c.raw_pixels = t.raw_pixels;
+    return c;
+  }
+
+  RunContext context(const Experiment& e, size_t index, size_t count, const RunConfig& c, Clock::time_point& tick) {
+    RunContext ctx;
+    ctx.runs_dir = options_.out_dir + "/runs";
+    ctx.executor = options_.executor;
+    ctx.threads = options_.threads;
+    ctx.provenance = options_.provenance;
+    ctx.provenance["profile"] = options_.profile.name;
+    const size_t f = family(c.model);
+    const double images = static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size());
+    ctx.on_epoch = [this, &e, index, count, c, f, images, &tick](const EpochStats& s) {
+      work_.done[f] += images;
+      work_.seconds[f] += seconds_since(tick);
+      tick = Clock::now();
+      if (options_.after_epoch) options_.after_epoch(c, s);
+      if (!options_.progress) return;
+      fmt::print(
+          stderr,
+          "[{} {}/{}] {} epoch {}/{}  loss {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.0f} img/s  | suite {:.0f}%  "
+          "ETA {}\n",
+          e.id, index + 1, count, c.model, s.epoch, c.epochs, s.train_loss, s.val_loss, s.val_accuracy,
+          s.images_per_sec, 100 * work_.fraction(), work_.eta());
+    };
+    return ctx;
+  }
+
+  ExperimentResult run_experiment(const Experiment& e) {
+    const auto t0 = Clock::now();
+    ExperimentResult r;
+    r.experiment = &e;
+    if (options_.progress) fmt::print(stderr, "== {} {}\n", e.id, e.title);
+    if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
+    if (!e.run.model.empty()) {
+      const auto combos = expand(e);
+      for (size_t i = 0; i < combos.size(); ++i) {
+        RunConfig c = configure(e, combos[i]);
+        const Splits& d = data(c.train, c.val, c.test, c.raw_pixels);
+        const double planned = static_cast<double>(d.train.size()) * c.epochs;
+        const size_t f = family(c.model);
+        const double done_before = work_.done[f];
+        auto tick = Clock::now();
+        RunRecord record = run_or_reuse(c, {&d.train, &d.val, &d.test}, context(e, i, combos.size(), c, tick));
+        // Reuse and early stopping free planned work; the final evaluation counts as this run's time.
+        work_.planned[f] -= planned - (work_.done[f] - done_before);
+        if (!record.reused) work_.seconds[f] += seconds_since(tick);
+        if (record.reused) {
+          ++r.reused;
+          if (options_.progress)
+            fmt::print(stderr, "[{} {}/{}] {}: reusing the finished run in runs/{}\n", e.id, i + 1, combos.size(),
+                       c.model, record.key);
+        } else {
+          ++r.trained;
+        }
+        r.runs.push_back({combos[i], std::move(record)});
+      }
+    }
+    derive(e, r);
+    r.wall_seconds = seconds_since(t0);
+    result_.trained += r.trained;
+    result_.reused += r.reused;
+    if (options_.progress)
+      fmt::print(stderr, "== {} done in {}: {} runs trained, {} reused\n", e.id, format_duration(r.wall_seconds),
+                 r.trained, r.reused);
+    return r;
+  }
+
+  /// What an experiment publishes and measures once its runs are done.
+  void derive(const Experiment& e, ExperimentResult& r) const {
+    // A NaN loss (a diverged run) never wins.
+    auto loss = [&](size_t i) { return std::isnan(r.runs[i].record.val.loss) ? INFINITY : r.runs[i].record.val.loss; };
+    for (size_t i = 0; i < r.runs.size(); ++i)
+      if (r.chosen < 0 || loss(i) < loss(static_cast<size_t>(r.chosen))) r.chosen = static_cast<int>(i);
+    if (const GridRun* best = r.chosen_run()) {
+      const RunConfig& c = best->record.config;
+      r.values = best->labels;
+      r.values["model"] = c.model;
+      r.values["optimizer"] = c.optimizer;
+      r.values["lr"] = fmt::format("{}", c.lr);
+      r.values["momentum"] = fmt::format("{}", c.momentum);
+      const std::pair<const char*, const ClassificationReport*> sets[] = {
+          {"train", &best->record.train}, {"val", &best->record.val}, {"test", &best->record.test}};
+      for (const auto& [set, rep] : sets) {
+        const std::string k = std::string("best.") + set + ".";
+        r.measures[k + "loss"] = rep->loss;
+        r.measures[k + "accuracy"] = rep->accuracy;
+        r.measures[k + "precision"] = rep->precision;
+        r.measures[k + "recall"] = rep->recall;
+        r.measures[k + "f1"] = rep->f1;
+      }
+    }
+    const auto shows = [&](Show s) { return std::find(e.shows.begin(), e.shows.end(), s) != e.shows.end(); };
+    if (shows(Show::running_min) && r.chosen_run()) {
+      std::vector<double> losses;
+      for (const EpochStats& s : r.chosen_run()->record.history) losses.push_back(s.val_loss);
+      RunningMinTable t = running_min_table(losses);
+      r.values["patience"] = std::to_string(t.patience);
+      r.measures["running_min.minimum"] = t.minimum;
+      r.measures["running_min.wait"] = t.wait;
+      r.measures["running_min.patience"] = t.patience;
+      for (size_t i = 0; i < t.rows.size(); ++i) {
+        r.measures[fmt::format("running_min.{}.loss", i + 1)] = t.rows[i].loss;
+        r.measures[fmt::format("running_min.{}.epochs", i + 1)] = t.rows[i].epochs;
+      }
+      r.running_min = std::move(t);
+    }
+    std::vector<const RunRecord*> members;
+    for (const std::string& id : e.members) {
+      const GridRun* chosen = result_.by_id.at(id)->chosen_run();
+      if (!chosen) throw Error(fmt::format("experiment {}: member {} has no runs to choose from", e.id, id));
+      members.push_back(&chosen->record);
+    }
+    for (size_t i = 0; i < members.size(); ++i) {
+      r.measures[fmt::format("member{}.test.accuracy", i + 1)] = members[i]->test.accuracy;
+      r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
+    }
+    if (shows(Show::ensemble) && !members.empty()) {
+      std::vector<const Tensor*> probs;
+      for (const RunRecord* m : members) {
+        if (slice_key(m->config) != slice_key(members.front()->config))
+          throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
+        probs.push_back(&m->test_probs);
+      }
+      r.ensemble = ensemble(probs, result_.data.at(slice_key(members.front()->config))->test.labels);
+      r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
+      r.measures["ensemble.f1"] = r.ensemble->report.f1;
+      r.measures["ensemble.loss"] = r.ensemble->report.loss;
+    }
+  }
+
+  SuiteOptions options_;
+  SuiteResult result_;
+  Workload work_;
+};
+
+}  // namespace
+
+std::string slice_key(size_t train, size_t val, size_t test, bool raw_pixels, uint64_t seed) {
+  auto size = [](size_t n) { return n ? std::to_string(n) : std::string("all"); };
+  return fmt::format("{}-{}-{}{}-seed{}", size(train), size(val), size(test), raw_pixels ? "-raw" : "", seed);
+}
+
+std::string slice_key(const RunConfig& c) { return slice_key(c.train, c.val, c.test, c.raw_pixels, c.seed); }
+
+SuiteResult run_suite(const SuiteOptions& options) {
+  if (options.out_dir.empty()) throw Error("the suite needs an output folder");
+  try {
+    SuiteResult result = Runner(options).run();
+    write_report(result, options);
+    return result;
+  } catch (const fs::filesystem_error& e) {
+    throw Error(fmt::format("cannot use the output folder '{}': {}", options.out_dir, e.what()));
+  }
+}
+
+std::string list_experiments(const std::vector<Experiment>& experiments) {
+  std::string out = fmt::format("{:<4} {:>4}  {:<45} {}\n", "id", "runs", "title", "uses");
+  for (const Experiment& e : experiments)
+    out += fmt::format("{:<4} {:>4}  {:<45} {}\n", e.id, grid_size(e), e.title, fmt::join(dependencies(e), ","));
+  return out;
+}
+
+}  // namespace dagger::suite

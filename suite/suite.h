@@ -1,0 +1,84 @@
+#pragma once
+/// Running the experiment suite: expands each experiment's grid into runs (filling references
+/// to earlier experiments' results), runs or reuses them in dependency order with progress and
+/// an ETA on stderr, derives what each experiment publishes (chosen run, patience, ensemble),
+/// and writes the report folder (suite/report.h).
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/data.h"
+#include "suite/analysis.h"
+#include "suite/experiment.h"
+#include "suite/profile.h"
+#include "suite/run.h"
+
+namespace dagger::suite {
+
+struct SuiteOptions {
+  Profile profile = suite::profile("quick");
+  std::vector<std::string> only;  ///< experiment ids; empty: all (their dependencies are added)
+  std::string out_dir;            ///< report, results.json and runs/<key>/ go here
+  std::string data_dir = default_data_dir();
+  ExecutorKind executor = ExecutorKind::jit;
+  int threads = 1;
+  nlohmann::json provenance;  ///< the build and machine (commit, LLVM, CPU, features), from the caller
+  bool progress = true;       ///< progress lines and the ETA on stderr
+  bool plots = true;          ///< draw the report's plots with gnuplot
+  /// Loads the data a slice needs; defaults to Fashion-MNIST from data_dir. Tests hand in their own.
+  std::function<Splits(const SplitOptions&)> load_data;
+  const std::vector<Experiment>* experiments = &catalog();
+  /// Called after every trained epoch, its checkpoint on disk (tests interrupt a suite here).
+  std::function<void(const RunConfig&, const EpochStats&)> after_epoch;
+};
+
+/// One run of an experiment with the grid values it was made from.
+struct GridRun {
+  std::map<std::string, std::string> labels;  ///< axis name -> value (references resolved)
+  RunRecord record;
+};
+
+struct ExperimentResult {
+  const Experiment* experiment = nullptr;
+  std::vector<GridRun> runs;                  ///< in grid order (first axis slowest)
+  int chosen = -1;                            ///< index of the run with the lowest validation loss; -1 without runs
+  std::map<std::string, std::string> values;  ///< what later experiments may reference ("lr", "q", "patience", ...)
+  std::map<std::string, double> measures;     ///< our numbers under the keys StudyNumber uses
+  std::optional<RunningMinTable> running_min;
+  std::optional<EnsembleResult> ensemble;
+  double wall_seconds = 0;  ///< this invocation's time on the experiment
+  size_t trained = 0, reused = 0;
+
+  const GridRun* chosen_run() const { return chosen < 0 ? nullptr : &runs[static_cast<size_t>(chosen)]; }
+};
+
+struct SuiteResult {
+  SuiteResult() = default;
+  SuiteResult(SuiteResult&&) = default;
+  SuiteResult& operator=(SuiteResult&&) = default;
+  SuiteResult(const SuiteResult&) = delete;  ///< by_id points into experiments
+
+  std::vector<ExperimentResult> experiments;  ///< in the order they ran
+  std::map<std::string, const ExperimentResult*> by_id;
+  /// The data of every slice used, by slice_key(): test images for error analysis, E01's counts.
+  std::map<std::string, std::shared_ptr<Splits>> data;
+  double wall_seconds = 0;
+  size_t trained = 0, reused = 0;
+};
+
+/// Runs the suite and writes the report into options.out_dir. Throws Error for an unknown
+/// experiment id, unreadable data or a run that fails.
+SuiteResult run_suite(const SuiteOptions& options);
+
+/// The data slice a run of `config` uses, as a key of SuiteResult::data.
+std::string slice_key(size_t train, size_t val, size_t test, bool raw_pixels, uint64_t seed);
+std::string slice_key(const RunConfig& config);
+
+/// "id  runs  title" lines for `dagger suite --list`.
+std::string list_experiments(const std::vector<Experiment>& experiments = catalog());
+
+}  // namespace dagger::suite

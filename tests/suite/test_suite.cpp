@@ -1,0 +1,289 @@
+// The experiment suite's machinery on synthetic data: the running-min table, the ensemble,
+// dependency order, resuming after an interruption, and a report with every section.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "suite/analysis.h"
+#include "suite/plot.h"
+#include "suite/report.h"
+#include "suite/suite.h"
+#include "support.h"
+
+using namespace dagger;
+using namespace dagger::suite;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using testing::error_of;
+using testing::TempDir;
+
+namespace {
+
+/// Random images whose mean brightness depends on the class, so models learn a little.
+Dataset synthetic(size_t n, uint32_t seed, bool scale) {
+  Dataset d;
+  d.images = Tensor::from_shape({n, 1, 28, 28});
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < n; ++i) {
+    d.labels.push_back(static_cast<int>(i % 10));
+    for (size_t p = 0; p < 28 * 28; ++p) {
+      const float v = (static_cast<float>(rng() % 128) + 12.0f * static_cast<float>(i % 10)) / 255.0f;
+      d.images.data()[i * 28 * 28 + p] = scale ? v : std::round(v * 255.0f);
+    }
+  }
+  return d;
+}
+
+Splits synthetic_splits(const SplitOptions& o) {
+  auto size = [](size_t limit, size_t all) { return limit ? limit : all; };
+  return {synthetic(size(o.train_limit, 300), 1, o.scale), synthetic(size(o.val_limit, 100), 2, o.scale),
+          synthetic(size(o.test_limit, 100), 3, o.scale)};
+}
+
+/// A profile small enough for a test: every run is a few hundred images for one or two epochs.
+Profile tiny_profile() {
+  Profile p;
+  p.name = "tiny";
+  p.dense = {.train = 200, .val = 60, .test = 60, .max_epochs = 2, .fixed_epoch_cap = 3};
+  p.conv = {.train = 10, .val = 10, .test = 10, .max_epochs = 1, .fixed_epoch_cap = 1};
+  p.batch = 32;
+  return p;
+}
+
+/// The study's catalog with every layer width shrunk (2048 -> 40, ..., 32 -> 8), so that the
+/// whole suite trains in seconds; ids, titles, grids, references and shows stay as declared.
+std::vector<Experiment> narrow_catalog() {
+  const std::vector<std::pair<std::string, std::string>> widths = {
+      {"2048", "40"}, {"1024", "32"}, {"512", "24"}, {"256", "20"}, {"128", "16"}, {"64", "12"}, {"32", "8"}};
+  auto narrow = [&](std::string text) {
+    if (text == "mlp512") return std::string("mlp1(24,relu,0.2)");
+    std::string out, token;
+    auto flush = [&] {
+      for (const auto& [wide, small] : widths)
+        if (token == wide) {
+          token = small;
+          break;
+        }
+      out += token;
+      token.clear();
+    };
+    for (char c : text) {
+      if (std::isdigit(static_cast<unsigned char>(c)) || c == '.') {
+        token += c;
+      } else {
+        flush();
+        out += c;
+      }
+    }
+    flush();
+    return out;
+  };
+  std::vector<Experiment> experiments = catalog();
+  for (Experiment& e : experiments) {
+    e.run.model = narrow(e.run.model);
+    for (Axis& axis : e.grid)
+      for (std::string& v : axis.values) v = narrow(v);
+  }
+  return experiments;
+}
+
+SuiteOptions tiny_options(const std::string& out, std::vector<std::string> only) {
+  SuiteOptions o;
+  o.profile = tiny_profile();
+  o.only = std::move(only);
+  o.out_dir = out;
+  o.executor = ExecutorKind::reference;
+  o.progress = false;
+  o.load_data = synthetic_splits;
+  o.provenance = {{"git_commit", "test"}};
+  return o;
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("running-min table of a hand-made loss history", "[suite]") {
+  // Minima: 0.5 stands 1 epoch, 0.4 stands 3 (epochs 2-4), 0.3 stands 4 (5-8), 0.29 the last 2.
+  const std::vector<double> losses = {0.5, 0.4, 0.45, 0.42, 0.3, 0.35, 0.31, 0.33, 0.29, 0.3};
+  RunningMinTable t = running_min_table(losses);
+  REQUIRE(t.rows.size() == 4);
+  const std::vector<std::pair<double, int>> expected = {{0.3, 4}, {0.4, 3}, {0.29, 2}, {0.5, 1}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CHECK(t.rows[i].loss == expected[i].first);
+    CHECK(t.rows[i].epochs == expected[i].second);
+  }
+  CHECK(t.rows[0].set_epoch == 5);
+  CHECK(t.minimum == 0.29);
+  CHECK(t.wait == 4);  // the last minimum's 2 epochs do not count
+  CHECK(t.patience == 8);
+
+  SECTION("ties keep epoch order and the table keeps the longest stands") {
+    RunningMinTable u = running_min_table({0.9, 0.8, 0.8, 0.7, 0.7, 0.6}, 2);
+    REQUIRE(u.rows.size() == 2);
+    CHECK(u.rows[0].loss == 0.8);
+    CHECK(u.rows[1].loss == 0.7);
+    CHECK(u.wait == 2);
+    CHECK(u.patience == 6);
+  }
+  SECTION("a history that only improves waits one epoch; none waits zero") {
+    CHECK(running_min_table({3, 2, 1}).wait == 1);
+    CHECK(running_min_table({}).patience == 4);
+  }
+}
+
+TEST_CASE("ensemble: argmax of summed probabilities, scored", "[suite]") {
+  Tensor a = {{0.6f, 0.4f}, {0.2f, 0.8f}, {0.45f, 0.55f}};
+  Tensor b = {{0.3f, 0.7f}, {0.4f, 0.6f}, {0.9f, 0.1f}};
+  const std::vector<int> labels = {0, 1, 0};
+  EnsembleResult r = ensemble({&a, &b}, labels);
+  // Sums: (0.9, 1.1) -> 1, (0.6, 1.4) -> 1, (1.35, 0.65) -> 0.
+  CHECK(r.predictions == std::vector<int>{1, 1, 0});
+  CHECK(r.report.accuracy == Approx(2.0 / 3.0));
+  // Loss of the averaged probabilities of the true classes: 0.45, 0.7, 0.675.
+  CHECK(r.report.loss == Approx(-(std::log(0.45) + std::log(0.7) + std::log(0.675)) / 3).epsilon(1e-5));
+  // Each member alone gets one of three wrong as well; the sum fixes the third example for a.
+  CHECK(ensemble({&a}, labels).predictions == std::vector<int>{0, 1, 1});
+
+  Tensor c = {{0.5f, 0.5f}};
+  CHECK_THAT(error_of([&] { ensemble({&a, &c}, labels); }), Contains("disagree in shape"));
+  CHECK_THAT(error_of([&] { ensemble({}, labels); }), Contains("at least one member"));
+}
+
+TEST_CASE("the plan adds dependencies and orders them first", "[suite]") {
+  std::vector<std::string> ids;
+  for (const Experiment* e : plan(catalog(), {"E14"})) ids.push_back(e->id);
+  CHECK(ids == std::vector<std::string>{"E06", "E10", "E12", "E14"});
+  ids.clear();
+  for (const Experiment* e : plan(catalog(), {"E23"})) ids.push_back(e->id);
+  CHECK(ids == std::vector<std::string>{"E19", "E20", "E21", "E23"});
+  CHECK(plan(catalog(), {}).size() == 23);
+  CHECK(dependencies(catalog()[4]) == std::vector<std::string>{"E04"});  // E05 shows E04's chosen run
+  CHECK_THAT(error_of([] { plan(catalog(), {"E99"}); }), Contains("unknown experiment 'E99'") && Contains("E23"));
+  CHECK_THAT(error_of([] { profile("medium"); }), Contains("unknown profile 'medium'") && Contains("quick, full"));
+}
+
+TEST_CASE("run keys follow the whole configuration", "[suite]") {
+  RunConfig a;
+  a.model = "mlp1(128,relu,0.2)";
+  RunConfig b = a;
+  b.lr = 1e-4;
+  CHECK(a.key() != b.key());
+  CHECK(a.key() == RunConfig(a).key());
+  CHECK(a.key().starts_with("mlp1-128-relu-0.2-"));
+  CHECK(RunConfig::from_json(b.to_json()) == b);
+}
+
+TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite]") {
+  TempDir out("suite");
+  SuiteOptions o = tiny_options(out.path.string(), {"E03"});
+  // Interrupt during the third run (lr 0.1), after its first epoch is on disk.
+  int epochs_seen = 0;
+  o.after_epoch = [&](const RunConfig& c, const EpochStats& s) {
+    ++epochs_seen;
+    if (c.lr == 0.1 && s.epoch == 1) throw std::runtime_error("killed");
+  };
+  CHECK_THROWS_WITH(run_suite(o), "killed");
+  CHECK(epochs_seen == 5);  // two finished runs of two epochs, then one epoch
+
+  o.after_epoch = [&](const RunConfig&, const EpochStats&) { ++epochs_seen; };
+  SuiteResult second = run_suite(o);
+  REQUIRE(second.experiments.size() == 1);
+  const ExperimentResult& e03 = second.experiments[0];
+  CHECK(e03.reused == 2);
+  CHECK(e03.trained == 3);
+  CHECK(epochs_seen == 5 + 1 + 2 + 2);  // the cut run trains only its second epoch
+  const RunRecord& cut = e03.runs[2].record;
+  CHECK(cut.config.lr == 0.1);
+  CHECK(cut.resumed);
+  CHECK(cut.history.size() == 2);
+
+  // The resumed run ends where an uninterrupted one does.
+  TempDir fresh("suite-fresh");
+  SuiteOptions f = tiny_options(fresh.path.string(), {"E03"});
+  const SuiteResult uninterrupted = run_suite(f);
+  const RunRecord& whole = uninterrupted.experiments[0].runs[2].record;
+  CHECK(whole.val.loss == cut.val.loss);
+  CHECK(whole.history.back().train_loss == cut.history.back().train_loss);
+
+  // A third pass trains nothing and leaves every finished run's metrics untouched.
+  std::vector<fs::file_time_type> stamps;
+  for (const GridRun& g : e03.runs) stamps.push_back(fs::last_write_time(g.record.dir + "/metrics.json"));
+  SuiteResult third = run_suite(o);
+  CHECK(third.trained == 0);
+  CHECK(third.reused == 5);
+  for (size_t i = 0; i < e03.runs.size(); ++i)
+    CHECK(fs::last_write_time(e03.runs[i].record.dir + "/metrics.json") == stamps[i]);
+  CHECK(third.by_id.at("E03")->values.at("lr") == e03.values.at("lr"));
+  // A damaged record is named, not trusted.
+  std::ofstream(e03.runs[0].record.dir + "/metrics.json") << "{";
+  CHECK_THAT(error_of([&] { run_suite(o); }), Contains(e03.runs[0].record.dir) && Contains("not valid JSON"));
+  std::ofstream(e03.runs[0].record.dir + "/metrics.json") << "{}";
+  CHECK_THAT(error_of([&] { run_suite(o); }), Contains("lacks a field"));
+
+  // The report drew E03's loss curves when gnuplot is installed, and says so when it is not.
+  const std::string md = read(out.file("report.md"));
+  if (Plotter(out.path.string()).available()) {
+    CHECK(fs::file_size(out.path / "plots" / "E03-loss.png") > 1000);
+    CHECK_THAT(md, Contains("![loss curves](plots/E03-loss.png)"));
+  } else {
+    CHECK_THAT(md, Contains("not drawn"));
+  }
+}
+
+TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite]") {
+  TempDir out("suite-report");
+  const std::vector<Experiment> experiments = narrow_catalog();
+  SuiteOptions o = tiny_options(out.path.string(), {});
+  o.experiments = &experiments;
+  o.plots = false;
+  SuiteResult r = run_suite(o);
+  CHECK(r.experiments.size() == 23);
+  const std::string md = read(out.file("report.md"));
+  for (const Experiment& e : catalog()) CHECK_THAT(md, Contains("## " + e.id + " · " + e.title));
+  CHECK_THAT(md, Contains("## Summary"));
+  CHECK_THAT(md, Contains("running_min_loss\tminimum_loss_for_epochs"));
+  CHECK_THAT(md, Contains("The study's table (copied from the slide, not measured)"));
+  CHECK_THAT(md, Contains("| 0.8960 |"));  // E14's ensemble, the study's column
+  // The summary compares E06's patience: ours is its running-min table's wait + 4.
+  const ExperimentResult& e06 = *r.by_id.at("E06");
+  REQUIRE(e06.running_min);
+  CHECK(e06.running_min->patience == e06.running_min->wait + 4);
+  CHECK(e06.runs.front().record.history.size() == 3);  // the fixed-length run, capped by the profile
+  CHECK(r.by_id.at("E07")->runs.front().record.config.patience == e06.running_min->patience);
+  // E21 takes E20's chosen q and h.
+  const auto& e20 = r.by_id.at("E20")->values;
+  CHECK(r.by_id.at("E21")->runs.front().record.config.model ==
+        "rescnn(residual," + e20.at("q") + "," + e20.at("h") + ")");
+  // E14's ensemble is scored on the same test slice as its members.
+  const ExperimentResult& e14 = *r.by_id.at("E14");
+  REQUIRE(e14.ensemble);
+  CHECK(e14.ensemble->report.count == 60);
+  CHECK(r.by_id.at("E12")->runs.back().record.config.model == "mlp2(40,32,0.3,0.3,nobn)");
+  CHECK(e14.measures.at("member1.test.accuracy") == r.by_id.at("E10")->chosen_run()->record.test.accuracy);
+
+  const std::string html = read(out.file("report.html"));
+  CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
+  const nlohmann::json results = nlohmann::json::parse(read(out.file("results.json")));
+  CHECK(results.at("experiments").size() == 23);
+  for (const auto& [key, run] : results.at("runs").items()) {
+    CHECK(run.at("test").at("class_f1").size() == 10);
+    CHECK(run.at("provenance").at("git_commit") == "test");
+    CHECK(fs::exists(out.path / "runs" / key / "history.csv"));
+  }
+}
+
+TEST_CASE("markdown becomes self-contained HTML", "[suite]") {
+  const std::string html = markdown_to_html(
+      "# T\n\nsome **bold** `x<y`\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![plot](plots/p.png)\n- item\n", "t");
+  CHECK_THAT(html, Contains("<h1>T</h1>") && Contains("<strong>bold</strong>") && Contains("<code>x&lt;y</code>"));
+  CHECK_THAT(html, Contains("<tr><th>a</th><th>b</th></tr>") && Contains("<tr><td>1</td><td>2</td></tr>"));
+  CHECK_THAT(html, Contains("<img src=\"plots/p.png\" alt=\"plot\">") && Contains("<li>item</li>"));
+}

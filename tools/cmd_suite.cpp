@@ -1,0 +1,138 @@
+// `dagger suite`: every experiment of the study, run or resumed, and the report.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+#include <thread>
+
+#include "codegen/jit.h"
+#include "suite/suite.h"
+#include "tools/cli.h"
+
+#ifndef DAGGER_LLVM_VERSION
+#define DAGGER_LLVM_VERSION "unknown"
+#endif
+
+namespace dagger::cli {
+
+namespace {
+
+/// The output of a shell command, trimmed; "" when it fails.
+std::string command_output(const std::string& command) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return "";
+  std::string out;
+  char buffer[256];
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) out.append(buffer, n);
+  if (pclose(pipe) != 0) return "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+/// The build and the machine, recorded with every run.
+nlohmann::json provenance() {
+  const std::string git = fmt::format("git -C '{}' ", DAGGER_SOURCE_DIR);
+  std::string commit = command_output(git + "rev-parse HEAD 2>/dev/null");
+  if (commit.empty())
+    commit = "unknown (not a git checkout)";
+  else if (!command_output(git + "status --porcelain --untracked-files=no 2>/dev/null").empty())
+    commit += " (with uncommitted changes)";
+  return {{"git_commit", commit},
+          {"llvm_version", DAGGER_LLVM_VERSION},
+          {"cpu", host_cpu()},
+          {"cpu_features", fmt::format("{}", fmt::join(host_features(), ","))},
+          {"hardware_threads", std::thread::hardware_concurrency()},
+          {"host", command_output("uname -srm 2>/dev/null")}};
+}
+
+std::vector<std::string> split_ids(const std::string& text) {
+  std::vector<std::string> ids;
+  std::stringstream ss(text);
+  for (std::string id; std::getline(ss, id, ',');) {
+    id.erase(0, id.find_first_not_of(" \t"));
+    id.erase(id.find_last_not_of(" \t") + 1);
+    if (!id.empty()) ids.push_back(id);
+  }
+  return ids;
+}
+
+}  // namespace
+
+Run add_suite(CLI::App& app) {
+  auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
+  struct Flags {
+    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir();
+    int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    bool list = false, json = false, quiet = false, no_plots = false;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_flag("--list", f->list, "list the experiments: id, runs, slide title, what each uses");
+  cmd->add_option("--profile", f->profile, "quick | full")->capture_default_str();
+  cmd->add_option("--only", f->only, "comma-separated experiment ids, e.g. E07,E12 (their dependencies run too)");
+  cmd->add_option("--out", f->out, "output folder (default runs/suite-PROFILE); a rerun resumes");
+  cmd->add_option("--threads", f->threads, "worker threads of the JIT (default: every core; results do not depend on it)")
+      ->capture_default_str();
+  cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
+  cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
+  cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
+  cmd->add_flag("--quiet", f->quiet, "no progress on stderr");
+  cmd->add_flag("--no-plots", f->no_plots, "skip gnuplot");
+  return [f] {
+    if (f->list) {
+      fmt::print("{}", suite::list_experiments());
+      return 0;
+    }
+    require_choice("profile", f->profile, suite::profile_names());
+    require_choice("executor", f->executor, {"jit", "reference"});
+    if (f->threads < 1) throw UsageError(fmt::format("--threads must be at least 1, got {}", f->threads));
+    suite::SuiteOptions o;
+    o.profile = suite::profile(f->profile);
+    o.only = split_ids(f->only);
+    try {
+      suite::plan(suite::catalog(), o.only);
+    } catch (const Error& e) {
+      throw UsageError(e.what());
+    }
+    o.out_dir = f->out.empty() ? "runs/suite-" + f->profile : f->out;
+    o.data_dir = f->data;
+    o.executor = executor_kind(f->executor);
+    o.threads = f->threads;
+    o.provenance = provenance();
+    o.progress = !f->quiet;
+    o.plots = !f->no_plots;
+    suite::SuiteResult result = suite::run_suite(o);
+    fmt::print(stderr,
+               "report: {0}/report.md, {0}/report.html, {0}/results.json ({1} runs trained, {2} reused, {3:.0f} s)\n",
+               o.out_dir, result.trained, result.reused, result.wall_seconds);
+    if (f->json) {
+      nlohmann::json experiments = nlohmann::json::array();
+      for (const suite::ExperimentResult& e : result.experiments) {
+        nlohmann::json study = nlohmann::json::array();
+        for (const suite::StudyNumber& n : e.experiment->study) {
+          auto it = e.measures.find(n.key);
+          study.push_back({{"key", n.key},
+                           {"study", n.value},
+                           {"ours", it == e.measures.end() ? nlohmann::json() : nlohmann::json(it->second)}});
+        }
+        experiments.push_back({{"id", e.experiment->id},
+                               {"runs", e.runs.size()},
+                               {"trained", e.trained},
+                               {"reused", e.reused},
+                               {"wall_seconds", e.wall_seconds},
+                               {"study", study}});
+      }
+      fmt::print("{}\n", nlohmann::json{{"out", o.out_dir},
+                                        {"report", o.out_dir + "/report.md"},
+                                        {"profile", f->profile},
+                                        {"wall_seconds", result.wall_seconds},
+                                        {"trained", result.trained},
+                                        {"reused", result.reused},
+                                        {"experiments", experiments}}
+                             .dump());
+    }
+    return 0;
+  };
+}
+
+}  // namespace dagger::cli
