@@ -386,9 +386,10 @@ TEST_CASE("the dense zoo models' training steps are compiled without interpreted
   }
 }
 
-TEST_CASE("cnn3 and rescnn training steps match the interpreter and do not depend on threads", "[jit][ops][zoo]") {
-  for (auto [name, side, batch] :
-       std::vector<std::tuple<std::string, int64_t, int64_t>>{{"cnn3", 12, 7}, {"rescnn", 8, 4}}) {
+TEST_CASE("shallow, mlp512, cnn3 and rescnn training steps match the interpreter and do not depend on threads",
+          "[jit][ops][zoo]") {
+  for (auto [name, side, batch] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
+           {"shallow", 28, 7}, {"mlp512", 28, 7}, {"cnn3", 12, 7}, {"rescnn", 8, 4}}) {
     INFO(name);
     // Plain SGD: the conv biases before a batchnorm have gradients that are zero but for
     // rounding, which Adam would scale up to full steps of either sign.
@@ -410,7 +411,7 @@ TEST_CASE("cnn3 and rescnn training steps match the interpreter and do not depen
       }
       batchnorm_with_relu = batchnorm_with_relu || (bn && relu);
     }
-    CHECK(batchnorm_with_relu);
+    if (name != "shallow" && name != "mlp512") CHECK(batchnorm_with_relu);
     std::cout << "jit " << name << " training step: " << g.size() << " nodes, " << plan->kernels().size()
               << " kernels\n";
     StateMap jit_state = initial, jit2_state = initial, ref_state = initial;
