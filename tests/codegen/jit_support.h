@@ -9,7 +9,9 @@
 #include <limits>
 #include <random>
 
+#include "autodiff/optimizer.h"
 #include "codegen/jit_executable.h"
+#include "graph/dsl.h"
 #include "runtime/interpreter.h"
 
 namespace dagger::testing {
@@ -80,6 +82,41 @@ inline BothRuns run_both(const Graph& g, const StateMap& feeds, const StateMap& 
 
 inline NodeId input(Graph& g, const std::string& name, const Shape& shape) {
   return g.add(Op::input, {}, {{"name", name}, {"shape", shape}});
+}
+
+/// Feeds for one training step of `g`: labels cycling through the classes, lr 0.01, a dropout
+/// key and uniform [0, 1) images, all functions of `step`.
+inline StateMap training_feeds(const Graph& g, int64_t batch, int step) {
+  StateMap feeds;
+  for (NodeId id : g.nodes_of(Op::input)) {
+    const Node& n = g.node(id);
+    const std::string& name = n.attrs.s("name");
+    if (name == "labels") {
+      Tensor labels = make_tensor(n.shape);
+      for (int64_t i = 0; i < batch; ++i) labels(i) = static_cast<float>((i * 7 + step) % 10);
+      feeds[name] = labels;
+    } else if (name == kLearningRateInput) {
+      feeds[name] = scalar_tensor(0.01f);
+    } else if (name == Model::kDropoutKey) {
+      feeds[name] = scalar_tensor(static_cast<float>(1000 + step));
+    } else {
+      feeds[name] = uniform(n.shape, 0, 1, static_cast<uint32_t>(step + 100));
+    }
+  }
+  return feeds;
+}
+
+/// max |a - b| / max(1, |b|) over every tensor both maps hold.
+inline double max_state_error(const StateMap& a, const StateMap& b) {
+  double worst = 0;
+  for (const auto& [name, want] : b) {
+    const Tensor& got = a.at(name);
+    REQUIRE(got.shape() == want.shape());
+    for (size_t i = 0; i < want.size(); ++i)
+      worst = std::max(
+          worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
+  }
+  return worst;
 }
 
 }  // namespace dagger::testing

@@ -456,39 +456,6 @@ Value small_mlp(Model& m, Value x) {
   return m.dense(x, 10);
 }
 
-StateMap training_feeds(const Graph& g, int64_t batch, int step) {
-  StateMap feeds;
-  for (NodeId id : g.nodes_of(Op::input)) {
-    const Node& n = g.node(id);
-    const std::string& name = n.attrs.s("name");
-    if (name == "labels") {
-      Tensor labels = make_tensor(n.shape);
-      for (int64_t i = 0; i < batch; ++i) labels(i) = static_cast<float>((i * 7 + step) % 10);
-      feeds[name] = labels;
-    } else if (name == kLearningRateInput) {
-      feeds[name] = scalar_tensor(0.01f);
-    } else if (name == Model::kDropoutKey) {
-      feeds[name] = scalar_tensor(static_cast<float>(1000 + step));
-    } else {
-      feeds[name] = uniform(n.shape, 0, 1, static_cast<uint32_t>(step + 100));
-    }
-  }
-  return feeds;
-}
-
-/// max |a - b| / max(1, |b|) over every tensor both maps hold.
-double max_state_error(const StateMap& a, const StateMap& b) {
-  double worst = 0;
-  for (const auto& [name, want] : b) {
-    const Tensor& got = a.at(name);
-    REQUIRE(got.shape() == want.shape());
-    for (size_t i = 0; i < want.size(); ++i)
-      worst = std::max(
-          worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
-  }
-  return worst;
-}
-
 }  // namespace
 
 TEST_CASE("a dense model's training step matches the interpreter and is deterministic", "[jit]") {

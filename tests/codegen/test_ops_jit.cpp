@@ -336,42 +336,6 @@ TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]"
   CHECK(check_graph(g, {{"x", uniform({4, 6}, -1, 1, 33)}}, 0, 2) < 1e-6);
 }
 
-namespace {
-
-StateMap step_feeds(const Graph& g, int64_t batch, int step) {
-  StateMap feeds;
-  for (NodeId id : g.nodes_of(Op::input)) {
-    const Node& n = g.node(id);
-    const std::string& name = n.attrs.s("name");
-    if (name == "labels") {
-      Tensor labels = make_tensor(n.shape);
-      for (int64_t i = 0; i < batch; ++i) labels(i) = static_cast<float>((i * 7 + step) % 10);
-      feeds[name] = labels;
-    } else if (name == kLearningRateInput) {
-      feeds[name] = scalar_tensor(0.01f);
-    } else if (name == Model::kDropoutKey) {
-      feeds[name] = scalar_tensor(static_cast<float>(1000 + step));
-    } else {
-      feeds[name] = uniform(n.shape, 0, 1, static_cast<uint32_t>(step + 100));
-    }
-  }
-  return feeds;
-}
-
-/// max |a - b| / max(1, |b|) over every tensor of b.
-double max_state_error(const StateMap& a, const StateMap& b) {
-  double worst = 0;
-  for (const auto& [name, want] : b) {
-    const Tensor& got = a.at(name);
-    REQUIRE(got.shape() == want.shape());
-    for (size_t i = 0; i < want.size(); ++i)
-      worst = std::max(
-          worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
-  }
-  return worst;
-}
-
-}  // namespace
 
 // (cnn3 and rescnn: see the next test.)
 TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo]") {
@@ -417,7 +381,7 @@ TEST_CASE("shallow, mlp512, cnn3 and rescnn training steps match the interpreter
     StateMap jit_state = initial, jit2_state = initial, ref_state = initial;
     double loss_err = 0, state_err = 0;
     for (int step = 0; step < 2; ++step) {
-      const StateMap feeds = step_feeds(g, batch, step);
+      const StateMap feeds = training_feeds(g, batch, step);
       const StateMap got = plan->run(feeds, jit_state);
       const StateMap got2 = plan2->run(feeds, jit2_state);
       const StateMap want = interpret<float>(g, feeds, ref_state);
