@@ -199,6 +199,12 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   auto load = [&](llvm::Value* base, llvm::Value* index) {
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, base, index), kFloatAlign);
   };
+  // The flat index of w[out, in, r, s] in the [k, c, r, s] filter.
+  auto filter_index = [&](llvm::Value* out, llvm::Value* in, llvm::Value* r, llvm::Value* s) {
+    llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(out, e.i64c(v.c)), in);
+    index = e.b.CreateAdd(e.b.CreateMul(index, e.i64c(v.r)), r);
+    return e.b.CreateAdd(e.b.CreateMul(index, e.i64c(v.s)), s);
+  };
   // A stride-1 convolution that keeps the width maps consecutive output columns to consecutive
   // input elements (and back), so its panels are filled by masked vector loads.
   const bool contiguous = v.stride == 1 && v.q == v.w;
@@ -209,10 +215,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     case Op::conv2d:
       // A = w [k, (c, r, s)]; B = im2col(x_b): row (c, r, s), column (p, q).
       p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
-        llvm::Value* index = e.b.CreateMul(i, e.i64c(v.c * v.r * v.s));
-        index = e.b.CreateAdd(index, e.b.CreateMul(k[0], e.i64c(v.r * v.s)));
-        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[1], e.i64c(v.s)), k[2]));
-        return load(second, index);
+        return load(second, filter_index(i, k[0], k[1], k[2]));
       };
       p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
         const int64_t vectors = (cols + e.width - 1) / e.width;
@@ -246,10 +249,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
       // A = w viewed as [c, (k, r, s)]; B: row (k, r, s), column (h, w) holds the dy element
       // whose window tap (r, s) covered input position (h, w), or 0.
       p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
-        llvm::Value* index = e.b.CreateMul(k[0], e.i64c(v.c * v.r * v.s));
-        index = e.b.CreateAdd(index, e.b.CreateMul(i, e.i64c(v.r * v.s)));
-        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[1], e.i64c(v.s)), k[2]));
-        return load(second, index);
+        return load(second, filter_index(k[0], i, k[1], k[2]));
       };
       p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
         const int64_t vectors = (cols + e.width - 1) / e.width;

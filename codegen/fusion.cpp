@@ -17,31 +17,14 @@ bool is_contraction(const Node& n) {
          n.op == Op::conv2d_backward_filter;
 }
 
-/// Pooling, normalization, reductions, softmax heads, transpose and broadcast: each has a
-/// kernel of its own (codegen/emit_ops.h) that, like a contraction, anchors a group and
-/// stores through its readers' elementwise epilogue, except where `no_epilogue` says why not.
+/// Pooling, normalization, reductions, softmax heads, transpose and broadcast (the op table's
+/// composite, reduction and data-moving ops; a reshape is an alias, not a kernel): each has a
+/// kernel of its own (codegen/emit_ops.h) that, like a contraction, anchors a group and stores
+/// through its readers' elementwise epilogue, except where `no_epilogue` says why not.
 bool is_op_anchor(const Node& n) {
-  switch (n.op) {
-    case Op::maxpool2d:
-    case Op::maxpool2d_backward:
-    case Op::batchnorm_train:
-    case Op::batchnorm_infer:
-    case Op::batchnorm_backward:
-    case Op::batchnorm_grad_gamma:
-    case Op::channel_mean:
-    case Op::channel_var:
-    case Op::reduce_sum:
-    case Op::reduce_mean:
-    case Op::reduce_max:
-    case Op::softmax:
-    case Op::softmax_xent:
-    case Op::softmax_xent_grad:
-    case Op::transpose:
-    case Op::broadcast:
-      return true;
-    default:
-      return false;
-  }
+  const OpCategory category = op_info(n.op).category;
+  return category == OpCategory::Composite || category == OpCategory::Reduction ||
+         (category == OpCategory::Layout && n.op != Op::reshape);
 }
 
 /// A node computed by a kernel of its own, so it can anchor a group.

@@ -25,23 +25,25 @@ llvm::Value* offset_of(Emit& e, const std::vector<int64_t>& strides, const Eleme
   return offset ? offset : e.i64c(0);
 }
 
-}  // namespace
+using LoopBody = std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>;
 
-std::vector<llvm::Value*> emit_loop(
-    Emit& e, int64_t count, int64_t step, std::vector<llvm::Value*> carried,
-    const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body) {
-  if (count <= 0) return carried;
-  if (count <= step) return body(e.i64c(0), carried);
-
+/// for (i = begin; i < end; i += step) carrying `carried`. With `guarded`, the loop is skipped
+/// when begin >= end and the values come out unchanged; without, the caller knows it runs at
+/// least once, and the last iteration's values are returned.
+std::vector<llvm::Value*> build_loop(Emit& e, llvm::Value* begin, llvm::Value* end, int64_t step,
+                                     const std::vector<llvm::Value*>& carried, const LoopBody& body, bool guarded) {
   llvm::Function* fn = e.b.GetInsertBlock()->getParent();
   llvm::BasicBlock* preheader = e.b.GetInsertBlock();
   llvm::BasicBlock* header = llvm::BasicBlock::Create(e.ctx, "loop", fn);
   llvm::BasicBlock* exit = llvm::BasicBlock::Create(e.ctx, "loop.end", fn);
-  e.b.CreateBr(header);
+  if (guarded)
+    e.b.CreateCondBr(e.b.CreateICmpSLT(begin, end), header, exit);
+  else
+    e.b.CreateBr(header);
   e.b.SetInsertPoint(header);
 
   llvm::PHINode* iv = e.b.CreatePHI(e.i64, 2, "i");
-  iv->addIncoming(e.i64c(0), preheader);
+  iv->addIncoming(begin, preheader);
   std::vector<llvm::PHINode*> phis;
   std::vector<llvm::Value*> inside;
   for (llvm::Value* v : carried) {
@@ -56,9 +58,26 @@ std::vector<llvm::Value*> emit_loop(
   llvm::BasicBlock* latch = e.b.GetInsertBlock();  // the body may have opened blocks of its own
   iv->addIncoming(next, latch);
   for (size_t k = 0; k < phis.size(); ++k) phis[k]->addIncoming(out[k], latch);
-  e.b.CreateCondBr(e.b.CreateICmpSLT(next, e.i64c(count)), header, exit);
+  e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
   e.b.SetInsertPoint(exit);
-  return out;  // values computed in the last iteration dominate the exit
+  if (!guarded) return out;  // values computed in the last iteration dominate the exit
+  std::vector<llvm::Value*> result;  // the last iteration's values, or the incoming ones
+  for (size_t k = 0; k < carried.size(); ++k) {
+    llvm::PHINode* merged = e.b.CreatePHI(carried[k]->getType(), 2);
+    merged->addIncoming(carried[k], preheader);
+    merged->addIncoming(out[k], latch);
+    result.push_back(merged);
+  }
+  return result;
+}
+
+}  // namespace
+
+std::vector<llvm::Value*> emit_loop(Emit& e, int64_t count, int64_t step, std::vector<llvm::Value*> carried,
+                                    const LoopBody& body) {
+  if (count <= 0) return carried;
+  if (count <= step) return body(e.i64c(0), carried);
+  return build_loop(e, e.i64c(0), e.i64c(count), step, carried, body, false);
 }
 
 void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llvm::Value*)>& body) {
@@ -68,41 +87,9 @@ void emit_for(Emit& e, int64_t count, int64_t step, const std::function<void(llv
   });
 }
 
-std::vector<llvm::Value*> emit_range_loop(
-    Emit& e, llvm::Value* begin, llvm::Value* end, std::vector<llvm::Value*> carried,
-    const std::function<std::vector<llvm::Value*>(llvm::Value*, const std::vector<llvm::Value*>&)>& body) {
-  llvm::Function* fn = e.b.GetInsertBlock()->getParent();
-  llvm::BasicBlock* preheader = e.b.GetInsertBlock();
-  llvm::BasicBlock* header = llvm::BasicBlock::Create(e.ctx, "range", fn);
-  llvm::BasicBlock* exit = llvm::BasicBlock::Create(e.ctx, "range.end", fn);
-  e.b.CreateCondBr(e.b.CreateICmpSLT(begin, end), header, exit);
-  e.b.SetInsertPoint(header);
-  llvm::PHINode* iv = e.b.CreatePHI(e.i64, 2, "i");
-  iv->addIncoming(begin, preheader);
-  std::vector<llvm::PHINode*> phis;
-  std::vector<llvm::Value*> inside;
-  for (llvm::Value* v : carried) {
-    phis.push_back(e.b.CreatePHI(v->getType(), 2));
-    phis.back()->addIncoming(v, preheader);
-    inside.push_back(phis.back());
-  }
-  std::vector<llvm::Value*> out = body(iv, inside);
-  assert(out.size() == carried.size());
-  llvm::Value* next = e.b.CreateAdd(iv, e.i64c(1), "i.next", true, true);
-  llvm::BasicBlock* latch = e.b.GetInsertBlock();
-  iv->addIncoming(next, latch);
-  for (size_t k = 0; k < phis.size(); ++k) phis[k]->addIncoming(out[k], latch);
-  e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
-  // At the exit: the loop's last values, or the incoming ones when it never ran.
-  e.b.SetInsertPoint(exit);
-  std::vector<llvm::Value*> result;
-  for (size_t k = 0; k < carried.size(); ++k) {
-    llvm::PHINode* merged = e.b.CreatePHI(carried[k]->getType(), 2);
-    merged->addIncoming(carried[k], preheader);
-    merged->addIncoming(out[k], latch);
-    result.push_back(merged);
-  }
-  return result;
+std::vector<llvm::Value*> emit_range_loop(Emit& e, llvm::Value* begin, llvm::Value* end,
+                                          std::vector<llvm::Value*> carried, const LoopBody& body) {
+  return build_loop(e, begin, end, 1, carried, body, true);
 }
 
 void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body) {
