@@ -144,7 +144,7 @@ FusionPlan fuse(const Graph& g) {
   for (const Node& n : g.nodes()) {
     if (joins[n.id] >= 0 || (!is_elementwise(n) && !is_anchor(n))) continue;
     group_at[n.id] = static_cast<int>(plan.groups.size());
-    plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id], {}});
+    plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id], {}, {}});
   }
   for (const Node& n : g.nodes()) {
     if (!is_elementwise(n) && !is_anchor(n)) continue;
@@ -155,7 +155,7 @@ FusionPlan fuse(const Graph& g) {
         why[n.id] = fmt::format("group %{} already holds %{} ({})", group.root, group.anchor,
                                 op_info(g.node(group.anchor).op).name);
         group_at[n.id] = static_cast<int>(plan.groups.size());
-        plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id], {}});
+        plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id], {}, {}});
         continue;
       }
       group.anchor = n.id;
@@ -222,8 +222,13 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why) {
     std::vector<std::string> inputs;
     for (NodeId id : group.inputs) inputs.push_back(value_label(g, id));
     out += fmt::format("  reads  {}\n", inputs.empty() ? "nothing" : fmt::format("{}", fmt::join(inputs, ", ")));
-    std::vector<std::string> writes{value_label(g, group.root)};
-    for (NodeId id : group.side_outputs) writes.push_back(value_label(g, id) + " (for its assigns)");
+    auto written = [&](NodeId id, const char* why) {
+      for (const auto& [output, source] : group.in_place)
+        if (output == id) return fmt::format("{} (in place, into {})", value_label(g, id), value_label(g, source));
+      return value_label(g, id) + why;
+    };
+    std::vector<std::string> writes{written(group.root, "")};
+    for (NodeId id : group.side_outputs) writes.push_back(written(id, " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (why)

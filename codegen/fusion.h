@@ -33,6 +33,10 @@ struct FusionGroup {
   /// Nodes inside the group that assigns also read: the kernel stores them beside the root
   /// (an optimizer's new moments, next to the new parameter they produce). Same shape as root.
   std::vector<NodeId> side_outputs;
+  /// Outputs (the root or side outputs) stored straight into the parameter or state tensor
+  /// they replace, as (output, source) pairs. Set by the JIT plan, never by fuse(): the
+  /// kernel then must not assume the two buffers are distinct.
+  std::vector<std::pair<NodeId, NodeId>> in_place;
 };
 
 /// A kernel's buffers: its outputs (the root, then the side outputs), its inputs, and last

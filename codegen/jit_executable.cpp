@@ -54,6 +54,80 @@ const float* source_data(const StateMap& map, const Node& n, const char* what) {
 }
 
 
+/// For each node, the parameter or state source whose tensor the kernel computing it writes
+/// directly, or -1. An assigned value V replacing source S is written in place when
+///  - V is the root or a side output of a kernel with no contraction (an elementwise loop:
+///    element i of V is computed from element i of its same-shape operands, so it is
+///    stored after S's element i was read and no other item reads that element);
+///  - S has V's shape, and every node reading S (directly or through reshapes) either runs in an
+///    earlier step or is an elementwise node of that kernel with S's shape reading S itself;
+///  - neither S nor anything aliasing it is a graph output or read by an assign.
+/// Such values need no arena space and no copy back when the step ends (an optimizer's
+/// parameters and moments).
+std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps,
+                                  const std::vector<FusionGroup>& groups) {
+  std::vector<NodeId> into(g.size(), -1);
+  std::vector<int> step_of(g.size(), -1), group_of(g.size(), -1);
+  for (int s = 0; s < static_cast<int>(steps.size()); ++s) {
+    const Step& step = steps[static_cast<size_t>(s)];
+    if (step.kind != StepKind::kernel) {
+      step_of[step.node] = s;
+      continue;
+    }
+    for (NodeId id : groups[static_cast<size_t>(step.index)].nodes) {
+      step_of[id] = s;
+      group_of[id] = step.index;
+    }
+  }
+  std::vector<std::vector<NodeId>> readers(g.size());
+  for (const Node& n : g.nodes())
+    for (NodeId o : n.operands) readers[o].push_back(n.id);
+  std::vector<bool> output(g.size(), false);
+  for (const auto& [name, id] : g.outputs()) output[id] = true;
+  std::map<std::string, NodeId> sources;
+  for (const Node& n : g.nodes())
+    if (n.op == Op::parameter || n.op == Op::state) sources[n.attrs.s("name")] = n.id;
+
+  for (NodeId a : g.nodes_of(Op::assign)) {
+    const NodeId value = g.node(a).operands[0];
+    const int k = group_of[value];
+    auto source = sources.find(g.node(a).attrs.s("target"));
+    if (k < 0 || source == sources.end()) continue;
+    const FusionGroup& group = groups[static_cast<size_t>(k)];
+    const NodeId s = source->second;
+    const bool stored = value == group.root || std::ranges::count(group.side_outputs, value) > 0;
+    if (!stored || group.anchor >= 0 || g.shape(s) != g.shape(value) || into[value] >= 0) continue;
+    bool safe = true;
+    std::vector<NodeId> aliases{s};
+    while (safe && !aliases.empty()) {
+      const NodeId x = aliases.back();
+      aliases.pop_back();
+      safe = !output[x];
+      for (NodeId r : readers[x]) {
+        const Node& reader = g.node(r);
+        if (reader.op == Op::reshape)
+          aliases.push_back(r);
+        else if (reader.op == Op::assign)
+          safe = false;
+        else if (group_of[r] == k)
+          safe = safe && x == s && op_info(reader.op).category == OpCategory::Elementwise && reader.shape == g.shape(s);
+        else
+          safe = safe && step_of[r] >= 0 && step_of[r] < step_of[group.root];
+      }
+    }
+    if (safe) into[value] = s;
+  }
+  return into;
+}
+
+/// plan_fusion's in-place writes per node: the source its kernel stores it into, or -1.
+std::vector<NodeId> in_place_sources(const Graph& g, const FusionPlan& fusion) {
+  std::vector<NodeId> into(g.size(), -1);
+  for (const FusionGroup& group : fusion.groups)
+    for (const auto& [output, source] : group.in_place) into[output] = source;
+  return into;
+}
+
 /// Where each kernel's output lives: the nodes placed in the arena and their offsets.
 struct MemoryLayout {
   std::vector<NodeId> nodes;
@@ -62,8 +136,9 @@ struct MemoryLayout {
 
 /// Lifetimes in steps: a kernel's output is born at its step and dies after its last reader
 /// (reads of a reshape are reads of what it aliases); outputs and assigned values are read
-/// after the last step.
-MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups) {
+/// after the last step. Values written in place (`into`) take no arena space.
+MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
+                            const std::vector<NodeId>& into) {
   std::vector<NodeId> owner(g.size());
   for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
   const int end = static_cast<int>(steps.size());
@@ -87,7 +162,7 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
   MemoryLayout layout;
   std::vector<BufferUse> uses;
   for (const Node& n : g.nodes())
-    if (first[n.id] >= 0) {
+    if (first[n.id] >= 0 && into[n.id] < 0) {
       layout.nodes.push_back(n.id);
       uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
     }
@@ -145,8 +220,13 @@ struct JitExecutable::Plan {
   float* arena = nullptr;  // arena_storage's first 64-byte boundary
   int64_t arena_floats = 0;
   std::vector<int64_t> arena_offset;  // per node, -1 when not in the arena
+  std::vector<NodeId> into;           // per node: the source it is written into (plan_in_place)
 
-  float* buffer_of(NodeId id) { return arena + arena_offset[id]; }
+  /// Where the kernel computing `id` stores it: the arena, or the tensor bound to the source
+  /// it replaces in place (`at`, the step's bindings, point into the caller's state there).
+  float* buffer_of(NodeId id, const std::vector<const float*>& at) {
+    return into[id] >= 0 ? const_cast<float*>(at[into[id]]) : arena + arena_offset[id];
+  }
   /// Whether [data, data + floats) is memory of the plan's own (its arena or a computed value).
   bool owns(const float* data, int64_t floats) const {
     if (data >= arena && data + floats <= arena + arena_floats) return true;
@@ -204,8 +284,8 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
   // Kernels take float* for every buffer but write only the first (and the scratch).
-  std::vector<float*> args{buffer_of(root)};
-  for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id));
+  std::vector<float*> args{buffer_of(root, at)};
+  for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, at));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
@@ -219,12 +299,12 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
   }
-  at[root] = buffer_of(root);
-  for (NodeId id : kernel.group.side_outputs) at[id] = buffer_of(id);
+  at[root] = args[0];
+  for (size_t i = 0; i < kernel.group.side_outputs.size(); ++i) at[kernel.group.side_outputs[i]] = args[1 + i];
 }
 
 void JitExecutable::Plan::place_buffers() {
-  const MemoryLayout layout = lay_out_memory(graph, steps, groups);
+  const MemoryLayout layout = lay_out_memory(graph, steps, groups, into);
   arena_floats = layout.arena.floats;
   arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats), 0.0f);
   const auto address = reinterpret_cast<uintptr_t>(arena_storage.data());
@@ -237,7 +317,9 @@ void JitExecutable::Plan::place_buffers() {
 JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(std::make_unique<Plan>(g, options)) {
   Plan& p = *plan_;
   verify(g);
-  const FusionPlan fusion = fuse(g);
+  const FusionPlan fusion = plan_fusion(g);
+  p.steps = plan_steps(g, fusion);
+  p.into = in_place_sources(g, fusion);
   const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
@@ -256,7 +338,6 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
     p.label_checks.push_back(std::move(labels));
   }
   for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = FallbackNode(g, id).run({});
-  p.steps = plan_steps(g, fusion);
   for (const Step& step : p.steps)
     if (step.kind == StepKind::interpreted) {
       p.fallbacks.emplace_back(g, step.node);
@@ -306,24 +387,26 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
 
   StateMap outputs;
   for (const auto& [name, id] : g.outputs()) outputs[name] = tensor_from(at[id], g.shape(id));
-  // Every assign reads the step's values before any of them is written back. A value the
-  // plan computed (in its arena or storage) is copied straight into the state tensor it
-  // replaces; one that is itself a state or feed tensor is copied aside first, since writing
-  // back another assign could overwrite it.
-  std::vector<std::pair<Tensor*, const float*>> in_place;
+  // Values written in place by their kernels are in their state tensors already. Every other
+  // assign reads the step's values before any of them is written back: a value the plan
+  // computed (in its arena or storage) is copied straight into the state tensor it replaces;
+  // one that is itself a state or feed tensor is copied aside first, since writing back
+  // another assign could overwrite it.
+  std::vector<std::pair<Tensor*, const float*>> write_back;
   std::vector<std::pair<std::string, Tensor>> copies;
   for (NodeId id : g.nodes_of(Op::assign)) {
     at[id] = at[g.node(id).operands[0]];
+    if (p.into[g.node(id).operands[0]] >= 0) continue;  // already in its state tensor
     const std::string& target = g.node(id).attrs.s("target");
     const Shape& shape = g.shape(id);
     auto it = state.find(target);
     const bool planned = p.owns(at[id], numel(shape));
     if (planned && it != state.end() && shape_of(it->second) == shape)
-      in_place.emplace_back(&it->second, at[id]);
+      write_back.emplace_back(&it->second, at[id]);
     else
       copies.emplace_back(target, tensor_from(at[id], shape));
   }
-  for (auto& [tensor, from] : in_place) std::copy(from, from + tensor->size(), tensor->data());
+  for (auto& [tensor, from] : write_back) std::copy(from, from + tensor->size(), tensor->data());
   for (auto& [target, value] : copies) state[target] = std::move(value);
   return outputs;
 }
@@ -336,9 +419,17 @@ const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.sta
 
 int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static_cast<int64_t>(sizeof(float)); }
 
+FusionPlan plan_fusion(const Graph& g) {
+  FusionPlan fusion = fuse(g);
+  const std::vector<NodeId> into = plan_in_place(g, plan_steps(g, fusion), fusion.groups);
+  for (const Node& n : g.nodes())
+    if (into[n.id] >= 0) fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, into[n.id]});
+  return fusion;
+}
+
 int64_t planned_arena_bytes(const Graph& g) {
-  const FusionPlan fusion = fuse(g);
-  return lay_out_memory(g, plan_steps(g, fusion), fusion.groups).arena.floats * static_cast<int64_t>(sizeof(float));
+  const FusionPlan fusion = plan_fusion(g);
+  return lay_out_memory(g, plan_steps(g, fusion), fusion.groups, in_place_sources(g, fusion)).arena.floats * static_cast<int64_t>(sizeof(float));
 }
 
 void JitExecutable::set_profiling(bool on) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "codegen/fusion.h"
 #include "codegen/jit.h"
 #include "graph/graph.h"
 #include "runtime/executor.h"
@@ -78,6 +79,11 @@ std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& opt
 
 /// The arena bytes compile_jit would plan for `g`, without compiling anything.
 int64_t planned_arena_bytes(const Graph& g);
+
+/// fuse(g) as compile_jit uses it: each group's `in_place` lists the assigned values its kernel
+/// stores straight into the parameter or state tensor they replace (no arena space, no copy
+/// when the step ends), where no later step reads the old value.
+FusionPlan plan_fusion(const Graph& g);
 
 /// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for `g`.
 std::string dump_kernels(const Graph& g, DumpStage stage);

@@ -67,7 +67,7 @@ Run add_ir(CLI::App& app) {
     }
     if (f->stage == "fused") {
       Graph step = build_training_step(model.build, f->batch, opt);
-      const FusionPlan plan = fuse(step);
+      const FusionPlan plan = plan_fusion(step);
       fmt::print("{}", describe_fusion(step, plan, f->why));
       int computed = 0;
       std::vector<std::string> interpreted;

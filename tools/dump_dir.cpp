@@ -46,7 +46,7 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
   write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
   write(fs::path(dir) / "grad.txt", print_text(step));
   write(fs::path(dir) / "grad.dot", print_dot(step, title + " grad"));
-  write(fs::path(dir) / "fused.txt", describe_fusion(step, fuse(step)));
+  write(fs::path(dir) / "fused.txt", describe_fusion(step, plan_fusion(step)));
   const std::vector<std::pair<DumpStage, std::string>> stages = {
       {DumpStage::ir_before_opt, ".ll"}, {DumpStage::ir_after_opt, ".opt.ll"}, {DumpStage::assembly, ".s"}};
   for (const auto& [stage, suffix] : stages)
