@@ -543,3 +543,52 @@ TEST_CASE("each Adam update is one pass over its parameter, storing the new mome
   }
   CHECK(updates == 6);  // three dense layers, a weight and a bias each
 }
+
+namespace {
+
+/// state s [37] := s * c + c, with a reduce_sum of s either before the update (`read_after`
+/// false) or after it; the sum is the output.
+Graph update_with_a_reader(bool read_after) {
+  Graph g;
+  const NodeId s = g.add(Op::state, {}, {{"name", "s"}, {"shape", Shape{37}}, {"init", std::string("zeros")}});
+  const NodeId c = input(g, "c", {37});
+  auto sum = [&] {
+    g.set_output("sum", g.add(Op::reduce_sum, {s}, {{"axes", std::vector<int64_t>{0}}, {"keepdims", int64_t(0)}}));
+  };
+  if (!read_after) sum();
+  const NodeId v = g.add(Op::add, {g.add(Op::mul, {s, c}), c});
+  if (read_after) sum();
+  g.add(Op::assign, {v}, {{"target", std::string("s")}});
+  return g;
+}
+
+size_t in_place_writes(const FusionPlan& plan) {
+  size_t count = 0;
+  for (const FusionGroup& group : plan.groups) count += group.in_place.size();
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("updates are stored in place into their state tensors unless a later step reads the old value", "[jit]") {
+  OptimizerConfig adam;
+  adam.kind = OptimizerConfig::Kind::adam;
+  const Graph step = build_training_step(small_mlp, 4, adam, {1, 6, 6});
+  // Six parameters with two moments each, and the step count: all nineteen new values go
+  // straight into their state tensors.
+  CHECK(in_place_writes(plan_fusion(step)) == 19);
+
+  for (bool read_after : {false, true}) {
+    INFO("the sum reads the state " << (read_after ? "after" : "before") << " the update's kernel");
+    const Graph g = update_with_a_reader(read_after);
+    CHECK(in_place_writes(plan_fusion(g)) == (read_after ? 0 : 1));
+    StateMap jit_state{{"s", uniform({37}, -1, 1, 3)}}, ref_state = jit_state;
+    const StateMap feeds{{"c", uniform({37}, 0.5, 2, 4)}};
+    auto plan = compile_jit(g);
+    for (int run = 0; run < 2; ++run) {
+      const StateMap got = plan->run(feeds, jit_state), want = interpret<float>(g, feeds, ref_state);
+      CHECK(max_rel_error(got.at("sum"), want.at("sum")) < 1e-6);
+      CHECK(bitwise_equal(jit_state.at("s"), ref_state.at("s")));
+    }
+  }
+}
