@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numeric>
 #include <random>
@@ -112,7 +113,13 @@ std::vector<int> read_labels(const std::string& path) {
   return labels;
 }
 
-Tensor read_images(const std::string& path, bool scale) {
+/// An image file as stored: 8-bit pixels, 28x28 per image, one image after another.
+struct RawImages {
+  std::vector<uint8_t> pixels;
+  size_t count = 0;
+};
+
+RawImages read_raw_images(const std::string& path) {
   GzReader in(path);
   const std::vector<uint32_t> header = in.read_header(4);
   in.expect_magic(header[0], kImagesMagic, "image");
@@ -121,15 +128,46 @@ Tensor read_images(const std::string& path, bool scale) {
     throw Error(fmt::format("'{}' holds {}x{} images; Fashion-MNIST images are {}x{}", path, rows, cols,
                             kImageSide, kImageSide));
   }
-  const std::vector<uint8_t> pixels = in.read_exact(count * rows * cols, "pixels");
-  Tensor images = Tensor::from_shape({count, 1, rows, cols});
+  return RawImages{in.read_exact(count * rows * cols, "pixels"), count};
+}
+
+/// The images at `indices` (each below raw.count) as floats, [n, 1, 28, 28].
+Tensor float_images(const RawImages& raw, const std::vector<size_t>& indices, bool scale) {
+  const size_t pixels = kImageSide * kImageSide;
+  Tensor images = Tensor::from_shape({indices.size(), 1, kImageSide, kImageSide});
   float* out = images.data();
-  for (size_t i = 0; i < pixels.size(); ++i) {
+  for (size_t i : indices) {
+    const uint8_t* in = raw.pixels.data() + i * pixels;
     // Divide rather than multiply by 1/255 so every pixel is the correctly rounded quotient.
-    out[i] = scale ? static_cast<float>(pixels[i]) / 255.0f : static_cast<float>(pixels[i]);
+    for (size_t p = 0; p < pixels; ++p) *out++ = scale ? static_cast<float>(in[p]) / 255.0f : static_cast<float>(in[p]);
   }
   return images;
 }
+
+/// An image file and its label file, checked against each other.
+struct RawSet {
+  RawImages images;
+  std::vector<int> labels;
+};
+
+RawSet read_idx(const std::string& images_gz, const std::string& labels_gz) {
+  RawSet set{{}, read_labels(labels_gz)};
+  set.images = read_raw_images(images_gz);
+  if (set.images.count != set.labels.size()) {
+    throw Error(fmt::format("'{}' holds {} images but '{}' holds {} labels; the counts must match", images_gz,
+                            set.images.count, labels_gz, set.labels.size()));
+  }
+  return set;
+}
+
+/// Dataset of the examples at `indices` of a set, in that order.
+Dataset take(const RawSet& set, const std::vector<size_t>& indices, bool scale) {
+  Dataset out;
+  out.images = float_images(set.images, indices, scale);
+  for (size_t i : indices) out.labels.push_back(set.labels[i]);
+  return out;
+}
+
 
 // ---- Seeded randomness -------------------------------------------------------------------
 
@@ -267,14 +305,8 @@ Dataset Dataset::subset(const std::vector<size_t>& indices) const {
 // ---- Loading -----------------------------------------------------------------------------
 
 Dataset load_idx(const std::string& images_gz, const std::string& labels_gz, bool scale) {
-  Dataset data;
-  data.labels = read_labels(labels_gz);
-  data.images = read_images(images_gz, scale);
-  if (data.images.shape()[0] != data.labels.size()) {
-    throw Error(fmt::format("'{}' holds {} images but '{}' holds {} labels; the counts must match", images_gz,
-                            data.images.shape()[0], labels_gz, data.labels.size()));
-  }
-  return data;
+  const RawSet set = read_idx(images_gz, labels_gz);
+  return take(set, iota(set.labels.size()), scale);
 }
 
 std::string default_data_dir() {
@@ -288,25 +320,44 @@ const std::array<const char*, 10>& class_names() {
   return names;
 }
 
+namespace {
+
+/// The splits split_fashion_mnist defines, each made by `make(from_test, indices)` from the
+/// examples at those indices of the full training set or of the test set.
+Splits split_by_indices(const std::vector<int>& train_labels, const std::vector<int>& test_labels,
+                        const SplitOptions& options,
+                        const std::function<Dataset(bool, const std::vector<size_t>&)>& make) {
+  const uint64_t seed = options.seed;
+  const StratifiedSplit split = stratified_split(train_labels, options.val_size, seed);
+  Splits out;
+  out.train = make(false, limit_and_shuffle(train_labels, split.train, options.train_limit, seed, Stream::train));
+  out.val = make(false, limit_and_shuffle(train_labels, split.val, options.val_limit, seed, Stream::val));
+  out.test = make(true, limit_and_shuffle(test_labels, iota(test_labels.size()), options.test_limit, seed, Stream::test));
+  return out;
+}
+
+}  // namespace
+
 Splits load_fashion_mnist(const SplitOptions& options) {
   const fs::path dir = options.dir.empty() ? default_data_dir() : options.dir;
   const auto load = [&](const char* prefix) {
-    return load_idx((dir / fmt::format("{}-images-idx3-ubyte.gz", prefix)).string(),
-                    (dir / fmt::format("{}-labels-idx1-ubyte.gz", prefix)).string(), options.scale);
+    return read_idx((dir / fmt::format("{}-images-idx3-ubyte.gz", prefix)).string(),
+                    (dir / fmt::format("{}-labels-idx1-ubyte.gz", prefix)).string());
   };
-  const Dataset full_train = load("train");
-  const Dataset test = load("t10k");
-  return split_fashion_mnist(full_train, test, options);
+  // The files stay 8-bit until each split takes its examples as floats: the process never holds
+  // the 60,000 training images as floats beside the splits made of them.
+  const RawSet full_train = load("train");
+  const RawSet test = load("t10k");
+  return split_by_indices(full_train.labels, test.labels, options, [&](bool from_test, const std::vector<size_t>& indices) {
+    return take(from_test ? test : full_train, indices, options.scale);
+  });
 }
 
 Splits split_fashion_mnist(const Dataset& full_train, const Dataset& test, const SplitOptions& options) {
-  const uint64_t seed = options.seed;
-  const StratifiedSplit split = stratified_split(full_train.labels, options.val_size, seed);
-  Splits out;
-  out.train = full_train.subset(limit_and_shuffle(full_train.labels, split.train, options.train_limit, seed, Stream::train));
-  out.val = full_train.subset(limit_and_shuffle(full_train.labels, split.val, options.val_limit, seed, Stream::val));
-  out.test = test.subset(limit_and_shuffle(test.labels, iota(test.size()), options.test_limit, seed, Stream::test));
-  return out;
+  return split_by_indices(full_train.labels, test.labels, options,
+                          [&](bool from_test, const std::vector<size_t>& indices) {
+                            return (from_test ? test : full_train).subset(indices);
+                          });
 }
 
 // ---- Index-level helpers -----------------------------------------------------------------
