@@ -6,7 +6,10 @@
 #include <cmath>
 #include <filesystem>
 
+#include "autodiff/step.h"
+#include "graph/cost.h"
 #include "graph/error.h"
+#include "models/zoo.h"
 #include "suite/report.h"
 
 namespace dagger::suite {
@@ -37,24 +40,40 @@ double parse_number(const std::string& text, const std::string& what, const std:
   throw Error(fmt::format("experiment {}: {} '{}' is not a number", id, what, text));
 }
 
-/// Images a run's training will see: the ETA's unit of work. Family 0: dense models, 1: CNNs.
+/// Training FLOPs (images times the training step's FLOPs per image): the ETA's unit of work,
+/// so that one measured rate prices runs of any model. Family 0: dense models, 1: CNNs.
 struct Workload {
   std::array<double, 2> planned{}, done{}, seconds{};
+  double fastest = 0;  // the best FLOP/s of any one epoch so far
 
-  /// Time left at the measured rate of each family, naming the families not timed yet.
+  void epoch(size_t f, double flops, double secs) {
+    done[f] += flops;
+    seconds[f] += secs;
+    if (secs > 0) fastest = std::max(fastest, flops / secs);
+  }
+
+  /// FLOP/s measured on the family's epochs so far, or 0.
+  double rate(size_t f) const { return done[f] > 0 && seconds[f] > 0 ? done[f] / seconds[f] : 0; }
+
+  /// Time left at the measured rate of each family. A family not timed yet is priced at the
+  /// fastest epoch so far (small models run far below the machine's FLOP rate, so their
+  /// average would overprice a CNN), and says so; "?" before any epoch has finished.
   std::string eta() const {
     static constexpr const char* kNames[] = {"MLP", "CNN"};
     double total = 0;
-    std::string untimed;
+    std::string borrowed;
     for (size_t f = 0; f < 2; ++f) {
       const double left = std::max(0.0, planned[f] - done[f]);
       if (left <= 0) continue;
-      if (done[f] <= 0 || seconds[f] <= 0)
-        untimed += fmt::format(" + {} runs, not timed yet", kNames[f]);
-      else
-        total += left * seconds[f] / done[f];
+      double r = rate(f);
+      if (r <= 0) {
+        r = fastest;
+        if (r <= 0) return "?";
+        borrowed = fmt::format(" ({} runs priced at the fastest {}'s {:.0f} GFLOP/s)", kNames[f], kNames[1 - f], r / 1e9);
+      }
+      total += left / r;
     }
-    return format_duration(total) + untimed;
+    return format_duration(total) + borrowed;
   }
   double fraction() const {
     const double p = planned[0] + planned[1];
@@ -63,6 +82,12 @@ struct Workload {
 };
 
 size_t family(const std::string& model) { return model.starts_with("cnn") || model.starts_with("rescnn") ? 1 : 0; }
+
+/// Training-step FLOPs per image of a model (forward, backward and Adam at batch 64).
+double training_flops_per_image(const std::string& model) {
+  constexpr int64_t kBatch = 64;
+  return graph_cost(build_training_step(zoo::find(model).build, kBatch, OptimizerConfig{})).flops / kBatch;
+}
 
 class Runner {
  public:
@@ -82,7 +107,7 @@ class Runner {
     }
     if (options_.progress)
       fmt::print(stderr, "suite ({} profile): {} experiments ({}), {} runs, at most {:.0f} training images; out {}\n",
-                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, work_.planned[0] + work_.planned[1],
+                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, planned_images_,
                  options_.out_dir);
     fs::create_directories(options_.out_dir + "/runs");
     result_.experiments.reserve(order.size());
@@ -125,8 +150,46 @@ class Runner {
   void plan_workload(const Experiment& e) {
     if (e.run.model.empty()) return;
     const Budget& b = options_.profile.budget_for(e.run.model);
-    const double train = b.train ? static_cast<double>(b.train) : 48000.0;
-    work_.planned[family(e.run.model)] += train * epochs_for(e) * static_cast<double>(grid_size(e));
+    const double images = (b.train ? static_cast<double>(b.train) : 48000.0) * epochs_for(e);
+    planned_images_ += images * static_cast<double>(grid_size(e));
+    for (const std::string& model : planned_models(e)) {
+      const double flops = images * flops_per_image(model);
+      planned_flops_[e.id].push_back(flops);
+      work_.planned[family(e.run.model)] += flops;
+    }
+  }
+
+  /// The model of each run of `e` as far as it is known before the suite starts: the grid's
+  /// placeholders filled with its literal values. A run whose model waits on another
+  /// experiment's result (E21's block dropout and head width) is priced as the zoo model of
+  /// its name (rescnn), or as mlp512 or cnn3.
+  std::vector<std::string> planned_models(const Experiment& e) const {
+    std::vector<std::string> models = {e.run.model};
+    for (const Axis& axis : e.grid) {
+      std::vector<std::string> next;
+      for (const std::string& m : models)
+        for (const std::string& v : axis.values) {
+          std::string filled = m;
+          const std::string hole = "{" + axis.name + "}";
+          if (const auto at = filled.find(hole); at != std::string::npos && !v.starts_with('@'))
+            filled.replace(at, hole.size(), v);
+          next.push_back(filled);
+        }
+      models = std::move(next);
+    }
+    for (std::string& m : models)
+      if (m.find('{') != std::string::npos) {
+        const std::string name = m.substr(0, m.find('('));
+        const bool named = std::ranges::any_of(zoo::entries(), [&](const zoo::Entry& z) { return z.name == name; });
+        m = named ? name : family(m) == 1 ? "cnn3" : "mlp512";
+      }
+    return models;
+  }
+
+  double flops_per_image(const std::string& model) {
+    auto [it, fresh] = flops_per_image_.try_emplace(model, 0.0);
+    if (fresh) it->second = training_flops_per_image(model);
+    return it->second;
   }
 
   /// A field's value with "@Exx.name" references looked up in earlier results.
@@ -210,10 +273,10 @@ class Runner {
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
     const size_t f = family(c.model);
-    const double images = static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size());
-    ctx.on_epoch = [this, &e, index, count, c, f, images, &tick](const EpochStats& s) {
-      work_.done[f] += images;
-      work_.seconds[f] += seconds_since(tick);
+    const double flops = static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size()) *
+                         flops_per_image(c.model);
+    ctx.on_epoch = [this, &e, index, count, c, f, flops, &tick](const EpochStats& s) {
+      work_.epoch(f, flops, seconds_since(tick));
       tick = Clock::now();
       if (options_.after_epoch) options_.after_epoch(c, s);
       if (!options_.progress) return;
@@ -238,8 +301,9 @@ class Runner {
       for (size_t i = 0; i < combos.size(); ++i) {
         RunConfig c = configure(e, combos[i]);
         const Splits& d = data(c.train, c.val, c.test, c.raw_pixels);
-        const double planned = static_cast<double>(d.train.size()) * c.epochs;
+        const double planned = static_cast<double>(d.train.size()) * c.epochs * flops_per_image(c.model);
         const size_t f = family(c.model);
+        work_.planned[f] += planned - planned_flops_.at(e.id).at(i);  // now that the model is known
         const double done_before = work_.done[f];
         auto tick = Clock::now();
         RunRecord record = run_or_reuse(c, {&d.train, &d.val, &d.test}, context(e, i, combos.size(), c, tick));
@@ -333,6 +397,9 @@ class Runner {
   SuiteOptions options_;
   SuiteResult result_;
   Workload work_;
+  double planned_images_ = 0;
+  std::map<std::string, std::vector<double>> planned_flops_;  // per experiment, per run: the plan's price
+  std::map<std::string, double> flops_per_image_;             // per model
 };
 
 }  // namespace
