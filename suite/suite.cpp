@@ -41,43 +41,71 @@ double parse_number(const std::string& text, const std::string& what, const std:
 }
 
 /// Training FLOPs (images times the training step's FLOPs per image): the ETA's unit of work,
-/// so that one measured rate prices runs of any model. Family 0: dense models, 1: CNNs.
+/// so that one measured rate prices runs of any model. Indexed by family (0: dense models,
+/// 1: CNNs) and by whether the run stops early (1) or trains a fixed number of epochs (0);
+/// early-stopping runs are planned at their epoch cap.
 struct Workload {
-  std::array<double, 2> planned{}, done{}, seconds{};
-  double fastest = 0;  // the best FLOP/s of any one epoch so far
+  using Table = std::array<std::array<double, 2>, 2>;
+  Table planned{}, done{};
+  std::array<double, 2> seconds{};
+  double fastest = 0;                   // the best FLOP/s of any one epoch so far
+  double stop_epochs = 0, stop_caps = 0;  // epochs trained and epoch caps of finished early-stopping runs
 
-  void epoch(size_t f, double flops, double secs) {
-    done[f] += flops;
+  void epoch(size_t f, bool stops, double flops, double secs) {
+    done[f][stops] += flops;
     seconds[f] += secs;
     if (secs > 0) fastest = std::max(fastest, flops / secs);
   }
+  /// A run ended (or was reused) after `done_flops` of its `planned_flops`: its unused work
+  /// leaves the plan, and an early-stopping run tells how much of its cap such runs use.
+  void finish(size_t f, bool stops, double planned_flops, double done_flops, int epochs, int cap) {
+    planned[f][stops] -= planned_flops - done_flops;
+    if (stops) {
+      stop_epochs += epochs;
+      stop_caps += cap;
+    }
+  }
 
   /// FLOP/s measured on the family's epochs so far, or 0.
-  double rate(size_t f) const { return done[f] > 0 && seconds[f] > 0 ? done[f] / seconds[f] : 0; }
+  double rate(size_t f) const {
+    const double d = done[f][0] + done[f][1];
+    return d > 0 && seconds[f] > 0 ? d / seconds[f] : 0;
+  }
 
-  /// Time left at the measured rate of each family. A family not timed yet is priced at the
-  /// fastest epoch so far (small models run far below the machine's FLOP rate, so their
-  /// average would overprice a CNN), and says so; "?" before any epoch has finished.
+  /// Time left at the measured rate of each family: expected (early-stopping runs using the
+  /// share of their cap that finished ones used) and at most (every run to its cap). A family
+  /// not timed yet is priced at the fastest epoch so far (small models run far below the
+  /// machine's FLOP rate, so their average would overprice a CNN), and says so; "?" before any
+  /// epoch has finished.
   std::string eta() const {
     static constexpr const char* kNames[] = {"MLP", "CNN"};
-    double total = 0;
+    const double used = stop_caps > 0 ? stop_epochs / stop_caps : 1.0;
+    double expected = 0, most = 0;
     std::string borrowed;
     for (size_t f = 0; f < 2; ++f) {
-      const double left = std::max(0.0, planned[f] - done[f]);
-      if (left <= 0) continue;
+      const double fixed = std::max(0.0, planned[f][0] - done[f][0]);
+      const double stopping = std::max(0.0, planned[f][1] - done[f][1]);
+      if (fixed + stopping <= 0) continue;
       double r = rate(f);
       if (r <= 0) {
         r = fastest;
         if (r <= 0) return "?";
-        borrowed = fmt::format(" ({} runs priced at the fastest {}'s {:.0f} GFLOP/s)", kNames[f], kNames[1 - f], r / 1e9);
+        borrowed = fmt::format(", {} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9);
       }
-      total += left / r;
+      expected += (fixed + stopping * used) / r;
+      most += (fixed + stopping) / r;
     }
-    return format_duration(total) + borrowed;
+    if (most <= expected) return format_duration(expected) + (borrowed.empty() ? "" : " (" + borrowed.substr(2) + ")");
+    return fmt::format("{} (at most {}{})", format_duration(expected), format_duration(most), borrowed);
   }
   double fraction() const {
-    const double p = planned[0] + planned[1];
-    return p > 0 ? (done[0] + done[1]) / p : 1.0;
+    double p = 0, d = 0;
+    for (size_t f = 0; f < 2; ++f)
+      for (size_t k = 0; k < 2; ++k) {
+        p += planned[f][k];
+        d += done[f][k];
+      }
+    return p > 0 ? d / p : 1.0;
   }
 };
 
@@ -155,9 +183,12 @@ class Runner {
     for (const std::string& model : planned_models(e)) {
       const double flops = images * flops_per_image(model);
       planned_flops_[e.id].push_back(flops);
-      work_.planned[family(e.run.model)] += flops;
+      work_.planned[family(e.run.model)][stops_early(e)] += flops;
     }
   }
+
+  /// Whether the runs of `e` stop early (all but the fixed-length ones, E06 and E19).
+  static bool stops_early(const Experiment& e) { return e.run.epochs <= 0; }
 
   /// The model of each run of `e` as far as it is known before the suite starts: the grid's
   /// placeholders filled with its literal values. A run whose model waits on another
@@ -273,10 +304,11 @@ class Runner {
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
     const size_t f = family(c.model);
+    const bool stops = stops_early(e);
     const double flops = static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size()) *
                          flops_per_image(c.model);
-    ctx.on_epoch = [this, &e, index, count, c, f, flops, &tick](const EpochStats& s) {
-      work_.epoch(f, flops, seconds_since(tick));
+    ctx.on_epoch = [this, &e, index, count, c, f, stops, flops, &tick](const EpochStats& s) {
+      work_.epoch(f, stops, flops, seconds_since(tick));
       tick = Clock::now();
       if (options_.after_epoch) options_.after_epoch(c, s);
       if (!options_.progress) return;
@@ -303,12 +335,14 @@ class Runner {
         const Splits& d = data(c.train, c.val, c.test, c.raw_pixels);
         const double planned = static_cast<double>(d.train.size()) * c.epochs * flops_per_image(c.model);
         const size_t f = family(c.model);
-        work_.planned[f] += planned - planned_flops_.at(e.id).at(i);  // now that the model is known
-        const double done_before = work_.done[f];
+        const bool stops = stops_early(e);
+        work_.planned[f][stops] += planned - planned_flops_.at(e.id).at(i);  // now that the model is known
+        const double done_before = work_.done[f][stops];
         auto tick = Clock::now();
         RunRecord record = run_or_reuse(c, {&d.train, &d.val, &d.test}, context(e, i, combos.size(), c, tick));
         // Reuse and early stopping free planned work; the final evaluation counts as this run's time.
-        work_.planned[f] -= planned - (work_.done[f] - done_before);
+        work_.finish(f, stops, planned, work_.done[f][stops] - done_before, static_cast<int>(record.history.size()),
+                     c.epochs);
         if (!record.reused) work_.seconds[f] += seconds_since(tick);
         if (record.reused) {
           ++r.reused;
