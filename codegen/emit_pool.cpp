@@ -1,7 +1,10 @@
 // Max pooling and its gradient, one (image, channel) plane per item. Vectors run along the
-// output row: lane l of a vector covers window q + l, whose elements are W apart in x by the
-// stride (a contiguous load for stride 1, a gather otherwise).
+// output row: lane l of a vector covers window q + l, whose elements are the stride apart in x
+// (a contiguous load for stride 1; for stride 2 two contiguous loads whose even elements a
+// shuffle picks; a gather otherwise).
 #include <llvm/IR/Constants.h>
+
+#include <algorithm>
 
 #include "codegen/emit_ops.h"
 
@@ -21,6 +24,23 @@ PoolDims pool_dims(const Graph& g, NodeId anchor) {
   return {x[0], x[1], x[2], x[3], (x[2] - window) / stride + 1, (x[3] - window) / stride + 1, window, stride};
 }
 
+/// x[at + 2l] for the `active` first lanes l (others 0): the 2 * (active - 1) + 1 floats from
+/// `at` in two vector loads, masked to exactly those, then every other element picked out.
+llvm::Value* load_every_other(Emit& e, llvm::Value* x, llvm::Value* at, unsigned active) {
+  const int64_t span = 2 * (static_cast<int64_t>(active) - 1) + 1;
+  llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
+  llvm::Value* halves[2];
+  for (int64_t k = 0; k < 2; ++k) {
+    const int64_t count = std::clamp<int64_t>(span - k * e.width, 0, e.width);
+    halves[k] = count == 0 ? zero
+                           : load_vector(e, x, e.b.CreateAdd(at, e.i64c(k * e.width)),
+                                         count == e.width ? nullptr : e.prefix_mask(static_cast<unsigned>(count)), zero);
+  }
+  std::vector<int> even(e.width);
+  for (unsigned l = 0; l < e.width; ++l) even[l] = static_cast<int>(2 * l);
+  return e.b.CreateShuffleVector(halves[0], halves[1], even);
+}
+
 /// The first maximum, in row-major window order, of the windows of output row `r` starting
 /// at column q (one per lane): its value and its offset in the plane (i32 lanes).
 std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
@@ -34,8 +54,9 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
   for (int64_t i = 0; i < d.window; ++i)
     for (int64_t j = 0; j < d.window; ++j) {
       llvm::Value* at = e.b.CreateAdd(base, e.i64c(i * d.w + j));
-      llvm::Value* v = d.stride == 1 ? load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf))
-                                     : gather_at(e, x, at, lanes, mask);
+      llvm::Value* v = d.stride == 1   ? load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf))
+                       : d.stride == 2 ? load_every_other(e, x, at, active_lanes(e, mask))
+                                       : gather_at(e, x, at, lanes, mask);
       llvm::Value* v_at = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
       if (!best) {
         best = v;
