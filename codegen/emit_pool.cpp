@@ -41,14 +41,19 @@ llvm::Value* load_every_other(Emit& e, llvm::Value* x, llvm::Value* at, unsigned
   return e.b.CreateShuffleVector(halves[0], halves[1], even);
 }
 
+/// The plane offset of the window origin of output (r, q) (lane 0's), and each lane's (i32).
+std::pair<llvm::Value*, llvm::Value*> window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::Value* q) {
+  llvm::Value* origin = e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.stride * d.w)), e.b.CreateMul(q, e.i64c(d.stride)));
+  llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
+  return {origin, e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes)};
+}
+
 /// The first maximum, in row-major window order, of the windows of output row `r` starting
 /// at column q (one per lane): its value and its offset in the plane (i32 lanes).
 std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
                                                  llvm::Value* r, llvm::Value* q, llvm::Value* mask) {
-  // Plane offset of lane 0's window origin, and each lane's distance from it.
-  llvm::Value* origin = e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.stride * d.w)), e.b.CreateMul(q, e.i64c(d.stride)));
+  const auto [origin, lane_origin] = window_origins(e, d, r, q);
   llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
-  llvm::Value* lane_origin = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes);
   llvm::Value* base = e.b.CreateAdd(plane, origin);
   llvm::Value *best = nullptr, *best_at = nullptr;
   for (int64_t i = 0; i < d.window; ++i)
@@ -97,38 +102,79 @@ void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
     return;
   }
 
-  // The gradient: the plane is zeroed, then each window adds its dy at its maximum, in
-  // row-major window order (overlapping windows add in the interpreter's order); an
-  // epilogue, if any, then runs over the plane in place.
+  // The gradient, then an epilogue, if any, over the plane in place. 2x2 windows of stride 2
+  // tiling the plane: every element belongs to one window, so each window row is written
+  // once, dy where the maximum is and 0 elsewhere, its two columns interleaved into
+  // contiguous vectors. Otherwise the plane is zeroed, then each window adds its dy at its
+  // maximum in row-major window order (overlapping windows add in the interpreter's order).
   Epilogue ep(e, g, group, kf, 2);
   llvm::Value* dy = operand_arg(kf, g, group, 1);
   llvm::Value* dx = kf.args[0];
   const llvm::Align align(4);
+  const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
     llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
-    emit_vector_nest(e, {d.h * d.w}, [&](const ElementPos& at) {
-      ElementPos pos = at;
-      pos.coords[0] = e.b.CreateAdd(plane, at.coords[0]);
-      store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
-    });
     llvm::Value* dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
-    emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-      emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
-        llvm::Value* q = at.coords[0];
-        llvm::Value* best_at = window_max(e, d, x, plane, r, q, at.mask).second;
-        llvm::Value* grad =
-            load_vector(e, dy, e.b.CreateAdd(dy_plane, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.ow)), q)), at.mask,
-                        llvm::Constant::getNullValue(e.vf));
-        for (unsigned l = 0; l < active_lanes(e, at.mask); ++l) {
-          llvm::Value* offset =
-              e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
-          llvm::Value* slot = e.b.CreateInBoundsGEP(e.f32, dx, offset);
-          llvm::Value* sum =
-              e.b.CreateFAdd(e.b.CreateAlignedLoad(e.f32, slot, align), e.b.CreateExtractElement(grad, uint64_t(l)));
-          e.b.CreateAlignedStore(sum, slot, align);
-        }
+    auto dy_at = [&](llvm::Value* r, const ElementPos& at) {
+      return load_vector(e, dy, e.b.CreateAdd(dy_plane, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.ow)), at.coords[0])),
+                         at.mask, llvm::Constant::getNullValue(e.vf));
+    };
+    if (tiled) {
+      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+        emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
+          llvm::Value* q = at.coords[0];
+          llvm::Value* best_at = window_max(e, d, x, plane, r, q, at.mask).second;
+          llvm::Value* grad = dy_at(r, at);
+          llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
+          const auto [origin, lane_origin] = window_origins(e, d, r, q);
+          const unsigned active = active_lanes(e, at.mask);
+          std::vector<int> low(e.width), high(e.width);  // interleave (a0 b0 a1 b1 ...) over two vectors
+          for (unsigned l = 0; l < e.width; ++l) {
+            low[l] = static_cast<int>(l / 2 + (l % 2) * e.width);
+            high[l] = static_cast<int>((l + e.width) / 2 + (l % 2) * e.width);
+          }
+          for (int64_t i = 0; i < 2; ++i) {
+            llvm::Value* columns[2];
+            for (int64_t j = 0; j < 2; ++j) {
+              llvm::Value* here = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
+              // + 0 as the zero-filled sum would: a -0 gradient lands as +0.
+              columns[j] = e.b.CreateFAdd(e.b.CreateSelect(e.b.CreateICmpEQ(best_at, here), grad, zero), zero);
+            }
+            llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(origin, e.i64c(i * d.w)));
+            llvm::Value* halves[2] = {e.b.CreateShuffleVector(columns[0], columns[1], low),
+                                      e.b.CreateShuffleVector(columns[0], columns[1], high)};
+            for (int64_t k = 0; k < 2; ++k) {
+              const int64_t count = std::clamp<int64_t>(2 * int64_t(active) - k * e.width, 0, e.width);
+              if (count == 0) continue;
+              store_at(e, StridedBuffer{dx, {1}},
+                       ElementPos{{e.b.CreateAdd(row, e.i64c(k * e.width))}, nullptr,
+                                  count == e.width ? nullptr : e.prefix_mask(static_cast<unsigned>(count))},
+                       halves[k]);
+            }
+          }
+        });
       });
-    });
+    } else {
+      emit_vector_nest(e, {d.h * d.w}, [&](const ElementPos& at) {
+        ElementPos pos = at;
+        pos.coords[0] = e.b.CreateAdd(plane, at.coords[0]);
+        store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
+      });
+      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+        emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
+          llvm::Value* best_at = window_max(e, d, x, plane, r, at.coords[0], at.mask).second;
+          llvm::Value* grad = dy_at(r, at);
+          for (unsigned l = 0; l < active_lanes(e, at.mask); ++l) {
+            llvm::Value* offset =
+                e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
+            llvm::Value* slot = e.b.CreateInBoundsGEP(e.f32, dx, offset);
+            llvm::Value* sum =
+                e.b.CreateFAdd(e.b.CreateAlignedLoad(e.f32, slot, align), e.b.CreateExtractElement(grad, uint64_t(l)));
+            e.b.CreateAlignedStore(sum, slot, align);
+          }
+        });
+      });
+    }
     if (group.root != group.anchor) {
       ep.for_each({e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels))},
                   [&](const ElementPos& pos) {
