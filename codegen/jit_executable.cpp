@@ -120,6 +120,13 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
   return into;
 }
 
+/// The first 64-byte boundary in `storage` (which holds kArenaAlignFloats floats to spare).
+float* first_aligned(std::vector<float>& storage) {
+  const auto address = reinterpret_cast<uintptr_t>(storage.data());
+  const uintptr_t align = kArenaAlignFloats * sizeof(float);
+  return storage.data() + ((align - address % align) % align) / sizeof(float);
+}
+
 /// plan_fusion's in-place writes per node: the source its kernel stores it into, or -1.
 std::vector<NodeId> in_place_sources(const Graph& g, const FusionPlan& fusion) {
   std::vector<NodeId> into(g.size(), -1);
@@ -209,7 +216,10 @@ struct JitExecutable::Plan {
   /// Per kernel: the cross-entropy nodes whose labels (operand 1) the plan checks before the
   /// launch, with the interpreter's message, since a kernel cannot report a bad label.
   std::vector<std::vector<NodeId>> label_checks;
-  std::vector<std::vector<float>> scratch;        // per thread: the largest kernel scratch
+  /// Per thread: the largest kernel scratch (packed panels), from a 64-byte boundary so that
+  /// the microkernel's vector loads of a panel never straddle two cache lines.
+  std::vector<std::vector<float>> scratch_storage;
+  std::vector<float*> scratch;
   std::vector<FallbackNode> fallbacks;
   std::vector<NodeId> interpreted;
   std::vector<Step> steps;
@@ -289,12 +299,12 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
-    if (kernel.scratch_floats > 0) args.push_back(scratch[0].data());
+    if (kernel.scratch_floats > 0) args.push_back(scratch[0]);
     kernel.entry(args.data(), 0, kernel.items);
   } else {
     pool.run([&](int t) {
       std::vector<float*> mine = args;
-      if (kernel.scratch_floats > 0) mine.push_back(scratch[static_cast<size_t>(t)].data());
+      if (kernel.scratch_floats > 0) mine.push_back(scratch[static_cast<size_t>(t)]);
       const int64_t threads = pool.size();
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
@@ -307,9 +317,7 @@ void JitExecutable::Plan::place_buffers() {
   const MemoryLayout layout = lay_out_memory(graph, steps, groups, into);
   arena_floats = layout.arena.floats;
   arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats), 0.0f);
-  const auto address = reinterpret_cast<uintptr_t>(arena_storage.data());
-  const uintptr_t align = kArenaAlignFloats * sizeof(float);
-  arena = arena_storage.data() + ((align - address % align) % align) / sizeof(float);
+  arena = first_aligned(arena_storage);
   arena_offset.assign(graph.size(), -1);
   for (size_t k = 0; k < layout.nodes.size(); ++k) arena_offset[layout.nodes[k]] = layout.arena.offsets[k];
 }
@@ -346,7 +354,9 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.groups = fusion.groups;
   int64_t scratch_floats = 0;
   for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
-  p.scratch.assign(static_cast<size_t>(p.pool.size()), std::vector<float>(static_cast<size_t>(scratch_floats)));
+  p.scratch_storage.assign(static_cast<size_t>(p.pool.size()),
+                           std::vector<float>(static_cast<size_t>(scratch_floats + kArenaAlignFloats)));
+  for (std::vector<float>& storage : p.scratch_storage) p.scratch.push_back(first_aligned(storage));
   p.place_buffers();
 }
 
