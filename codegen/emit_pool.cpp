@@ -41,19 +41,24 @@ llvm::Value* load_every_other(Emit& e, llvm::Value* x, llvm::Value* at, unsigned
   return e.b.CreateShuffleVector(halves[0], halves[1], even);
 }
 
-/// The plane offset of the window origin of output (r, q) (lane 0's), and each lane's (i32).
-std::pair<llvm::Value*, llvm::Value*> window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::Value* q) {
+/// Where the windows of output row r, columns q, q + 1, ... (one per lane) start in the plane.
+struct WindowOrigins {
+  llvm::Value* origin;       // lane 0's (i64)
+  llvm::Value* lanes;        // each lane's distance from it (i32 lanes)
+  llvm::Value* lane_origin;  // each lane's (i32 lanes)
+};
+
+WindowOrigins window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::Value* q) {
   llvm::Value* origin = e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.stride * d.w)), e.b.CreateMul(q, e.i64c(d.stride)));
   llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
-  return {origin, e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes)};
+  return {origin, lanes, e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes)};
 }
 
 /// The first maximum, in row-major window order, of the windows of output row `r` starting
 /// at column q (one per lane): its value and its offset in the plane (i32 lanes).
 std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
                                                  llvm::Value* r, llvm::Value* q, llvm::Value* mask) {
-  const auto [origin, lane_origin] = window_origins(e, d, r, q);
-  llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
+  const auto [origin, lanes, lane_origin] = window_origins(e, d, r, q);
   llvm::Value* base = e.b.CreateAdd(plane, origin);
   llvm::Value *best = nullptr, *best_at = nullptr;
   for (int64_t i = 0; i < d.window; ++i)
@@ -126,7 +131,7 @@ void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
           llvm::Value* best_at = window_max(e, d, x, plane, r, q, at.mask).second;
           llvm::Value* grad = dy_at(r, at);
           llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
-          const auto [origin, lane_origin] = window_origins(e, d, r, q);
+          const WindowOrigins w = window_origins(e, d, r, q);
           const unsigned active = active_lanes(e, at.mask);
           std::vector<int> low(e.width), high(e.width);  // interleave (a0 b0 a1 b1 ...) over two vectors
           for (unsigned l = 0; l < e.width; ++l) {
@@ -136,11 +141,11 @@ void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
           for (int64_t i = 0; i < 2; ++i) {
             llvm::Value* columns[2];
             for (int64_t j = 0; j < 2; ++j) {
-              llvm::Value* here = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
+              llvm::Value* here = e.b.CreateAdd(w.lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
               // + 0 as the zero-filled sum would: a -0 gradient lands as +0.
               columns[j] = e.b.CreateFAdd(e.b.CreateSelect(e.b.CreateICmpEQ(best_at, here), grad, zero), zero);
             }
-            llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(origin, e.i64c(i * d.w)));
+            llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(w.origin, e.i64c(i * d.w)));
             llvm::Value* halves[2] = {e.b.CreateShuffleVector(columns[0], columns[1], low),
                                       e.b.CreateShuffleVector(columns[0], columns[1], high)};
             for (int64_t k = 0; k < 2; ++k) {

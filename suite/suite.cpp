@@ -81,7 +81,7 @@ struct Workload {
     static constexpr const char* kNames[] = {"MLP", "CNN"};
     const double used = stop_caps > 0 ? stop_epochs / stop_caps : 1.0;
     double expected = 0, most = 0;
-    std::string borrowed;
+    std::vector<std::string> notes;
     for (size_t f = 0; f < 2; ++f) {
       const double fixed = std::max(0.0, planned[f][0] - done[f][0]);
       const double stopping = std::max(0.0, planned[f][1] - done[f][1]);
@@ -90,13 +90,13 @@ struct Workload {
       if (r <= 0) {
         r = fastest;
         if (r <= 0) return "?";
-        borrowed = fmt::format(", {} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9);
+        notes.push_back(fmt::format("{} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9));
       }
       expected += (fixed + stopping * used) / r;
       most += (fixed + stopping) / r;
     }
-    if (most <= expected) return format_duration(expected) + (borrowed.empty() ? "" : " (" + borrowed.substr(2) + ")");
-    return fmt::format("{} (at most {}{})", format_duration(expected), format_duration(most), borrowed);
+    if (most > expected) notes.insert(notes.begin(), "at most " + format_duration(most));
+    return format_duration(expected) + (notes.empty() ? "" : fmt::format(" ({})", fmt::join(notes, ", ")));
   }
   double fraction() const {
     double p = 0, d = 0;
