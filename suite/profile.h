@@ -20,6 +20,9 @@ struct Profile {
   Budget dense;               ///< shallow networks and MLPs
   Budget conv;                ///< CNNs: the knob to turn while their kernels are slow
   int default_patience = 10;  ///< runs whose experiment names no patience
+  /// Early-stopped runs end with their last epoch's weights (the study's framework's default,
+  /// which its train accuracies imply) rather than restoring the lowest validation loss's.
+  bool keep_last = true;
   int64_t batch = 64;
   uint64_t seed = 42;
 

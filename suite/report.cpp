@@ -112,8 +112,11 @@ class ReportWriter {
           b.fixed_epoch_cap ? fmt::format(", fixed-length runs cut to {} epochs", b.fixed_epoch_cap) : "");
     };
     md_ += fmt::format("- Shallow networks and MLPs: {}.\n- CNNs: {}.\n", budget(p.dense), budget(p.conv));
-    md_ += fmt::format("- Batch {}, default patience {}; Adam 1e-3 unless a section says otherwise.\n\n", p.batch,
+    md_ += fmt::format("- Batch {}, default patience {}; Adam 1e-3 unless a section says otherwise.\n", p.batch,
                        p.default_patience);
+    md_ += p.keep_last ? "- An early-stopped run is scored with its last epoch's weights, as the study's framework does by "
+                         "default (its train accuracies imply it); `--restore-best` scores the lowest validation loss's.\n\n"
+                       : "- An early-stopped run is scored with the weights of its lowest validation loss (`--restore-best`).\n\n";
     md_ +=
         "Numbers marked *study's* are copied from the study's slides for comparison; every other number was "
         "measured by this run. Per-run histories, metrics, checkpoints and provenance are under `runs/<key>/`; "
@@ -132,7 +135,8 @@ class ReportWriter {
           slices.push_back(slice_key(g.record.config));
       md_ += fmt::format(" {} run(s): {} trained now, {} reused. Data slice {}; {} epochs{}.", e.runs.size(), e.trained,
                          e.reused, fmt::join(slices, " and "), c.epochs,
-                         c.patience ? fmt::format(" at most, early stopping with patience {}", c.patience)
+                         c.patience ? fmt::format(" at most, early stopping with patience {}, scored at the {} epoch",
+                                                  c.patience, c.keep_last ? "last" : "best")
                                     : " without early stopping");
     }
     md_ += "\n\n";

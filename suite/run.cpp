@@ -61,7 +61,7 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
   t.optimizer.lr = c.lr;
   t.optimizer.momentum = c.momentum;
   t.patience = c.patience;
-  t.restore_best = true;
+  t.restore_best = !c.keep_last;
   t.seed = c.seed;
   t.executor = context.executor;
   t.threads = context.threads;
@@ -132,9 +132,12 @@ double number_or_nan(const nlohmann::json& j, const char* key) {
 }  // namespace
 
 nlohmann::json RunConfig::to_json() const {
-  return {{"model", model},   {"optimizer", optimizer}, {"lr", lr},       {"momentum", momentum},
+  nlohmann::json j = {{"model", model},   {"optimizer", optimizer}, {"lr", lr},       {"momentum", momentum},
           {"epochs", epochs}, {"patience", patience},   {"batch", batch}, {"train", train},
           {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
+  // Only when set, so runs that restore the best weights keep the keys they had before the option.
+  if (keep_last) j["keep_last"] = true;
+  return j;
 }
 
 RunConfig RunConfig::from_json(const nlohmann::json& j) {
@@ -151,6 +154,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
   c.test = j.at("test");
   c.seed = j.at("seed");
   c.raw_pixels = j.at("raw_pixels");
+  c.keep_last = j.value("keep_last", false);
   return c;
 }
 

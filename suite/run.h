@@ -27,6 +27,9 @@ struct RunConfig {
   size_t train = 0, val = 0, test = 0;  ///< data slice sizes (0 = whole split)
   uint64_t seed = 42;
   bool raw_pixels = false;
+  /// With early stopping: end with the last epoch's weights, as the study's framework does by
+  /// default, rather than with those of the lowest validation loss.
+  bool keep_last = false;
 
   nlohmann::json to_json() const;
   static RunConfig from_json(const nlohmann::json& j);

@@ -293,6 +293,7 @@ class Runner {
     c.test = b.test;
     c.seed = p.seed;
     c.raw_pixels = t.raw_pixels;
+    c.keep_last = p.keep_last && c.patience > 0;
     return c;
   }
 

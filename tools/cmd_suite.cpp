@@ -64,7 +64,7 @@ Run add_suite(CLI::App& app) {
   struct Flags {
     std::string profile = "quick", only, out, executor = "jit", data = default_data_dir();
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    bool list = false, json = false, quiet = false, no_plots = false;
+    bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_flag("--list", f->list, "list the experiments: id, runs, slide title, what each uses");
@@ -74,6 +74,8 @@ Run add_suite(CLI::App& app) {
   cmd->add_option("--threads", f->threads, "worker threads of the JIT (default: every core; results do not depend on it)")
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
+  cmd->add_flag("--restore-best", f->restore_best,
+                "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
   cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
   cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
   cmd->add_flag("--quiet", f->quiet, "no progress on stderr");
@@ -88,6 +90,7 @@ Run add_suite(CLI::App& app) {
     if (f->threads < 1) throw UsageError(fmt::format("--threads must be at least 1, got {}", f->threads));
     suite::SuiteOptions o;
     o.profile = suite::profile(f->profile);
+    o.profile.keep_last = !f->restore_best;
     o.only = split_ids(f->only);
     try {
       suite::plan(suite::catalog(), o.only);

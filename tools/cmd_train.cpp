@@ -55,7 +55,7 @@ Run add_train(CLI::App& app) {
     std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
     TrainConfig config;
     DataFlags data;
-    bool nesterov = false, json = false, quiet = false;
+    bool nesterov = false, json = false, quiet = false, keep_last = false;
     int threads = 1;
   };
   auto f = std::make_shared<Flags>();
@@ -68,6 +68,8 @@ Run add_train(CLI::App& app) {
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
   cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
+  cmd->add_flag("--keep-last", f->keep_last,
+                "with early stopping, end with the last epoch's weights rather than the best validation loss's");
   cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", f->threads, "worker threads of the JIT (the reference executor uses one)")->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
@@ -83,6 +85,7 @@ Run add_train(CLI::App& app) {
     cfg.model_spec = f->model;
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
     cfg.optimizer.nesterov = f->nesterov;
+    cfg.restore_best = !f->keep_last;
     cfg.executor = executor_kind(f->executor);
     cfg.threads = f->threads;
     cfg.out_dir = f->out;

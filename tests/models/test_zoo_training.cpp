@@ -127,4 +127,13 @@ TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") 
     for (size_t j = 0; j < 10; ++j) sum += ev.probs(i, j);
     CHECK(sum == Approx(1.0).epsilon(1e-5));
   }
+
+  // Keeping the last epoch's weights: the same trajectory, scored at its end.
+  c.restore_best = false;
+  Trainer last(zoo::find(c.model_spec).build, c);
+  TrainResult l = last.fit(train, val);
+  REQUIRE(l.history.size() == r.history.size());
+  CHECK(l.best_epoch == r.best_epoch);
+  CHECK(l.history.back().val_loss > l.best_val_loss);
+  CHECK(last.evaluate(val).report.loss == Approx(l.history.back().val_loss).epsilon(1e-9));
 }

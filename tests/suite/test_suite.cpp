@@ -179,6 +179,18 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
   CHECK(a.key() == RunConfig(a).key());
   CHECK(a.key().starts_with("mlp1-128-relu-0.2-"));
   CHECK(RunConfig::from_json(b.to_json()) == b);
+
+  // Scoring the last epoch rather than the best is part of the key; scoring the best keeps the
+  // key runs had before the option existed (E10 of the full profile).
+  RunConfig e10;
+  e10.model = "mlp512";
+  e10.epochs = 100;
+  e10.patience = 10;
+  CHECK(e10.key() == "mlp512-c296bdb6180d5a54");
+  RunConfig last = e10;
+  last.keep_last = true;
+  CHECK(last.key() != e10.key());
+  CHECK(RunConfig::from_json(last.to_json()) == last);
 }
 
 TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite]") {
@@ -258,6 +270,10 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   CHECK(e06.running_min->patience == e06.running_min->wait + 4);
   CHECK(e06.runs.front().record.history.size() == 3);  // the fixed-length run, capped by the profile
   CHECK(r.by_id.at("E07")->runs.front().record.config.patience == e06.running_min->patience);
+  // Early-stopped runs are scored at their last epoch; the fixed-length run has no choice to make.
+  CHECK(r.by_id.at("E07")->runs.front().record.config.keep_last);
+  CHECK_FALSE(e06.runs.front().record.config.keep_last);
+  CHECK_THAT(md, Contains("scored at the last epoch"));
   // E21 takes E20's chosen q and h.
   const auto& e20 = r.by_id.at("E20")->values;
   CHECK(r.by_id.at("E21")->runs.front().record.config.model ==
