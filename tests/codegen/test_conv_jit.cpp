@@ -26,6 +26,12 @@ const std::vector<ConvCase> kCases = {
     {2, 2, 10, 9, 4, 3, 2, 2, 0},    // non-square filter, stride 2, no padding
     {64, 8, 6, 6, 13, 3, 3, 1, 1},   // batch 64
     {2, 32, 14, 14, 64, 3, 3, 1, 1}, // a cnn3 layer
+    // Reductions packed in several slices, the last one shorter: the forward's 40 channels, the
+    // filter gradient's 23 rows of 23 (not a multiple of the vector width) and, at stride 2,
+    // 20 rows of 20.
+    {2, 40, 6, 6, 7, 3, 3, 1, 1},
+    {1, 3, 23, 23, 5, 3, 3, 1, 1},
+    {1, 2, 40, 40, 3, 3, 3, 2, 1},
 };
 
 /// The op's value on both executors, and the largest error relative to the same op applied to
@@ -118,7 +124,7 @@ TEST_CASE("convolution kernels split over threads give the same bits", "[jit][co
 
 TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
   for (int width : {4, 16})
-    for (const ConvCase& v : {kCases[1], kCases[2]})
+    for (const ConvCase& v : {kCases[1], kCases[2], kCases[8]})
       for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);

@@ -315,7 +315,8 @@ double check_matmul(int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool epil
 TEST_CASE("matmul matches the interpreter for every transpose combination", "[jit]") {
   const std::vector<std::array<int64_t, 3>> sizes = {{1, 1, 1},     {7, 13, 5},  {6, 16, 8}, {33, 70, 19},
                                                      {64, 100, 40}, {12, 32, 3}, {5, 3, 64}, {13, 1, 9},
-                                                     {9, 21, 600}};  // K over one slice: partial sums in C
+                                                     {9, 21, 600},   // K over one slice: partial sums in C
+                                                     {7, 19, 601}};  // and its last slice not whole vectors
   double worst = 0;
   for (const auto& [m, n, k] : sizes)
     for (bool ta : {false, true})
