@@ -47,6 +47,7 @@ double parse_number(const std::string& text, const std::string& what, const std:
 struct Workload {
   using Table = std::array<std::array<double, 2>, 2>;
   Table planned{}, done{};
+  Table reused{};  // the work of runs an earlier invocation finished: done, but not timed here
   std::array<double, 2> seconds{};
   double fastest = 0;                   // the best FLOP/s of any one epoch so far
   double stop_epochs = 0, stop_caps = 0;  // epochs trained and epoch caps of finished early-stopping runs
@@ -67,6 +68,8 @@ struct Workload {
   }
 
   /// FLOP/s measured on the family's epochs so far, or 0.
+  void reuse(size_t f, bool stops, double flops) { reused[f][stops] += flops; }
+
   double rate(size_t f) const {
     const double d = done[f][0] + done[f][1];
     return d > 0 && seconds[f] > 0 ? d / seconds[f] : 0;
@@ -83,8 +86,8 @@ struct Workload {
     double expected = 0, most = 0;
     std::vector<std::string> notes;
     for (size_t f = 0; f < 2; ++f) {
-      const double fixed = std::max(0.0, planned[f][0] - done[f][0]);
-      const double stopping = std::max(0.0, planned[f][1] - done[f][1]);
+      const double fixed = std::max(0.0, planned[f][0] - done[f][0] - reused[f][0]);
+      const double stopping = std::max(0.0, planned[f][1] - done[f][1] - reused[f][1]);
       if (fixed + stopping <= 0) continue;
       double r = rate(f);
       if (r <= 0) {
@@ -103,7 +106,7 @@ struct Workload {
     for (size_t f = 0; f < 2; ++f)
       for (size_t k = 0; k < 2; ++k) {
         p += planned[f][k];
-        d += done[f][k];
+        d += done[f][k] + reused[f][k];
       }
     return p > 0 ? d / p : 1.0;
   }
@@ -341,9 +344,12 @@ class Runner {
         const double done_before = work_.done[f][stops];
         auto tick = Clock::now();
         RunRecord record = run_or_reuse(c, {&d.train, &d.val, &d.test}, context(e, i, combos.size(), c, tick));
-        // Reuse and early stopping free planned work; the final evaluation counts as this run's time.
-        work_.finish(f, stops, planned, work_.done[f][stops] - done_before, static_cast<int>(record.history.size()),
-                     c.epochs);
+        // Early stopping frees planned work; a reused run counts as done at its own length; the
+        // final evaluation counts as this run's time.
+        const int epochs = static_cast<int>(record.history.size());
+        const double reused = record.reused ? planned / std::max(1, c.epochs) * epochs : 0;
+        work_.finish(f, stops, planned, work_.done[f][stops] - done_before + reused, epochs, c.epochs);
+        work_.reuse(f, stops, reused);
         if (!record.reused) work_.seconds[f] += seconds_since(tick);
         if (record.reused) {
           ++r.reused;
