@@ -246,9 +246,10 @@ class ReportWriter {
     std::vector<Row> rs = rows(e);
     if (sorted)
       std::stable_sort(rs.begin(), rs.end(),
-                       [](const Row& a, const Row& b) { return a.run->val.loss < b.run->val.loss; });
-    std::vector<std::string> head = {"run",           "epochs (best)", "train acc", "val loss", "val acc",
-                                     "val precision", "val recall",    "val F1",    "test acc", "test F1"};
+                       [](const Row& a, const Row& b) { return a.run->lowest_val_loss() < b.run->lowest_val_loss(); });
+    std::vector<std::string> head = {"run",      "epochs (best)", "lowest val loss", "train acc", "val loss",
+                                     "val acc",  "val precision", "val recall",      "val F1",    "test acc",
+                                     "test F1"};
     if (sorted) head.insert(head.begin(), "rank");
     md_ += table_head(head);
     for (size_t i = 0; i < rs.size(); ++i) {
@@ -257,6 +258,7 @@ class ReportWriter {
       if (!r.diverged.empty()) label += " (diverged: " + r.diverged + ")";
       std::vector<std::string> cells = {label,
                                         fmt::format("{} ({})", r.history.size(), r.best_epoch),
+                                        num(r.lowest_val_loss()),
                                         num(r.train.accuracy),
                                         num(r.val.loss),
                                         num(r.val.accuracy),
@@ -268,7 +270,8 @@ class ReportWriter {
       if (sorted) cells.insert(cells.begin(), std::to_string(i + 1));
       md_ += table_row(cells);
     }
-    md_ += "\nThe chosen run has the lowest validation loss of the final weights.\n\n";
+    md_ += "\nThe chosen run reached the lowest validation loss (at its best epoch); the other columns score the "
+           "weights the run ended with.\n\n";
   }
 
   void best_splits(const ExperimentResult& e) {

@@ -3,6 +3,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -130,6 +131,14 @@ double number_or_nan(const nlohmann::json& j, const char* key) {
 }
 
 }  // namespace
+
+double RunRecord::lowest_val_loss() const {
+  double lowest = INFINITY;
+  for (const EpochStats& s : history)
+    if (!std::isnan(s.val_loss)) lowest = std::min(lowest, s.val_loss);
+  if (history.empty() && !std::isnan(val.loss)) lowest = val.loss;
+  return lowest;
+}
 
 nlohmann::json RunConfig::to_json() const {
   nlohmann::json j = {{"model", model},   {"optimizer", optimizer}, {"lr", lr},       {"momentum", momentum},

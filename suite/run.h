@@ -54,6 +54,11 @@ struct RunRecord {
   bool reused = false;        ///< loaded from a finished run on disk, nothing trained
   bool resumed = false;       ///< continued an interrupted run from its last checkpoint
   nlohmann::json provenance;
+
+  /// The lowest validation loss any epoch reached (NaN epochs skipped; the final weights' when
+  /// there is no history; infinity when nothing is a number). Runs are chosen by it, so the
+  /// choice depends on training alone, not on which epoch's weights are scored.
+  double lowest_val_loss() const;
 };
 
 /// How and where runs execute.

@@ -374,8 +374,8 @@ class Runner {
 
   /// What an experiment publishes and measures once its runs are done.
   void derive(const Experiment& e, ExperimentResult& r) const {
-    // A NaN loss (a diverged run) never wins.
-    auto loss = [&](size_t i) { return std::isnan(r.runs[i].record.val.loss) ? INFINITY : r.runs[i].record.val.loss; };
+    // The lowest validation loss reached: a diverged run's NaN epochs never win.
+    auto loss = [&](size_t i) { return r.runs[i].record.lowest_val_loss(); };
     for (size_t i = 0; i < r.runs.size(); ++i)
       if (r.chosen < 0 || loss(i) < loss(static_cast<size_t>(r.chosen))) r.chosen = static_cast<int>(i);
     if (const GridRun* best = r.chosen_run()) {

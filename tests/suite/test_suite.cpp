@@ -193,6 +193,16 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
   CHECK(RunConfig::from_json(last.to_json()) == last);
 }
 
+TEST_CASE("runs are compared by the lowest validation loss they reached, whatever weights are scored", "[suite]") {
+  RunRecord r;
+  r.val.loss = 0.9;  // the scored (last) epoch's
+  CHECK(r.lowest_val_loss() == 0.9);  // no history: the scored weights'
+  for (double loss : {0.5, 0.3, double(NAN), 0.4}) r.history.push_back({.val_loss = loss});
+  CHECK(r.lowest_val_loss() == 0.3);
+  r.history = {{.val_loss = double(NAN)}};
+  CHECK(r.lowest_val_loss() == INFINITY);  // a run that never had a number never wins
+}
+
 TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite]") {
   TempDir out("suite");
   SuiteOptions o = tiny_options(out.path.string(), {"E03"});
@@ -274,6 +284,11 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   CHECK(r.by_id.at("E07")->runs.front().record.config.keep_last);
   CHECK_FALSE(e06.runs.front().record.config.keep_last);
   CHECK_THAT(md, Contains("scored at the last epoch"));
+  // The chosen run reached the lowest validation loss of its grid, whatever its last epoch scored.
+  const ExperimentResult& e03 = *r.by_id.at("E03");
+  REQUIRE(e03.chosen_run());
+  for (const GridRun& g : e03.runs) CHECK(e03.chosen_run()->record.lowest_val_loss() <= g.record.lowest_val_loss());
+  CHECK_THAT(md, Contains("reached the lowest validation loss"));
   // E21 takes E20's chosen q and h.
   const auto& e20 = r.by_id.at("E20")->values;
   CHECK(r.by_id.at("E21")->runs.front().record.config.model ==
