@@ -272,9 +272,10 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
       {"test", to_json(r.test)},          {"train_seconds", r.train_seconds},   {"images_per_sec", r.images_per_sec},
       {"provenance", r.provenance}};
   write_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
-  // A finished run never resumes: final/ holds its weights, the epoch checkpoints only cost disk.
+  // A finished run never resumes: final/ holds its weights, last/ only costs disk. A run scored
+  // at its last epoch keeps best/, the weights of its lowest validation loss, for `dagger eval`.
   fs::remove_all(dir + "/last");
-  fs::remove_all(dir + "/best");
+  if (!config.keep_last) fs::remove_all(dir + "/best");
   return r;
 }
 

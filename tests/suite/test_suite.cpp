@@ -226,6 +226,10 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   CHECK(cut.config.lr == 0.1);
   CHECK(cut.resumed);
   CHECK(cut.history.size() == 2);
+  // Finished: no resume checkpoint left; scored at its last epoch, it keeps its best epoch's weights.
+  REQUIRE(cut.config.keep_last);
+  CHECK_FALSE(fs::exists(cut.dir + "/last"));
+  CHECK(fs::exists(cut.dir + "/best/manifest.json"));
 
   // The resumed run ends where an uninterrupted one does.
   TempDir fresh("suite-fresh");
