@@ -114,9 +114,11 @@ class ReportWriter {
     md_ += fmt::format("- Shallow networks and MLPs: {}.\n- CNNs: {}.\n", budget(p.dense), budget(p.conv));
     md_ += fmt::format("- Batch {}, default patience {}; Adam 1e-3 unless a section says otherwise.\n", p.batch,
                        p.default_patience);
-    md_ += p.keep_last ? "- An early-stopped run is scored with its last epoch's weights, as the study's framework does by "
-                         "default (its train accuracies imply it); `--restore-best` scores the lowest validation loss's.\n\n"
-                       : "- An early-stopped run is scored with the weights of its lowest validation loss (`--restore-best`).\n\n";
+    md_ +=
+        p.keep_last
+            ? "- An early-stopped run is scored with its last epoch's weights, as the study's framework does by "
+              "default (its train accuracies imply it); `--restore-best` scores the lowest validation loss's.\n\n"
+            : "- An early-stopped run is scored with the weights of its lowest validation loss (`--restore-best`).\n\n";
     md_ +=
         "Numbers marked *study's* are copied from the study's slides for comparison; every other number was "
         "measured by this run. Per-run histories, metrics, checkpoints and provenance are under `runs/<key>/`; "
@@ -247,9 +249,9 @@ class ReportWriter {
     if (sorted)
       std::stable_sort(rs.begin(), rs.end(),
                        [](const Row& a, const Row& b) { return a.run->lowest_val_loss() < b.run->lowest_val_loss(); });
-    std::vector<std::string> head = {"run",      "epochs (best)", "lowest val loss", "train acc", "val loss",
-                                     "val acc",  "val precision", "val recall",      "val F1",    "test acc",
-                                     "test F1"};
+    std::vector<std::string> head = {"run",      "epochs (best)", "lowest val loss", "train acc",
+                                     "val loss", "val acc",       "val precision",   "val recall",
+                                     "val F1",   "test acc",      "test F1"};
     if (sorted) head.insert(head.begin(), "rank");
     md_ += table_head(head);
     for (size_t i = 0; i < rs.size(); ++i) {
@@ -270,8 +272,9 @@ class ReportWriter {
       if (sorted) cells.insert(cells.begin(), std::to_string(i + 1));
       md_ += table_row(cells);
     }
-    md_ += "\nThe chosen run reached the lowest validation loss (at its best epoch); the other columns score the "
-           "weights the run ended with.\n\n";
+    md_ +=
+        "\nThe chosen run reached the lowest validation loss (at its best epoch); the other columns score the "
+        "weights the run ended with.\n\n";
   }
 
   void best_splits(const ExperimentResult& e) {

@@ -142,8 +142,8 @@ double RunRecord::lowest_val_loss() const {
 
 nlohmann::json RunConfig::to_json() const {
   nlohmann::json j = {{"model", model},   {"optimizer", optimizer}, {"lr", lr},       {"momentum", momentum},
-          {"epochs", epochs}, {"patience", patience},   {"batch", batch}, {"train", train},
-          {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
+                      {"epochs", epochs}, {"patience", patience},   {"batch", batch}, {"train", train},
+                      {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
   // Only when set, so runs that restore the best weights keep the keys they had before the option.
   if (keep_last) j["keep_last"] = true;
   return j;

@@ -67,9 +67,10 @@ struct Workload {
     }
   }
 
-  /// FLOP/s measured on the family's epochs so far, or 0.
+  /// A finished run of an earlier invocation was reused: its work is done, but untimed.
   void reuse(size_t f, bool stops, double flops) { reused[f][stops] += flops; }
 
+  /// FLOP/s measured on the family's epochs so far, or 0.
   double rate(size_t f) const {
     const double d = done[f][0] + done[f][1];
     return d > 0 && seconds[f] > 0 ? d / seconds[f] : 0;

@@ -71,11 +71,13 @@ Run add_suite(CLI::App& app) {
   cmd->add_option("--profile", f->profile, "quick | full")->capture_default_str();
   cmd->add_option("--only", f->only, "comma-separated experiment ids, e.g. E07,E12 (their dependencies run too)");
   cmd->add_option("--out", f->out, "output folder (default runs/suite-PROFILE); a rerun resumes");
-  cmd->add_option("--threads", f->threads, "worker threads of the JIT (default: every core; results do not depend on it)")
+  cmd->add_option("--threads", f->threads,
+                  "worker threads of the JIT (default: every core; results do not depend on it)")
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
-  cmd->add_flag("--restore-best", f->restore_best,
-                "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
+  cmd->add_flag(
+      "--restore-best", f->restore_best,
+      "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
   cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
   cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
   cmd->add_flag("--quiet", f->quiet, "no progress on stderr");

@@ -195,7 +195,7 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
 
 TEST_CASE("runs are compared by the lowest validation loss they reached, whatever weights are scored", "[suite]") {
   RunRecord r;
-  r.val.loss = 0.9;  // the scored (last) epoch's
+  r.val.loss = 0.9;                   // the scored (last) epoch's
   CHECK(r.lowest_val_loss() == 0.9);  // no history: the scored weights'
   for (double loss : {0.5, 0.3, double(NAN), 0.4}) r.history.push_back({.val_loss = loss});
   CHECK(r.lowest_val_loss() == 0.3);
