@@ -1,7 +1,8 @@
-// Batch normalization and its statistics. x is viewed as [batch, channels, inner]; every
-// kernel's item is one channel, whose sums run over the batch and then along the inner axis
-// in <W x double> partial sums folded lane 0 first, so a channel's statistics are the same
-// bits whichever thread computes them and as accurate as the interpreter's double sums.
+// Batch normalization and its statistics. x is viewed as [batch, channels, inner]; a kernel's
+// item is one channel, whose sums run over the batch and then along the inner axis in
+// <W x double> partial sums folded lane 0 first, or, for x [batch, channels], W channels with
+// one lane each (see Norm). Either way a channel's statistics are the same bits whichever
+// thread computes them and as accurate as the interpreter's double sums.
 #include <llvm/IR/Constants.h>
 
 #include "codegen/emit_ops.h"
@@ -43,39 +44,70 @@ std::vector<llvm::Value*> channel_sums(
   return sums;
 }
 
+/// The channels one kernel item covers and how their statistics are held. In general an item
+/// is one channel: its sums are swept over the batch and the inner positions and folded into
+/// double scalars. When x is [batch, channels] (a dense layer's output) there is no inner axis
+/// to vectorize along, so an item is W neighbouring channels, each one's sums in its own lane of
+/// a <W x double>, swept over the batch rows: every channel still adds the same terms in the same
+/// order, so both forms give the same bits.
 struct Norm {
   Emit& e;
   ChannelDims d;
   llvm::Type* f64;
   llvm::VectorType* vd;
+  bool lanes = false;       // W channels per item, statistics in vector lanes
+  llvm::Value* c = nullptr;     // the item's (first) channel
+  llvm::Value* mask = nullptr;  // with lanes: the channels that exist (nullptr: all W)
 
-  llvm::Value* f64c(double v) { return llvm::ConstantFP::get(f64, v); }
+  /// A double constant shaped like the statistics.
+  llvm::Value* f64c(double v) {
+    llvm::Value* k = llvm::ConstantFP::get(f64, v);
+    return lanes ? e.b.CreateVectorSplat(e.width, k) : k;
+  }
   llvm::Value* widen(llvm::Value* v) { return e.b.CreateFPExt(v, v->getType()->isVectorTy() ? vd : f64); }
-  llvm::Value* narrow(llvm::Value* v) { return e.b.CreateFPTrunc(v, e.f32); }
-  llvm::Value* splat_f(llvm::Value* scalar) { return e.b.CreateVectorSplat(e.width, scalar); }
+  /// A statistic as the float vector elements are computed with.
+  llvm::Value* to_lanes(llvm::Value* stat) {
+    llvm::Value* f = e.b.CreateFPTrunc(stat, lanes ? e.vf : e.f32);
+    return lanes ? f : e.b.CreateVectorSplat(e.width, f);
+  }
   /// Zero in masked-off lanes (a difference of a masked load's zeros and a mean is not zero).
-  llvm::Value* masked(llvm::Value* v, llvm::Value* mask) {
-    return mask ? e.b.CreateSelect(mask, v, llvm::Constant::getNullValue(v->getType())) : v;
+  llvm::Value* masked(llvm::Value* v, llvm::Value* m) {
+    return m ? e.b.CreateSelect(m, v, llvm::Constant::getNullValue(v->getType())) : v;
   }
-  llvm::Value* load(llvm::Value* base, llvm::Value* offset, llvm::Value* mask) {
-    return load_vector(e, base, offset, mask, llvm::Constant::getNullValue(e.vf));
+  llvm::Value* load(llvm::Value* base, llvm::Value* offset, llvm::Value* m) {
+    return load_vector(e, base, offset, m, llvm::Constant::getNullValue(e.vf));
   }
+  /// A per-channel operand (gamma, beta, running statistics) as a double statistic.
+  llvm::Value* param(llvm::Value* base) { return widen(lanes ? load(base, c, mask) : load_scalar(e, base, c)); }
 
-  /// The channel's mean (double) over x.
-  llvm::Value* mean(llvm::Value* x, llvm::Value* c) {
-    auto sums = channel_sums(e, d, c, 1, [&](llvm::Value* off, llvm::Value* mask) {
-      return std::vector<llvm::Value*>{widen(load(x, off, mask))};
+  /// The channels' sums of `count` terms: terms(offset, mask) gives one <W x double> per sum,
+  /// its masked-off lanes zero.
+  std::vector<llvm::Value*> sums(size_t count,
+                                 const std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>& terms) {
+    if (!lanes) return channel_sums(e, d, c, count, terms);
+    std::vector<llvm::Value*> zero(count, llvm::ConstantFP::get(vd, 0.0));
+    return emit_loop(e, d.batch, 1, zero, [&](llvm::Value* b, const std::vector<llvm::Value*>& in) {
+      const std::vector<llvm::Value*> t = terms(row_offset(b), mask);
+      std::vector<llvm::Value*> out;
+      for (size_t k = 0; k < count; ++k) out.push_back(e.b.CreateFAdd(in[k], t[k]));
+      return out;
     });
-    return e.b.CreateFDiv(sums[0], f64c(double(d.count())));
+  }
+  llvm::Value* row_offset(llvm::Value* b) { return e.b.CreateAdd(e.b.CreateMul(b, e.i64c(d.channels)), c); }
+
+  /// The channels' mean (double) over x.
+  llvm::Value* mean(llvm::Value* x) {
+    auto s = sums(1, [&](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; });
+    return e.b.CreateFDiv(s[0], f64c(double(d.count())));
   }
   /// sum((x - mean)^2) and, when dy is given, sum(dy) and sum(dy * (x - mean)).
-  std::vector<llvm::Value*> centered_sums(llvm::Value* x, llvm::Value* dy, llvm::Value* c, llvm::Value* mean) {
-    llvm::Value* m = e.b.CreateVectorSplat(e.width, mean);
-    return channel_sums(e, d, c, dy ? 3 : 1, [&](llvm::Value* off, llvm::Value* mask) {
-      llvm::Value* xm = masked(e.b.CreateFSub(widen(load(x, off, mask)), m), mask);
+  std::vector<llvm::Value*> centered_sums(llvm::Value* x, llvm::Value* dy, llvm::Value* mean) {
+    llvm::Value* mv = lanes ? mean : e.b.CreateVectorSplat(e.width, mean);
+    return sums(dy ? 3 : 1, [&](llvm::Value* off, llvm::Value* m) {
+      llvm::Value* xm = masked(e.b.CreateFSub(widen(load(x, off, m)), mv), m);
       std::vector<llvm::Value*> t{e.b.CreateFMul(xm, xm)};
       if (dy) {
-        llvm::Value* g = widen(load(dy, off, mask));
+        llvm::Value* g = widen(load(dy, off, m));
         t.push_back(g);
         t.push_back(e.b.CreateFMul(g, xm));
       }
@@ -86,88 +118,116 @@ struct Norm {
   llvm::Value* rstd(llvm::Value* var, double eps) {
     return e.b.CreateFDiv(f64c(1.0), e.intrinsic(llvm::Intrinsic::sqrt, {e.b.CreateFAdd(var, f64c(eps))}));
   }
-  /// y = (x - mean) * (gamma * rstd) + beta for every element of the channel, through `ep`.
-  void normalize(Epilogue& ep, llvm::Value* x, llvm::Value* c, llvm::Value* mean, llvm::Value* rstd, llvm::Value* gamma,
-                 llvm::Value* beta) {
-    llvm::Value* m = splat_f(narrow(mean));
-    llvm::Value* scale = splat_f(narrow(e.b.CreateFMul(widen(load_scalar(e, gamma, c)), rstd)));
-    llvm::Value* shift = splat_f(load_scalar(e, beta, c));
+
+  /// Stores value(pos) for every element of the channels through `ep`.
+  void for_each_element(Epilogue& ep, const std::function<llvm::Value*(const ElementPos&)>& value) {
     emit_for(e, d.batch, 1, [&](llvm::Value* b) {
-      ep.for_each({b, c}, [&](const ElementPos& pos) {
-        return e.fma(e.b.CreateFSub(load(x, pos.flat, pos.mask), m), scale, shift);
-      });
+      if (!lanes) {
+        ep.for_each({b, c}, value);
+        return;
+      }
+      const ElementPos pos{{b, c}, row_offset(b), mask};
+      ep.store(pos, value(pos));
+    });
+  }
+  /// Stores one statistic per channel at [c].
+  void store_channel(Epilogue& ep, llvm::Value* stat) {
+    if (!lanes) {
+      ep.for_each({c}, [&](const ElementPos&) { return to_lanes(stat); });
+      return;
+    }
+    ep.store(ElementPos{{c}, c, mask}, to_lanes(stat));
+  }
+  /// y = (x - mean) * (gamma * rstd) + beta for every element of the channels, through `ep`.
+  void normalize(Epilogue& ep, llvm::Value* x, llvm::Value* mean, llvm::Value* rstd, llvm::Value* gamma,
+                 llvm::Value* beta) {
+    llvm::Value* m = to_lanes(mean);
+    llvm::Value* scale = to_lanes(e.b.CreateFMul(param(gamma), rstd));
+    llvm::Value* shift = lanes ? load(beta, c, mask) : e.b.CreateVectorSplat(e.width, load_scalar(e, beta, c));
+    for_each_element(ep, [&](const ElementPos& pos) {
+      return e.fma(e.b.CreateFSub(load(x, pos.flat, pos.mask), m), scale, shift);
     });
   }
 };
 
+/// Whether the channels of x are vectorized across (x is [batch, channels]).
+bool channels_in_lanes(const Shape& x) { return x.size() == 2; }
+
 }  // namespace
 
-OpKernelLayout norm_layout(const Graph& g, NodeId anchor) {
-  const ChannelDims d = channel_dims(g.shape(g.node(anchor).operands[0]));
+OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width) {
+  const Shape& x = g.shape(g.node(anchor).operands[0]);
+  const ChannelDims d = channel_dims(x);
   const double passes = g.node(anchor).op == Op::batchnorm_infer ? 1 : 3;
+  if (channels_in_lanes(x)) {
+    const int64_t items = (d.channels + width - 1) / width;
+    return {items, passes * double(d.batch * width)};
+  }
   return {d.channels, passes * double(d.count())};
 }
 
 void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const Node& n = g.node(group.anchor);
-  Norm nm{e, channel_dims(g.shape(n.operands[0])), llvm::Type::getDoubleTy(e.ctx), nullptr};
+  const Shape& shape = g.shape(n.operands[0]);
+  Norm nm{e, channel_dims(shape), llvm::Type::getDoubleTy(e.ctx), nullptr};
   nm.vd = llvm::FixedVectorType::get(nm.f64, e.width);
+  nm.lanes = channels_in_lanes(shape);
   auto arg = [&](size_t k) { return operand_arg(kf, g, group, k); };
   const bool per_channel = n.op == Op::channel_mean || n.op == Op::channel_var || n.op == Op::batchnorm_grad_gamma;
-  Epilogue ep(e, g, group, kf, per_channel ? 1 : 2);
+  // The epilogue iterates what one item does not: one channel's inner positions, or W channels.
+  const size_t keep = (per_channel ? 1 : 2) - (nm.lanes ? 1 : 0);
+  Epilogue ep(e, g, group, kf, keep);
   const double eps = n.op == Op::channel_mean || n.op == Op::channel_var ? 0.0 : n.attrs.f("eps");
   const double m = double(nm.d.count());
-  // Statistics are stored as one lane at [c].
-  auto store_channel = [&](llvm::Value* c, llvm::Value* value) {
-    ep.for_each({c}, [&](const ElementPos&) { return nm.splat_f(nm.narrow(value)); });
-  };
 
-  emit_range(e, kf.begin, kf.end, [&](llvm::Value* c) {
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* item) {
+    nm.c = item;
+    if (nm.lanes) {
+      nm.c = e.b.CreateMul(item, e.i64c(e.width));
+      if (nm.d.channels % e.width != 0) {
+        llvm::Value* left = e.b.CreateTrunc(e.b.CreateSub(e.i64c(nm.d.channels), nm.c), e.i32);
+        nm.mask = e.b.CreateICmpULT(e.lane_ids(), e.b.CreateVectorSplat(e.width, left));
+      }
+    }
     llvm::Value* x = arg(0);
     switch (n.op) {
       case Op::channel_mean:
-        store_channel(c, nm.mean(x, c));
+        nm.store_channel(ep, nm.mean(x));
         break;
       case Op::channel_var: {
-        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, c, nm.mean(x, c))[0], nm.f64c(m));
-        store_channel(c, var);
+        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, nm.mean(x))[0], nm.f64c(m));
+        nm.store_channel(ep, var);
         break;
       }
       case Op::batchnorm_train: {
-        llvm::Value* mean = nm.mean(x, c);
-        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, c, mean)[0], nm.f64c(m));
-        nm.normalize(ep, x, c, mean, nm.rstd(var, eps), arg(1), arg(2));
+        llvm::Value* mean = nm.mean(x);
+        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, mean)[0], nm.f64c(m));
+        nm.normalize(ep, x, mean, nm.rstd(var, eps), arg(1), arg(2));
         break;
       }
-      case Op::batchnorm_infer: {
-        llvm::Value* var = nm.widen(load_scalar(e, arg(4), c));
-        nm.normalize(ep, x, c, nm.widen(load_scalar(e, arg(3), c)), nm.rstd(var, eps), arg(1), arg(2));
+      case Op::batchnorm_infer:
+        nm.normalize(ep, x, nm.param(arg(3)), nm.rstd(nm.param(arg(4)), eps), arg(1), arg(2));
         break;
-      }
       case Op::batchnorm_grad_gamma: {  // sum(dy * xhat) = rstd * sum(dy * (x - mean))
-        llvm::Value* mean = nm.mean(x, c);
-        const auto sums = nm.centered_sums(x, arg(1), c, mean);
+        const auto sums = nm.centered_sums(x, arg(1), nm.mean(x));
         llvm::Value* rstd = nm.rstd(e.b.CreateFDiv(sums[0], nm.f64c(m)), eps);
-        store_channel(c, e.b.CreateFMul(sums[2], rstd));
+        nm.store_channel(ep, e.b.CreateFMul(sums[2], rstd));
         break;
       }
       case Op::batchnorm_backward: {
         // dx = gamma rstd (dy - sum(dy)/M - (x - mean) rstd^2 sum(dy (x - mean))/M)
-        llvm::Value* mean = nm.mean(x, c);
+        llvm::Value* mean = nm.mean(x);
         llvm::Value* dy = arg(2);
-        const auto sums = nm.centered_sums(x, dy, c, mean);
+        const auto sums = nm.centered_sums(x, dy, mean);
         llvm::Value* rstd = nm.rstd(e.b.CreateFDiv(sums[0], nm.f64c(m)), eps);
-        llvm::Value* scale = nm.splat_f(nm.narrow(e.b.CreateFMul(nm.widen(load_scalar(e, arg(1), c)), rstd)));
-        llvm::Value* mean_dy = nm.splat_f(nm.narrow(e.b.CreateFDiv(sums[1], nm.f64c(m))));
-        llvm::Value* k =
-            nm.splat_f(nm.narrow(e.b.CreateFDiv(e.b.CreateFMul(e.b.CreateFMul(sums[2], rstd), rstd), nm.f64c(m))));
-        llvm::Value* mf = nm.splat_f(nm.narrow(mean));
-        emit_for(e, nm.d.batch, 1, [&](llvm::Value* b) {
-          ep.for_each({b, c}, [&](const ElementPos& pos) {
-            llvm::Value* xm = e.b.CreateFSub(nm.load(x, pos.flat, pos.mask), mf);
-            llvm::Value* centered = e.b.CreateFSub(nm.load(dy, pos.flat, pos.mask), mean_dy);
-            return e.b.CreateFMul(scale, e.fma(e.b.CreateFNeg(xm), k, centered));
-          });
+        llvm::Value* scale = nm.to_lanes(e.b.CreateFMul(nm.param(arg(1)), rstd));
+        llvm::Value* mean_dy = nm.to_lanes(e.b.CreateFDiv(sums[1], nm.f64c(m)));
+        llvm::Value* k = nm.to_lanes(e.b.CreateFDiv(e.b.CreateFMul(e.b.CreateFMul(sums[2], rstd), rstd), nm.f64c(m)));
+        llvm::Value* mf = nm.to_lanes(mean);
+        nm.for_each_element(ep, [&](const ElementPos& pos) {
+          llvm::Value* xm = e.b.CreateFSub(nm.load(x, pos.flat, pos.mask), mf);
+          llvm::Value* centered = e.b.CreateFSub(nm.load(dy, pos.flat, pos.mask), mean_dy);
+          return e.b.CreateFMul(scale, e.fma(e.b.CreateFNeg(xm), k, centered));
         });
         break;
       }

@@ -72,7 +72,7 @@ OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsign
     case Family::pool:
       return pool_layout(g, anchor);
     case Family::norm:
-      return norm_layout(g, anchor);
+      return norm_layout(g, anchor, width);
     case Family::softmax:
       return softmax_layout(g, anchor);
     case Family::reduce:

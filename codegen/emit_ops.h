@@ -85,7 +85,7 @@ llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset);
 // ---- The per-op emitters (the group's anchor decides). ----
 OpKernelLayout pool_layout(const Graph& g, NodeId anchor);
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
-OpKernelLayout norm_layout(const Graph& g, NodeId anchor);
+OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width);
 void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
 OpKernelLayout softmax_layout(const Graph& g, NodeId anchor);
 void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);

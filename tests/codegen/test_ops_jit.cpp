@@ -174,7 +174,10 @@ NormGraph norm_graph(Op op, const Shape& shape, bool epilogue) {
 }  // namespace
 
 TEST_CASE("batch normalization and its statistics match the interpreter", "[jit][ops]") {
-  const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13}, {64, 32, 28, 28}};
+  // [batch, channels] shapes put W channels in the lanes of one item: fewer, more and not a
+  // multiple of the vector width.
+  const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13}, {5, 3}, {9, 32}, {64, 37},
+                                     {64, 32, 28, 28}};
   for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
                 Op::channel_mean, Op::channel_var}) {
     double worst = 0;
