@@ -49,8 +49,9 @@ struct Workload {
   Table planned{}, done{};
   Table reused{};  // the work of runs an earlier invocation finished: done, but not timed here
   std::array<double, 2> seconds{};
-  double fastest = 0;                   // the best FLOP/s of any one epoch so far
-  double stop_epochs = 0, stop_caps = 0;  // epochs trained and epoch caps of finished early-stopping runs
+  double fastest = 0;  // the best FLOP/s of any one epoch so far
+  // Per family: epochs trained and epoch caps of finished early-stopping runs.
+  std::array<double, 2> stop_epochs{}, stop_caps{};
 
   void epoch(size_t f, bool stops, double flops, double secs) {
     done[f][stops] += flops;
@@ -62,8 +63,8 @@ struct Workload {
   void finish(size_t f, bool stops, double planned_flops, double done_flops, int epochs, int cap) {
     planned[f][stops] -= planned_flops - done_flops;
     if (stops) {
-      stop_epochs += epochs;
-      stop_caps += cap;
+      stop_epochs[f] += epochs;
+      stop_caps[f] += cap;
     }
   }
 
@@ -77,13 +78,15 @@ struct Workload {
   }
 
   /// Time left at the measured rate of each family: expected (early-stopping runs using the
-  /// share of their cap that finished ones used) and at most (every run to its cap). A family
+  /// share of their cap that the family's finished ones used, or all finished ones' while the
+  /// family has none: shallow networks on SGD run to their cap far more often than CNNs do)
+  /// and at most (every run to its cap). A family
   /// not timed yet is priced at the fastest epoch so far (small models run far below the
   /// machine's FLOP rate, so their average would overprice a CNN), and says so; "?" before any
   /// epoch has finished.
   std::string eta() const {
     static constexpr const char* kNames[] = {"MLP", "CNN"};
-    const double used = stop_caps > 0 ? stop_epochs / stop_caps : 1.0;
+    const double all_epochs = stop_epochs[0] + stop_epochs[1], all_caps = stop_caps[0] + stop_caps[1];
     double expected = 0, most = 0;
     std::vector<std::string> notes;
     for (size_t f = 0; f < 2; ++f) {
@@ -94,8 +97,10 @@ struct Workload {
       if (r <= 0) {
         r = fastest;
         if (r <= 0) return "?";
-        notes.push_back(fmt::format("{} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9));
+        notes.push_back(
+            fmt::format("{} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9));
       }
+      const double used = stop_caps[f] > 0 ? stop_epochs[f] / stop_caps[f] : all_caps > 0 ? all_epochs / all_caps : 1.0;
       expected += (fixed + stopping * used) / r;
       most += (fixed + stopping) / r;
     }
@@ -139,8 +144,7 @@ class Runner {
     }
     if (options_.progress)
       fmt::print(stderr, "suite ({} profile): {} experiments ({}), {} runs, at most {:.0f} training images; out {}\n",
-                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, planned_images_,
-                 options_.out_dir);
+                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, planned_images_, options_.out_dir);
     fs::create_directories(options_.out_dir + "/runs");
     result_.experiments.reserve(order.size());
     for (const Experiment* e : order) {
@@ -310,8 +314,8 @@ class Runner {
     ctx.provenance["profile"] = options_.profile.name;
     const size_t f = family(c.model);
     const bool stops = stops_early(e);
-    const double flops = static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size()) *
-                         flops_per_image(c.model);
+    const double flops =
+        static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size()) * flops_per_image(c.model);
     ctx.on_epoch = [this, &e, index, count, c, f, stops, flops, &tick](const EpochStats& s) {
       work_.epoch(f, stops, flops, seconds_since(tick));
       tick = Clock::now();
