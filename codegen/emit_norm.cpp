@@ -55,7 +55,7 @@ struct Norm {
   ChannelDims d;
   llvm::Type* f64;
   llvm::VectorType* vd;
-  bool lanes = false;       // W channels per item, statistics in vector lanes
+  bool lanes = false;           // W channels per item, statistics in vector lanes
   llvm::Value* c = nullptr;     // the item's (first) channel
   llvm::Value* mask = nullptr;  // with lanes: the channels that exist (nullptr: all W)
 
@@ -97,7 +97,8 @@ struct Norm {
 
   /// The channels' mean (double) over x.
   llvm::Value* mean(llvm::Value* x) {
-    auto s = sums(1, [&](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; });
+    auto s =
+        sums(1, [&](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; });
     return e.b.CreateFDiv(s[0], f64c(double(d.count())));
   }
   /// sum((x - mean)^2) and, when dy is given, sum(dy) and sum(dy * (x - mean)).
@@ -144,9 +145,8 @@ struct Norm {
     llvm::Value* m = to_lanes(mean);
     llvm::Value* scale = to_lanes(e.b.CreateFMul(param(gamma), rstd));
     llvm::Value* shift = lanes ? load(beta, c, mask) : e.b.CreateVectorSplat(e.width, load_scalar(e, beta, c));
-    for_each_element(ep, [&](const ElementPos& pos) {
-      return e.fma(e.b.CreateFSub(load(x, pos.flat, pos.mask), m), scale, shift);
-    });
+    for_each_element(
+        ep, [&](const ElementPos& pos) { return e.fma(e.b.CreateFSub(load(x, pos.flat, pos.mask), m), scale, shift); });
   }
 };
 

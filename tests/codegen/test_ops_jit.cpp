@@ -8,9 +8,9 @@
 
 #include "codegen/fusion.h"
 #include "codegen/jit_support.h"
-#include "support.h"
 #include "models/zoo.h"
 #include "runtime/init.h"
+#include "support.h"
 
 using namespace dagger;
 using namespace dagger::testing;
@@ -176,8 +176,8 @@ NormGraph norm_graph(Op op, const Shape& shape, bool epilogue) {
 TEST_CASE("batch normalization and its statistics match the interpreter", "[jit][ops]") {
   // [batch, channels] shapes put W channels in the lanes of one item: fewer, more and not a
   // multiple of the vector width.
-  const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13}, {5, 3}, {9, 32}, {64, 37},
-                                     {64, 32, 28, 28}};
+  const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13},
+                                     {5, 3},       {9, 32},       {64, 37},  {64, 32, 28, 28}};
   for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
                 Op::channel_mean, Op::channel_var}) {
     double worst = 0;
@@ -304,7 +304,9 @@ TEST_CASE("softmax and the cross-entropy head match the interpreter", "[jit][ops
     bad(0) = 1;
     bad(1) = label;
     StateMap state;
-    const std::string message = testing::error_of([&] { plan->run({{"x", uniform({2, 3}, -1, 1, 1)}, {"labels", bad}}, state); });
+    const std::string message = testing::error_of([&] {
+      plan->run({{"x", uniform({2, 3}, -1, 1, 1)}, {"labels", bad}}, state);
+    });
     CHECK_THAT(message, Catch::Contains("softmax_xent") && Catch::Contains("of row 1 is not a class id in [0, 3)"));
   }
 }
@@ -338,7 +340,6 @@ TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]"
   g.set_output("y", g.add(Op::reduce_sum, {r}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(0)}}));
   CHECK(check_graph(g, {{"x", uniform({4, 6}, -1, 1, 33)}}, 0, 2) < 1e-6);
 }
-
 
 // (cnn3 and rescnn: see the next test.)
 TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo]") {
