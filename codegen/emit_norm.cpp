@@ -144,7 +144,7 @@ struct Norm {
                  llvm::Value* beta) {
     llvm::Value* m = to_lanes(mean);
     llvm::Value* scale = to_lanes(e.b.CreateFMul(param(gamma), rstd));
-    llvm::Value* shift = lanes ? load(beta, c, mask) : e.b.CreateVectorSplat(e.width, load_scalar(e, beta, c));
+    llvm::Value* shift = to_lanes(param(beta));  // widened and narrowed back: the same float
     for_each_element(
         ep, [&](const ElementPos& pos) { return e.fma(e.b.CreateFSub(load(x, pos.flat, pos.mask), m), scale, shift); });
   }
