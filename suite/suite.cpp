@@ -58,18 +58,17 @@ struct Workload {
     seconds[f] += secs;
     if (secs > 0) fastest = std::max(fastest, flops / secs);
   }
-  /// A run ended (or was reused) after `done_flops` of its `planned_flops`: its unused work
-  /// leaves the plan, and an early-stopping run tells how much of its cap such runs use.
-  void finish(size_t f, bool stops, double planned_flops, double done_flops, int epochs, int cap) {
-    planned[f][stops] -= planned_flops - done_flops;
+  /// A run ended after `done_flops` of its `planned_flops`, `reused_flops` of them by an
+  /// earlier invocation: its unused work leaves the plan, and an early-stopping run tells how
+  /// much of its cap such runs use.
+  void finish(size_t f, bool stops, double planned_flops, double done_flops, double reused_flops, int epochs, int cap) {
+    planned[f][stops] -= planned_flops - done_flops - reused_flops;
+    reused[f][stops] += reused_flops;
     if (stops) {
       stop_epochs[f] += epochs;
       stop_caps[f] += cap;
     }
   }
-
-  /// A finished run of an earlier invocation was reused: its work is done, but untimed.
-  void reuse(size_t f, bool stops, double flops) { reused[f][stops] += flops; }
 
   /// FLOP/s measured on the family's epochs so far, or 0.
   double rate(size_t f) const {
@@ -353,8 +352,7 @@ class Runner {
         // final evaluation counts as this run's time.
         const int epochs = static_cast<int>(record.history.size());
         const double reused = record.reused ? planned / std::max(1, c.epochs) * epochs : 0;
-        work_.finish(f, stops, planned, work_.done[f][stops] - done_before + reused, epochs, c.epochs);
-        work_.reuse(f, stops, reused);
+        work_.finish(f, stops, planned, work_.done[f][stops] - done_before, reused, epochs, c.epochs);
         if (!record.reused) work_.seconds[f] += seconds_since(tick);
         if (record.reused) {
           ++r.reused;
