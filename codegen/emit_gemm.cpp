@@ -37,27 +37,33 @@ class GemmEmitter {
       : e_(e), p_(p), l_(gemm_layout(p.sizes, e.width, e.threads)), scratch_(scratch) {}
 
   void emit(llvm::Value* begin, llvm::Value* end) {
-    const int64_t per_problem = l_.panels * l_.row_chunks;
-    emit_range(e_, begin, end, [&](llvm::Value* item) {
-      llvm::Value* b = e_.b.CreateUDiv(item, e_.i64c(per_problem));
-      llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_problem));
-      llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
-      llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
-      llvm::Value* j0 = e_.b.CreateMul(panel, e_.i64c(l_.panel));
-      const int64_t tail_cols = p_.sizes.n - (l_.panels - 1) * l_.panel;
-      emit_for(e_, p_.sizes.k_blocks, 1, [&](llvm::Value* kb) {
-        if (tail_cols == l_.panel) {
-          panel_body(b, kb, j0, chunk, l_.panel);
-          return;
-        }
-        llvm::Value* is_tail = e_.b.CreateICmpEQ(panel, e_.i64c(l_.panels - 1));
-        emit_if(e_, is_tail, [&] { panel_body(b, kb, j0, chunk, tail_cols); });
-        emit_if(e_, e_.b.CreateNot(is_tail), [&] { panel_body(b, kb, j0, chunk, l_.panel); });
-      });
+    // The reduction blocks are the outer loop, around all of this range's items: a block's A
+    // (a filter gradient's dy of one image) then stays in L2 across the panels, instead of
+    // being streamed again from memory for every panel. Every element of C still sees the
+    // blocks in order, so the sums are the same whatever the nesting.
+    emit_for(e_, p_.sizes.k_blocks, 1, [&](llvm::Value* kb) {
+      emit_range(e_, begin, end, [&](llvm::Value* item) { item_body(item, kb); });
     });
   }
 
  private:
+  void item_body(llvm::Value* item, llvm::Value* kb) {
+    const int64_t per_problem = l_.panels * l_.row_chunks;
+    llvm::Value* b = e_.b.CreateUDiv(item, e_.i64c(per_problem));
+    llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_problem));
+    llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
+    llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
+    llvm::Value* j0 = e_.b.CreateMul(panel, e_.i64c(l_.panel));
+    const int64_t tail_cols = p_.sizes.n - (l_.panels - 1) * l_.panel;
+    if (tail_cols == l_.panel) {
+      panel_body(b, kb, j0, chunk, l_.panel);
+      return;
+    }
+    llvm::Value* is_tail = e_.b.CreateICmpEQ(panel, e_.i64c(l_.panels - 1));
+    emit_if(e_, is_tail, [&] { panel_body(b, kb, j0, chunk, tail_cols); });
+    emit_if(e_, e_.b.CreateNot(is_tail), [&] { panel_body(b, kb, j0, chunk, l_.panel); });
+  }
+
   /// Packs one panel of `cols` columns and, a slice of the reduction at a time, runs this
   /// item's row tiles over it.
   void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols) {
