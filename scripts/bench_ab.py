@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Two dagger binaries timed alternately on one model: for each round, `dagger bench --json`
+of the old binary, then of the new one, and per run the training images/s, the step time and
+the time per step of the kernels whose name contains --match (e.g. backward_filter).
+
+Alternating rounds put a burst of load on the machine on both sides alike; compare the medians
+printed at the end, not single runs. A change that should keep the bits (a loop order, a
+packing) is checked separately, e.g. by training both binaries for an epoch with --out and
+comparing the checkpoints byte for byte.
+
+  scripts/bench_ab.py OLD_BIN build/dagger rescnn --batch 256 --threads 2 --rounds 3 --match backward_filter
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+
+
+def bench(binary, args):
+    command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
+               "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench_ab: {' '.join(command)} exited with {done.returncode}")
+    model = json.loads(done.stdout.strip().splitlines()[-1])["models"][0]
+    matched = sum(k["ms_per_step"] for k in model["kernels"] if args.match and args.match in k["name"])
+    return model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("old")
+    parser.add_argument("new")
+    parser.add_argument("model")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--match", default="", help="sum the kernels whose name contains this")
+    args = parser.parse_args()
+
+    results = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for side in ("old", "new"):
+            figures = bench(getattr(args, side), args)
+            results[side].append(figures)
+            print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
+                  + (f", {args.match} {figures[2]:.2f} ms" if args.match else ""), flush=True)
+    for side in ("old", "new"):
+        runs = results[side]
+        line = (f"median {side}: {statistics.median(f[0] for f in runs):.0f} img/s, "
+                f"step {statistics.median(f[1] for f in runs):.1f} ms")
+        if args.match:
+            line += f", {args.match} {statistics.median(f[2] for f in runs):.2f} ms"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
