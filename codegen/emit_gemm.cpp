@@ -47,6 +47,7 @@ class GemmEmitter {
   }
 
  private:
+  /// One item (problem, panel, chunk of row tiles) in reduction block `kb`.
   void item_body(llvm::Value* item, llvm::Value* kb) {
     const int64_t per_problem = l_.panels * l_.row_chunks;
     llvm::Value* b = e_.b.CreateUDiv(item, e_.i64c(per_problem));

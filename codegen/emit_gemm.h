@@ -10,7 +10,8 @@
 /// Parallel items: (problem, panel, chunk of row tiles). Row tiles are chunked only when there
 /// are fewer problems x panels than threads, since every chunk packs its panel again. Every
 /// element of C is computed by one item with the same reduction order whatever the chunking
-/// and the item range, so results do not depend on the thread count.
+/// and the item range, so results do not depend on the thread count. Reduction blocks (see
+/// GemmSizes::k_blocks) are the outermost loop of a call, around its whole range of items.
 #include <cstdint>
 #include <functional>
 #include <vector>
