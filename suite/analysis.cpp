@@ -49,6 +49,23 @@ EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vect
     loss -= std::log(std::max(p, 1e-12));
   }
   result.report = classify_report(labels, result.predictions, labels.empty() ? 0 : loss / labels.size());
+
+  std::vector<std::vector<int>> member_predictions;
+  for (const Tensor* p : probs) member_predictions.push_back(argmax_rows(*p));
+  result.changes.resize(probs.size());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const bool ensemble_right = result.predictions[i] == labels[i];
+    bool any_right = false, all_same = true;
+    for (size_t m = 0; m < probs.size(); ++m) {
+      const bool right = member_predictions[m][i] == labels[i];
+      any_right |= right;
+      all_same &= member_predictions[m][i] == member_predictions[0][i];
+      if (ensemble_right && !right) ++result.changes[m].corrected;
+      if (!ensemble_right && right) ++result.changes[m].lost;
+    }
+    result.any_right += any_right ? 1 : 0;
+    result.disagreements += all_same ? 0 : 1;
+  }
   return result;
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 /// The suite's analyses of finished runs: the running-min patience table (E06, E19) and the
 /// softmax ensemble (E14, E23).
+#include <cstdint>
 #include <vector>
 
 #include "runtime/metrics.h"
@@ -26,10 +27,19 @@ struct RunningMinTable {
 /// longest stands. An empty history gives an empty table with patience 4.
 RunningMinTable running_min_table(const std::vector<double>& val_losses, size_t rows = 10);
 
+/// What the combination did to one member's answers.
+struct MemberChange {
+  int64_t corrected = 0;  ///< examples the member gets wrong and the ensemble right
+  int64_t lost = 0;       ///< examples the member gets right and the ensemble wrong
+};
+
 /// A combination of classifiers: the argmax of their summed softmax outputs.
 struct EnsembleResult {
   std::vector<int> predictions;
-  ClassificationReport report;  ///< loss: mean cross entropy of the averaged probabilities
+  ClassificationReport report;       ///< loss: mean cross entropy of the averaged probabilities
+  std::vector<MemberChange> changes;  ///< per member; corrected - lost is the ensemble's margin in examples
+  int64_t disagreements = 0;          ///< examples on which the members' own predictions are not all the same
+  int64_t any_right = 0;              ///< examples at least one member gets right (an oracle's count)
 };
 
 /// Combines `probs` (each [n, classes], same shape) and scores the result against `labels`.

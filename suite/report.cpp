@@ -418,6 +418,22 @@ class ReportWriter {
     md_ += fmt::format(
         "\nargmax(softmax(member 1) + softmax(member 2)). The ensemble {} every member on test accuracy.\n\n",
         beats_all ? "beats" : "does **not** beat");
+
+    // Where the accuracies come from: the examples on which the ensemble and a member differ.
+    const EnsembleResult& en = *e.ensemble;
+    const int64_t n = static_cast<int64_t>(en.predictions.size());
+    md_ += fmt::format(
+        "The members disagree on {} of the {} test images, and at least one member is right on {} images in all "
+        "(an oracle picking the right member would score {}). Against each member:\n\n",
+        en.disagreements, n, en.any_right, num(n > 0 ? double(en.any_right) / double(n) : 0.0));
+    md_ += table_head({"member", "its errors the ensemble corrects", "its right answers the ensemble loses",
+                       "ensemble's margin, images"});
+    for (size_t i = 0; i < rs.size() && i < en.changes.size(); ++i) {
+      const MemberChange& c = en.changes[i];
+      md_ += table_row({rs[i].label, std::to_string(c.corrected), std::to_string(c.lost),
+                        fmt::format("{:+d}", c.corrected - c.lost)});
+    }
+    md_ += "\n";
   }
 
   void study_comparison(const ExperimentResult& e) {

@@ -151,6 +151,16 @@ TEST_CASE("ensemble: argmax of summed probabilities, scored", "[suite]") {
   CHECK(r.report.loss == Approx(-(std::log(0.45) + std::log(0.7) + std::log(0.675)) / 3).epsilon(1e-5));
   // Each member alone gets one of three wrong as well; the sum fixes the third example for a.
   CHECK(ensemble({&a}, labels).predictions == std::vector<int>{0, 1, 1});
+  // a predicts (0, 1, 1), b (1, 1, 0): they disagree on the first and third examples, and one
+  // of them is right on each. The ensemble corrects a's third answer but loses its first, and
+  // neither corrects nor loses any of b's.
+  CHECK(r.disagreements == 2);
+  CHECK(r.any_right == 3);
+  REQUIRE(r.changes.size() == 2);
+  CHECK(r.changes[0].corrected == 1);
+  CHECK(r.changes[0].lost == 1);
+  CHECK(r.changes[1].corrected == 0);
+  CHECK(r.changes[1].lost == 0);
 
   Tensor c = {{0.5f, 0.5f}};
   CHECK_THAT(error_of([&] { ensemble({&a, &c}, labels); }), Contains("disagree in shape"));
@@ -303,6 +313,16 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   CHECK(e14.ensemble->report.count == 60);
   CHECK(r.by_id.at("E12")->runs.back().record.config.model == "mlp2(40,32,0.3,0.3,nobn)");
   CHECK(e14.measures.at("member1.test.accuracy") == r.by_id.at("E10")->chosen_run()->record.test.accuracy);
+  // The comparison says what the combination did to each member's answers, and those counts
+  // add up to the accuracies in the table above them.
+  CHECK_THAT(md, Contains("| member | its errors the ensemble corrects | its right answers the ensemble loses |"));
+  REQUIRE(e14.ensemble->changes.size() == 2);
+  for (size_t m = 0; m < 2; ++m) {
+    const MemberChange& c = e14.ensemble->changes[m];
+    const double member = e14.measures.at(fmt::format("member{}.test.accuracy", m + 1));
+    CHECK(e14.ensemble->report.accuracy - member ==
+          Approx(double(c.corrected - c.lost) / double(e14.ensemble->report.count)).margin(1e-9));
+  }
 
   const std::string html = read(out.file("report.html"));
   CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
