@@ -61,14 +61,39 @@ ModelFn rescnn(bool residual, float q, int64_t h, float p) {
   };
 }
 
+namespace {
+
+Entry parse_call(const std::string& spec, std::string* canonical = nullptr);
+
+/// A named model: its name, what it is, and the call it stands for.
+struct Named {
+  const char* name;
+  const char* description;
+  const char* call;
+};
+
+const Named kNamed[] = {
+    {"shallow", "Flatten -> Dense(10)", "shallow()"},
+    {"mlp512", "mlp1(512, relu, 0.2): the best one-hidden-layer MLP", "mlp1(512,relu,0.2)"},
+    {"mlp2048", "mlp2(2048, 512, 0.2, 0.4, no bn): the tuned two-hidden-layer MLP", "mlp2(2048,512,0.2,0.4,nobn)"},
+    {"cnn3", "cnn(3, bn, 0.5, 0.25, 256): the tuned CNN", "cnn(3,bn,0.5,0.25,256)"},
+    {"rescnn", "rescnn(residual): three residual stages of stacked convolutions", "rescnn(residual)"},
+};
+
+const Named* named(const std::string& spec) {
+  for (const Named& n : kNamed)
+    if (spec == n.name) return &n;
+  return nullptr;
+}
+
+}  // namespace
+
 const std::vector<Entry>& entries() {
-  static const std::vector<Entry> list = {
-      {"shallow", "Flatten -> Dense(10)", shallow()},
-      {"mlp512", "mlp1(512, relu, 0.2): the best one-hidden-layer MLP", mlp1(512, Act::relu, 0.2f)},
-      {"mlp2048", "mlp2(2048, 512, 0.2, 0.4, no bn): the tuned two-hidden-layer MLP", mlp2(2048, 512, 0.2f, 0.4f, false)},
-      {"cnn3", "cnn(3, bn, 0.5, 0.25, 256): the tuned CNN", cnn(3, true, 0.5f, 0.25f, 256)},
-      {"rescnn", "rescnn(residual): three residual stages of stacked convolutions", rescnn(true)},
-  };
+  static const std::vector<Entry> list = [] {
+    std::vector<Entry> l;
+    for (const Named& n : kNamed) l.push_back({n.name, n.description, parse_call(n.call).build});
+    return l;
+  }();
   return list;
 }
 
@@ -109,7 +134,10 @@ bool flag(const std::string& spec, const std::string& arg, const std::string& ye
                           spec, fmt::join(names, ", ")));
 }
 
-Entry parse_call(const std::string& spec) {
+/// Builds the model a call stands for. With `canonical`, also writes the call with every
+/// argument given and spelled one way: numbers as the values the model is built from, flags
+/// and activations by name, defaults filled in.
+Entry parse_call(const std::string& spec, std::string* canonical) {
   auto open = spec.find('(');
   if (open == std::string::npos || spec.back() != ')') unknown(spec);
   std::string fn = spec.substr(0, open);
@@ -119,31 +147,63 @@ Entry parse_call(const std::string& spec) {
     if (a.size() < lo || a.size() > hi)
       throw Error(fmt::format("model '{}': {} takes {} to {} arguments, got {}", spec, fn, lo, hi, a.size()));
   };
-  auto i = [&](size_t k) { return static_cast<int64_t>(number(spec, a[k])); };
-  auto f = [&](size_t k) { return static_cast<float>(number(spec, a[k])); };
+  std::vector<std::string> spelled;  // the arguments in canonical form, in order
+  auto i = [&](size_t k) {
+    const auto v = static_cast<int64_t>(number(spec, a[k]));
+    spelled.push_back(std::to_string(v));
+    return v;
+  };
+  auto f = [&](size_t k) {
+    const auto v = static_cast<float>(number(spec, a[k]));
+    spelled.push_back(fmt::format("{}", v));
+    return v;
+  };
+  auto i_or = [&](size_t k, int64_t otherwise) {
+    if (k < a.size()) return i(k);
+    spelled.push_back(std::to_string(otherwise));
+    return otherwise;
+  };
+  auto f_or = [&](size_t k, float otherwise) {
+    if (k < a.size()) return f(k);
+    spelled.push_back(fmt::format("{}", otherwise));
+    return otherwise;
+  };
+  auto yes_no = [&](size_t k, const std::string& yes, const std::string& no) {
+    const bool v = flag(spec, a[k], yes, no);
+    spelled.push_back(v ? yes : no);
+    return v;
+  };
+  Entry entry;
   if (fn == "shallow") {
     arity(0, 0);
-    return {spec, "shallow network", shallow()};
-  }
-  if (fn == "mlp1") {
+    entry = {spec, "shallow network", shallow()};
+  } else if (fn == "mlp1") {
     arity(3, 3);
-    return {spec, "one hidden layer", mlp1(i(0), act_from_name(a[1]), f(2))};
-  }
-  if (fn == "mlp2") {
+    const int64_t units = i(0);
+    const Act act = act_from_name(a[1]);
+    spelled.push_back(act_name(act));
+    entry = {spec, "one hidden layer", mlp1(units, act, f(2))};
+  } else if (fn == "mlp2") {
     arity(5, 5);
-    return {spec, "two hidden layers", mlp2(i(0), i(1), f(2), f(3), flag(spec, a[4], "bn", "nobn"))};
-  }
-  if (fn == "cnn") {
+    const int64_t h1 = i(0), h2 = i(1);
+    const float p1 = f(2), p2 = f(3);
+    entry = {spec, "two hidden layers", mlp2(h1, h2, p1, p2, yes_no(4, "bn", "nobn"))};
+  } else if (fn == "cnn") {
     arity(3, 5);
-    return {spec, "CNN", cnn(static_cast<int>(i(0)), flag(spec, a[1], "bn", "nobn"), f(2), a.size() > 3 ? f(3) : 0.f,
-                             a.size() > 4 ? i(4) : 128)};
-  }
-  if (fn == "rescnn") {
+    const int blocks = static_cast<int>(i(0));
+    const bool bn = yes_no(1, "bn", "nobn");
+    const float p = f(2), q = f_or(3, 0.f);
+    entry = {spec, "CNN", cnn(blocks, bn, p, q, i_or(4, 128))};
+  } else if (fn == "rescnn") {
     arity(1, 3);
-    return {spec, "stacked CNN",
-            rescnn(flag(spec, a[0], "residual", "plain"), a.size() > 1 ? f(1) : 0.25f, a.size() > 2 ? i(2) : 256)};
+    const bool residual = yes_no(0, "residual", "plain");
+    const float q = f_or(1, 0.25f);
+    entry = {spec, "stacked CNN", rescnn(residual, q, i_or(2, 256))};
+  } else {
+    unknown(spec);
   }
-  unknown(spec);
+  if (canonical) *canonical = fmt::format("{}({})", fn, fmt::join(spelled, ","));
+  return entry;
 }
 
 }  // namespace
@@ -152,6 +212,13 @@ Entry find(const std::string& spec) {
   for (const Entry& e : entries())
     if (e.name == spec) return e;
   return parse_call(spec);
+}
+
+std::string canonical_call(const std::string& spec) {
+  std::string canonical;
+  const Named* n = named(spec);
+  parse_call(n ? n->call : spec, &canonical);
+  return canonical;
 }
 
 int64_t parameter_count(const ModelFn& model, const Shape& input_shape) {

@@ -35,6 +35,11 @@ const std::vector<Entry>& entries();
 /// listing the valid names when nothing matches.
 Entry find(const std::string& spec);
 
+/// The call a spec stands for, every argument given and spelled one way, so that two specs of
+/// the same model compare equal: "rescnn", "rescnn(residual)" and "rescnn(1,0.250,256)" are all
+/// "rescnn(residual,0.25,256)". Throws like find() for an unknown spec.
+std::string canonical_call(const std::string& spec);
+
 /// Trainable parameter count of a model.
 int64_t parameter_count(const ModelFn& model, const Shape& input_shape = {1, 28, 28});
 

@@ -75,7 +75,7 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
 RunRecord record_from_json(const RunConfig& config, const std::string& dir, const nlohmann::json& j) {
   RunRecord r;
   r.config = config;
-  r.key = config.key();
+  r.key = fs::path(dir).filename().string();  // config.key(), or an equivalent run's
   r.dir = dir;
   r.history = history_from_json(j.at("history"));
   r.best_epoch = j.at("best_epoch");
@@ -209,13 +209,39 @@ void write_atomically(const std::string& path, const std::string& text) {
   if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
 }
 
+std::string finished_equivalent(const RunConfig& config, const std::string& runs_dir) {
+  RunConfig want = config;
+  want.model = zoo::canonical_call(config.model);
+  std::error_code ec;
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
+    if (fs::exists(entry.path() / kMetricsFile) && fs::exists(entry.path() / "config.json")) dirs.push_back(entry.path());
+  std::sort(dirs.begin(), dirs.end());  // the same choice whatever order the file system lists them in
+  for (const fs::path& dir : dirs) {
+    RunConfig c;
+    try {
+      c = RunConfig::from_json(nlohmann::json::parse(read_text((dir / "config.json").string())));
+      c.model = zoo::canonical_call(c.model);
+    } catch (const std::exception&) {
+      continue;  // not a configuration this suite wrote: not a candidate
+    }
+    if (c == want) return dir.string();
+  }
+  return "";
+}
+
 bool is_finished(const RunConfig& config, const std::string& runs_dir) {
-  return fs::exists(runs_dir + "/" + config.key() + "/" + kMetricsFile);
+  return fs::exists(runs_dir + "/" + config.key() + "/" + kMetricsFile) ||
+         !finished_equivalent(config, runs_dir).empty();
 }
 
 RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context) {
   const std::string dir = context.runs_dir + "/" + config.key();
   if (fs::exists(dir + "/" + kMetricsFile)) return load_finished(config, dir);
+  // The same run asked for under another spelling of its model (E21's rescnn(residual, 0.25,
+  // 256) is E18's rescnn(residual) when E20 keeps the defaults) is the same result: reuse it.
+  if (const std::string same = finished_equivalent(config, context.runs_dir); !same.empty())
+    return load_finished(config, same);
 
   zoo::Entry model = zoo::find(config.model);
   fs::create_directories(dir);

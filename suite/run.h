@@ -77,13 +77,19 @@ struct RunData {
   const Dataset* test;
 };
 
-/// Loads the finished run of `config` when its metrics.json is present, else trains it
-/// (resuming from runs_dir/<key>/last when present), scores it and writes its record.
+/// Loads the finished run of `config` when its metrics.json is present, or else an equivalent
+/// finished run's (see finished_equivalent; the record's key is then that run's folder), else
+/// trains it (resuming from runs_dir/<key>/last when present), scores it and writes its record.
 /// Throws Error for a bad model spec or an unreadable run folder.
 RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context);
 
-/// True when runs_dir/<key> holds a finished run of `config`.
+/// True when runs_dir holds a finished run of `config`: under its key, or an equivalent one.
 bool is_finished(const RunConfig& config, const std::string& runs_dir);
+
+/// The folder of a finished run in runs_dir whose configuration equals `config` once both
+/// models are written as zoo::canonical_call spells them (the same model under another
+/// spelling, so the same run); the first by name when several are; "" when none is.
+std::string finished_equivalent(const RunConfig& config, const std::string& runs_dir);
 
 /// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
 /// file or the whole new one, never a part.

@@ -357,8 +357,9 @@ class Runner {
         if (record.reused) {
           ++r.reused;
           if (options_.progress)
-            fmt::print(stderr, "[{} {}/{}] {}: reusing the finished run in runs/{}\n", e.id, i + 1, combos.size(),
-                       c.model, record.key);
+            fmt::print(stderr, "[{} {}/{}] {}: reusing the finished run in runs/{}{}\n", e.id, i + 1, combos.size(),
+                       c.model, record.key,
+                       record.key == c.key() ? "" : " (the same configuration, its model spelled another way)");
         } else {
           ++r.trained;
         }

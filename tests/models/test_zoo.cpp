@@ -31,6 +31,26 @@ TEST_CASE("model specs parse by call syntax", "[zoo]") {
   CHECK(zoo::parameter_count(zoo::find("cnn(1,nobn,0)").build) == 320 + 32 * 14 * 14 * 128 + 128 + 1290);
 }
 
+TEST_CASE("a model's canonical call spells it one way", "[zoo]") {
+  // Names, omitted defaults and other spellings of numbers and flags give the same call.
+  CHECK(zoo::canonical_call("rescnn") == "rescnn(residual,0.25,256)");
+  CHECK(zoo::canonical_call("rescnn(residual)") == "rescnn(residual,0.25,256)");
+  CHECK(zoo::canonical_call("rescnn(1, 0.250, 256)") == "rescnn(residual,0.25,256)");
+  CHECK(zoo::canonical_call("cnn3") == "cnn(3,bn,0.5,0.25,256)");
+  CHECK(zoo::canonical_call("cnn(3,bn,0.5)") == "cnn(3,bn,0.5,0,128)");
+  CHECK(zoo::canonical_call("mlp512") == "mlp1(512,relu,0.2)");
+  CHECK(zoo::canonical_call("mlp1(128, tanh, 0.0)") == "mlp1(128,tanh,0)");
+  CHECK(zoo::canonical_call("mlp2(2048, 512, .2, 0.4, false)") == "mlp2(2048,512,0.2,0.4,nobn)");
+  CHECK(zoo::canonical_call("shallow") == "shallow()");
+  // Different models stay different.
+  CHECK(zoo::canonical_call("cnn(3,bn,0.5)") != zoo::canonical_call("cnn(3,bn,0.5,0.25)"));
+  CHECK(zoo::canonical_call("rescnn(plain)") != zoo::canonical_call("rescnn"));
+  CHECK_THROWS_AS(zoo::canonical_call("mlp9000"), Error);
+  // A named model is the model its call builds.
+  for (const zoo::Entry& e : zoo::entries())
+    CHECK(zoo::parameter_count(e.build) == zoo::parameter_count(zoo::find(zoo::canonical_call(e.name)).build));
+}
+
 TEST_CASE("a bad model spec is an error listing the valid ones", "[zoo][errors]") {
   auto message = [](const std::string& spec) {
     try {

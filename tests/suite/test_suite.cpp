@@ -203,6 +203,41 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
   CHECK(RunConfig::from_json(last.to_json()) == last);
 }
 
+TEST_CASE("a run asked for under another spelling of its model reuses the finished one", "[suite]") {
+  TempDir out("suite-same-run");
+  const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  RunContext context;
+  context.runs_dir = (out.path / "runs").string();
+  context.executor = ExecutorKind::reference;
+  RunConfig a;
+  a.model = "mlp1(8,relu,0)";
+  a.batch = 32;
+  const RunRecord first = run_or_reuse(a, {&train, &val, &test}, context);
+  CHECK_FALSE(first.reused);
+
+  RunConfig b = a;
+  b.model = "mlp1(8, relu, 0.0)";
+  REQUIRE(b.key() != a.key());
+  CHECK(finished_equivalent(b, context.runs_dir) == first.dir);
+  CHECK(is_finished(b, context.runs_dir));
+  const RunRecord same = run_or_reuse(b, {&train, &val, &test}, context);
+  CHECK(same.reused);
+  CHECK(same.key == a.key());       // where its files are
+  CHECK(same.config.model == b.model);  // what was asked for
+  CHECK(same.test.accuracy == first.test.accuracy);
+  CHECK(same.history.size() == first.history.size());
+  CHECK_FALSE(fs::exists(context.runs_dir + "/" + b.key()));  // nothing trained or written for it
+
+  // Another model, or the same model trained otherwise, is another run.
+  RunConfig other_model = a;
+  other_model.model = "mlp1(8,relu,0.1)";
+  CHECK(finished_equivalent(other_model, context.runs_dir).empty());
+  RunConfig other_lr = b;
+  other_lr.lr = 0.01;
+  CHECK(finished_equivalent(other_lr, context.runs_dir).empty());
+  CHECK_FALSE(is_finished(other_lr, context.runs_dir));
+}
+
 TEST_CASE("runs are compared by the lowest validation loss they reached, whatever weights are scored", "[suite]") {
   RunRecord r;
   r.val.loss = 0.9;                   // the scored (last) epoch's
