@@ -8,22 +8,19 @@ printed at the end, not single runs. A change that should keep the bits (a loop 
 packing) is checked separately, e.g. by training both binaries for an epoch with --out and
 comparing the checkpoints byte for byte.
 
-  scripts/bench_ab.py OLD_BIN build/dagger rescnn --batch 256 --threads 2 --rounds 3 --match backward_filter
+  bench/ab.py OLD_BIN build/dagger rescnn --batch 256 --threads 2 --rounds 3 --match backward_filter
 """
 import argparse
-import json
+import os
 import statistics
-import subprocess
-import sys
+
+from compare import run_json
 
 
 def bench(binary, args):
     command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
-    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"bench_ab: {' '.join(command)} exited with {done.returncode}")
-    model = json.loads(done.stdout.strip().splitlines()[-1])["models"][0]
+    model = run_json(command, os.environ)["models"][0]
     matched = sum(k["ms_per_step"] for k in model["kernels"] if args.match and args.match in k["name"])
     return model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched
 
