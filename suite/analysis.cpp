@@ -69,4 +69,13 @@ EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vect
   return result;
 }
 
+nlohmann::json to_json(const EnsembleResult& result) {
+  nlohmann::json changes = nlohmann::json::array();
+  for (const MemberChange& c : result.changes) changes.push_back({{"corrected", c.corrected}, {"lost", c.lost}});
+  return {{"test", to_json(result.report)},
+          {"disagreements", result.disagreements},
+          {"any_member_right", result.any_right},
+          {"member_changes", changes}};
+}
+
 }  // namespace dagger::suite

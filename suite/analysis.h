@@ -46,4 +46,8 @@ struct EnsembleResult {
 /// Throws Error when there are no members or their shapes disagree with each other or the labels.
 EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vector<int>& labels);
 
+/// The result as results.json and `dagger eval --json` write it: test metrics, disagreements, the
+/// oracle's count and each member's corrected / lost counts (predictions left out).
+nlohmann::json to_json(const EnsembleResult& result);
+
 }  // namespace dagger::suite

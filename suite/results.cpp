@@ -61,13 +61,8 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
                           {"patience", e.running_min->patience}};
     }
     if (e.ensemble) {
-      nlohmann::json changes = nlohmann::json::array();
-      for (const MemberChange& c : e.ensemble->changes) changes.push_back({{"corrected", c.corrected}, {"lost", c.lost}});
-      j["ensemble"] = {{"members", e.experiment->members},
-                       {"test", to_json(e.ensemble->report)},
-                       {"disagreements", e.ensemble->disagreements},
-                       {"any_member_right", e.ensemble->any_right},
-                       {"member_changes", changes}};
+      j["ensemble"] = to_json(*e.ensemble);
+      j["ensemble"]["members"] = e.experiment->members;
     }
     experiments.push_back(j);
   }

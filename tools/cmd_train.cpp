@@ -7,6 +7,7 @@
 
 #include "runtime/checkpoint.h"
 #include "runtime/trainer.h"
+#include "suite/analysis.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
@@ -40,8 +41,9 @@ struct DataFlags {
 
 nlohmann::json report_json(const ClassificationReport& r) { return to_json(r); }
 
-void print_table(const std::vector<std::pair<std::string, ClassificationReport>>& rows) {
-  fmt::print("{:<6} {:>9} {:>9} {:>10} {:>9} {:>9}\n", "set", "loss", "accuracy", "precision", "recall", "f1");
+/// One row per (name, report); `first` heads the names' column.
+void print_table(const std::vector<std::pair<std::string, ClassificationReport>>& rows, const char* first = "set") {
+  fmt::print("{:<6} {:>9} {:>9} {:>10} {:>9} {:>9}\n", first, "loss", "accuracy", "precision", "recall", "f1");
   for (const auto& [name, r] : rows)
     fmt::print("{:<6} {:>9.4f} {:>9.4f} {:>10.4f} {:>9.4f} {:>9.4f}\n", name, r.loss, r.accuracy, r.precision, r.recall,
                r.f1);
@@ -123,33 +125,63 @@ Run add_train(CLI::App& app) {
 }
 
 Run add_eval(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "evaluate a checkpoint on the test set");
+  auto* cmd = app.add_subcommand(
+      "eval", "evaluate a checkpoint on the test set; given several, also their ensemble (summed softmax outputs)");
   struct Flags {
-    std::string checkpoint, executor = "jit";
+    std::vector<std::string> checkpoints;
+    std::string executor = "jit";
     DataFlags data;
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint)")->required();
+  cmd->add_option("--checkpoint", f->checkpoints,
+                  "checkpoint folder (e.g. OUT/checkpoint); repeat it to evaluate an ensemble of them")
+      ->required();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
   f->data.add(*cmd);
   return [f] {
-    if (!std::filesystem::exists(f->checkpoint))
-      throw Error(fmt::format("checkpoint folder '{}' does not exist", f->checkpoint));
-    Checkpoint ck = load_checkpoint(f->checkpoint);
-    TrainConfig cfg;
-    cfg.model_spec = ck.meta.value("model", "");
-    if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", f->checkpoint));
-    cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
-    cfg.executor = executor_kind(f->executor);
-    cfg.progress = false;
-    Trainer trainer(resolve_model(cfg.model_spec).build, cfg);
-    trainer.load_state(f->checkpoint);
+    for (const std::string& folder : f->checkpoints)
+      if (!std::filesystem::exists(folder)) throw Error(fmt::format("checkpoint folder '{}' does not exist", folder));
     Splits data = f->data.load();
-    ClassificationReport test = trainer.evaluate(data.test).report;
-    print_table({{"test", test}});
-    if (f->json) fmt::print("{}\n", nlohmann::json{{"model", cfg.model_spec}, {"test", report_json(test)}}.dump());
+    std::vector<std::pair<std::string, ClassificationReport>> rows;
+    std::vector<Tensor> probs;
+    nlohmann::json members = nlohmann::json::array();
+    for (const std::string& folder : f->checkpoints) {
+      Checkpoint ck = load_checkpoint(folder);
+      TrainConfig cfg;
+      cfg.model_spec = ck.meta.value("model", "");
+      if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
+      cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
+      cfg.executor = executor_kind(f->executor);
+      cfg.progress = false;
+      Trainer trainer(resolve_model(cfg.model_spec).build, cfg);
+      trainer.load_state(folder);
+      Evaluation test = trainer.evaluate(data.test);
+      rows.emplace_back(f->checkpoints.size() == 1 ? "test" : std::to_string(rows.size() + 1), test.report);
+      members.push_back({{"model", cfg.model_spec}, {"checkpoint", folder}, {"test", report_json(test.report)}});
+      probs.push_back(std::move(test.probs));
+    }
+    if (f->checkpoints.size() == 1) {
+      print_table(rows);
+      if (f->json) fmt::print("{}\n", nlohmann::json{{"model", members[0]["model"]}, {"test", members[0]["test"]}}.dump());
+      return 0;
+    }
+    std::vector<const Tensor*> inputs;
+    for (const Tensor& p : probs) inputs.push_back(&p);
+    suite::EnsembleResult en = suite::ensemble(inputs, data.test.labels);
+    for (size_t i = 0; i < members.size(); ++i)
+      fmt::print("{}: {}\n", i + 1, members[i]["model"].get<std::string>());
+    rows.emplace_back("all", en.report);
+    print_table(rows, "model");
+    const int64_t n = static_cast<int64_t>(data.test.labels.size());
+    fmt::print("all = argmax of the summed softmax outputs. The members disagree on {} of {} test images; "
+               "at least one is right on {}.\n",
+               en.disagreements, n, en.any_right);
+    for (size_t i = 0; i < en.changes.size(); ++i)
+      fmt::print("member {}: the ensemble corrects {} of its errors and loses {} of its right answers ({:+d})\n",
+                 i + 1, en.changes[i].corrected, en.changes[i].lost, en.changes[i].corrected - en.changes[i].lost);
+    if (f->json) fmt::print("{}\n", nlohmann::json{{"members", members}, {"ensemble", suite::to_json(en)}}.dump());
     return 0;
   };
 }

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -135,6 +136,55 @@ nlohmann::json last_json_line(const std::string& output) {
 void write_json(const std::string& path, const nlohmann::json& j) { std::ofstream(path) << j.dump(2); }
 
 }  // namespace
+
+TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli]") {
+  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") &&
+      !std::getenv("DAGGER_DATA")) {
+    WARN("Fashion-MNIST is not installed; skipping");
+    return;
+  }
+  dagger::testing::TempDir dir("eval");
+  const std::string slice = " --train-limit 300 --val-limit 100 --test-limit 200";
+  // Two members that differ: another seed, another learning rate.
+  Outcome a = run_dagger("train shallow --epochs 2 --quiet --json --out " + dir.file("a") + slice);
+  Outcome b = run_dagger("train shallow --epochs 1 --lr 0.01 --seed 7 --quiet --out " + dir.file("b") + slice);
+  INFO(a.output << b.output);
+  REQUIRE(a.status == 0);
+  REQUIRE(b.status == 0);
+  const double trained = last_json_line(a.output)["test"]["accuracy"].get<double>();
+
+  // The checkpoint alone scores what training reported on the same (seed-42) test slice.
+  Outcome one = run_dagger("eval --json --test-limit 200 --checkpoint " + dir.file("a/checkpoint"));
+  INFO(one.output);
+  REQUIRE(one.status == 0);
+  CHECK(last_json_line(one.output)["test"]["accuracy"].get<double>() == trained);
+
+  Outcome both = run_dagger("eval --json --test-limit 200 --checkpoint " + dir.file("a/checkpoint") +
+                            " --checkpoint " + dir.file("b/checkpoint"));
+  INFO(both.output);
+  REQUIRE(both.status == 0);
+  CHECK_THAT(both.output, Catch::Contains("member 2: the ensemble corrects"));
+  const nlohmann::json j = last_json_line(both.output);
+  REQUIRE(j["members"].size() == 2);
+  CHECK(j["members"][0]["test"]["accuracy"].get<double>() == trained);
+  const auto right = [](const nlohmann::json& test) {
+    return static_cast<int64_t>(std::lround(test["accuracy"].get<double>() * test["count"].get<double>()));
+  };
+  const int64_t ensemble_right = right(j["ensemble"]["test"]);
+  CHECK(j["ensemble"]["test"]["count"] == 200);
+  for (int m = 0; m < 2; ++m) {
+    // What the ensemble gains over a member is what it corrects minus what it loses.
+    const nlohmann::json& change = j["ensemble"]["member_changes"][m];
+    CHECK(ensemble_right - right(j["members"][m]["test"]) ==
+          change["corrected"].get<int64_t>() - change["lost"].get<int64_t>());
+    CHECK(j["ensemble"]["any_member_right"].get<int64_t>() >= right(j["members"][m]["test"]));
+  }
+  CHECK(j["ensemble"]["disagreements"].get<int64_t>() > 0);
+
+  Outcome missing = run_dagger("eval --checkpoint " + dir.file("a/checkpoint") + " --checkpoint " + dir.file("nope"));
+  CHECK(missing.status == 1);
+  CHECK_THAT(missing.output, Catch::Contains("checkpoint folder '" + dir.file("nope") + "' does not exist"));
+}
 
 TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench]") {
   dagger::testing::TempDir dir("bench");
