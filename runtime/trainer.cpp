@@ -208,22 +208,66 @@ void Trainer::load_state(const std::string& dir) {
   step_ = ck.meta.value("step", int64_t{0});
 }
 
+bool EarlyStopping::update(int epoch, double val_loss) {
+  const bool improved = val_loss < best_val_loss;
+  if (improved) {
+    best_val_loss = val_loss;
+    best_epoch = epoch;
+    wait = 0;
+  } else {
+    ++wait;
+  }
+  return improved;
+}
+
+void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping) const {
+  save_state(config_.out_dir + "/last", {{"history", history_json(history)},
+                                         {"best_epoch", stopping.best_epoch},
+                                         {"best_val_loss", stopping.best_val_loss},
+                                         {"wait", stopping.wait},
+                                         {"epoch", history.back().epoch},
+                                         {"stopped_early", stopping.stop()}});
+  write_history_csv(config_.out_dir + "/history.csv", history);
+}
+
+void Trainer::continue_from(const std::string& state_dir, const std::string& best_dir,
+                            const std::vector<EpochStats>& history) {
+  if (config_.out_dir.empty()) throw Error("continuing another run's epochs needs an output folder");
+  if (history.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
+  EarlyStopping stopping{.patience = config_.patience};
+  for (const EpochStats& s : history) {
+    if (stopping.stop())
+      throw Error(fmt::format("with patience {} this run stops at epoch {}, before the {} epochs of '{}'",
+                              config_.patience, s.epoch - 1, history.size(), state_dir));
+    stopping.update(s.epoch, s.val_loss);
+  }
+  if (static_cast<int>(history.size()) > config_.epochs)
+    throw Error(fmt::format("'{}' trained {} epochs, more than this run's {}", state_dir, history.size(), config_.epochs));
+  load_state(state_dir);
+  fs::create_directories(config_.out_dir);
+  if (!best_dir.empty()) {
+    Checkpoint best = load_checkpoint(best_dir);
+    check_compatible(best, expected_shapes_);
+    save_checkpoint(config_.out_dir + "/best", best.tensors, checkpoint_meta({{"epoch", stopping.best_epoch}}));
+  }
+  save_progress(history, stopping);
+}
+
 TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   if (train.size() == 0 || val.size() == 0) throw Error("training needs non-empty train and validation sets");
   TrainResult result;
   const bool on_disk = !config_.out_dir.empty();
   const std::string last_dir = config_.out_dir + "/last", best_dir = config_.out_dir + "/best";
   StateMap best_state = state_;
-  result.best_val_loss = INFINITY;
-  int wait = 0;
+  EarlyStopping stopping{.patience = config_.patience};
   if (on_disk) fs::create_directories(config_.out_dir);
   if (on_disk && fs::exists(last_dir + "/manifest.json")) {
     load_state(last_dir);
     const nlohmann::json meta = load_checkpoint(last_dir).meta;
     result.history = history_from_json(meta.at("history"));
-    result.best_epoch = meta.at("best_epoch");
-    result.best_val_loss = meta.at("best_val_loss");
-    wait = meta.at("wait");
+    stopping.best_epoch = meta.at("best_epoch");
+    stopping.best_val_loss = meta.at("best_val_loss");
+    stopping.wait = meta.at("wait");
     result.stopped_early = meta.value("stopped_early", false);
     result.resumed = true;
     if (fs::exists(best_dir + "/manifest.json")) best_state = load_checkpoint(best_dir).tensors;
@@ -241,26 +285,18 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     s.val_loss = v.report.loss;
     s.val_accuracy = v.report.accuracy;
     result.history.push_back(s);
-    const bool improved = s.val_loss < result.best_val_loss;
-    if (improved) {
-      result.best_val_loss = s.val_loss;
-      result.best_epoch = epoch;
-      best_state = state_;
-      wait = 0;
-    } else {
-      ++wait;
-    }
+    const bool improved = stopping.update(epoch, s.val_loss);
+    if (improved) best_state = state_;
     progress.epoch(s, config_.epochs, improved);
-    if (config_.patience > 0 && wait >= config_.patience) result.stopped_early = true;
+    result.stopped_early = stopping.stop();
     if (on_disk) {
       if (improved) save_checkpoint(best_dir, best_state, checkpoint_meta({{"epoch", epoch}}));
-      save_state(last_dir, {{"history", history_json(result.history)}, {"best_epoch", result.best_epoch},
-                            {"best_val_loss", result.best_val_loss}, {"wait", wait}, {"epoch", epoch},
-                            {"stopped_early", result.stopped_early}});
-      write_history_csv(config_.out_dir + "/history.csv", result.history);
+      save_progress(result.history, stopping);
     }
     if (config_.on_epoch) config_.on_epoch(s);
   }
+  result.best_epoch = stopping.best_epoch;
+  result.best_val_loss = stopping.best_val_loss;
   result.wall_seconds = seconds_since(t0);
   result.images_per_sec = static_cast<double>(trained_images) / std::max(training_seconds, 1e-9);
   if (config_.patience > 0 && config_.restore_best && result.best_epoch > 0) state_ = best_state;

@@ -3,6 +3,7 @@
 /// batch runs through its own plan so every example counts exactly once), per-epoch
 /// validation, early stopping with restore-best-weights, a history CSV and per-epoch
 /// checkpoints that let an interrupted run resume where its last finished epoch left off.
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -51,6 +52,18 @@ struct TrainResult {
   double images_per_sec = 0;  ///< training throughput: images per second of training steps, validation excluded
 };
 
+/// Early stopping on the validation loss: the lowest so far, its epoch, and the epochs since.
+struct EarlyStopping {
+  int patience = 0;  ///< 0: never stop
+  double best_val_loss = INFINITY;
+  int best_epoch = 0, wait = 0;
+
+  /// Records epoch `epoch`'s validation loss; true when it is lower than every earlier one
+  /// (a NaN never is).
+  bool update(int epoch, double val_loss);
+  bool stop() const { return patience > 0 && wait >= patience; }
+};
+
 struct Evaluation {
   ClassificationReport report;
   Tensor probs;  ///< [n, classes] softmax outputs
@@ -67,6 +80,15 @@ class Trainer {
   /// Inference-mode metrics (batchnorm on running statistics, no dropout) over a whole data set.
   Evaluation evaluate(const Dataset& data);
 
+  /// Makes fit() carry on after `history`: epochs that another run of this very model, data,
+  /// optimizer, batch and seed trained (its patience and epoch cap may differ: they decide only
+  /// when a run ends, not what its epochs compute). `state_dir` is that run's checkpoint after the
+  /// last of those epochs, `best_dir` its weights of their lowest validation loss ("" when it did
+  /// not keep them). Writes out_dir/last (and out_dir/best) as fit() would have after training
+  /// those epochs itself. Throws Error when out_dir is not set, the history is empty, or this
+  /// configuration would have stopped before the history's last epoch.
+  void continue_from(const std::string& state_dir, const std::string& best_dir, const std::vector<EpochStats>& history);
+
   /// Parameters, optimizer moments and running statistics by name.
   StateMap& state() { return state_; }
   const TrainConfig& config() const { return config_; }
@@ -79,6 +101,9 @@ class Trainer {
   Executable& eval_plan(int64_t batch);
   EpochStats run_epoch(const Dataset& train, int epoch);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
+  /// out_dir/last and history.csv after `history`'s last epoch: the state, the history and the
+  /// early-stopping position fit() resumes from.
+  void save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping) const;
 
   ModelFn model_;
   TrainConfig config_;

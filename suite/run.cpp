@@ -130,6 +130,28 @@ double number_or_nan(const nlohmann::json& j, const char* key) {
   return v.is_null() ? NAN : v.get<double>();
 }
 
+/// Every finished run in runs_dir with the configuration it was trained under, its model written
+/// as zoo::canonical_call spells it, in folder-name order (the same whatever order the file
+/// system lists them in). Folders whose config.json this suite did not write are left out.
+std::vector<std::pair<std::string, RunConfig>> finished_runs(const std::string& runs_dir) {
+  std::error_code ec;
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
+    if (fs::exists(entry.path() / kMetricsFile) && fs::exists(entry.path() / "config.json")) dirs.push_back(entry.path());
+  std::sort(dirs.begin(), dirs.end());
+  std::vector<std::pair<std::string, RunConfig>> runs;
+  for (const fs::path& dir : dirs) {
+    try {
+      RunConfig c = RunConfig::from_json(nlohmann::json::parse(read_text((dir / "config.json").string())));
+      c.model = zoo::canonical_call(c.model);
+      runs.emplace_back(dir.string(), std::move(c));
+    } catch (const std::exception&) {
+      continue;  // not a configuration this suite wrote: not a candidate
+    }
+  }
+  return runs;
+}
+
 }  // namespace
 
 double RunRecord::lowest_val_loss() const {
@@ -212,22 +234,52 @@ void write_atomically(const std::string& path, const std::string& text) {
 std::string finished_equivalent(const RunConfig& config, const std::string& runs_dir) {
   RunConfig want = config;
   want.model = zoo::canonical_call(config.model);
-  std::error_code ec;
-  std::vector<fs::path> dirs;
-  for (const auto& entry : fs::directory_iterator(runs_dir, ec))
-    if (fs::exists(entry.path() / kMetricsFile) && fs::exists(entry.path() / "config.json")) dirs.push_back(entry.path());
-  std::sort(dirs.begin(), dirs.end());  // the same choice whatever order the file system lists them in
-  for (const fs::path& dir : dirs) {
-    RunConfig c;
-    try {
-      c = RunConfig::from_json(nlohmann::json::parse(read_text((dir / "config.json").string())));
-      c.model = zoo::canonical_call(c.model);
-    } catch (const std::exception&) {
-      continue;  // not a configuration this suite wrote: not a candidate
-    }
-    if (c == want) return dir.string();
-  }
+  for (const auto& [dir, c] : finished_runs(runs_dir))
+    if (c == want) return dir;
   return "";
+}
+
+RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir) {
+  // What an epoch computes depends on neither the patience nor the epoch cap, nor on which
+  // weights are scored at the end.
+  const auto trajectory = [](RunConfig c) {
+    c.model = zoo::canonical_call(c.model);
+    c.patience = 0;
+    c.epochs = 0;
+    c.keep_last = false;
+    return c;
+  };
+  const RunConfig want = trajectory(config);
+  const bool needs_best = config.patience > 0 && !config.keep_last;
+  RunPrefix found;
+  for (const auto& [dir, c] : finished_runs(runs_dir)) {
+    // final/ holds the state after the last epoch only when the run did not restore its best.
+    if (trajectory(c) != want || (c.patience > 0 && !c.keep_last)) continue;
+    nlohmann::json metrics;
+    try {
+      metrics = nlohmann::json::parse(read_text(dir + "/" + kMetricsFile));
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (!metrics.value("diverged", std::string()).empty() || !fs::exists(dir + "/final/manifest.json")) continue;
+    std::vector<EpochStats> history = history_from_json(metrics.at("history"));
+    if (history.empty() || static_cast<int>(history.size()) > config.epochs ||
+        history.size() <= found.history.size())
+      continue;
+    // This run must not have stopped before the other's last epoch.
+    EarlyStopping stopping{.patience = config.patience};
+    bool stops_sooner = false;
+    for (const EpochStats& e : history) {
+      stops_sooner |= stopping.stop();
+      stopping.update(e.epoch, e.val_loss);
+    }
+    // Its weights of the lowest validation loss: best/, or final/ when that was its last epoch.
+    std::string best = fs::exists(dir + "/best/manifest.json") ? dir + "/best" : "";
+    if (best.empty() && stopping.best_epoch == static_cast<int>(history.size())) best = dir + "/final";
+    if (stops_sooner || (needs_best && best.empty())) continue;
+    found = {dir, best, std::move(history)};
+  }
+  return found;
 }
 
 bool is_finished(const RunConfig& config, const std::string& runs_dir) {
@@ -247,6 +299,23 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   fs::create_directories(dir);
   write_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
   Trainer trainer(model.build, train_config(config, context, dir));
+  // A finished run that differs only in when it stops has already trained this run's first
+  // epochs, bit for bit: carry on after them (E21's rescnn after E18's, E20's cnn3 after E19's).
+  int continued_epochs = 0;
+  std::string continued_from;
+  if (!fs::exists(dir + "/last/manifest.json")) {
+    if (RunPrefix prefix = continuable_prefix(config, context.runs_dir); !prefix.dir.empty()) {
+      trainer.continue_from(prefix.dir + "/final", prefix.best_dir, prefix.history);
+      continued_from = fs::path(prefix.dir).filename().string();
+      continued_epochs = static_cast<int>(prefix.history.size());
+      write_atomically(dir + "/continued.json",
+                       nlohmann::json{{"from", continued_from}, {"epochs", continued_epochs}}.dump(2) + "\n");
+    }
+  } else if (fs::exists(dir + "/continued.json")) {
+    const nlohmann::json j = nlohmann::json::parse(read_text(dir + "/continued.json"));
+    continued_from = j.at("from");
+    continued_epochs = j.at("epochs");
+  }
   TrainResult fit;
   std::string diverged;
   try {
@@ -275,6 +344,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   r.test_predictions = test.predictions;
   double images = 0;
   for (const EpochStats& s : r.history) {
+    if (s.epoch <= continued_epochs) continue;  // the other run's time, counted there
     r.train_seconds += s.seconds;
     images += s.images_per_sec * s.seconds;
   }
@@ -284,6 +354,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   r.provenance["threads"] = context.threads;
   r.provenance["seed"] = config.seed;
   r.provenance["resumed"] = fit.resumed;
+  if (!continued_from.empty()) r.provenance["continued"] = {{"from", continued_from}, {"epochs", continued_epochs}};
   r.provenance["finished_at"] = fmt::format(
       "{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now())));
 

@@ -79,7 +79,8 @@ struct RunData {
 
 /// Loads the finished run of `config` when its metrics.json is present, or else an equivalent
 /// finished run's (see finished_equivalent; the record's key is then that run's folder), else
-/// trains it (resuming from runs_dir/<key>/last when present), scores it and writes its record.
+/// trains it (resuming from runs_dir/<key>/last when present, or else carrying on after a
+/// continuable_prefix), scores it and writes its record.
 /// Throws Error for a bad model spec or an unreadable run folder.
 RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context);
 
@@ -90,6 +91,20 @@ bool is_finished(const RunConfig& config, const std::string& runs_dir);
 /// models are written as zoo::canonical_call spells them (the same model under another
 /// spelling, so the same run); the first by name when several are; "" when none is.
 std::string finished_equivalent(const RunConfig& config, const std::string& runs_dir);
+
+/// A finished run whose epochs are the first epochs of another configuration's run.
+struct RunPrefix {
+  std::string dir;       ///< "" when there is none
+  std::string best_dir;  ///< its weights of the lowest validation loss, "" when it did not keep them
+  std::vector<EpochStats> history;
+};
+
+/// The finished run in runs_dir that has trained the most of `config`'s first epochs: the same
+/// model (once canonical), optimizer, learning rate, batch, data and seed, so every epoch it ran
+/// computed what `config`'s would; its final/ weights are its last epoch's (it did not restore
+/// its best), it ran no more epochs than `config` allows, and `config`'s own patience would not
+/// have stopped sooner. run_or_reuse trains only the epochs after it.
+RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir);
 
 /// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
 /// file or the whole new one, never a part.

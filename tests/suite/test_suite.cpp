@@ -1,6 +1,7 @@
 // The experiment suite's machinery on synthetic data: the running-min table, the ensemble,
 // dependency order, resuming after an interruption, and a report with every section.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -236,6 +237,114 @@ TEST_CASE("a run asked for under another spelling of its model reuses the finish
   other_lr.lr = 0.01;
   CHECK(finished_equivalent(other_lr, context.runs_dir).empty());
   CHECK_FALSE(is_finished(other_lr, context.runs_dir));
+}
+
+TEST_CASE("a run that differs only in when it stops carries on after a finished one's epochs", "[suite]") {
+  TempDir out("suite-prefix");
+  const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  RunContext context;
+  context.runs_dir = (out.path / "runs").string();
+  context.executor = ExecutorKind::reference;
+  int epochs_trained = 0;
+  context.on_epoch = [&](const EpochStats&) { ++epochs_trained; };
+  RunConfig fixed;  // like E19: a fixed number of epochs, no early stopping
+  fixed.model = "mlp1(8,relu,0.2)";
+  fixed.batch = 16;
+  fixed.epochs = 3;
+  const RunRecord first = run_or_reuse(fixed, {&train, &val, &test}, context);
+  REQUIRE(epochs_trained == 3);
+
+  RunConfig longer = fixed;  // like E20's cnn3: early stopping, a higher cap, the last epoch scored
+  longer.model = "mlp1(8, relu, 0.2)";
+  longer.epochs = 5;
+  longer.patience = 10;
+  longer.keep_last = true;
+  const RunPrefix prefix = continuable_prefix(longer, context.runs_dir);
+  CHECK(prefix.dir == first.dir);
+  CHECK(prefix.history.size() == 3);
+  const RunRecord continued = run_or_reuse(longer, {&train, &val, &test}, context);
+  CHECK(epochs_trained == 3 + 2);
+  CHECK_FALSE(continued.reused);
+  REQUIRE(continued.history.size() == 5);
+  CHECK(continued.provenance.at("continued").at("epochs") == 3);
+  CHECK(continued.provenance.at("continued").at("from") == first.key);
+  CHECK(continued.train_seconds == continued.history[3].seconds + continued.history[4].seconds);
+
+  // Trained from its first epoch instead: the same bits (shuffling and dropout masks follow the
+  // seed, the epoch and the step, all carried over).
+  RunContext alone = context;
+  alone.runs_dir = (out.path / "alone").string();
+  const RunRecord whole = run_or_reuse(longer, {&train, &val, &test}, alone);
+  CHECK_FALSE(whole.provenance.contains("continued"));
+  CHECK(epochs_trained == 5 + 5);
+  REQUIRE(whole.history.size() == 5);
+  for (size_t e = 0; e < 5; ++e) {
+    CHECK(whole.history[e].train_loss == continued.history[e].train_loss);
+    CHECK(whole.history[e].val_loss == continued.history[e].val_loss);
+  }
+  CHECK(std::equal(whole.test_probs.begin(), whole.test_probs.end(), continued.test_probs.begin()));
+  CHECK(whole.best_epoch == continued.best_epoch);
+}
+
+TEST_CASE("which finished runs a run may carry on after", "[suite]") {
+  TempDir out("suite-prefix-rules");
+  const std::string runs = out.path.string();
+  // A finished run as the suite leaves it, with only what the choice reads.
+  auto finished = [&](const std::string& name, const RunConfig& c, const std::vector<double>& val_losses) {
+    const fs::path dir = out.path / name;
+    fs::create_directories(dir / "final");
+    std::ofstream(dir / "final" / "manifest.json") << "{}";
+    std::ofstream(dir / "config.json") << c.to_json().dump();
+    nlohmann::json history = nlohmann::json::array();
+    for (size_t e = 0; e < val_losses.size(); ++e) history.push_back({e + 1, 1.0, 0.5, val_losses[e], 0.5, 1.0, 10.0});
+    std::ofstream(dir / "metrics.json") << nlohmann::json{{"history", history}}.dump();
+    return dir.string();
+  };
+  RunConfig base;
+  base.model = "mlp1(8,relu,0.2)";
+  base.epochs = 10;
+  RunConfig stopped = base;  // stopped at epoch 4: its best (0.4) at epoch 2, then two worse
+  stopped.patience = 2;
+  stopped.keep_last = true;
+  const std::string four = finished("a-four", stopped, {0.5, 0.4, 0.45, 0.46});
+  RunConfig restored = stopped;  // ended with its best epoch's weights: final/ is not epoch 4's
+  restored.keep_last = false;
+  restored.lr = 0.01;
+  finished("b-restored", restored, {0.5, 0.4, 0.45, 0.46});
+
+  RunConfig want = base;
+  want.keep_last = true;
+  want.patience = 3;
+  CHECK(continuable_prefix(want, runs).dir == four);
+  want.patience = 2;  // stops at epoch 4 too: nothing left to train, still the same run
+  CHECK(continuable_prefix(want, runs).dir == four);
+  want.patience = 1;  // would have stopped at epoch 3
+  CHECK(continuable_prefix(want, runs).dir.empty());
+  want.patience = 3;
+  want.epochs = 3;  // fewer epochs than it ran
+  CHECK(continuable_prefix(want, runs).dir.empty());
+  want.epochs = 10;
+  want.lr = 0.01;  // another trajectory; the one with this lr restored its best
+  CHECK(continuable_prefix(want, runs).dir.empty());
+  want.lr = base.lr;
+  want.model = "mlp1(8, relu, 0.20)";
+  CHECK(continuable_prefix(want, runs).dir == four);
+
+  // Restoring the best weights at the end needs them: from best/, or final/ when the best was last.
+  want.keep_last = false;
+  CHECK(continuable_prefix(want, runs).dir.empty());
+  fs::create_directories(out.path / "a-four" / "best");
+  std::ofstream(out.path / "a-four" / "best" / "manifest.json") << "{}";
+  CHECK(continuable_prefix(want, runs).best_dir == four + "/best");
+
+  // The run that trained the most of its epochs wins.
+  RunConfig six = base;
+  six.epochs = 6;
+  const std::string longest = finished("c-six", six, {0.5, 0.4, 0.45, 0.46, 0.39, 0.38});
+  const RunPrefix p = continuable_prefix(want, runs);
+  CHECK(p.dir == longest);
+  CHECK(p.best_dir == longest + "/final");
+  CHECK(p.history.size() == 6);
 }
 
 TEST_CASE("runs are compared by the lowest validation loss they reached, whatever weights are scored", "[suite]") {
