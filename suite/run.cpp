@@ -305,11 +305,12 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   std::string continued_from;
   if (!fs::exists(dir + "/last/manifest.json")) {
     if (RunPrefix prefix = continuable_prefix(config, context.runs_dir); !prefix.dir.empty()) {
-      trainer.continue_from(prefix.dir + "/final", prefix.best_dir, prefix.history);
       continued_from = fs::path(prefix.dir).filename().string();
       continued_epochs = static_cast<int>(prefix.history.size());
+      // Before last/: a run killed in between finds no last/ and looks for its prefix again.
       write_atomically(dir + "/continued.json",
                        nlohmann::json{{"from", continued_from}, {"epochs", continued_epochs}}.dump(2) + "\n");
+      trainer.continue_from(prefix.dir + "/final", prefix.best_dir, prefix.history);
     }
   } else if (fs::exists(dir + "/continued.json")) {
     const nlohmann::json j = nlohmann::json::parse(read_text(dir + "/continued.json"));

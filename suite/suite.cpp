@@ -362,6 +362,10 @@ class Runner {
                        record.key == c.key() ? "" : " (the same configuration, its model spelled another way)");
         } else {
           ++r.trained;
+          if (options_.progress && record.provenance.contains("continued"))
+            fmt::print(stderr, "[{} {}/{}] {}: carried on after the first {} epochs, trained by runs/{}\n", e.id, i + 1,
+                       combos.size(), c.model, record.provenance["continued"]["epochs"].get<int>(),
+                       record.provenance["continued"]["from"].get<std::string>());
         }
         r.runs.push_back({combos[i], std::move(record)});
       }
