@@ -34,6 +34,12 @@ Outcome run_dagger(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
+/// Whether the tests that train on real data can run (the Debian package, or $DAGGER_DATA).
+bool fashion_mnist_installed() {
+  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
+         std::getenv("DAGGER_DATA") != nullptr;
+}
+
 }  // namespace
 
 TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
@@ -100,8 +106,7 @@ TEST_CASE("dagger gradcheck passes on an op and reports each tensor", "[cli]") {
 }
 
 TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]") {
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") &&
-      !std::getenv("DAGGER_DATA")) {
+  if (!fashion_mnist_installed()) {
     WARN("Fashion-MNIST is not installed; skipping");
     return;
   }
@@ -138,8 +143,7 @@ void write_json(const std::string& path, const nlohmann::json& j) { std::ofstrea
 }  // namespace
 
 TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli]") {
-  if (!std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") &&
-      !std::getenv("DAGGER_DATA")) {
+  if (!fashion_mnist_installed()) {
     WARN("Fashion-MNIST is not installed; skipping");
     return;
   }
