@@ -102,6 +102,14 @@ SuiteOptions tiny_options(const std::string& out, std::vector<std::string> only)
   return o;
 }
 
+/// Runs on the reference executor, stored under `runs_dir`.
+RunContext reference_context(const fs::path& runs_dir) {
+  RunContext context;
+  context.runs_dir = runs_dir.string();
+  context.executor = ExecutorKind::reference;
+  return context;
+}
+
 std::string read(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -207,9 +215,7 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
 TEST_CASE("a run asked for under another spelling of its model reuses the finished one", "[suite]") {
   TempDir out("suite-same-run");
   const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
-  RunContext context;
-  context.runs_dir = (out.path / "runs").string();
-  context.executor = ExecutorKind::reference;
+  RunContext context = reference_context(out.path / "runs");
   RunConfig a;
   a.model = "mlp1(8,relu,0)";
   a.batch = 32;
@@ -242,9 +248,7 @@ TEST_CASE("a run asked for under another spelling of its model reuses the finish
 TEST_CASE("a run that differs only in when it stops carries on after a finished one's epochs", "[suite]") {
   TempDir out("suite-prefix");
   const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
-  RunContext context;
-  context.runs_dir = (out.path / "runs").string();
-  context.executor = ExecutorKind::reference;
+  RunContext context = reference_context(out.path / "runs");
   int epochs_trained = 0;
   context.on_epoch = [&](const EpochStats&) { ++epochs_trained; };
   RunConfig fixed;  // like E19: a fixed number of epochs, no early stopping
