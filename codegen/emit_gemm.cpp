@@ -15,6 +15,9 @@ const llvm::Align kFloatAlign(4);
 /// Floats of one panel slice: with the tile's A values it should stay in a 32 KiB L1.
 constexpr int64_t kSliceFloats = 4096;
 
+/// The largest A packed whole into each thread's scratch (8 MiB).
+constexpr int64_t kPackedAFloats = int64_t(1) << 21;
+
 /// The accumulators plus one B vector per column vector and one broadcast of A must fit in
 /// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512).
 GemmLayout tile_for(unsigned width) {
@@ -37,6 +40,10 @@ class GemmEmitter {
       : e_(e), p_(p), l_(gemm_layout(p.sizes, e.width, e.threads)), scratch_(scratch) {}
 
   void emit(llvm::Value* begin, llvm::Value* end) {
+    if (l_.pack_a) {
+      packed_a_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.i64c(l_.a_offset));
+      emit_if(e_, e_.b.CreateICmpSLT(begin, end), [&] { p_.pack_a(l_.rows, packed_a_); });
+    }
     // The reduction blocks are the outer loop, around all of this range's items: a block's A
     // (a filter gradient's dy of one image) then stays in L2 across the panels, instead of
     // being streamed again from memory for every panel. Every element of C still sees the
@@ -175,8 +182,14 @@ class GemmEmitter {
       bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
     }
     std::vector<llvm::Value*> next(acc.size());
+    // Packed A: the tile's rows for this k are consecutive, at i0 * K + k * rows.
+    llvm::Value* a_row = l_.pack_a ? e_.b.CreateAdd(e_.b.CreateMul(i0, e_.i64c(l_.k)), e_.b.CreateMul(kk, e_.i64c(l_.rows)))
+                                   : nullptr;
     for (int r = 0; r < rows; ++r) {
-      llvm::Value* a = p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords);
+      llvm::Value* a =
+          l_.pack_a ? e_.b.CreateAlignedLoad(e_.f32, e_.b.CreateInBoundsGEP(e_.f32, packed_a_, e_.b.CreateAdd(a_row, e_.i64c(r))),
+                                             kFloatAlign)
+                    : p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords);
       llvm::Value* splat = e_.b.CreateVectorSplat(e_.width, a);
       for (int v = 0; v < vectors; ++v) next[r * vectors + v] = e_.fma(splat, bv[v], acc[r * vectors + v]);
     }
@@ -187,6 +200,7 @@ class GemmEmitter {
   const GemmProblem& p_;
   GemmLayout l_;
   llvm::Value* scratch_;
+  llvm::Value* packed_a_ = nullptr;
 };
 
 }  // namespace
@@ -202,6 +216,15 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   l.k = numel(s.k_dims);
   l.k_total = l.k * s.k_blocks;
   l.scratch_floats = l.k * l.panel;
+  // A is packed when its tiles are then reused by more than one panel or problem: a row tile
+  // of A read in place walks K rows of memory (a transposed A: one cache line per k, lines M
+  // floats apart, which for M a multiple of 512 all fall in one L1 set), for every panel again.
+  const int64_t a_floats = ceil_div(s.m, l.rows) * l.rows * l.k;
+  l.pack_a = s.a_packable && s.k_blocks == 1 && s.batch * l.panels >= 2 && a_floats <= kPackedAFloats;
+  if (l.pack_a) {
+    l.a_offset = ceil_div(l.scratch_floats, 16) * 16;  // 64-byte aligned
+    l.scratch_floats = l.a_offset + a_floats;
+  }
   const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
   l.k_slice = s.k_dims.empty() ? 1 : std::clamp<int64_t>(kSliceFloats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
   return l;

@@ -3,9 +3,11 @@
 /// layers, both of their gradients, and the three convolution products as implicit GEMMs).
 ///
 /// For each of `batch` independent problems, C[i, j] = sum over k of A[i, k] B[k, j]. A is read
-/// in place through an index function; B is copied, one panel of P = tile-width columns at a
-/// time, into the caller's scratch by a problem-specific packer (a plain copy for a matmul, an
-/// im2col gather for a convolution), so the microkernel always streams a contiguous panel.
+/// in place through an index function, or, where the problem offers a packer and the layout
+/// chooses it, copied once per call into the scratch as row tiles ([tile][k][rows]); B is
+/// copied, one panel of P = tile-width columns at a time, into the caller's scratch by a
+/// problem-specific packer (a plain copy for a matmul, an im2col gather for a convolution), so
+/// the microkernel always streams a contiguous panel.
 ///
 /// Parallel items: (problem, panel, chunk of row tiles). Row tiles are chunked only when there
 /// are fewer problems x panels than threads, since every chunk packs its panel again. Every
@@ -25,6 +27,8 @@ struct GemmSizes {
   int64_t m = 0, n = 0;
   Shape k_dims;          // the reduction: a nest of axes whose product is K
   int64_t k_blocks = 1;  // the reduction repeated this many times, summed in C between blocks
+  bool a_packable = false;  // A is the same for every problem and has a packer
+                            // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -39,7 +43,9 @@ struct GemmLayout {
   int64_t k_total = 0;        // of all blocks
   int64_t k_slice = 0;        // the reduction's outer axis is walked this many at a time, the
                               // panel's slice then staying in L1 across the row tiles
-  int64_t scratch_floats = 0; // one packed panel, per thread
+  bool pack_a = false;         // A is packed once per call into the scratch, at a_offset
+  int64_t a_offset = 0;        // floats from the scratch's start to the packed A
+  int64_t scratch_floats = 0; // one packed panel (and the packed A), per thread
 };
 
 GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
@@ -51,6 +57,10 @@ struct GemmProblem {
   /// Fills `panel` with B's columns [j0, j0 + cols) as K rows of layout.panel floats each,
   /// columns from cols to layout.panel zeroed; `cols` is static (the last panel is shorter).
   std::function<void(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel)> pack_b;
+  /// Where sizes.a_packable: copies A into `dst` as row tiles of `rows`: A[i, k] at
+  /// (i / rows) * rows * K + k * rows + i % rows (k the flat reduction index); places past M are
+  /// never read.
+  std::function<void(int rows, llvm::Value* dst)> pack_a;
   /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
   /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;

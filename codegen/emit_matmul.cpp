@@ -24,7 +24,29 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
   return {n.shape[0], n.shape[1], ta ? a[0] : a[1], ta, tb};
 }
 
-GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1}; }
+/// A transposed A ([K, M]) is offered for packing: read in place, a row tile walks down its
+/// columns, one cache line per reduction step.
+GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, d.trans_a}; }
+
+/// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
+/// consecutive floats of A's row k, moved by masked vectors.
+void pack_a_transposed(Emit& e, const MatmulDims& d, llvm::Value* a, int rows, llvm::Value* dst) {
+  const int64_t tiles = d.m / rows, leftover = d.m % rows;
+  auto copy = [&](llvm::Value* k, llvm::Value* t, int64_t count) {
+    llvm::Value* i0 = e.b.CreateMul(t, e.i64c(rows));
+    llvm::Value* from = e.b.CreateAdd(e.b.CreateMul(k, e.i64c(d.m)), i0);
+    llvm::Value* to = e.b.CreateAdd(e.b.CreateMul(i0, e.i64c(d.k)), e.b.CreateMul(k, e.i64c(rows)));
+    for (int64_t r = 0; r < count; r += e.width) {
+      llvm::Value* mask = r + e.width > count ? e.prefix_mask(static_cast<unsigned>(count - r)) : nullptr;
+      llvm::Value* v = load_at(e, StridedBuffer{a, {1}}, ElementPos{{e.b.CreateAdd(from, e.i64c(r))}, nullptr, mask});
+      store_at(e, StridedBuffer{dst, {1}}, ElementPos{{e.b.CreateAdd(to, e.i64c(r))}, nullptr, mask}, v);
+    }
+  };
+  emit_for(e, d.k, 1, [&](llvm::Value* k) {
+    emit_for(e, tiles, 1, [&](llvm::Value* t) { copy(k, t, rows); });
+    if (leftover > 0) copy(k, e.i64c(tiles), leftover);
+  });
+}
 
 /// Copies op(B)'s columns [j0, j0 + cols) into a panel of `stride` floats per row.
 void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64_t cols, int64_t stride,
@@ -109,6 +131,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
                                    : e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.k)), k[0]);
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, a, index), kFloatAlign);
   };
+  if (d.trans_a) p.pack_a = [&](int rows, llvm::Value* dst) { pack_a_transposed(e, d, a, rows, dst); };
   p.pack_b = [&](llvm::Value*, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
     pack_b(e, d, b, j0, cols, layout.panel, panel);
   };
