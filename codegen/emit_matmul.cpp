@@ -24,9 +24,14 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
   return {n.shape[0], n.shape[1], ta ? a[0] : a[1], ta, tb};
 }
 
-/// A transposed A ([K, M]) is offered for packing: read in place, a row tile walks down its
-/// columns, one cache line per reduction step.
-GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, d.trans_a}; }
+/// A transposed A ([K, M]) read in place has each row tile walk down its columns, one cache
+/// line per reduction step, M floats apart. When M is a multiple of 64 those lines fall in at
+/// most half of the 64 sets of a 32 KiB 8-way L1, evict each other within a slice and are read
+/// again from L2 or L3 by the next tile and every panel (mlp2048's dW2, M = 2048: all in one
+/// set). Such an A is offered for packing; other strides measured no better packed.
+bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
+
+GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d)}; }
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
 /// consecutive floats of A's row k, moved by masked vectors.
@@ -131,7 +136,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
                                    : e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.k)), k[0]);
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, a, index), kFloatAlign);
   };
-  if (d.trans_a) p.pack_a = [&](int rows, llvm::Value* dst) { pack_a_transposed(e, d, a, rows, dst); };
+  if (p.sizes.a_packable) p.pack_a = [&](int rows, llvm::Value* dst) { pack_a_transposed(e, d, a, rows, dst); };
   p.pack_b = [&](llvm::Value*, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
     pack_b(e, d, b, j0, cols, layout.panel, panel);
   };

@@ -316,7 +316,8 @@ TEST_CASE("matmul matches the interpreter for every transpose combination", "[ji
   const std::vector<std::array<int64_t, 3>> sizes = {{1, 1, 1},     {7, 13, 5},  {6, 16, 8}, {33, 70, 19},
                                                      {64, 100, 40}, {12, 32, 3}, {5, 3, 64}, {13, 1, 9},
                                                      {9, 21, 600},   // K over one slice: partial sums in C
-                                                     {7, 19, 601}};  // and its last slice not whole vectors
+                                                     {7, 19, 601},   // and its last slice not whole vectors
+                                                     {128, 37, 300}};  // M % 64 == 0: a transposed A is packed
   double worst = 0;
   for (const auto& [m, n, k] : sizes)
     for (bool ta : {false, true})
