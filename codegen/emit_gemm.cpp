@@ -218,7 +218,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   l.scratch_floats = l.k * l.panel;
   // A is packed when its tiles are then reused by more than one panel or problem: a row tile
   // of A read in place walks K rows of memory (a transposed A: one cache line per k, lines M
-  // floats apart, which for M a multiple of 512 all fall in one L1 set), for every panel again.
+  // floats apart, which for M a multiple of 1024 all fall in one L1 set), for every panel again.
   const int64_t a_floats = ceil_div(s.m, l.rows) * l.rows * l.k;
   l.pack_a = s.a_packable && s.k_blocks == 1 && s.batch * l.panels >= 2 && a_floats <= kPackedAFloats;
   if (l.pack_a) {
