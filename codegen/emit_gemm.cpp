@@ -3,6 +3,7 @@
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include "codegen/iteration.h"
 
@@ -41,6 +42,7 @@ class GemmEmitter {
 
   void emit(llvm::Value* begin, llvm::Value* end) {
     if (l_.pack_a) {
+      assert(p_.pack_a && "a_packable promises a pack_a");
       packed_a_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.i64c(l_.a_offset));
       emit_if(e_, e_.b.CreateICmpSLT(begin, end), [&] { p_.pack_a(l_.rows, packed_a_); });
     }

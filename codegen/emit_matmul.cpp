@@ -26,7 +26,7 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 
 /// A transposed A ([K, M]) read in place has each row tile walk down its columns, one cache
 /// line per reduction step, M floats apart. When M is a multiple of 64 those lines fall in at
-/// most half of the 64 sets of a 32 KiB 8-way L1, evict each other within a slice and are read
+/// most a quarter of the 64 sets of a 32 KiB 8-way L1, evict each other within a slice and are read
 /// again from L2 or L3 by the next tile and every panel (mlp2048's dW2, M = 2048: all in one
 /// set). Such an A is offered for packing; other strides measured no better packed.
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
