@@ -51,8 +51,8 @@ class Cursor {
   std::string_view word(std::string_view what) {
     skip_spaces();
     const size_t start = pos_;
-    while (pos_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_' ||
-                                   text_[pos_] == '.'))
+    while (pos_ < text_.size() &&
+           (std::isalnum(static_cast<unsigned char>(text_[pos_])) || text_[pos_] == '_' || text_[pos_] == '.'))
       ++pos_;
     if (pos_ == start) fail(fmt::format("expected {}, found {}", what, rest()));
     return text_.substr(start, pos_ - start);
@@ -109,8 +109,10 @@ class Cursor {
       if (c == '\\') {
         if (pos_ == text_.size()) break;
         c = text_[pos_++];
-        if (c == 'n') c = '\n';
-        else if (c != '"' && c != '\\') fail(fmt::format("string of '{}' has the unknown escape '\\{}'", key, c));
+        if (c == 'n')
+          c = '\n';
+        else if (c != '"' && c != '\\')
+          fail(fmt::format("string of '{}' has the unknown escape '\\{}'", key, c));
       }
       out += c;
     }
@@ -141,9 +143,12 @@ class Cursor {
 std::pair<std::string_view, std::string_view> split_comment(std::string_view line) {
   bool in_string = false;
   for (size_t i = 0; i < line.size(); ++i) {
-    if (in_string && line[i] == '\\') ++i;
-    else if (line[i] == '"') in_string = !in_string;
-    else if (!in_string && line[i] == '#') return {line.substr(0, i), line.substr(i + 1)};
+    if (in_string && line[i] == '\\')
+      ++i;
+    else if (line[i] == '"')
+      in_string = !in_string;
+    else if (!in_string && line[i] == '#')
+      return {line.substr(0, i), line.substr(i + 1)};
   }
   return {line, {}};
 }
@@ -158,7 +163,8 @@ std::string_view trim(std::string_view s) {
 /// location ("models/zoo.cpp:12", what a node without scope prints) gives "".
 std::string scope_of(std::string_view comment) {
   comment = trim(comment);
-  if (const size_t at = comment.find(" @ "); at != std::string_view::npos) return std::string(trim(comment.substr(0, at)));
+  if (const size_t at = comment.find(" @ "); at != std::string_view::npos)
+    return std::string(trim(comment.substr(0, at)));
   const size_t colon = comment.rfind(':');
   const bool location = colon != std::string_view::npos && colon + 1 < comment.size() &&
                         comment.find_first_not_of("0123456789", colon + 1) == std::string_view::npos;
@@ -200,7 +206,8 @@ class GraphParser {
     const int64_t id = c.integer("a node ID");
     if (id < 0 || id >= static_cast<int64_t>(g_.size()))
       c.fail(fmt::format("%{} is not defined above (forward reference or unknown node)", id));
-    if (g_.node(static_cast<NodeId>(id)).op == Op::assign) c.fail(fmt::format("%{} is an assign, which has no result", id));
+    if (g_.node(static_cast<NodeId>(id)).op == Op::assign)
+      c.fail(fmt::format("%{} is an assign, which has no result", id));
     return static_cast<NodeId>(id);
   }
 
@@ -211,9 +218,12 @@ class GraphParser {
       const std::string key(c.word("an attribute name"));
       if (attrs.has(key)) c.fail(fmt::format("duplicate attribute '{}'", key));
       c.expect('=', fmt::format("after attribute '{}'", key));
-      if (c.peek('"')) attrs.set(key, c.quoted(key));
-      else if (c.peek('[')) attrs.set(key, c.list(fmt::format("attribute '{}'", key), options_.batch, true));
-      else attrs.set(key, c.number(key));
+      if (c.peek('"'))
+        attrs.set(key, c.quoted(key));
+      else if (c.peek('['))
+        attrs.set(key, c.list(fmt::format("attribute '{}'", key), options_.batch, true));
+      else
+        attrs.set(key, c.number(key));
     } while (c.eat(','));
     c.expect('}', "to close the attributes");
     return attrs;
@@ -271,8 +281,9 @@ class GraphParser {
     if (op == Op::assign && id) c.fail("assign has no result: write it without '%ID ='");
     if (op == Op::assign) return;
     if (!id) c.fail(fmt::format("missing '%{} =' before {}", next, op_info(op).name));
-    if (*id < next) c.fail(fmt::format("duplicate node %{} (defined on line {})", *id, lines_.at(*id)));
-    if (*id > next) c.fail(fmt::format("node %{} is out of sequence: the next ID is %{}", *id, next));
+    if (const auto earlier = lines_.find(*id); earlier != lines_.end())
+      c.fail(fmt::format("duplicate node %{} (defined on line {})", *id, earlier->second));
+    if (*id != next) c.fail(fmt::format("node %{} is out of sequence: the next ID is %{}", *id, next));
   }
 
   /// Sources carry unique names; an assign's target is a parameter or state defined above.
@@ -313,8 +324,8 @@ class GraphParser {
     if (op == Op::assign) {
       const NodeId target = *g_.find_source(attrs.s("target"));
       if (g_.shape(target) != declared)
-        c.fail(fmt::format("bad shape: assign writes {} into '{}' of shape {}", to_string(declared),
-                           attrs.s("target"), to_string(g_.shape(target))));
+        c.fail(fmt::format("bad shape: assign writes {} into '{}' of shape {}", to_string(declared), attrs.s("target"),
+                           to_string(g_.shape(target))));
     }
   }
 

@@ -1,7 +1,6 @@
 // The graph parser: it reads back what the printer writes, and refuses bad text with a message
 // naming the line and the mistake, never by crashing.
 #include <catch2/catch.hpp>
-
 #include <random>
 
 #include "autodiff/step.h"
@@ -35,7 +34,8 @@ TEST_CASE("parse_text reads back every zoo training step, with or without locati
     REQUIRE(from_dump.size() == g.size());
     for (const Node& n : g.nodes()) {
       const Node& p = from_dump.node(n.id);
-      CHECK((p.op == n.op && p.operands == n.operands && p.attrs == n.attrs && p.shape == n.shape && p.scope == n.scope));
+      CHECK(
+          (p.op == n.op && p.operands == n.operands && p.attrs == n.attrs && p.shape == n.shape && p.scope == n.scope));
     }
     CHECK(from_dump.outputs() == g.outputs());
     verify(from_dump);
@@ -55,12 +55,14 @@ TEST_CASE("parse_text keeps numbers and strings exact", "[graph][parser]") {
 }
 
 TEST_CASE("parse_text substitutes the batch size for N", "[graph][parser]") {
-  const std::string text = "%0 = input() {name=\"x\", shape=[N,6]} : [N,6]\n"
-                           "%1 = reshape(%0) {shape=[N,2,-1]} : [N,2,3]\n";
+  const std::string text =
+      "%0 = input() {name=\"x\", shape=[N,6]} : [N,6]\n"
+      "%1 = reshape(%0) {shape=[N,2,-1]} : [N,2,3]\n";
   const Graph g = parse_text(text, {.batch = 5});
   CHECK(g.shape(1) == Shape{5, 2, 3});
   CHECK(g.node(1).attrs.ints("shape") == std::vector<int64_t>{5, 2, -1});
-  CHECK_THAT(parse_error(text), Catch::Contains("t.dagger:1: the batch dimension N appears but no batch size was given"));
+  CHECK_THAT(parse_error(text),
+             Catch::Contains("t.dagger:1: the batch dimension N appears but no batch size was given"));
 }
 
 TEST_CASE("parse_text names the line and the mistake", "[graph][parser]") {
@@ -73,12 +75,16 @@ TEST_CASE("parse_text names the line and the mistake", "[graph][parser]") {
       {in + "%1 = relu(%0, %0) : [2,3]\n", "t.dagger:2: relu takes 1 operand(s), got 2"},
       {in + "%1 = add(%0) : [2,3]\n", "t.dagger:2: add takes 2 operand(s), got 1"},
       // bad shapes
-      {in + "%1 = relu(%0) : [3,2]\n", "t.dagger:2: bad shape: relu declares [3,2] but its operands and attributes give [2,3]"},
+      {in + "%1 = relu(%0) : [3,2]\n",
+       "t.dagger:2: bad shape: relu declares [3,2] but its operands and attributes give [2,3]"},
       {in + "%1 = relu(%0) : [2,x]\n", "t.dagger:2: expected an entry of the shape, found 'x'"},
       {in + "%1 = relu(%0) : [2,-3]\n", "t.dagger:2: bad shape [2,-3]: negative dimension"},
-      {"%0 = input() {name=\"x\", shape=[65536,65536]} : [65536,65536]\n", "t.dagger:1: bad shape [65536,65536]: more than 2^31"},
-      {"%0 = input() {name=\"x\", shape=[99999999999999999999]} : [1]\n", "t.dagger:1: an entry of attribute 'shape' 99999999999999999999 is out of range"},
-      {in + "%1 = matmul(%0, %0) {trans_a=0, trans_b=0} : [2,3]\n", "t.dagger:2: matmul: matmul inner dimensions differ: 3 vs 2"},
+      {"%0 = input() {name=\"x\", shape=[65536,65536]} : [65536,65536]\n",
+       "t.dagger:1: bad shape [65536,65536]: more than 2^31"},
+      {"%0 = input() {name=\"x\", shape=[99999999999999999999]} : [1]\n",
+       "t.dagger:1: an entry of attribute 'shape' 99999999999999999999 is out of range"},
+      {in + "%1 = matmul(%0, %0) {trans_a=0, trans_b=0} : [2,3]\n",
+       "t.dagger:2: matmul: matmul inner dimensions differ: 3 vs 2"},
       {in + "%1 = relu(%0)\n", "t.dagger:2: expected ':' before the shape, found the end of the line"},
       // duplicate names
       {in + "%0 = relu(%0) : [2,3]\n", "t.dagger:2: duplicate node %0 (defined on line 1)"},
@@ -89,6 +95,7 @@ TEST_CASE("parse_text names the line and the mistake", "[graph][parser]") {
       {in + "%1 = relu(%2) : [2,3]\n", "t.dagger:2: %2 is not defined above (forward reference or unknown node)"},
       {in + "output y = %7\n", "t.dagger:2: %7 is not defined above"},
       {in + "%5 = relu(%0) : [2,3]\n", "t.dagger:2: node %5 is out of sequence: the next ID is %1"},
+      {in + "%-1 = relu(%0) : [2,3]\n", "t.dagger:2: node %-1 is out of sequence: the next ID is %1"},
       // other syntax
       {"relu(%0) : [2]\n", "t.dagger:1: missing '%0 =' before relu"},
       {in + "%1 = assign(%0) {target=\"x\"} : [2,3]\n", "t.dagger:2: assign has no result"},
@@ -114,10 +121,18 @@ TEST_CASE("parse_text throws dagger::Error, never crashes, on mangled text", "[g
     for (int edit = 0; edit < 1 + static_cast<int>(rng() % 4); ++edit) {
       const size_t at = rng() % text.size();
       switch (rng() % 4) {
-        case 0: text.erase(at, 1 + rng() % 8); break;
-        case 1: text.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
-        case 2: text[at] = alphabet[rng() % alphabet.size()]; break;
-        case 3: text.insert(at, std::to_string(rng()) + std::to_string(rng())); break;
+        case 0:
+          text.erase(at, 1 + rng() % 8);
+          break;
+        case 1:
+          text.insert(at, 1, alphabet[rng() % alphabet.size()]);
+          break;
+        case 2:
+          text[at] = alphabet[rng() % alphabet.size()];
+          break;
+        case 3:
+          text.insert(at, std::to_string(rng()) + std::to_string(rng()));
+          break;
       }
     }
     try {
