@@ -77,9 +77,12 @@ std::optional<std::string> symbolic_line(std::string_view at_probe, std::string_
   const std::string probe = std::to_string(kProbeBatch), other = std::to_string(kOtherProbeBatch);
   std::string out;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i] == b[i]) out += a[i];
-    else if (a[i] == probe && b[i] == other) out += 'N';
-    else return std::nullopt;
+    if (a[i] == b[i])
+      out += a[i];
+    else if (a[i] == probe && b[i] == other)
+      out += 'N';
+    else
+      return std::nullopt;
   }
   return out;
 }
@@ -92,9 +95,10 @@ std::string symbolic_batch(const std::string& at_probe, const std::string& at_ot
     const std::string_view x = i < a.size() ? a[i] : "<end>", y = i < b.size() ? b[i] : "<end>";
     const std::optional<std::string> line = i < a.size() && i < b.size() ? symbolic_line(x, y) : std::nullopt;
     if (!line)
-      throw Error(fmt::format("the model's graph depends on the batch size beyond its batch axis, so it cannot be "
-                              "written as a model text: line {} is '{}' at batch {} but '{}' at batch {}",
-                              i + 1, x, kProbeBatch, y, kOtherProbeBatch));
+      throw Error(
+          fmt::format("the model's graph depends on the batch size beyond its batch axis, so it cannot be "
+                      "written as a model text: line {} is '{}' at batch {} but '{}' at batch {}",
+                      i + 1, x, kProbeBatch, y, kOtherProbeBatch));
     out += *line + '\n';
   }
   return out;
@@ -102,11 +106,12 @@ std::string symbolic_batch(const std::string& at_probe, const std::string& at_ot
 
 }  // namespace
 
-std::string first_difference(std::string_view here, std::string_view there) {
-  const auto a = split_lines(here), b = split_lines(there);
-  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-    const std::string_view x = i < a.size() ? a[i] : "<end>", y = i < b.size() ? b[i] : "<end>";
-    if (x != y) return fmt::format("line {}: '{}' here but '{}' there", i + 1, x, y);
+std::string first_difference(std::string_view a, std::string_view b, std::string_view name_a,
+                             std::string_view name_b) {
+  const auto la = split_lines(a), lb = split_lines(b);
+  for (size_t i = 0; i < std::max(la.size(), lb.size()); ++i) {
+    const std::string_view x = i < la.size() ? la[i] : "<end>", y = i < lb.size() ? lb[i] : "<end>";
+    if (x != y) return fmt::format("line {} is '{}' in {} but '{}' in {}", i + 1, x, name_a, y, name_b);
   }
   return "";
 }
@@ -120,7 +125,7 @@ std::string print_model(const ModelFn& model, const Shape& input_shape) {
     const Graph again = parse_text(symbolic, {.source = "the printed model", .batch = kProbeBatch});
     if (print_text(again, Locations::hide) != a)
       throw Error(fmt::format("the model's {} graph does not survive its text form ({})", mode_name(mode),
-                              first_difference(print_text(again, Locations::hide), a)));
+                              first_difference(print_text(again, Locations::hide), a, "the text read back", "the graph")));
     out += fmt::format("mode {}\n{}", mode_name(mode), symbolic);
   }
   return out;
@@ -147,11 +152,12 @@ struct ModelSections {
 void check_version(std::string_view line, const std::string& source) {
   const std::string prefix = std::string(kModelTextFormat) + " ";
   if (!line.starts_with(prefix))
-    fail_at(source, 1, fmt::format("not a model text: the first line must be '{} {}'", kModelTextFormat,
-                                   kModelTextVersion));
+    fail_at(source, 1,
+            fmt::format("not a model text: the first line must be '{} {}'", kModelTextFormat, kModelTextVersion));
   if (line.substr(prefix.size()) != std::to_string(kModelTextVersion))
-    fail_at(source, 1, fmt::format("unsupported model text version '{}' (this build reads version {})",
-                                   line.substr(prefix.size()), kModelTextVersion));
+    fail_at(source, 1,
+            fmt::format("unsupported model text version '{}' (this build reads version {})", line.substr(prefix.size()),
+                        kModelTextVersion));
 }
 
 /// "input [1,28,28]": one example's shape, every dimension at least 1.
@@ -186,7 +192,8 @@ ModelSections split_sections(std::string_view text, const std::string& source) {
   for (size_t i = 2; i < lines.size(); ++i) {
     if (lines[i].starts_with("mode ")) {
       const std::string_view name = lines[i].substr(5);
-      if (name != "train" && name != "eval") fail_at(source, i + 1, fmt::format("unknown mode '{}' (train or eval)", name));
+      if (name != "train" && name != "eval")
+        fail_at(source, i + 1, fmt::format("unknown mode '{}' (train or eval)", name));
       current = &m.modes[name == "train" ? 0 : 1];
       if (current->first_line) fail_at(source, i + 1, fmt::format("duplicate section 'mode {}'", name));
       current->first_line = static_cast<int>(i + 2);

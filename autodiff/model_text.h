@@ -7,7 +7,7 @@
 ///   mode train
 ///   %0 = input() {name="x", shape=[N,1,28,28]} : [N,1,28,28]
 ///   %1 = reshape(%0) {shape=[N,-1]} : [N,784]
-///   %2 = parameter() {name="dense1.w", shape=[784,10], init="glorot_uniform", fan_in=784, fan_out=10} : [784,10]  # dense1
+///   %2 = parameter() {name="dense1.w", shape=[784,10], init="glorot_uniform", ...} : [784,10]  # dense1
 ///   ...
 ///   output logits = %6
 ///   mode eval
@@ -44,7 +44,8 @@ struct ParsedModel {
 /// of graph/parser.h; "SOURCE: ..." when the sections do not describe one model.
 ParsedModel parse_model(std::string_view text, const std::string& source = "<model text>");
 
-/// Where two texts first differ, as "line 7: 'A' here but 'B' there"; "" when they are equal.
-std::string first_difference(std::string_view here, std::string_view there);
+/// Where two texts first differ, as "line 7 is 'A' in NAME_A but 'B' in NAME_B"; "" when they are equal.
+std::string first_difference(std::string_view a, std::string_view b, std::string_view name_a,
+                             std::string_view name_b);
 
 }  // namespace dagger

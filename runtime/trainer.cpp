@@ -213,9 +213,12 @@ void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) co
 void Trainer::require_same_model(const Checkpoint& checkpoint) const {
   const std::string stored = checkpoint_model_text(checkpoint);
   if (stored.empty() || stored == model_text()) return;
-  throw Error(fmt::format("checkpoint '{}' holds another model than this run's ({}/{} vs this model: {}); "
-                          "give the same model or another output folder",
-                          checkpoint.dir, checkpoint.dir, kModelFile, first_difference(stored, model_text())));
+  throw Error(
+      fmt::format("checkpoint '{}' holds another model than this run's: {}; give the same model or another "
+                  "output folder",
+                  checkpoint.dir,
+                  first_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(),
+                                   "this run's model")));
 }
 
 std::string checkpoint_model_text(const Checkpoint& checkpoint) {
@@ -233,7 +236,8 @@ std::string checkpoint_model_text(const Checkpoint& checkpoint) {
   const nlohmann::json file = field("file");
   const auto it = file.is_string() ? checkpoint.texts.find(file.get<std::string>()) : checkpoint.texts.end();
   if (it == checkpoint.texts.end())
-    throw Error(fmt::format("checkpoint '{}': the model text file {} is not among its files", checkpoint.dir, file.dump()));
+    throw Error(
+        fmt::format("checkpoint '{}': the model text file {} is not among its files", checkpoint.dir, file.dump()));
   return it->second;
 }
 

@@ -33,8 +33,10 @@ Run add_ir(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call")->required();
-  cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
-                  "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
+  cmd->add_option("--stage", f->stage,
+                  "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
+                  "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints "
+                  "carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");

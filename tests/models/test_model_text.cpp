@@ -1,7 +1,6 @@
 // Model texts: every zoo model survives print -> parse -> print, and a model rebuilt from its
 // text trains to the same bits as the C++ that declared it.
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <random>
 
@@ -126,7 +125,8 @@ TEST_CASE("parse_model names the line and what is wrong", "[models][model_text]"
   const std::string tiny = kTinyModel;
   CHECK(print_model(parse_model(tiny).build, {4}) == tiny);
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {replaced(tiny, "dagger-model 1", "dagger-model 2"), "m:1: unsupported model text version '2' (this build reads version 1)"},
+      {replaced(tiny, "dagger-model 1", "dagger-model 2"),
+       "m:1: unsupported model text version '2' (this build reads version 1)"},
       {replaced(tiny, "dagger-model 1", "hello"), "m:1: not a model text: the first line must be 'dagger-model 1'"},
       {"", "m:1: not a model text"},
       {replaced(tiny, "input [4]", "input [4,x]"), "m:2: bad input shape: 'x'"},
@@ -137,11 +137,16 @@ TEST_CASE("parse_model names the line and what is wrong", "[models][model_text]"
       {replaced(tiny, "%2 = matmul", "%2 = matmull"), "m:6: unknown op 'matmull'"},
       {replaced(tiny, "matmul(%0, %1)", "matmul(%0)"), "m:6: matmul takes 2 operand(s), got 1"},
       {replaced(tiny, "matmul(%0, %1)", "matmul(%0, %3)"), "m:6: %3 is not defined above"},
-      {replaced(tiny, ": [N,3]", ": [N,4]"), "m:6: bad shape: matmul declares [2,4] but its operands and attributes give [2,3] (with N = 2)"},
-      {replaced(tiny, "%1 = parameter() {name=\"w\"", "%1 = parameter() {name=\"x\""), "m:5: duplicate source name 'x'"},
-      {replaced(tiny, "{name=\"x\", shape=[N,4]}", "{name=\"y\", shape=[N,4]}"), "m: mode train: the first node must be the input \"x\" of shape [N,4]"},
-      {replaced(tiny, "output logits = %2\nmode", "output probs = %2\nmode"), "m: mode train: the section must end with exactly one output"},
-      {replaced(tiny, "init=\"zeros\"", "init=\"ones\""), "m: modes train and eval declare different parameters or states"},
+      {replaced(tiny, ": [N,3]", ": [N,4]"),
+       "m:6: bad shape: matmul declares [2,4] but its operands and attributes give [2,3] (with N = 2)"},
+      {replaced(tiny, "%1 = parameter() {name=\"w\"", "%1 = parameter() {name=\"x\""),
+       "m:5: duplicate source name 'x'"},
+      {replaced(tiny, "{name=\"x\", shape=[N,4]}", "{name=\"y\", shape=[N,4]}"),
+       "m: mode train: the first node must be the input \"x\" of shape [N,4]"},
+      {replaced(tiny, "output logits = %2\nmode", "output probs = %2\nmode"),
+       "m: mode train: the section must end with exactly one output"},
+      {replaced(tiny, "init=\"zeros\"", "init=\"ones\""),
+       "m: modes train and eval declare different parameters or states"},
   };
   for (const auto& [text, expected] : cases) {
     INFO(text);
@@ -157,8 +162,10 @@ TEST_CASE("parse_model never crashes on mangled text", "[models][model_text]") {
   for (int trial = 0; trial < 300; ++trial) {
     std::string text = good;
     const size_t at = rng() % text.size();
-    if (rng() % 2) text[at] = alphabet[rng() % alphabet.size()];
-    else text.insert(at, std::to_string(rng()));
+    if (rng() % 2)
+      text[at] = alphabet[rng() % alphabet.size()];
+    else
+      text.insert(at, std::to_string(rng()));
     try {
       const ParsedModel parsed = parse_model(text);
       build_forward(parsed.build, 3, Mode::train, parsed.input_shape);

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "autodiff/model_text.h"
+#include "models/zoo.h"
 #include "runtime/checkpoint.h"
 #include "runtime/trainer.h"
 #include "support.h"
@@ -24,7 +25,7 @@ namespace {
 /// A small CNN of this test's own: valid padding, stride 2, leaky ReLU, batch norm, dropout.
 Value my_cnn(Model& m, Value x) {
   x = leaky_relu(m.batchnorm(m.conv2d(x, 6, 5, Pad::valid, 2)), 0.1f);  // 28 -> 12
-  x = m.dropout(maxpool(x, 2), 0.1f);                                     // 12 -> 6
+  x = m.dropout(maxpool(x, 2), 0.1f);                                   // 12 -> 6
   x = m.dropout(tanh(m.dense(flatten(x), 24)), 0.2f);
   return m.dense(x, 10);
 }
@@ -67,7 +68,8 @@ TEST_CASE("dagger eval scores a checkpoint of a model that is not in the zoo", "
     CHECK(std::filesystem::exists(path + "/" + kModelFile));
     CHECK(checkpoint_model_text(load_checkpoint(path)) == print_model(my_cnn));
   }
-  const auto eval = run_dagger("eval --json --executor reference --test-limit 200 --checkpoint " + dir.file("run/checkpoint"));
+  const auto eval =
+      run_dagger("eval --json --executor reference --test-limit 200 --checkpoint " + dir.file("run/checkpoint"));
   INFO(eval.output);
   REQUIRE(eval.status == 0);
   const nlohmann::json j = last_json_line(eval.output);
@@ -116,8 +118,10 @@ TEST_CASE("a checkpoint without a model text is still evaluated through the zoo"
     return;
   }
   dagger::testing::TempDir dir("old-checkpoint");
-  const auto train = run_dagger("train shallow --epochs 1 --quiet --json --executor reference --train-limit 300 "
-                                "--val-limit 100 --test-limit 200 --out " + dir.file("run"));
+  const auto train = run_dagger(
+      "train shallow --epochs 1 --quiet --json --executor reference --train-limit 300 "
+      "--val-limit 100 --test-limit 200 --out " +
+      dir.file("run"));
   INFO(train.output);
   REQUIRE(train.status == 0);
   const double trained = last_json_line(train.output)["test"]["accuracy"].get<double>();
@@ -140,16 +144,28 @@ TEST_CASE("checkpoint texts are saved, listed and checked", "[runtime][checkpoin
   dagger::testing::TempDir dir("texts");
   const std::string ck = dir.file("ck");
   Tensor t = Tensor::from_shape({2});
-  save_checkpoint(ck, {{"w", t}}, {{"model_text", {{"file", "model.dagger"}, {"format", "dagger-model"}, {"version", 1}}}},
+  save_checkpoint(ck, {{"w", t}},
+                  {{"model_text", {{"file", "model.dagger"}, {"format", "dagger-model"}, {"version", 1}}}},
                   {{"model.dagger", "hello\n"}});
   Checkpoint loaded = load_checkpoint(ck);
   CHECK(loaded.texts.at("model.dagger") == "hello\n");
   CHECK(checkpoint_model_text(loaded) == "hello\n");
   loaded.meta["model_text"]["version"] = 2;
-  CHECK_THAT(error_of([&] { checkpoint_model_text(loaded); }),
-             Catch::Contains("stores its model as \"dagger-model\" version 2; this build reads dagger-model version 1"));
-  CHECK_THAT(error_of([&] { save_checkpoint(ck, {}, {}, {{"../escape", "x"}}); }),
+  CHECK_THAT(
+      error_of([&] { checkpoint_model_text(loaded); }),
+      Catch::Contains("stores its model as \"dagger-model\" version 2; this build reads dagger-model version 1"));
+  CHECK_THAT(error_of([&] {
+               save_checkpoint(ck, {}, {}, {{"../escape", "x"}});
+             }),
              Catch::Contains("gives a text the file name '../escape', which is not a plain file name"));
   std::ofstream(ck + "/model.dagger") << "hello, longer\n";
   CHECK_THAT(error_of([&] { load_checkpoint(ck); }), Catch::Contains("model.dagger' is truncated or altered"));
+}
+
+TEST_CASE("dagger ir --stage model prints the text checkpoints carry", "[cli][model_text]") {
+  const auto out = run_dagger("ir \"cnn(1,bn,0.5)\" --stage model");
+  INFO(out.output);
+  REQUIRE(out.status == 0);
+  CHECK(out.output == print_model(zoo::find("cnn(1,bn,0.5)").build));
+  CHECK(out.output.starts_with("dagger-model 1\ninput [1,28,28]\nmode train\n"));
 }
