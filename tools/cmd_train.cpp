@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "autodiff/model_text.h"
 #include "runtime/checkpoint.h"
 #include "runtime/trainer.h"
 #include "suite/analysis.h"
@@ -47,6 +48,22 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
   for (const auto& [name, r] : rows)
     fmt::print("{:<6} {:>9.4f} {:>9.4f} {:>10.4f} {:>9.4f} {:>9.4f}\n", name, r.loss, r.accuracy, r.precision, r.recall,
                r.f1);
+}
+
+/// The model a checkpoint was trained with: from the model text it carries, or, for a checkpoint
+/// from before model texts, from the zoo model its metadata names. Sets the input shape and,
+/// when the metadata names no model, a label for it.
+ModelFn checkpoint_model(const Checkpoint& ck, TrainConfig& cfg) {
+  const std::string text = checkpoint_model_text(ck);
+  if (text.empty()) {
+    if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", ck.dir));
+    return resolve_model(cfg.model_spec).build;
+  }
+  const std::string file = (std::filesystem::path(ck.dir) / kModelFile).string();
+  ParsedModel parsed = parse_model(text, file);
+  cfg.input_shape = parsed.input_shape;
+  if (cfg.model_spec.empty()) cfg.model_spec = file;
+  return parsed.build;
 }
 
 }  // namespace
@@ -151,11 +168,11 @@ Run add_eval(CLI::App& app) {
       Checkpoint ck = load_checkpoint(folder);
       TrainConfig cfg;
       cfg.model_spec = ck.meta.value("model", "");
-      if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
       cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
       cfg.executor = executor_kind(f->executor);
       cfg.progress = false;
-      Trainer trainer(resolve_model(cfg.model_spec).build, cfg);
+      ModelFn model = checkpoint_model(ck, cfg);
+      Trainer trainer(model, cfg);
       trainer.load_state(folder);
       Evaluation test = trainer.evaluate(data.test);
       rows.emplace_back(f->checkpoints.size() == 1 ? "test" : std::to_string(rows.size() + 1), test.report);
