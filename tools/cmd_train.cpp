@@ -168,9 +168,10 @@ Run add_train(CLI::App& app) {
     cfg.progress = !f->quiet;
     f->data.seed = cfg.seed;
     f->data.validate();
-    if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model);
     Splits data = f->data.load();
     take_shape_from(data, cfg);
+    if (!f->dump_dir.empty())
+      write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes);
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
                data.train.size(), data.val.size(), data.test.size(),
                zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));
