@@ -40,8 +40,8 @@ static void require_poolable(const char* family, Value x, int stages) {
   const Shape& s = x.shape();
   const int64_t need = int64_t{1} << stages;
   if (s.size() != 4 || s[2] < need || s[3] < need) {
-    throw Error(fmt::format("{} pools {} times and needs images of at least {}x{}, got input {}", family, stages,
-                            need, need, to_string(s)));
+    throw Error(fmt::format("{} pools {} times and needs images of at least {}x{}, got input {}", family, stages, need,
+                            need, to_string(s)));
   }
 }
 

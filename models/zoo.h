@@ -14,10 +14,11 @@ namespace dagger::zoo {
 ModelFn shallow();
 /// Dense(units) -> act -> Dropout(p) -> Dense(classes).
 ModelFn mlp1(int64_t units, Act act, float p);
-/// Dense(h1) -> [BatchNorm] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BatchNorm] -> ReLU -> Dropout(p2) -> Dense(classes).
+/// Dense(h1) -> [BatchNorm] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BatchNorm] -> ReLU -> Dropout(p2) ->
+/// Dense(classes).
 ModelFn mlp2(int64_t h1, int64_t h2, float p1, float p2, bool bn);
-/// `blocks` x [Conv3x3(32*2^i) -> [BatchNorm] -> ReLU -> MaxPool2 -> Dropout(q)] -> Flatten -> Dense(h) -> ReLU -> Dropout(p) -> Dense(classes).
-/// Throws Error when the images are smaller than 2^blocks on a side.
+/// `blocks` x [Conv3x3(32*2^i) -> [BatchNorm] -> ReLU -> MaxPool2 -> Dropout(q)] -> Flatten -> Dense(h) -> ReLU ->
+/// Dropout(p) -> Dense(classes). Throws Error when the images are smaller than 2^blocks on a side.
 ModelFn cnn(int blocks, bool bn, float p, float q = 0, int64_t h = 128);
 /// Three stages of two 3x3 convolutions with batch norm, joined by a skip connection (a 1x1
 /// projection where the channel count changes) when `residual`; filters 32/64/128; cnn3's head.

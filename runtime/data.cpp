@@ -78,7 +78,8 @@ std::vector<std::string> read_class_names(const std::string& path) {
   }
   while (!names.empty() && names.back().empty()) names.pop_back();
   for (size_t i = 0; i < names.size(); ++i) {
-    if (names[i].empty()) throw Error(fmt::format("classes file '{}' line {} is empty; give one name per line", path, i + 1));
+    if (names[i].empty())
+      throw Error(fmt::format("classes file '{}' line {} is empty; give one name per line", path, i + 1));
   }
   if (names.empty()) throw Error(fmt::format("classes file '{}' names no classes", path));
   return names;

@@ -25,9 +25,9 @@ constexpr double kDefaultValFraction = 0.2;
 
 /// Images with their class ids, example i being images[i] and labels[i].
 struct Dataset {
-  Tensor images;            ///< [n, channels, height, width] f32
-  std::vector<int> labels;  ///< n class ids in 0..class_count()-1
-  size_t classes = 0;       ///< number of classes; 0 when unknown (then max label + 1)
+  Tensor images;                         ///< [n, channels, height, width] f32
+  std::vector<int> labels;               ///< n class ids in 0..class_count()-1
+  size_t classes = 0;                    ///< number of classes; 0 when unknown (then max label + 1)
   std::vector<std::string> class_names;  ///< one per class, or empty when the data names none
 
   /// Number of examples.
@@ -66,8 +66,8 @@ struct SplitOptions {
   /// when that is 0 too, 12,000 for Fashion-MNIST and kDefaultValFraction for other data.
   size_t val_size = 0;
   double val_fraction = 0;
-  std::string classes_file;          ///< class names, one per line; "" = none (Fashion-MNIST's own)
-  std::vector<size_t> input_shape;   ///< C, H, W of CSV rows; empty = 1 x s x s for s*s pixels
+  std::string classes_file;         ///< class names, one per line; "" = none (Fashion-MNIST's own)
+  std::vector<size_t> input_shape;  ///< C, H, W of CSV rows; empty = 1 x s x s for s*s pixels
   size_t train_limit = 0, val_limit = 0, test_limit = 0;  ///< class-balanced subset sizes; 0 = all
   bool scale = true;  ///< pixels in 0..1 rather than 0..255
 };

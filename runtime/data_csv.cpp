@@ -94,8 +94,8 @@ RawSet read_csv(const std::string& path, const std::vector<size_t>& csv_shape) {
     for (size_t k = 1; k < fields.size(); ++k) {
       double v = 0;
       if (!parse_number(fields[k], v)) {
-        throw Error(fmt::format("'{}' line {} column {}: '{}' is not a number", path, line_number, k + 1,
-                                trimmed(fields[k])));
+        throw Error(
+            fmt::format("'{}' line {} column {}: '{}' is not a number", path, line_number, k + 1, trimmed(fields[k])));
       }
       all_bytes &= v == std::floor(v) && v >= 0 && v <= 255;
       values.push_back(static_cast<float>(v));

@@ -33,8 +33,8 @@ std::vector<size_t> read_header(const std::string& path, const std::vector<uint8
                             fmt::join(expected, " or "), kind));
   }
   if (bytes[2] != kUnsignedByte) {
-    throw Error(fmt::format("'{}' stores IDX element type 0x{:02x}; only 8-bit unsigned (0x08) {} are supported",
-                            path, bytes[2], kind == std::string("label") ? "labels" : "pixels"));
+    throw Error(fmt::format("'{}' stores IDX element type 0x{:02x}; only 8-bit unsigned (0x08) {} are supported", path,
+                            bytes[2], kind == std::string("label") ? "labels" : "pixels"));
   }
   require_bytes(path, 4 + 4 * rank, bytes.size(), "header");
   std::vector<size_t> dims;

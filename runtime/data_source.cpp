@@ -183,8 +183,8 @@ RawSource read_source(const std::string& dir_name, const std::vector<size_t>& cs
   if (source.train.images.example_shape != source.test.images.example_shape) {
     const auto text = [](const std::vector<size_t>& s) { return fmt::format("{}", fmt::join(s, "x")); };
     throw Error(fmt::format("'{}' holds {} images but '{}' holds {} images; train and test shapes must match",
-                            source.train.images_file, text(source.train.images.example_shape),
-                            source.test.images_file, text(source.test.images.example_shape)));
+                            source.train.images_file, text(source.train.images.example_shape), source.test.images_file,
+                            text(source.test.images.example_shape)));
   }
   if (source.train.images.is_float != source.test.images.is_float) {
     throw Error(fmt::format("'{}' and '{}' store pixels as different types (8-bit and float); use one",

@@ -413,8 +413,8 @@ class ReportWriter {
       md_ += fmt::format("{}: {} of {} test images misclassified; the first {} (true→predicted):\n\n", rs[i].label,
                          wrong, test.size(), images.size());
       image(plots() && drawable(test) ? plot_.image_grid(fmt::format("{}-misclassified-{}", e.experiment->id, i + 1),
-                                       "Misclassified: " + rs[i].label, images, 10, captions)
-                    : "",
+                                                         "Misclassified: " + rs[i].label, images, 10, captions)
+                                      : "",
             "misclassified images " + rs[i].label);
     }
   }

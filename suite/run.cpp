@@ -216,7 +216,7 @@ ClassificationReport report_from_json(const nlohmann::json& j) {
   r.support = j.at("support").get<std::vector<size_t>>();
   r.confusion = j.at("confusion").get<std::vector<std::vector<size_t>>>();
   r.class_names = j.contains("class_names") ? j.at("class_names").get<std::vector<std::string>>()
-                                             : numbered_class_names(r.support.size());
+                                            : numbered_class_names(r.support.size());
   return r;
 }
 

@@ -44,12 +44,14 @@ inline Bytes npy_file(const std::string& descr, const std::vector<size_t>& shape
   for (size_t d : shape) dims += fmt::format("{}, ", d);
   if (shape.size() > 1) dims.erase(dims.size() - 2);
   if (shape.size() == 1) dims.erase(dims.size() - 1);
-  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': {}, 'shape': ({}), }}", descr,
-                                   fortran ? "True" : "False", dims);
+  std::string header =
+      fmt::format("{{'descr': '{}', 'fortran_order': {}, 'shape': ({}), }}", descr, fortran ? "True" : "False", dims);
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';
-  Bytes out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(header.size() & 0xff),
-               static_cast<uint8_t>(header.size() >> 8)};
+  const std::string magic = "\x93NUMPY\x01";
+  Bytes out(magic.begin(), magic.end());
+  for (uint8_t b : {uint8_t{0}, static_cast<uint8_t>(header.size() & 0xff), static_cast<uint8_t>(header.size() >> 8)})
+    out.push_back(b);
   out.insert(out.end(), header.begin(), header.end());
   out.insert(out.end(), data.begin(), data.end());
   return out;

@@ -204,8 +204,9 @@ TEST_CASE("load_fashion_mnist reports a missing data folder helpfully", "[data]"
   SplitOptions o;
   o.dir = (tmp.path / "absent").string();
   const std::string msg = error_of([&] { load_data(o); });
-  CHECK_THAT(msg, Contains("absent") && Contains("-labels-idx1-ubyte.gz") && Contains("/usr/share/datasets/fashion-mnist") &&
-                      Contains("train_x.npy") && Contains("train.csv") && Contains("DAGGER_DATA"));
+  CHECK_THAT(msg, Contains("absent") && Contains("-labels-idx1-ubyte.gz") &&
+                      Contains("/usr/share/datasets/fashion-mnist") && Contains("train_x.npy") &&
+                      Contains("train.csv") && Contains("DAGGER_DATA"));
 }
 
 TEST_CASE("default_data_dir follows DAGGER_DATA", "[data]") {

@@ -76,7 +76,8 @@ TEST_CASE("load_data reads .npy folders of any shape and class count", "[data][s
     std::vector<double> values;
     for (uint8_t p : kTest.pixels) values.push_back(p);
     write_bytes(tmp.file("test_x.npy"), npy_file("<f8", {12, 3, 8, 8}, raw_bytes(values)));
-    write_bytes(tmp.file("test_y.npy"), npy_file("<i4", {12}, raw_bytes(std::vector<int32_t>(kTest.labels.begin(), kTest.labels.end()))));
+    write_bytes(tmp.file("test_y.npy"),
+                npy_file("<i4", {12}, raw_bytes(std::vector<int32_t>(kTest.labels.begin(), kTest.labels.end()))));
     write_bytes(tmp.file("train_y.npy"), npy_file("|u1", {40}, Bytes(kTrain.labels.begin(), kTrain.labels.end())));
     std::vector<double> train_values(kTrain.pixels.begin(), kTrain.pixels.end());
     write_bytes(tmp.file("train_x.npy"), npy_file("<f8", {40, 3, 8, 8}, raw_bytes(train_values)));
@@ -184,8 +185,8 @@ TEST_CASE("load_data names the file and the problem for bad .npy data", "[data][
     Bytes pixels = kTest.pixels;
     pixels.resize(pixels.size() - 1);
     write_bytes(test_x, npy_file("|u1", {12, 3, 8, 8}, pixels));
-    CHECK_THAT(error(), Contains(test_x) && Contains("truncated") && Contains("expected 2304 bytes") &&
-                            Contains("got 2303"));
+    CHECK_THAT(error(),
+               Contains(test_x) && Contains("truncated") && Contains("expected 2304 bytes") && Contains("got 2303"));
   }
   SECTION("a truncated header") {
     write_bytes(test_x, Bytes{0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 200, 0, '{'});
@@ -252,12 +253,11 @@ TEST_CASE("load_data takes class names and counts from a classes file", "[data][
   write_text(o.classes_file, "up left\nup right\ndown left\ndown right\nnowhere\n");
   Splits s = load_data(o);
   CHECK(s.test.class_count() == 5);  // the file names more classes than the labels use
-  CHECK(s.val.class_labels() ==
-        std::vector<std::string>{"up left", "up right", "down left", "down right", "nowhere"});
+  CHECK(s.val.class_labels() == std::vector<std::string>{"up left", "up right", "down left", "down right", "nowhere"});
 
   write_text(o.classes_file, "a\nb\nc\n");
-  CHECK_THAT(error_of([&] { load_data(o); }), Contains("label 3") && Contains("names only 3 classes") &&
-                                                  Contains("classes.txt"));
+  CHECK_THAT(error_of([&] { load_data(o); }),
+             Contains("label 3") && Contains("names only 3 classes") && Contains("classes.txt"));
   write_text(o.classes_file, "a\n\nc\nd\n");
   CHECK_THAT(error_of([&] { load_data(o); }), Contains("line 2 is empty"));
   o.classes_file = tmp.file("absent.txt");

@@ -77,8 +77,8 @@ TEST_CASE("dagger train learns 3x32x32 images in 4 classes from .npy with a CNN"
   check_report(j.at("test"), {"top left", "top right", "bottom left", "bottom right"}, 0.6);
 
   // eval rebuilds the model for the data's shape and classes.
-  const Outcome eval = run("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + dir.path.string() +
-                           " --json");
+  const Outcome eval =
+      run("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + dir.path.string() + " --json");
   INFO(eval.output);
   REQUIRE(eval.status == 0);
   CHECK(last_json(eval.output).at("test").at("accuracy") == j.at("test").at("accuracy"));
@@ -119,8 +119,8 @@ TEST_CASE("a CNN rejects images too small for its pooling stages", "[cli][data]"
   const Outcome out = run("train \"cnn(3,bn,0.2)\" --data " + dir.path.string() + kFast);
   CHECK(out.status == 1);
   CHECK_THAT(out.output, Contains("cnn pools 3 times and needs images of at least 8x8") && Contains("6,6"));
-  const Outcome fits = run("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --dump-dir " +
-                           dir.file("dump") + kFast);
+  const Outcome fits =
+      run("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --dump-dir " + dir.file("dump") + kFast);
   INFO(fits.output);
   CHECK(fits.status == 0);
   std::ifstream graph(dir.file("dump/graph.txt"));
