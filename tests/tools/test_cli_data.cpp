@@ -82,6 +82,14 @@ TEST_CASE("dagger train learns 3x32x32 images in 4 classes from .npy with a CNN"
   INFO(eval.output);
   REQUIRE(eval.status == 0);
   CHECK(last_json(eval.output).at("test").at("accuracy") == j.at("test").at("accuracy"));
+
+  // Data of another shape is refused by name rather than fed to the model.
+  TempDir other("cli-other");
+  write_idx_set(other.path.string(), "train", quadrant_set(20, 1, 20, 4, 3), false);
+  write_idx_set(other.path.string(), "test", quadrant_set(8, 1, 20, 4, 4), false);
+  const Outcome wrong = run("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + other.path.string());
+  CHECK(wrong.status == 1);
+  CHECK_THAT(wrong.output, Contains("takes images of [3,32,32] but the data's are [1,20,20]"));
 }
 
 TEST_CASE("dagger train learns the same task from CSV with an MLP", "[cli][data]") {
