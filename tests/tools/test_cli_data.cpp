@@ -3,41 +3,18 @@
 // data options' usage errors.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
+#include <fstream>
 #include <string>
 
 #include "data_files.h"
 #include "support.h"
+#include "tools/cli_support.h"
 
 using namespace dagger::testing;
 using Catch::Matchers::Contains;
 
 namespace {
-
-struct Outcome {
-  int status;
-  std::string output;
-};
-
-Outcome run(const std::string& args) {
-  const std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-/// The JSON object `--json` prints on the last line.
-nlohmann::json last_json(const std::string& output) {
-  const size_t start = output.rfind("\n{");
-  return nlohmann::json::parse(output.substr(start == std::string::npos ? 0 : start + 1));
-}
 
 /// Checks a report covers the classes `names` and scores well above chance.
 void check_report(const nlohmann::json& report, const std::vector<std::string>& names, double min_accuracy) {
@@ -68,26 +45,26 @@ TEST_CASE("dagger train learns 3x32x32 images in 4 classes from .npy with a CNN"
   TempDir dir("cli-npy");
   write_quadrants(dir, false);
   std::ofstream(dir.file("names.txt")) << "top left\ntop right\nbottom left\nbottom right\n";
-  const Outcome out = run("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --classes " +
+  const Outcome out = run_dagger("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --classes " +
                           dir.file("names.txt") + " --out " + dir.file("run") + kFast);
   INFO(out.output);
   REQUIRE(out.status == 0);
   CHECK_THAT(out.output, Contains("384 train / 96 val / 120 test images"));  // the default 20% validation
-  const nlohmann::json j = last_json(out.output);
+  const nlohmann::json j = last_json_line(out.output);
   check_report(j.at("test"), {"top left", "top right", "bottom left", "bottom right"}, 0.6);
 
   // eval rebuilds the model for the data's shape and classes.
   const Outcome eval =
-      run("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + dir.path.string() + " --json");
+      run_dagger("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + dir.path.string() + " --json");
   INFO(eval.output);
   REQUIRE(eval.status == 0);
-  CHECK(last_json(eval.output).at("test").at("accuracy") == j.at("test").at("accuracy"));
+  CHECK(last_json_line(eval.output).at("test").at("accuracy") == j.at("test").at("accuracy"));
 
   // Data of another shape is refused by name rather than fed to the model.
   TempDir other("cli-other");
   write_idx_set(other.path.string(), "train", quadrant_set(20, 1, 20, 4, 3), false);
   write_idx_set(other.path.string(), "test", quadrant_set(8, 1, 20, 4, 4), false);
-  const Outcome wrong = run("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + other.path.string());
+  const Outcome wrong = run_dagger("eval --checkpoint " + dir.file("run/checkpoint") + " --data " + other.path.string());
   CHECK(wrong.status == 1);
   CHECK_THAT(wrong.output, Contains("takes images of [3,32,32] but the data's are [1,20,20]"));
 }
@@ -95,16 +72,16 @@ TEST_CASE("dagger train learns 3x32x32 images in 4 classes from .npy with a CNN"
 TEST_CASE("dagger train learns the same task from CSV with an MLP", "[cli][data]") {
   TempDir dir("cli-csv");
   write_quadrants(dir, true);
-  const Outcome square = run("train \"mlp1(64,relu,0)\" --data " + dir.path.string() + kFast);
+  const Outcome square = run_dagger("train \"mlp1(64,relu,0)\" --data " + dir.path.string() + kFast);
   CHECK(square.status == 1);
   CHECK_THAT(square.output, Contains("3072 pixels per row") && Contains("--input-shape"));
 
   const Outcome out =
-      run("train \"mlp1(64,relu,0)\" --data " + dir.path.string() + " --input-shape 3,32,32 --val-size 80" + kFast);
+      run_dagger("train \"mlp1(64,relu,0)\" --data " + dir.path.string() + " --input-shape 3,32,32 --val-size 80" + kFast);
   INFO(out.output);
   REQUIRE(out.status == 0);
   CHECK_THAT(out.output, Contains("400 train / 80 val / 120 test images"));
-  check_report(last_json(out.output).at("test"), {"0", "1", "2", "3"}, 0.6);
+  check_report(last_json_line(out.output).at("test"), {"0", "1", "2", "3"}, 0.6);
 }
 
 TEST_CASE("dagger train reads 1x20x20 IDX files, plain and gzipped", "[cli][data]") {
@@ -112,11 +89,11 @@ TEST_CASE("dagger train reads 1x20x20 IDX files, plain and gzipped", "[cli][data
     TempDir dir("cli-idx");
     write_idx_set(dir.path.string(), "train", quadrant_set(300, 1, 20, 3, 21), gzip);
     write_idx_set(dir.path.string(), "t10k", quadrant_set(90, 1, 20, 3, 22), gzip);
-    const Outcome out = run("train shallow --data " + dir.path.string() + " --val-fraction 0.1" + kFast);
+    const Outcome out = run_dagger("train shallow --data " + dir.path.string() + " --val-fraction 0.1" + kFast);
     INFO(out.output);
     REQUIRE(out.status == 0);
     CHECK_THAT(out.output, Contains("270 train / 30 val / 90 test images"));
-    check_report(last_json(out.output).at("test"), {"0", "1", "2"}, 0.6);
+    check_report(last_json_line(out.output).at("test"), {"0", "1", "2"}, 0.6);
   }
 }
 
@@ -124,11 +101,11 @@ TEST_CASE("a CNN rejects images too small for its pooling stages", "[cli][data]"
   TempDir dir("cli-small");
   write_npy_set(dir.path.string(), "train", quadrant_set(40, 1, 6, 4, 1));
   write_npy_set(dir.path.string(), "test", quadrant_set(8, 1, 6, 4, 2));
-  const Outcome out = run("train \"cnn(3,bn,0.2)\" --data " + dir.path.string() + kFast);
+  const Outcome out = run_dagger("train \"cnn(3,bn,0.2)\" --data " + dir.path.string() + kFast);
   CHECK(out.status == 1);
   CHECK_THAT(out.output, Contains("cnn pools 3 times and needs images of at least 8x8") && Contains("6,6"));
   const Outcome fits =
-      run("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --dump-dir " + dir.file("dump") + kFast);
+      run_dagger("train \"cnn(2,bn,0.2)\" --data " + dir.path.string() + " --dump-dir " + dir.file("dump") + kFast);
   INFO(fits.output);
   CHECK(fits.status == 0);
   std::ifstream graph(dir.file("dump/graph.txt"));
@@ -152,13 +129,13 @@ TEST_CASE("bad data options are usage errors, found before any data is read", "[
   };
   for (const auto& [flags, message] : cases) {
     for (const char* command : {"train shallow", "eval --checkpoint ."}) {
-      const Outcome out = run(std::string(command) + absent + " " + flags);
+      const Outcome out = run_dagger(std::string(command) + absent + " " + flags);
       INFO(command << " " << flags << "\n" << out.output);
       CHECK(out.status == 2);
       CHECK_THAT(out.output, Contains(message));
     }
   }
-  const Outcome missing = run("train shallow" + absent);
+  const Outcome missing = run_dagger("train shallow" + absent);
   CHECK(missing.status == 1);
   CHECK_THAT(missing.output, Contains("no data in") && Contains("absent"));
 }
