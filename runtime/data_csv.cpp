@@ -20,12 +20,12 @@ std::string_view trimmed(std::string_view s) {
   return s;
 }
 
-/// The value of a field, or false when it is not entirely a number.
+/// The value of a field, or false when it is not entirely a finite number.
 bool parse_number(std::string_view field, double& out) {
   field = trimmed(field);
   if (!field.empty() && field.front() == '+') field.remove_prefix(1);
   const auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), out);
-  return ec == std::errc() && end == field.data() + field.size() && !field.empty();
+  return ec == std::errc() && end == field.data() + field.size() && !field.empty() && std::isfinite(out);
 }
 
 /// The comma-separated fields of one line.

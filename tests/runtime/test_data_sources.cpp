@@ -127,6 +127,7 @@ TEST_CASE("load_data reads CSV folders, with or without a header, shaped by --in
     CHECK_THAT(error("1,0,0,0,0\n2,0,0\n"), Contains("test.csv") && Contains("line 2 has 3 columns, expected 5"));
     CHECK_THAT(error("label,a,b,c,d\n1,0,x,0,0\n"),
                Contains("test.csv") && Contains("line 2 column 3") && Contains("'x'"));
+    CHECK_THAT(error("1,0,0,0,0\n1,0,0,nan,0\n"), Contains("line 2 column 4: 'nan' is not a number"));
     CHECK_THAT(error("1,0,0,0,0\n-2,0,0,0,0\n"), Contains("test.csv") && Contains("line 2: label -2"));
     CHECK_THAT(error("1,0,0,0,0\n0.5,0,0,0,0\n"), Contains("test.csv") && Contains("line 2: label 0.5"));
     CHECK_THAT(error("label,a,b,c,d\n"), Contains("test.csv") && Contains("no examples"));
