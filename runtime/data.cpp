@@ -3,10 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -17,8 +14,6 @@
 #include "runtime/data_source.h"
 
 namespace dagger {
-
-namespace fs = std::filesystem;
 
 namespace {
 
