@@ -52,8 +52,8 @@ Graph model_body(const Graph& full, Mode mode) {
   return body;
 }
 
-std::string section_text(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape) {
-  return print_text(model_body(build_forward(model, batch, mode, input_shape), mode), Locations::hide);
+std::string section_text(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes) {
+  return print_text(model_body(build_forward(model, batch, mode, input_shape, classes), mode), Locations::hide);
 }
 
 /// Splits a text into maximal runs of digits and runs of anything else.
@@ -116,11 +116,11 @@ std::string first_difference(std::string_view a, std::string_view b, std::string
   return "";
 }
 
-std::string print_model(const ModelFn& model, const Shape& input_shape) {
+std::string print_model(const ModelFn& model, const Shape& input_shape, int64_t classes) {
   std::string out = fmt::format("{} {}\ninput {}\n", kModelTextFormat, kModelTextVersion, to_string(input_shape));
   for (Mode mode : {Mode::train, Mode::eval}) {
-    const std::string a = section_text(model, kProbeBatch, mode, input_shape);
-    const std::string symbolic = symbolic_batch(a, section_text(model, kOtherProbeBatch, mode, input_shape));
+    const std::string a = section_text(model, kProbeBatch, mode, input_shape, classes);
+    const std::string symbolic = symbolic_batch(a, section_text(model, kOtherProbeBatch, mode, input_shape, classes));
     // The substitution must be exact: read back at the probe batch, the text prints as it did.
     const Graph again = parse_text(symbolic, {.source = "the printed model", .batch = kProbeBatch});
     if (print_text(again, Locations::hide) != a)

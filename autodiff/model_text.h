@@ -28,10 +28,10 @@ namespace dagger {
 inline constexpr const char* kModelTextFormat = "dagger-model";
 inline constexpr int kModelTextVersion = 1;
 
-/// The text of `model` for inputs [batch, input_shape...]. Throws Error when the model's graph
+/// The text of `model` for inputs [batch, input_shape...] in `classes` classes. Throws Error when the model's graph
 /// depends on the batch size other than through dimensions equal to it (for instance, a
 /// different layer structure per batch size), which a single text cannot describe.
-std::string print_model(const ModelFn& model, const Shape& input_shape = {1, 28, 28});
+std::string print_model(const ModelFn& model, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10);
 
 /// A model read back from its text.
 struct ParsedModel {

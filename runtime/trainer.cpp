@@ -104,7 +104,7 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
   if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
   // The full-batch training step names every parameter and optimizer state; create them once
   // (compiling it waits for the first training step: evaluation alone never needs it).
-  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape);
+  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.classes);
   initialize_state(g, state_, config_.seed);
   for (const Node& n : g.nodes())
     if (n.op == Op::parameter || n.op == Op::state)
@@ -116,7 +116,7 @@ Trainer::~Trainer() = default;
 Executable& Trainer::train_plan(int64_t batch) {
   auto& slot = train_plans_[batch];
   if (!slot) {
-    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape),
+    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes),
                            config_.executor, {config_.threads});
   }
   return *slot;
@@ -124,8 +124,9 @@ Executable& Trainer::train_plan(int64_t batch) {
 
 Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
-  if (!slot) slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape), config_.executor,
-                                 {config_.threads});
+  if (!slot)
+    slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
+                           config_.executor, {config_.threads});
   return *slot;
 }
 
@@ -184,7 +185,10 @@ Evaluation Trainer::evaluate(const Dataset& data) {
     std::copy(probs.begin(), probs.end(), ev.probs.begin() + begin * classes);
   }
   ev.predictions = argmax_rows(logits_all);
-  ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels));
+  // The data's class names, numbered past them when the model scores more classes than it names.
+  std::vector<std::string> names = data.class_labels();
+  for (size_t c = names.size(); c < logits_all.shape()[1]; ++c) names.push_back(std::to_string(c));
+  ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels), names);
   return ev;
 }
 
@@ -200,7 +204,7 @@ nlohmann::json Trainer::checkpoint_meta(const nlohmann::json& extra) const {
 }
 
 const std::string& Trainer::model_text() const {
-  if (!model_text_) model_text_ = print_model(model_, config_.input_shape);
+  if (!model_text_) model_text_ = print_model(model_, config_.input_shape, config_.classes);
   return *model_text_;
 }
 

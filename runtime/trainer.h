@@ -33,7 +33,8 @@ struct TrainConfig {
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool progress = true;
   int64_t eval_batch = 500;
-  Shape input_shape = {1, 28, 28};
+  Shape input_shape = {1, 28, 28};  ///< one image: channels, height, width
+  int64_t classes = 10;             ///< the width of the model's logits
   /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
   std::function<void(const EpochStats&)> on_epoch;
 };
