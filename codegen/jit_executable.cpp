@@ -8,7 +8,6 @@
 #include <map>
 #include <optional>
 
-#include "codegen/fallback.h"
 #include "codegen/fusion.h"
 #include "codegen/lower.h"
 #include "runtime/arena.h"
@@ -21,12 +20,12 @@ namespace {
 /// What the plan does when it reaches a node, in node order. An alias (a reshape) is the
 /// same buffer as its operand under another shape; an assign holds its operand's value
 /// until the step ends.
-enum class StepKind { kernel, interpreted, alias, assign };
+enum class StepKind { kernel, alias, assign };
 
 struct Step {
   StepKind kind;
   NodeId node;
-  int index;  // into the plan's kernels or fallbacks
+  int index;  // into the plan's kernels; -1 for other steps
 };
 
 /// A dropout inside a kernel whose key the plan checks before launching it (the kernel cannot
@@ -36,6 +35,20 @@ struct KeyCheck {
 };
 
 Shape shape_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end()); }
+
+/// A contiguous copy of the numel(shape) floats at `data`.
+Tensor tensor_from(const float* data, const Shape& shape) {
+  Tensor t = Tensor::from_shape(std::vector<size_t>(shape.begin(), shape.end()));
+  std::copy(data, data + t.size(), t.data());
+  return t;
+}
+
+/// A constant's value, as the interpreter computes it: its attribute rounded to float.
+Tensor constant_value(const Node& n) {
+  Tensor t = Tensor::from_shape(std::vector<size_t>(n.shape.begin(), n.shape.end()));
+  std::fill(t.data(), t.data() + t.size(), static_cast<float>(n.attrs.f("value")));
+  return t;
+}
 
 std::string node_label(const Node& n) {
   return fmt::format("{}: %{} = {}", describe(n.where), n.id, op_info(n.op).name);
@@ -177,11 +190,11 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
   return layout;
 }
 
-/// The plan's steps in node order: a kernel where its group's root is, the other non-source nodes
-/// as themselves.
+/// The plan's steps in node order: a kernel where its group's root is, then each reshape and
+/// assign as itself. Fusion gives every other node that is not a source a group; one without
+/// a group is an internal error, thrown here rather than left unexecuted.
 std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
   std::vector<Step> steps;
-  int fallbacks = 0;
   for (const Node& n : g.nodes()) {
     const int group = fusion.group_of[n.id];
     if (group >= 0) {
@@ -191,7 +204,7 @@ std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
     } else if (n.op == Op::reshape) {
       steps.push_back({StepKind::alias, n.id, -1});
     } else if (op_info(n.op).category != OpCategory::Source) {
-      steps.push_back({StepKind::interpreted, n.id, fallbacks++});
+      throw Error(fmt::format("{}: internal error: no kernel computes this node", node_label(n)));
     }
   }
   return steps;
@@ -220,11 +233,9 @@ struct JitExecutable::Plan {
   /// the microkernel's vector loads of a panel never straddle two cache lines.
   std::vector<std::vector<float>> scratch_storage;
   std::vector<float*> scratch;
-  std::vector<FallbackNode> fallbacks;
-  std::vector<NodeId> interpreted;
   std::vector<Step> steps;
   std::vector<FusionGroup> groups;  // per kernel
-  std::vector<Tensor> storage;  // per node: constants and interpreted values
+  std::vector<Tensor> storage;  // per node: the constants' values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
   std::vector<float> arena_storage;
   float* arena = nullptr;  // arena_storage's first 64-byte boundary
@@ -237,7 +248,7 @@ struct JitExecutable::Plan {
   float* buffer_of(NodeId id, const std::vector<const float*>& at) {
     return into[id] >= 0 ? const_cast<float*>(at[into[id]]) : arena + arena_offset[id];
   }
-  /// Whether [data, data + floats) is memory of the plan's own (its arena or a computed value).
+  /// Whether [data, data + floats) is memory of the plan's own (its arena or a constant).
   bool owns(const float* data, int64_t floats) const {
     if (data >= arena && data + floats <= arena + arena_floats) return true;
     for (const Tensor& t : storage)
@@ -293,7 +304,9 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   }
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
-  // Kernels take float* for every buffer but write only the first (and the scratch).
+  // Every buffer is passed as float*: a kernel writes its root's and side outputs' buffers (and
+  // its scratch) and only reads its inputs. An output written in place (plan_in_place) is the
+  // very tensor of the source it replaces, which the kernel also reads as an input.
   std::vector<float*> args{buffer_of(root, at)};
   for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, at));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
@@ -345,12 +358,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
       if (g.node(id).op == Op::softmax_xent || g.node(id).op == Op::softmax_xent_grad) labels.push_back(id);
     p.label_checks.push_back(std::move(labels));
   }
-  for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = FallbackNode(g, id).run({});
-  for (const Step& step : p.steps)
-    if (step.kind == StepKind::interpreted) {
-      p.fallbacks.emplace_back(g, step.node);
-      p.interpreted.push_back(step.node);
-    }
+  for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = constant_value(g.node(id));
   p.groups = fusion.groups;
   int64_t scratch_floats = 0;
   for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
@@ -381,13 +389,6 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
       case StepKind::alias:
         at[n.id] = at[n.operands[0]];
         break;
-      case StepKind::interpreted: {
-        std::vector<const float*> operands;
-        for (NodeId o : n.operands) operands.push_back(at[o]);
-        p.storage[n.id] = p.fallbacks[step.index].run(operands);
-        at[n.id] = p.storage[n.id].data();
-        break;
-      }
     }
     if (p.profiling) {
       p.step_calls[s] += 1;
@@ -423,8 +424,6 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
 
 const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->infos; }
 
-const std::vector<NodeId>& JitExecutable::interpreted_nodes() const { return plan_->interpreted; }
-
 const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.stats(); }
 
 int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static_cast<int64_t>(sizeof(float)); }
@@ -457,19 +456,9 @@ std::vector<KernelProfile> JitExecutable::profile() const {
   std::vector<KernelProfile> out;
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const Step& step = p.steps[s];
-    if (step.kind == StepKind::assign || step.kind == StepKind::alias) continue;
-    KernelProfile k;
-    if (step.kind == StepKind::kernel) {
-      const KernelInfo& info = p.infos[step.index];
-      k.name = info.name;
-      k.nodes = info.nodes;
-      k.root = info.root;
-    } else {
-      k.name = std::string(op_info(p.graph.node(step.node).op).name);
-      k.nodes = {step.node};
-      k.root = step.node;
-      k.interpreted = true;
-    }
+    if (step.kind != StepKind::kernel) continue;
+    const KernelInfo& info = p.infos[static_cast<size_t>(step.index)];
+    KernelProfile k{info.name, info.nodes, info.root};
     if (s < p.step_calls.size()) {
       k.calls = p.step_calls[s];
       k.seconds = p.step_seconds[s];
