@@ -47,14 +47,16 @@ struct Readers {
 
   explicit Readers(const Graph& g)
       : count(g.size(), 0), assigns(g.size(), 0), last(g.size(), -1), is_output(g.size(), false) {
-    for (const Node& n : g.nodes())
-      for (NodeId o : n.operands) {
-        ++count[o];
-        if (n.op == Op::assign)
-          ++assigns[o];
+    const std::vector<std::vector<NodeId>> readers = readers_of(g);
+    for (const Node& n : g.nodes()) {
+      count[n.id] = static_cast<int>(readers[n.id].size());
+      for (NodeId r : readers[n.id]) {
+        if (g.node(r).op == Op::assign)
+          ++assigns[n.id];
         else
-          last[o] = n.id;
+          last[n.id] = r;
       }
+    }
     for (const auto& [name, id] : g.outputs()) is_output[id] = true;
   }
 

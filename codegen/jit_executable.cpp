@@ -92,9 +92,7 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
       group_of[id] = step.index;
     }
   }
-  std::vector<std::vector<NodeId>> readers(g.size());
-  for (const Node& n : g.nodes())
-    for (NodeId o : n.operands) readers[o].push_back(n.id);
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
   std::vector<bool> output(g.size(), false);
   for (const auto& [name, id] : g.outputs()) output[id] = true;
   std::map<std::string, NodeId> sources;
