@@ -20,23 +20,80 @@ struct Conv {
   int64_t n, c, h, w, k, r, s, p, q, stride, pad;
 };
 
-Conv conv_of(const Graph& g, const Node& node) {
-  Shape x, f;
+/// The three convolution products, each one implicit GEMM.
+enum class ConvProduct { forward, backward_data, backward_filter };
+
+ConvProduct conv_product(const Node& node) {
   switch (node.op) {
     case Op::conv2d:
+      return ConvProduct::forward;
+    case Op::conv2d_backward_data:
+      return ConvProduct::backward_data;
+    case Op::conv2d_backward_filter:
+      return ConvProduct::backward_filter;
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::dropout:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::matmul:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::assign:
+      break;
+  }
+  throw Error(fmt::format("internal error: codegen: %{} ({}) is not a convolution", node.id, op_info(node.op).name));
+}
+
+Conv conv_of(const Graph& g, const Node& node) {
+  Shape x, f;
+  switch (conv_product(node)) {
+    case ConvProduct::forward:
       x = g.shape(node.operands[0]);
       f = g.shape(node.operands[1]);
       break;
-    case Op::conv2d_backward_data:
+    case ConvProduct::backward_data:
       x = node.shape;
       f = g.shape(node.operands[1]);
       break;
-    case Op::conv2d_backward_filter:
+    case ConvProduct::backward_filter:
       x = g.shape(node.operands[0]);
       f = node.shape;
       break;
-    default:
-      throw Error(fmt::format("codegen: {} is not a convolution", op_info(node.op).name));
   }
   const int64_t stride = node.attrs.i("stride"), pad = node.attrs.i("pad");
   return {x[0], x[1], x[2], x[3], f[0], f[2], f[3],
@@ -45,11 +102,15 @@ Conv conv_of(const Graph& g, const Node& node) {
 
 GemmSizes sizes_of(const Graph& g, const Node& node) {
   const Conv v = conv_of(g, node);
-  switch (node.op) {
-    case Op::conv2d: return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
-    case Op::conv2d_backward_data: return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
-    default: return {1, v.k, v.c * v.r * v.s, {v.p, v.q}, v.n};
+  switch (conv_product(node)) {
+    case ConvProduct::forward:
+      return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
+    case ConvProduct::backward_data:
+      return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
+    case ConvProduct::backward_filter:
+      break;
   }
+  return {1, v.k, v.c * v.r * v.s, {v.p, v.q}, v.n};
 }
 
 /// Lane-wise helpers on <W x i32> vectors.
@@ -211,8 +272,8 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   // Per vector of panel columns, lane values computed once per panel and reused by every row.
   std::vector<std::vector<llvm::Value*>> lane_cache;
 
-  switch (anchor.op) {
-    case Op::conv2d:
+  switch (conv_product(anchor)) {
+    case ConvProduct::forward:
       // A = w [k, (c, r, s)]; B = im2col(x_b): row (c, r, s), column (p, q).
       p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
         return load(second, filter_index(i, k[0], k[1], k[2]));
@@ -245,7 +306,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                      });
       };
       break;
-    case Op::conv2d_backward_data:
+    case ConvProduct::backward_data:
       // A = w viewed as [c, (k, r, s)]; B: row (k, r, s), column (h, w) holds the dy element
       // whose window tap (r, s) covered input position (h, w), or 0.
       p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
@@ -283,7 +344,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                      });
       };
       break;
-    default:
+    case ConvProduct::backward_filter:
       // Summed over images kb: A = dy_kb [k, (p, q)]; B = im2col(x_kb)^T: row (p, q), column (c, r, s).
       p.a_at = [&](llvm::Value*, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k) {
         llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(kb, e.i64c(kpq)), e.b.CreateMul(i, e.i64c(v.p * v.q)));

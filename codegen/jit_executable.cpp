@@ -278,8 +278,49 @@ void JitExecutable::Plan::bind_sources(const StateMap& feeds, const StateMap& st
       case Op::constant:
         at[n.id] = storage[n.id].data();
         break;
-      default:
-        break;
+      case Op::neg:
+      case Op::exp:
+      case Op::log:
+      case Op::sqrt:
+      case Op::relu:
+      case Op::tanh:
+      case Op::sigmoid:
+      case Op::elu:
+      case Op::selu:
+      case Op::leaky_relu:
+      case Op::add:
+      case Op::sub:
+      case Op::mul:
+      case Op::div:
+      case Op::pow:
+      case Op::relu_grad:
+      case Op::elu_grad:
+      case Op::selu_grad:
+      case Op::leaky_relu_grad:
+      case Op::dropout:
+      case Op::reshape:
+      case Op::transpose:
+      case Op::broadcast:
+      case Op::reduce_sum:
+      case Op::reduce_mean:
+      case Op::reduce_max:
+      case Op::matmul:
+      case Op::conv2d:
+      case Op::conv2d_backward_data:
+      case Op::conv2d_backward_filter:
+      case Op::maxpool2d:
+      case Op::maxpool2d_backward:
+      case Op::batchnorm_train:
+      case Op::batchnorm_infer:
+      case Op::batchnorm_backward:
+      case Op::batchnorm_grad_gamma:
+      case Op::channel_mean:
+      case Op::channel_var:
+      case Op::softmax:
+      case Op::softmax_xent:
+      case Op::softmax_xent_grad:
+      case Op::assign:
+        break;  // computed by the plan, not bound
     }
   }
 }
