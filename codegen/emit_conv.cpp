@@ -216,22 +216,12 @@ void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* imag
     llvm::Value* in_rows = e.b.CreateICmpULT(e.lane_ids(), ix.c(count));
     llvm::Value* oh = ix.div(pos, v.q);
     llvm::Value* ow = ix.rem(pos, v.q);
-    for (int64_t g = 0; g < stride / w; ++g) {
-      std::vector<llvm::Value*> vectors;
-      for (int64_t l = g * w; l < (g + 1) * w; ++l) {
-        if (l >= cols) {
-          vectors.push_back(e.splat(0.0f));
-          continue;
-        }
-        const Column& c = columns[static_cast<size_t>(l)];
-        llvm::Value* mask = ix.all(in_rows, ix.all(ix.within(ix.add(oh, c.r), v.h), ix.within(ix.add(ow, c.s), v.w)));
-        llvm::Value* address = e.b.CreateGEP(e.f32, x, e.b.CreateAdd(c.start, j));
-        vectors.push_back(e.b.CreateMaskedLoad(e.vf, address, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf)));
-      }
-      transpose(e, vectors);
-      for (int64_t row = 0; row < std::min(count, w); ++row)
-        store_panel(e, panel, e.b.CreateAdd(j, e.i64c(row)), stride, g, vectors[static_cast<size_t>(row)]);
-    }
+    pack_rows_transposed(e, panel, stride, j, count, cols, [&](int64_t l) {
+      const Column& c = columns[static_cast<size_t>(l)];
+      llvm::Value* mask = ix.all(in_rows, ix.all(ix.within(ix.add(oh, c.r), v.h), ix.within(ix.add(ow, c.s), v.w)));
+      llvm::Value* address = e.b.CreateGEP(e.f32, x, e.b.CreateAdd(c.start, j));
+      return e.b.CreateMaskedLoad(e.vf, address, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf));
+    });
   };
   const int64_t full = rows / w;
   emit_for(e, full * w, w, [&](llvm::Value* j) { block(j, w); });
