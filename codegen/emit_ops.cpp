@@ -93,9 +93,9 @@ void emit_op_kernel(Emit& e, const std::string& name, const Graph& g, const Fusi
 
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k) {
   const NodeId id = g.node(group.anchor).operands[k];
-  const auto at = std::find(group.inputs.begin(), group.inputs.end(), id);
-  assert(at != group.inputs.end());
-  return kf.args[first_input_arg(group) + static_cast<size_t>(at - group.inputs.begin())];
+  const auto input = std::find(group.inputs.begin(), group.inputs.end(), id);
+  assert(input != group.inputs.end());
+  return kf.args[first_input_arg(group) + static_cast<size_t>(input - group.inputs.begin())];
 }
 
 Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep) : e_(e) {
@@ -133,9 +133,9 @@ Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const Kern
   };
   auto input = [&](NodeId id) -> ElementGen {
     if (id == group.anchor) return [this](const ElementPos&) { return current_; };
-    const auto at = std::find(group.inputs.begin(), group.inputs.end(), id);
-    assert(at != group.inputs.end());
-    StridedBuffer buf{kf.args[first_input_arg(group) + static_cast<size_t>(at - group.inputs.begin())],
+    const auto slot = std::find(group.inputs.begin(), group.inputs.end(), id);
+    assert(slot != group.inputs.end());
+    StridedBuffer buf{kf.args[first_input_arg(group) + static_cast<size_t>(slot - group.inputs.begin())],
                       view_strides(g.shape(id))};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
