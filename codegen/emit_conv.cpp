@@ -232,8 +232,8 @@ void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* imag
 /// row of the panel reuses; computed once per panel.
 using ColumnLanes = std::function<std::vector<llvm::Value*>(llvm::Value* columns)>;
 /// Where vector `u` of the panel's columns reads at reduction row `row`, given its column lanes.
-using RowLanes = std::function<LaneSource(int64_t u, const std::vector<llvm::Value*>& column,
-                                          const std::vector<llvm::Value*>& row)>;
+using RowLanes =
+    std::function<LaneSource(int64_t u, const std::vector<llvm::Value*>& column, const std::vector<llvm::Value*>& row)>;
 
 /// The packer of every product's gathered panels: fills `panel` with columns [j0, j0 + cols)
 /// of a B whose reduction rows are the coordinates of `rows`, reading `source`.
@@ -388,8 +388,7 @@ void set_backward_filter(const ConvOperands& c, GemmProblem& p) {
 /// Emits the GEMM of the forward or data-gradient product, storing C through the group's
 /// elementwise epilogue. The epilogue walks the output as [images, channels, positions]:
 /// every operand it reads must then walk the two spatial axes as one.
-void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
-                        GemmProblem& p) {
+void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, GemmProblem& p) {
   const Node& anchor = g.node(group.anchor);
   const size_t first_input = first_input_arg(group);
   const GemmSizes& sizes = p.sizes;
@@ -411,8 +410,8 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
   const std::vector<int64_t> out_strides{sizes.m * sizes.n, sizes.n, 1};
   p.store_c = [&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};
-    pos.flat = e.b.CreateAdd(
-        e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
+    pos.flat =
+        e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o)
       store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, epilogue[o](pos));

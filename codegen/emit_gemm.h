@@ -83,8 +83,8 @@ void transpose(Emit& e, std::vector<llvm::Value*>& rows);
 /// the group into panel rows. Columns from `cols` on are stored as zeros. The packers of a
 /// B read along its columns (a transposed matmul operand, a convolution's filter gradient)
 /// share it.
-void pack_rows_transposed(Emit& e, llvm::Value* panel, int64_t stride, llvm::Value* row0, int64_t count,
-                          int64_t cols, const std::function<llvm::Value*(int64_t c)>& column);
+void pack_rows_transposed(Emit& e, llvm::Value* panel, int64_t stride, llvm::Value* row0, int64_t count, int64_t cols,
+                          const std::function<llvm::Value*(int64_t c)>& column);
 
 /// A W-lane gather of base[index] for the lanes in `mask` (others read nothing and hold 0);
 /// `index` is a <W x i32> vector, its masked-off lanes may hold anything.

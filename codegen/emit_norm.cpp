@@ -272,8 +272,8 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
       case Op::softmax_xent:
       case Op::softmax_xent_grad:
       case Op::assign:
-        throw Error(fmt::format("internal error: codegen: %{} ({}) has no normalization kernel", n.id,
-                                op_info(n.op).name));
+        throw Error(
+            fmt::format("internal error: codegen: %{} ({}) has no normalization kernel", n.id, op_info(n.op).name));
     }
   });
 }

@@ -41,7 +41,6 @@ TailRead tail_read(const Shape& operand, const Shape& out, size_t keep) {
 
 }  // namespace
 
-
 OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsigned width) {
   const NodeId anchor = group.anchor;
   switch (kernel_family(g.node(anchor).op)) {

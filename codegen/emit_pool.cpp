@@ -82,8 +82,7 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
 
 /// maxpool2d: each window's maximum, stored through the epilogue with vectors along the
 /// output row.
-void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
-                       const PoolDims& d) {
+void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d) {
   llvm::Value* x = operand_arg(kf, g, group, 0);
   Epilogue ep(e, g, group, kf, 3);
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
@@ -91,9 +90,8 @@ void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const 
     llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
     llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-      ep.for_each({image, channel, r}, [&](const ElementPos& pos) {
-        return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first;
-      });
+      ep.for_each({image, channel, r},
+                  [&](const ElementPos& pos) { return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first; });
     });
   });
 }
@@ -140,7 +138,8 @@ struct PoolGradPlane {
         const int64_t count = std::clamp<int64_t>(2 * int64_t(active) - k * e.width, 0, e.width);
         if (count == 0) continue;
         store_at(e, StridedBuffer{dx, {1}},
-                 ElementPos{{e.b.CreateAdd(row, e.i64c(k * e.width))}, nullptr,
+                 ElementPos{{e.b.CreateAdd(row, e.i64c(k * e.width))},
+                            nullptr,
                             count == e.width ? nullptr : e.prefix_mask(static_cast<unsigned>(count))},
                  halves[k]);
       }

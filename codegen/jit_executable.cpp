@@ -233,7 +233,7 @@ struct JitExecutable::Plan {
   std::vector<float*> scratch;
   std::vector<Step> steps;
   std::vector<FusionGroup> groups;  // per kernel
-  std::vector<Tensor> storage;  // per node: the constants' values
+  std::vector<Tensor> storage;      // per node: the constants' values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
   std::vector<float> arena_storage;
   float* arena = nullptr;  // arena_storage's first 64-byte boundary
@@ -472,7 +472,8 @@ FusionPlan plan_fusion(const Graph& g) {
   FusionPlan fusion = fuse(g);
   const std::vector<NodeId> in_place_source = plan_in_place(g, plan_steps(g, fusion), fusion.groups);
   for (const Node& n : g.nodes())
-    if (in_place_source[n.id] >= 0) fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, in_place_source[n.id]});
+    if (in_place_source[n.id] >= 0)
+      fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, in_place_source[n.id]});
   return fusion;
 }
 

@@ -52,8 +52,8 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
     case KernelFamily::none:
       break;
   }
-  throw Error(fmt::format("internal error: group %{} is anchored on %{}, which no kernel computes", group.root,
-                          group.anchor));
+  throw Error(
+      fmt::format("internal error: group %{} is anchored on %{}, which no kernel computes", group.root, group.anchor));
 }
 
 }  // namespace

@@ -479,7 +479,8 @@ TEST_CASE("a dense model's training step matches the interpreter and is determin
   }
   CHECK(loss_err < 1e-5);
   CHECK(state_err < 1e-5);
-  std::cout << "jit training step: " << plan->kernels().size() << " kernels; max error: outputs " << loss_err << ", state " << state_err << "\n";
+  std::cout << "jit training step: " << plan->kernels().size() << " kernels; max error: outputs " << loss_err
+            << ", state " << state_err << "\n";
 
   // A second plan from the same state gives the same bits.
   auto again = compile_jit(g);
