@@ -12,7 +12,9 @@
 #include "autodiff/step.h"
 #include "runtime/data.h"
 #include "runtime/executor.h"
+#include "runtime/augment.h"
 #include "runtime/metrics.h"
+#include "runtime/schedule.h"
 
 namespace dagger {
 
@@ -22,7 +24,10 @@ struct TrainConfig {
   std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
   int epochs = 10;
   int64_t batch = 64;
-  OptimizerConfig optimizer;
+  OptimizerConfig optimizer;  ///< optimizer.lr is the schedule's base rate
+  ScheduleConfig schedule;    ///< the learning rate per epoch (default: constant optimizer.lr)
+  AugmentConfig augment;      ///< transforms of the training images (default: none)
+  double label_smoothing = 0;  ///< E in [0, 1): the training loss's label smoothing (validation loss is plain)
   int patience = 0;          ///< 0: no early stopping
   bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss
   uint64_t seed = 42;
@@ -40,6 +45,7 @@ struct EpochStats {
   int epoch = 0;  ///< 1-based
   double train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0;
   double seconds = 0, images_per_sec = 0;
+  double lr = 0;  ///< the learning rate this epoch trained with
 };
 
 struct TrainResult {
@@ -95,11 +101,15 @@ class Trainer {
   /// Replaces the state with a checkpoint's tensors after checking names and shapes.
   void load_state(const std::string& checkpoint_dir);
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
+  /// The options that decide what each epoch computes beyond the model, optimizer kind, seed and
+  /// batch: learning rate, weight decay, schedule, augmentation, label smoothing. Recorded in every
+  /// checkpoint's metadata ("training") and checked when a run resumes.
+  nlohmann::json training_options() const;
 
  private:
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
-  EpochStats run_epoch(const Dataset& train, int epoch);
+  EpochStats run_epoch(const Dataset& train, int epoch, double lr);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
   /// out_dir/last and history.csv after `history`'s last epoch: the state, the history and the
   /// early-stopping position fit() resumes from.
@@ -109,11 +119,12 @@ class Trainer {
   TrainConfig config_;
   StateMap state_;
   int64_t step_ = 0;
+  ScheduleState schedule_state_;
   std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
 };
 
-/// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec.
+/// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr.
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history);
 
 /// Mean softmax cross-entropy of logits [n, k] against labels, in double precision.

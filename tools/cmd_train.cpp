@@ -9,6 +9,7 @@
 #include "runtime/trainer.h"
 #include "suite/analysis.h"
 #include "tools/cli.h"
+#include "tools/train_flags.h"
 
 namespace dagger::cli {
 
@@ -57,6 +58,7 @@ Run add_train(CLI::App& app) {
     std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
     TrainConfig config;
     DataFlags data;
+    RecipeFlags recipe;
     bool nesterov = false, json = false, quiet = false, keep_last = false;
     int threads = 1;
   };
@@ -64,11 +66,11 @@ Run add_train(CLI::App& app) {
   cmd->add_option("model", f->model, "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\"")->required();
   cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
   cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
-  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam")->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")->capture_default_str();
   cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
   cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
-  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
+  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
   cmd->add_flag("--keep-last", f->keep_last,
                 "with early stopping, end with the last epoch's weights rather than the best validation loss's");
@@ -80,9 +82,10 @@ Run add_train(CLI::App& app) {
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
   f->data.add(*cmd);
+  f->recipe.add(*cmd);
   return [f] {
     zoo::Entry model = resolve_model(f->model);
-    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
+    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam", "adamw"});
     TrainConfig cfg = f->config;
     cfg.model_spec = f->model;
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
@@ -92,6 +95,7 @@ Run add_train(CLI::App& app) {
     cfg.threads = f->threads;
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
+    f->recipe.apply(cfg);
     f->data.seed = cfg.seed;
     if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model);
     Splits data = f->data.load();
@@ -113,11 +117,14 @@ Run add_train(CLI::App& app) {
                         {"images_per_sec", result.images_per_sec},
                         {"executor", executor_name(cfg.executor)},
                         {"threads", f->threads},
-                        {"seed", cfg.seed}};
+                        {"seed", cfg.seed},
+                        {"training", trainer.training_options()}};
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
-      std::ofstream(cfg.out_dir + "/metrics.json") << j.dump(2) << "\n";
+      const std::string metrics = cfg.out_dir + "/metrics.json";  // written whole, then renamed into place
+      std::ofstream(metrics + ".tmp") << j.dump(2) << "\n";
+      std::filesystem::rename(metrics + ".tmp", metrics);
     }
     if (f->json) fmt::print("{}\n", j.dump());
     return 0;
