@@ -6,8 +6,7 @@
 
 namespace dagger {
 
-Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape,
-                    double label_smoothing) {
+Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, double label_smoothing) {
   if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
   Graph g;
   Model m(g, mode);

@@ -199,7 +199,9 @@ Shape infer_shape(Op op, const std::vector<Shape>& in, const Attrs& at) {
     case Op::softmax:
       require(!in[0].empty(), "softmax needs at least one axis");
       return in[0];
-    case Op::softmax_xent: check_smoothing(at); return class_head(in[0], in[1]);
+    case Op::softmax_xent:
+      check_smoothing(at);
+      return class_head(in[0], in[1]);
     case Op::softmax_xent_grad:
       check_smoothing(at);
       class_head(in[0], in[1]);

@@ -17,8 +17,8 @@ namespace {
 class ExampleRandom {
  public:
   ExampleRandom(uint64_t seed, int epoch, size_t index) {
-    const uint32_t run = dropout_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
-                                      static_cast<uint32_t>(epoch));
+    const uint32_t run =
+        dropout_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch));
     key_ = dropout_hash(run, 0x41554731u, static_cast<uint32_t>(index));  // salt "AUG1"
   }
   /// Uniform in [0, 1) with 24 bits.
@@ -61,10 +61,12 @@ AugmentConfig parse_augment(const std::string& text) {
       cfg.crop_padding = static_cast<int>(p);
     } else if (name == "erase" && eq != std::string::npos) {
       const double p = parse_number(item, value);
-      if (!(p > 0 && p <= 1)) throw Error(fmt::format("--augment: erase probability must be in (0, 1], got '{}'", value));
+      if (!(p > 0 && p <= 1))
+        throw Error(fmt::format("--augment: erase probability must be in (0, 1], got '{}'", value));
       cfg.erase_probability = p;
     } else {
-      throw Error(fmt::format("--augment: cannot read '{}' (expected crop=P, flip, erase=PROB, e.g. crop=4,flip)", item));
+      throw Error(
+          fmt::format("--augment: cannot read '{}' (expected crop=P, flip, erase=PROB, e.g. crop=4,flip)", item));
     }
   }
   if (!text.empty() && text.back() == ',') throw Error("--augment: trailing ','");
@@ -125,8 +127,8 @@ void apply_plan(const ExamplePlan& plan, int crop_padding, float* image, int cha
   }
 }
 
-void augment_batch(const AugmentConfig& cfg, uint64_t seed, int epoch, const std::vector<size_t>& order,
-                   size_t begin, Tensor& images) {
+void augment_batch(const AugmentConfig& cfg, uint64_t seed, int epoch, const std::vector<size_t>& order, size_t begin,
+                   Tensor& images) {
   if (!cfg.enabled()) return;
   if (images.dimension() != 4)
     throw Error(fmt::format("augmentation needs images [n, channels, height, width], got {} axes", images.dimension()));

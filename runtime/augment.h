@@ -13,8 +13,8 @@ namespace dagger {
 
 /// Which transforms run, in this order: crop, flip, erase. All off = no augmentation.
 struct AugmentConfig {
-  int crop_padding = 0;       ///< P > 0: pad P zeros on each side, then crop back at a random offset
-  bool flip = false;          ///< mirror left-right with probability 1/2
+  int crop_padding = 0;          ///< P > 0: pad P zeros on each side, then crop back at a random offset
+  bool flip = false;             ///< mirror left-right with probability 1/2
   double erase_probability = 0;  ///< erase a random rectangle (2%-33% of the area) with this probability
 
   bool enabled() const { return crop_padding > 0 || flip || erase_probability > 0; }
@@ -45,7 +45,7 @@ ExamplePlan plan_example(const AugmentConfig& cfg, uint64_t seed, int epoch, siz
 void apply_plan(const ExamplePlan& plan, int crop_padding, float* image, int channels, int height, int width);
 
 /// Augments a gathered batch [count, C, H, W] whose row b holds example order[begin + b].
-void augment_batch(const AugmentConfig& cfg, uint64_t seed, int epoch, const std::vector<size_t>& order,
-                   size_t begin, Tensor& images);
+void augment_batch(const AugmentConfig& cfg, uint64_t seed, int epoch, const std::vector<size_t>& order, size_t begin,
+                   Tensor& images);
 
 }  // namespace dagger

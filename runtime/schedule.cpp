@@ -41,14 +41,17 @@ std::string schedule_name(ScheduleConfig::Kind kind) {
 
 double scheduled_lr(int epoch, int epochs, double base_lr, const ScheduleConfig& cfg, const ScheduleState& state) {
   switch (cfg.kind) {
-    case ScheduleConfig::Kind::constant: return base_lr;
-    case ScheduleConfig::Kind::step: return base_lr * std::pow(cfg.gamma, (epoch - 1) / cfg.step_size);
+    case ScheduleConfig::Kind::constant:
+      return base_lr;
+    case ScheduleConfig::Kind::step:
+      return base_lr * std::pow(cfg.gamma, (epoch - 1) / cfg.step_size);
     case ScheduleConfig::Kind::cosine: {
       if (epoch <= cfg.warmup) return base_lr * epoch / cfg.warmup;
       const double progress = static_cast<double>(epoch - cfg.warmup) / static_cast<double>(epochs - cfg.warmup);
       return cfg.min_lr + (base_lr - cfg.min_lr) * (1 + std::cos(std::numbers::pi * progress)) / 2;
     }
-    case ScheduleConfig::Kind::plateau: return std::isnan(state.lr) ? base_lr : state.lr;
+    case ScheduleConfig::Kind::plateau:
+      return std::isnan(state.lr) ? base_lr : state.lr;
   }
   return base_lr;
 }
@@ -69,9 +72,12 @@ void update_schedule(ScheduleState& state, double val_loss, double base_lr, cons
 
 std::string describe(const ScheduleConfig& cfg) {
   switch (cfg.kind) {
-    case ScheduleConfig::Kind::constant: return "constant";
-    case ScheduleConfig::Kind::step: return fmt::format("step(step_size={}, gamma={})", cfg.step_size, cfg.gamma);
-    case ScheduleConfig::Kind::cosine: return fmt::format("cosine(warmup={}, min_lr={})", cfg.warmup, cfg.min_lr);
+    case ScheduleConfig::Kind::constant:
+      return "constant";
+    case ScheduleConfig::Kind::step:
+      return fmt::format("step(step_size={}, gamma={})", cfg.step_size, cfg.gamma);
+    case ScheduleConfig::Kind::cosine:
+      return fmt::format("cosine(warmup={}, min_lr={})", cfg.warmup, cfg.min_lr);
     case ScheduleConfig::Kind::plateau:
       return fmt::format("plateau(factor={}, patience={}, min_lr={})", cfg.factor, cfg.plateau_patience, cfg.min_lr);
   }
@@ -82,7 +88,8 @@ void validate(const ScheduleConfig& cfg, int epochs) {
   auto fail = [](const std::string& what) { throw Error(what); };
   if (!(cfg.min_lr >= 0)) fail(fmt::format("--min-lr must be at least 0, got {}", cfg.min_lr));
   switch (cfg.kind) {
-    case ScheduleConfig::Kind::constant: break;
+    case ScheduleConfig::Kind::constant:
+      break;
     case ScheduleConfig::Kind::step:
       if (cfg.step_size < 1) fail(fmt::format("--step-size must be at least 1, got {}", cfg.step_size));
       if (!(cfg.gamma > 0 && cfg.gamma <= 1)) fail(fmt::format("--gamma must be in (0, 1], got {}", cfg.gamma));

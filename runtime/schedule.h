@@ -11,19 +11,19 @@ namespace dagger {
 struct ScheduleConfig {
   enum class Kind { constant, step, cosine, plateau };
   Kind kind = Kind::constant;
-  int step_size = 1;       ///< step: epochs between decays
-  double gamma = 0.1;      ///< step: factor applied every step_size epochs
-  int warmup = 0;          ///< cosine: epochs of linear warmup before the half cosine
-  double min_lr = 0;       ///< cosine: the rate of the last epoch; plateau: the floor
-  double factor = 0.1;     ///< plateau: factor applied when the validation loss stalls
+  int step_size = 1;         ///< step: epochs between decays
+  double gamma = 0.1;        ///< step: factor applied every step_size epochs
+  int warmup = 0;            ///< cosine: epochs of linear warmup before the half cosine
+  double min_lr = 0;         ///< cosine: the rate of the last epoch; plateau: the floor
+  double factor = 0.1;       ///< plateau: factor applied when the validation loss stalls
   int plateau_patience = 2;  ///< plateau: epochs without improvement before a reduction
 };
 
 /// What a schedule remembers between epochs (only reduce-on-plateau remembers anything).
 struct ScheduleState {
-  double lr = NAN;               ///< plateau: the current rate (NaN: not started, the base rate)
+  double lr = NAN;  ///< plateau: the current rate (NaN: not started, the base rate)
   double best_val_loss = INFINITY;
-  int wait = 0;                  ///< epochs since the best validation loss
+  int wait = 0;  ///< epochs since the best validation loss
 };
 
 /// "constant" | "step" | "cosine" | "plateau"; throws dagger::Error listing them otherwise.

@@ -138,8 +138,8 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
   validate(config_.schedule, config_.epochs);
   if (!(config_.label_smoothing >= 0 && config_.label_smoothing < 1))
     throw Error(fmt::format("label smoothing must be in [0, 1), got {}", config_.label_smoothing));
-  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape,
-                                      config_.label_smoothing);
+  const Graph g =
+      build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.label_smoothing);
   initialize_state(g, state_, config_.seed);
   for (const Node& n : g.nodes())
     if (n.op == Op::parameter || n.op == Op::state)

@@ -10,9 +10,9 @@
 
 #include "autodiff/optimizer.h"
 #include "autodiff/step.h"
+#include "runtime/augment.h"
 #include "runtime/data.h"
 #include "runtime/executor.h"
-#include "runtime/augment.h"
 #include "runtime/metrics.h"
 #include "runtime/schedule.h"
 
@@ -24,9 +24,9 @@ struct TrainConfig {
   std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
   int epochs = 10;
   int64_t batch = 64;
-  OptimizerConfig optimizer;  ///< optimizer.lr is the schedule's base rate
-  ScheduleConfig schedule;    ///< the learning rate per epoch (default: constant optimizer.lr)
-  AugmentConfig augment;      ///< transforms of the training images (default: none)
+  OptimizerConfig optimizer;   ///< optimizer.lr is the schedule's base rate
+  ScheduleConfig schedule;     ///< the learning rate per epoch (default: constant optimizer.lr)
+  AugmentConfig augment;       ///< transforms of the training images (default: none)
   double label_smoothing = 0;  ///< E in [0, 1): the training loss's label smoothing (validation loss is plain)
   int patience = 0;          ///< 0: no early stopping
   bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss

@@ -70,7 +70,8 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
   cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
-  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")->capture_default_str();
+  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")
+      ->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
   cmd->add_flag("--keep-last", f->keep_last,
                 "with early stopping, end with the last epoch's weights rather than the best validation loss's");

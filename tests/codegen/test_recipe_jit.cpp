@@ -1,8 +1,7 @@
 // The training recipe's graph pieces on the JIT against the interpreter: label smoothing in the
 // cross-entropy head and its gradient, and AdamW's fused update.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "autodiff/step.h"
 #include "codegen/fusion.h"
@@ -26,7 +25,8 @@ double error(const Tensor& got, const Tensor& want) {
   REQUIRE(got.shape() == want.shape());
   double worst = 0;
   for (size_t i = 0; i < want.size(); ++i)
-    worst = std::max(worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
+    worst = std::max(
+        worst, std::abs(double(got.data()[i]) - want.data()[i]) / std::max(1.0, std::abs(double(want.data()[i]))));
   return worst;
 }
 
@@ -45,9 +45,9 @@ TEST_CASE("label smoothing in softmax_xent and its grad matches the interpreter"
       BothRuns l = run_both(loss, feeds, {}, width, 2);
       CHECK(error(l.jit.at("y"), l.ref.at("y")) < 2e-6);
       Graph grad;
-      grad.set_output("y", grad.add(Op::softmax_xent_grad,
-                                    {input(grad, "x", {n, k}), input(grad, "labels", {n}), input(grad, "dloss", {})},
-                                    smooth));
+      grad.set_output(
+          "y", grad.add(Op::softmax_xent_grad,
+                        {input(grad, "x", {n, k}), input(grad, "labels", {n}), input(grad, "dloss", {})}, smooth));
       BothRuns g = run_both(grad, feeds, {}, width, 2);
       CHECK(error(g.jit.at("y"), g.ref.at("y")) < 2e-6);
       // The smoothing changes the values: the test would notice a kernel that ignored it.

@@ -1,7 +1,6 @@
 // The training recipe through the trainer: scheduled rates in the history, reduce-on-plateau
 // resumed exactly, and a resume that refuses other options.
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <fstream>
 #include <random>

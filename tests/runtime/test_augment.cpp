@@ -1,11 +1,9 @@
 // Image augmentation: worked crops, flips and erasures on a tiny image, the parser, and
 // independence from batch boundaries.
 #include <catch2/catch.hpp>
-
 #include <cstring>
 #include <numeric>
 #include <vector>
-
 #include <xtensor/xview.hpp>
 
 #include "runtime/augment.h"
@@ -56,7 +54,8 @@ TEST_CASE("augmentation settings parse and print back", "[augment]") {
   CHECK(to_string(cfg) == "crop=4,flip,erase=0.25");
   CHECK_FALSE(parse_augment("none").enabled());
   CHECK(to_string(parse_augment("")) == "none");
-  for (const char* bad : {"crop", "crop=-1", "crop=2.5", "flip=1", "erase=0", "erase=1.5", "blur", "flip,", "crop=4,,flip"}) {
+  for (const char* bad :
+       {"crop", "crop=-1", "crop=2.5", "flip=1", "erase=0", "erase=1.5", "blur", "flip,", "crop=4,,flip"}) {
     INFO(bad);
     CHECK_THAT(testing::error_of([&] { parse_augment(bad); }), Catch::Contains("--augment"));
   }

@@ -347,7 +347,8 @@ TEST_CASE("softmax cross-entropy and its gradient", "[interpreter]") {
   check_close(apply<float>(Op::softmax_xent_grad, {logits, labels, g}, smooth), {2, 3},
               {1.5 * (p0 - 0.1), 1.5 * (p1 - 0.1), 1.5 * (p2 - 0.8), 1.5 * (third - 0.8), 1.5 * (third - 0.1),
                1.5 * (third - 0.1)});
-  expect_error([&] { apply<float>(Op::softmax_xent, {logits, labels}, {{"smoothing", 1.0}}); }, {"smoothing", "[0, 1)"});
+  const Attrs too_much{{"smoothing", 1.0}};
+  expect_error([&] { apply<float>(Op::softmax_xent, {logits, labels}, too_much); }, {"smoothing", "[0, 1)"});
 }
 
 TEST_CASE("dropout keeps about 1-p of the elements, scaled, with a mask fixed by key and salt", "[interpreter]") {

@@ -1,6 +1,5 @@
 // Learning-rate schedules: worked values of the pure per-epoch rule and of reduce-on-plateau's state.
 #include <catch2/catch.hpp>
-
 #include <vector>
 
 #include "runtime/schedule.h"

@@ -1,15 +1,15 @@
 // `dagger train`'s training-recipe flags end to end: usage errors, the scheduled lr column,
 // and augmentation that gives the same bits at any thread count.
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <numbers>
 #include <sstream>
 #include <string>
@@ -102,8 +102,10 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
     return;
   }
   dagger::testing::TempDir dir("recipe");
-  const Outcome out = run("train cnn3 --augment crop=4,flip --schedule cosine --warmup 2 --optimizer adamw "
-                          "--label-smoothing 0.1 --epochs 4 --out " + dir.file("run") + kSlice);
+  const Outcome out =
+      run("train cnn3 --augment crop=4,flip --schedule cosine --warmup 2 --optimizer adamw "
+          "--label-smoothing 0.1 --epochs 4 --out " +
+          dir.file("run") + kSlice);
   INFO(out.output);
   REQUIRE(out.status == 0);
   const std::vector<double> lr = lr_column(dir.path / "run" / "history.csv");
@@ -124,8 +126,8 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
 
   // The checkpoint of an AdamW run evaluates; a rerun with another recipe refuses to resume.
   CHECK(run("eval --test-limit 100 --checkpoint " + dir.file("run/checkpoint")).status == 0);
-  const Outcome other = run("train cnn3 --schedule cosine --warmup 2 --optimizer adamw --epochs 5 --out " +
-                            dir.file("run") + kSlice);
+  const Outcome other =
+      run("train cnn3 --schedule cosine --warmup 2 --optimizer adamw --epochs 5 --out " + dir.file("run") + kSlice);
   CHECK(other.status == 1);
   CHECK_THAT(other.output, Catch::Contains("cannot resume") && Catch::Contains("augment"));
 }
@@ -146,7 +148,8 @@ TEST_CASE("augmented training gives the same bits at 1 and 2 threads; no augment
   check_same_checkpoint(dir.path / "t1" / "checkpoint", dir.path / "t2" / "checkpoint");
 
   for (const char* flag : {"", " --augment none"}) {
-    const Outcome out = run(std::string("train shallow") + flag + " --out " + dir.file(flag[0] ? "none" : "plain") + common);
+    const Outcome out =
+        run(std::string("train shallow") + flag + " --out " + dir.file(flag[0] ? "none" : "plain") + common);
     INFO(out.output);
     REQUIRE(out.status == 0);
   }
@@ -154,5 +157,6 @@ TEST_CASE("augmented training gives the same bits at 1 and 2 threads; no augment
   // ... and augmentation does change what is learned.
   const Outcome flipped = run("train shallow --augment flip --out " + dir.file("flip") + common);
   REQUIRE(flipped.status == 0);
-  CHECK(slurp(dir.path / "plain" / "checkpoint" / "dense1.w.npy") != slurp(dir.path / "flip" / "checkpoint" / "dense1.w.npy"));
+  CHECK(slurp(dir.path / "plain" / "checkpoint" / "dense1.w.npy") !=
+        slurp(dir.path / "flip" / "checkpoint" / "dense1.w.npy"));
 }
