@@ -80,3 +80,31 @@ TEST_CASE("reduce-on-plateau resumes with its rate and wait, to the same weights
   Trainer other(zoo::find(c.model_spec).build, c);
   CHECK_THAT(testing::error_of([&] { other.fit(train, val); }), Catch::Contains("label_smoothing"));
 }
+
+TEST_CASE("continuing another run's epochs replays reduce-on-plateau", "[trainer][recipe]") {
+  Dataset train = noise(50, 11), val = noise(20, 12);
+  TrainConfig c = plateau_config();
+  Trainer straight(zoo::find(c.model_spec).build, c);
+  TrainResult full = straight.fit(train, val);
+
+  testing::TempDir dir("recipe-continue");
+  c.out_dir = dir.file("first");
+  c.epochs = 4;  // the validation loss stalls at epoch 4: the replay must cut the rate for epoch 5
+  Trainer first(zoo::find(c.model_spec).build, c);
+  TrainResult head = first.fit(train, val);
+  c.out_dir = dir.file("second");
+  c.epochs = 5;
+  Trainer second(zoo::find(c.model_spec).build, c);
+  second.continue_from(dir.file("first/last"), dir.file("first/best"), head.history);
+  TrainResult rest = second.fit(train, val);
+  REQUIRE(rest.history.size() == 5);
+  for (size_t i = 0; i < 5; ++i) {
+    INFO("epoch " << i + 1);
+    CHECK(rest.history[i].lr == full.history[i].lr);
+  }
+  CHECK(full.history[4].lr == 0.005);
+  for (const auto& [name, tensor] : straight.state()) {
+    INFO(name);
+    CHECK(std::memcmp(tensor.data(), second.state().at(name).data(), tensor.size() * sizeof(float)) == 0);
+  }
+}
