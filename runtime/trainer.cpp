@@ -292,11 +292,13 @@ void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyS
 }
 
 void Trainer::continue_from(const std::string& state_dir, const std::string& best_dir,
-                            const std::vector<EpochStats>& history) {
+                            const std::vector<EpochStats>& trained) {
   if (config_.out_dir.empty()) throw Error("continuing another run's epochs needs an output folder");
-  if (history.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
+  if (trained.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
+  std::vector<EpochStats> history = trained;  // with each epoch's rate, which callers may not have kept
   EarlyStopping stopping{.patience = config_.patience};
-  for (const EpochStats& s : history) {
+  for (EpochStats& s : history) {
+    s.lr = scheduled_lr(s.epoch, config_.epochs, config_.optimizer.lr, config_.schedule, schedule_state_);
     if (stopping.stop())
       throw Error(fmt::format("with patience {} this run stops at epoch {}, before the {} epochs of '{}'",
                               config_.patience, s.epoch - 1, history.size(), state_dir));
@@ -305,6 +307,7 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
   }
   if (static_cast<int>(history.size()) > config_.epochs)
     throw Error(fmt::format("'{}' trained {} epochs, more than this run's {}", state_dir, history.size(), config_.epochs));
+  check_same_training(load_checkpoint(state_dir).meta, training_options(), state_dir);
   load_state(state_dir);
   fs::create_directories(config_.out_dir);
   if (!best_dir.empty()) {

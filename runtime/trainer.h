@@ -90,7 +90,8 @@ class Trainer {
   /// optimizer, batch and seed trained (its patience and epoch cap may differ: they decide only
   /// when a run ends, not what its epochs compute). `state_dir` is that run's checkpoint after the
   /// last of those epochs, `best_dir` its weights of their lowest validation loss ("" when it did
-  /// not keep them). Writes out_dir/last (and out_dir/best) as fit() would have after training
+  /// not keep them); its recorded training options must be this run's (a cosine schedule's include
+  /// the epoch cap). The history's rates are recomputed from this run's schedule. Writes out_dir/last (and out_dir/best) as fit() would have after training
   /// those epochs itself. Throws Error when out_dir is not set, the history is empty, or this
   /// configuration would have stopped before the history's last epoch.
   void continue_from(const std::string& state_dir, const std::string& best_dir, const std::vector<EpochStats>& history);
