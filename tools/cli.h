@@ -40,8 +40,9 @@ namespace dagger::cli {
 /// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers.
 std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump);
 
+/// `label_smoothing` as the run trains with it (the loss op's "smoothing" attribute).
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                    const std::string& title);
+                    const std::string& title, double label_smoothing = 0);
 
 /// zoo::find, with an unknown model reported as a usage error.
 zoo::Entry resolve_model(const std::string& spec);

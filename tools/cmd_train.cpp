@@ -98,7 +98,7 @@ Run add_train(CLI::App& app) {
     cfg.progress = !f->quiet;
     f->recipe.apply(cfg);
     f->data.seed = cfg.seed;
-    if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model);
+    if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.label_smoothing);
     Splits data = f->data.load();
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
                data.train.size(), data.val.size(), data.test.size(), zoo::parameter_count(model.build),
