@@ -62,8 +62,8 @@ TEST_CASE("label smoothing in softmax_xent and its grad matches the interpreter"
 TEST_CASE("label smoothing 0 builds today's graph, with no attribute", "[jit][recipe]") {
   OptimizerConfig adam;
   const Graph today = build_training_step(small_mlp, 4, adam, {1, 4, 4});
-  const Graph zero = build_training_step(small_mlp, 4, adam, {1, 4, 4}, 0.0);
-  const Graph smoothed = build_training_step(small_mlp, 4, adam, {1, 4, 4}, 0.1);
+  const Graph zero = build_training_step(small_mlp, 4, adam, {1, 4, 4}, 10, 0.0);
+  const Graph smoothed = build_training_step(small_mlp, 4, adam, {1, 4, 4}, 10, 0.1);
   CHECK(print_text(today) == print_text(zero));
   CHECK(print_text(today).find("smoothing") == std::string::npos);
   CHECK(print_text(smoothed).find("smoothing=0.1") != std::string::npos);
@@ -74,7 +74,7 @@ TEST_CASE("an AdamW training step matches the interpreter, its updates fused lik
   adamw.kind = OptimizerConfig::Kind::adamw;
   adamw.weight_decay = 0.05;
   const int64_t batch = 8;
-  const Graph g = build_training_step(small_mlp, batch, adamw, {1, 6, 6}, 0.1);
+  const Graph g = build_training_step(small_mlp, batch, adamw, {1, 6, 6}, 10, 0.1);
   StateMap initial;
   initialize_state(g, initial, 42);
   auto plan = compile_jit(g);

@@ -1,11 +1,7 @@
 // `dagger train`'s training-recipe flags end to end: usage errors, the scheduled lr column,
 // and augmentation that gives the same bits at any thread count.
-#include <sys/wait.h>
-
-#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -16,30 +12,14 @@
 #include <vector>
 
 #include "support.h"
+#include "tools/cli_support.h"
 
 namespace fs = std::filesystem;
+using dagger::testing::fashion_mnist_installed;
+using dagger::testing::Outcome;
+using dagger::testing::run_dagger;
 
 namespace {
-
-struct Outcome {
-  int status;
-  std::string output;
-};
-
-Outcome run(const std::string& args) {
-  const std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  const int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-bool fashion_mnist_installed() {
-  return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") || std::getenv("DAGGER_DATA");
-}
 
 std::string slurp(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -89,7 +69,7 @@ TEST_CASE("dagger train rejects bad recipe flags as usage errors naming the flag
       {"--optimizer adamx", "adamw"},
   };
   for (const auto& [args, text] : cases) {
-    const Outcome out = run("train mlp512 --data /nonexistent " + args);
+    const Outcome out = run_dagger("train mlp512 --data /nonexistent " + args);
     INFO(args << "\n" << out.output);
     CHECK(out.status == 2);
     CHECK_THAT(out.output, Catch::Contains(text));
@@ -102,10 +82,10 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
     return;
   }
   dagger::testing::TempDir dir("recipe");
-  const Outcome out =
-      run("train cnn3 --augment crop=4,flip --schedule cosine --warmup 2 --optimizer adamw "
-          "--label-smoothing 0.1 --epochs 4 --out " +
-          dir.file("run") + kSlice);
+  const Outcome out = run_dagger(
+      "train cnn3 --augment crop=4,flip --schedule cosine --warmup 2 --optimizer adamw "
+      "--label-smoothing 0.1 --epochs 4 --out " +
+      dir.file("run") + kSlice);
   INFO(out.output);
   REQUIRE(out.status == 0);
   const std::vector<double> lr = lr_column(dir.path / "run" / "history.csv");
@@ -125,9 +105,9 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
   CHECK(manifest.dump().find("\"adamw\"") != std::string::npos);
 
   // The checkpoint of an AdamW run evaluates; a rerun with another recipe refuses to resume.
-  CHECK(run("eval --test-limit 100 --checkpoint " + dir.file("run/checkpoint")).status == 0);
-  const Outcome other =
-      run("train cnn3 --schedule cosine --warmup 2 --optimizer adamw --epochs 5 --out " + dir.file("run") + kSlice);
+  CHECK(run_dagger("eval --test-limit 100 --checkpoint " + dir.file("run/checkpoint")).status == 0);
+  const Outcome other = run_dagger("train cnn3 --schedule cosine --warmup 2 --optimizer adamw --epochs 5 --out " +
+                                   dir.file("run") + kSlice);
   CHECK(other.status == 1);
   CHECK_THAT(other.output, Catch::Contains("cannot resume") && Catch::Contains("augment"));
 }
@@ -140,8 +120,8 @@ TEST_CASE("augmented training gives the same bits at 1 and 2 threads; no augment
   dagger::testing::TempDir dir("augment");
   const std::string common = std::string(" --epochs 1 --batch 48") + kSlice;
   for (int threads : {1, 2}) {
-    const Outcome out = run("train cnn3 --augment crop=4,flip,erase=0.5 --threads " + std::to_string(threads) +
-                            " --out " + dir.file("t" + std::to_string(threads)) + common);
+    const Outcome out = run_dagger("train cnn3 --augment crop=4,flip,erase=0.5 --threads " + std::to_string(threads) +
+                                   " --out " + dir.file("t" + std::to_string(threads)) + common);
     INFO(out.output);
     REQUIRE(out.status == 0);
   }
@@ -149,13 +129,13 @@ TEST_CASE("augmented training gives the same bits at 1 and 2 threads; no augment
 
   for (const char* flag : {"", " --augment none"}) {
     const Outcome out =
-        run(std::string("train shallow") + flag + " --out " + dir.file(flag[0] ? "none" : "plain") + common);
+        run_dagger(std::string("train shallow") + flag + " --out " + dir.file(flag[0] ? "none" : "plain") + common);
     INFO(out.output);
     REQUIRE(out.status == 0);
   }
   check_same_checkpoint(dir.path / "plain" / "checkpoint", dir.path / "none" / "checkpoint");
   // ... and augmentation does change what is learned.
-  const Outcome flipped = run("train shallow --augment flip --out " + dir.file("flip") + common);
+  const Outcome flipped = run_dagger("train shallow --augment flip --out " + dir.file("flip") + common);
   REQUIRE(flipped.status == 0);
   CHECK(slurp(dir.path / "plain" / "checkpoint" / "dense1.w.npy") !=
         slurp(dir.path / "flip" / "checkpoint" / "dense1.w.npy"));
