@@ -9,6 +9,8 @@ namespace dagger {
 Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes,
                     double label_smoothing) {
   if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
+  // Also catches a label smoothing passed where the class count goes (0.1 would become 0 classes).
+  if (classes < 1) throw Error(fmt::format("the number of classes must be at least 1, got {}", classes));
   Graph g;
   Model m(g, mode, classes);
   Shape x_shape = {batch};

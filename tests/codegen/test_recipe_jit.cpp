@@ -67,6 +67,7 @@ TEST_CASE("label smoothing 0 builds today's graph, with no attribute", "[jit][re
   CHECK(print_text(today) == print_text(zero));
   CHECK(print_text(today).find("smoothing") == std::string::npos);
   CHECK(print_text(smoothed).find("smoothing=0.1") != std::string::npos);
+  CHECK_THROWS_WITH(build_forward(small_mlp, 4, Mode::train, {1, 4, 4}, 0), Catch::Contains("number of classes"));
 }
 
 TEST_CASE("an AdamW training step matches the interpreter, its updates fused like Adam's", "[jit][recipe]") {
