@@ -12,7 +12,7 @@ namespace {
 const std::vector<std::pair<std::string, OptimizerConfig::Kind>>& kind_names() {
   static const std::vector<std::pair<std::string, OptimizerConfig::Kind>> names = {
       {"sgd", OptimizerConfig::Kind::sgd}, {"momentum", OptimizerConfig::Kind::momentum},
-      {"adam", OptimizerConfig::Kind::adam}};
+      {"adam", OptimizerConfig::Kind::adam}, {"adamw", OptimizerConfig::Kind::adamw}};
   return names;
 }
 
@@ -73,7 +73,7 @@ Shared shared_nodes(Graph& g, const OptimizerConfig& cfg) {
   NodeId step = b.state(kStepState, {});
   NodeId t = b.add(step, b.constant(1));
   b.assign(t, kStepState);
-  if (cfg.kind == OptimizerConfig::Kind::adam) {
+  if (cfg.kind == OptimizerConfig::Kind::adam || cfg.kind == OptimizerConfig::Kind::adamw) {
     s.beta1 = b.constant(cfg.beta1);
     s.beta2 = b.constant(cfg.beta2);
     s.rest1 = b.sub(b.constant(1), s.beta1);
@@ -98,7 +98,8 @@ NodeId momentum_update(Builder& b, const std::string& name, const Shape& shape, 
   return cfg.nesterov ? b.sub(b.add(p, b.mul(mu, v)), step) : b.add(p, v);
 }
 
-/// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+/// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps),
+/// for AdamW with "+ wd p" inside the lr factor.
 /// eps sits outside the square root, as in Keras.
 NodeId adam_update(Builder& b, const std::string& name, const Shape& shape, NodeId p, NodeId g, const Shared& s,
                    const OptimizerConfig& cfg) {
@@ -112,7 +113,11 @@ NodeId adam_update(Builder& b, const std::string& name, const Shape& shape, Node
   NodeId m_hat = b.div(m, s.correction1);
   NodeId v_hat = b.div(v, s.correction2);
   NodeId denom = b.add(b.op(Op::sqrt, {v_hat}), b.constant(cfg.eps));
-  return b.sub(p, b.mul(s.lr, b.div(m_hat, denom)));
+  NodeId direction = b.div(m_hat, denom);
+  // AdamW: the decay joins the step, not the gradient, so the moments never see it.
+  if (cfg.kind == OptimizerConfig::Kind::adamw && cfg.weight_decay != 0)
+    direction = b.add(direction, b.mul(b.constant(cfg.weight_decay), p));
+  return b.sub(p, b.mul(s.lr, direction));
 }
 
 void check_inputs(const Graph& g, const std::vector<NodeId>& params, const std::vector<NodeId>& grads) {
@@ -160,12 +165,14 @@ void append_optimizer(Graph& g, const std::vector<NodeId>& params, const std::ve
     const std::string& name = p.attrs.s("name");
     Builder b(g, p.where);
     NodeId grad = grads[i];
-    if (cfg.weight_decay != 0) grad = b.add(grad, b.mul(b.constant(cfg.weight_decay), p.id));  // d(wd/2 |p|^2)/dp
+    if (cfg.weight_decay != 0 && cfg.kind != OptimizerConfig::Kind::adamw)
+      grad = b.add(grad, b.mul(b.constant(cfg.weight_decay), p.id));  // d(wd/2 |p|^2)/dp
     NodeId next = -1;
     switch (cfg.kind) {
       case OptimizerConfig::Kind::sgd: next = sgd_update(b, p.id, grad, shared); break;
       case OptimizerConfig::Kind::momentum: next = momentum_update(b, name, p.shape, p.id, grad, shared, cfg); break;
-      case OptimizerConfig::Kind::adam: next = adam_update(b, name, p.shape, p.id, grad, shared, cfg); break;
+      case OptimizerConfig::Kind::adam:
+      case OptimizerConfig::Kind::adamw: next = adam_update(b, name, p.shape, p.id, grad, shared, cfg); break;
     }
     b.assign(next, name);
   }

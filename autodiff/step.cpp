@@ -6,8 +6,11 @@
 
 namespace dagger {
 
-Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes) {
+Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes,
+                    double label_smoothing) {
   if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
+  // Also catches a label smoothing passed where the class count goes (0.1 would become 0 classes).
+  if (classes < 1) throw Error(fmt::format("the number of classes must be at least 1, got {}", classes));
   Graph g;
   Model m(g, mode, classes);
   Shape x_shape = {batch};
@@ -21,7 +24,9 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
   g.set_output("logits", logits.id);
   if (mode == Mode::train) {
     Value labels = m.input("labels", {batch});
-    g.set_output("loss", g.add(Op::softmax_xent, {logits.id, labels.id}));
+    Attrs attrs;
+    if (label_smoothing != 0) attrs.set("smoothing", label_smoothing);
+    g.set_output("loss", g.add(Op::softmax_xent, {logits.id, labels.id}, std::move(attrs)));
   } else {
     g.set_output("probs", softmax(logits).id);
   }
@@ -30,8 +35,8 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
 }
 
 Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape,
-                          int64_t classes) {
-  Graph g = build_forward(model, batch, Mode::train, input_shape, classes);
+                          int64_t classes, double label_smoothing) {
+  Graph g = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   append_optimizer(g, params, grads, opt);

@@ -260,8 +260,10 @@ void softmax_rule(Ctx& c) {  // dy/dx = diag(y) - y y^T per row: dx = y * (dy - 
   });
 }
 
-void softmax_xent_rule(Ctx& c) {  // d loss/d logits = (softmax - onehot(labels)) / N, scaled by dloss
-  c.grad(0, [&] { return c.op(Op::softmax_xent_grad, {c.x(0), c.x(1), c.dy()}); });
+// d loss/d logits = (softmax - onehot(labels)) / N, scaled by dloss; with smoothing E the target
+// is (1-E) onehot + E/K, so the grad op takes the same attribute.
+void softmax_xent_rule(Ctx& c) {
+  c.grad(0, [&] { return c.op(Op::softmax_xent_grad, {c.x(0), c.x(1), c.dy()}, c.attrs()); });
   c.no_grad(1, "labels");
 }
 

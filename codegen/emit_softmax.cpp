@@ -73,6 +73,7 @@ void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, cons
   const int64_t k = shape.back(), rows = numel(shape) / std::max<int64_t>(k, 1);
   llvm::Value* x = operand_arg(kf, g, group, 0);
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  const double smoothing = n.attrs.f_or("smoothing", 0);  // label smoothing; 0 emits today's code
 
   if (n.op == Op::softmax_xent) {  // one item: the mean over rows of logsumexp(row) - row[label], in double
     llvm::Type* f64 = llvm::Type::getDoubleTy(e.ctx);
@@ -86,6 +87,17 @@ void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, cons
         llvm::Value* lse = e.b.CreateFAdd(e.b.CreateFPExt(row.top, f64),
                                           e.intrinsic(llvm::Intrinsic::log, {e.b.CreateFPExt(row.sum, f64)}));
         llvm::Value* loss = e.b.CreateFSub(lse, e.b.CreateFPExt(load_scalar(e, x, e.b.CreateAdd(base, id)), f64));
+        if (smoothing != 0) {  // (1-E) loss + E (lse - mean(row)), the interpreter's double steps
+          llvm::Value* sum = entry_slot(e, f64, llvm::ConstantFP::get(f64, 0.0));
+          e.b.CreateStore(llvm::ConstantFP::get(f64, 0.0), sum);
+          emit_for(e, k, 1, [&](llvm::Value* j) {
+            llvm::Value* v = e.b.CreateFPExt(load_scalar(e, x, e.b.CreateAdd(base, j)), f64);
+            e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(f64, sum), v), sum);
+          });
+          llvm::Value* mean = e.b.CreateFDiv(e.b.CreateLoad(f64, sum), llvm::ConstantFP::get(f64, double(k)));
+          loss = e.b.CreateFAdd(e.b.CreateFMul(llvm::ConstantFP::get(f64, 1 - smoothing), loss),
+                                e.b.CreateFMul(llvm::ConstantFP::get(f64, smoothing), e.b.CreateFSub(lse, mean)));
+        }
         loss = e.b.CreateSelect(valid, loss, llvm::ConstantFP::getNaN(f64));
         e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(f64, total), loss), total);
       });
@@ -105,7 +117,8 @@ void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, cons
       ep.for_each(coords, [&](const ElementPos& pos) { return probability(e, row, x, pos.flat, pos.mask); });
       return;
     }
-    // softmax_xent_grad: dloss * (softmax - onehot(label)) / rows, the interpreter's float steps.
+    // softmax_xent_grad: dloss * (softmax - onehot(label)) / rows, the interpreter's float steps
+    // (with smoothing E: softmax - E/K everywhere, then - (1-E) at the label).
     const auto [id, valid] = class_of(e, load_scalar(e, operand_arg(kf, g, group, 1), r), k);
     llvm::Value* scale =
         e.b.CreateFDiv(load_scalar(e, operand_arg(kf, g, group, 2), e.i64c(0)), e.f32c(static_cast<float>(rows)));
@@ -114,7 +127,9 @@ void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, cons
       llvm::Value* p = probability(e, row, x, pos.flat, pos.mask);
       llvm::Value* column =
           e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(pos.coords.back(), e.i32)), e.lane_ids());
-      p = e.b.CreateSelect(e.b.CreateICmpEQ(column, label), e.b.CreateFSub(p, e.splat(1.0f)), p);
+      if (smoothing != 0) p = e.b.CreateFSub(p, e.splat(static_cast<float>(smoothing) / static_cast<float>(k)));
+      const float hit = 1.0f - static_cast<float>(smoothing);
+      p = e.b.CreateSelect(e.b.CreateICmpEQ(column, label), e.b.CreateFSub(p, e.splat(hit)), p);
       p = e.b.CreateFMul(p, e.b.CreateVectorSplat(e.width, scale));
       return e.b.CreateSelect(valid, p, e.splat(nan));
     });

@@ -104,6 +104,12 @@ Shape channels(const Shape& x, std::string_view op) {
   return {x[1]};
 }
 
+/// Label smoothing, when given, must lie in [0, 1).
+void check_smoothing(const Attrs& at) {
+  const double e = at.f_or("smoothing", 0);
+  require(e >= 0 && e < 1, fmt::format("label smoothing must be in [0, 1), got {}", e));
+}
+
 Shape class_head(const Shape& logits, const Shape& labels) {
   require(logits.size() == 2, fmt::format("logits must be [batch, classes], got {}", to_string(logits)));
   require(labels == Shape{logits[0]},
@@ -193,8 +199,11 @@ Shape infer_shape(Op op, const std::vector<Shape>& in, const Attrs& at) {
     case Op::softmax:
       require(!in[0].empty(), "softmax needs at least one axis");
       return in[0];
-    case Op::softmax_xent: return class_head(in[0], in[1]);
+    case Op::softmax_xent:
+      check_smoothing(at);
+      return class_head(in[0], in[1]);
     case Op::softmax_xent_grad:
+      check_smoothing(at);
       class_head(in[0], in[1]);
       require(in[2].empty(), fmt::format("softmax_xent_grad's upstream gradient must be a scalar, got {}", to_string(in[2])));
       return in[0];

@@ -343,15 +343,21 @@ std::vector<CaseSpec> batchnorm_cases(const Shape& s) {
            }}};
 }
 
-/// Logits [s[0], numel / s[0]] with random labels.
+/// Logits [s[0], numel / s[0]] with random labels, plain and with label smoothing 0.2.
 std::vector<CaseSpec> xent_cases(const Shape& s) {
   const int64_t n = s[0], k = numel(s) / s[0];
-  return {{fmt::format("softmax_xent on [{},{}]", n, k), [=](Case& c) {
-             Value logits = c.trainable("logits", {n, k}, Values::signed_);
-             TensorD labels = zeros({n});
-             for (int64_t i = 0; i < n; ++i) labels(i) = static_cast<double>(c.rng().below(static_cast<uint64_t>(k)));
-             c.observe(c.op(Op::softmax_xent, {logits, c.input("labels", labels)}));
-           }}};
+  auto xent = [=](double smoothing) {
+    return [=](Case& c) {
+      Value logits = c.trainable("logits", {n, k}, Values::signed_);
+      TensorD labels = zeros({n});
+      for (int64_t i = 0; i < n; ++i) labels(i) = static_cast<double>(c.rng().below(static_cast<uint64_t>(k)));
+      Attrs attrs;
+      if (smoothing != 0) attrs.set("smoothing", smoothing);
+      c.observe(c.op(Op::softmax_xent, {logits, c.input("labels", labels)}, attrs));
+    };
+  };
+  return {{fmt::format("softmax_xent on [{},{}]", n, k), xent(0)},
+          {fmt::format("softmax_xent smoothing=0.2 on [{},{}]", n, k), xent(0.2)}};
 }
 
 /// Layout ops: reshape to the reversed dims (flat when that is the same shape), transpose by

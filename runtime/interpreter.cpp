@@ -588,27 +588,39 @@ int64_t class_of(T label, int64_t classes, int64_t row) {
   return static_cast<int64_t>(label);
 }
 
-/// mean over rows of -log softmax(logits)[label].
+/// mean over rows of -log softmax(logits)[label]; with label smoothing E > 0, of
+/// (1-E) (-log softmax[label]) + E mean_k(-log softmax[k]) = lse - (1-E) x[label] - E mean_k x[k].
 template <class T>
-Array<T> softmax_xent(const Array<T>& logits, const Array<T>& labels) {
+Array<T> softmax_xent(const Array<T>& logits, const Array<T>& labels, double smoothing) {
   const int64_t rows = static_cast<int64_t>(logits.shape()[0]), k = static_cast<int64_t>(logits.shape()[1]);
   double total = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const T* row = logits.data() + r * k;
-    total += logsumexp(row, k) - row[class_of(labels.data()[r], k, r)];
+    const double lse = logsumexp(row, k);
+    const double target = row[class_of(labels.data()[r], k, r)];
+    if (smoothing == 0) {
+      total += lse - target;
+      continue;
+    }
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += row[j];
+    total += (1 - smoothing) * (lse - target) + smoothing * (lse - sum / static_cast<double>(k));
   }
   return filled<T>({}, static_cast<T>(total / static_cast<double>(rows)));
 }
 
-/// g * (softmax(logits) - onehot(labels)) / N.
+/// g * (softmax(logits) - onehot(labels)) / N; with smoothing E the target is (1-E) onehot + E/K.
 template <class T>
-Array<T> softmax_xent_grad(const Array<T>& logits, const Array<T>& labels, const Array<T>& g) {
+Array<T> softmax_xent_grad(const Array<T>& logits, const Array<T>& labels, const Array<T>& g, double smoothing) {
   const int64_t rows = static_cast<int64_t>(logits.shape()[0]), k = static_cast<int64_t>(logits.shape()[1]);
   Array<T> dx = softmax(logits);
   const T scale = g() / static_cast<T>(rows);
+  const T spread = static_cast<T>(smoothing) / static_cast<T>(k), hit = T(1) - static_cast<T>(smoothing);
   for (int64_t r = 0; r < rows; ++r) {
     T* row = dx.data() + r * k;
-    row[class_of(labels.data()[r], k, r)] -= T(1);
+    if (smoothing != 0)
+      for (int64_t j = 0; j < k; ++j) row[j] -= spread;
+    row[class_of(labels.data()[r], k, r)] -= hit;
     for (int64_t j = 0; j < k; ++j) row[j] *= scale;
   }
   return dx;
@@ -668,8 +680,8 @@ Array<T> structured(const Node& n, const Operands<T>& in) {
     case Op::channel_mean: return channel_mean(x(0));
     case Op::channel_var: return channel_var(x(0));
     case Op::softmax: return softmax(x(0));
-    case Op::softmax_xent: return softmax_xent(x(0), x(1));
-    case Op::softmax_xent_grad: return softmax_xent_grad(x(0), x(1), x(2));
+    case Op::softmax_xent: return softmax_xent(x(0), x(1), n.attrs.f_or("smoothing", 0));
+    case Op::softmax_xent_grad: return softmax_xent_grad(x(0), x(1), x(2), n.attrs.f_or("smoothing", 0));
     default: throw Error(fmt::format("the interpreter has no rule for {}", op_info(n.op).name));
   }
 }

@@ -11,6 +11,7 @@
 
 #include "autodiff/model_text.h"
 #include "graph/random.h"
+#include "runtime/augment.h"
 #include "runtime/checkpoint.h"
 #include "runtime/init.h"
 
@@ -63,7 +64,7 @@ nlohmann::json history_json(const std::vector<EpochStats>& h) {
   for (const EpochStats& s : h)
     j.push_back({{"epoch", s.epoch}, {"train_loss", s.train_loss}, {"train_accuracy", s.train_accuracy},
                  {"val_loss", s.val_loss}, {"val_accuracy", s.val_accuracy}, {"seconds", s.seconds},
-                 {"images_per_sec", s.images_per_sec}});
+                 {"images_per_sec", s.images_per_sec}, {"lr", s.lr}});
   return j;
 }
 
@@ -71,8 +72,34 @@ std::vector<EpochStats> history_from_json(const nlohmann::json& j) {
   std::vector<EpochStats> h;
   for (const auto& e : j)
     h.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"), e.at("val_accuracy"),
-                 e.at("seconds"), e.at("images_per_sec")});
+                 e.at("seconds"), e.at("images_per_sec"), e.value("lr", 0.0)});
   return h;
+}
+
+/// Throws when a run resumes from a checkpoint trained with other options (older checkpoints,
+/// without the record, are trusted).
+void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, const std::string& dir) {
+  if (!meta.contains("training")) return;
+  const nlohmann::json& then = meta.at("training");
+  for (const auto& [key, value] : now.items())
+    if (then.contains(key) && then.at(key) != value)
+      throw Error(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}", dir, key,
+                              then.at(key).dump(), value.dump()));
+}
+
+/// Reduce-on-plateau's state for the progress checkpoint; infinities and NaN are stored as null.
+nlohmann::json schedule_state_json(const ScheduleState& st) {
+  auto finite = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"lr", finite(st.lr)}, {"best_val_loss", finite(st.best_val_loss)}, {"wait", st.wait}};
+}
+
+ScheduleState schedule_state_from_json(const nlohmann::json& j) {
+  ScheduleState st;
+  if (j.is_null()) return st;
+  if (!j.at("lr").is_null()) st.lr = j.at("lr");
+  if (!j.at("best_val_loss").is_null()) st.best_val_loss = j.at("best_val_loss");
+  st.wait = j.at("wait");
+  return st;
 }
 
 }  // namespace
@@ -91,12 +118,17 @@ double mean_cross_entropy(const Tensor& logits, const std::vector<int>& labels) 
 }
 
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history) {
-  std::ofstream out(path);
-  if (!out) throw Error(fmt::format("cannot write history to '{}'", path));
-  out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec\n";
-  for (const EpochStats& s : history)
-    out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f}\n", s.epoch, s.train_loss, s.train_accuracy,
-                       s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec);
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp);
+    if (!out) throw Error(fmt::format("cannot write history to '{}'", path));
+    out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr\n";
+    for (const EpochStats& s : history)
+      out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f},{:.9g}\n", s.epoch, s.train_loss,
+                         s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec, s.lr);
+    if (!out.flush()) throw Error(fmt::format("cannot write history to '{}'", path));
+  }
+  fs::rename(temp, path);
 }
 
 Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), config_(std::move(config)) {
@@ -104,7 +136,11 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
   if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
   // The full-batch training step names every parameter and optimizer state; create them once
   // (compiling it waits for the first training step: evaluation alone never needs it).
-  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.classes);
+  validate(config_.schedule, config_.epochs);
+  if (!(config_.label_smoothing >= 0 && config_.label_smoothing < 1))
+    throw Error(fmt::format("label smoothing must be in [0, 1), got {}", config_.label_smoothing));
+  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.classes,
+                                      config_.label_smoothing);
   initialize_state(g, state_, config_.seed);
   for (const Node& n : g.nodes())
     if (n.op == Op::parameter || n.op == Op::state)
@@ -116,7 +152,8 @@ Trainer::~Trainer() = default;
 Executable& Trainer::train_plan(int64_t batch) {
   auto& slot = train_plans_[batch];
   if (!slot) {
-    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes),
+    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes,
+                                               config_.label_smoothing),
                            config_.executor, {config_.threads});
   }
   return *slot;
@@ -130,7 +167,7 @@ Executable& Trainer::eval_plan(int64_t batch) {
   return *slot;
 }
 
-EpochStats Trainer::run_epoch(const Dataset& train, int epoch) {
+EpochStats Trainer::run_epoch(const Dataset& train, int epoch, double lr) {
   Progress progress(config_.progress);
   const auto t0 = Clock::now();
   const int64_t n = static_cast<int64_t>(train.size());
@@ -141,7 +178,8 @@ EpochStats Trainer::run_epoch(const Dataset& train, int epoch) {
   for (int64_t begin = 0; begin < n; begin += config_.batch) {
     const int64_t count = std::min(config_.batch, n - begin);
     gather_batch(train, order, static_cast<size_t>(begin), static_cast<size_t>(count), images, labels);
-    StateMap feeds{{"x", images}, {"labels", labels}, {"lr", scalar_tensor(config_.optimizer.lr)},
+    augment_batch(config_.augment, config_.seed, epoch, order, static_cast<size_t>(begin), images);
+    StateMap feeds{{"x", images}, {"labels", labels}, {"lr", scalar_tensor(lr)},
                    {"dropout_key", scalar_tensor(dropout_key(config_.seed, step_))}};
     StateMap out = train_plan(count).run(feeds, state_);
     ++step_;
@@ -156,6 +194,7 @@ EpochStats Trainer::run_epoch(const Dataset& train, int epoch) {
   }
   EpochStats s;
   s.epoch = epoch;
+  s.lr = lr;
   s.train_loss = loss_sum / static_cast<double>(n);
   s.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
   s.seconds = seconds_since(t0);
@@ -200,7 +239,28 @@ nlohmann::json Trainer::checkpoint_meta(const nlohmann::json& extra) const {
   meta["step"] = step_;
   meta["input_shape"] = config_.input_shape;
   meta["model_text"] = {{"file", kModelFile}, {"format", kModelTextFormat}, {"version", kModelTextVersion}};
+  meta["training"] = training_options();
   return meta;
+}
+
+nlohmann::json Trainer::training_options() const {
+  const ScheduleConfig& sc = config_.schedule;
+  nlohmann::json schedule = {{"kind", schedule_name(sc.kind)}};
+  switch (sc.kind) {
+    case ScheduleConfig::Kind::constant: break;
+    case ScheduleConfig::Kind::step: schedule.update({{"step_size", sc.step_size}, {"gamma", sc.gamma}}); break;
+    case ScheduleConfig::Kind::cosine:
+      schedule.update({{"warmup", sc.warmup}, {"min_lr", sc.min_lr}, {"epochs", config_.epochs}});
+      break;
+    case ScheduleConfig::Kind::plateau:
+      schedule.update({{"factor", sc.factor}, {"patience", sc.plateau_patience}, {"min_lr", sc.min_lr}});
+      break;
+  }
+  return {{"lr", config_.optimizer.lr},
+          {"weight_decay", config_.optimizer.weight_decay},
+          {"schedule", schedule},
+          {"augment", to_string(config_.augment)},
+          {"label_smoothing", config_.label_smoothing}};
 }
 
 const std::string& Trainer::model_text() const {
@@ -271,25 +331,30 @@ void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyS
                                          {"best_val_loss", stopping.best_val_loss},
                                          {"wait", stopping.wait},
                                          {"epoch", history.back().epoch},
-                                         {"stopped_early", stopping.stop()}});
+                                         {"stopped_early", stopping.stop()},
+                                         {"schedule_state", schedule_state_json(schedule_state_)}});
   write_history_csv(config_.out_dir + "/history.csv", history);
 }
 
 void Trainer::continue_from(const std::string& state_dir, const std::string& best_dir,
-                            const std::vector<EpochStats>& history) {
+                            const std::vector<EpochStats>& trained) {
   if (config_.out_dir.empty()) throw Error("continuing another run's epochs needs an output folder");
-  if (history.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
+  if (trained.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
+  std::vector<EpochStats> history = trained;  // with each epoch's rate, which callers may not have kept
   EarlyStopping stopping{.patience = config_.patience};
-  for (const EpochStats& s : history) {
+  for (EpochStats& s : history) {
+    s.lr = scheduled_lr(s.epoch, config_.epochs, config_.optimizer.lr, config_.schedule, schedule_state_);
     if (stopping.stop())
       throw Error(fmt::format("with patience {} this run stops at epoch {}, before the {} epochs of '{}'",
                               config_.patience, s.epoch - 1, history.size(), state_dir));
     stopping.update(s.epoch, s.val_loss);
+    update_schedule(schedule_state_, s.val_loss, config_.optimizer.lr, config_.schedule);
   }
   if (static_cast<int>(history.size()) > config_.epochs)
     throw Error(fmt::format("'{}' trained {} epochs, more than this run's {}", state_dir, history.size(), config_.epochs));
   Checkpoint state = load_checkpoint(state_dir);
   require_same_model(state);
+  check_same_training(state.meta, training_options(), state_dir);
   adopt(std::move(state));
   fs::create_directories(config_.out_dir);
   if (!best_dir.empty()) {
@@ -318,6 +383,8 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     stopping.best_epoch = meta.at("best_epoch");
     stopping.best_val_loss = meta.at("best_val_loss");
     stopping.wait = meta.at("wait");
+    check_same_training(meta, training_options(), last_dir);
+    schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
     result.stopped_early = meta.value("stopped_early", false);
     result.resumed = true;
     if (fs::exists(best_dir + "/manifest.json")) best_state = load_checkpoint(best_dir).tensors;
@@ -328,7 +395,8 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   int64_t trained_images = 0;
   double training_seconds = 0;  // training steps only; validation is timed apart
   for (int epoch = static_cast<int>(result.history.size()) + 1; epoch <= config_.epochs && !result.stopped_early; ++epoch) {
-    EpochStats s = run_epoch(train, epoch);
+    const double lr = scheduled_lr(epoch, config_.epochs, config_.optimizer.lr, config_.schedule, schedule_state_);
+    EpochStats s = run_epoch(train, epoch, lr);
     trained_images += static_cast<int64_t>(train.size());
     training_seconds += s.seconds;
     Evaluation v = evaluate(val);
@@ -336,6 +404,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     s.val_accuracy = v.report.accuracy;
     result.history.push_back(s);
     const bool improved = stopping.update(epoch, s.val_loss);
+    update_schedule(schedule_state_, s.val_loss, config_.optimizer.lr, config_.schedule);
     if (improved) best_state = state_;
     progress.epoch(s, config_.epochs, improved);
     result.stopped_early = stopping.stop();

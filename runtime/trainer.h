@@ -11,10 +11,12 @@
 
 #include "autodiff/optimizer.h"
 #include "autodiff/step.h"
+#include "runtime/augment.h"
 #include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/executor.h"
 #include "runtime/metrics.h"
+#include "runtime/schedule.h"
 
 namespace dagger {
 
@@ -24,7 +26,10 @@ struct TrainConfig {
   std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
   int epochs = 10;
   int64_t batch = 64;
-  OptimizerConfig optimizer;
+  OptimizerConfig optimizer;   ///< optimizer.lr is the schedule's base rate
+  ScheduleConfig schedule;     ///< the learning rate per epoch (default: constant optimizer.lr)
+  AugmentConfig augment;       ///< transforms of the training images (default: none)
+  double label_smoothing = 0;  ///< E in [0, 1): the training loss's label smoothing (validation loss is plain)
   int patience = 0;          ///< 0: no early stopping
   bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss
   uint64_t seed = 42;
@@ -43,6 +48,7 @@ struct EpochStats {
   int epoch = 0;  ///< 1-based
   double train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0;
   double seconds = 0, images_per_sec = 0;
+  double lr = 0;  ///< the learning rate this epoch trained with
 };
 
 struct TrainResult {
@@ -87,7 +93,8 @@ class Trainer {
   /// optimizer, batch and seed trained (its patience and epoch cap may differ: they decide only
   /// when a run ends, not what its epochs compute). `state_dir` is that run's checkpoint after the
   /// last of those epochs, `best_dir` its weights of their lowest validation loss ("" when it did
-  /// not keep them). Writes out_dir/last (and out_dir/best) as fit() would have after training
+  /// not keep them); its recorded training options must be this run's (a cosine schedule's include
+  /// the epoch cap). The history's rates are recomputed from this run's schedule. Writes out_dir/last (and out_dir/best) as fit() would have after training
   /// those epochs itself. Throws Error when out_dir is not set, the history is empty, or this
   /// configuration would have stopped before the history's last epoch.
   void continue_from(const std::string& state_dir, const std::string& best_dir, const std::vector<EpochStats>& history);
@@ -99,13 +106,17 @@ class Trainer {
   void load_state(const std::string& checkpoint_dir);
   /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
+  /// The options that decide what each epoch computes beyond the model, optimizer kind, seed and
+  /// batch: learning rate, weight decay, schedule, augmentation, label smoothing. Recorded in every
+  /// checkpoint's metadata ("training") and checked when a run resumes.
+  nlohmann::json training_options() const;
   /// The model as text (autodiff/model_text.h), printed on first use.
   const std::string& model_text() const;
 
  private:
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
-  EpochStats run_epoch(const Dataset& train, int epoch);
+  EpochStats run_epoch(const Dataset& train, int epoch, double lr);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
   void save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const;
   /// Takes a loaded checkpoint's tensors and step after checking names and shapes.
@@ -120,6 +131,7 @@ class Trainer {
   TrainConfig config_;
   StateMap state_;
   int64_t step_ = 0;
+  ScheduleState schedule_state_;
   std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
   mutable std::optional<std::string> model_text_;
@@ -133,7 +145,7 @@ inline constexpr const char* kModelFile = "model.dagger";
 /// another format or version, or one whose file it does not list.
 std::string checkpoint_model_text(const Checkpoint& checkpoint);
 
-/// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec.
+/// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr.
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history);
 
 /// Mean softmax cross-entropy of logits [n, k] against labels, in double precision.

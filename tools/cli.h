@@ -41,8 +41,10 @@ namespace dagger::cli {
 /// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers.
 std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump);
 
+/// `label_smoothing` as the run trains with it (the loss op's "smoothing" attribute).
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                    const std::string& title, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10);
+                    const std::string& title, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10,
+                    double label_smoothing = 0);
 
 /// zoo::find, with an unknown model reported as a usage error.
 zoo::Entry resolve_model(const std::string& spec);

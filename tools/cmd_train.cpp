@@ -12,6 +12,7 @@
 #include "runtime/trainer.h"
 #include "suite/analysis.h"
 #include "tools/cli.h"
+#include "tools/train_flags.h"
 
 namespace dagger::cli {
 
@@ -131,6 +132,7 @@ Run add_train(CLI::App& app) {
     std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
     TrainConfig config;
     DataFlags data;
+    RecipeFlags recipe;
     bool nesterov = false, json = false, quiet = false, keep_last = false;
     int threads = 1;
   };
@@ -138,11 +140,12 @@ Run add_train(CLI::App& app) {
   cmd->add_option("model", f->model, "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\"")->required();
   cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
   cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
-  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam")->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")->capture_default_str();
   cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
   cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
-  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay")->capture_default_str();
+  cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")
+      ->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
   cmd->add_flag("--keep-last", f->keep_last,
                 "with early stopping, end with the last epoch's weights rather than the best validation loss's");
@@ -154,9 +157,10 @@ Run add_train(CLI::App& app) {
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
   f->data.add(*cmd);
+  f->recipe.add(*cmd);
   return [f] {
     zoo::Entry model = resolve_model(f->model);
-    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
+    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam", "adamw"});
     TrainConfig cfg = f->config;
     cfg.model_spec = f->model;
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
@@ -166,12 +170,14 @@ Run add_train(CLI::App& app) {
     cfg.threads = f->threads;
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
+    f->recipe.apply(cfg);
     f->data.seed = cfg.seed;
     f->data.validate();
     Splits data = f->data.load();
     take_shape_from(data, cfg);
     if (!f->dump_dir.empty())
-      write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes);
+      write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
+                     cfg.label_smoothing);
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
                data.train.size(), data.val.size(), data.test.size(),
                zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));
@@ -190,11 +196,14 @@ Run add_train(CLI::App& app) {
                         {"images_per_sec", result.images_per_sec},
                         {"executor", executor_name(cfg.executor)},
                         {"threads", f->threads},
-                        {"seed", cfg.seed}};
+                        {"seed", cfg.seed},
+                        {"training", trainer.training_options()}};
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
-      std::ofstream(cfg.out_dir + "/metrics.json") << j.dump(2) << "\n";
+      const std::string metrics = cfg.out_dir + "/metrics.json";  // written whole, then renamed into place
+      std::ofstream(metrics + ".tmp") << j.dump(2) << "\n";
+      std::filesystem::rename(metrics + ".tmp", metrics);
     }
     if (f->json) fmt::print("{}\n", j.dump());
     return 0;

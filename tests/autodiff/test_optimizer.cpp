@@ -154,3 +154,22 @@ TEST_CASE("forward graphs expose the documented inputs and outputs", "[autodiff]
   ModelFn bad = [](Model&, Value x) { return x; };
   CHECK_THROWS_AS(build_forward(bad, 2, Mode::eval, {3, 4}), Error);
 }
+
+TEST_CASE("an AdamW step decays the weights outside the moments", "[autodiff][optimizer]") {
+  OptimizerConfig cfg = config(OptimizerConfig::Kind::adamw);
+  cfg.weight_decay = 0.1;
+  Fixture f(cfg);
+  CHECK(optimizer_kind("adamw") == OptimizerConfig::Kind::adamw);
+  f.step();
+  // The moments see the plain gradient, as in Adam: m = 0.1 g, v = 0.001 g^2.
+  f.check("adam.m.w", {0.05f, -0.025f});
+  f.check("adam.v.w", {0.00025f, 0.0000625f}, 2e-5);
+  // m_hat / (sqrt(v_hat) + eps) = g / (|g| + eps) = [0.9999998, -0.9999996]; plus wd w = [0.1, -0.2]:
+  // w - lr [1.0999998, -1.1999996] = [0.89000002, -1.88000004]
+  f.check("w", {0.89000002f, -1.88000004f});
+  // Adam with the same weight_decay is L2: the moments see g + wd w = [0.6, -0.45].
+  cfg.kind = OptimizerConfig::Kind::adam;
+  Fixture l2(cfg);
+  l2.step();
+  l2.check("adam.m.w", {0.06f, -0.045f});
+}

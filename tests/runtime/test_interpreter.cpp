@@ -339,6 +339,16 @@ TEST_CASE("softmax cross-entropy and its gradient", "[interpreter]") {
 
   expect_error([&] { apply<float>(Op::softmax_xent, {logits, tensor({2}, {2, 3})}); }, {"label 3", "row 1"});
   expect_error([&] { apply<float>(Op::softmax_xent, {logits, tensor({2}, {0.5f, 1})}); }, {"label 0.5", "row 0"});
+
+  // Label smoothing E = 0.3: row loss lse - 0.7 x[label] - 0.3 mean(x); lse = 3.4076059644, 2.0986122887.
+  const Attrs smooth{{"smoothing", 0.3}};
+  check_close(apply<float>(Op::softmax_xent, {logits, labels}, smooth), {}, {(0.7076059644 + 1.0986122887) / 2});
+  // Its gradient: (softmax - 0.1 - 0.7 onehot) * 3 / 2.
+  check_close(apply<float>(Op::softmax_xent_grad, {logits, labels, g}, smooth), {2, 3},
+              {1.5 * (p0 - 0.1), 1.5 * (p1 - 0.1), 1.5 * (p2 - 0.8), 1.5 * (third - 0.8), 1.5 * (third - 0.1),
+               1.5 * (third - 0.1)});
+  const Attrs too_much{{"smoothing", 1.0}};
+  expect_error([&] { apply<float>(Op::softmax_xent, {logits, labels}, too_much); }, {"smoothing", "[0, 1)"});
 }
 
 TEST_CASE("dropout keeps about 1-p of the elements, scaled, with a mask fixed by key and salt", "[interpreter]") {
