@@ -42,18 +42,15 @@ double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, si
   const Attrs geometry{{"stride", v.stride}, {"pad", v.pad}};
   Shape a_shape, b_shape;
   Attrs attrs = geometry;
-  switch (op) {
-    case Op::conv2d:
-      a_shape = x, b_shape = f;
-      break;
-    case Op::conv2d_backward_data:
-      a_shape = y, b_shape = f;
-      attrs.set("shape", x);
-      break;
-    default:
-      a_shape = x, b_shape = y;
-      attrs.set("shape", f);
-      break;
+  if (op == Op::conv2d) {
+    a_shape = x, b_shape = f;
+  } else if (op == Op::conv2d_backward_data) {
+    a_shape = y, b_shape = f;
+    attrs.set("shape", x);
+  } else {
+    REQUIRE(op == Op::conv2d_backward_filter);
+    a_shape = x, b_shape = y;
+    attrs.set("shape", f);
   }
   auto build = [&](bool with_epilogue) {
     Graph g;

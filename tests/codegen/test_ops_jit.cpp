@@ -146,25 +146,20 @@ NormGraph norm_graph(Op op, const Shape& shape, bool epilogue) {
   };
   const Attrs eps{{"eps", 1e-5}};
   NodeId y = -1;
-  switch (op) {
-    case Op::batchnorm_train:
-      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13)}, eps);
-      break;
-    case Op::batchnorm_infer:
-      y = g.add(op,
-                {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13), channel("mean", 0, 2, 14),
-                 channel("var", 0.5, 2, 15)},
-                eps);
-      break;
-    case Op::batchnorm_backward:
-      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), full("dy", 16)}, eps);
-      break;
-    case Op::batchnorm_grad_gamma:
-      y = g.add(op, {x, full("dy", 16)}, eps);
-      break;
-    default:
-      y = g.add(op, {x});
-      break;
+  if (op == Op::batchnorm_train) {
+    y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13)}, eps);
+  } else if (op == Op::batchnorm_infer) {
+    y = g.add(op,
+              {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13), channel("mean", 0, 2, 14),
+               channel("var", 0.5, 2, 15)},
+              eps);
+  } else if (op == Op::batchnorm_backward) {
+    y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), full("dy", 16)}, eps);
+  } else if (op == Op::batchnorm_grad_gamma) {
+    y = g.add(op, {x, full("dy", 16)}, eps);
+  } else {
+    REQUIRE((op == Op::channel_mean || op == Op::channel_var));
+    y = g.add(op, {x});
   }
   if (epilogue) y = g.add(Op::relu, {g.add(Op::add, {y, full("skip", 17)})});
   g.set_output("y", y);
