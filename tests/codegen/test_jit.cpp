@@ -22,6 +22,7 @@
 #include "runtime/init.h"
 #include "runtime/interpreter.h"
 #include "codegen/jit_support.h"
+#include "op_coverage.h"
 #include "support.h"
 
 using namespace dagger;
@@ -110,6 +111,12 @@ std::vector<Op> elementwise_ops() {
   return ops;
 }
 
+const std::vector<Op> kElementwiseOps = jit_tests(elementwise_ops());
+const std::vector<Op> kDropout = jit_tests({Op::dropout});
+const std::vector<Op> kMatmul = jit_tests({Op::matmul});
+// The training step test: sources, and assign writing the updated state.
+const std::vector<Op> kStepOps = jit_tests({Op::input, Op::parameter, Op::state, Op::constant, Op::assign});
+
 /// Checks one op on operands of the given shapes; returns its max relative error.
 double check_op(Op op, const Shape& a, const Shape& b, uint32_t seed, Range ra, Range rb, int width = 0) {
   Graph g;
@@ -160,7 +167,7 @@ TEST_CASE("the host's CPU and vector width are reported", "[jit]") {
 }
 
 TEST_CASE("every elementwise op matches the interpreter on every shape", "[jit]") {
-  for (Op op : elementwise_ops()) {
+  for (Op op : kElementwiseOps) {
     double worst = 0;
     uint32_t seed = 1;
     auto record = [&](const Shape& a, const Shape& b, Range ra, Range rb) {
@@ -392,7 +399,7 @@ TEST_CASE("kernels for other vector widths (SSE's 4, AVX-512's 16) are correct t
   for (int width : {4, 16}) {
     INFO("vector width " << width);
     uint32_t seed = 100;
-    for (Op op : elementwise_ops()) {
+    for (Op op : kElementwiseOps) {
       INFO(op_info(op).name);
       const double tol = is_exact(op) ? 0 : kTranscendentalTolerance;
       const Range ra = first_range(op), rb = second_range(op);

@@ -9,6 +9,7 @@
 #include "codegen/fusion.h"
 #include "codegen/jit_support.h"
 #include "models/zoo.h"
+#include "op_coverage.h"
 #include "runtime/init.h"
 #include "support.h"
 
@@ -73,6 +74,13 @@ Tensor coarse(const Shape& shape, uint32_t seed) {
   for (float& v : t) v = std::floor(v);
   return t;
 }
+
+const std::vector<Op> kPoolOps = jit_tests({Op::maxpool2d, Op::maxpool2d_backward});
+const std::vector<Op> kNormOps = jit_tests({Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward,
+                                            Op::batchnorm_grad_gamma, Op::channel_mean, Op::channel_var});
+const std::vector<Op> kReductions = jit_tests({Op::reduce_sum, Op::reduce_mean, Op::reduce_max});
+const std::vector<Op> kHeadOps = jit_tests({Op::softmax, Op::softmax_xent, Op::softmax_xent_grad});
+const std::vector<Op> kLayoutOps = jit_tests({Op::transpose, Op::broadcast, Op::reshape});
 
 }  // namespace
 
@@ -173,8 +181,7 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   // multiple of the vector width.
   const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13},
                                      {5, 3},       {9, 32},       {64, 37},  {64, 32, 28, 28}};
-  for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
-                Op::channel_mean, Op::channel_var}) {
+  for (Op op : kNormOps) {
     double worst = 0;
     for (const Shape& shape : shapes) {
       if (numel(shape) > 100000 && op != Op::batchnorm_train && op != Op::batchnorm_backward) continue;
@@ -239,7 +246,7 @@ TEST_CASE("reductions match the interpreter over every kind of axis set", "[jit]
       {{4, 5, 6, 7}, {1, 3}}, {{4, 5, 6, 7}, {3}}, {{4, 5, 6, 7}, {0}}, {{1, 13}, {0}},
       {{64, 33}, {0}},        {{3, 1, 5}, {1}},    {{13}, {0}},         {{64, 100}, {-1}},
   };
-  for (Op op : {Op::reduce_sum, Op::reduce_mean, Op::reduce_max}) {
+  for (Op op : kReductions) {
     double worst = 0;
     for (size_t k = 0; k < cases.size(); ++k) {
       const Case& c = cases[k];
