@@ -344,7 +344,7 @@ TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]"
 }
 
 // (cnn3 and rescnn: see the next test.)
-TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo]") {
+TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo][slow]") {
   for (auto [name, side] :
        std::vector<std::pair<std::string, int64_t>>{{"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}}) {
     INFO(name);
@@ -357,7 +357,7 @@ TEST_CASE("the dense zoo models' training steps are compiled without interpreted
 }
 
 TEST_CASE("shallow, mlp512, cnn3 and rescnn training steps match the interpreter and do not depend on threads",
-          "[jit][ops][zoo]") {
+          "[jit][ops][zoo][slow]") {
   for (auto [name, side, batch] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
            {"shallow", 28, 7}, {"mlp512", 28, 7}, {"cnn3", 12, 7}, {"rescnn", 8, 4}}) {
     INFO(name);
