@@ -35,8 +35,8 @@ struct TempDir {
 inline void require_fashion_mnist(const std::filesystem::path& dir) {
   if (std::filesystem::exists(dir / "train-images-idx3-ubyte.gz")) return;
   FAIL("Fashion-MNIST is required but not in " << dir.string()
-                                                << ": install the Debian package dataset-fashion-mnist "
-                                                   "(scripts/install-deps.sh) or point DAGGER_DATA at a copy");
+                                               << ": install the Debian package dataset-fashion-mnist "
+                                                  "(scripts/install-deps.sh) or point DAGGER_DATA at a copy");
 }
 
 /// The message of the dagger::Error that `f` throws; fails the test when it throws none.

@@ -1,6 +1,8 @@
 // The JIT against the reference interpreter: every elementwise op on shapes that do and do
 // not fill a vector, broadcasting, dropout masks bit for bit, matmul in all transpose
 // combinations with epilogues, fusion's kernel counts, dumps, errors and a training step.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <catch2/catch.hpp>
@@ -8,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fmt/format.h>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -18,11 +19,11 @@
 #include "codegen/fusion.h"
 #include "codegen/jit.h"
 #include "codegen/jit_executable.h"
+#include "codegen/jit_support.h"
 #include "graph/dsl.h"
+#include "op_coverage.h"
 #include "runtime/init.h"
 #include "runtime/interpreter.h"
-#include "codegen/jit_support.h"
-#include "op_coverage.h"
 #include "support.h"
 
 using namespace dagger;
@@ -46,26 +47,46 @@ struct ElementwiseCase {
 
 ElementwiseCase elementwise_case(Op op) {
   switch (op) {
-    case Op::neg: return {};
-    case Op::exp: return {.first = {-30.0f, 30.0f}, .exact = false};
-    case Op::log: return {.first = {1e-3f, 50.0f}, .exact = false};
-    case Op::sqrt: return {.first = {0.0f, 50.0f}};
-    case Op::relu: return {};
-    case Op::tanh: return {.exact = false};
-    case Op::sigmoid: return {.exact = false};
-    case Op::elu: return {.attrs = {{"alpha", 0.7}}, .exact = false};
-    case Op::selu: return {.exact = false};
-    case Op::leaky_relu: return {.attrs = {{"alpha", 0.3}}};
-    case Op::add: return {};
-    case Op::sub: return {};
-    case Op::mul: return {};
-    case Op::div: return {.second = {0.5f, 2.0f}};
-    case Op::pow: return {.first = {0.1f, 4.0f}, .second = {-3.0f, 3.0f}};
-    case Op::relu_grad: return {};
-    case Op::elu_grad: return {.attrs = {{"alpha", 0.7}}, .exact = false};
-    case Op::selu_grad: return {.exact = false};
-    case Op::leaky_relu_grad: return {.attrs = {{"alpha", 0.3}}};
-    case Op::dropout: return {.attrs = {{"p", 0.3}, {"salt", int64_t(5)}}};
+    case Op::neg:
+      return {};
+    case Op::exp:
+      return {.first = {-30.0f, 30.0f}, .exact = false};
+    case Op::log:
+      return {.first = {1e-3f, 50.0f}, .exact = false};
+    case Op::sqrt:
+      return {.first = {0.0f, 50.0f}};
+    case Op::relu:
+      return {};
+    case Op::tanh:
+      return {.exact = false};
+    case Op::sigmoid:
+      return {.exact = false};
+    case Op::elu:
+      return {.attrs = {{"alpha", 0.7}}, .exact = false};
+    case Op::selu:
+      return {.exact = false};
+    case Op::leaky_relu:
+      return {.attrs = {{"alpha", 0.3}}};
+    case Op::add:
+      return {};
+    case Op::sub:
+      return {};
+    case Op::mul:
+      return {};
+    case Op::div:
+      return {.second = {0.5f, 2.0f}};
+    case Op::pow:
+      return {.first = {0.1f, 4.0f}, .second = {-3.0f, 3.0f}};
+    case Op::relu_grad:
+      return {};
+    case Op::elu_grad:
+      return {.attrs = {{"alpha", 0.7}}, .exact = false};
+    case Op::selu_grad:
+      return {.exact = false};
+    case Op::leaky_relu_grad:
+      return {.attrs = {{"alpha", 0.3}}};
+    case Op::dropout:
+      return {.attrs = {{"p", 0.3}, {"salt", int64_t(5)}}};
     // Not elementwise: tested in test_ops_jit.cpp and test_conv_jit.cpp.
     case Op::input:
     case Op::parameter:
@@ -92,7 +113,8 @@ ElementwiseCase elementwise_case(Op op) {
     case Op::softmax:
     case Op::softmax_xent:
     case Op::softmax_xent_grad:
-    case Op::assign: break;
+    case Op::assign:
+      break;
   }
   throw Error(fmt::format("{} is not an elementwise op", op_info(op).name));
 }

@@ -37,12 +37,23 @@ const std::vector<TableRow> kTable = {
 /// backward ops themselves, running statistics, inference batchnorm, the loss head's
 /// gradient and assign. Every other op must have a VJP rule.
 const std::set<Op> kNotDifferentiable = {
-    Op::input,          Op::parameter,          Op::state,
-    Op::constant,       Op::relu_grad,          Op::elu_grad,
-    Op::selu_grad,      Op::leaky_relu_grad,    Op::conv2d_backward_data,
-    Op::conv2d_backward_filter,                 Op::maxpool2d_backward,
-    Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
-    Op::channel_mean,   Op::channel_var,        Op::softmax_xent_grad,
+    Op::input,
+    Op::parameter,
+    Op::state,
+    Op::constant,
+    Op::relu_grad,
+    Op::elu_grad,
+    Op::selu_grad,
+    Op::leaky_relu_grad,
+    Op::conv2d_backward_data,
+    Op::conv2d_backward_filter,
+    Op::maxpool2d_backward,
+    Op::batchnorm_infer,
+    Op::batchnorm_backward,
+    Op::batchnorm_grad_gamma,
+    Op::channel_mean,
+    Op::channel_var,
+    Op::softmax_xent_grad,
     Op::assign,
 };
 
@@ -64,8 +75,10 @@ Example example_of(Op op) {
   switch (op) {
     case Op::input:
     case Op::parameter:
-    case Op::state: return {{}, kSource};
-    case Op::constant: return {{}, {{"value", 0.5}, {"shape", Shape{2, 3}}}};
+    case Op::state:
+      return {{}, kSource};
+    case Op::constant:
+      return {{}, {{"value", 0.5}, {"shape", Shape{2, 3}}}};
     case Op::neg:
     case Op::exp:
     case Op::log:
@@ -74,41 +87,64 @@ Example example_of(Op op) {
     case Op::tanh:
     case Op::sigmoid:
     case Op::selu:
-    case Op::softmax: return {{{2, 3}}};
+    case Op::softmax:
+      return {{{2, 3}}};
     case Op::elu:
-    case Op::leaky_relu: return {{{2, 3}}, {{"alpha", 0.5}}};
+    case Op::leaky_relu:
+      return {{{2, 3}}, {{"alpha", 0.5}}};
     case Op::add:
     case Op::sub:
     case Op::mul:
     case Op::div:
-    case Op::pow: return {{{2, 3}, {3}}};
+    case Op::pow:
+      return {{{2, 3}, {3}}};
     case Op::relu_grad:
-    case Op::selu_grad: return {{{2, 3}, {2, 3}}};
+    case Op::selu_grad:
+      return {{{2, 3}, {2, 3}}};
     case Op::elu_grad:
-    case Op::leaky_relu_grad: return {{{2, 3}, {2, 3}}, {{"alpha", 0.5}}};
-    case Op::dropout: return {{{2, 3}, {}}, {{"p", 0.25}, {"salt", int64_t(1)}}, {{1, 7.0}}};
-    case Op::reshape: return {{{2, 3}}, {{"shape", Shape{3, 2}}}};
-    case Op::transpose: return {{{2, 3}}, {{"perm", std::vector<int64_t>{1, 0}}}};
-    case Op::broadcast: return {{{3}}, {{"shape", Shape{2, 3}}}};
+    case Op::leaky_relu_grad:
+      return {{{2, 3}, {2, 3}}, {{"alpha", 0.5}}};
+    case Op::dropout:
+      return {{{2, 3}, {}}, {{"p", 0.25}, {"salt", int64_t(1)}}, {{1, 7.0}}};
+    case Op::reshape:
+      return {{{2, 3}}, {{"shape", Shape{3, 2}}}};
+    case Op::transpose:
+      return {{{2, 3}}, {{"perm", std::vector<int64_t>{1, 0}}}};
+    case Op::broadcast:
+      return {{{3}}, {{"shape", Shape{2, 3}}}};
     case Op::reduce_sum:
     case Op::reduce_mean:
-    case Op::reduce_max: return {{{2, 3}}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(0)}}};
-    case Op::matmul: return {{{2, 3}, {3, 4}}};
-    case Op::conv2d: return {{{1, 2, 5, 5}, {3, 2, 3, 3}}, kConv};
-    case Op::conv2d_backward_data: return {{{1, 3, 5, 5}, {3, 2, 3, 3}}, with(kConv, "shape", Shape{1, 2, 5, 5})};
-    case Op::conv2d_backward_filter: return {{{1, 2, 5, 5}, {1, 3, 5, 5}}, with(kConv, "shape", Shape{3, 2, 3, 3})};
-    case Op::maxpool2d: return {{{1, 2, 4, 4}}, {{"window", int64_t(2)}, {"stride", int64_t(2)}}};
+    case Op::reduce_max:
+      return {{{2, 3}}, {{"axes", std::vector<int64_t>{1}}, {"keepdims", int64_t(0)}}};
+    case Op::matmul:
+      return {{{2, 3}, {3, 4}}};
+    case Op::conv2d:
+      return {{{1, 2, 5, 5}, {3, 2, 3, 3}}, kConv};
+    case Op::conv2d_backward_data:
+      return {{{1, 3, 5, 5}, {3, 2, 3, 3}}, with(kConv, "shape", Shape{1, 2, 5, 5})};
+    case Op::conv2d_backward_filter:
+      return {{{1, 2, 5, 5}, {1, 3, 5, 5}}, with(kConv, "shape", Shape{3, 2, 3, 3})};
+    case Op::maxpool2d:
+      return {{{1, 2, 4, 4}}, {{"window", int64_t(2)}, {"stride", int64_t(2)}}};
     case Op::maxpool2d_backward:
       return {{{1, 2, 4, 4}, {1, 2, 2, 2}}, {{"window", int64_t(2)}, {"stride", int64_t(2)}}};
-    case Op::batchnorm_train: return {{{2, 3}, {3}, {3}}, {{"eps", 1e-5}}};
-    case Op::batchnorm_infer: return {{{2, 3}, {3}, {3}, {3}, {3}}, {{"eps", 1e-5}}};
-    case Op::batchnorm_backward: return {{{2, 3}, {3}, {2, 3}}, {{"eps", 1e-5}}};
-    case Op::batchnorm_grad_gamma: return {{{2, 3}, {2, 3}}, {{"eps", 1e-5}}};
+    case Op::batchnorm_train:
+      return {{{2, 3}, {3}, {3}}, {{"eps", 1e-5}}};
+    case Op::batchnorm_infer:
+      return {{{2, 3}, {3}, {3}, {3}, {3}}, {{"eps", 1e-5}}};
+    case Op::batchnorm_backward:
+      return {{{2, 3}, {3}, {2, 3}}, {{"eps", 1e-5}}};
+    case Op::batchnorm_grad_gamma:
+      return {{{2, 3}, {2, 3}}, {{"eps", 1e-5}}};
     case Op::channel_mean:
-    case Op::channel_var: return {{{2, 3}}};
-    case Op::softmax_xent: return {{{2, 3}, {2}}, {}, {{1, 1.0}}};
-    case Op::softmax_xent_grad: return {{{2, 3}, {2}, {}}, {}, {{1, 1.0}}};
-    case Op::assign: return {{{2, 3}}, {{"target", std::string("src")}}};
+    case Op::channel_var:
+      return {{{2, 3}}};
+    case Op::softmax_xent:
+      return {{{2, 3}, {2}}, {}, {{1, 1.0}}};
+    case Op::softmax_xent_grad:
+      return {{{2, 3}, {2}, {}}, {}, {{1, 1.0}}};
+    case Op::assign:
+      return {{{2, 3}}, {{"target", std::string("src")}}};
   }
   FAIL("op value " << static_cast<int>(op) << " is outside the op table");
   return {};
