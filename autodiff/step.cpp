@@ -6,10 +6,10 @@
 
 namespace dagger {
 
-Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape) {
+Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes) {
   if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
   Graph g;
-  Model m(g, mode);
+  Model m(g, mode, classes);
   Shape x_shape = {batch};
   x_shape.insert(x_shape.end(), input_shape.begin(), input_shape.end());
   Value logits = model(m, m.input("x", x_shape));
@@ -29,8 +29,9 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
   return g;
 }
 
-Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape) {
-  Graph g = build_forward(model, batch, Mode::train, input_shape);
+Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape,
+                          int64_t classes) {
+  Graph g = build_forward(model, batch, Mode::train, input_shape, classes);
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   append_optimizer(g, params, grads, opt);

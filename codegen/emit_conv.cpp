@@ -15,28 +15,88 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-/// The sizes of a convolution: x [n, c, h, w], filter [k, c, r, s], y [n, k, p, q].
+/// The sizes of a convolution: x [n, c, h, w], filter [k, c, r, s], y [n, k, p, q]. In words:
+/// n images of c channels, h rows by w columns; k filters of r rows by s columns; outputs of
+/// k channels, p rows by q columns, with p = (h + 2 pad - r) / stride + 1 and q likewise.
+/// Every emitter below uses these letters for these sizes.
 struct Conv {
   int64_t n, c, h, w, k, r, s, p, q, stride, pad;
 };
 
-Conv conv_of(const Graph& g, const Node& node) {
-  Shape x, f;
+/// The three convolution products, each one implicit GEMM.
+enum class ConvProduct { forward, backward_data, backward_filter };
+
+ConvProduct conv_product(const Node& node) {
   switch (node.op) {
     case Op::conv2d:
+      return ConvProduct::forward;
+    case Op::conv2d_backward_data:
+      return ConvProduct::backward_data;
+    case Op::conv2d_backward_filter:
+      return ConvProduct::backward_filter;
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::dropout:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::matmul:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::assign:
+      break;
+  }
+  throw Error(fmt::format("internal error: codegen: %{} ({}) is not a convolution", node.id, op_info(node.op).name));
+}
+
+Conv conv_of(const Graph& g, const Node& node) {
+  Shape x, f;
+  switch (conv_product(node)) {
+    case ConvProduct::forward:
       x = g.shape(node.operands[0]);
       f = g.shape(node.operands[1]);
       break;
-    case Op::conv2d_backward_data:
+    case ConvProduct::backward_data:
       x = node.shape;
       f = g.shape(node.operands[1]);
       break;
-    case Op::conv2d_backward_filter:
+    case ConvProduct::backward_filter:
       x = g.shape(node.operands[0]);
       f = node.shape;
       break;
-    default:
-      throw Error(fmt::format("codegen: {} is not a convolution", op_info(node.op).name));
   }
   const int64_t stride = node.attrs.i("stride"), pad = node.attrs.i("pad");
   return {x[0], x[1], x[2], x[3], f[0], f[2], f[3],
@@ -45,15 +105,19 @@ Conv conv_of(const Graph& g, const Node& node) {
 
 GemmSizes sizes_of(const Graph& g, const Node& node) {
   const Conv v = conv_of(g, node);
-  switch (node.op) {
-    case Op::conv2d: return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
-    case Op::conv2d_backward_data: return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
-    default: return {1, v.k, v.c * v.r * v.s, {v.p, v.q}, v.n};
+  switch (conv_product(node)) {
+    case ConvProduct::forward:
+      return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
+    case ConvProduct::backward_data:
+      return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
+    case ConvProduct::backward_filter:
+      break;
   }
+  return {1, v.k, v.c * v.r * v.s, {v.p, v.q}, v.n};
 }
 
-/// Lane-wise helpers on <W x i32> vectors.
-struct Lanes {
+/// Lane-wise index arithmetic on <W x i32> vectors (panel columns, image rows and columns).
+struct IndexLanes {
   Emit& e;
   llvm::Value* c(int64_t v) { return e.splat_i32(static_cast<uint32_t>(static_cast<int32_t>(v))); }
   llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e.b.CreateAdd(a, b); }
@@ -128,7 +192,7 @@ void gather_panel(Emit& e, const Shape& rows, int64_t vectors, int64_t stride, l
 /// columns and transposed in registers, instead of W gathers across them.
 void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* image, llvm::Value* j0, int64_t cols,
                        int64_t stride, llvm::Value* panel) {
-  Lanes L{e};
+  IndexLanes ix{e};
   const int64_t rows = v.p * v.q, w = e.width;
   // Per existing panel column: where its run starts in x, and its tap (r, s) less the padding.
   struct Column {
@@ -144,195 +208,190 @@ void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* imag
     llvm::Value* start = e.b.CreateAdd(image, e.b.CreateMul(channel, e.i64c(v.h * v.w)));
     start = e.b.CreateAdd(start, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(v.w)), s));
     start = e.b.CreateSub(start, e.i64c(v.pad * v.w + v.pad));
-    columns.push_back({start, L.add(L.splat(r), L.c(-v.pad)), L.add(L.splat(s), L.c(-v.pad))});
+    columns.push_back({start, ix.add(ix.splat(r), ix.c(-v.pad)), ix.add(ix.splat(s), ix.c(-v.pad))});
   }
   // A block of `count` rows from row j: W loads (one per column), one transpose, `count` stores.
   auto block = [&](llvm::Value* j, int64_t count) {
-    llvm::Value* pos = L.add(L.splat(j), e.lane_ids());
-    llvm::Value* in_rows = e.b.CreateICmpULT(e.lane_ids(), L.c(count));
-    llvm::Value* oh = L.div(pos, v.q);
-    llvm::Value* ow = L.rem(pos, v.q);
-    for (int64_t g = 0; g < stride / w; ++g) {
-      std::vector<llvm::Value*> vectors;
-      for (int64_t l = g * w; l < (g + 1) * w; ++l) {
-        if (l >= cols) {
-          vectors.push_back(e.splat(0.0f));
-          continue;
-        }
-        const Column& c = columns[static_cast<size_t>(l)];
-        llvm::Value* mask = L.all(in_rows, L.all(L.within(L.add(oh, c.r), v.h), L.within(L.add(ow, c.s), v.w)));
-        llvm::Value* at = e.b.CreateGEP(e.f32, x, e.b.CreateAdd(c.start, j));
-        vectors.push_back(e.b.CreateMaskedLoad(e.vf, at, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf)));
-      }
-      transpose(e, vectors);
-      for (int64_t row = 0; row < std::min(count, w); ++row)
-        store_panel(e, panel, e.b.CreateAdd(j, e.i64c(row)), stride, g, vectors[static_cast<size_t>(row)]);
-    }
+    llvm::Value* pos = ix.add(ix.splat(j), e.lane_ids());
+    llvm::Value* in_rows = e.b.CreateICmpULT(e.lane_ids(), ix.c(count));
+    llvm::Value* oh = ix.div(pos, v.q);
+    llvm::Value* ow = ix.rem(pos, v.q);
+    pack_rows_transposed(e, panel, stride, j, count, cols, [&](int64_t l) {
+      const Column& c = columns[static_cast<size_t>(l)];
+      llvm::Value* mask = ix.all(in_rows, ix.all(ix.within(ix.add(oh, c.r), v.h), ix.within(ix.add(ow, c.s), v.w)));
+      llvm::Value* address = e.b.CreateGEP(e.f32, x, e.b.CreateAdd(c.start, j));
+      return e.b.CreateMaskedLoad(e.vf, address, kFloatAlign, mask, llvm::Constant::getNullValue(e.vf));
+    });
   };
   const int64_t full = rows / w;
   emit_for(e, full * w, w, [&](llvm::Value* j) { block(j, w); });
   if (rows % w) block(e.i64c(full * w), rows % w);
 }
 
-}  // namespace
+/// Per vector of W panel columns (their indices, <W x i32>), the lane values every reduction
+/// row of the panel reuses; computed once per panel.
+using ColumnLanes = std::function<std::vector<llvm::Value*>(llvm::Value* columns)>;
+/// Where vector `u` of the panel's columns reads at reduction row `row`, given its column lanes.
+using RowLanes =
+    std::function<LaneSource(int64_t u, const std::vector<llvm::Value*>& column, const std::vector<llvm::Value*>& row)>;
 
-GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
-  return gemm_layout(sizes_of(g, g.node(group.anchor)), width, threads);
+/// The packer of every product's gathered panels: fills `panel` with columns [j0, j0 + cols)
+/// of a B whose reduction rows are the coordinates of `rows`, reading `source`.
+void pack_panel(Emit& e, const Shape& rows, llvm::Value* j0, int64_t cols, int64_t stride, llvm::Value* source,
+                llvm::Value* panel, const ColumnLanes& column_lanes, const RowLanes& row_lanes) {
+  IndexLanes ix{e};
+  const int64_t vectors = (cols + e.width - 1) / e.width;
+  std::vector<std::vector<llvm::Value*>> per_vector;
+  for (int64_t u = 0; u < vectors; ++u) per_vector.push_back(column_lanes(ix.columns(j0, u * e.width)));
+  gather_panel(e, rows, vectors, stride, source, panel, [&](int64_t u, const std::vector<llvm::Value*>& row) {
+    return row_lanes(u, per_vector[static_cast<size_t>(u)], row);
+  });
 }
 
-void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
-  const Node& anchor = g.node(group.anchor);
-  const Conv v = conv_of(g, anchor);
-  const GemmSizes sizes = sizes_of(g, anchor);
-  const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
-  const size_t first_input = first_input_arg(group);
-  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
-  KernelFunction kf = begin_kernel(e, name, num_args);
-  llvm::Value* first = kf.args[first_input];
-  llvm::Value* second = kf.args[first_input + 1];
-  llvm::Value* out = kf.args[0];
-  Lanes L{e};
-  const int64_t chw = v.c * v.h * v.w, kpq = v.k * v.p * v.q;
+/// What the three products' GEMM problems read. It outlives the problems, whose functions
+/// refer to it.
+struct ConvOperands {
+  Emit& e;
+  Conv v;
+  llvm::Value* first;   // operand 0: x (forward, filter gradient) or dy (data gradient)
+  llvm::Value* second;  // operand 1: w (forward, data gradient) or dy (filter gradient)
+  int64_t panel;        // floats per panel row (GemmLayout::panel)
 
-  GemmProblem p;
-  p.sizes = sizes;
-  auto load = [&](llvm::Value* base, llvm::Value* index) {
+  /// A stride-1 convolution that keeps the width maps consecutive output columns to
+  /// consecutive input elements (and back), so its panels are filled by masked vector loads.
+  bool contiguous() const { return v.stride == 1 && v.q == v.w; }
+  llvm::Value* load(llvm::Value* base, llvm::Value* index) const {
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, base, index), kFloatAlign);
-  };
-  // The flat index of w[out, in, r, s] in the [k, c, r, s] filter.
-  auto filter_index = [&](llvm::Value* out, llvm::Value* in, llvm::Value* r, llvm::Value* s) {
+  }
+  /// The flat index of w[out, in, r, s] in the [k, c, r, s] filter.
+  llvm::Value* filter_index(llvm::Value* out, llvm::Value* in, llvm::Value* r, llvm::Value* s) const {
     llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(out, e.i64c(v.c)), in);
     index = e.b.CreateAdd(e.b.CreateMul(index, e.i64c(v.r)), r);
     return e.b.CreateAdd(e.b.CreateMul(index, e.i64c(v.s)), s);
+  }
+};
+
+/// conv2d, per image b: A = w [k, (c, r, s)]; B = im2col(x_b): row (c, r, s), column (p, q).
+void set_forward(const ConvOperands& c, GemmProblem& p) {
+  p.a_at = [&c](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+    return c.load(c.second, c.filter_index(i, k[0], k[1], k[2]));
   };
-  // A stride-1 convolution that keeps the width maps consecutive output columns to consecutive
-  // input elements (and back), so its panels are filled by masked vector loads.
-  const bool contiguous = v.stride == 1 && v.q == v.w;
-  // Per vector of panel columns, lane values computed once per panel and reused by every row.
-  std::vector<std::vector<llvm::Value*>> lane_cache;
-
-  switch (anchor.op) {
-    case Op::conv2d:
-      // A = w [k, (c, r, s)]; B = im2col(x_b): row (c, r, s), column (p, q).
-      p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
-        return load(second, filter_index(i, k[0], k[1], k[2]));
-      };
-      p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
-        const int64_t vectors = (cols + e.width - 1) / e.width;
-        lane_cache.clear();
-        for (int64_t u = 0; u < vectors; ++u) {
-          llvm::Value* col = L.columns(j0, u * e.width);
-          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.p * v.q));
-          llvm::Value* top = L.add(L.mul(L.div(col, v.q), v.stride), L.c(-v.pad));
-          llvm::Value* left = L.add(L.mul(L.rem(col, v.q), v.stride), L.c(-v.pad));
-          lane_cache.push_back({valid, top, left});
-        }
-        llvm::Value* image = L.splat(e.b.CreateMul(b, e.i64c(chw)));
-        gather_panel(e, {v.c, v.r, v.s}, vectors, layout.panel, first, panel,
-                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
-                       llvm::Value* ih = L.add(lane_cache[u][1], L.splat(row[1]));
-                       llvm::Value* iw = L.add(lane_cache[u][2], L.splat(row[2]));
-                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
-                       llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.h * v.w));
-                       index = L.add(index, L.add(L.mul(ih, v.w), iw));
-                       LaneSource from{index, mask};
-                       if (contiguous) {  // column j = p*w + q reads x[c, p + r - pad, q + s - pad]
-                         llvm::Value* at = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(chw)), e.b.CreateMul(row[0], e.i64c(v.h * v.w)));
-                         at = e.b.CreateAdd(at, e.b.CreateAdd(j0, e.i64c(u * e.width - v.pad * v.w - v.pad)));
-                         from.first = e.b.CreateAdd(at, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.w)), row[2]));
-                       }
-                       return from;
-                     });
-      };
-      break;
-    case Op::conv2d_backward_data:
-      // A = w viewed as [c, (k, r, s)]; B: row (k, r, s), column (h, w) holds the dy element
-      // whose window tap (r, s) covered input position (h, w), or 0.
-      p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
-        return load(second, filter_index(k[0], i, k[1], k[2]));
-      };
-      p.pack_b = [&](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
-        const int64_t vectors = (cols + e.width - 1) / e.width;
-        lane_cache.clear();
-        for (int64_t u = 0; u < vectors; ++u) {
-          llvm::Value* col = L.columns(j0, u * e.width);
-          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.h * v.w));
-          lane_cache.push_back({valid, L.add(L.div(col, v.w), L.c(v.pad)), L.add(L.rem(col, v.w), L.c(v.pad))});
-        }
-        llvm::Value* image = L.splat(e.b.CreateMul(b, e.i64c(kpq)));
-        gather_panel(e, {v.k, v.r, v.s}, vectors, layout.panel, first, panel,
-                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
-                       // (h + pad - r) must be a multiple of the stride, with quotient in [0, p).
-                       llvm::Value* th = e.b.CreateSub(lane_cache[u][1], L.splat(row[1]));
-                       llvm::Value* tw = e.b.CreateSub(lane_cache[u][2], L.splat(row[2]));
-                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(th, v.p * v.stride), L.within(tw, v.q * v.stride)));
-                       if (v.stride > 1)
-                         mask = L.all(mask, L.all(e.b.CreateICmpEQ(L.rem(th, v.stride), L.c(0)),
-                                                  e.b.CreateICmpEQ(L.rem(tw, v.stride), L.c(0))));
-                       llvm::Value* oh = L.div(th, v.stride);
-                       llvm::Value* ow = L.div(tw, v.stride);
-                       llvm::Value* index = L.add(image, L.mul(L.splat(row[0]), v.p * v.q));
-                       index = L.add(index, L.add(L.mul(oh, v.q), ow));
-                       LaneSource from{index, mask};
-                       if (contiguous) {  // column j = h*w + w' reads dy[k, h + pad - r, w' + pad - s]
-                         llvm::Value* at = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(kpq)), e.b.CreateMul(row[0], e.i64c(v.p * v.q)));
-                         at = e.b.CreateAdd(at, e.b.CreateAdd(j0, e.i64c(u * e.width + v.pad * v.q + v.pad)));
-                         from.first = e.b.CreateSub(at, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.q)), row[2]));
-                       }
-                       return from;
-                     });
-      };
-      break;
-    default:
-      // Summed over images kb: A = dy_kb [k, (p, q)]; B = im2col(x_kb)^T: row (p, q), column (c, r, s).
-      p.a_at = [&](llvm::Value*, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k) {
-        llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(kb, e.i64c(kpq)), e.b.CreateMul(i, e.i64c(v.p * v.q)));
-        index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(v.q)), k[1]));
-        return load(second, index);
-      };
-      p.pack_b = [&](llvm::Value*, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
-        if (contiguous) {
-          pack_filter_panel(e, v, first, e.b.CreateMul(kb, e.i64c(chw)), j0, cols, layout.panel, panel);
-          return;
-        }
-        const int64_t vectors = (cols + e.width - 1) / e.width;
-        lane_cache.clear();
-        for (int64_t u = 0; u < vectors; ++u) {
-          llvm::Value* col = L.columns(j0, u * e.width);
-          llvm::Value* valid = e.b.CreateICmpULT(col, L.c(v.c * v.r * v.s));
-          llvm::Value* channel = L.div(col, v.r * v.s);
-          llvm::Value* tap = L.rem(col, v.r * v.s);
-          lane_cache.push_back({valid, L.mul(channel, v.h * v.w), L.add(L.div(tap, v.s), L.c(-v.pad)),
-                                L.add(L.rem(tap, v.s), L.c(-v.pad))});
-        }
-        llvm::Value* image = L.splat(e.b.CreateMul(kb, e.i64c(chw)));
-        gather_panel(e, {v.p, v.q}, vectors, layout.panel, first, panel,
-                     [&](int64_t u, const std::vector<llvm::Value*>& row) {
-                       llvm::Value* ih = L.add(lane_cache[u][2], L.mul(L.splat(row[0]), v.stride));
-                       llvm::Value* iw = L.add(lane_cache[u][3], L.mul(L.splat(row[1]), v.stride));
-                       llvm::Value* mask = L.all(lane_cache[u][0], L.all(L.within(ih, v.h), L.within(iw, v.w)));
-                       llvm::Value* index = L.add(L.add(image, lane_cache[u][1]), L.add(L.mul(ih, v.w), iw));
-                       return LaneSource{index, mask};
-                     });
-      };
-      break;
-  }
-
-  const StridedBuffer c{out, {sizes.m * sizes.n, sizes.n, 1}};
-  p.c = out;
-  if (anchor.op == Op::conv2d_backward_filter) {
-    assert(group.nodes.size() == 1);
-    const StridedBuffer dw{out, {sizes.n, 1}};
-    p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
-      store_at(e, dw, ElementPos{{i, j}, nullptr, mask}, value);
+  p.pack_b = [&c](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+    Emit& e = c.e;
+    const Conv& v = c.v;
+    IndexLanes ix{e};
+    const int64_t chw = v.c * v.h * v.w;
+    llvm::Value* image = ix.splat(e.b.CreateMul(b, e.i64c(chw)));
+    // Per column (p, q): whether it exists, and its window's top row and left column.
+    auto column_lanes = [&](llvm::Value* col) -> std::vector<llvm::Value*> {
+      return {e.b.CreateICmpULT(col, ix.c(v.p * v.q)), ix.add(ix.mul(ix.div(col, v.q), v.stride), ix.c(-v.pad)),
+              ix.add(ix.mul(ix.rem(col, v.q), v.stride), ix.c(-v.pad))};
     };
-    emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
-    end_kernel(e);
-    return;
-  }
+    auto row_lanes = [&](int64_t u, const std::vector<llvm::Value*>& col, const std::vector<llvm::Value*>& row) {
+      llvm::Value* ih = ix.add(col[1], ix.splat(row[1]));
+      llvm::Value* iw = ix.add(col[2], ix.splat(row[2]));
+      llvm::Value* mask = ix.all(col[0], ix.all(ix.within(ih, v.h), ix.within(iw, v.w)));
+      llvm::Value* index = ix.add(image, ix.mul(ix.splat(row[0]), v.h * v.w));
+      index = ix.add(index, ix.add(ix.mul(ih, v.w), iw));
+      LaneSource from{index, mask};
+      if (c.contiguous()) {  // column j = p*w + q reads x[c, p + r - pad, q + s - pad]
+        llvm::Value* start = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(chw)), e.b.CreateMul(row[0], e.i64c(v.h * v.w)));
+        start = e.b.CreateAdd(start, e.b.CreateAdd(j0, e.i64c(u * e.width - v.pad * v.w - v.pad)));
+        from.first = e.b.CreateAdd(start, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.w)), row[2]));
+      }
+      return from;
+    };
+    pack_panel(e, {v.c, v.r, v.s}, j0, cols, c.panel, c.first, panel, column_lanes, row_lanes);
+  };
+}
 
-  // The epilogue walks the output as [images, channels, positions]: every operand it reads
-  // must then walk the two spatial axes as one.
+/// conv2d_backward_data, per image b: A = w viewed as [c, (k, r, s)]; B: row (k, r, s),
+/// column (h, w) holds the dy element whose window tap (r, s) covered input position (h, w), or 0.
+void set_backward_data(const ConvOperands& c, GemmProblem& p) {
+  p.a_at = [&c](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+    return c.load(c.second, c.filter_index(k[0], i, k[1], k[2]));
+  };
+  p.pack_b = [&c](llvm::Value* b, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+    Emit& e = c.e;
+    const Conv& v = c.v;
+    IndexLanes ix{e};
+    const int64_t kpq = v.k * v.p * v.q;
+    llvm::Value* image = ix.splat(e.b.CreateMul(b, e.i64c(kpq)));
+    // Per column (h, w): whether it exists, and h + pad, w + pad.
+    auto column_lanes = [&](llvm::Value* col) -> std::vector<llvm::Value*> {
+      return {e.b.CreateICmpULT(col, ix.c(v.h * v.w)), ix.add(ix.div(col, v.w), ix.c(v.pad)),
+              ix.add(ix.rem(col, v.w), ix.c(v.pad))};
+    };
+    auto row_lanes = [&](int64_t u, const std::vector<llvm::Value*>& col, const std::vector<llvm::Value*>& row) {
+      // (h + pad - r) must be a multiple of the stride, with quotient in [0, p).
+      llvm::Value* th = e.b.CreateSub(col[1], ix.splat(row[1]));
+      llvm::Value* tw = e.b.CreateSub(col[2], ix.splat(row[2]));
+      llvm::Value* mask = ix.all(col[0], ix.all(ix.within(th, v.p * v.stride), ix.within(tw, v.q * v.stride)));
+      if (v.stride > 1)
+        mask = ix.all(mask, ix.all(e.b.CreateICmpEQ(ix.rem(th, v.stride), ix.c(0)),
+                                   e.b.CreateICmpEQ(ix.rem(tw, v.stride), ix.c(0))));
+      llvm::Value* oh = ix.div(th, v.stride);
+      llvm::Value* ow = ix.div(tw, v.stride);
+      llvm::Value* index = ix.add(image, ix.mul(ix.splat(row[0]), v.p * v.q));
+      index = ix.add(index, ix.add(ix.mul(oh, v.q), ow));
+      LaneSource from{index, mask};
+      if (c.contiguous()) {  // column j = h*w + w' reads dy[k, h + pad - r, w' + pad - s]
+        llvm::Value* start = e.b.CreateAdd(e.b.CreateMul(b, e.i64c(kpq)), e.b.CreateMul(row[0], e.i64c(v.p * v.q)));
+        start = e.b.CreateAdd(start, e.b.CreateAdd(j0, e.i64c(u * e.width + v.pad * v.q + v.pad)));
+        from.first = e.b.CreateSub(start, e.b.CreateAdd(e.b.CreateMul(row[1], e.i64c(v.q)), row[2]));
+      }
+      return from;
+    };
+    pack_panel(e, {v.k, v.r, v.s}, j0, cols, c.panel, c.first, panel, column_lanes, row_lanes);
+  };
+}
+
+/// conv2d_backward_filter, summed over images kb: A = dy_kb [k, (p, q)];
+/// B = im2col(x_kb)^T: row (p, q), column (c, r, s).
+void set_backward_filter(const ConvOperands& c, GemmProblem& p) {
+  p.a_at = [&c](llvm::Value*, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k) {
+    Emit& e = c.e;
+    const Conv& v = c.v;
+    llvm::Value* index = e.b.CreateAdd(e.b.CreateMul(kb, e.i64c(v.k * v.p * v.q)), e.b.CreateMul(i, e.i64c(v.p * v.q)));
+    index = e.b.CreateAdd(index, e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(v.q)), k[1]));
+    return c.load(c.second, index);
+  };
+  p.pack_b = [&c](llvm::Value*, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+    Emit& e = c.e;
+    const Conv& v = c.v;
+    const int64_t chw = v.c * v.h * v.w;
+    if (c.contiguous()) {
+      pack_filter_panel(e, v, c.first, e.b.CreateMul(kb, e.i64c(chw)), j0, cols, c.panel, panel);
+      return;
+    }
+    IndexLanes ix{e};
+    llvm::Value* image = ix.splat(e.b.CreateMul(kb, e.i64c(chw)));
+    // Per column (c, r, s): whether it exists, its channel's offset in the image, r - pad, s - pad.
+    auto column_lanes = [&](llvm::Value* col) -> std::vector<llvm::Value*> {
+      llvm::Value* valid = e.b.CreateICmpULT(col, ix.c(v.c * v.r * v.s));
+      llvm::Value* channel = ix.div(col, v.r * v.s);
+      llvm::Value* tap = ix.rem(col, v.r * v.s);
+      return {valid, ix.mul(channel, v.h * v.w), ix.add(ix.div(tap, v.s), ix.c(-v.pad)),
+              ix.add(ix.rem(tap, v.s), ix.c(-v.pad))};
+    };
+    auto row_lanes = [&](int64_t, const std::vector<llvm::Value*>& col, const std::vector<llvm::Value*>& row) {
+      llvm::Value* ih = ix.add(col[2], ix.mul(ix.splat(row[0]), v.stride));
+      llvm::Value* iw = ix.add(col[3], ix.mul(ix.splat(row[1]), v.stride));
+      llvm::Value* mask = ix.all(col[0], ix.all(ix.within(ih, v.h), ix.within(iw, v.w)));
+      llvm::Value* index = ix.add(ix.add(image, col[1]), ix.add(ix.mul(ih, v.w), iw));
+      return LaneSource{index, mask};
+    };
+    pack_panel(e, {v.p, v.q}, j0, cols, c.panel, c.first, panel, column_lanes, row_lanes);
+  };
+}
+
+/// Emits the GEMM of the forward or data-gradient product, storing C through the group's
+/// elementwise epilogue. The epilogue walks the output as [images, channels, positions]:
+/// every operand it reads must then walk the two spatial axes as one.
+void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, GemmProblem& p) {
+  const Node& anchor = g.node(group.anchor);
+  const size_t first_input = first_input_arg(group);
+  const GemmSizes& sizes = p.sizes;
   llvm::Value* current = nullptr;
   const Shape& out_shape = anchor.shape;
   auto input = [&](NodeId id) -> ElementGen {
@@ -348,14 +407,61 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
+  const std::vector<int64_t> out_strides{sizes.m * sizes.n, sizes.n, 1};
   p.store_c = [&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};
-    pos.flat = e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
+    pos.flat =
+        e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o)
-      store_at(e, StridedBuffer{kf.args[o], c.strides}, pos, epilogue[o](pos));
+      store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, epilogue[o](pos));
   };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+}
+
+/// Emits the filter gradient's GEMM: it sums over the batch in its output, so C is stored as is.
+void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
+                           GemmProblem& p) {
+  if (group.nodes.size() != 1)
+    throw Error(fmt::format("internal error: codegen: %{} ({}) takes no epilogue but its group has {} nodes",
+                            group.anchor, op_info(g.node(group.anchor).op).name, group.nodes.size()));
+  const StridedBuffer dw{kf.args[0], {p.sizes.n, 1}};
+  p.store_c = [&e, dw](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
+    store_at(e, dw, ElementPos{{i, j}, nullptr, mask}, value);
+  };
+  emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+}
+
+}  // namespace
+
+GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
+  return gemm_layout(sizes_of(g, g.node(group.anchor)), width, threads);
+}
+
+void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
+  const Node& anchor = g.node(group.anchor);
+  GemmProblem p;
+  p.sizes = sizes_of(g, anchor);
+  const size_t first_input = first_input_arg(group);
+  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
+  KernelFunction kf = begin_kernel(e, name, num_args);
+  const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
+                              gemm_layout(p.sizes, e.width, e.threads).panel};
+  p.c = kf.args[0];
+  switch (conv_product(anchor)) {
+    case ConvProduct::forward:
+      set_forward(operands, p);
+      emit_with_epilogue(e, g, group, kf, p);
+      break;
+    case ConvProduct::backward_data:
+      set_backward_data(operands, p);
+      emit_with_epilogue(e, g, group, kf, p);
+      break;
+    case ConvProduct::backward_filter:
+      set_backward_filter(operands, p);
+      emit_without_epilogue(e, g, group, kf, p);
+      break;
+  }
   end_kernel(e);
 }
 

@@ -23,36 +23,6 @@ llvm::Value* positive_or(Emit& e, llvm::Value* x, llvm::Value* if_positive, llvm
   return e.select(e.b.CreateFCmpOGT(x, e.splat(0.0f)), if_positive, otherwise);
 }
 
-llvm::Value* unary_value(Emit& e, const Node& n, llvm::Value* x) {
-  switch (n.op) {
-    case Op::neg:
-      return e.b.CreateFNeg(x);
-    case Op::exp:
-      return emit_exp(e, x);
-    case Op::log:
-      return emit_log(e, x);
-    case Op::sqrt:
-      return e.intrinsic(llvm::Intrinsic::sqrt, {x});
-    case Op::relu:
-      return positive_or(e, x, x, e.splat(0.0f));
-    case Op::tanh:
-      return emit_tanh(e, x);
-    case Op::sigmoid:
-      return emit_sigmoid(e, x);
-    case Op::elu:
-      return positive_or(e, x, x, e.b.CreateFMul(e.splat(alpha_of(n)), emit_expm1(e, x)));
-    case Op::selu: {
-      llvm::Value* negative = e.b.CreateFMul(e.splat(kSeluAlpha), emit_expm1(e, x));
-      return e.b.CreateFMul(e.splat(kSeluScale), positive_or(e, x, x, negative));
-    }
-    case Op::leaky_relu:
-      return positive_or(e, x, x, e.b.CreateFMul(e.splat(alpha_of(n)), x));
-    default:
-      break;
-  }
-  throw Error(fmt::format("codegen: {} is not a unary elementwise op", op_info(n.op).name));
-}
-
 /// dy * (x > 0 ? 1 : slope), the shape every activation gradient here takes.
 llvm::Value* gated_grad(Emit& e, llvm::Value* x, llvm::Value* dy, llvm::Value* slope) {
   return e.b.CreateFMul(dy, positive_or(e, x, e.splat(1.0f), slope));
@@ -69,46 +39,95 @@ llvm::Value* dropout_value(Emit& e, const Node& n, llvm::Value* x, llvm::Value* 
   return e.select(keeps, e.b.CreateFDiv(x, e.splat(keep)), e.splat(0.0f));
 }
 
-llvm::Value* binary_value(Emit& e, const Node& n, llvm::Value* a, llvm::Value* b, const ElementPos& pos) {
+/// The value of elementwise node `n` from its operands' values `v` (one per operand) at `pos`.
+llvm::Value* elementwise_value(Emit& e, const Node& n, const std::vector<llvm::Value*>& v, const ElementPos& pos) {
   switch (n.op) {
+    case Op::neg:
+      return e.b.CreateFNeg(v[0]);
+    case Op::exp:
+      return emit_exp(e, v[0]);
+    case Op::log:
+      return emit_log(e, v[0]);
+    case Op::sqrt:
+      return e.intrinsic(llvm::Intrinsic::sqrt, {v[0]});
+    case Op::relu:
+      return positive_or(e, v[0], v[0], e.splat(0.0f));
+    case Op::tanh:
+      return emit_tanh(e, v[0]);
+    case Op::sigmoid:
+      return emit_sigmoid(e, v[0]);
+    case Op::elu:
+      return positive_or(e, v[0], v[0], e.b.CreateFMul(e.splat(alpha_of(n)), emit_expm1(e, v[0])));
+    case Op::selu: {
+      llvm::Value* negative = e.b.CreateFMul(e.splat(kSeluAlpha), emit_expm1(e, v[0]));
+      return e.b.CreateFMul(e.splat(kSeluScale), positive_or(e, v[0], v[0], negative));
+    }
+    case Op::leaky_relu:
+      return positive_or(e, v[0], v[0], e.b.CreateFMul(e.splat(alpha_of(n)), v[0]));
     case Op::add:
-      return e.b.CreateFAdd(a, b);
+      return e.b.CreateFAdd(v[0], v[1]);
     case Op::sub:
-      return e.b.CreateFSub(a, b);
+      return e.b.CreateFSub(v[0], v[1]);
     case Op::mul:
-      return e.b.CreateFMul(a, b);
+      return e.b.CreateFMul(v[0], v[1]);
     case Op::div:
-      return e.b.CreateFDiv(a, b);
+      return e.b.CreateFDiv(v[0], v[1]);
     // libm's powf lane by lane: exact agreement, and pow is rare enough not to matter.
     case Op::pow:
-      return e.intrinsic(llvm::Intrinsic::pow, {a, b});
-    case Op::relu_grad:
-      return positive_or(e, a, b, e.splat(0.0f));
+      return e.intrinsic(llvm::Intrinsic::pow, {v[0], v[1]});
+    case Op::relu_grad:  // (x, dy)
+      return positive_or(e, v[0], v[1], e.splat(0.0f));
     case Op::elu_grad:
-      return gated_grad(e, a, b, e.b.CreateFMul(e.splat(alpha_of(n)), emit_exp(e, a)));
+      return gated_grad(e, v[0], v[1], e.b.CreateFMul(e.splat(alpha_of(n)), emit_exp(e, v[0])));
     case Op::selu_grad: {
-      llvm::Value* slope = e.b.CreateFMul(e.splat(kSeluAlpha), emit_exp(e, a));
-      return e.b.CreateFMul(e.b.CreateFMul(b, e.splat(kSeluScale)), positive_or(e, a, e.splat(1.0f), slope));
+      llvm::Value* slope = e.b.CreateFMul(e.splat(kSeluAlpha), emit_exp(e, v[0]));
+      return e.b.CreateFMul(e.b.CreateFMul(v[1], e.splat(kSeluScale)), positive_or(e, v[0], e.splat(1.0f), slope));
     }
     case Op::leaky_relu_grad:
-      return gated_grad(e, a, b, e.splat(alpha_of(n)));
-    case Op::dropout:
-      return dropout_value(e, n, a, b, pos);
-    default:
+      return gated_grad(e, v[0], v[1], e.splat(alpha_of(n)));
+    case Op::dropout:  // (x, key)
+      return dropout_value(e, n, v[0], v[1], pos);
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::matmul:
+    case Op::conv2d:
+    case Op::conv2d_backward_data:
+    case Op::conv2d_backward_filter:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::assign:
       break;
   }
-  throw Error(fmt::format("codegen: {} is not a binary elementwise op", op_info(n.op).name));
+  throw Error(fmt::format("internal error: codegen: {} is not an elementwise op", op_info(n.op).name));
 }
 
 }  // namespace
 
 ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> in) {
-  if (in.size() == 1)
-    return [&e, &n, x = std::move(in[0])](const ElementPos& pos) { return unary_value(e, n, x(pos)); };
-  assert(in.size() == 2);
-  return [&e, &n, a = std::move(in[0]), b = std::move(in[1])](const ElementPos& pos) {
-    llvm::Value* va = a(pos);
-    return binary_value(e, n, va, b(pos), pos);
+  if (kernel_family(n.op) != KernelFamily::elementwise || in.size() != static_cast<size_t>(op_info(n.op).arity))
+    throw Error(fmt::format("internal error: codegen: %{} ({}) with {} operands is not an elementwise node", n.id,
+                            op_info(n.op).name, in.size()));
+  return [&e, &n, in = std::move(in)](const ElementPos& pos) {
+    std::vector<llvm::Value*> values;
+    for (const ElementGen& operand : in) values.push_back(operand(pos));  // operand 0 first
+    return elementwise_value(e, n, values, pos);
   };
 }
 

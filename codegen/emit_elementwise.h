@@ -10,7 +10,8 @@
 
 namespace dagger {
 
-/// The generator of elementwise node `n` from the generators of its operands.
+/// The generator of elementwise node `n` from the generators of its operands. Throws an
+/// internal dagger::Error when `n` is not elementwise or `operands` does not match its arity.
 ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> operands);
 
 /// The generators of every value `group` writes, in buffer order (root, then side outputs):

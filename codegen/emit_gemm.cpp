@@ -257,6 +257,20 @@ void transpose(Emit& e, std::vector<llvm::Value*>& rows) {
   }
 }
 
+void pack_rows_transposed(Emit& e, llvm::Value* panel, int64_t stride, llvm::Value* row0, int64_t count, int64_t cols,
+                          const std::function<llvm::Value*(int64_t c)>& column) {
+  const int64_t w = e.width;
+  for (int64_t g = 0; g < stride / w; ++g) {
+    std::vector<llvm::Value*> vectors;
+    for (int64_t c = g * w; c < (g + 1) * w; ++c) vectors.push_back(c < cols ? column(c) : e.splat(0.0f));
+    transpose(e, vectors);
+    for (int64_t r = 0; r < std::min(count, w); ++r) {
+      llvm::Value* offset = e.b.CreateAdd(e.b.CreateMul(e.b.CreateAdd(row0, e.i64c(r)), e.i64c(stride)), e.i64c(g * w));
+      e.b.CreateAlignedStore(vectors[static_cast<size_t>(r)], e.b.CreateInBoundsGEP(e.f32, panel, offset), kFloatAlign);
+    }
+  }
+}
+
 llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask) {
   llvm::Value* safe = e.b.CreateSelect(mask, index, llvm::Constant::getNullValue(index->getType()));
   llvm::Value* pointers = e.b.CreateInBoundsGEP(e.f32, base, e.b.CreateSExt(safe, llvm::FixedVectorType::get(e.i64, e.width)));

@@ -77,6 +77,15 @@ void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Va
 /// lane i held. Packers use it to turn runs down a matrix's columns into rows of a panel.
 void transpose(Emit& e, std::vector<llvm::Value*>& rows);
 
+/// Fills `count` (at most W) rows of a panel of `stride` floats per row, from row `row0` on,
+/// by transposing in registers: for each group of W panel columns, column(c) gives column c's
+/// W elements from row `row0` on (its lanes from `count` on unused), and one transpose turns
+/// the group into panel rows. Columns from `cols` on are stored as zeros. The packers of a
+/// B read along its columns (a transposed matmul operand, a convolution's filter gradient)
+/// share it.
+void pack_rows_transposed(Emit& e, llvm::Value* panel, int64_t stride, llvm::Value* row0, int64_t count, int64_t cols,
+                          const std::function<llvm::Value*(int64_t c)>& column);
+
 /// A W-lane gather of base[index] for the lanes in `mask` (others read nothing and hold 0);
 /// `index` is a <W x i32> vector, its masked-off lanes may hold anything.
 llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask);

@@ -64,22 +64,11 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
     // along each of W rows of B, transposed in registers into W panel rows.
     const int64_t w = e.width;
     auto block = [&](llvm::Value* k0, int64_t count) {
-      for (int64_t g = 0; g < stride / w; ++g) {
-        std::vector<llvm::Value*> vectors;
-        for (int64_t c = g * w; c < (g + 1) * w; ++c) {
-          if (c >= cols) {
-            vectors.push_back(e.splat(0.0f));
-            continue;
-          }
-          llvm::Value* row = e.b.CreateMul(e.b.CreateAdd(j0, e.i64c(c)), e.i64c(d.k));
-          vectors.push_back(load_at(e, StridedBuffer{b, {1}},
-                                    ElementPos{{e.b.CreateAdd(row, k0)}, nullptr, e.prefix_mask(static_cast<unsigned>(count))}));
-        }
-        transpose(e, vectors);
-        for (int64_t r = 0; r < count; ++r)
-          e.b.CreateAlignedStore(vectors[static_cast<size_t>(r)], panel_at(e.b.CreateAdd(k0, e.i64c(r)), g * w),
-                                 kFloatAlign);
-      }
+      pack_rows_transposed(e, panel, stride, k0, count, cols, [&](int64_t c) {
+        llvm::Value* row = e.b.CreateMul(e.b.CreateAdd(j0, e.i64c(c)), e.i64c(d.k));
+        return load_at(e, StridedBuffer{b, {1}},
+                       ElementPos{{e.b.CreateAdd(row, k0)}, nullptr, e.prefix_mask(static_cast<unsigned>(count))});
+      });
     };
     const int64_t full = d.k / w * w;
     emit_for(e, full, w, [&](llvm::Value* k0) { block(k0, w); });

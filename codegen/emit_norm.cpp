@@ -3,6 +3,7 @@
 // <W x double> partial sums folded lane 0 first, or, for x [batch, channels], W channels with
 // one lane each (see Norm). Either way a channel's statistics are the same bits whichever
 // thread computes them and as accurate as the interpreter's double sums.
+#include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
 #include "codegen/emit_ops.h"
@@ -231,8 +232,48 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
         });
         break;
       }
-      default:
-        break;
+      case Op::input:
+      case Op::parameter:
+      case Op::state:
+      case Op::constant:
+      case Op::neg:
+      case Op::exp:
+      case Op::log:
+      case Op::sqrt:
+      case Op::relu:
+      case Op::tanh:
+      case Op::sigmoid:
+      case Op::elu:
+      case Op::selu:
+      case Op::leaky_relu:
+      case Op::add:
+      case Op::sub:
+      case Op::mul:
+      case Op::div:
+      case Op::pow:
+      case Op::relu_grad:
+      case Op::elu_grad:
+      case Op::selu_grad:
+      case Op::leaky_relu_grad:
+      case Op::dropout:
+      case Op::reshape:
+      case Op::transpose:
+      case Op::broadcast:
+      case Op::reduce_sum:
+      case Op::reduce_mean:
+      case Op::reduce_max:
+      case Op::matmul:
+      case Op::conv2d:
+      case Op::conv2d_backward_data:
+      case Op::conv2d_backward_filter:
+      case Op::maxpool2d:
+      case Op::maxpool2d_backward:
+      case Op::softmax:
+      case Op::softmax_xent:
+      case Op::softmax_xent_grad:
+      case Op::assign:
+        throw Error(
+            fmt::format("internal error: codegen: %{} ({}) has no normalization kernel", n.id, op_info(n.op).name));
     }
   });
 }

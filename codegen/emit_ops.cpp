@@ -1,5 +1,6 @@
 #include "codegen/emit_ops.h"
 
+#include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
@@ -14,34 +15,10 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-enum class Family { pool, norm, softmax, reduce, layout, none };
-
-Family family_of(Op op) {
-  switch (op) {
-    case Op::maxpool2d:
-    case Op::maxpool2d_backward:
-      return Family::pool;
-    case Op::batchnorm_train:
-    case Op::batchnorm_infer:
-    case Op::batchnorm_backward:
-    case Op::batchnorm_grad_gamma:
-    case Op::channel_mean:
-    case Op::channel_var:
-      return Family::norm;
-    case Op::softmax:
-    case Op::softmax_xent:
-    case Op::softmax_xent_grad:
-      return Family::softmax;
-    case Op::reduce_sum:
-    case Op::reduce_mean:
-    case Op::reduce_max:
-      return Family::reduce;
-    case Op::transpose:
-    case Op::broadcast:
-      return Family::layout;
-    default:
-      return Family::none;
-  }
+/// The error for a group whose anchor has no kernel here (lowering chose the wrong emitter).
+Error no_op_kernel(const Graph& g, NodeId anchor) {
+  return Error(fmt::format("internal error: codegen/emit_ops has no kernel for %{} ({})", anchor,
+                           op_info(g.node(anchor).op).name));
 }
 
 /// Whether `operand` (broadcast to `out`) reads out's axes from `keep` on as one axis:
@@ -64,58 +41,60 @@ TailRead tail_read(const Shape& operand, const Shape& out, size_t keep) {
 
 }  // namespace
 
-bool has_op_kernel(Op op) { return family_of(op) != Family::none; }
-
 OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsigned width) {
   const NodeId anchor = group.anchor;
-  switch (family_of(g.node(anchor).op)) {
-    case Family::pool:
+  switch (kernel_family(g.node(anchor).op)) {
+    case KernelFamily::pool:
       return pool_layout(g, anchor);
-    case Family::norm:
+    case KernelFamily::norm:
       return norm_layout(g, anchor, width);
-    case Family::softmax:
+    case KernelFamily::softmax:
       return softmax_layout(g, anchor);
-    case Family::reduce:
+    case KernelFamily::reduce:
       return reduce_layout(g, anchor, width);
-    case Family::layout:
+    case KernelFamily::layout:
       return layout_copy_layout(g, anchor);
-    case Family::none:
+    case KernelFamily::none:
+    case KernelFamily::elementwise:
+    case KernelFamily::matmul:
+    case KernelFamily::conv:
       break;
   }
-  assert(false && "no op kernel for this anchor");
-  return {};
+  throw no_op_kernel(g, anchor);
 }
 
 void emit_op_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   KernelFunction kf = begin_kernel(e, name, static_cast<int>(first_input_arg(group) + group.inputs.size()));
-  switch (family_of(g.node(group.anchor).op)) {
-    case Family::pool:
+  switch (kernel_family(g.node(group.anchor).op)) {
+    case KernelFamily::pool:
       emit_pool_kernel(e, kf, g, group);
       break;
-    case Family::norm:
+    case KernelFamily::norm:
       emit_norm_kernel(e, kf, g, group);
       break;
-    case Family::softmax:
+    case KernelFamily::softmax:
       emit_softmax_kernel(e, kf, g, group);
       break;
-    case Family::reduce:
+    case KernelFamily::reduce:
       emit_reduce_kernel(e, kf, g, group);
       break;
-    case Family::layout:
+    case KernelFamily::layout:
       emit_layout_kernel(e, kf, g, group);
       break;
-    case Family::none:
-      assert(false);
-      break;
+    case KernelFamily::none:
+    case KernelFamily::elementwise:
+    case KernelFamily::matmul:
+    case KernelFamily::conv:
+      throw no_op_kernel(g, group.anchor);
   }
   end_kernel(e);
 }
 
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k) {
   const NodeId id = g.node(group.anchor).operands[k];
-  const auto at = std::find(group.inputs.begin(), group.inputs.end(), id);
-  assert(at != group.inputs.end());
-  return kf.args[first_input_arg(group) + static_cast<size_t>(at - group.inputs.begin())];
+  const auto input = std::find(group.inputs.begin(), group.inputs.end(), id);
+  assert(input != group.inputs.end());
+  return kf.args[first_input_arg(group) + static_cast<size_t>(input - group.inputs.begin())];
 }
 
 Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep) : e_(e) {
@@ -153,9 +132,9 @@ Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const Kern
   };
   auto input = [&](NodeId id) -> ElementGen {
     if (id == group.anchor) return [this](const ElementPos&) { return current_; };
-    const auto at = std::find(group.inputs.begin(), group.inputs.end(), id);
-    assert(at != group.inputs.end());
-    StridedBuffer buf{kf.args[first_input_arg(group) + static_cast<size_t>(at - group.inputs.begin())],
+    const auto slot = std::find(group.inputs.begin(), group.inputs.end(), id);
+    assert(slot != group.inputs.end());
+    StridedBuffer buf{kf.args[first_input_arg(group) + static_cast<size_t>(slot - group.inputs.begin())],
                       view_strides(g.shape(id))};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };

@@ -22,9 +22,8 @@
 
 namespace dagger {
 
-/// Whether `op` has a kernel here.
-bool has_op_kernel(Op op);
-
+/// The op kernels here are for the anchors of kernel families pool, norm, softmax, reduce and
+/// layout (kernel_family in codegen/fusion.h); other anchors throw an internal dagger::Error.
 struct OpKernelLayout {
   int64_t items = 1;
   double work = 0;  // floats touched per item, roughly

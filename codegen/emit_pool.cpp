@@ -80,6 +80,126 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
   return {best, best_at};
 }
 
+/// maxpool2d: each window's maximum, stored through the epilogue with vectors along the
+/// output row.
+void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d) {
+  llvm::Value* x = operand_arg(kf, g, group, 0);
+  Epilogue ep(e, g, group, kf, 3);
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+    llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
+    llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
+    llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
+    emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+      ep.for_each({image, channel, r},
+                  [&](const ElementPos& pos) { return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first; });
+    });
+  });
+}
+
+/// One plane of maxpool2d_backward: x, dy and dx with the plane's offsets in x (and dx) and dy.
+struct PoolGradPlane {
+  Emit& e;
+  const PoolDims& d;
+  llvm::Value *x, *dy, *dx;
+  llvm::Value *plane, *dy_plane;
+
+  /// dy at output row r, the output columns of `cols` (one per lane).
+  llvm::Value* dy_vector(llvm::Value* r, const ElementPos& cols) {
+    llvm::Value* offset = e.b.CreateAdd(dy_plane, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.ow)), cols.coords[0]));
+    return load_vector(e, dy, offset, cols.mask, llvm::Constant::getNullValue(e.vf));
+  }
+
+  /// 2x2 windows of stride 2 tiling the plane: every element belongs to one window, so each
+  /// window row is written once, dy where the maximum is and 0 elsewhere, its two columns
+  /// interleaved into contiguous vectors.
+  void write_tiled_windows(llvm::Value* r, const ElementPos& cols) {
+    llvm::Value* q = cols.coords[0];
+    llvm::Value* best_at = window_max(e, d, x, plane, r, q, cols.mask).second;
+    llvm::Value* grad = dy_vector(r, cols);
+    llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
+    const WindowOrigins w = window_origins(e, d, r, q);
+    const unsigned active = active_lanes(e, cols.mask);
+    std::vector<int> low(e.width), high(e.width);  // interleave (a0 b0 a1 b1 ...) over two vectors
+    for (unsigned l = 0; l < e.width; ++l) {
+      low[l] = static_cast<int>(l / 2 + (l % 2) * e.width);
+      high[l] = static_cast<int>((l + e.width) / 2 + (l % 2) * e.width);
+    }
+    for (int64_t i = 0; i < 2; ++i) {
+      llvm::Value* columns[2];
+      for (int64_t j = 0; j < 2; ++j) {
+        llvm::Value* here = e.b.CreateAdd(w.lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
+        // + 0 as the zero-filled sum would: a -0 gradient lands as +0.
+        columns[j] = e.b.CreateFAdd(e.b.CreateSelect(e.b.CreateICmpEQ(best_at, here), grad, zero), zero);
+      }
+      llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(w.origin, e.i64c(i * d.w)));
+      llvm::Value* halves[2] = {e.b.CreateShuffleVector(columns[0], columns[1], low),
+                                e.b.CreateShuffleVector(columns[0], columns[1], high)};
+      for (int64_t k = 0; k < 2; ++k) {
+        const int64_t count = std::clamp<int64_t>(2 * int64_t(active) - k * e.width, 0, e.width);
+        if (count == 0) continue;
+        store_at(e, StridedBuffer{dx, {1}},
+                 ElementPos{{e.b.CreateAdd(row, e.i64c(k * e.width))},
+                            nullptr,
+                            count == e.width ? nullptr : e.prefix_mask(static_cast<unsigned>(count))},
+                 halves[k]);
+      }
+    }
+  }
+
+  /// Any other geometry: the plane is zeroed first (zero_plane), then each window adds its dy
+  /// at its maximum, lane by lane in row-major window order (overlapping windows add in the
+  /// interpreter's order).
+  void zero_plane() {
+    emit_vector_nest(e, {d.h * d.w}, [&](const ElementPos& element) {
+      ElementPos pos = element;
+      pos.coords[0] = e.b.CreateAdd(plane, element.coords[0]);
+      store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
+    });
+  }
+  void add_window_grads(llvm::Value* r, const ElementPos& cols) {
+    const llvm::Align align(4);
+    llvm::Value* best_at = window_max(e, d, x, plane, r, cols.coords[0], cols.mask).second;
+    llvm::Value* grad = dy_vector(r, cols);
+    for (unsigned l = 0; l < active_lanes(e, cols.mask); ++l) {
+      llvm::Value* offset = e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
+      llvm::Value* slot = e.b.CreateInBoundsGEP(e.f32, dx, offset);
+      llvm::Value* sum =
+          e.b.CreateFAdd(e.b.CreateAlignedLoad(e.f32, slot, align), e.b.CreateExtractElement(grad, uint64_t(l)));
+      e.b.CreateAlignedStore(sum, slot, align);
+    }
+  }
+};
+
+/// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
+/// is applied over the plane in place.
+void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
+                        const PoolDims& d) {
+  llvm::Value* x = operand_arg(kf, g, group, 0);
+  Epilogue ep(e, g, group, kf, 2);
+  llvm::Value* dy = operand_arg(kf, g, group, 1);
+  llvm::Value* dx = kf.args[0];
+  const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+    PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr};
+    pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
+    if (!tiled) pg.zero_plane();
+    emit_for(e, d.oh, 1, [&](llvm::Value* r) {
+      emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
+        if (tiled)
+          pg.write_tiled_windows(r, cols);
+        else
+          pg.add_window_grads(r, cols);
+      });
+    });
+    if (group.root != group.anchor) {
+      ep.for_each({e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels))},
+                  [&](const ElementPos& pos) {
+                    return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
+                  });
+    }
+  });
+}
+
 }  // namespace
 
 OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
@@ -89,104 +209,10 @@ OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
 
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const PoolDims d = pool_dims(g, group.anchor);
-  llvm::Value* x = operand_arg(kf, g, group, 0);
-  const bool forward = g.node(group.anchor).op == Op::maxpool2d;
-
-  if (forward) {
-    Epilogue ep(e, g, group, kf, 3);  // vectors along the output row
-    emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
-      llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
-      llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
-      llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
-      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-        ep.for_each({image, channel, r}, [&](const ElementPos& pos) {
-          return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first;
-        });
-      });
-    });
-    return;
-  }
-
-  // The gradient, then an epilogue, if any, over the plane in place. 2x2 windows of stride 2
-  // tiling the plane: every element belongs to one window, so each window row is written
-  // once, dy where the maximum is and 0 elsewhere, its two columns interleaved into
-  // contiguous vectors. Otherwise the plane is zeroed, then each window adds its dy at its
-  // maximum in row-major window order (overlapping windows add in the interpreter's order).
-  Epilogue ep(e, g, group, kf, 2);
-  llvm::Value* dy = operand_arg(kf, g, group, 1);
-  llvm::Value* dx = kf.args[0];
-  const llvm::Align align(4);
-  const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
-  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
-    llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
-    llvm::Value* dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
-    auto dy_at = [&](llvm::Value* r, const ElementPos& at) {
-      return load_vector(e, dy, e.b.CreateAdd(dy_plane, e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.ow)), at.coords[0])),
-                         at.mask, llvm::Constant::getNullValue(e.vf));
-    };
-    if (tiled) {
-      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-        emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
-          llvm::Value* q = at.coords[0];
-          llvm::Value* best_at = window_max(e, d, x, plane, r, q, at.mask).second;
-          llvm::Value* grad = dy_at(r, at);
-          llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
-          const WindowOrigins w = window_origins(e, d, r, q);
-          const unsigned active = active_lanes(e, at.mask);
-          std::vector<int> low(e.width), high(e.width);  // interleave (a0 b0 a1 b1 ...) over two vectors
-          for (unsigned l = 0; l < e.width; ++l) {
-            low[l] = static_cast<int>(l / 2 + (l % 2) * e.width);
-            high[l] = static_cast<int>((l + e.width) / 2 + (l % 2) * e.width);
-          }
-          for (int64_t i = 0; i < 2; ++i) {
-            llvm::Value* columns[2];
-            for (int64_t j = 0; j < 2; ++j) {
-              llvm::Value* here = e.b.CreateAdd(w.lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
-              // + 0 as the zero-filled sum would: a -0 gradient lands as +0.
-              columns[j] = e.b.CreateFAdd(e.b.CreateSelect(e.b.CreateICmpEQ(best_at, here), grad, zero), zero);
-            }
-            llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(w.origin, e.i64c(i * d.w)));
-            llvm::Value* halves[2] = {e.b.CreateShuffleVector(columns[0], columns[1], low),
-                                      e.b.CreateShuffleVector(columns[0], columns[1], high)};
-            for (int64_t k = 0; k < 2; ++k) {
-              const int64_t count = std::clamp<int64_t>(2 * int64_t(active) - k * e.width, 0, e.width);
-              if (count == 0) continue;
-              store_at(e, StridedBuffer{dx, {1}},
-                       ElementPos{{e.b.CreateAdd(row, e.i64c(k * e.width))}, nullptr,
-                                  count == e.width ? nullptr : e.prefix_mask(static_cast<unsigned>(count))},
-                       halves[k]);
-            }
-          }
-        });
-      });
-    } else {
-      emit_vector_nest(e, {d.h * d.w}, [&](const ElementPos& at) {
-        ElementPos pos = at;
-        pos.coords[0] = e.b.CreateAdd(plane, at.coords[0]);
-        store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
-      });
-      emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-        emit_vector_nest(e, {d.ow}, [&](const ElementPos& at) {
-          llvm::Value* best_at = window_max(e, d, x, plane, r, at.coords[0], at.mask).second;
-          llvm::Value* grad = dy_at(r, at);
-          for (unsigned l = 0; l < active_lanes(e, at.mask); ++l) {
-            llvm::Value* offset =
-                e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
-            llvm::Value* slot = e.b.CreateInBoundsGEP(e.f32, dx, offset);
-            llvm::Value* sum =
-                e.b.CreateFAdd(e.b.CreateAlignedLoad(e.f32, slot, align), e.b.CreateExtractElement(grad, uint64_t(l)));
-            e.b.CreateAlignedStore(sum, slot, align);
-          }
-        });
-      });
-    }
-    if (group.root != group.anchor) {
-      ep.for_each({e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels))},
-                  [&](const ElementPos& pos) {
-                    return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
-                  });
-    }
-  });
+  if (g.node(group.anchor).op == Op::maxpool2d)
+    emit_pool_forward(e, kf, g, group, d);
+  else
+    emit_pool_backward(e, kf, g, group, d);
 }
 
 }  // namespace dagger

@@ -4,39 +4,78 @@
 
 #include <algorithm>
 #include <functional>
+#include <string_view>
 
 namespace dagger {
 
 namespace {
 
-bool is_elementwise(const Node& n) { return op_info(n.op).category == OpCategory::Elementwise; }
+bool is_elementwise(const Node& n) { return kernel_family(n.op) == KernelFamily::elementwise; }
 
-/// Contractions compiled as GEMMs; all but the filter gradient take an epilogue.
-bool is_contraction(const Node& n) {
-  return n.op == Op::matmul || n.op == Op::conv2d || n.op == Op::conv2d_backward_data ||
-         n.op == Op::conv2d_backward_filter;
+/// A node computed by a kernel of its own, so it can anchor a group: a contraction compiled as
+/// a GEMM, or pooling, normalization, a reduction, a softmax head, transpose or broadcast
+/// (codegen/emit_ops.h). Like a contraction, each stores through its readers' elementwise
+/// epilogue, except where `no_epilogue` says why not.
+bool is_anchor(const Node& n) {
+  const KernelFamily family = kernel_family(n.op);
+  return family != KernelFamily::none && family != KernelFamily::elementwise;
 }
 
-/// Pooling, normalization, reductions, softmax heads, transpose and broadcast (the op table's
-/// composite, reduction and data-moving ops; a reshape is an alias, not a kernel): each has a
-/// kernel of its own (codegen/emit_ops.h) that, like a contraction, anchors a group and stores
-/// through its readers' elementwise epilogue, except where `no_epilogue` says why not.
-bool is_op_anchor(const Node& n) {
-  const OpCategory category = op_info(n.op).category;
-  return category == OpCategory::Composite || category == OpCategory::Reduction ||
-         (category == OpCategory::Layout && n.op != Op::reshape);
-}
-
-/// A node computed by a kernel of its own, so it can anchor a group.
-bool is_anchor(const Node& n) { return is_contraction(n) || is_op_anchor(n); }
-
-/// Why an anchor takes no epilogue, or "" when it does.
-std::string no_epilogue(const Node& n) {
-  if (n.op == Op::conv2d_backward_filter) return "sums over the batch in its output buffer, so it takes no epilogue";
-  if (n.op == Op::reduce_sum || n.op == Op::reduce_mean || n.op == Op::reduce_max)
-    return "is a reduction: it stores whole output runs of merged axes, so it takes no epilogue";
-  if (n.op == Op::softmax_xent) return "is the mean loss, one scalar folded over every row, so it takes no epilogue";
-  return "";
+/// Why an anchor of `op` takes no epilogue, or "" when it does (or is no anchor).
+std::string_view no_epilogue(Op op) {
+  switch (op) {
+    case Op::conv2d_backward_filter:
+      return "sums over the batch in its output buffer, so it takes no epilogue";
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+      return "is a reduction: it stores whole output runs of merged axes, so it takes no epilogue";
+    case Op::softmax_xent:
+      return "is the mean loss, one scalar folded over every row, so it takes no epilogue";
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::dropout:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::matmul:
+    case Op::conv2d:
+    case Op::conv2d_backward_data:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax:
+    case Op::softmax_xent_grad:
+    case Op::assign:
+      return "";
+  }
+  throw Error(fmt::format("internal error: op {} is not in the op table", static_cast<int>(op)));
 }
 
 /// How each node is read: by how many operand slots, by which node, and whether it is an output.
@@ -47,14 +86,16 @@ struct Readers {
 
   explicit Readers(const Graph& g)
       : count(g.size(), 0), assigns(g.size(), 0), last(g.size(), -1), is_output(g.size(), false) {
-    for (const Node& n : g.nodes())
-      for (NodeId o : n.operands) {
-        ++count[o];
-        if (n.op == Op::assign)
-          ++assigns[o];
+    const std::vector<std::vector<NodeId>> readers = readers_of(g);
+    for (const Node& n : g.nodes()) {
+      count[n.id] = static_cast<int>(readers[n.id].size());
+      for (NodeId r : readers[n.id]) {
+        if (g.node(r).op == Op::assign)
+          ++assigns[n.id];
         else
-          last[o] = n.id;
+          last[n.id] = r;
       }
+    }
     for (const auto& [name, id] : g.outputs()) is_output[id] = true;
   }
 
@@ -68,7 +109,7 @@ struct Readers {
 /// no dropout in it (a dropout's element index is its position in its own shape).
 std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_dropout, bool holds_anchor) {
   const Node& n = g.node(id);
-  if (std::string why = no_epilogue(n); !why.empty()) return why;
+  if (std::string why(no_epilogue(n.op)); !why.empty()) return why;
   if (r.is_output[id]) return "is a graph output";
   if (r.count[id] == 0) return "has no reader";
   const int others = r.count[id] - r.assigns[id];
@@ -105,6 +146,67 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
 }
 
 }  // namespace
+
+KernelFamily kernel_family(Op op) {
+  switch (op) {
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::reshape:
+    case Op::assign:
+      return KernelFamily::none;
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::dropout:
+      return KernelFamily::elementwise;
+    case Op::matmul:
+      return KernelFamily::matmul;
+    case Op::conv2d:
+    case Op::conv2d_backward_data:
+    case Op::conv2d_backward_filter:
+      return KernelFamily::conv;
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+      return KernelFamily::pool;
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+      return KernelFamily::norm;
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+      return KernelFamily::softmax;
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+      return KernelFamily::reduce;
+    case Op::transpose:
+    case Op::broadcast:
+      return KernelFamily::layout;
+  }
+  throw Error(fmt::format("internal error: op {} is not in the op table", static_cast<int>(op)));
+}
 
 FusionPlan fuse(const Graph& g) {
   const Readers readers(g);

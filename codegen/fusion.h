@@ -24,11 +24,18 @@
 
 namespace dagger {
 
+/// Which emitter computes a node of `op`: the elementwise loop, a GEMM (matmul, convolutions)
+/// or one of the op kernels of codegen/emit_ops.h. `none` for the ops no kernel computes:
+/// sources (bound to tensors), reshape (an alias of its operand) and assign (a write-back).
+/// An exhaustive switch, so that a new op in graph/ops.def must be given a family here.
+enum class KernelFamily { none, elementwise, matmul, conv, pool, norm, softmax, reduce, layout };
+KernelFamily kernel_family(Op op);
+
 struct FusionGroup {
   NodeId root = -1;            // the node whose value the group writes to memory
   std::vector<NodeId> nodes;   // every node the group computes, ascending; root last
   std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first
-  NodeId anchor = -1;          // the contraction computed by the group, if any
+  NodeId anchor = -1;          // the node computed by a kernel of its own (a contraction or an op kernel), if any
   std::string why_root;        // why the root was not fused into a reader
   /// Nodes inside the group that assigns also read: the kernel stores them beside the root
   /// (an optimizer's new moments, next to the new parameter they produce). Same shape as root.

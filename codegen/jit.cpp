@@ -119,13 +119,6 @@ int vector_width_floats() {
   return width;
 }
 
-DumpStage dump_stage(const std::string& name) {
-  if (name == "ir" || name == "ir_before_opt") return DumpStage::ir_before_opt;
-  if (name == "opt-ir" || name == "ir_after_opt") return DumpStage::ir_after_opt;
-  if (name == "asm" || name == "assembly") return DumpStage::assembly;
-  throw Error(fmt::format("unknown dump stage '{}' (valid: ir, opt-ir, asm)", name));
-}
-
 const std::string& ModuleText::at(DumpStage stage) const {
   switch (stage) {
     case DumpStage::ir_before_opt:

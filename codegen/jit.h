@@ -17,8 +17,6 @@ int vector_width_floats();
 
 /// Which text of a compiled kernel a dump shows.
 enum class DumpStage { ir_before_opt, ir_after_opt, assembly };
-/// "ir", "opt-ir", "asm" (and the enum's own names) -> DumpStage; throws dagger::Error otherwise.
-DumpStage dump_stage(const std::string& name);
 
 /// An LLVM module under construction, opaque outside codegen/.
 struct KernelModule;

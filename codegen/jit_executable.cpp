@@ -8,7 +8,6 @@
 #include <map>
 #include <optional>
 
-#include "codegen/fallback.h"
 #include "codegen/fusion.h"
 #include "codegen/lower.h"
 #include "runtime/arena.h"
@@ -21,12 +20,12 @@ namespace {
 /// What the plan does when it reaches a node, in node order. An alias (a reshape) is the
 /// same buffer as its operand under another shape; an assign holds its operand's value
 /// until the step ends.
-enum class StepKind { kernel, interpreted, alias, assign };
+enum class StepKind { kernel, alias, assign };
 
 struct Step {
   StepKind kind;
   NodeId node;
-  int index;  // into the plan's kernels or fallbacks
+  int index;  // into the plan's kernels; -1 for other steps
 };
 
 /// A dropout inside a kernel whose key the plan checks before launching it (the kernel cannot
@@ -36,6 +35,20 @@ struct KeyCheck {
 };
 
 Shape shape_of(const Tensor& t) { return Shape(t.shape().begin(), t.shape().end()); }
+
+/// A contiguous copy of the numel(shape) floats at `data`.
+Tensor tensor_from(const float* data, const Shape& shape) {
+  Tensor t = Tensor::from_shape(std::vector<size_t>(shape.begin(), shape.end()));
+  std::copy(data, data + t.size(), t.data());
+  return t;
+}
+
+/// A constant's value, as the interpreter computes it: its attribute rounded to float.
+Tensor constant_value(const Node& n) {
+  Tensor t = Tensor::from_shape(std::vector<size_t>(n.shape.begin(), n.shape.end()));
+  std::fill(t.data(), t.data() + t.size(), static_cast<float>(n.attrs.f("value")));
+  return t;
+}
 
 std::string node_label(const Node& n) {
   return fmt::format("{}: %{} = {}", describe(n.where), n.id, op_info(n.op).name);
@@ -66,7 +79,7 @@ const float* source_data(const StateMap& map, const Node& n, const char* what) {
 /// parameters and moments).
 std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps,
                                   const std::vector<FusionGroup>& groups) {
-  std::vector<NodeId> into(g.size(), -1);
+  std::vector<NodeId> in_place_source(g.size(), -1);
   std::vector<int> step_of(g.size(), -1), group_of(g.size(), -1);
   for (int s = 0; s < static_cast<int>(steps.size()); ++s) {
     const Step& step = steps[static_cast<size_t>(s)];
@@ -79,9 +92,7 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
       group_of[id] = step.index;
     }
   }
-  std::vector<std::vector<NodeId>> readers(g.size());
-  for (const Node& n : g.nodes())
-    for (NodeId o : n.operands) readers[o].push_back(n.id);
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
   std::vector<bool> output(g.size(), false);
   for (const auto& [name, id] : g.outputs()) output[id] = true;
   std::map<std::string, NodeId> sources;
@@ -96,7 +107,7 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
     const FusionGroup& group = groups[static_cast<size_t>(k)];
     const NodeId s = source->second;
     const bool stored = value == group.root || std::ranges::count(group.side_outputs, value) > 0;
-    if (!stored || group.anchor >= 0 || g.shape(s) != g.shape(value) || into[value] >= 0) continue;
+    if (!stored || group.anchor >= 0 || g.shape(s) != g.shape(value) || in_place_source[value] >= 0) continue;
     bool safe = true;
     std::vector<NodeId> aliases{s};
     while (safe && !aliases.empty()) {
@@ -115,9 +126,9 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
           safe = safe && step_of[r] >= 0 && step_of[r] < step_of[group.root];
       }
     }
-    if (safe) into[value] = s;
+    if (safe) in_place_source[value] = s;
   }
-  return into;
+  return in_place_source;
 }
 
 /// The first 64-byte boundary in `storage` (which holds kArenaAlignFloats floats to spare).
@@ -129,10 +140,10 @@ float* first_aligned(std::vector<float>& storage) {
 
 /// plan_fusion's in-place writes per node: the source its kernel stores it into, or -1.
 std::vector<NodeId> in_place_sources(const Graph& g, const FusionPlan& fusion) {
-  std::vector<NodeId> into(g.size(), -1);
+  std::vector<NodeId> in_place_source(g.size(), -1);
   for (const FusionGroup& group : fusion.groups)
-    for (const auto& [output, source] : group.in_place) into[output] = source;
-  return into;
+    for (const auto& [output, source] : group.in_place) in_place_source[output] = source;
+  return in_place_source;
 }
 
 /// Where each kernel's output lives: the nodes placed in the arena and their offsets.
@@ -143,9 +154,9 @@ struct MemoryLayout {
 
 /// Lifetimes in steps: a kernel's output is born at its step and dies after its last reader
 /// (reads of a reshape are reads of what it aliases); outputs and assigned values are read
-/// after the last step. Values written in place (`into`) take no arena space.
+/// after the last step. Values written in place (`in_place_source`) take no arena space.
 MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
-                            const std::vector<NodeId>& into) {
+                            const std::vector<NodeId>& in_place_source) {
   std::vector<NodeId> owner(g.size());
   for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
   const int end = static_cast<int>(steps.size());
@@ -169,7 +180,7 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
   MemoryLayout layout;
   std::vector<BufferUse> uses;
   for (const Node& n : g.nodes())
-    if (first[n.id] >= 0 && into[n.id] < 0) {
+    if (first[n.id] >= 0 && in_place_source[n.id] < 0) {
       layout.nodes.push_back(n.id);
       uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
     }
@@ -177,11 +188,11 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
   return layout;
 }
 
-/// The plan's steps in node order: a kernel where its group's root is, the other non-source nodes
-/// as themselves.
+/// The plan's steps in node order: a kernel where its group's root is, then each reshape and
+/// assign as itself. Fusion gives every other node that is not a source a group; one without
+/// a group is an internal error, thrown here rather than left unexecuted.
 std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
   std::vector<Step> steps;
-  int fallbacks = 0;
   for (const Node& n : g.nodes()) {
     const int group = fusion.group_of[n.id];
     if (group >= 0) {
@@ -191,7 +202,7 @@ std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
     } else if (n.op == Op::reshape) {
       steps.push_back({StepKind::alias, n.id, -1});
     } else if (op_info(n.op).category != OpCategory::Source) {
-      steps.push_back({StepKind::interpreted, n.id, fallbacks++});
+      throw Error(fmt::format("{}: internal error: no kernel computes this node", node_label(n)));
     }
   }
   return steps;
@@ -220,24 +231,23 @@ struct JitExecutable::Plan {
   /// the microkernel's vector loads of a panel never straddle two cache lines.
   std::vector<std::vector<float>> scratch_storage;
   std::vector<float*> scratch;
-  std::vector<FallbackNode> fallbacks;
-  std::vector<NodeId> interpreted;
   std::vector<Step> steps;
   std::vector<FusionGroup> groups;  // per kernel
-  std::vector<Tensor> storage;  // per node: constants and interpreted values
+  std::vector<Tensor> storage;      // per node: the constants' values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
   std::vector<float> arena_storage;
   float* arena = nullptr;  // arena_storage's first 64-byte boundary
   int64_t arena_floats = 0;
   std::vector<int64_t> arena_offset;  // per node, -1 when not in the arena
-  std::vector<NodeId> into;           // per node: the source it is written into (plan_in_place)
+  std::vector<NodeId> in_place_source;  // per node: the source it is written into, or -1 (plan_in_place)
 
-  /// Where the kernel computing `id` stores it: the arena, or the tensor bound to the source
-  /// it replaces in place (`at`, the step's bindings, point into the caller's state there).
-  float* buffer_of(NodeId id, const std::vector<const float*>& at) {
-    return into[id] >= 0 ? const_cast<float*>(at[into[id]]) : arena + arena_offset[id];
+  /// Where the kernel computing `id` stores it: the arena, or, when it is written in place, the
+  /// tensor bound to the source it replaces (`data_of` holds each node's data this step; a
+  /// source's points into the caller's feeds or state).
+  float* buffer_of(NodeId id, const std::vector<const float*>& data_of) {
+    return in_place_source[id] >= 0 ? const_cast<float*>(data_of[in_place_source[id]]) : arena + arena_offset[id];
   }
-  /// Whether [data, data + floats) is memory of the plan's own (its arena or a computed value).
+  /// Whether [data, data + floats) is memory of the plan's own (its arena or a constant).
   bool owns(const float* data, int64_t floats) const {
     if (data >= arena && data + floats <= arena + arena_floats) return true;
     for (const Tensor& t : storage)
@@ -249,35 +259,76 @@ struct JitExecutable::Plan {
   std::vector<int64_t> step_calls;   // per step, while profiling
   std::vector<double> step_seconds;  // per step, while profiling
 
-  void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& at) const;
-  void launch(int k, std::vector<const float*>& at);
+  void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& data_of) const;
+  void launch(int k, std::vector<const float*>& data_of);
 };
 
 void JitExecutable::Plan::bind_sources(const StateMap& feeds, const StateMap& state,
-                                       std::vector<const float*>& at) const {
+                                       std::vector<const float*>& data_of) const {
   for (const Node& n : graph.nodes()) {
     switch (n.op) {
       case Op::input:
-        at[n.id] = source_data(feeds, n, "feed");
+        data_of[n.id] = source_data(feeds, n, "feed");
         break;
       case Op::parameter:
-        at[n.id] = source_data(state, n, "parameter");
+        data_of[n.id] = source_data(state, n, "parameter");
         break;
       case Op::state:
-        at[n.id] = source_data(state, n, "state");
+        data_of[n.id] = source_data(state, n, "state");
         break;
       case Op::constant:
-        at[n.id] = storage[n.id].data();
+        data_of[n.id] = storage[n.id].data();
         break;
-      default:
-        break;
+      case Op::neg:
+      case Op::exp:
+      case Op::log:
+      case Op::sqrt:
+      case Op::relu:
+      case Op::tanh:
+      case Op::sigmoid:
+      case Op::elu:
+      case Op::selu:
+      case Op::leaky_relu:
+      case Op::add:
+      case Op::sub:
+      case Op::mul:
+      case Op::div:
+      case Op::pow:
+      case Op::relu_grad:
+      case Op::elu_grad:
+      case Op::selu_grad:
+      case Op::leaky_relu_grad:
+      case Op::dropout:
+      case Op::reshape:
+      case Op::transpose:
+      case Op::broadcast:
+      case Op::reduce_sum:
+      case Op::reduce_mean:
+      case Op::reduce_max:
+      case Op::matmul:
+      case Op::conv2d:
+      case Op::conv2d_backward_data:
+      case Op::conv2d_backward_filter:
+      case Op::maxpool2d:
+      case Op::maxpool2d_backward:
+      case Op::batchnorm_train:
+      case Op::batchnorm_infer:
+      case Op::batchnorm_backward:
+      case Op::batchnorm_grad_gamma:
+      case Op::channel_mean:
+      case Op::channel_var:
+      case Op::softmax:
+      case Op::softmax_xent:
+      case Op::softmax_xent_grad:
+      case Op::assign:
+        break;  // computed by the plan, not bound
     }
   }
 }
 
-void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
+void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
   for (const KeyCheck& check : key_checks[k]) {
-    const float key = *at[check.key];
+    const float key = *data_of[check.key];
     if (!(key >= 0 && key < float(1 << 24) && key == std::floor(key)))
       throw Error(
           fmt::format("{}: dropout key {} is not an integer in [0, 2^24)", node_label(graph.node(check.dropout)), key));
@@ -285,7 +336,7 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   for (NodeId id : label_checks[k]) {
     const Node& n = graph.node(id);
     const int64_t rows = graph.shape(n.operands[1])[0], classes = graph.shape(n.operands[0]).back();
-    const float* labels = at[n.operands[1]];
+    const float* labels = data_of[n.operands[1]];
     for (int64_t r = 0; r < rows; ++r)
       if (!(labels[r] >= 0 && labels[r] < float(classes) && labels[r] == std::floor(labels[r])))
         throw Error(fmt::format("{}: label {} of row {} is not a class id in [0, {})", node_label(n), labels[r], r,
@@ -293,10 +344,12 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
   }
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
-  // Kernels take float* for every buffer but write only the first (and the scratch).
-  std::vector<float*> args{buffer_of(root, at)};
-  for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, at));
-  for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(at[id]));
+  // Every buffer is passed as float*: a kernel writes its root's and side outputs' buffers (and
+  // its scratch) and only reads its inputs. An output written in place (plan_in_place) is the
+  // very tensor of the source it replaces, which the kernel also reads as an input.
+  std::vector<float*> args{buffer_of(root, data_of)};
+  for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, data_of));
+  for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(data_of[id]));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
     if (kernel.scratch_floats > 0) args.push_back(scratch[0]);
@@ -309,12 +362,12 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& at) {
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
   }
-  at[root] = args[0];
-  for (size_t i = 0; i < kernel.group.side_outputs.size(); ++i) at[kernel.group.side_outputs[i]] = args[1 + i];
+  data_of[root] = args[0];
+  for (size_t i = 0; i < kernel.group.side_outputs.size(); ++i) data_of[kernel.group.side_outputs[i]] = args[1 + i];
 }
 
 void JitExecutable::Plan::place_buffers() {
-  const MemoryLayout layout = lay_out_memory(graph, steps, groups, into);
+  const MemoryLayout layout = lay_out_memory(graph, steps, groups, in_place_source);
   arena_floats = layout.arena.floats;
   arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats), 0.0f);
   arena = first_aligned(arena_storage);
@@ -327,7 +380,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   verify(g);
   const FusionPlan fusion = plan_fusion(g);
   p.steps = plan_steps(g, fusion);
-  p.into = in_place_sources(g, fusion);
+  p.in_place_source = in_place_sources(g, fusion);
   const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
@@ -345,12 +398,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
       if (g.node(id).op == Op::softmax_xent || g.node(id).op == Op::softmax_xent_grad) labels.push_back(id);
     p.label_checks.push_back(std::move(labels));
   }
-  for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = FallbackNode(g, id).run({});
-  for (const Step& step : p.steps)
-    if (step.kind == StepKind::interpreted) {
-      p.fallbacks.emplace_back(g, step.node);
-      p.interpreted.push_back(step.node);
-    }
+  for (NodeId id : g.nodes_of(Op::constant)) p.storage[id] = constant_value(g.node(id));
   p.groups = fusion.groups;
   int64_t scratch_floats = 0;
   for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
@@ -365,8 +413,8 @@ JitExecutable::~JitExecutable() = default;
 StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   Plan& p = *plan_;
   const Graph& g = p.graph;
-  std::vector<const float*> at(g.size(), nullptr);
-  p.bind_sources(feeds, state, at);
+  std::vector<const float*> data_of(g.size(), nullptr);  // per node: its value this step
+  p.bind_sources(feeds, state, data_of);
   using Clock = std::chrono::steady_clock;
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const Step& step = p.steps[s];
@@ -374,20 +422,13 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
     const Clock::time_point start = p.profiling ? Clock::now() : Clock::time_point{};
     switch (step.kind) {
       case StepKind::kernel:
-        p.launch(step.index, at);
+        p.launch(step.index, data_of);
         break;
       case StepKind::assign:  // read after the last step: its value may be a side output of a later kernel
         break;
       case StepKind::alias:
-        at[n.id] = at[n.operands[0]];
+        data_of[n.id] = data_of[n.operands[0]];
         break;
-      case StepKind::interpreted: {
-        std::vector<const float*> operands;
-        for (NodeId o : n.operands) operands.push_back(at[o]);
-        p.storage[n.id] = p.fallbacks[step.index].run(operands);
-        at[n.id] = p.storage[n.id].data();
-        break;
-      }
     }
     if (p.profiling) {
       p.step_calls[s] += 1;
@@ -396,7 +437,7 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   }
 
   StateMap outputs;
-  for (const auto& [name, id] : g.outputs()) outputs[name] = tensor_from(at[id], g.shape(id));
+  for (const auto& [name, id] : g.outputs()) outputs[name] = tensor_from(data_of[id], g.shape(id));
   // Values written in place by their kernels are in their state tensors already. Every other
   // assign reads the step's values before any of them is written back: a value the plan
   // computed (in its arena or storage) is copied straight into the state tensor it replaces;
@@ -405,16 +446,16 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   std::vector<std::pair<Tensor*, const float*>> write_back;
   std::vector<std::pair<std::string, Tensor>> copies;
   for (NodeId id : g.nodes_of(Op::assign)) {
-    at[id] = at[g.node(id).operands[0]];
-    if (p.into[g.node(id).operands[0]] >= 0) continue;  // already in its state tensor
+    data_of[id] = data_of[g.node(id).operands[0]];
+    if (p.in_place_source[g.node(id).operands[0]] >= 0) continue;  // already in its state tensor
     const std::string& target = g.node(id).attrs.s("target");
     const Shape& shape = g.shape(id);
     auto it = state.find(target);
-    const bool planned = p.owns(at[id], numel(shape));
+    const bool planned = p.owns(data_of[id], numel(shape));
     if (planned && it != state.end() && shape_of(it->second) == shape)
-      write_back.emplace_back(&it->second, at[id]);
+      write_back.emplace_back(&it->second, data_of[id]);
     else
-      copies.emplace_back(target, tensor_from(at[id], shape));
+      copies.emplace_back(target, tensor_from(data_of[id], shape));
   }
   for (auto& [tensor, from] : write_back) std::copy(from, from + tensor->size(), tensor->data());
   for (auto& [target, value] : copies) state[target] = std::move(value);
@@ -423,17 +464,16 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
 
 const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->infos; }
 
-const std::vector<NodeId>& JitExecutable::interpreted_nodes() const { return plan_->interpreted; }
-
 const CompileStats& JitExecutable::compile_stats() const { return plan_->jit.stats(); }
 
 int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static_cast<int64_t>(sizeof(float)); }
 
 FusionPlan plan_fusion(const Graph& g) {
   FusionPlan fusion = fuse(g);
-  const std::vector<NodeId> into = plan_in_place(g, plan_steps(g, fusion), fusion.groups);
+  const std::vector<NodeId> in_place_source = plan_in_place(g, plan_steps(g, fusion), fusion.groups);
   for (const Node& n : g.nodes())
-    if (into[n.id] >= 0) fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, into[n.id]});
+    if (in_place_source[n.id] >= 0)
+      fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, in_place_source[n.id]});
   return fusion;
 }
 
@@ -457,19 +497,9 @@ std::vector<KernelProfile> JitExecutable::profile() const {
   std::vector<KernelProfile> out;
   for (size_t s = 0; s < p.steps.size(); ++s) {
     const Step& step = p.steps[s];
-    if (step.kind == StepKind::assign || step.kind == StepKind::alias) continue;
-    KernelProfile k;
-    if (step.kind == StepKind::kernel) {
-      const KernelInfo& info = p.infos[step.index];
-      k.name = info.name;
-      k.nodes = info.nodes;
-      k.root = info.root;
-    } else {
-      k.name = std::string(op_info(p.graph.node(step.node).op).name);
-      k.nodes = {step.node};
-      k.root = step.node;
-      k.interpreted = true;
-    }
+    if (step.kind != StepKind::kernel) continue;
+    const KernelInfo& info = p.infos[static_cast<size_t>(step.index)];
+    KernelProfile k{info.name, info.nodes, info.root};
     if (s < p.step_calls.size()) {
       k.calls = p.step_calls[s];
       k.seconds = p.step_seconds[s];

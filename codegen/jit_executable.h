@@ -1,7 +1,7 @@
 #pragma once
-/// The JIT-compiled plan: fused elementwise loops and matmul kernels compiled for the host,
-/// the remaining ops run on the reference interpreter node by node. Runs a step with exactly
-/// the semantics of Executable::run.
+/// The JIT-compiled plan: every node but the sources, reshapes (aliases of their operand) and
+/// assigns is computed by the compiled kernel of its fusion group (codegen/fusion.h). Runs a
+/// step with exactly the semantics of Executable::run.
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,13 +31,11 @@ struct KernelInfo {
   NodeId root = -1;           // the node whose value it stores
 };
 
-/// Where one step of a plan spent its time while profiling was on: a compiled kernel or a
-/// node the reference interpreter evaluated.
+/// Where one kernel of a plan spent its time while profiling was on.
 struct KernelProfile {
-  std::string name;           // the kernel's name, or the interpreted node's op
+  std::string name;           // the kernel's name
   std::vector<NodeId> nodes;  // the graph nodes it computes, ascending
   NodeId root = -1;           // the node whose value it stores
-  bool interpreted = false;
   int64_t calls = 0;
   double seconds = 0;  // summed over the calls
 };
@@ -51,8 +49,6 @@ class JitExecutable final : public Executable {
 
   /// The compiled kernels, in the order they run.
   const std::vector<KernelInfo>& kernels() const;
-  /// The nodes evaluated by the reference interpreter (neither compiled nor sources/assigns).
-  const std::vector<NodeId>& interpreted_nodes() const;
   /// The bytes of the arena that holds every kernel's output, placed by liveness.
   int64_t arena_bytes() const;
   /// What compiling the plan cost: kernels, distinct kernels, disk-cache hits, seconds.
@@ -61,10 +57,10 @@ class JitExecutable final : public Executable {
   /// lines. Throws dagger::Error unless compiled with keep_dumps.
   std::string dump(DumpStage stage) const;
 
-  /// Times every kernel launch and interpreted node of run() from now on (off by default;
-  /// the cost is two clock reads per step).
+  /// Times every kernel launch of run() from now on (off by default; the cost is two clock
+  /// reads per step).
   void set_profiling(bool on);
-  /// One entry per kernel and interpreted node, in the order they run.
+  /// One entry per kernel, in the order they run.
   std::vector<KernelProfile> profile() const;
   /// Zeroes the calls and times profile() reports.
   void reset_profile();

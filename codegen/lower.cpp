@@ -12,6 +12,52 @@
 
 namespace dagger {
 
+namespace {
+
+/// Emits `k`'s kernel with the emitter of its anchor's kernel family (a group without an
+/// anchor is an elementwise loop) and records its parallel items and work.
+void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKernel& k) {
+  const KernelFamily family = group.anchor >= 0 ? kernel_family(g.node(group.anchor).op) : KernelFamily::elementwise;
+  switch (family) {
+    case KernelFamily::matmul:
+    case KernelFamily::conv: {
+      const GemmLayout layout = family == KernelFamily::matmul ? matmul_layout(g, group, e.width, e.threads)
+                                                               : conv_layout(g, group, e.width, e.threads);
+      k.items = layout.items;
+      k.scratch_floats = layout.scratch_floats;
+      k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) /
+               double(std::max<int64_t>(1, layout.items));
+      if (family == KernelFamily::matmul)
+        emit_matmul_kernel(e, k.name, g, group);
+      else
+        emit_conv_kernel(e, k.name, g, group);
+      return;
+    }
+    case KernelFamily::pool:
+    case KernelFamily::norm:
+    case KernelFamily::softmax:
+    case KernelFamily::reduce:
+    case KernelFamily::layout: {
+      const OpKernelLayout layout = op_kernel_layout(g, group, e.width);
+      k.items = layout.items;
+      k.work = layout.work;
+      emit_op_kernel(e, k.name, g, group);
+      return;
+    }
+    case KernelFamily::elementwise:
+      k.items = elementwise_items(g, group);
+      k.work = double(numel(g.shape(group.root))) * double(group.nodes.size()) / double(std::max<int64_t>(1, k.items));
+      emit_elementwise_kernel(e, k.name, g, group);
+      return;
+    case KernelFamily::none:
+      break;
+  }
+  throw Error(
+      fmt::format("internal error: group %{} is anchored on %{}, which no kernel computes", group.root, group.anchor));
+}
+
+}  // namespace
+
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
                                            int threads) {
   std::vector<CompiledKernel> kernels;
@@ -21,28 +67,7 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
     {  // the builder must be gone before the module moves into the Jit
       Emit e(*km->module, width);
       e.threads = threads;
-      const Op anchor = group.anchor >= 0 ? g.node(group.anchor).op : Op::input;
-      if (anchor == Op::matmul || anchor == Op::conv2d || anchor == Op::conv2d_backward_data ||
-          anchor == Op::conv2d_backward_filter) {
-        const GemmLayout layout =
-            anchor == Op::matmul ? matmul_layout(g, group, width, threads) : conv_layout(g, group, width, threads);
-        k.items = layout.items;
-        k.scratch_floats = layout.scratch_floats;
-        k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) / double(std::max<int64_t>(1, layout.items));
-        if (anchor == Op::matmul)
-          emit_matmul_kernel(e, k.name, g, group);
-        else
-          emit_conv_kernel(e, k.name, g, group);
-      } else if (group.anchor >= 0 && has_op_kernel(anchor)) {
-        const OpKernelLayout layout = op_kernel_layout(g, group, width);
-        k.items = layout.items;
-        k.work = layout.work;
-        emit_op_kernel(e, k.name, g, group);
-      } else {
-        k.items = elementwise_items(g, group);
-        k.work = double(numel(g.shape(group.root))) * double(group.nodes.size()) / double(std::max<int64_t>(1, k.items));
-        emit_elementwise_kernel(e, k.name, g, group);
-      }
+      emit_group(e, g, group, k);
     }
     jit.add(std::move(km));
     kernels.push_back(std::move(k));

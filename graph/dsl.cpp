@@ -94,7 +94,7 @@ std::string act_name(Act act) {
   return "?";
 }
 
-Model::Model(Graph& g, Mode mode) : g_(&g), mode_(mode) {}
+Model::Model(Graph& g, Mode mode, int64_t classes) : g_(&g), mode_(mode), classes_(classes) {}
 
 std::string Model::layer_name(const std::string& kind) { return fmt::format("{}{}", kind, ++counters_[kind]); }
 

@@ -64,10 +64,13 @@ enum class Pad { same, valid };
 /// initializers, and the train/eval behaviour of dropout and batch normalization.
 class Model {
  public:
-  Model(Graph& g, Mode mode);
+  /// `classes`: the number of classes the model's logits score (models size their heads by it).
+  Model(Graph& g, Mode mode, int64_t classes = 10);
 
   Graph& graph() { return *g_; }
   Mode mode() const { return mode_; }
+  /// Number of classes of the data: the width of the logits a model should return.
+  int64_t classes() const { return classes_; }
 
   /// A runtime input (images, labels, scalars such as the dropout key).
   Value input(const std::string& name, Shape shape, Where w = Where::current());
@@ -95,6 +98,7 @@ class Model {
   std::string layer_name(const std::string& kind);
   Graph* g_;
   Mode mode_;
+  int64_t classes_;
   std::map<std::string, int> counters_;
   int64_t dropout_salt_ = 0;
 };

@@ -163,4 +163,11 @@ std::vector<NodeId> Graph::nodes_of(Op op) const {
   return ids;
 }
 
+std::vector<std::vector<NodeId>> readers_of(const Graph& g) {
+  std::vector<std::vector<NodeId>> readers(g.size());
+  for (const Node& n : g.nodes())
+    for (NodeId o : n.operands) readers[static_cast<size_t>(o)].push_back(n.id);
+  return readers;
+}
+
 }  // namespace dagger

@@ -109,6 +109,10 @@ class Graph {
   std::string scope_;
 };
 
+/// For each node, the nodes that read it, in id order: one entry per operand slot, so a node
+/// reading the same value twice is listed twice. Graph outputs are not readers.
+std::vector<std::vector<NodeId>> readers_of(const Graph& g);
+
 /// Infers the result shape of `op` applied to operands of the given shapes; throws
 /// dagger::Error (without location; Graph::add adds it) when they do not fit.
 Shape infer_shape(Op op, const std::vector<Shape>& operands, const Attrs& attrs);

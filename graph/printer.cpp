@@ -8,6 +8,24 @@ namespace dagger {
 
 namespace {
 
+/// A string attribute in double quotes on one line: a quote or backslash gets a backslash, a newline becomes \n.
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\n' ? std::string("\\n") : std::string(1, c);
+  }
+  return out + '"';
+}
+
+/// The shortest text that reads back to the same double, with ".0" where it would read as an
+/// integer ("1.0", not "1"), so the parser restores the attribute's type too.
+std::string real(double x) {
+  std::string s = fmt::format("{}", x);
+  if (s.find_first_of(".ein") == std::string::npos) s += ".0";
+  return s;
+}
+
 std::string print_value(const AttrValue& v) {
   return std::visit(
       [](const auto& x) -> std::string {
@@ -15,7 +33,9 @@ std::string print_value(const AttrValue& v) {
         if constexpr (std::is_same_v<T, std::vector<int64_t>>)
           return fmt::format("[{}]", fmt::join(x, ","));
         else if constexpr (std::is_same_v<T, std::string>)
-          return fmt::format("\"{}\"", x);
+          return quote(x);
+        else if constexpr (std::is_same_v<T, double>)
+          return real(x);
         else
           return fmt::format("{}", x);
       },
@@ -46,14 +66,18 @@ std::string print_attrs(const Attrs& attrs) {
   return fmt::format("{{{}}}", fmt::join(parts, ", "));
 }
 
-std::string print_text(const Graph& g) {
+std::string print_text(const Graph& g, Locations locations) {
   std::ostringstream out;
   for (const Node& n : g.nodes()) {
     std::string attrs = print_attrs(n.attrs);
     std::string lhs = n.op == Op::assign ? "" : fmt::format("%{} = ", n.id);
     out << fmt::format("{}{}({}){}{} : {}", lhs, op_info(n.op).name, operand_list(n), attrs.empty() ? "" : " ", attrs,
                        to_string(n.shape));
-    out << fmt::format("  # {}{}\n", n.scope.empty() ? "" : n.scope + " @ ", describe(n.where));
+    if (locations == Locations::show)
+      out << fmt::format("  # {}{}", n.scope.empty() ? "" : n.scope + " @ ", describe(n.where));
+    else if (!n.scope.empty())
+      out << fmt::format("  # {}", n.scope);
+    out << '\n';
   }
   for (const auto& [name, id] : g.outputs()) out << fmt::format("output {} = %{}\n", name, id);
   return out.str();

@@ -7,13 +7,13 @@
 namespace dagger::zoo {
 
 ModelFn shallow() {
-  return [](Model& m, Value x) { return m.dense(flatten(x), 10); };
+  return [](Model& m, Value x) { return m.dense(flatten(x), m.classes()); };
 }
 
 ModelFn mlp1(int64_t units, Act act, float p) {
   return [=](Model& m, Value x) {
     x = m.dropout(activation(m.dense(flatten(x), units), act), p);
-    return m.dense(x, 10);
+    return m.dense(x, m.classes());
   };
 }
 
@@ -25,18 +25,29 @@ ModelFn mlp2(int64_t h1, int64_t h2, float p1, float p2, bool bn) {
       if (bn) x = m.batchnorm(x);
       x = m.dropout(relu(x), p);
     }
-    return m.dense(x, 10);
+    return m.dense(x, m.classes());
   };
 }
 
 /// The classifier every CNN of the study ends with.
 static Value cnn_head(Model& m, Value x, int64_t h, float p) {
   x = m.dropout(relu(m.dense(flatten(x), h)), p);
-  return m.dense(x, 10);
+  return m.dense(x, m.classes());
+}
+
+/// Throws when `x` ([N, C, H, W]) is too small to halve `stages` times and keep a pixel.
+static void require_poolable(const char* family, Value x, int stages) {
+  const Shape& s = x.shape();
+  const int64_t need = int64_t{1} << stages;
+  if (s.size() != 4 || s[2] < need || s[3] < need) {
+    throw Error(fmt::format("{} pools {} times and needs images of at least {}x{}, got input {}", family, stages, need,
+                            need, to_string(s)));
+  }
 }
 
 ModelFn cnn(int blocks, bool bn, float p, float q, int64_t h) {
   return [=](Model& m, Value x) {
+    require_poolable("cnn", x, blocks);
     for (int i = 0; i < blocks; ++i) {
       x = m.conv2d(x, 32 << i, 3);
       if (bn) x = m.batchnorm(x);
@@ -48,6 +59,7 @@ ModelFn cnn(int blocks, bool bn, float p, float q, int64_t h) {
 
 ModelFn rescnn(bool residual, float q, int64_t h, float p) {
   return [=](Model& m, Value x) {
+    require_poolable("rescnn", x, 3);
     for (int64_t filters : {32, 64, 128}) {
       Value y = relu(m.batchnorm(m.conv2d(x, filters, 3)));
       y = m.batchnorm(m.conv2d(y, filters, 3));
@@ -73,7 +85,7 @@ struct Named {
 };
 
 const Named kNamed[] = {
-    {"shallow", "Flatten -> Dense(10)", "shallow()"},
+    {"shallow", "Flatten -> Dense(classes)", "shallow()"},
     {"mlp512", "mlp1(512, relu, 0.2): the best one-hidden-layer MLP", "mlp1(512,relu,0.2)"},
     {"mlp2048", "mlp2(2048, 512, 0.2, 0.4, no bn): the tuned two-hidden-layer MLP", "mlp2(2048,512,0.2,0.4,nobn)"},
     {"cnn3", "cnn(3, bn, 0.5, 0.25, 256): the tuned CNN", "cnn(3,bn,0.5,0.25,256)"},
@@ -221,8 +233,8 @@ std::string canonical_call(const std::string& spec) {
   return canonical;
 }
 
-int64_t parameter_count(const ModelFn& model, const Shape& input_shape) {
-  Graph g = build_forward(model, 1, Mode::eval, input_shape);
+int64_t parameter_count(const ModelFn& model, const Shape& input_shape, int64_t classes) {
+  Graph g = build_forward(model, 1, Mode::eval, input_shape, classes);
   int64_t total = 0;
   for (NodeId id : g.nodes_of(Op::parameter)) total += numel(g.shape(id));
   return total;

@@ -1,6 +1,7 @@
 #pragma once
 /// The model zoo: every architecture of the Fashion-MNIST study as a function of its
-/// hyperparameters, plus the named configurations the CLI and the suite refer to.
+/// hyperparameters, plus the named configurations the CLI and the suite refer to. Every
+/// family takes its input shape from the input and its class count from Model::classes().
 #include <string>
 #include <vector>
 
@@ -9,16 +10,19 @@
 
 namespace dagger::zoo {
 
-/// Flatten -> Dense(10).
+/// Flatten -> Dense(classes).
 ModelFn shallow();
-/// Dense(units) -> act -> Dropout(p) -> Dense(10).
+/// Dense(units) -> act -> Dropout(p) -> Dense(classes).
 ModelFn mlp1(int64_t units, Act act, float p);
-/// Dense(h1) -> [BatchNorm] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BatchNorm] -> ReLU -> Dropout(p2) -> Dense(10).
+/// Dense(h1) -> [BatchNorm] -> ReLU -> Dropout(p1) -> Dense(h2) -> [BatchNorm] -> ReLU -> Dropout(p2) ->
+/// Dense(classes).
 ModelFn mlp2(int64_t h1, int64_t h2, float p1, float p2, bool bn);
-/// `blocks` x [Conv3x3(32*2^i) -> [BatchNorm] -> ReLU -> MaxPool2 -> Dropout(q)] -> Flatten -> Dense(h) -> ReLU -> Dropout(p) -> Dense(10).
+/// `blocks` x [Conv3x3(32*2^i) -> [BatchNorm] -> ReLU -> MaxPool2 -> Dropout(q)] -> Flatten -> Dense(h) -> ReLU ->
+/// Dropout(p) -> Dense(classes). Throws Error when the images are smaller than 2^blocks on a side.
 ModelFn cnn(int blocks, bool bn, float p, float q = 0, int64_t h = 128);
 /// Three stages of two 3x3 convolutions with batch norm, joined by a skip connection (a 1x1
 /// projection where the channel count changes) when `residual`; filters 32/64/128; cnn3's head.
+/// Throws Error when the images are smaller than 8x8.
 ModelFn rescnn(bool residual, float q = 0.25f, int64_t h = 256, float p = 0.5f);
 
 struct Entry {
@@ -40,7 +44,7 @@ Entry find(const std::string& spec);
 /// "rescnn(residual,0.25,256)". Throws like find() for an unknown spec.
 std::string canonical_call(const std::string& spec);
 
-/// Trainable parameter count of a model.
-int64_t parameter_count(const ModelFn& model, const Shape& input_shape = {1, 28, 28});
+/// Trainable parameter count of a model for images of `input_shape` in `classes` classes.
+int64_t parameter_count(const ModelFn& model, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10);
 
 }  // namespace dagger::zoo

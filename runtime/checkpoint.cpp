@@ -169,7 +169,32 @@ fs::path folder_path(const std::string& dir) {
   return p.has_filename() ? p : p.parent_path();
 }
 
-void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta) {
+/// Throws unless `file` names a file inside the folder (no separators, not "." or "..").
+void require_plain_name(const fs::path& folder, const std::string& what, const std::string& file) {
+  if (file.empty() || file == "." || file == ".." || file.find_first_of("/\\") != std::string::npos) {
+    throw Error(fmt::format("checkpoint '{}' gives {} the file name '{}', which is not a plain file name",
+                            folder.string(), what, file));
+  }
+}
+
+/// Writes the text files and lists them for the manifest.
+nlohmann::json write_texts(const fs::path& folder, const std::map<std::string, std::string>& texts) {
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto& [file, contents] : texts) {
+    require_plain_name(folder, "a text", file);
+    if (file == kManifest || file.ends_with(".npy"))
+      throw Error(fmt::format("checkpoint text '{}' would clash with the manifest or a tensor file", file));
+    std::ofstream out(folder / file, std::ios::binary);
+    out << contents;
+    out.close();
+    if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", (folder / file).string()));
+    entries.push_back({{"file", file}, {"bytes", contents.size()}});
+  }
+  return entries;
+}
+
+void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
+                  const std::map<std::string, std::string>& texts) {
   fs::create_directories(folder);
   nlohmann::json entries = nlohmann::json::array();
   for (const auto& [name, file] : assign_files(tensors)) {
@@ -178,7 +203,8 @@ void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& t
     entries.push_back({{"name", name}, {"file", file}, {"dtype", "<f4"}, {"shape", shape_of(t)},
                        {"bytes", fs::file_size(folder / file)}});
   }
-  const nlohmann::json manifest = {{"format", kFormat}, {"version", kVersion}, {"meta", meta}, {"tensors", entries}};
+  nlohmann::json manifest = {{"format", kFormat}, {"version", kVersion}, {"meta", meta}, {"tensors", entries}};
+  if (!texts.empty()) manifest["texts"] = write_texts(folder, texts);
   std::ofstream out(folder / kManifest);
   out << manifest.dump(2) << '\n';
   out.close();
@@ -205,10 +231,7 @@ nlohmann::json read_manifest(const fs::path& folder) {
 /// Loads one manifest entry's tensor, checking the file against what the manifest recorded.
 Tensor load_entry(const fs::path& folder, const std::string& name, const std::string& file, const Shape& shape,
                   uintmax_t bytes) {
-  if (file.empty() || file == "." || file == ".." || file.find_first_of("/\\") != std::string::npos) {
-    throw Error(fmt::format("checkpoint '{}' gives tensor '{}' the file name '{}', which is not a plain file name",
-                            folder.string(), name, file));
-  }
+  require_plain_name(folder, fmt::format("tensor '{}'", name), file);
   const fs::path path = folder / file;
   if (!fs::is_regular_file(path)) {
     throw Error(fmt::format("checkpoint file '{}' for tensor '{}' is missing", path.string(), name));
@@ -226,16 +249,29 @@ Tensor load_entry(const fs::path& folder, const std::string& name, const std::st
   return t;
 }
 
+/// Loads one text file the manifest lists, checking its size against the manifest's.
+std::string load_text(const fs::path& folder, const std::string& file, uintmax_t bytes) {
+  require_plain_name(folder, "a text", file);
+  const fs::path path = folder / file;
+  if (!fs::is_regular_file(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
+  if (fs::file_size(path) != bytes) {
+    throw Error(fmt::format("checkpoint file '{}' is truncated or altered: the manifest says {} bytes, the file has {}",
+                            path.string(), bytes, fs::file_size(path)));
+  }
+  return read_file(path);
+}
+
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta) {
+void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
+                     const std::map<std::string, std::string>& texts) {
   const fs::path target = folder_path(dir);
   fs::path staging = target, previous = target;
   staging += ".tmp";
   previous += ".old";
   try {
     fs::remove_all(staging);
-    write_folder(staging, tensors, meta);
+    write_folder(staging, tensors, meta, texts);
     // Swap by renames: at every moment either the old or the new checkpoint is complete.
     fs::remove_all(previous);
     if (fs::exists(target)) fs::rename(target, previous);
@@ -260,6 +296,10 @@ Checkpoint load_checkpoint(const std::string& dir) {
       if (ck.tensors.count(name)) throw Error(fmt::format("checkpoint '{}' lists tensor '{}' twice", ck.dir, name));
       ck.tensors[name] = load_entry(folder, name, entry.at("file").get<std::string>(), entry.at("shape").get<Shape>(),
                                     entry.at("bytes").get<uintmax_t>());
+    }
+    for (const nlohmann::json& entry : manifest.value("texts", nlohmann::json::array())) {
+      const std::string file = entry.at("file").get<std::string>();
+      ck.texts[file] = load_text(folder, file, entry.at("bytes").get<uintmax_t>());
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("'{}' is malformed: {}", (folder / kManifest).string(), e.what()));

@@ -16,12 +16,16 @@ namespace dagger {
 /// Everything is first written to `dir`.tmp and then renamed into place, so an interrupted
 /// save leaves the old checkpoint (or none) rather than a half-written one. Tensor names may
 /// hold any characters; file names are derived from them ('/' becomes "__") and recorded in
-/// the manifest. Throws Error when the folder cannot be written.
-void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta);
+/// the manifest. `texts` are further files (plain name -> contents, e.g. "model.dagger"),
+/// listed in the manifest's "texts" with their sizes. Throws Error when the folder cannot be
+/// written or a text's name is not a plain file name.
+void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
+                     const std::map<std::string, std::string>& texts = {});
 
 /// A loaded checkpoint.
 struct Checkpoint {
   std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> texts;  ///< the text files the manifest lists, by file name
   nlohmann::json meta;  ///< the object handed to save_checkpoint
   std::string dir;      ///< where it was loaded from, for messages
 };
@@ -29,7 +33,7 @@ struct Checkpoint {
 /// Reads a checkpoint folder written by save_checkpoint. Throws Error naming the folder or
 /// file for: a missing folder or manifest, a manifest that is not valid JSON or lacks fields,
 /// a listed file that is missing, truncated or not a little-endian f32 .npy, or a file whose
-/// shape differs from the manifest's.
+/// shape (or, for a text, size) differs from the manifest's.
 Checkpoint load_checkpoint(const std::string& dir);
 
 /// Checks that the checkpoint holds exactly the tensors in `expected_shapes`, each with that

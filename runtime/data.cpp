@@ -1,163 +1,47 @@
 #include "runtime/data.h"
 
 #include <fmt/format.h>
-#include <zlib.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <numeric>
 #include <random>
 
 #include "graph/error.h"
+#include "runtime/data_source.h"
 
 namespace dagger {
-
-namespace fs = std::filesystem;
 
 namespace {
 
 constexpr const char* kDebianDataDir = "/usr/share/datasets/fashion-mnist";
-constexpr uint32_t kImagesMagic = 0x00000803;  // unsigned bytes, three dimensions
-constexpr uint32_t kLabelsMagic = 0x00000801;  // unsigned bytes, one dimension
-constexpr int kNumLabels = 10;
+constexpr size_t kFashionValSize = 12000;
 
-// ---- Reading IDX files -------------------------------------------------------------------
+using data_source::RawImages;
+using data_source::RawSet;
+using data_source::RawSource;
 
-/// An open gzip (or plain: zlib passes those through) file, closed on scope exit.
-class GzReader {
- public:
-  explicit GzReader(const std::string& path) : path_(path) {
-    if (!fs::exists(path)) {
-      throw Error(fmt::format(
-          "cannot open '{}': no such file. The Debian package dataset-fashion-mnist installs "
-          "Fashion-MNIST under {}; elsewhere, point --data or DAGGER_DATA at the folder holding it",
-          path, kDebianDataDir));
-    }
-    file_ = gzopen(path.c_str(), "rb");
-    if (file_ == nullptr) throw Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
-  }
-  ~GzReader() { gzclose(file_); }
-  GzReader(const GzReader&) = delete;
-  GzReader& operator=(const GzReader&) = delete;
-
-  /// Reads up to `n` bytes, fewer only at the end of the file.
-  std::vector<uint8_t> read(size_t n) {
-    // Grow the buffer chunk by chunk rather than trusting the header's count, so a corrupt
-    // header claiming billions of images fails as a truncated file instead of a huge allocation.
-    constexpr size_t kChunk = size_t{1} << 22;
-    std::vector<uint8_t> bytes;
-    while (bytes.size() < n) {
-      const size_t want = std::min(kChunk, n - bytes.size());
-      const size_t old = bytes.size();
-      bytes.resize(old + want);
-      const int got = gzread(file_, bytes.data() + old, static_cast<unsigned>(want));
-      if (got < 0) {
-        int code = 0;
-        throw Error(fmt::format("'{}' is not a readable gzip file: {}", path_, gzerror(file_, &code)));
-      }
-      bytes.resize(old + static_cast<size_t>(got));
-      if (static_cast<size_t>(got) < want) break;
-    }
-    return bytes;
-  }
-
-  /// Reads exactly `n` bytes of `what`, or throws naming the file as truncated.
-  std::vector<uint8_t> read_exact(size_t n, const char* what) {
-    std::vector<uint8_t> bytes = read(n);
-    if (bytes.size() != n) {
-      throw Error(fmt::format("'{}' is truncated: expected {} bytes of {}, got {}", path_, n, what, bytes.size()));
-    }
-    return bytes;
-  }
-
-  /// Reads the big-endian 32-bit integers that IDX headers are made of.
-  std::vector<uint32_t> read_header(size_t words) {
-    const std::vector<uint8_t> bytes = read_exact(4 * words, "header");
-    std::vector<uint32_t> out(words);
-    for (size_t i = 0; i < words; ++i) {
-      const uint8_t* b = &bytes[4 * i];
-      out[i] = uint32_t{b[0]} << 24 | uint32_t{b[1]} << 16 | uint32_t{b[2]} << 8 | uint32_t{b[3]};
-    }
-    return out;
-  }
-
-  void expect_magic(uint32_t got, uint32_t expected, const char* kind) const {
-    if (got != expected) {
-      throw Error(fmt::format("'{}' has magic number 0x{:08x}, expected 0x{:08x} for an IDX {} file", path_, got,
-                              expected, kind));
-    }
-  }
-
- private:
-  std::string path_;
-  gzFile file_ = nullptr;
-};
-
-std::vector<int> read_labels(const std::string& path) {
-  GzReader in(path);
-  const std::vector<uint32_t> header = in.read_header(2);
-  in.expect_magic(header[0], kLabelsMagic, "label");
-  const std::vector<uint8_t> bytes = in.read_exact(header[1], "labels");
-  std::vector<int> labels(bytes.begin(), bytes.end());
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] >= kNumLabels) {
-      throw Error(fmt::format("'{}' has label {} at index {}; labels must be in 0..{}", path, labels[i], i,
-                              kNumLabels - 1));
-    }
-  }
-  return labels;
-}
-
-/// An image file as stored: 8-bit pixels, 28x28 per image, one image after another.
-struct RawImages {
-  std::vector<uint8_t> pixels;
-  size_t count = 0;
-};
-
-RawImages read_raw_images(const std::string& path) {
-  GzReader in(path);
-  const std::vector<uint32_t> header = in.read_header(4);
-  in.expect_magic(header[0], kImagesMagic, "image");
-  const size_t count = header[1], rows = header[2], cols = header[3];
-  if (rows != kImageSide || cols != kImageSide) {
-    throw Error(fmt::format("'{}' holds {}x{} images; Fashion-MNIST images are {}x{}", path, rows, cols,
-                            kImageSide, kImageSide));
-  }
-  return RawImages{in.read_exact(count * rows * cols, "pixels"), count};
-}
-
-/// The images at `indices` (each below raw.count) as floats, [n, 1, 28, 28].
+/// The images at `indices` (each below raw.count) as floats, [n, C, H, W]. 8-bit pixels
+/// become 0..1 when `scale`; float pixels stay as stored.
 Tensor float_images(const RawImages& raw, const std::vector<size_t>& indices, bool scale) {
-  const size_t pixels = kImageSide * kImageSide;
-  Tensor images = Tensor::from_shape({indices.size(), 1, kImageSide, kImageSide});
+  const size_t pixels = raw.example_size();
+  std::vector<size_t> shape{indices.size()};
+  shape.insert(shape.end(), raw.example_shape.begin(), raw.example_shape.end());
+  Tensor images = Tensor::from_shape(shape);
   float* out = images.data();
   for (size_t i : indices) {
-    const uint8_t* in = raw.pixels.data() + i * pixels;
+    if (raw.is_float) {
+      out = std::copy_n(raw.floats.data() + i * pixels, pixels, out);
+      continue;
+    }
+    const uint8_t* in = raw.bytes.data() + raw.offset + i * pixels;
     // Divide rather than multiply by 1/255 so every pixel is the correctly rounded quotient.
     for (size_t p = 0; p < pixels; ++p) *out++ = scale ? static_cast<float>(in[p]) / 255.0f : static_cast<float>(in[p]);
   }
   return images;
-}
-
-/// An image file and its label file, checked against each other.
-struct RawSet {
-  RawImages images;
-  std::vector<int> labels;
-};
-
-RawSet read_idx(const std::string& images_gz, const std::string& labels_gz) {
-  RawSet set{{}, read_labels(labels_gz)};
-  set.images = read_raw_images(images_gz);
-  if (set.images.count != set.labels.size()) {
-    throw Error(fmt::format("'{}' holds {} images but '{}' holds {} labels; the counts must match", images_gz,
-                            set.images.count, labels_gz, set.labels.size()));
-  }
-  return set;
 }
 
 /// Dataset of the examples at `indices` of a set, in that order.
@@ -168,6 +52,46 @@ Dataset take(const RawSet& set, const std::vector<size_t>& indices, bool scale) 
   return out;
 }
 
+/// Fashion-MNIST as Zalando released it: 60,000 + 10,000 IDX images of 1x28x28 in ten
+/// classes, the training labels starting 9 0 0 3 0 2 7 2 5 5 (MNIST's digits start 5 0 4 1).
+bool is_fashion_mnist(const RawSource& s) {
+  const std::vector<int> first = {9, 0, 0, 3, 0, 2, 7, 2, 5, 5};
+  const auto max_label = [](const RawSet& set) { return *std::max_element(set.labels.begin(), set.labels.end()); };
+  return s.format == "idx" && s.train.labels.size() == 60000 && s.test.labels.size() == 10000 &&
+         s.train.images.example_shape == std::vector<size_t>{1, kImageSide, kImageSide} && max_label(s.train) == 9 &&
+         max_label(s.test) <= 9 && std::equal(first.begin(), first.end(), s.train.labels.begin());
+}
+
+/// The lines of a classes file, one name each; throws for a missing file or an empty name.
+std::vector<std::string> read_class_names(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("cannot open classes file '{}': no such file", path));
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    names.push_back(line);
+  }
+  while (!names.empty() && names.back().empty()) names.pop_back();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty())
+      throw Error(fmt::format("classes file '{}' line {} is empty; give one name per line", path, i + 1));
+  }
+  if (names.empty()) throw Error(fmt::format("classes file '{}' names no classes", path));
+  return names;
+}
+
+/// The largest label of a set, checked against the classes file's names when there are any.
+int checked_max_label(const RawSet& set, const std::vector<std::string>& names, const std::string& classes_file) {
+  int max_label = -1;
+  for (size_t i = 0; i < set.labels.size(); ++i) {
+    max_label = std::max(max_label, set.labels[i]);
+    if (!names.empty() && static_cast<size_t>(set.labels[i]) >= names.size()) {
+      throw Error(fmt::format("'{}' has label {} at index {}, but '{}' names only {} classes", set.labels_file,
+                              set.labels[i], i, classes_file, names.size()));
+    }
+  }
+  return max_label;
+}
 
 // ---- Seeded randomness -------------------------------------------------------------------
 
@@ -256,12 +180,6 @@ std::vector<size_t> limit_and_shuffle(const std::vector<int>& labels, const std:
 
 // ---- Copying examples --------------------------------------------------------------------
 
-/// The shape of one example: the images' shape without its leading count.
-std::vector<size_t> example_shape(const Tensor& images) {
-  if (images.dimension() == 0) return {1, kImageSide, kImageSide};  // a default-constructed Dataset
-  return std::vector<size_t>(images.shape().begin() + 1, images.shape().end());
-}
-
 size_t product(const std::vector<size_t>& dims) {
   return std::accumulate(dims.begin(), dims.end(), size_t{1}, std::multiplies<>());
 }
@@ -277,6 +195,22 @@ void reshape_for(Tensor& t, size_t count, const std::vector<size_t>& example) {
 
 // ---- Dataset -----------------------------------------------------------------------------
 
+size_t Dataset::class_count() const {
+  if (classes != 0 || labels.empty()) return classes;
+  return static_cast<size_t>(*std::max_element(labels.begin(), labels.end())) + 1;
+}
+
+std::vector<std::string> Dataset::class_labels() const {
+  std::vector<std::string> out = class_names;
+  for (size_t c = out.size(); c < class_count(); ++c) out.push_back(std::to_string(c));
+  return out;
+}
+
+std::vector<size_t> Dataset::example_shape() const {
+  if (images.dimension() == 0) return {1, kImageSide, kImageSide};  // a default-constructed Dataset
+  return std::vector<size_t>(images.shape().begin() + 1, images.shape().end());
+}
+
 Dataset Dataset::slice(size_t begin, size_t end) const {
   if (begin > end || end > size()) {
     throw Error(fmt::format("slice [{}, {}) does not fit a data set of {} examples", begin, end, size()));
@@ -287,9 +221,11 @@ Dataset Dataset::slice(size_t begin, size_t end) const {
 }
 
 Dataset Dataset::subset(const std::vector<size_t>& indices) const {
-  const std::vector<size_t> example = example_shape(images);
+  const std::vector<size_t> example = example_shape();
   const size_t stride = product(example);
   Dataset out;
+  out.classes = classes;
+  out.class_names = class_names;
   reshape_for(out.images, indices.size(), example);
   out.labels.reserve(indices.size());
   float* dst = out.images.data();
@@ -304,8 +240,8 @@ Dataset Dataset::subset(const std::vector<size_t>& indices) const {
 
 // ---- Loading -----------------------------------------------------------------------------
 
-Dataset load_idx(const std::string& images_gz, const std::string& labels_gz, bool scale) {
-  const RawSet set = read_idx(images_gz, labels_gz);
+Dataset load_idx(const std::string& images_file, const std::string& labels_file, bool scale) {
+  const RawSet set = data_source::read_idx(images_file, labels_file);
   return take(set, iota(set.labels.size()), scale);
 }
 
@@ -314,7 +250,7 @@ std::string default_data_dir() {
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDebianDataDir);
 }
 
-const std::array<const char*, 10>& class_names() {
+const std::array<const char*, 10>& fashion_mnist_class_names() {
   static const std::array<const char*, 10> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return names;
@@ -338,26 +274,46 @@ Splits split_by_indices(const std::vector<int>& train_labels, const std::vector<
 
 }  // namespace
 
-Splits load_fashion_mnist(const SplitOptions& options) {
-  const fs::path dir = options.dir.empty() ? default_data_dir() : options.dir;
-  const auto load = [&](const char* prefix) {
-    return read_idx((dir / fmt::format("{}-images-idx3-ubyte.gz", prefix)).string(),
-                    (dir / fmt::format("{}-labels-idx1-ubyte.gz", prefix)).string());
-  };
-  // The files stay 8-bit until each split takes its examples as floats: the process never holds
-  // the 60,000 training images as floats beside the splits made of them.
-  const RawSet full_train = load("train");
-  const RawSet test = load("t10k");
-  return split_by_indices(full_train.labels, test.labels, options, [&](bool from_test, const std::vector<size_t>& indices) {
-    return take(from_test ? test : full_train, indices, options.scale);
-  });
+Splits load_data(const SplitOptions& options) {
+  const std::string dir = options.dir.empty() ? default_data_dir() : options.dir;
+  // The files stay as stored (8-bit for IDX) until each split takes its examples as floats: the
+  // process never holds the training images as floats beside the splits made of them.
+  const RawSource source = data_source::read_source(dir, options.input_shape);
+  const bool fashion = is_fashion_mnist(source);
+  std::vector<std::string> names;
+  if (!options.classes_file.empty()) names = read_class_names(options.classes_file);
+  const int max_label = std::max(checked_max_label(source.train, names, options.classes_file),
+                                 checked_max_label(source.test, names, options.classes_file));
+  if (names.empty() && fashion) names.assign(fashion_mnist_class_names().begin(), fashion_mnist_class_names().end());
+  SplitOptions resolved = options;
+  resolved.val_size = validation_size(options, source.train.labels.size(), fashion);
+  Splits splits = split_by_indices(source.train.labels, source.test.labels, resolved,
+                                   [&](bool from_test, const std::vector<size_t>& indices) {
+                                     return take(from_test ? source.test : source.train, indices, options.scale);
+                                   });
+  for (Dataset* d : {&splits.train, &splits.val, &splits.test}) {
+    d->classes = std::max(static_cast<size_t>(max_label + 1), names.size());
+    d->class_names = names;
+  }
+  return splits;
 }
 
+Splits load_fashion_mnist(const SplitOptions& options) { return load_data(options); }
+
 Splits split_fashion_mnist(const Dataset& full_train, const Dataset& test, const SplitOptions& options) {
-  return split_by_indices(full_train.labels, test.labels, options,
+  SplitOptions resolved = options;
+  resolved.val_size = validation_size(options, full_train.size(), true);
+  return split_by_indices(full_train.labels, test.labels, resolved,
                           [&](bool from_test, const std::vector<size_t>& indices) {
                             return (from_test ? test : full_train).subset(indices);
                           });
+}
+
+size_t validation_size(const SplitOptions& options, size_t train_size, bool fashion_mnist) {
+  if (options.val_size != 0) return options.val_size;
+  if (options.val_fraction == 0 && fashion_mnist) return kFashionValSize;
+  const double fraction = options.val_fraction != 0 ? options.val_fraction : kDefaultValFraction;
+  return std::max<size_t>(1, static_cast<size_t>(fraction * static_cast<double>(train_size)));
 }
 
 // ---- Index-level helpers -----------------------------------------------------------------
@@ -411,7 +367,7 @@ void gather_batch(const Dataset& data, const std::vector<size_t>& order, size_t 
     throw Error(fmt::format("batch [{}, {}) runs past the {} entries of the order", begin, begin + count,
                             order.size()));
   }
-  const std::vector<size_t> example = example_shape(data.images);
+  const std::vector<size_t> example = data.example_shape();
   const size_t stride = product(example);
   reshape_for(images_out, count, example);
   reshape_for(labels_out, count, {});

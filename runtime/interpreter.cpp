@@ -675,9 +675,10 @@ Array<T> evaluate_node(const Node& n, const std::vector<Array<T>>& values, const
 
 /// For each node, the last node that reads it; outputs are read "after the end".
 std::vector<NodeId> last_uses(const Graph& g) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
   std::vector<NodeId> last(g.size(), -1);
   for (const Node& n : g.nodes())
-    for (NodeId o : n.operands) last[o] = std::max(last[o], n.id);
+    if (!readers[n.id].empty()) last[n.id] = readers[n.id].back();
   for (const auto& [name, id] : g.outputs()) last[id] = static_cast<NodeId>(g.size());
   return last;
 }

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "graph/error.h"
-#include "runtime/data.h"
 
 namespace dagger {
 
@@ -11,20 +10,25 @@ namespace {
 
 double ratio(size_t num, size_t den) { return den == 0 ? 0.0 : static_cast<double>(num) / static_cast<double>(den); }
 
-void check_class_ids(const std::vector<int>& ids, const char* what) {
+void check_class_ids(const std::vector<int>& ids, size_t classes, const char* what) {
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= kNumClasses) {
-      throw Error(fmt::format("{} {} at index {} is not a class id in 0..{}", what, ids[i], i, kNumClasses - 1));
+    if (ids[i] < 0 || static_cast<size_t>(ids[i]) >= classes) {
+      throw Error(fmt::format("{} {} at index {} is not a class id in 0..{}", what, ids[i], i,
+                              static_cast<int64_t>(classes) - 1));
     }
   }
 }
 
 /// Fills the per-class metrics from the confusion matrix.
 void score_classes(ClassificationReport& r) {
-  for (int c = 0; c < kNumClasses; ++c) {
+  const size_t k = r.classes();
+  r.class_precision.assign(k, 0.0);
+  r.class_recall.assign(k, 0.0);
+  r.class_f1.assign(k, 0.0);
+  for (size_t c = 0; c < k; ++c) {
     const size_t hits = r.confusion[c][c];
     size_t predicted = 0;
-    for (int t = 0; t < kNumClasses; ++t) predicted += r.confusion[t][c];
+    for (size_t t = 0; t < k; ++t) predicted += r.confusion[t][c];
     const double p = ratio(hits, predicted), q = ratio(hits, r.support[c]);
     r.class_precision[c] = p;
     r.class_recall[c] = q;
@@ -33,23 +37,33 @@ void score_classes(ClassificationReport& r) {
 }
 
 /// Support-weighted mean of a per-class metric.
-double weighted(const ClassificationReport& r, const std::array<double, kNumClasses>& per_class) {
+double weighted(const ClassificationReport& r, const std::vector<double>& per_class) {
   if (r.count == 0) return 0;
   double sum = 0;
-  for (int c = 0; c < kNumClasses; ++c) sum += per_class[c] * static_cast<double>(r.support[c]);
+  for (size_t c = 0; c < r.classes(); ++c) sum += per_class[c] * static_cast<double>(r.support[c]);
   return sum / static_cast<double>(r.count);
 }
 
 }  // namespace
 
+std::vector<std::string> numbered_class_names(size_t classes) {
+  std::vector<std::string> names;
+  for (size_t c = 0; c < classes; ++c) names.push_back(std::to_string(c));
+  return names;
+}
+
 ClassificationReport classify_report(const std::vector<int>& labels, const std::vector<int>& predictions,
-                                     double mean_loss) {
+                                     double mean_loss, std::vector<std::string> class_names) {
   if (labels.size() != predictions.size()) {
     throw Error(fmt::format("cannot score {} predictions against {} labels", predictions.size(), labels.size()));
   }
-  check_class_ids(labels, "label");
-  check_class_ids(predictions, "prediction");
+  const size_t k = class_names.size();
+  check_class_ids(labels, k, "label");
+  check_class_ids(predictions, k, "prediction");
   ClassificationReport r;
+  r.class_names = std::move(class_names);
+  r.support.assign(k, 0);
+  r.confusion.assign(k, std::vector<size_t>(k, 0));
   r.loss = mean_loss;
   r.count = labels.size();
   size_t correct = 0;
@@ -91,7 +105,7 @@ nlohmann::json to_json(const ClassificationReport& r) {
       {"precision", r.precision},
       {"recall", r.recall},
       {"f1", r.f1},
-      {"class_names", class_names()},
+      {"class_names", r.class_names},
       {"class_precision", r.class_precision},
       {"class_recall", r.class_recall},
       {"class_f1", r.class_f1},

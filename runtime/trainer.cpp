@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "autodiff/model_text.h"
 #include "graph/random.h"
 #include "runtime/checkpoint.h"
 #include "runtime/init.h"
@@ -103,7 +104,7 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
   if (config_.epochs < 1) throw Error(fmt::format("epochs must be at least 1, got {}", config_.epochs));
   // The full-batch training step names every parameter and optimizer state; create them once
   // (compiling it waits for the first training step: evaluation alone never needs it).
-  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape);
+  const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.classes);
   initialize_state(g, state_, config_.seed);
   for (const Node& n : g.nodes())
     if (n.op == Op::parameter || n.op == Op::state)
@@ -115,7 +116,7 @@ Trainer::~Trainer() = default;
 Executable& Trainer::train_plan(int64_t batch) {
   auto& slot = train_plans_[batch];
   if (!slot) {
-    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape),
+    slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes),
                            config_.executor, {config_.threads});
   }
   return *slot;
@@ -123,8 +124,9 @@ Executable& Trainer::train_plan(int64_t batch) {
 
 Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
-  if (!slot) slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape), config_.executor,
-                                 {config_.threads});
+  if (!slot)
+    slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
+                           config_.executor, {config_.threads});
   return *slot;
 }
 
@@ -183,7 +185,10 @@ Evaluation Trainer::evaluate(const Dataset& data) {
     std::copy(probs.begin(), probs.end(), ev.probs.begin() + begin * classes);
   }
   ev.predictions = argmax_rows(logits_all);
-  ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels));
+  // The data's class names, numbered past them when the model scores more classes than it names.
+  std::vector<std::string> names = data.class_labels();
+  for (size_t c = names.size(); c < logits_all.shape()[1]; ++c) names.push_back(std::to_string(c));
+  ev.report = classify_report(data.labels, ev.predictions, mean_cross_entropy(logits_all, data.labels), names);
   return ev;
 }
 
@@ -194,18 +199,58 @@ nlohmann::json Trainer::checkpoint_meta(const nlohmann::json& extra) const {
   meta["seed"] = config_.seed;
   meta["step"] = step_;
   meta["input_shape"] = config_.input_shape;
+  meta["model_text"] = {{"file", kModelFile}, {"format", kModelTextFormat}, {"version", kModelTextVersion}};
   return meta;
 }
 
-void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) const {
-  save_checkpoint(dir, state_, checkpoint_meta(extra));
+const std::string& Trainer::model_text() const {
+  if (!model_text_) model_text_ = print_model(model_, config_.input_shape, config_.classes);
+  return *model_text_;
 }
 
-void Trainer::load_state(const std::string& dir) {
-  Checkpoint ck = load_checkpoint(dir);
-  check_compatible(ck, expected_shapes_);
-  state_ = std::move(ck.tensors);
-  step_ = ck.meta.value("step", int64_t{0});
+void Trainer::save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const {
+  save_checkpoint(dir, tensors, checkpoint_meta(extra), {{kModelFile, model_text()}});
+}
+
+void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) const { save(dir, state_, extra); }
+
+void Trainer::require_same_model(const Checkpoint& checkpoint) const {
+  const std::string stored = checkpoint_model_text(checkpoint);
+  if (stored.empty() || stored == model_text()) return;
+  throw Error(
+      fmt::format("checkpoint '{}' holds another model than this run's: {}; give the same model or another "
+                  "output folder",
+                  checkpoint.dir,
+                  first_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(),
+                                   "this run's model")));
+}
+
+std::string checkpoint_model_text(const Checkpoint& checkpoint) {
+  const nlohmann::json entry = checkpoint.meta.value("model_text", nlohmann::json());
+  if (entry.is_null()) return "";
+  const auto field = [&](const char* key) {
+    if (!entry.is_object() || !entry.contains(key))
+      throw Error(fmt::format("checkpoint '{}': the manifest's model_text has no '{}'", checkpoint.dir, key));
+    return entry.at(key);
+  };
+  if (field("format") != kModelTextFormat || field("version") != kModelTextVersion)
+    throw Error(fmt::format("checkpoint '{}' stores its model as {} version {}; this build reads {} version {}",
+                            checkpoint.dir, field("format").dump(), field("version").dump(), kModelTextFormat,
+                            kModelTextVersion));
+  const nlohmann::json file = field("file");
+  const auto it = file.is_string() ? checkpoint.texts.find(file.get<std::string>()) : checkpoint.texts.end();
+  if (it == checkpoint.texts.end())
+    throw Error(
+        fmt::format("checkpoint '{}': the model text file {} is not among its files", checkpoint.dir, file.dump()));
+  return it->second;
+}
+
+void Trainer::load_state(const std::string& dir) { adopt(load_checkpoint(dir)); }
+
+void Trainer::adopt(Checkpoint checkpoint) {
+  check_compatible(checkpoint, expected_shapes_);
+  state_ = std::move(checkpoint.tensors);
+  step_ = checkpoint.meta.value("step", int64_t{0});
 }
 
 bool EarlyStopping::update(int epoch, double val_loss) {
@@ -243,12 +288,15 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
   }
   if (static_cast<int>(history.size()) > config_.epochs)
     throw Error(fmt::format("'{}' trained {} epochs, more than this run's {}", state_dir, history.size(), config_.epochs));
-  load_state(state_dir);
+  Checkpoint state = load_checkpoint(state_dir);
+  require_same_model(state);
+  adopt(std::move(state));
   fs::create_directories(config_.out_dir);
   if (!best_dir.empty()) {
     Checkpoint best = load_checkpoint(best_dir);
     check_compatible(best, expected_shapes_);
-    save_checkpoint(config_.out_dir + "/best", best.tensors, checkpoint_meta({{"epoch", stopping.best_epoch}}));
+    require_same_model(best);
+    save(config_.out_dir + "/best", best.tensors, {{"epoch", stopping.best_epoch}});
   }
   save_progress(history, stopping);
 }
@@ -262,8 +310,10 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   EarlyStopping stopping{.patience = config_.patience};
   if (on_disk) fs::create_directories(config_.out_dir);
   if (on_disk && fs::exists(last_dir + "/manifest.json")) {
-    load_state(last_dir);
-    const nlohmann::json meta = load_checkpoint(last_dir).meta;
+    Checkpoint last = load_checkpoint(last_dir);
+    require_same_model(last);
+    const nlohmann::json meta = last.meta;
+    adopt(std::move(last));
     result.history = history_from_json(meta.at("history"));
     stopping.best_epoch = meta.at("best_epoch");
     stopping.best_val_loss = meta.at("best_val_loss");
@@ -290,7 +340,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     progress.epoch(s, config_.epochs, improved);
     result.stopped_early = stopping.stop();
     if (on_disk) {
-      if (improved) save_checkpoint(best_dir, best_state, checkpoint_meta({{"epoch", epoch}}));
+      if (improved) save(best_dir, best_state, {{"epoch", epoch}});
       save_progress(result.history, stopping);
     }
     if (config_.on_epoch) config_.on_epoch(s);

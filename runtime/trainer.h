@@ -5,11 +5,13 @@
 /// checkpoints that let an interrupted run resume where its last finished epoch left off.
 #include <cmath>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "autodiff/optimizer.h"
 #include "autodiff/step.h"
+#include "runtime/checkpoint.h"
 #include "runtime/data.h"
 #include "runtime/executor.h"
 #include "runtime/metrics.h"
@@ -31,7 +33,8 @@ struct TrainConfig {
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool progress = true;
   int64_t eval_batch = 500;
-  Shape input_shape = {1, 28, 28};
+  Shape input_shape = {1, 28, 28};  ///< one image: channels, height, width
+  int64_t classes = 10;             ///< the width of the model's logits
   /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
   std::function<void(const EpochStats&)> on_epoch;
 };
@@ -94,13 +97,21 @@ class Trainer {
   const TrainConfig& config() const { return config_; }
   /// Replaces the state with a checkpoint's tensors after checking names and shapes.
   void load_state(const std::string& checkpoint_dir);
+  /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
+  /// The model as text (autodiff/model_text.h), printed on first use.
+  const std::string& model_text() const;
 
  private:
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
   EpochStats run_epoch(const Dataset& train, int epoch);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
+  void save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const;
+  /// Takes a loaded checkpoint's tensors and step after checking names and shapes.
+  void adopt(Checkpoint checkpoint);
+  /// Throws when `checkpoint` carries a model text other than this trainer's model.
+  void require_same_model(const Checkpoint& checkpoint) const;
   /// out_dir/last and history.csv after `history`'s last epoch: the state, the history and the
   /// early-stopping position fit() resumes from.
   void save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping) const;
@@ -111,7 +122,16 @@ class Trainer {
   int64_t step_ = 0;
   std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
+  mutable std::optional<std::string> model_text_;
 };
+
+/// The file of a checkpoint that holds its model's text.
+inline constexpr const char* kModelFile = "model.dagger";
+
+/// The model text a checkpoint carries; "" for a checkpoint from before model texts (which names
+/// a zoo model in its metadata instead). Throws Error when the manifest records a model text of
+/// another format or version, or one whose file it does not list.
+std::string checkpoint_model_text(const Checkpoint& checkpoint);
 
 /// History as CSV: epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec.
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history);

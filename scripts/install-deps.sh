@@ -9,6 +9,7 @@ packages=(
   libxtensor-dev libboost-graph-dev catch2
   libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev
   gnuplot-nox
+  python3-numpy  # only to check the NumPy reader in docs/checkpoints.md
   dataset-fashion-mnist
 )
 

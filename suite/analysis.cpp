@@ -27,7 +27,8 @@ RunningMinTable running_min_table(const std::vector<double>& val_losses, size_t 
   return table;
 }
 
-EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vector<int>& labels) {
+EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vector<int>& labels,
+                        std::vector<std::string> class_names) {
   if (probs.empty()) throw Error("an ensemble needs at least one member");
   const auto shape = probs.front()->shape();
   if (shape.size() != 2 || shape[0] != labels.size())
@@ -48,7 +49,9 @@ EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vect
     const double p = sum(i, static_cast<size_t>(labels[i])) / members;
     loss -= std::log(std::max(p, 1e-12));
   }
-  result.report = classify_report(labels, result.predictions, labels.empty() ? 0 : loss / labels.size());
+  for (size_t c = class_names.size(); c < shape[1]; ++c) class_names.push_back(std::to_string(c));
+  result.report =
+      classify_report(labels, result.predictions, labels.empty() ? 0 : loss / labels.size(), std::move(class_names));
 
   std::vector<std::vector<int>> member_predictions;
   for (const Tensor* p : probs) member_predictions.push_back(argmax_rows(*p));

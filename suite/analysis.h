@@ -42,9 +42,11 @@ struct EnsembleResult {
   int64_t any_right = 0;              ///< examples at least one member gets right (an oracle's count)
 };
 
-/// Combines `probs` (each [n, classes], same shape) and scores the result against `labels`.
+/// Combines `probs` (each [n, classes], same shape) and scores the result against `labels`,
+/// reporting classes under `class_names` (numbered past their end, "0", "1", ... when empty).
 /// Throws Error when there are no members or their shapes disagree with each other or the labels.
-EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vector<int>& labels);
+EnsembleResult ensemble(const std::vector<const Tensor*>& probs, const std::vector<int>& labels,
+                        std::vector<std::string> class_names = {});
 
 /// The result as results.json and `dagger eval --json` write it: test metrics, disagreements, the
 /// oracle's count and each member's corrected / lost counts (predictions left out).

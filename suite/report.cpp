@@ -13,13 +13,33 @@ namespace dagger::suite {
 
 namespace {
 
-constexpr size_t kPixels = 28 * 28;
 constexpr size_t kMisclassifiedShown = 30;
 constexpr size_t kCurvesWithTrainLoss = 6;  ///< above this many runs a loss plot shows validation only
 
 /// Short class names for captions under small images.
 constexpr const char* kShortNames[] = {"T-shirt", "Trouser", "Pullover", "Dress", "Coat",
                                        "Sandal",  "Shirt",   "Sneaker",  "Bag",   "Boot"};
+
+/// The names of a report's classes for captions and axes: Fashion-MNIST's short ones for
+/// Fashion-MNIST, the report's own for other data.
+std::vector<std::string> short_names(const std::vector<std::string>& names) {
+  const auto& fashion = fashion_mnist_class_names();
+  if (std::equal(names.begin(), names.end(), fashion.begin(), fashion.end())) {
+    return std::vector<std::string>(std::begin(kShortNames), std::end(kShortNames));
+  }
+  return names;
+}
+
+/// The names of all classes of a slice's data, numbered where the data names none.
+std::vector<std::string> class_labels_of(const Splits& d) {
+  std::vector<std::string> names = d.train.class_labels();
+  for (const Dataset* s : {&d.val, &d.test})
+    for (size_t c = names.size(); c < s->class_count(); ++c) names.push_back(std::to_string(c));
+  return names;
+}
+
+/// Whether a data set's images are the 28x28 greyscale ones the image grids draw.
+bool drawable(const Dataset& d) { return d.example_shape() == std::vector<size_t>{1, 28, 28}; }
 
 std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.4f}", v) : "—"; }
 
@@ -176,35 +196,35 @@ class ReportWriter {
 
   void data_overview(const ExperimentResult& e) {
     const Splits& d = *result_.data.at(slice_key(0, 0, 0, false, options_.profile.seed));
-    std::vector<std::vector<double>> counts(3, std::vector<double>(kNumClasses, 0));
+    const std::vector<std::string> names = class_labels_of(d);
+    std::vector<std::vector<double>> counts(3, std::vector<double>(names.size(), 0));
     const Dataset* sets[] = {&d.train, &d.val, &d.test};
     for (size_t s = 0; s < 3; ++s)
       for (int label : sets[s]->labels) counts[s][static_cast<size_t>(label)] += 1;
     md_ += table_head({"class", "train", "val", "test", "total"});
     std::array<double, 3> totals{};
-    for (size_t c = 0; c < kNumClasses; ++c) {
-      md_ += table_row({class_names()[c], value_text(counts[0][c]), value_text(counts[1][c]), value_text(counts[2][c]),
+    for (size_t c = 0; c < names.size(); ++c) {
+      md_ += table_row({names[c], value_text(counts[0][c]), value_text(counts[1][c]), value_text(counts[2][c]),
                         value_text(counts[0][c] + counts[1][c] + counts[2][c])});
       for (size_t s = 0; s < 3; ++s) totals[s] += counts[s][c];
     }
     md_ += table_row({"**all**", value_text(totals[0]), value_text(totals[1]), value_text(totals[2]),
                       value_text(totals[0] + totals[1] + totals[2])});
     md_ += "\n";
-    std::vector<std::string> names(class_names().begin(), class_names().end());
     image(plots() ? plot_.bars(e.experiment->id + "-class-counts", "Images per class and split", "images", names,
                                {"train", "val", "test"}, counts)
                   : "",
           "class distribution");
     std::vector<const float*> samples;
-    for (size_t c = 0; c < kNumClasses; ++c) {
+    for (size_t c = 0; c < names.size() && drawable(d.train); ++c) {
       size_t taken = 0;
       for (size_t i = 0; i < d.train.size() && taken < 10; ++i)
         if (d.train.labels[i] == static_cast<int>(c)) {
-          samples.push_back(d.train.images.data() + i * kPixels);
+          samples.push_back(d.train.images.data() + i * 28 * 28);
           ++taken;
         }
     }
-    image(plots()
+    image(plots() && drawable(d.train)
               ? plot_.image_grid(e.experiment->id + "-samples", "Ten training images per class", samples, 10, {}, names)
               : "",
           "sample images per class");
@@ -339,7 +359,7 @@ class ReportWriter {
 
   void class_f1(const ExperimentResult& e) {
     std::vector<Row> rs = rows(e);
-    std::vector<std::string> labels, names(class_names().begin(), class_names().end());
+    std::vector<std::string> labels, names = rs.empty() ? std::vector<std::string>{} : rs.front().run->test.class_names;
     std::vector<std::vector<double>> values;
     std::vector<std::string> head = {"class"};
     for (const Row& r : rs) {
@@ -352,7 +372,7 @@ class ReportWriter {
               : "",
           "per-class F1");
     md_ += table_head(head);
-    for (size_t c = 0; c < kNumClasses; ++c) {
+    for (size_t c = 0; c < names.size(); ++c) {
       std::vector<std::string> cells = {names[c]};
       for (const auto& v : values) cells.push_back(num(v[c]));
       md_ += table_row(cells);
@@ -361,9 +381,9 @@ class ReportWriter {
   }
 
   void confusion(const ExperimentResult& e) {
-    std::vector<std::string> names(std::begin(kShortNames), std::end(kShortNames));
     const std::vector<Row> rs = rows(e);
     for (size_t i = 0; i < rs.size(); ++i) {
+      const std::vector<std::string> names = short_names(rs[i].run->test.class_names);
       std::vector<std::vector<double>> m;
       for (const auto& row : rs[i].run->test.confusion) m.emplace_back(row.begin(), row.end());
       image(plots() ? plot_.heatmap(fmt::format("{}-confusion-{}", e.experiment->id, i + 1),
@@ -378,6 +398,8 @@ class ReportWriter {
     for (size_t i = 0; i < rs.size(); ++i) {
       const RunRecord& r = *rs[i].run;
       const Dataset& test = result_.data.at(slice_key(r.config))->test;
+      const std::vector<std::string> names = short_names(r.test.class_names);
+      const size_t pixels = test.images.size() / std::max<size_t>(test.size(), 1);
       std::vector<const float*> images;
       std::vector<std::string> captions;
       size_t wrong = 0;
@@ -385,14 +407,14 @@ class ReportWriter {
         if (r.test_predictions[k] == test.labels[k]) continue;
         ++wrong;
         if (images.size() == kMisclassifiedShown) continue;
-        images.push_back(test.images.data() + k * kPixels);
-        captions.push_back(fmt::format("{}→{}", kShortNames[test.labels[k]], kShortNames[r.test_predictions[k]]));
+        images.push_back(test.images.data() + k * pixels);
+        captions.push_back(fmt::format("{}→{}", names[test.labels[k]], names[r.test_predictions[k]]));
       }
       md_ += fmt::format("{}: {} of {} test images misclassified; the first {} (true→predicted):\n\n", rs[i].label,
                          wrong, test.size(), images.size());
-      image(plots() ? plot_.image_grid(fmt::format("{}-misclassified-{}", e.experiment->id, i + 1),
-                                       "Misclassified: " + rs[i].label, images, 10, captions)
-                    : "",
+      image(plots() && drawable(test) ? plot_.image_grid(fmt::format("{}-misclassified-{}", e.experiment->id, i + 1),
+                                                         "Misclassified: " + rs[i].label, images, 10, captions)
+                                      : "",
             "misclassified images " + rs[i].label);
     }
   }

@@ -210,11 +210,13 @@ ClassificationReport report_from_json(const nlohmann::json& j) {
   r.precision = j.at("precision");
   r.recall = j.at("recall");
   r.f1 = j.at("f1");
-  r.class_precision = j.at("class_precision");
-  r.class_recall = j.at("class_recall");
-  r.class_f1 = j.at("class_f1");
-  r.support = j.at("support");
-  r.confusion = j.at("confusion");
+  r.class_precision = j.at("class_precision").get<std::vector<double>>();
+  r.class_recall = j.at("class_recall").get<std::vector<double>>();
+  r.class_f1 = j.at("class_f1").get<std::vector<double>>();
+  r.support = j.at("support").get<std::vector<size_t>>();
+  r.confusion = j.at("confusion").get<std::vector<std::vector<size_t>>>();
+  r.class_names = j.contains("class_names") ? j.at("class_names").get<std::vector<std::string>>()
+                                            : numbered_class_names(r.support.size());
   return r;
 }
 

@@ -436,7 +436,8 @@ class Runner {
           throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
         probs.push_back(&m->test_probs);
       }
-      r.ensemble = ensemble(probs, result_.data.at(slice_key(members.front()->config))->test.labels);
+      const Dataset& test = result_.data.at(slice_key(members.front()->config))->test;
+      r.ensemble = ensemble(probs, test.labels, test.class_labels());
       r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
       r.measures["ensemble.f1"] = r.ensemble->report.f1;
       r.measures["ensemble.loss"] = r.ensemble->report.loss;

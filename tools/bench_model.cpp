@@ -161,8 +161,7 @@ std::string kernel_key(const Graph& g, const KernelProfile& k) {
   }
   std::string shapes;
   for (NodeId o : reads) shapes += to_string(g.shape(o));
-  return fmt::format("{}{} {}->{}", k.interpreted ? "interpreted " : "", fmt::join(ops, "+"), shapes,
-                     to_string(g.shape(k.root)));
+  return fmt::format("{} {}->{}", fmt::join(ops, "+"), shapes, to_string(g.shape(k.root)));
 }
 
 std::vector<KernelRow> kernel_rows(const Graph& g, const JitExecutable& exe, int64_t steps, const Machine& machine) {
@@ -171,7 +170,7 @@ std::vector<KernelRow> kernel_rows(const Graph& g, const JitExecutable& exe, int
   double total = 0;
   for (const KernelProfile& k : exe.profile()) {
     KernelRow row;
-    row.name = k.interpreted ? fmt::format("%{} {}", k.root, k.name) : k.name;
+    row.name = k.name;
     row.key = kernel_key(g, k);
     if (const int n = ++seen[row.key]; n > 1) row.key += fmt::format(" #{}", n);
     std::vector<std::string> ops;
@@ -180,7 +179,6 @@ std::vector<KernelRow> kernel_rows(const Graph& g, const JitExecutable& exe, int
       row.contraction = row.contraction || is_contraction(g.node(id).op);
     }
     row.ops = fmt::format("{}", fmt::join(ops, " "));
-    row.interpreted = k.interpreted;
     row.calls = k.calls;
     const Cost cost = kernel_cost(g, k.nodes, k.root);
     row.flops = cost.flops;

@@ -36,12 +36,13 @@ void require_choice(const std::string& what, const std::string& value, const std
 namespace dagger::cli {
 
 /// Writes every stage of the training plan of `model` into `dir`: graph.txt/.dot (forward),
-/// grad.txt/.dot (training step), fused.txt, and kernels/NAME.ll, .opt.ll and .s per kernel.
+/// grad.txt/.dot (training step), fused.txt, and kernels/NAME.ll, .opt.ll and .s per kernel,
+/// for images of `input_shape` in `classes` classes.
 /// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers.
 std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump);
 
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                    const std::string& title);
+                    const std::string& title, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10);
 
 /// zoo::find, with an unknown model reported as a usage error.
 zoo::Entry resolve_model(const std::string& spec);

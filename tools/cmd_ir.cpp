@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "autodiff/model_text.h"
 #include "autodiff/optimizer.h"
 #include "codegen/fusion.h"
 #include "codegen/jit_executable.h"
@@ -32,8 +33,10 @@ Run add_ir(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call")->required();
-  cmd->add_option("--stage", f->stage, "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
-                  "fused (the training step's fusion groups and why each ends) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
+  cmd->add_option("--stage", f->stage,
+                  "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
+                  "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints "
+                  "carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
@@ -42,7 +45,7 @@ Run add_ir(CLI::App& app) {
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
   return [f] {
     zoo::Entry model = resolve_model(f->model);
-    require_choice("stage", f->stage, {"graph", "eval", "grad", "fused", "llvm", "opt", "asm"});
+    require_choice("stage", f->stage, {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"});
     require_choice("format", f->format, {"text", "dot"});
     require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
     OptimizerConfig opt;
@@ -64,6 +67,10 @@ Run add_ir(CLI::App& app) {
         names.push_back(name);
       }
       require_choice("kernel", f->kernel, names);
+    }
+    if (f->stage == "model") {
+      fmt::print("{}", print_model(model.build));
+      return 0;
     }
     if (f->stage == "fused") {
       Graph step = build_training_step(model.build, f->batch, opt);

@@ -4,7 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 
+#include "autodiff/model_text.h"
 #include "runtime/checkpoint.h"
 #include "runtime/trainer.h"
 #include "suite/analysis.h"
@@ -14,20 +17,64 @@ namespace dagger::cli {
 
 namespace {
 
+/// "C,H,W" as three positive sizes; throws UsageError otherwise.
+std::vector<size_t> parse_input_shape(const std::string& text) {
+  std::vector<size_t> dims;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    unsigned long long v = 0;
+    try {
+      v = std::stoull(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size() || v == 0 || item[0] == '-' || v > (1ull << 20)) {
+      throw UsageError(fmt::format("--input-shape '{}': '{}' is not a positive size", text, item));
+    }
+    dims.push_back(v);
+  }
+  if (dims.size() != 3 || text.back() == ',') {
+    throw UsageError(fmt::format("--input-shape '{}' must be three sizes C,H,W, e.g. 3,32,32", text));
+  }
+  return dims;
+}
+
 struct DataFlags {
   std::string dir = default_data_dir();
   uint64_t seed = 42;
   size_t train_limit = 0, val_limit = 0, test_limit = 0;
   bool raw = false;
+  std::optional<int64_t> val_size;
+  std::optional<double> val_fraction;
+  std::string classes_file, input_shape;
 
   void add(CLI::App& cmd) {
-    cmd.add_option("--data", dir, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
+    cmd.add_option("--data", dir,
+                   "data folder of IDX, .npy or CSV files, see docs/data.md (default: $DAGGER_DATA or the Debian "
+                   "package's Fashion-MNIST)");
+    cmd.add_option("--val-size", val_size,
+                   "training images moved to validation (default: 12000 for Fashion-MNIST, else 20%)");
+    cmd.add_option("--val-fraction", val_fraction, "share of the training images moved to validation, in (0, 1)");
+    cmd.add_option("--classes", classes_file, "file of class names, one per line");
+    cmd.add_option("--input-shape", input_shape, "C,H,W of a CSV row's pixels (default: 1,s,s for s*s pixels)");
     cmd.add_option("--train-limit", train_limit, "use a class-balanced slice of this many training images (0: all)");
     cmd.add_option("--val-limit", val_limit, "slice of the validation set (0: all)");
     cmd.add_option("--test-limit", test_limit, "slice of the test set (0: all)");
     cmd.add_flag("--raw-pixels", raw, "feed pixels as 0..255 instead of scaling to 0..1");
   }
+  /// Throws UsageError for a bad value, before any data is read.
+  void validate() const {
+    if (val_size && val_fraction) throw UsageError("give --val-size or --val-fraction, not both");
+    if (val_size && *val_size < 1) throw UsageError(fmt::format("--val-size must be at least 1, got {}", *val_size));
+    if (val_fraction && !(*val_fraction > 0 && *val_fraction < 1))
+      throw UsageError(fmt::format("--val-fraction must be between 0 and 1 (exclusive), got {}", *val_fraction));
+    if (!input_shape.empty()) parse_input_shape(input_shape);
+    if (!classes_file.empty() && !std::filesystem::is_regular_file(classes_file))
+      throw UsageError(fmt::format("--classes '{}': no such file", classes_file));
+  }
   Splits load() const {
+    validate();
     SplitOptions o;
     o.dir = dir;
     o.seed = seed;
@@ -35,11 +82,22 @@ struct DataFlags {
     o.val_limit = val_limit;
     o.test_limit = test_limit;
     o.scale = !raw;
-    return load_fashion_mnist(o);
+    o.val_size = val_size.value_or(0);
+    o.val_fraction = val_fraction.value_or(0);
+    o.classes_file = classes_file;
+    if (!input_shape.empty()) o.input_shape = parse_input_shape(input_shape);
+    return load_data(o);
   }
 };
 
 nlohmann::json report_json(const ClassificationReport& r) { return to_json(r); }
+
+/// Sizes the model for the data: its images' shape and its class count.
+void take_shape_from(const Splits& data, TrainConfig& cfg) {
+  const std::vector<size_t> example = data.train.example_shape();
+  cfg.input_shape.assign(example.begin(), example.end());
+  cfg.classes = static_cast<int64_t>(data.train.class_count());
+}
 
 /// One row per (name, report); `first` heads the names' column.
 void print_table(const std::vector<std::pair<std::string, ClassificationReport>>& rows, const char* first = "set") {
@@ -49,10 +107,26 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
                r.f1);
 }
 
+/// The model a checkpoint was trained with: from the model text it carries, or, for a checkpoint
+/// from before model texts, from the zoo model its metadata names. Sets the input shape and,
+/// when the metadata names no model, a label for it.
+ModelFn checkpoint_model(const Checkpoint& ck, TrainConfig& cfg) {
+  const std::string text = checkpoint_model_text(ck);
+  if (text.empty()) {
+    if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", ck.dir));
+    return resolve_model(cfg.model_spec).build;
+  }
+  const std::string file = (std::filesystem::path(ck.dir) / kModelFile).string();
+  ParsedModel parsed = parse_model(text, file);
+  cfg.input_shape = parsed.input_shape;
+  if (cfg.model_spec.empty()) cfg.model_spec = file;
+  return parsed.build;
+}
+
 }  // namespace
 
 Run add_train(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "train a model of the zoo on Fashion-MNIST");
+  auto* cmd = app.add_subcommand("train", "train a model of the zoo (on Fashion-MNIST unless --data says otherwise)");
   struct Flags {
     std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
     TrainConfig config;
@@ -93,11 +167,14 @@ Run add_train(CLI::App& app) {
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
     f->data.seed = cfg.seed;
-    if (!f->dump_dir.empty()) write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model);
+    f->data.validate();
     Splits data = f->data.load();
+    take_shape_from(data, cfg);
+    if (!f->dump_dir.empty())
+      write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes);
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
-               data.train.size(), data.val.size(), data.test.size(), zoo::parameter_count(model.build),
-               executor_name(cfg.executor));
+               data.train.size(), data.val.size(), data.test.size(),
+               zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));
     Trainer trainer(model.build, cfg);
     TrainResult result = trainer.fit(data.train, data.val);
     std::vector<std::pair<std::string, ClassificationReport>> rows = {{"train", trainer.evaluate(data.train).report},
@@ -143,6 +220,7 @@ Run add_eval(CLI::App& app) {
   return [f] {
     for (const std::string& folder : f->checkpoints)
       if (!std::filesystem::exists(folder)) throw Error(fmt::format("checkpoint folder '{}' does not exist", folder));
+    f->data.validate();
     Splits data = f->data.load();
     std::vector<std::pair<std::string, ClassificationReport>> rows;
     std::vector<Tensor> probs;
@@ -151,11 +229,17 @@ Run add_eval(CLI::App& app) {
       Checkpoint ck = load_checkpoint(folder);
       TrainConfig cfg;
       cfg.model_spec = ck.meta.value("model", "");
-      if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
       cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
       cfg.executor = executor_kind(f->executor);
       cfg.progress = false;
-      Trainer trainer(resolve_model(cfg.model_spec).build, cfg);
+      take_shape_from(data, cfg);
+      const Shape data_shape = cfg.input_shape;
+      ModelFn model = checkpoint_model(ck, cfg);
+      if (cfg.input_shape != data_shape) {
+        throw Error(fmt::format("checkpoint '{}' takes images of {} but the data's are {}", folder,
+                                to_string(cfg.input_shape), to_string(data_shape)));
+      }
+      Trainer trainer(model, cfg);
       trainer.load_state(folder);
       Evaluation test = trainer.evaluate(data.test);
       rows.emplace_back(f->checkpoints.size() == 1 ? "test" : std::to_string(rows.size() + 1), test.report);
@@ -169,7 +253,7 @@ Run add_eval(CLI::App& app) {
     }
     std::vector<const Tensor*> inputs;
     for (const Tensor& p : probs) inputs.push_back(&p);
-    suite::EnsembleResult en = suite::ensemble(inputs, data.test.labels);
+    suite::EnsembleResult en = suite::ensemble(inputs, data.test.labels, data.test.class_labels());
     for (size_t i = 0; i < members.size(); ++i)
       fmt::print("{}: {}\n", i + 1, members[i]["model"].get<std::string>());
     rows.emplace_back("all", en.report);

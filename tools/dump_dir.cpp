@@ -37,11 +37,11 @@ std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& d
 }
 
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                    const std::string& title) {
+                    const std::string& title, const Shape& input_shape, int64_t classes) {
   namespace fs = std::filesystem;
   fs::create_directories(fs::path(dir) / "kernels");
-  Graph forward = build_forward(model, batch, Mode::train);
-  Graph step = build_training_step(model, batch, opt);
+  Graph forward = build_forward(model, batch, Mode::train, input_shape, classes);
+  Graph step = build_training_step(model, batch, opt, input_shape, classes);
   write(fs::path(dir) / "graph.txt", print_text(forward));
   write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
   write(fs::path(dir) / "grad.txt", print_text(step));

@@ -1,7 +1,7 @@
 // The JIT's kernels for pooling, batch normalization, reductions, softmax heads, transpose and
 // broadcast against the interpreter: sizes that do not fill a vector, batches of 1, 7 and 64,
 // odd pooling geometries, the vector widths of other hosts, and thread splits that must give
-// the same bits. Then whole training steps of the zoo, which must have no interpreted node.
+// the same bits. Then whole training steps of the zoo.
 #include <catch2/catch.hpp>
 #include <iostream>
 #include <tuple>
@@ -41,7 +41,7 @@ double max_abs(const Tensor& t) {
 /// Runs g (one output, "y") on the JIT at the host's width with 1 and 3 threads (which must
 /// agree bit for bit) and at widths 4 and 16, against the interpreter. Returns the largest
 /// error, relative to |want| floored at `floor` times the largest |want|, and checks that
-/// nothing was interpreted and that the plan has `kernels` kernels (when given).
+/// the plan has `kernels` kernels (when given).
 double check_graph(const Graph& g, const StateMap& feeds, double floor, size_t kernels = 0) {
   StateMap none;
   const Tensor want = interpret<float>(g, feeds, none).at("y");
@@ -53,7 +53,6 @@ double check_graph(const Graph& g, const StateMap& feeds, double floor, size_t k
     options.vector_width = width;
     options.threads = threads;
     auto plan = compile_jit(g, options);
-    CHECK(plan->interpreted_nodes().empty());
     if (kernels) CHECK(plan->kernels().size() == kernels);
     StateMap state;
     const Tensor got = plan->run(feeds, state).at("y");
@@ -344,13 +343,13 @@ TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]"
 }
 
 // (cnn3 and rescnn: see the next test.)
-TEST_CASE("the dense zoo models' training steps are compiled without interpreted nodes", "[jit][ops][zoo][slow]") {
+// Compiling throws when a node is left without a kernel (plan_steps).
+TEST_CASE("the dense zoo models' training steps compile", "[jit][ops][zoo][slow]") {
   for (auto [name, side] :
        std::vector<std::pair<std::string, int64_t>>{{"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}}) {
     INFO(name);
     const Graph g = build_training_step(zoo::find(name).build, 2, OptimizerConfig{}, {1, side, side});
     auto plan = compile_jit(g);
-    CHECK(plan->interpreted_nodes().empty());
     std::cout << "jit " << name << " training step: " << g.size() << " nodes, " << plan->kernels().size()
               << " kernels\n";
   }
@@ -371,7 +370,6 @@ TEST_CASE("shallow, mlp512, cnn3 and rescnn training steps match the interpreter
     JitOptions two;
     two.threads = 2;
     auto plan = compile_jit(g), plan2 = compile_jit(g, two);
-    REQUIRE(plan->interpreted_nodes().empty());
     bool batchnorm_with_relu = false;  // the backward pass reads the ReLU's output, not its input
     for (const KernelInfo& k : plan->kernels()) {
       bool bn = false, relu = false;

@@ -15,16 +15,19 @@ namespace {
 const std::vector<int> kLabels = {0, 0, 0, 1, 1, 1, 1, 2, 2, 3};
 const std::vector<int> kPredictions = {0, 0, 1, 1, 1, 2, 1, 2, 0, 0};
 
+/// Ten classes named "0".."9".
+const std::vector<std::string> kTen = numbered_class_names(10);
+
 }  // namespace
 
 TEST_CASE("classify_report matches a hand-worked example", "[metrics]") {
-  const ClassificationReport r = classify_report(kLabels, kPredictions, 0.25);
+  const ClassificationReport r = classify_report(kLabels, kPredictions, 0.25, kTen);
   CHECK(r.count == 10);
   CHECK(r.loss == 0.25);
   CHECK(r.accuracy == Approx(0.6));
 
   // Column sums (predictions per class) are 4, 4, 2, 0; row sums (support) 3, 4, 2, 1.
-  CHECK(r.support == std::array<size_t, kNumClasses>{3, 4, 2, 1, 0, 0, 0, 0, 0, 0});
+  CHECK(r.support == std::vector<size_t>{3, 4, 2, 1, 0, 0, 0, 0, 0, 0});
   CHECK(r.class_precision[0] == Approx(0.5));
   CHECK(r.class_precision[1] == Approx(0.75));
   CHECK(r.class_precision[2] == Approx(0.5));
@@ -47,13 +50,13 @@ TEST_CASE("classify_report matches a hand-worked example", "[metrics]") {
 }
 
 TEST_CASE("the confusion matrix counts [true][predicted]", "[metrics]") {
-  const ClassificationReport r = classify_report(kLabels, kPredictions, 0);
-  using Row = std::array<size_t, kNumClasses>;
+  const ClassificationReport r = classify_report(kLabels, kPredictions, 0, kTen);
+  using Row = std::vector<size_t>;
   CHECK(r.confusion[0] == Row{2, 1, 0, 0, 0, 0, 0, 0, 0, 0});
   CHECK(r.confusion[1] == Row{0, 3, 1, 0, 0, 0, 0, 0, 0, 0});
   CHECK(r.confusion[2] == Row{1, 0, 1, 0, 0, 0, 0, 0, 0, 0});
   CHECK(r.confusion[3] == Row{1, 0, 0, 0, 0, 0, 0, 0, 0, 0});
-  CHECK(r.confusion[9] == Row{});
+  CHECK(r.confusion[9] == Row(10, 0));
 }
 
 TEST_CASE("weighted recall equals accuracy on any data", "[metrics]") {
@@ -62,28 +65,28 @@ TEST_CASE("weighted recall equals accuracy on any data", "[metrics]") {
     labels.push_back((i * 7) % 10);
     predictions.push_back(i % 3 == 0 ? labels.back() : (i * i) % 10);
   }
-  const ClassificationReport r = classify_report(labels, predictions, 0);
+  const ClassificationReport r = classify_report(labels, predictions, 0, kTen);
   CHECK(r.accuracy > 0.3);
   CHECK(r.recall == Approx(r.accuracy).epsilon(1e-12));
   CHECK(r.precision != Approx(r.accuracy));
 }
 
 TEST_CASE("perfect and empty predictions", "[metrics]") {
-  const ClassificationReport perfect = classify_report({0, 1, 9, 9}, {0, 1, 9, 9}, 0);
+  const ClassificationReport perfect = classify_report({0, 1, 9, 9}, {0, 1, 9, 9}, 0, kTen);
   CHECK(perfect.accuracy == 1.0);
   CHECK(perfect.precision == 1.0);
   CHECK(perfect.f1 == 1.0);
-  const ClassificationReport empty = classify_report({}, {}, 0);
+  const ClassificationReport empty = classify_report({}, {}, 0, kTen);
   CHECK(empty.count == 0);
   CHECK(empty.accuracy == 0.0);
   CHECK(empty.f1 == 0.0);
 }
 
 TEST_CASE("classify_report rejects mismatched or out-of-range ids", "[metrics]") {
-  CHECK_THROWS_AS(classify_report({0, 1}, {0}, 0), Error);
-  CHECK_THROWS_WITH(classify_report({0, 1}, {0}, 0), Contains("1 predictions") && Contains("2 labels"));
-  CHECK_THROWS_WITH(classify_report({0, 10}, {0, 1}, 0), Contains("label 10"));
-  CHECK_THROWS_WITH(classify_report({0, 1}, {-1, 1}, 0), Contains("prediction -1"));
+  CHECK_THROWS_AS(classify_report({0, 1}, {0}, 0, kTen), Error);
+  CHECK_THROWS_WITH(classify_report({0, 1}, {0}, 0, kTen), Contains("1 predictions") && Contains("2 labels"));
+  CHECK_THROWS_WITH(classify_report({0, 10}, {0, 1}, 0, kTen), Contains("label 10"));
+  CHECK_THROWS_WITH(classify_report({0, 1}, {-1, 1}, 0, kTen), Contains("prediction -1"));
 }
 
 TEST_CASE("argmax_rows picks the first of equal maxima", "[metrics]") {
@@ -94,7 +97,7 @@ TEST_CASE("argmax_rows picks the first of equal maxima", "[metrics]") {
 }
 
 TEST_CASE("to_json carries the metrics, per-class arrays and confusion matrix", "[metrics]") {
-  const nlohmann::json j = to_json(classify_report(kLabels, kPredictions, 0.5));
+  const nlohmann::json j = to_json(classify_report(kLabels, kPredictions, 0.5, kTen));
   CHECK(j.at("count") == 10);
   CHECK(j.at("loss") == 0.5);
   CHECK(j.at("accuracy").get<double>() == Approx(0.6));
@@ -107,5 +110,23 @@ TEST_CASE("to_json carries the metrics, per-class arrays and confusion matrix", 
   CHECK(j.at("support")[1] == 4);
   CHECK(j.at("confusion")[1][2] == 1);
   CHECK(j.at("confusion")[0][0] == 2);
-  CHECK(j.at("class_names")[9] == "Ankle boot");
+  CHECK(j.at("class_names")[9] == "9");
+}
+
+TEST_CASE("reports cover as many classes as they are given names", "[metrics]") {
+  const std::vector<std::string> four = {"up-left", "up-right", "down-left", "down-right"};
+  const ClassificationReport r = classify_report(kLabels, kPredictions, 0, four);
+  CHECK(r.classes() == 4);
+  CHECK(r.support == std::vector<size_t>{3, 4, 2, 1});
+  CHECK(r.confusion == std::vector<std::vector<size_t>>{{2, 1, 0, 0}, {0, 3, 1, 0}, {1, 0, 1, 0}, {1, 0, 0, 0}});
+  CHECK(r.accuracy == Approx(0.6));
+  CHECK(r.precision == Approx(0.55));  // the same weighted values as over ten classes
+  const nlohmann::json j = to_json(r);
+  CHECK(j.at("class_names") == nlohmann::json(four));
+  CHECK(j.at("class_f1").size() == 4);
+  // Three classes cannot hold label 3.
+  CHECK_THROWS_WITH(classify_report(kLabels, kPredictions, 0, numbered_class_names(3)),
+                    Contains("label 3 at index 9") && Contains("0..2"));
+  const ClassificationReport two = classify_report({1, 0, 1}, {1, 1, 1}, 0, numbered_class_names(2));
+  CHECK(two.confusion == std::vector<std::vector<size_t>>{{0, 1}, {0, 2}});
 }

@@ -15,27 +15,11 @@
 
 #include "runtime/data.h"
 #include "support.h"
+#include "tools/cli_support.h"
 
-namespace {
-
-struct Outcome {
-  int status;
-  std::string output;
-};
-
-/// Runs the built `dagger` with `args`, capturing stdout and stderr together.
-Outcome run_dagger(const std::string& args) {
-  std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string output;
-  std::array<char, 4096> buffer{};
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
-
-}  // namespace
+using dagger::testing::last_json_line;
+using dagger::testing::Outcome;
+using dagger::testing::run_dagger;
 
 TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
   // (arguments, every text the message must hold)
@@ -122,13 +106,6 @@ TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]
 }
 
 namespace {
-
-/// The JSON object on the last line of `output` (progress lines come before it).
-nlohmann::json last_json_line(const std::string& output) {
-  const size_t end = output.find_last_not_of('\n');
-  const size_t start = output.rfind('\n', end);
-  return nlohmann::json::parse(output.substr(start == std::string::npos ? 0 : start + 1));
-}
 
 void write_json(const std::string& path, const nlohmann::json& j) { std::ofstream(path) << j.dump(2); }
 
