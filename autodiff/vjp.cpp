@@ -267,8 +267,7 @@ void softmax_xent_rule(Ctx& c) {
   c.no_grad(1, "labels");
 }
 
-/// The rule table: nullptr for ops gradients cannot flow through (sources, the backward ops
-/// themselves, running statistics, inference batchnorm, assign).
+/// The rule table: nullptr for the ops gradients cannot flow through, listed at its end.
 Rule rule_for(Op op) {
   switch (op) {
     case Op::neg: return neg_rule;
@@ -299,8 +298,28 @@ Rule rule_for(Op op) {
     case Op::batchnorm_train: return batchnorm_train_rule;
     case Op::softmax: return softmax_rule;
     case Op::softmax_xent: return softmax_xent_rule;
-    default: return nullptr;
+    // Not differentiable: sources (gradients stop there), the derivative and backward ops
+    // themselves, running statistics, inference batchnorm, the loss head's gradient, assign.
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::conv2d_backward_data:
+    case Op::conv2d_backward_filter:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax_xent_grad:
+    case Op::assign: return nullptr;
   }
+  throw Error(fmt::format("no gradient rule for op value {}: it is outside the op table", static_cast<int>(op)));
 }
 
 }  // namespace

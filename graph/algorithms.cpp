@@ -1,14 +1,10 @@
-// Graph algorithms over Boost.Graph. The BGL adjacency list is built on demand from the
+// Reachability over Boost.Graph. The BGL adjacency list is built on demand from the
 // node vector (edge operand -> user) and never escapes this file.
 #include "graph/algorithms.h"
 
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/breadth_first_search.hpp>
 #include <boost/graph/reverse_graph.hpp>
-#include <boost/graph/topological_sort.hpp>
-
-#include <algorithm>
-#include <iterator>
 
 namespace dagger {
 
@@ -39,13 +35,6 @@ std::vector<bool> mark_reachable(const BglGraph& bg, size_t vertex_count, const 
 
 }  // namespace
 
-std::vector<NodeId> topological_order(const Graph& g) {
-  DataflowGraph bg = to_bgl(g);
-  std::vector<size_t> reversed;
-  boost::topological_sort(bg, std::back_inserter(reversed));
-  return {reversed.rbegin(), reversed.rend()};
-}
-
 std::vector<bool> reachable_from(const Graph& g, const std::vector<NodeId>& from) {
   return mark_reachable(to_bgl(g), g.size(), from);
 }
@@ -53,31 +42,6 @@ std::vector<bool> reachable_from(const Graph& g, const std::vector<NodeId>& from
 std::vector<bool> reaches(const Graph& g, const std::vector<NodeId>& to) {
   DataflowGraph bg = to_bgl(g);
   return mark_reachable(boost::make_reverse_graph(bg), g.size(), to);
-}
-
-std::vector<NodeId> roots(const Graph& g) {
-  std::vector<NodeId> r;
-  for (const auto& [name, id] : g.outputs()) r.push_back(id);
-  for (NodeId a : g.nodes_of(Op::assign)) r.push_back(a);
-  return r;
-}
-
-Graph eliminate_dead(const Graph& g, std::vector<NodeId>* old_to_new) {
-  std::vector<bool> live = reaches(g, roots(g));
-  std::vector<NodeId> remap(g.size(), -1);
-  Graph out;
-  for (NodeId id : topological_order(g)) {
-    if (!live[static_cast<size_t>(id)]) continue;
-    const Node& n = g.node(id);
-    std::vector<NodeId> operands;
-    for (NodeId o : n.operands) operands.push_back(remap[static_cast<size_t>(o)]);
-    out.set_scope(n.scope);
-    remap[static_cast<size_t>(id)] = out.add(n.op, std::move(operands), n.attrs, n.where);
-  }
-  out.set_scope("");
-  for (const auto& [name, id] : g.outputs()) out.set_output(name, remap[static_cast<size_t>(id)]);
-  if (old_to_new) *old_to_new = std::move(remap);
-  return out;
 }
 
 }  // namespace dagger

@@ -1,6 +1,8 @@
 // The cost model: FLOPs and compulsory bytes of nodes and of fused kernels.
 #include "graph/cost.h"
 
+#include <fmt/format.h>
+
 #include <set>
 
 namespace dagger {
@@ -66,17 +68,42 @@ double node_flops(const Graph& g, NodeId id) {
       return 5 * in;
     case Op::softmax_xent_grad:
       return 5 * out;
-    default:
-      break;
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu:
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::dropout:
+      return out;  // one operation per output element
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+      return in;  // one operation per input element
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::assign:
+      return 0;  // sources, layout, sinks compute nothing
   }
-  switch (op_info(n.op).category) {
-    case OpCategory::Elementwise:
-      return out;
-    case OpCategory::Reduction:
-      return in;
-    default:
-      return 0;  // sources, layout, sinks
-  }
+  throw Error(fmt::format("no cost rule for op value {}: it is outside the op table", static_cast<int>(n.op)));
 }
 
 Cost node_cost(const Graph& g, NodeId id) {

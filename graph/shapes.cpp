@@ -117,6 +117,14 @@ Shape class_head(const Shape& logits, const Shape& labels) {
   return {};
 }
 
+/// Dropout's operands are x and a scalar key; its rate must leave something to keep.
+Shape dropout_rule(const std::vector<Shape>& in, const Attrs& at) {
+  require(in[1].empty(), fmt::format("dropout key must be a scalar, got {}", to_string(in[1])));
+  double p = at.f("p");
+  require(p >= 0 && p < 1, fmt::format("dropout rate {} is outside [0, 1)", p));
+  return in[0];
+}
+
 }  // namespace
 
 Shape broadcast_shapes(const Shape& a, const Shape& b) {
@@ -133,27 +141,34 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
 }
 
 Shape infer_shape(Op op, const std::vector<Shape>& in, const Attrs& at) {
-  switch (op_info(op).category) {
-    case OpCategory::Source:
-      return at.ints("shape");
-    case OpCategory::Elementwise:
-      if (op_info(op).arity == 1) return in[0];
-      if (op == Op::add || op == Op::sub || op == Op::mul || op == Op::div || op == Op::pow)
-        return broadcast_shapes(in[0], in[1]);
-      if (op == Op::dropout) {
-        require(in[1].empty(), fmt::format("dropout key must be a scalar, got {}", to_string(in[1])));
-        double p = at.f("p");
-        require(p >= 0 && p < 1, fmt::format("dropout rate {} is outside [0, 1)", p));
-        return in[0];
-      }
+  switch (op) {
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant: return at.ints("shape");
+    case Op::neg:
+    case Op::exp:
+    case Op::log:
+    case Op::sqrt:
+    case Op::relu:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu: return in[0];
+    case Op::add:
+    case Op::sub:
+    case Op::mul:
+    case Op::div:
+    case Op::pow: return broadcast_shapes(in[0], in[1]);
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
       require_same(in[0], in[1], "an activation's input and its gradient");
       return in[0];
-    case OpCategory::Sink:
-      return in[0];
-    default:
-      break;
-  }
-  switch (op) {
+    case Op::dropout: return dropout_rule(in, at);
+    case Op::assign: return in[0];
     case Op::reshape: return reshape_rule(in[0], at.ints("shape"));
     case Op::transpose: return transpose_rule(in[0], at.ints("perm"));
     case Op::broadcast: {
@@ -207,8 +222,8 @@ Shape infer_shape(Op op, const std::vector<Shape>& in, const Attrs& at) {
       class_head(in[0], in[1]);
       require(in[2].empty(), fmt::format("softmax_xent_grad's upstream gradient must be a scalar, got {}", to_string(in[2])));
       return in[0];
-    default: fail(fmt::format("no shape rule for {}", op_info(op).name));
   }
+  fail(fmt::format("no shape rule for op value {}: it is outside the op table", static_cast<int>(op)));
 }
 
 void verify(const Graph& g) {

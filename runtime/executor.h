@@ -26,8 +26,8 @@ class Executable {
 };
 
 /// How an executable runs. The reference interpreter ignores threads; the JIT splits each
-/// kernel's outer loop statically over `threads` workers, so results depend on the seed and
-/// the thread count only.
+/// kernel's parallel items statically over `threads` workers, and every output element is
+/// computed by one item in a fixed order, so results do not depend on the thread count.
 struct ExecutorOptions {
   int threads = 1;
 };

@@ -214,19 +214,6 @@ struct CaseSpec {
 
 std::string op_name(Op op) { return std::string(op_info(op).name); }
 
-/// Values that keep `op` differentiable and inside its domain.
-Values unary_values(Op op) {
-  switch (op) {
-    case Op::log:
-    case Op::sqrt: return Values::positive;
-    case Op::relu:
-    case Op::elu:
-    case Op::selu:
-    case Op::leaky_relu: return Values::away_from_zero;
-    default: return Values::signed_;
-  }
-}
-
 /// Alphas away from the defaults, so a rule that ignores the attribute fails.
 Attrs unary_attrs(Op op) {
   if (op == Op::elu) return {{"alpha", 0.7}};
@@ -249,8 +236,9 @@ Shape nchw(const Shape& s) {
   return {s[0], 2, d, d};
 }
 
-std::vector<CaseSpec> unary_cases(Op op, const Shape& s) {
-  return {{op_name(op), [=](Case& c) { c.observe(c.op(op, {c.trainable("x", s, unary_values(op))}, unary_attrs(op))); }}};
+/// `values` keeps the op differentiable and inside its domain.
+std::vector<CaseSpec> unary_cases(Op op, const Shape& s, Values values) {
+  return {{op_name(op), [=](Case& c) { c.observe(c.op(op, {c.trainable("x", s, values)}, unary_attrs(op))); }}};
 }
 
 /// Same shapes, then b broadcast by rank (s without its lead axis), then a broadcast by a
@@ -394,6 +382,17 @@ std::vector<CaseSpec> dropout_cases(const Shape& s) {
 
 std::vector<CaseSpec> cases_for(Op op, const Shape& s) {
   switch (op) {
+    case Op::neg:
+    case Op::exp:
+    case Op::tanh:
+    case Op::sigmoid:
+    case Op::softmax: return unary_cases(op, s, Values::signed_);
+    case Op::log:
+    case Op::sqrt: return unary_cases(op, s, Values::positive);
+    case Op::relu:
+    case Op::elu:
+    case Op::selu:
+    case Op::leaky_relu: return unary_cases(op, s, Values::away_from_zero);
     case Op::add:
     case Op::sub:
     case Op::mul:
@@ -411,8 +410,27 @@ std::vector<CaseSpec> cases_for(Op op, const Shape& s) {
     case Op::maxpool2d: return pool_cases(s);
     case Op::batchnorm_train: return batchnorm_cases(s);
     case Op::softmax_xent: return xent_cases(s);
-    default: return unary_cases(op, s);  // elementwise unary and softmax
+    // Ops without a VJP rule (see autodiff/vjp.cpp): nothing to check.
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::relu_grad:
+    case Op::elu_grad:
+    case Op::selu_grad:
+    case Op::leaky_relu_grad:
+    case Op::conv2d_backward_data:
+    case Op::conv2d_backward_filter:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax_xent_grad:
+    case Op::assign: break;
   }
+  throw Error(fmt::format("gradcheck: no cases for {}", op_info(op).name));
 }
 
 }  // namespace

@@ -146,25 +146,6 @@ T alpha_of(const Node& n) {
   return has_alpha ? static_cast<T>(n.attrs.f("alpha")) : T(0);
 }
 
-template <class T>
-Array<T> unary(const Node& n, const Array<T>& x) {
-  const T alpha = alpha_of<T>(n);
-  const T scale = static_cast<T>(kSeluScale), selu_alpha = static_cast<T>(kSeluAlpha);
-  switch (n.op) {
-    case Op::neg: return map(x, [](T v) { return -v; });
-    case Op::exp: return map(x, [](T v) { return std::exp(v); });
-    case Op::log: return map(x, [](T v) { return std::log(v); });
-    case Op::sqrt: return map(x, [](T v) { return std::sqrt(v); });
-    case Op::relu: return map(x, [](T v) { return v > 0 ? v : T(0); });
-    case Op::tanh: return map(x, [](T v) { return std::tanh(v); });
-    case Op::sigmoid: return map(x, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
-    case Op::elu: return map(x, [=](T v) { return v > 0 ? v : alpha * std::expm1(v); });
-    case Op::selu: return map(x, [=](T v) { return scale * (v > 0 ? v : selu_alpha * std::expm1(v)); });
-    case Op::leaky_relu: return map(x, [=](T v) { return v > 0 ? v : alpha * v; });
-    default: throw Error(fmt::format("{} is not a unary elementwise op", op_info(n.op).name));
-  }
-}
-
 /// The dropout key is a float-typed scalar holding an integer below 2^24 (exact in a float).
 template <class T>
 uint32_t dropout_key(const Array<T>& key) {
@@ -186,27 +167,6 @@ Array<T> dropout(const Node& n, const Array<T>& x, const Array<T>& key_tensor) {
   for (int64_t i = 0; i < size_of(x); ++i)
     b[i] = dropout_keeps(key, salt, static_cast<uint32_t>(i), p) ? a[i] / keep : T(0);
   return y;
-}
-
-template <class T>
-Array<T> binary(const Node& n, const Array<T>& a, const Array<T>& b) {
-  // Activation gradients take (x, dy).
-  const T alpha = alpha_of<T>(n);
-  const T scale = static_cast<T>(kSeluScale), selu_alpha = static_cast<T>(kSeluAlpha);
-  switch (n.op) {
-    case Op::add: return zip(a, b, [](T u, T v) { return u + v; });
-    case Op::sub: return zip(a, b, [](T u, T v) { return u - v; });
-    case Op::mul: return zip(a, b, [](T u, T v) { return u * v; });
-    case Op::div: return zip(a, b, [](T u, T v) { return u / v; });
-    case Op::pow: return zip(a, b, [](T u, T v) { return std::pow(u, v); });
-    case Op::relu_grad: return zip(a, b, [](T x, T dy) { return x > 0 ? dy : T(0); });
-    case Op::elu_grad: return zip(a, b, [=](T x, T dy) { return dy * (x > 0 ? T(1) : alpha * std::exp(x)); });
-    case Op::selu_grad:
-      return zip(a, b, [=](T x, T dy) { return dy * scale * (x > 0 ? T(1) : selu_alpha * std::exp(x)); });
-    case Op::leaky_relu_grad: return zip(a, b, [=](T x, T dy) { return dy * (x > 0 ? T(1) : alpha); });
-    case Op::dropout: return dropout(n, a, b);
-    default: throw Error(fmt::format("{} is not a binary elementwise op", op_info(n.op).name));
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -645,22 +605,39 @@ const Array<T>& lookup(const TensorMap<T>& map, const Node& n, std::string_view 
   return it->second;
 }
 
+/// The interpreter rule of every op: one case per op, in table order.
 template <class T>
-Array<T> source(const Node& n, const TensorMap<T>& feeds, const TensorMap<T>& state) {
+Array<T> evaluate(const Node& n, const Operands<T>& in, const TensorMap<T>& feeds, const TensorMap<T>& state) {
+  auto x = [&](size_t k) -> const Array<T>& { return *in[k]; };
+  const T alpha = alpha_of<T>(n);
+  const T scale = static_cast<T>(kSeluScale), selu_alpha = static_cast<T>(kSeluAlpha);
   switch (n.op) {
     case Op::input: return lookup(feeds, n, "feed");
     case Op::parameter: return lookup(state, n, "parameter");
     case Op::state: return lookup(state, n, "state");
     case Op::constant: return filled(n.shape, static_cast<T>(n.attrs.f("value")));
-    default: throw Error(fmt::format("{} is not a source", op_info(n.op).name));
-  }
-}
-
-/// Ops with structure beyond one element at a time.
-template <class T>
-Array<T> structured(const Node& n, const Operands<T>& in) {
-  auto x = [&](size_t k) -> const Array<T>& { return *in[k]; };
-  switch (n.op) {
+    case Op::neg: return map(x(0), [](T v) { return -v; });
+    case Op::exp: return map(x(0), [](T v) { return std::exp(v); });
+    case Op::log: return map(x(0), [](T v) { return std::log(v); });
+    case Op::sqrt: return map(x(0), [](T v) { return std::sqrt(v); });
+    case Op::relu: return map(x(0), [](T v) { return v > 0 ? v : T(0); });
+    case Op::tanh: return map(x(0), [](T v) { return std::tanh(v); });
+    case Op::sigmoid: return map(x(0), [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case Op::elu: return map(x(0), [=](T v) { return v > 0 ? v : alpha * std::expm1(v); });
+    case Op::selu: return map(x(0), [=](T v) { return scale * (v > 0 ? v : selu_alpha * std::expm1(v)); });
+    case Op::leaky_relu: return map(x(0), [=](T v) { return v > 0 ? v : alpha * v; });
+    case Op::add: return zip(x(0), x(1), [](T u, T v) { return u + v; });
+    case Op::sub: return zip(x(0), x(1), [](T u, T v) { return u - v; });
+    case Op::mul: return zip(x(0), x(1), [](T u, T v) { return u * v; });
+    case Op::div: return zip(x(0), x(1), [](T u, T v) { return u / v; });
+    case Op::pow: return zip(x(0), x(1), [](T u, T v) { return std::pow(u, v); });
+    // Activation gradients take (x, dy).
+    case Op::relu_grad: return zip(x(0), x(1), [](T v, T dy) { return v > 0 ? dy : T(0); });
+    case Op::elu_grad: return zip(x(0), x(1), [=](T v, T dy) { return dy * (v > 0 ? T(1) : alpha * std::exp(v)); });
+    case Op::selu_grad:
+      return zip(x(0), x(1), [=](T v, T dy) { return dy * scale * (v > 0 ? T(1) : selu_alpha * std::exp(v)); });
+    case Op::leaky_relu_grad: return zip(x(0), x(1), [=](T v, T dy) { return dy * (v > 0 ? T(1) : alpha); });
+    case Op::dropout: return dropout(n, x(0), x(1));
     case Op::reshape: return with_shape(x(0), n.shape);
     case Op::transpose: return transpose(x(0), n.attrs.ints("perm"));
     case Op::broadcast: return broadcast_to(x(0), n.shape);
@@ -682,18 +659,10 @@ Array<T> structured(const Node& n, const Operands<T>& in) {
     case Op::softmax: return softmax(x(0));
     case Op::softmax_xent: return softmax_xent(x(0), x(1), n.attrs.f_or("smoothing", 0));
     case Op::softmax_xent_grad: return softmax_xent_grad(x(0), x(1), x(2), n.attrs.f_or("smoothing", 0));
-    default: throw Error(fmt::format("the interpreter has no rule for {}", op_info(n.op).name));
+    case Op::assign: return x(0);  // an assign holds the value it will write
   }
-}
-
-template <class T>
-Array<T> evaluate(const Node& n, const Operands<T>& in, const TensorMap<T>& feeds, const TensorMap<T>& state) {
-  switch (op_info(n.op).category) {
-    case OpCategory::Source: return source(n, feeds, state);
-    case OpCategory::Elementwise: return in.size() == 1 ? unary(n, *in[0]) : binary(n, *in[0], *in[1]);
-    case OpCategory::Sink: return *in[0];  // an assign holds the value it will write
-    default: return structured(n, in);
-  }
+  throw Error(fmt::format("the interpreter has no rule for op value {}: it is outside the op table",
+                          static_cast<int>(n.op)));
 }
 
 /// Evaluates one node, prefixing any error with the node and the model line that declared it,

@@ -29,6 +29,16 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
+/// Fails the test unless Fashion-MNIST is in `dir` (default_data_dir(): the Debian package's
+/// folder, or $DAGGER_DATA): the tests that read the real data set require it, and a missing
+/// data set fails them with this message rather than passing them unrun.
+inline void require_fashion_mnist(const std::filesystem::path& dir) {
+  if (std::filesystem::exists(dir / "train-images-idx3-ubyte.gz")) return;
+  FAIL("Fashion-MNIST is required but not in " << dir.string()
+                                               << ": install the Debian package dataset-fashion-mnist "
+                                                  "(scripts/install-deps.sh) or point DAGGER_DATA at a copy");
+}
+
 /// The message of the dagger::Error that `f` throws; fails the test when it throws none.
 template <class F>
 std::string error_of(F&& f) {

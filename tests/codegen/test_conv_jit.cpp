@@ -8,11 +8,14 @@
 
 #include "codegen/fusion.h"
 #include "codegen/jit_support.h"
+#include "op_coverage.h"
 
 using namespace dagger;
 using namespace dagger::testing;
 
 namespace {
+
+const std::vector<Op> kConvOps = jit_tests({Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter});
 
 struct ConvCase {
   int64_t n, c, h, w, k, r, s, stride, pad;
@@ -42,18 +45,15 @@ double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, si
   const Attrs geometry{{"stride", v.stride}, {"pad", v.pad}};
   Shape a_shape, b_shape;
   Attrs attrs = geometry;
-  switch (op) {
-    case Op::conv2d:
-      a_shape = x, b_shape = f;
-      break;
-    case Op::conv2d_backward_data:
-      a_shape = y, b_shape = f;
-      attrs.set("shape", x);
-      break;
-    default:
-      a_shape = x, b_shape = y;
-      attrs.set("shape", f);
-      break;
+  if (op == Op::conv2d) {
+    a_shape = x, b_shape = f;
+  } else if (op == Op::conv2d_backward_data) {
+    a_shape = y, b_shape = f;
+    attrs.set("shape", x);
+  } else {
+    REQUIRE(op == Op::conv2d_backward_filter);
+    a_shape = x, b_shape = y;
+    attrs.set("shape", f);
   }
   auto build = [&](bool with_epilogue) {
     Graph g;
@@ -88,7 +88,7 @@ double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, si
 TEST_CASE("conv2d and both of its gradients match the interpreter", "[jit][conv]") {
   double worst = 0;
   for (const ConvCase& v : kCases)
-    for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+    for (Op op : kConvOps) {
       INFO(op_info(op).name << " N " << v.n << " C " << v.c << " H " << v.h << " W " << v.w << " K " << v.k << " R "
                             << v.r << " S " << v.s << " stride " << v.stride << " pad " << v.pad);
       const bool epilogue = op != Op::conv2d_backward_filter;
@@ -103,7 +103,7 @@ TEST_CASE("conv2d and both of its gradients match the interpreter", "[jit][conv]
 
 TEST_CASE("convolution kernels split over threads give the same bits", "[jit][conv]") {
   const ConvCase v{7, 3, 9, 11, 5, 3, 3, 1, 1};
-  for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+  for (Op op : kConvOps) {
     INFO(op_info(op).name);
     Graph g;
     const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s}, y{v.n, v.k, v.h, v.w};
@@ -125,7 +125,7 @@ TEST_CASE("convolution kernels split over threads give the same bits", "[jit][co
 TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
   for (int width : {4, 16})
     for (const ConvCase& v : {kCases[1], kCases[2], kCases[8]})
-      for (Op op : {Op::conv2d, Op::conv2d_backward_data, Op::conv2d_backward_filter}) {
+      for (Op op : kConvOps) {
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);
       }

@@ -1,6 +1,8 @@
 // The JIT against the reference interpreter: every elementwise op on shapes that do and do
 // not fill a vector, broadcasting, dropout masks bit for bit, matmul in all transpose
 // combinations with epilogues, fusion's kernel counts, dumps, errors and a training step.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <catch2/catch.hpp>
@@ -17,10 +19,11 @@
 #include "codegen/fusion.h"
 #include "codegen/jit.h"
 #include "codegen/jit_executable.h"
+#include "codegen/jit_support.h"
 #include "graph/dsl.h"
+#include "op_coverage.h"
 #include "runtime/init.h"
 #include "runtime/interpreter.h"
-#include "codegen/jit_support.h"
 #include "support.h"
 
 using namespace dagger;
@@ -28,69 +31,98 @@ using namespace dagger::testing;
 
 namespace {
 
-/// The attributes an elementwise op needs, with values that exercise them.
-Attrs attrs_for(Op op) {
-  switch (op) {
-    case Op::elu:
-    case Op::elu_grad:
-      return {{"alpha", 0.7}};
-    case Op::leaky_relu:
-    case Op::leaky_relu_grad:
-      return {{"alpha", 0.3}};
-    case Op::dropout:
-      return {{"p", 0.3}, {"salt", int64_t(5)}};
-    default:
-      return {};
-  }
-}
-
 /// Input ranges where each op is defined and interesting.
 struct Range {
   float lo, hi;
 };
 
-Range first_range(Op op) {
+/// How each elementwise op is tested: the attributes it needs (with values that exercise
+/// them), the input ranges of its operands, and whether the JIT computes it exactly as the
+/// interpreter does (same IEEE operations, or libm's pow) rather than within a tolerance.
+struct ElementwiseCase {
+  Attrs attrs = {};
+  Range first{-8.0f, 8.0f}, second{-8.0f, 8.0f};
+  bool exact = true;
+};
+
+ElementwiseCase elementwise_case(Op op) {
   switch (op) {
+    case Op::neg:
+      return {};
+    case Op::exp:
+      return {.first = {-30.0f, 30.0f}, .exact = false};
     case Op::log:
-      return {1e-3f, 50.0f};
+      return {.first = {1e-3f, 50.0f}, .exact = false};
     case Op::sqrt:
-      return {0.0f, 50.0f};
-    case Op::pow:
-      return {0.1f, 4.0f};
-    case Op::exp:
-      return {-30.0f, 30.0f};
-    default:
-      return {-8.0f, 8.0f};
-  }
-}
-
-Range second_range(Op op) {
-  switch (op) {
-    case Op::pow:
-      return {-3.0f, 3.0f};
-    case Op::div:
-      return {0.5f, 2.0f};
-    default:
-      return {-8.0f, 8.0f};
-  }
-}
-
-/// Ops the JIT computes exactly as the interpreter does (same IEEE operations, or libm's pow).
-bool is_exact(Op op) {
-  switch (op) {
-    case Op::exp:
-    case Op::log:
+      return {.first = {0.0f, 50.0f}};
+    case Op::relu:
+      return {};
     case Op::tanh:
+      return {.exact = false};
     case Op::sigmoid:
+      return {.exact = false};
     case Op::elu:
+      return {.attrs = {{"alpha", 0.7}}, .exact = false};
     case Op::selu:
+      return {.exact = false};
+    case Op::leaky_relu:
+      return {.attrs = {{"alpha", 0.3}}};
+    case Op::add:
+      return {};
+    case Op::sub:
+      return {};
+    case Op::mul:
+      return {};
+    case Op::div:
+      return {.second = {0.5f, 2.0f}};
+    case Op::pow:
+      return {.first = {0.1f, 4.0f}, .second = {-3.0f, 3.0f}};
+    case Op::relu_grad:
+      return {};
     case Op::elu_grad:
+      return {.attrs = {{"alpha", 0.7}}, .exact = false};
     case Op::selu_grad:
-      return false;
-    default:
-      return true;
+      return {.exact = false};
+    case Op::leaky_relu_grad:
+      return {.attrs = {{"alpha", 0.3}}};
+    case Op::dropout:
+      return {.attrs = {{"p", 0.3}, {"salt", int64_t(5)}}};
+    // Not elementwise: tested in test_ops_jit.cpp and test_conv_jit.cpp.
+    case Op::input:
+    case Op::parameter:
+    case Op::state:
+    case Op::constant:
+    case Op::reshape:
+    case Op::transpose:
+    case Op::broadcast:
+    case Op::reduce_sum:
+    case Op::reduce_mean:
+    case Op::reduce_max:
+    case Op::matmul:
+    case Op::conv2d:
+    case Op::conv2d_backward_data:
+    case Op::conv2d_backward_filter:
+    case Op::maxpool2d:
+    case Op::maxpool2d_backward:
+    case Op::batchnorm_train:
+    case Op::batchnorm_infer:
+    case Op::batchnorm_backward:
+    case Op::batchnorm_grad_gamma:
+    case Op::channel_mean:
+    case Op::channel_var:
+    case Op::softmax:
+    case Op::softmax_xent:
+    case Op::softmax_xent_grad:
+    case Op::assign:
+      break;
   }
+  throw Error(fmt::format("{} is not an elementwise op", op_info(op).name));
 }
+
+Attrs attrs_for(Op op) { return elementwise_case(op).attrs; }
+Range first_range(Op op) { return elementwise_case(op).first; }
+Range second_range(Op op) { return elementwise_case(op).second; }
+bool is_exact(Op op) { return elementwise_case(op).exact; }
 
 constexpr double kTranscendentalTolerance = 1e-6;
 
@@ -100,6 +132,12 @@ std::vector<Op> elementwise_ops() {
     if (op_info(op).category == OpCategory::Elementwise && op != Op::dropout) ops.push_back(op);
   return ops;
 }
+
+const std::vector<Op> kElementwiseOps = jit_tests(elementwise_ops());
+const std::vector<Op> kDropout = jit_tests({Op::dropout});
+const std::vector<Op> kMatmul = jit_tests({Op::matmul});
+// The training step test: sources, and assign writing the updated state.
+const std::vector<Op> kStepOps = jit_tests({Op::input, Op::parameter, Op::state, Op::constant, Op::assign});
 
 /// Checks one op on operands of the given shapes; returns its max relative error.
 double check_op(Op op, const Shape& a, const Shape& b, uint32_t seed, Range ra, Range rb, int width = 0) {
@@ -151,7 +189,7 @@ TEST_CASE("the host's CPU and vector width are reported", "[jit]") {
 }
 
 TEST_CASE("every elementwise op matches the interpreter on every shape", "[jit]") {
-  for (Op op : elementwise_ops()) {
+  for (Op op : kElementwiseOps) {
     double worst = 0;
     uint32_t seed = 1;
     auto record = [&](const Shape& a, const Shape& b, Range ra, Range rb) {
@@ -383,7 +421,7 @@ TEST_CASE("kernels for other vector widths (SSE's 4, AVX-512's 16) are correct t
   for (int width : {4, 16}) {
     INFO("vector width " << width);
     uint32_t seed = 100;
-    for (Op op : elementwise_ops()) {
+    for (Op op : kElementwiseOps) {
       INFO(op_info(op).name);
       const double tol = is_exact(op) ? 0 : kTranscendentalTolerance;
       const Range ra = first_range(op), rb = second_range(op);

@@ -9,6 +9,7 @@
 #include "codegen/fusion.h"
 #include "codegen/jit_support.h"
 #include "models/zoo.h"
+#include "op_coverage.h"
 #include "runtime/init.h"
 #include "support.h"
 
@@ -72,6 +73,13 @@ Tensor coarse(const Shape& shape, uint32_t seed) {
   for (float& v : t) v = std::floor(v);
   return t;
 }
+
+const std::vector<Op> kPoolOps = jit_tests({Op::maxpool2d, Op::maxpool2d_backward});
+const std::vector<Op> kNormOps = jit_tests({Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward,
+                                            Op::batchnorm_grad_gamma, Op::channel_mean, Op::channel_var});
+const std::vector<Op> kReductions = jit_tests({Op::reduce_sum, Op::reduce_mean, Op::reduce_max});
+const std::vector<Op> kHeadOps = jit_tests({Op::softmax, Op::softmax_xent, Op::softmax_xent_grad});
+const std::vector<Op> kLayoutOps = jit_tests({Op::transpose, Op::broadcast, Op::reshape});
 
 }  // namespace
 
@@ -145,25 +153,20 @@ NormGraph norm_graph(Op op, const Shape& shape, bool epilogue) {
   };
   const Attrs eps{{"eps", 1e-5}};
   NodeId y = -1;
-  switch (op) {
-    case Op::batchnorm_train:
-      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13)}, eps);
-      break;
-    case Op::batchnorm_infer:
-      y = g.add(op,
-                {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13), channel("mean", 0, 2, 14),
-                 channel("var", 0.5, 2, 15)},
-                eps);
-      break;
-    case Op::batchnorm_backward:
-      y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), full("dy", 16)}, eps);
-      break;
-    case Op::batchnorm_grad_gamma:
-      y = g.add(op, {x, full("dy", 16)}, eps);
-      break;
-    default:
-      y = g.add(op, {x});
-      break;
+  if (op == Op::batchnorm_train) {
+    y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13)}, eps);
+  } else if (op == Op::batchnorm_infer) {
+    y = g.add(op,
+              {x, channel("gamma", 0.5, 1.5, 12), channel("beta", -1, 1, 13), channel("mean", 0, 2, 14),
+               channel("var", 0.5, 2, 15)},
+              eps);
+  } else if (op == Op::batchnorm_backward) {
+    y = g.add(op, {x, channel("gamma", 0.5, 1.5, 12), full("dy", 16)}, eps);
+  } else if (op == Op::batchnorm_grad_gamma) {
+    y = g.add(op, {x, full("dy", 16)}, eps);
+  } else {
+    REQUIRE((op == Op::channel_mean || op == Op::channel_var));
+    y = g.add(op, {x});
   }
   if (epilogue) y = g.add(Op::relu, {g.add(Op::add, {y, full("skip", 17)})});
   g.set_output("y", y);
@@ -177,8 +180,7 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   // multiple of the vector width.
   const std::vector<Shape> shapes = {{1, 3, 5, 5}, {7, 13, 3, 3}, {2, 3, 7}, {7, 13},
                                      {5, 3},       {9, 32},       {64, 37},  {64, 32, 28, 28}};
-  for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward, Op::batchnorm_grad_gamma,
-                Op::channel_mean, Op::channel_var}) {
+  for (Op op : kNormOps) {
     double worst = 0;
     for (const Shape& shape : shapes) {
       if (numel(shape) > 100000 && op != Op::batchnorm_train && op != Op::batchnorm_backward) continue;
@@ -243,7 +245,7 @@ TEST_CASE("reductions match the interpreter over every kind of axis set", "[jit]
       {{4, 5, 6, 7}, {1, 3}}, {{4, 5, 6, 7}, {3}}, {{4, 5, 6, 7}, {0}}, {{1, 13}, {0}},
       {{64, 33}, {0}},        {{3, 1, 5}, {1}},    {{13}, {0}},         {{64, 100}, {-1}},
   };
-  for (Op op : {Op::reduce_sum, Op::reduce_mean, Op::reduce_max}) {
+  for (Op op : kReductions) {
     double worst = 0;
     for (size_t k = 0; k < cases.size(); ++k) {
       const Case& c = cases[k];
@@ -342,7 +344,7 @@ TEST_CASE("transpose, broadcast and reshape match the interpreter", "[jit][ops]"
 
 // (cnn3 and rescnn: see the next test.)
 // Compiling throws when a node is left without a kernel (plan_steps).
-TEST_CASE("the dense zoo models' training steps compile", "[jit][ops][zoo]") {
+TEST_CASE("the dense zoo models' training steps compile", "[jit][ops][zoo][slow]") {
   for (auto [name, side] :
        std::vector<std::pair<std::string, int64_t>>{{"shallow", 28}, {"mlp512", 28}, {"mlp2048", 28}}) {
     INFO(name);
@@ -354,7 +356,7 @@ TEST_CASE("the dense zoo models' training steps compile", "[jit][ops][zoo]") {
 }
 
 TEST_CASE("shallow, mlp512, cnn3 and rescnn training steps match the interpreter and do not depend on threads",
-          "[jit][ops][zoo]") {
+          "[jit][ops][zoo][slow]") {
   for (auto [name, side, batch] : std::vector<std::tuple<std::string, int64_t, int64_t>>{
            {"shallow", 28, 7}, {"mlp512", 28, 7}, {"cnn3", 12, 7}, {"rescnn", 8, 4}}) {
     INFO(name);

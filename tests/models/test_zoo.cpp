@@ -1,7 +1,6 @@
 // The model zoo: architectures as the study declares them, and the spec parser.
 #include <catch2/catch.hpp>
 
-#include "graph/algorithms.h"
 #include "models/zoo.h"
 
 using namespace dagger;

@@ -53,11 +53,11 @@ TEST_CASE("zoo gradients match finite differences: shallow, mlp512", "[zoo][grad
   check_model_gradients("mlp512", 28, 8);
 }
 
-TEST_CASE("zoo gradients match finite differences: cnn3", "[zoo][gradcheck]") {
+TEST_CASE("zoo gradients match finite differences: cnn3", "[zoo][gradcheck][slow]") {
   check_model_gradients("cnn3", 12, 6);  // 12 -> 6 -> 3 -> 1 through the three pools
 }
 
-TEST_CASE("zoo gradients match finite differences: rescnn", "[zoo][gradcheck]") {
+TEST_CASE("zoo gradients match finite differences: rescnn", "[zoo][gradcheck][slow]") {
   check_model_gradients("rescnn", 8, 4);  // 8 -> 4 -> 2 -> 1
 }
 
@@ -80,7 +80,7 @@ TEST_CASE("training is bitwise deterministic for a seed", "[zoo][trainer]") {
   CHECK_FALSE(bool(a.at("dense1.w") == c.at("dense1.w")));
 }
 
-TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer]") {
+TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer][slow]") {
   Dataset train = synthetic(50, 3), val = synthetic(20, 4);
   auto dir = std::filesystem::temp_directory_path() / "dagger_resume_test";
   std::filesystem::remove_all(dir);

@@ -361,7 +361,7 @@ TEST_CASE("runs are compared by the lowest validation loss they reached, whateve
   CHECK(r.lowest_val_loss() == INFINITY);  // a run that never had a number never wins
 }
 
-TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite]") {
+TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite][slow]") {
   TempDir out("suite");
   SuiteOptions o = tiny_options(out.path.string(), {"E03"});
   // Interrupt during the third run (lr 0.1), after its first epoch is on disk.
@@ -422,7 +422,7 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   }
 }
 
-TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite]") {
+TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite][slow]") {
   TempDir out("suite-report");
   const std::vector<Experiment> experiments = narrow_catalog();
   SuiteOptions o = tiny_options(out.path.string(), {});

@@ -29,12 +29,6 @@ inline Outcome run_dagger(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
 
-/// Whether the tests that train on real data can run (the Debian package, or $DAGGER_DATA).
-inline bool fashion_mnist_installed() {
-  return std::filesystem::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") ||
-         std::getenv("DAGGER_DATA") != nullptr;
-}
-
 /// The JSON object on the last line of `output` (progress lines come before it).
 inline nlohmann::json last_json_line(const std::string& output) {
   const size_t end = output.find_last_not_of('\n');

@@ -13,10 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/data.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
-using dagger::testing::fashion_mnist_installed;
 using dagger::testing::last_json_line;
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
@@ -55,7 +55,7 @@ TEST_CASE("dagger models lists the zoo with parameter counts", "[cli]") {
   CHECK_THAT(out.output, Catch::Contains("mlp512") && Catch::Contains("407050") && Catch::Contains("390858"));
 }
 
-TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli]") {
+TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli][slow]") {
   Outcome grad = run_dagger("ir rescnn --stage grad --batch 2");
   CHECK(grad.status == 0);
   CHECK_THAT(grad.output, Catch::Contains("conv2d_backward_data") && Catch::Contains("grad.accumulate") &&
@@ -84,11 +84,8 @@ TEST_CASE("dagger gradcheck passes on an op and reports each tensor", "[cli]") {
   CHECK_THAT(out.output, Catch::Contains("all gradients within tolerance"));
 }
 
-TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli][slow]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("dump");
   Outcome out = run_dagger("train shallow --epochs 1 --train-limit 100 --val-limit 50 --test-limit 50 --quiet --dump-dir " +
                        dir.path.string());
@@ -114,11 +111,8 @@ void write_json(const std::string& path, const nlohmann::json& j) { std::ofstrea
 
 }  // namespace
 
-TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli][slow]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("eval");
   const std::string slice = " --train-limit 300 --val-limit 100 --test-limit 200";
   // Two members that differ: another seed, another learning rate.
@@ -162,7 +156,7 @@ TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli]"
   CHECK_THAT(missing.output, Catch::Contains("checkpoint folder '" + dir.file("nope") + "' does not exist"));
 }
 
-TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench]") {
+TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench][slow]") {
   dagger::testing::TempDir dir("bench");
   const std::string baseline = dir.file("baseline.json");
   const std::string quick = "bench shallow --steps 2 --repeats 1 --warmup 1 ";

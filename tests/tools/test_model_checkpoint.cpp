@@ -10,13 +10,13 @@
 #include "autodiff/model_text.h"
 #include "models/zoo.h"
 #include "runtime/checkpoint.h"
+#include "runtime/data.h"
 #include "runtime/trainer.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
 using namespace dagger;
 using dagger::testing::error_of;
-using dagger::testing::fashion_mnist_installed;
 using dagger::testing::last_json_line;
 using dagger::testing::run_dagger;
 
@@ -51,10 +51,7 @@ TrainConfig config(const std::string& out) {
 }  // namespace
 
 TEST_CASE("dagger eval scores a checkpoint of a model that is not in the zoo", "[cli][model_text]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("custom-model");
   const Splits data = small_splits();
   Trainer trainer(my_cnn, config(dir.file("run")));
@@ -85,10 +82,7 @@ TEST_CASE("dagger eval scores a checkpoint of a model that is not in the zoo", "
 }
 
 TEST_CASE("resuming refuses a checkpoint of another model and names the difference", "[trainer][model_text]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("resume-model");
   const Splits data = small_splits();
   {
@@ -113,10 +107,7 @@ TEST_CASE("resuming refuses a checkpoint of another model and names the differen
 }
 
 TEST_CASE("a checkpoint without a model text is still evaluated through the zoo", "[cli][model_text]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("old-checkpoint");
   const auto train = run_dagger(
       "train shallow --epochs 1 --quiet --json --executor reference --train-limit 300 "
