@@ -253,6 +253,7 @@ ParsedModel parse_model(std::string_view text, const std::string& source) {
 
   ParsedModel parsed;
   parsed.input_shape = m->input_shape;
+  parsed.classes = train.shape(*train.output("logits"))[1];
   parsed.build = [m](Model& model, Value x) {
     if (x.shape().empty()) throw Error(fmt::format("{}: the model needs a batch axis", m->source));
     const Graph text = parse_section(*m, model.mode(), x.shape()[0]);

@@ -37,6 +37,7 @@ std::string print_model(const ModelFn& model, const Shape& input_shape = {1, 28,
 struct ParsedModel {
   ModelFn build;      ///< replays the text's nodes for the batch size and mode it is asked for
   Shape input_shape;  ///< one example's shape, without the batch axis
+  int64_t classes = 0;  ///< the width of the logits
 };
 
 /// Parses and checks a model text (every section is built once at a probe batch size). Throws

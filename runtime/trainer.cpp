@@ -148,6 +148,30 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
 }
 
 Trainer::~Trainer() = default;
+Trainer::Trainer(Trainer&&) noexcept = default;
+Trainer& Trainer::operator=(Trainer&&) noexcept = default;
+
+Trainer Trainer::load(const std::string& dir, TrainConfig config) {
+  Checkpoint checkpoint = load_checkpoint(dir);
+  const std::string text = checkpoint_model_text(checkpoint);
+  if (text.empty())
+    throw Error(fmt::format("checkpoint '{}' does not carry its model (it was written before checkpoints did): "
+                            "build its model in C++ and call load_state",
+                            dir));
+  const std::string file = (fs::path(dir) / kModelFile).string();
+  ParsedModel parsed = parse_model(text, file);
+  const nlohmann::json& meta = checkpoint.meta;
+  config.model_spec = meta.value("model", file);
+  config.input_shape = parsed.input_shape;
+  config.classes = parsed.classes;
+  config.class_names = meta.value("class_names", std::vector<std::string>{});
+  config.raw_pixels = meta.value("raw_pixels", false);
+  config.seed = meta.value("seed", config.seed);
+  config.optimizer.kind = optimizer_kind(meta.value("optimizer", optimizer_name(config.optimizer.kind)));
+  Trainer trainer(std::move(parsed.build), std::move(config));
+  trainer.adopt(std::move(checkpoint));
+  return trainer;
+}
 
 Executable& Trainer::train_plan(int64_t batch) {
   auto& slot = train_plans_[batch];
@@ -202,27 +226,44 @@ EpochStats Trainer::run_epoch(const Dataset& train, int epoch, double lr) {
   return s;
 }
 
-Evaluation Trainer::evaluate(const Dataset& data) {
-  const int64_t n = static_cast<int64_t>(data.size());
-  if (n == 0) throw Error("cannot evaluate on an empty data set");
-  std::vector<size_t> order(data.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  Evaluation ev;
-  Tensor logits_all, images, labels;
+std::pair<Tensor, Tensor> Trainer::infer(const Tensor& images) {
+  Shape expected = {static_cast<int64_t>(images.dimension() > 0 ? images.shape(0) : 0)};
+  expected.insert(expected.end(), config_.input_shape.begin(), config_.input_shape.end());
+  if (images.dimension() != expected.size() ||
+      !std::equal(expected.begin() + 1, expected.end(), images.shape().begin() + 1))
+    throw Error(fmt::format("the model takes images of shape {}, not {}", to_string(config_.input_shape),
+                            to_string(Shape(images.shape().begin() + (images.dimension() > 0), images.shape().end()))));
+  const int64_t n = expected[0];
+  if (n == 0) throw Error("there are no images to run the model on");
+  const size_t per_image = static_cast<size_t>(numel(config_.input_shape));
+  Tensor logits_all, probs_all, batch;
   for (int64_t begin = 0; begin < n; begin += config_.eval_batch) {
     const int64_t count = std::min(config_.eval_batch, n - begin);
-    gather_batch(data, order, static_cast<size_t>(begin), static_cast<size_t>(count), images, labels);
-    StateMap out = eval_plan(count).run({{"x", images}}, state_);
+    std::vector<size_t> shape(images.shape().begin(), images.shape().end());
+    shape[0] = static_cast<size_t>(count);
+    if (batch.shape() != shape) batch = Tensor::from_shape(shape);
+    std::copy_n(images.begin() + begin * per_image, count * per_image, batch.begin());
+    StateMap out = eval_plan(count).run({{"x", batch}}, state_);
     const Tensor& logits = out.at("logits");
     const Tensor& probs = out.at("probs");
-    const int64_t classes = static_cast<int64_t>(logits.shape()[1]);
+    const size_t classes = logits.shape()[1];
     if (begin == 0) {
-      logits_all = Tensor::from_shape({static_cast<size_t>(n), logits.shape()[1]});
-      ev.probs = Tensor::from_shape(logits_all.shape());
+      logits_all = Tensor::from_shape({static_cast<size_t>(n), classes});
+      probs_all = Tensor::from_shape(logits_all.shape());
     }
     std::copy(logits.begin(), logits.end(), logits_all.begin() + begin * classes);
-    std::copy(probs.begin(), probs.end(), ev.probs.begin() + begin * classes);
+    std::copy(probs.begin(), probs.end(), probs_all.begin() + begin * classes);
   }
+  return {std::move(logits_all), std::move(probs_all)};
+}
+
+Tensor Trainer::predict(const Tensor& images) { return infer(images).second; }
+
+Evaluation Trainer::evaluate(const Dataset& data) {
+  if (data.size() == 0) throw Error("cannot evaluate on an empty data set");
+  Evaluation ev;
+  Tensor logits_all;
+  std::tie(logits_all, ev.probs) = infer(data.images);
   ev.predictions = argmax_rows(logits_all);
   // The data's class names, numbered past them when the model scores more classes than it names.
   std::vector<std::string> names = data.class_labels();
@@ -238,6 +279,9 @@ nlohmann::json Trainer::checkpoint_meta(const nlohmann::json& extra) const {
   meta["seed"] = config_.seed;
   meta["step"] = step_;
   meta["input_shape"] = config_.input_shape;
+  meta["classes"] = config_.classes;
+  if (!config_.class_names.empty()) meta["class_names"] = config_.class_names;
+  if (config_.raw_pixels) meta["raw_pixels"] = true;
   meta["model_text"] = {{"file", kModelFile}, {"format", kModelTextFormat}, {"version", kModelTextVersion}};
   meta["training"] = training_options();
   return meta;

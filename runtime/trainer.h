@@ -33,13 +33,17 @@ struct TrainConfig {
   int patience = 0;          ///< 0: no early stopping
   bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss
   uint64_t seed = 42;
-  ExecutorKind executor = ExecutorKind::reference;
+  ExecutorKind executor = ExecutorKind::jit;  ///< the JIT (registered by codegen/); reference: the interpreter
   int threads = 1;           ///< the JIT's worker threads; results depend on seed and thread count only
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool progress = true;
   int64_t eval_batch = 500;
   Shape input_shape = {1, 28, 28};  ///< one image: channels, height, width
   int64_t classes = 10;             ///< the width of the model's logits
+  /// The classes' names, recorded in checkpoints so predictions can be named; empty = numbered.
+  std::vector<std::string> class_names;
+  /// The images were fed as 0..255 rather than 0..1; recorded so new images are fed alike.
+  bool raw_pixels = false;
   /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
   std::function<void(const EpochStats&)> on_epoch;
 };
@@ -83,11 +87,23 @@ class Trainer {
  public:
   Trainer(ModelFn model, TrainConfig config);
   ~Trainer();
+  Trainer(Trainer&&) noexcept;
+  Trainer& operator=(Trainer&&) noexcept;
+
+  /// A trainer rebuilt from a checkpoint alone: the model from the text the checkpoint carries
+  /// (any model, the zoo's or a user's), its input shape, classes, class names, optimizer and
+  /// seed from its metadata, and its tensors as the state. `config` supplies the rest (executor,
+  /// threads, eval_batch, ...). Throws Error naming the folder when it is not a checkpoint or
+  /// carries no model text (one written before checkpoints carried their model).
+  static Trainer load(const std::string& checkpoint_dir, TrainConfig config = {});
 
   /// Trains on `train`, validating on `val` after each epoch. Resumes from out_dir/last when present.
   TrainResult fit(const Dataset& train, const Dataset& val);
   /// Inference-mode metrics (batchnorm on running statistics, no dropout) over a whole data set.
   Evaluation evaluate(const Dataset& data);
+  /// Class probabilities [n, classes] of `images` [n, input_shape...] in inference mode, run in
+  /// batches of config().eval_batch. Throws Error when the images' shape is not the model's input.
+  Tensor predict(const Tensor& images);
 
   /// Makes fit() carry on after `history`: epochs that another run of this very model, data,
   /// optimizer, batch and seed trained (its patience and epoch cap may differ: they decide only
@@ -117,6 +133,8 @@ class Trainer {
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
   EpochStats run_epoch(const Dataset& train, int epoch, double lr);
+  /// Logits and probabilities of `images` [n, input_shape...] through the inference plan.
+  std::pair<Tensor, Tensor> infer(const Tensor& images);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
   void save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const;
   /// Takes a loaded checkpoint's tensors and step after checking names and shapes.

@@ -93,11 +93,13 @@ struct DataFlags {
 
 nlohmann::json report_json(const ClassificationReport& r) { return to_json(r); }
 
-/// Sizes the model for the data: its images' shape and its class count.
+/// Sizes the model for the data: its images' shape and its class count; and records the
+/// class names and pixel scale so a checkpoint's predictions can be named and fed alike.
 void take_shape_from(const Splits& data, TrainConfig& cfg) {
   const std::vector<size_t> example = data.train.example_shape();
   cfg.input_shape.assign(example.begin(), example.end());
   cfg.classes = static_cast<int64_t>(data.train.class_count());
+  cfg.class_names = data.train.class_names;
 }
 
 /// One row per (name, report); `first` heads the names' column.
@@ -120,6 +122,7 @@ ModelFn checkpoint_model(const Checkpoint& ck, TrainConfig& cfg) {
   const std::string file = (std::filesystem::path(ck.dir) / kModelFile).string();
   ParsedModel parsed = parse_model(text, file);
   cfg.input_shape = parsed.input_shape;
+  cfg.classes = parsed.classes;
   if (cfg.model_spec.empty()) cfg.model_spec = file;
   return parsed.build;
 }
@@ -171,6 +174,7 @@ Run add_train(CLI::App& app) {
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet;
     f->recipe.apply(cfg);
+    cfg.raw_pixels = f->data.raw;
     f->data.seed = cfg.seed;
     f->data.validate();
     Splits data = f->data.load();
