@@ -4,8 +4,8 @@
 
 #include <algorithm>
 
-#include "autodiff/grad.h"
-#include "graph/algorithms.h"
+#include "dagger/autodiff/grad.h"
+#include "dagger/graph/algorithms.h"
 
 namespace dagger {
 

@@ -4,7 +4,7 @@
 /// interpreter, lowering) handles without knowing it came from autodiff.
 #include <vector>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "autodiff/model_text.h"
+#include "dagger/autodiff/model_text.h"
 
 #include <fmt/format.h>
 
@@ -9,8 +9,8 @@
 #include <memory>
 #include <optional>
 
-#include "graph/parser.h"
-#include "graph/printer.h"
+#include "dagger/graph/parser.h"
+#include "dagger/graph/printer.h"
 
 namespace dagger {
 

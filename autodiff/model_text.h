@@ -21,7 +21,7 @@
 #include <string>
 #include <string_view>
 
-#include "autodiff/step.h"
+#include "dagger/autodiff/step.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "autodiff/optimizer.h"
+#include "dagger/autodiff/optimizer.h"
 
 #include <fmt/format.h>
 

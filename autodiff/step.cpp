@@ -1,8 +1,8 @@
-#include "autodiff/step.h"
+#include "dagger/autodiff/step.h"
 
 #include <fmt/format.h>
 
-#include "autodiff/grad.h"
+#include "dagger/autodiff/grad.h"
 
 namespace dagger {
 

@@ -3,8 +3,8 @@
 /// the loss for gradient checks) and the whole training step (forward, backward, update).
 #include <functional>
 
-#include "autodiff/optimizer.h"
-#include "graph/dsl.h"
+#include "dagger/autodiff/optimizer.h"
+#include "dagger/graph/dsl.h"
 
 namespace dagger {
 

@@ -5,7 +5,7 @@
 
 #include <set>
 
-#include "autodiff/grad.h"
+#include "dagger/autodiff/grad.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "codegen/emit_context.h"
+#include "dagger/codegen/emit_context.h"
 
 #include <llvm/IR/Constants.h>
 #include <llvm/IR/Function.h>

@@ -11,8 +11,8 @@
 /// a matmul; the filter gradient, a sum over the batch accumulated in its output, takes none.
 #include <string>
 
-#include "codegen/emit_gemm.h"
-#include "codegen/fusion.h"
+#include "dagger/codegen/emit_gemm.h"
+#include "dagger/codegen/fusion.h"
 
 namespace dagger {
 

@@ -1,12 +1,12 @@
-#include "codegen/emit_elementwise.h"
+#include "dagger/codegen/emit_elementwise.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cassert>
 
-#include "codegen/iteration.h"
-#include "codegen/vector_math.h"
+#include "dagger/codegen/iteration.h"
+#include "dagger/codegen/vector_math.h"
 
 namespace dagger {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "codegen/fusion.h"
-#include "codegen/loops.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/loops.h"
 
 namespace dagger {
 

@@ -1,11 +1,11 @@
-#include "codegen/emit_gemm.h"
+#include "dagger/codegen/emit_gemm.h"
 
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
 #include <cassert>
 
-#include "codegen/iteration.h"
+#include "dagger/codegen/iteration.h"
 
 namespace dagger {
 

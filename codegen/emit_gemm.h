@@ -18,7 +18,7 @@
 #include <functional>
 #include <vector>
 
-#include "codegen/loops.h"
+#include "dagger/codegen/loops.h"
 
 namespace dagger {
 

@@ -3,8 +3,8 @@
 // output's last axis; an item is one index of its first axis.
 #include <llvm/IR/Constants.h>
 
-#include "codegen/emit_ops.h"
-#include "codegen/iteration.h"
+#include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/iteration.h"
 
 namespace dagger {
 

@@ -1,10 +1,10 @@
-#include "codegen/emit_matmul.h"
+#include "dagger/codegen/emit_matmul.h"
 
 #include <algorithm>
 #include <cassert>
 
-#include "codegen/emit_elementwise.h"
-#include "codegen/iteration.h"
+#include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/iteration.h"
 
 namespace dagger {
 

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "codegen/fusion.h"
-#include "codegen/emit_gemm.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/emit_gemm.h"
 
 namespace dagger {
 

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
-#include "codegen/emit_ops.h"
+#include "dagger/codegen/emit_ops.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "codegen/emit_ops.h"
+#include "dagger/codegen/emit_ops.h"
 
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cassert>
 
-#include "codegen/emit_elementwise.h"
-#include "codegen/iteration.h"
+#include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/iteration.h"
 
 namespace dagger {
 

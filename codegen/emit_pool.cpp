@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "codegen/emit_ops.h"
+#include "dagger/codegen/emit_ops.h"
 
 namespace dagger {
 

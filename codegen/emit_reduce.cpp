@@ -8,7 +8,7 @@
 
 #include <limits>
 
-#include "codegen/emit_ops.h"
+#include "dagger/codegen/emit_ops.h"
 
 namespace dagger {
 

@@ -6,8 +6,8 @@
 
 #include <limits>
 
-#include "codegen/emit_ops.h"
-#include "codegen/vector_math.h"
+#include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/vector_math.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "codegen/fusion.h"
+#include "dagger/codegen/fusion.h"
 
 #include <fmt/format.h>
 

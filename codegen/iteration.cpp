@@ -1,4 +1,4 @@
-#include "codegen/iteration.h"
+#include "dagger/codegen/iteration.h"
 
 #include <cassert>
 

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

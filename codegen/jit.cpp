@@ -1,4 +1,4 @@
-#include "codegen/jit.h"
+#include "dagger/codegen/jit.h"
 
 #include <fmt/format.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
@@ -32,8 +32,8 @@
 #include <set>
 #include <thread>
 
-#include "codegen/kernel_module.h"
-#include "graph/error.h"
+#include "dagger/codegen/kernel_module.h"
+#include "dagger/graph/error.h"
 
 namespace dagger {
 

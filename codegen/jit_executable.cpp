@@ -1,4 +1,4 @@
-#include "codegen/jit_executable.h"
+#include "dagger/codegen/jit_executable.h"
 
 #include <fmt/format.h>
 
@@ -8,10 +8,10 @@
 #include <map>
 #include <optional>
 
-#include "codegen/fusion.h"
-#include "codegen/lower.h"
-#include "runtime/arena.h"
-#include "runtime/thread_pool.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/lower.h"
+#include "dagger/runtime/arena.h"
+#include "dagger/runtime/thread_pool.h"
 
 namespace dagger {
 

@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "codegen/fusion.h"
-#include "codegen/jit.h"
-#include "graph/graph.h"
-#include "runtime/executor.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit.h"
+#include "dagger/graph/graph.h"
+#include "dagger/runtime/executor.h"
 
 namespace dagger {
 

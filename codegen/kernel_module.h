@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "codegen/jit.h"
+#include "dagger/codegen/jit.h"
 
 namespace dagger {
 

@@ -1,10 +1,10 @@
-#include "codegen/loops.h"
+#include "dagger/codegen/loops.h"
 
 #include <llvm/IR/Constants.h>
 
 #include <cassert>
 
-#include "codegen/iteration.h"
+#include "dagger/codegen/iteration.h"
 
 namespace dagger {
 

@@ -6,8 +6,8 @@
 #include <functional>
 #include <vector>
 
-#include "codegen/emit_context.h"
-#include "graph/graph.h"
+#include "dagger/codegen/emit_context.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,14 +1,14 @@
-#include "codegen/lower.h"
+#include "dagger/codegen/lower.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 
-#include "codegen/emit_conv.h"
-#include "codegen/emit_elementwise.h"
-#include "codegen/emit_matmul.h"
-#include "codegen/emit_ops.h"
-#include "codegen/kernel_module.h"
+#include "dagger/codegen/emit_conv.h"
+#include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/emit_matmul.h"
+#include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/kernel_module.h"
 
 namespace dagger {
 

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "codegen/fusion.h"
-#include "codegen/jit.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "codegen/vector_math.h"
+#include "dagger/codegen/vector_math.h"
 
 #include <cmath>
 #include <limits>

@@ -4,7 +4,7 @@
 /// takes and returns <W x float> (the hash: <W x i32>) and handles inf, NaN and zero like libm.
 #include <cstdint>
 
-#include "codegen/emit_context.h"
+#include "dagger/codegen/emit_context.h"
 
 namespace dagger {
 

@@ -1,6 +1,6 @@
 // Reachability over Boost.Graph. The BGL adjacency list is built on demand from the
 // node vector (edge operand -> user) and never escapes this file.
-#include "graph/algorithms.h"
+#include "dagger/graph/algorithms.h"
 
 #include <boost/graph/adjacency_list.hpp>
 #include <boost/graph/breadth_first_search.hpp>

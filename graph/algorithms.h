@@ -3,7 +3,7 @@
 /// this interface.
 #include <vector>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,5 +1,5 @@
 // The cost model: FLOPs and compulsory bytes of nodes and of fused kernels.
-#include "graph/cost.h"
+#include "dagger/graph/cost.h"
 
 #include <fmt/format.h>
 

@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "graph/dsl.h"
+#include "dagger/graph/dsl.h"
 
 #include <fmt/format.h>
 

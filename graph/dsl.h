@@ -7,7 +7,7 @@
 #include <map>
 #include <string>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

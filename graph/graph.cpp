@@ -1,4 +1,4 @@
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 #include <fmt/format.h>
 
@@ -12,7 +12,7 @@ namespace {
 const std::vector<OpInfo>& op_table() {
   static const std::vector<OpInfo> table = {
 #define DAGGER_OP(name, arity, category) {#name, arity, OpCategory::category},
-#include "graph/ops.def"
+#include "dagger/graph/ops.def"
 #undef DAGGER_OP
   };
   return table;

@@ -11,13 +11,13 @@
 #include <variant>
 #include <vector>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger {
 
 enum class Op : uint8_t {
 #define DAGGER_OP(name, arity, category) name,
-#include "graph/ops.def"
+#include "dagger/graph/ops.def"
 #undef DAGGER_OP
 };
 

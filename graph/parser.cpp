@@ -1,4 +1,4 @@
-#include "graph/parser.h"
+#include "dagger/graph/parser.h"
 
 #include <fmt/format.h>
 

@@ -17,7 +17,7 @@
 #include <string>
 #include <string_view>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "graph/printer.h"
+#include "dagger/graph/printer.h"
 
 #include <fmt/format.h>
 

@@ -2,7 +2,7 @@
 /// The graph's two printed forms: a stable SSA text listing and Graphviz DOT.
 #include <string>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

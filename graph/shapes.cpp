@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <set>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

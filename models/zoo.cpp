@@ -1,4 +1,4 @@
-#include "models/zoo.h"
+#include "dagger/models/zoo.h"
 
 #include <fmt/format.h>
 

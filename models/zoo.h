@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/step.h"
-#include "graph/dsl.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/graph/dsl.h"
 
 namespace dagger::zoo {
 

@@ -1,4 +1,4 @@
-#include "runtime/arena.h"
+#include "dagger/runtime/arena.h"
 
 #include <algorithm>
 #include <numeric>

@@ -1,4 +1,4 @@
-#include "runtime/augment.h"
+#include "dagger/runtime/augment.h"
 
 #include <fmt/format.h>
 
@@ -6,8 +6,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "graph/error.h"
-#include "graph/random.h"
+#include "dagger/graph/error.h"
+#include "dagger/graph/random.h"
 
 namespace dagger {
 

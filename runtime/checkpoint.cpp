@@ -1,4 +1,4 @@
-#include "runtime/checkpoint.h"
+#include "dagger/runtime/checkpoint.h"
 
 #include <fmt/format.h>
 
@@ -10,7 +10,7 @@
 #include <set>
 #include <sstream>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "runtime/data.h"
+#include "dagger/runtime/data.h"
 
 #include <fmt/format.h>
 
@@ -10,8 +10,8 @@
 #include <numeric>
 #include <random>
 
-#include "graph/error.h"
-#include "runtime/data_source.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/data_source.h"
 
 namespace dagger {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/tensor.h"
+#include "dagger/runtime/tensor.h"
 
 namespace dagger {
 

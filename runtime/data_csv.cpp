@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string_view>
 
-#include "graph/error.h"
-#include "runtime/data_source.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/data_source.h"
 
 namespace dagger::data_source {
 

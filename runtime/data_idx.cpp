@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "graph/error.h"
-#include "runtime/data_source.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/data_source.h"
 
 namespace dagger::data_source {
 

@@ -1,6 +1,6 @@
 // Reading files whole (gzip detected by its magic bytes), the checks every reader shares,
 // and finding a data folder's files by name.
-#include "runtime/data_source.h"
+#include "dagger/runtime/data_source.h"
 
 #include <fmt/format.h>
 #include <zlib.h>
@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::data_source {
 

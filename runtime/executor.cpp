@@ -1,8 +1,8 @@
-#include "runtime/executor.h"
+#include "dagger/runtime/executor.h"
 
 #include <fmt/format.h>
 
-#include "runtime/interpreter.h"
+#include "dagger/runtime/interpreter.h"
 
 namespace dagger {
 

@@ -5,8 +5,8 @@
 #include <memory>
 #include <string>
 
-#include "graph/graph.h"
-#include "runtime/tensor.h"
+#include "dagger/graph/graph.h"
+#include "dagger/runtime/tensor.h"
 
 namespace dagger {
 

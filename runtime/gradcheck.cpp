@@ -1,7 +1,7 @@
 // Finite-difference gradient checks. Everything runs in double through the reference
 // interpreter: the analytic side is grad()'s graph, the numeric side perturbs one parameter
 // element at a time by +-h and re-runs the forward graph.
-#include "runtime/gradcheck.h"
+#include "dagger/runtime/gradcheck.h"
 
 #include <fmt/format.h>
 
@@ -13,9 +13,9 @@
 #include <optional>
 #include <random>
 
-#include "autodiff/grad.h"
-#include "runtime/init.h"
-#include "runtime/interpreter.h"
+#include "dagger/autodiff/grad.h"
+#include "dagger/runtime/init.h"
+#include "dagger/runtime/interpreter.h"
 
 namespace dagger {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/step.h"
-#include "graph/graph.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "runtime/init.h"
+#include "dagger/runtime/init.h"
 
 #include <fmt/format.h>
 

@@ -3,8 +3,8 @@
 /// state maps between float (training) and double (gradient checks).
 #include <cstdint>
 
-#include "graph/graph.h"
-#include "runtime/interpreter.h"
+#include "dagger/graph/graph.h"
+#include "dagger/runtime/interpreter.h"
 
 namespace dagger {
 

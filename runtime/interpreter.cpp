@@ -1,6 +1,6 @@
 // The reference interpreter. Tensors are contiguous row-major xarrays used as plain
 // storage: every op is a loop over raw data, so what each op computes is visible at a glance.
-#include "runtime/interpreter.h"
+#include "dagger/runtime/interpreter.h"
 
 #include <fmt/format.h>
 
@@ -9,7 +9,7 @@
 #include <limits>
 #include <utility>
 
-#include "graph/random.h"
+#include "dagger/graph/random.h"
 
 namespace dagger {
 

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "graph/graph.h"
-#include "runtime/tensor.h"
+#include "dagger/graph/graph.h"
+#include "dagger/runtime/tensor.h"
 
 namespace dagger {
 

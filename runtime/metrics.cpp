@@ -1,8 +1,8 @@
-#include "runtime/metrics.h"
+#include "dagger/runtime/metrics.h"
 
 #include <fmt/format.h>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger {
 

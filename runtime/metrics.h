@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/tensor.h"
+#include "dagger/runtime/tensor.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "runtime/schedule.h"
+#include "dagger/runtime/schedule.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger {
 

@@ -1,4 +1,4 @@
-#include "runtime/trainer.h"
+#include "dagger/runtime/trainer.h"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -9,11 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "autodiff/model_text.h"
-#include "graph/random.h"
-#include "runtime/augment.h"
-#include "runtime/checkpoint.h"
-#include "runtime/init.h"
+#include "dagger/autodiff/model_text.h"
+#include "dagger/graph/random.h"
+#include "dagger/runtime/augment.h"
+#include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/init.h"
 
 namespace dagger {
 

@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/optimizer.h"
-#include "autodiff/step.h"
-#include "runtime/augment.h"
-#include "runtime/checkpoint.h"
-#include "runtime/data.h"
-#include "runtime/executor.h"
-#include "runtime/metrics.h"
-#include "runtime/schedule.h"
+#include "dagger/autodiff/optimizer.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/runtime/augment.h"
+#include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/data.h"
+#include "dagger/runtime/executor.h"
+#include "dagger/runtime/metrics.h"
+#include "dagger/runtime/schedule.h"
 
 namespace dagger {
 

@@ -1,11 +1,11 @@
-#include "suite/analysis.h"
+#include "dagger/suite/analysis.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::suite {
 

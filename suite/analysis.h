@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "runtime/metrics.h"
-#include "runtime/tensor.h"
+#include "dagger/runtime/metrics.h"
+#include "dagger/runtime/tensor.h"
 
 namespace dagger::suite {
 

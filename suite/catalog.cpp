@@ -2,7 +2,7 @@
 // protocol). Adding an experiment is adding one entry here.
 #include <array>
 
-#include "suite/experiment.h"
+#include "dagger/suite/experiment.h"
 
 // Each declaration names only the fields it sets; the rest keep their defaults on purpose.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"

@@ -1,4 +1,4 @@
-#include "suite/experiment.h"
+#include "dagger/suite/experiment.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::suite {
 

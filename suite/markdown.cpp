@@ -4,7 +4,7 @@
 #include <sstream>
 #include <vector>
 
-#include "suite/report.h"
+#include "dagger/suite/report.h"
 
 namespace dagger::suite {
 

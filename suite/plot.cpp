@@ -1,4 +1,4 @@
-#include "suite/plot.h"
+#include "dagger/suite/plot.h"
 
 #include <fmt/format.h>
 
@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::suite {
 

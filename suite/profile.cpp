@@ -1,8 +1,8 @@
-#include "suite/profile.h"
+#include "dagger/suite/profile.h"
 
 #include <fmt/format.h>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::suite {
 

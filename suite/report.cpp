@@ -1,4 +1,4 @@
-#include "suite/report.h"
+#include "dagger/suite/report.h"
 
 #include <fmt/format.h>
 
@@ -6,8 +6,8 @@
 #include <cmath>
 #include <filesystem>
 
-#include "graph/error.h"
-#include "suite/plot.h"
+#include "dagger/graph/error.h"
+#include "dagger/suite/plot.h"
 
 namespace dagger::suite {
 

@@ -4,7 +4,7 @@
 /// metrics, history and provenance.
 #include <string>
 
-#include "suite/suite.h"
+#include "dagger/suite/suite.h"
 
 namespace dagger::suite {
 

@@ -1,5 +1,5 @@
 // results.json: every run and every experiment of a suite invocation, as data.
-#include "suite/report.h"
+#include "dagger/suite/report.h"
 
 namespace dagger::suite {
 

@@ -1,4 +1,4 @@
-#include "suite/run.h"
+#include "dagger/suite/run.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -10,9 +10,9 @@
 #include <fstream>
 #include <sstream>
 
-#include "graph/error.h"
-#include "models/zoo.h"
-#include "runtime/checkpoint.h"
+#include "dagger/graph/error.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/checkpoint.h"
 
 namespace dagger::suite {
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "runtime/data.h"
-#include "runtime/executor.h"
-#include "runtime/metrics.h"
-#include "runtime/trainer.h"
+#include "dagger/runtime/data.h"
+#include "dagger/runtime/executor.h"
+#include "dagger/runtime/metrics.h"
+#include "dagger/runtime/trainer.h"
 
 namespace dagger::suite {
 

@@ -1,4 +1,4 @@
-#include "suite/suite.h"
+#include "dagger/suite/suite.h"
 
 #include <fmt/format.h>
 
@@ -6,11 +6,11 @@
 #include <cmath>
 #include <filesystem>
 
-#include "autodiff/step.h"
-#include "graph/cost.h"
-#include "graph/error.h"
-#include "models/zoo.h"
-#include "suite/report.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/graph/cost.h"
+#include "dagger/graph/error.h"
+#include "dagger/models/zoo.h"
+#include "dagger/suite/report.h"
 
 namespace dagger::suite {
 

@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "runtime/data.h"
-#include "suite/analysis.h"
-#include "suite/experiment.h"
-#include "suite/profile.h"
-#include "suite/run.h"
+#include "dagger/runtime/data.h"
+#include "dagger/suite/analysis.h"
+#include "dagger/suite/experiment.h"
+#include "dagger/suite/profile.h"
+#include "dagger/suite/run.h"
 
 namespace dagger::suite {
 

@@ -6,7 +6,7 @@
 #include <set>
 #include <vector>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 namespace dagger::testing {
 

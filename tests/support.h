@@ -7,7 +7,7 @@
 #include <random>
 #include <string>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 
 namespace dagger::testing {
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "autodiff/step.h"
-#include "runtime/executor.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/runtime/executor.h"
 
 namespace dagger::bench {
 

@@ -12,9 +12,9 @@
 #include <random>
 #include <thread>
 
-#include "codegen/jit_executable.h"
-#include "graph/cost.h"
-#include "graph/dsl.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/cost.h"
+#include "dagger/graph/dsl.h"
 #include "tools/bench.h"
 
 namespace dagger::bench {

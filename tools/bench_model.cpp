@@ -12,9 +12,9 @@
 #include <optional>
 #include <random>
 
-#include "codegen/jit_executable.h"
-#include "graph/cost.h"
-#include "runtime/init.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/cost.h"
+#include "dagger/runtime/init.h"
 #include "tools/bench.h"
 
 namespace dagger::bench {

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 #include "tools/bench.h"
 
 namespace dagger::bench {

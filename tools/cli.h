@@ -31,7 +31,7 @@ void require_choice(const std::string& what, const std::string& value, const std
 
 }  // namespace dagger::cli
 
-#include "models/zoo.h"
+#include "dagger/models/zoo.h"
 
 namespace dagger::cli {
 

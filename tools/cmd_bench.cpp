@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 #include "tools/bench.h"
 #include "tools/cli.h"
 

@@ -3,12 +3,12 @@
 
 #include <map>
 
-#include "autodiff/model_text.h"
-#include "autodiff/optimizer.h"
-#include "codegen/fusion.h"
-#include "codegen/jit_executable.h"
-#include "graph/printer.h"
-#include "runtime/gradcheck.h"
+#include "dagger/autodiff/model_text.h"
+#include "dagger/autodiff/optimizer.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/printer.h"
+#include "dagger/runtime/gradcheck.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {

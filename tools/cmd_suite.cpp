@@ -6,8 +6,8 @@
 #include <sstream>
 #include <thread>
 
-#include "codegen/jit.h"
-#include "suite/suite.h"
+#include "dagger/codegen/jit.h"
+#include "dagger/suite/suite.h"
 #include "tools/cli.h"
 
 #ifndef DAGGER_LLVM_VERSION

@@ -7,10 +7,10 @@
 #include <optional>
 #include <sstream>
 
-#include "autodiff/model_text.h"
-#include "runtime/checkpoint.h"
-#include "runtime/trainer.h"
-#include "suite/analysis.h"
+#include "dagger/autodiff/model_text.h"
+#include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/trainer.h"
+#include "dagger/suite/analysis.h"
 #include "tools/cli.h"
 #include "tools/train_flags.h"
 

@@ -4,9 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "codegen/fusion.h"
-#include "codegen/jit_executable.h"
-#include "graph/printer.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/printer.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {

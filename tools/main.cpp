@@ -3,8 +3,8 @@
 
 #include <map>
 
-#include "codegen/jit_executable.h"
-#include "graph/error.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/error.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {

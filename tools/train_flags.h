@@ -1,7 +1,7 @@
 #pragma once
 /// `dagger train`'s training-recipe flags: learning-rate schedule, augmentation, label
 /// smoothing, and the checks of the rates, all failing as usage errors that name the flag.
-#include "runtime/trainer.h"
+#include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {

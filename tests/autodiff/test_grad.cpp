@@ -4,10 +4,10 @@
 
 #include <algorithm>
 
-#include "autodiff/grad.h"
-#include "graph/dsl.h"
-#include "runtime/gradcheck.h"
-#include "runtime/interpreter.h"
+#include "dagger/autodiff/grad.h"
+#include "dagger/graph/dsl.h"
+#include "dagger/runtime/gradcheck.h"
+#include "dagger/runtime/interpreter.h"
 
 using namespace dagger;
 

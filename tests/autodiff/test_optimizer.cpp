@@ -3,10 +3,10 @@
 
 #include <iomanip>
 
-#include "autodiff/optimizer.h"
-#include "autodiff/step.h"
-#include "runtime/init.h"
-#include "runtime/interpreter.h"
+#include "dagger/autodiff/optimizer.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/runtime/init.h"
+#include "dagger/runtime/interpreter.h"
 
 using namespace dagger;
 

@@ -9,10 +9,10 @@
 #include <limits>
 #include <random>
 
-#include "autodiff/optimizer.h"
-#include "codegen/jit_executable.h"
-#include "graph/dsl.h"
-#include "runtime/interpreter.h"
+#include "dagger/autodiff/optimizer.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/graph/dsl.h"
+#include "dagger/runtime/interpreter.h"
 
 namespace dagger::testing {
 

@@ -6,7 +6,7 @@
 #include <catch2/catch.hpp>
 #include <iostream>
 
-#include "codegen/fusion.h"
+#include "dagger/codegen/fusion.h"
 #include "codegen/jit_support.h"
 #include "op_coverage.h"
 

@@ -15,15 +15,15 @@
 #include <limits>
 #include <random>
 
-#include "autodiff/step.h"
-#include "codegen/fusion.h"
-#include "codegen/jit.h"
-#include "codegen/jit_executable.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit.h"
+#include "dagger/codegen/jit_executable.h"
 #include "codegen/jit_support.h"
-#include "graph/dsl.h"
+#include "dagger/graph/dsl.h"
 #include "op_coverage.h"
-#include "runtime/init.h"
-#include "runtime/interpreter.h"
+#include "dagger/runtime/init.h"
+#include "dagger/runtime/interpreter.h"
 #include "support.h"
 
 using namespace dagger;

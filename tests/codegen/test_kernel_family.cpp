@@ -2,7 +2,7 @@
 // category calls for, and only sources, reshape and assign are left without a kernel.
 #include <catch2/catch.hpp>
 
-#include "codegen/fusion.h"
+#include "dagger/codegen/fusion.h"
 
 using namespace dagger;
 

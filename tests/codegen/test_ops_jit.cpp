@@ -6,11 +6,11 @@
 #include <iostream>
 #include <tuple>
 
-#include "codegen/fusion.h"
+#include "dagger/codegen/fusion.h"
 #include "codegen/jit_support.h"
-#include "models/zoo.h"
+#include "dagger/models/zoo.h"
 #include "op_coverage.h"
-#include "runtime/init.h"
+#include "dagger/runtime/init.h"
 #include "support.h"
 
 using namespace dagger;

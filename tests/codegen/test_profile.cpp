@@ -2,10 +2,10 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 
-#include "autodiff/step.h"
-#include "codegen/jit_executable.h"
-#include "models/zoo.h"
-#include "runtime/init.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/codegen/jit_executable.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/init.h"
 
 using namespace dagger;
 

@@ -3,15 +3,15 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 
-#include "autodiff/step.h"
-#include "codegen/fusion.h"
-#include "codegen/jit.h"
-#include "codegen/jit_executable.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit.h"
+#include "dagger/codegen/jit_executable.h"
 #include "codegen/jit_support.h"
-#include "graph/dsl.h"
-#include "graph/printer.h"
-#include "runtime/init.h"
-#include "runtime/interpreter.h"
+#include "dagger/graph/dsl.h"
+#include "dagger/graph/printer.h"
+#include "dagger/runtime/init.h"
+#include "dagger/runtime/interpreter.h"
 
 using namespace dagger;
 using namespace dagger::testing;

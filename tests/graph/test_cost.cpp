@@ -1,8 +1,8 @@
 // The cost model: exact FLOPs and bytes for contractions, elementwise ops and fused kernels.
 #include <catch2/catch.hpp>
 
-#include "graph/cost.h"
-#include "graph/dsl.h"
+#include "dagger/graph/cost.h"
+#include "dagger/graph/dsl.h"
 
 using namespace dagger;
 

@@ -2,9 +2,9 @@
 // Boost.Graph algorithms.
 #include <catch2/catch.hpp>
 
-#include "graph/algorithms.h"
-#include "graph/dsl.h"
-#include "graph/printer.h"
+#include "dagger/graph/algorithms.h"
+#include "dagger/graph/dsl.h"
+#include "dagger/graph/printer.h"
 
 using namespace dagger;
 

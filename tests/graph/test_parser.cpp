@@ -3,10 +3,10 @@
 #include <catch2/catch.hpp>
 #include <random>
 
-#include "autodiff/step.h"
-#include "graph/parser.h"
-#include "graph/printer.h"
-#include "models/zoo.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/graph/parser.h"
+#include "dagger/graph/printer.h"
+#include "dagger/models/zoo.h"
 #include "support.h"
 
 using namespace dagger;

@@ -1,7 +1,7 @@
 // readers_of: each node's readers, one entry per operand slot, in id order.
 #include <catch2/catch.hpp>
 
-#include "graph/graph.h"
+#include "dagger/graph/graph.h"
 
 using namespace dagger;
 

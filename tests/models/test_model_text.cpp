@@ -4,10 +4,10 @@
 #include <cstring>
 #include <random>
 
-#include "autodiff/model_text.h"
-#include "graph/printer.h"
-#include "models/zoo.h"
-#include "runtime/trainer.h"
+#include "dagger/autodiff/model_text.h"
+#include "dagger/graph/printer.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/trainer.h"
 #include "support.h"
 
 using namespace dagger;

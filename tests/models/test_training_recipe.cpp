@@ -5,8 +5,8 @@
 #include <fstream>
 #include <random>
 
-#include "models/zoo.h"
-#include "runtime/trainer.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/trainer.h"
 #include "support.h"
 
 using namespace dagger;

@@ -1,7 +1,7 @@
 // The model zoo: architectures as the study declares them, and the spec parser.
 #include <catch2/catch.hpp>
 
-#include "models/zoo.h"
+#include "dagger/models/zoo.h"
 
 using namespace dagger;
 

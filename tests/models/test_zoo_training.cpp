@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <random>
 
-#include "models/zoo.h"
-#include "runtime/gradcheck.h"
-#include "runtime/trainer.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/gradcheck.h"
+#include "dagger/runtime/trainer.h"
 
 using namespace dagger;
 

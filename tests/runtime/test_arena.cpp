@@ -2,7 +2,7 @@
 // that are not may, and offsets keep their alignment.
 #include <catch2/catch.hpp>
 
-#include "runtime/arena.h"
+#include "dagger/runtime/arena.h"
 
 using namespace dagger;
 

@@ -6,7 +6,7 @@
 #include <vector>
 #include <xtensor/xview.hpp>
 
-#include "runtime/augment.h"
+#include "dagger/runtime/augment.h"
 #include "support.h"
 
 using namespace dagger;

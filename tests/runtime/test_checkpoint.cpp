@@ -10,9 +10,9 @@
 #include <limits>
 #include <random>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 #include "support.h"
-#include "runtime/checkpoint.h"
+#include "dagger/runtime/checkpoint.h"
 
 using namespace dagger;
 namespace fs = std::filesystem;

@@ -14,9 +14,9 @@
 #include <set>
 #include <xtensor/xmath.hpp>
 
-#include "graph/error.h"
+#include "dagger/graph/error.h"
 #include "support.h"
-#include "runtime/data.h"
+#include "dagger/runtime/data.h"
 
 using namespace dagger;
 namespace fs = std::filesystem;

@@ -6,8 +6,8 @@
 #include <fstream>
 
 #include "data_files.h"
-#include "graph/error.h"
-#include "runtime/data.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/data.h"
 #include "support.h"
 
 using namespace dagger;

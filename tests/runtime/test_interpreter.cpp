@@ -7,10 +7,10 @@
 #include <random>
 #include <xtensor/xmanipulation.hpp>
 
-#include "graph/dsl.h"
-#include "graph/random.h"
-#include "runtime/init.h"
-#include "runtime/interpreter.h"
+#include "dagger/graph/dsl.h"
+#include "dagger/graph/random.h"
+#include "dagger/runtime/init.h"
+#include "dagger/runtime/interpreter.h"
 
 using namespace dagger;
 

@@ -1,8 +1,8 @@
 // Classification metrics against a small example worked out by hand.
 #include <catch2/catch.hpp>
 
-#include "graph/error.h"
-#include "runtime/metrics.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/metrics.h"
 
 using namespace dagger;
 using Catch::Matchers::Contains;

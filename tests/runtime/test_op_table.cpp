@@ -8,11 +8,11 @@
 #include <map>
 #include <set>
 
-#include "autodiff/grad.h"
+#include "dagger/autodiff/grad.h"
 #include "op_coverage.h"
-#include "runtime/gradcheck.h"
-#include "runtime/interpreter.h"
-#include "runtime/tensor.h"
+#include "dagger/runtime/gradcheck.h"
+#include "dagger/runtime/interpreter.h"
+#include "dagger/runtime/tensor.h"
 
 using namespace dagger;
 using namespace dagger::testing;
@@ -29,7 +29,7 @@ struct TableRow {
 /// graph/ops.def read here directly, not through op_info or all_ops.
 const std::vector<TableRow> kTable = {
 #define DAGGER_OP(name, arity, category) {Op::name, #name, arity, OpCategory::category},
-#include "graph/ops.def"
+#include "dagger/graph/ops.def"
 #undef DAGGER_OP
 };
 

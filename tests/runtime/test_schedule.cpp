@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 #include <vector>
 
-#include "runtime/schedule.h"
+#include "dagger/runtime/schedule.h"
 #include "support.h"
 
 using namespace dagger;

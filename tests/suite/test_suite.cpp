@@ -7,10 +7,10 @@
 #include <random>
 #include <sstream>
 
-#include "suite/analysis.h"
-#include "suite/plot.h"
-#include "suite/report.h"
-#include "suite/suite.h"
+#include "dagger/suite/analysis.h"
+#include "dagger/suite/plot.h"
+#include "dagger/suite/report.h"
+#include "dagger/suite/suite.h"
 #include "support.h"
 
 using namespace dagger;

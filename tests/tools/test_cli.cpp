@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/data.h"
+#include "dagger/runtime/data.h"
 #include "support.h"
 #include "tools/cli_support.h"
 

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "autodiff/model_text.h"
-#include "models/zoo.h"
-#include "runtime/checkpoint.h"
-#include "runtime/data.h"
-#include "runtime/trainer.h"
+#include "dagger/autodiff/model_text.h"
+#include "dagger/models/zoo.h"
+#include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/data.h"
+#include "dagger/runtime/trainer.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
