@@ -35,8 +35,8 @@ struct ExecutorOptions {
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options = {});
 
 /// Builds an executable of one kind. The runtime knows only the reference interpreter; the
-/// JIT lives in codegen/, which depends on the runtime, so the program that links both
-/// registers it (see tools/main.cpp) instead of the runtime reaching up a layer.
+/// JIT lives in codegen/, which depends on the runtime, so codegen registers its factory when
+/// libdagger is loaded (codegen/register.cpp) instead of the runtime reaching up a layer.
 using ExecutorFactory = std::unique_ptr<Executable> (*)(const Graph&, const ExecutorOptions&);
 void register_executor(ExecutorKind kind, ExecutorFactory factory);
 

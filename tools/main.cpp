@@ -3,7 +3,6 @@
 
 #include <map>
 
-#include "dagger/codegen/jit_executable.h"
 #include "dagger/graph/error.h"
 #include "tools/cli.h"
 
@@ -19,12 +18,6 @@ void require_choice(const std::string& what, const std::string& value, const std
 
 int main(int argc, char** argv) {
   using namespace dagger::cli;
-  dagger::register_executor(dagger::ExecutorKind::jit,
-                            [](const dagger::Graph& g, const dagger::ExecutorOptions& options) -> std::unique_ptr<dagger::Executable> {
-                              dagger::JitOptions jit;
-                              jit.threads = options.threads;
-                              return dagger::compile_jit(g, jit);
-                            });
   CLI::App app{"dagger: a deep-learning compiler for CPU training, declared in C++"};
   app.require_subcommand(1);
   std::map<std::string, Run> runs = {
