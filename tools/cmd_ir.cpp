@@ -9,6 +9,7 @@
 #include "dagger/codegen/jit_executable.h"
 #include "dagger/graph/printer.h"
 #include "dagger/runtime/gradcheck.h"
+#include "dagger/runtime/summary.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
@@ -20,6 +21,16 @@ Run add_models(CLI::App& app) {
     for (const zoo::Entry& e : zoo::entries())
       fmt::print("{:<10} {:>12}  {}\n", e.name, zoo::parameter_count(e.build), e.description);
     fmt::print("\nAlso by call: mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain)\n");
+    return 0;
+  };
+}
+
+Run add_summary(CLI::App& app) {
+  auto* cmd = app.add_subcommand("summary", "print a model's layers: output shape, parameters and FLOPs per example");
+  auto model = std::make_shared<std::string>();
+  cmd->add_option("model", *model, "model name or call")->required();
+  return [model] {
+    fmt::print("{}", format_summary(summarize(resolve_model(*model).build, {1, 28, 28})));
     return 0;
   };
 }
