@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   llvm-19-dev
   libxtensor-dev libboost-graph-dev catch2
-  libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev
+  libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libpng-dev
   gnuplot-nox
   python3-numpy  # only to check the NumPy reader in docs/checkpoints.md
   dataset-fashion-mnist
