@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "dagger/runtime/data.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
 namespace fs = std::filesystem;
-using dagger::testing::fashion_mnist_installed;
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
 
@@ -77,10 +77,7 @@ TEST_CASE("dagger train rejects bad recipe flags as usage errors naming the flag
 }
 
 TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warmup", "[cli][recipe]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("recipe");
   const Outcome out = run_dagger(
       "train cnn3 --augment crop=4,flip --schedule cosine --warmup 2 --optimizer adamw "
@@ -113,10 +110,7 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
 }
 
 TEST_CASE("augmented training gives the same bits at 1 and 2 threads; no augmentation is today's", "[cli][recipe]") {
-  if (!fashion_mnist_installed()) {
-    WARN("Fashion-MNIST is not installed; skipping");
-    return;
-  }
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("augment");
   const std::string common = std::string(" --epochs 1 --batch 48") + kSlice;
   for (int threads : {1, 2}) {
