@@ -10,13 +10,13 @@
 
 using namespace dagger;
 
-// Two 5x5 convolutions (the second with stride 2) with batch norm and leaky ReLU, global
-// average pooling, dropout, and a dense head as wide as the data has classes.
+// A 5x5 convolution with batch norm, leaky ReLU and max pooling, then a 3x3 convolution with
+// stride 2 and no padding, and a dense head as wide as the data has classes.
 Value small_cnn(Model& m, Value x) {
-  x = leaky_relu(m.batchnorm(m.conv2d(x, 16, 5)), 0.1f);
-  x = leaky_relu(m.batchnorm(m.conv2d(x, 32, 5, Pad::same, 2)), 0.1f);
-  x = reduce_mean(x, {2, 3});  // [N, 32, H/2, W/2] -> [N, 32]
-  x = m.dropout(x, 0.2f);
+  x = leaky_relu(m.batchnorm(m.conv2d(x, 16, 5)), 0.1f);               // [N, 16, 28, 28]
+  x = maxpool(x, 2);                                                   // [N, 16, 14, 14]
+  x = leaky_relu(m.batchnorm(m.conv2d(x, 32, 3, Pad::valid, 2)), 0.1f);  // [N, 32, 6, 6]
+  x = m.dropout(flatten(x), 0.2f);
   return m.dense(x, m.classes());
 }
 
