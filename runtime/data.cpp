@@ -245,6 +245,16 @@ Dataset load_idx(const std::string& images_file, const std::string& labels_file,
   return take(set, iota(set.labels.size()), scale);
 }
 
+Tensor load_images(const std::string& file, bool scale) {
+  char magic[6] = {};
+  std::ifstream(file, std::ios::binary).read(magic, sizeof magic);
+  const bool npy = std::string_view(magic, sizeof magic) == "\x93NUMPY";
+  const RawImages raw = npy ? data_source::read_npy_images(file) : data_source::read_idx_images(file);
+  std::vector<size_t> all(raw.count);
+  std::iota(all.begin(), all.end(), size_t{0});
+  return float_images(raw, all, scale);
+}
+
 std::string default_data_dir() {
   const char* env = std::getenv("DAGGER_DATA");
   return env != nullptr && *env != '\0' ? std::string(env) : std::string(kDebianDataDir);

@@ -54,7 +54,10 @@ std::vector<int> read_labels(const std::string& path) {
   return std::vector<int>(bytes.begin() + 8, bytes.begin() + 8 + static_cast<ptrdiff_t>(dims[0]));
 }
 
-RawImages read_images(const std::string& path) {
+
+}  // namespace
+
+RawImages read_idx_images(const std::string& path) {
   RawImages images;
   images.bytes = read_file_bytes(path);
   const std::vector<size_t> dims = read_header(path, images.bytes, {3, 4}, "image");
@@ -68,14 +71,12 @@ RawImages read_images(const std::string& path) {
   return images;
 }
 
-}  // namespace
-
 RawSet read_idx(const std::string& images_file, const std::string& labels_file) {
   RawSet set;
   set.images_file = images_file;
   set.labels_file = labels_file;
   set.labels = read_labels(labels_file);
-  set.images = read_images(images_file);
+  set.images = read_idx_images(images_file);
   check_set(set);
   return set;
 }

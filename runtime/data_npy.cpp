@@ -115,7 +115,31 @@ T element(const std::vector<uint8_t>& bytes, size_t offset, size_t i) {
   return v;
 }
 
-RawImages read_images(const std::string& path) {
+
+std::vector<int> read_labels(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const NpyHeader h = read_header(path, bytes);
+  if (h.shape.size() != 1) {
+    throw Error(fmt::format("'{}' has {} dimensions; labels must be one-dimensional [N]", path, h.shape.size()));
+  }
+  const size_t count = check_elements(path, bytes, h, {"<i8", "<i4", "|u1", "<u1"}, "labels");
+  std::vector<int> labels(count);
+  for (size_t i = 0; i < count; ++i) {
+    int64_t v = 0;
+    if (h.descr == "<i8") v = element<int64_t>(bytes, h.data_offset, i);
+    if (h.descr == "<i4") v = element<int32_t>(bytes, h.data_offset, i);
+    if (element_size(h.descr) == 1) v = bytes[h.data_offset + i];
+    if (v < 0 || v >= kMaxClasses) {
+      throw Error(fmt::format("'{}' has label {} at index {}; labels must be in 0..{}", path, v, i, kMaxClasses - 1));
+    }
+    labels[i] = static_cast<int>(v);
+  }
+  return labels;
+}
+
+}  // namespace
+
+RawImages read_npy_images(const std::string& path) {
   RawImages images;
   images.bytes = read_file_bytes(path);
   const NpyHeader h = read_header(path, images.bytes);
@@ -142,35 +166,12 @@ RawImages read_images(const std::string& path) {
   return images;
 }
 
-std::vector<int> read_labels(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
-  const NpyHeader h = read_header(path, bytes);
-  if (h.shape.size() != 1) {
-    throw Error(fmt::format("'{}' has {} dimensions; labels must be one-dimensional [N]", path, h.shape.size()));
-  }
-  const size_t count = check_elements(path, bytes, h, {"<i8", "<i4", "|u1", "<u1"}, "labels");
-  std::vector<int> labels(count);
-  for (size_t i = 0; i < count; ++i) {
-    int64_t v = 0;
-    if (h.descr == "<i8") v = element<int64_t>(bytes, h.data_offset, i);
-    if (h.descr == "<i4") v = element<int32_t>(bytes, h.data_offset, i);
-    if (element_size(h.descr) == 1) v = bytes[h.data_offset + i];
-    if (v < 0 || v >= kMaxClasses) {
-      throw Error(fmt::format("'{}' has label {} at index {}; labels must be in 0..{}", path, v, i, kMaxClasses - 1));
-    }
-    labels[i] = static_cast<int>(v);
-  }
-  return labels;
-}
-
-}  // namespace
-
 RawSet read_npy(const std::string& images_file, const std::string& labels_file) {
   RawSet set;
   set.images_file = images_file;
   set.labels_file = labels_file;
   set.labels = read_labels(labels_file);
-  set.images = read_images(images_file);
+  set.images = read_npy_images(images_file);
   check_set(set);
   return set;
 }

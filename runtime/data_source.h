@@ -52,6 +52,10 @@ RawSet read_idx(const std::string& images_file, const std::string& labels_file);
 /// A .npy image array ([N,H,W] or [N,C,H,W], uint8 / float32 / float64) and its labels
 /// ([N], int64 / int32 / uint8).
 RawSet read_npy(const std::string& images_file, const std::string& labels_file);
+/// An IDX image file alone ([N,H,W] or [N,C,H,W], 8-bit), gzip-compressed or plain.
+RawImages read_idx_images(const std::string& images_file);
+/// A .npy image array alone ([N,H,W] or [N,C,H,W], uint8 / float32 / float64).
+RawImages read_npy_images(const std::string& images_file);
 /// A CSV file: one example per row, the label first, then the pixels; an optional header row.
 RawSet read_csv(const std::string& file, const std::vector<size_t>& csv_shape);
 

@@ -18,6 +18,7 @@ Run add_train(CLI::App& app);
 Run add_eval(CLI::App& app);
 Run add_ir(CLI::App& app);
 Run add_summary(CLI::App& app);
+Run add_predict(CLI::App& app);
 Run add_gradcheck(CLI::App& app);
 Run add_bench(CLI::App& app);
 Run add_suite(CLI::App& app);

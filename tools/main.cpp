@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   std::map<std::string, Run> runs = {
       {"models", add_models(app)}, {"train", add_train(app)},         {"eval", add_eval(app)},
       {"ir", add_ir(app)},         {"gradcheck", add_gradcheck(app)}, {"bench", add_bench(app)},
-      {"suite", add_suite(app)},   {"summary", add_summary(app)},
+      {"suite", add_suite(app)},   {"summary", add_summary(app)}, {"predict", add_predict(app)},
   };
   try {
     app.parse(argc, argv);
