@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include <sstream>
 
 namespace dagger::zoo {
@@ -122,6 +124,12 @@ std::vector<std::string> split_args(const std::string& inside) {
   return args;
 }
 
+/// Widest dense layer a call may ask for, and most convolution blocks (each halves the image).
+constexpr int64_t kMaxWidth = 65536;
+constexpr int64_t kMaxBlocks = 8;
+/// Most parameters a model of a call may have (1 GiB of floats; Adam keeps two more copies).
+constexpr int64_t kMaxParameters = int64_t{1} << 28;
+
 double number(const std::string& spec, const std::string& arg) {
   try {
     size_t used = 0;
@@ -160,23 +168,30 @@ Entry parse_call(const std::string& spec, std::string* canonical) {
       throw Error(fmt::format("model '{}': {} takes {} to {} arguments, got {}", spec, fn, lo, hi, a.size()));
   };
   std::vector<std::string> spelled;  // the arguments in canonical form, in order
-  auto i = [&](size_t k) {
-    const auto v = static_cast<int64_t>(number(spec, a[k]));
+  // A whole number in lo..hi, or a probability in [0, 1): anything else names the argument.
+  auto i = [&](size_t k, const char* what, int64_t lo, int64_t hi) {
+    const double d = number(spec, a[k]);
+    if (!(d >= static_cast<double>(lo) && d <= static_cast<double>(hi)) || d != std::floor(d))
+      throw Error(fmt::format("model '{}': {} '{}' must be a whole number from {} to {}", spec, what, a[k], lo, hi));
+    const auto v = static_cast<int64_t>(d);
     spelled.push_back(std::to_string(v));
     return v;
   };
-  auto f = [&](size_t k) {
-    const auto v = static_cast<float>(number(spec, a[k]));
+  auto f = [&](size_t k, const char* what) {
+    const double d = number(spec, a[k]);
+    if (!(d >= 0 && d < 1))
+      throw Error(fmt::format("model '{}': {} '{}' must be a probability in [0, 1)", spec, what, a[k]));
+    const auto v = static_cast<float>(d);
     spelled.push_back(fmt::format("{}", v));
     return v;
   };
-  auto i_or = [&](size_t k, int64_t otherwise) {
-    if (k < a.size()) return i(k);
+  auto i_or = [&](size_t k, const char* what, int64_t lo, int64_t hi, int64_t otherwise) {
+    if (k < a.size()) return i(k, what, lo, hi);
     spelled.push_back(std::to_string(otherwise));
     return otherwise;
   };
-  auto f_or = [&](size_t k, float otherwise) {
-    if (k < a.size()) return f(k);
+  auto f_or = [&](size_t k, const char* what, float otherwise) {
+    if (k < a.size()) return f(k, what);
     spelled.push_back(fmt::format("{}", otherwise));
     return otherwise;
   };
@@ -191,29 +206,39 @@ Entry parse_call(const std::string& spec, std::string* canonical) {
     entry = {spec, "shallow network", shallow()};
   } else if (fn == "mlp1") {
     arity(3, 3);
-    const int64_t units = i(0);
+    const int64_t units = i(0, "units", 1, kMaxWidth);
     const Act act = act_from_name(a[1]);
     spelled.push_back(act_name(act));
-    entry = {spec, "one hidden layer", mlp1(units, act, f(2))};
+    entry = {spec, "one hidden layer", mlp1(units, act, f(2, "dropout rate"))};
   } else if (fn == "mlp2") {
     arity(5, 5);
-    const int64_t h1 = i(0), h2 = i(1);
-    const float p1 = f(2), p2 = f(3);
+    const int64_t h1 = i(0, "h1", 1, kMaxWidth), h2 = i(1, "h2", 1, kMaxWidth);
+    const float p1 = f(2, "p1"), p2 = f(3, "p2");
     entry = {spec, "two hidden layers", mlp2(h1, h2, p1, p2, yes_no(4, "bn", "nobn"))};
   } else if (fn == "cnn") {
     arity(3, 5);
-    const int blocks = static_cast<int>(i(0));
+    const int blocks = static_cast<int>(i(0, "blocks", 1, kMaxBlocks));
     const bool bn = yes_no(1, "bn", "nobn");
-    const float p = f(2), q = f_or(3, 0.f);
-    entry = {spec, "CNN", cnn(blocks, bn, p, q, i_or(4, 128))};
+    const float p = f(2, "p"), q = f_or(3, "q", 0.f);
+    entry = {spec, "CNN", cnn(blocks, bn, p, q, i_or(4, "h", 1, kMaxWidth, 128))};
   } else if (fn == "rescnn") {
     arity(1, 3);
     const bool residual = yes_no(0, "residual", "plain");
-    const float q = f_or(1, 0.25f);
-    entry = {spec, "stacked CNN", rescnn(residual, q, i_or(2, 256))};
+    const float q = f_or(1, "q", 0.25f);
+    entry = {spec, "stacked CNN", rescnn(residual, q, i_or(2, "h", 1, kMaxWidth, 256))};
   } else {
     unknown(spec);
   }
+  // On 28x28 images, where the model fits them; larger models for larger images meet the
+  // trainer's own limit (runtime/trainer.cpp) before anything is allocated.
+  int64_t parameters = 0;
+  try {
+    parameters = parameter_count(entry.build);
+  } catch (const Error&) {
+  }
+  if (parameters > kMaxParameters)
+    throw Error(fmt::format("model '{}' has {} parameters on 28x28 images, more than the {} a model may have", spec,
+                            parameters, kMaxParameters));
   if (canonical) *canonical = fmt::format("{}({})", fn, fmt::join(spelled, ","));
   return entry;
 }

@@ -38,8 +38,8 @@ std::string shape_with_batch(const Shape& s) {
 
 }  // namespace
 
-ModelSummary summarize(const ModelFn& model, const Shape& input_shape) {
-  const Graph g = build_forward(model, 1, Mode::eval, input_shape);
+ModelSummary summarize(const ModelFn& model, const Shape& input_shape, int64_t classes) {
+  const Graph g = build_forward(model, 1, Mode::eval, input_shape, classes);
   ModelSummary summary;
   summary.input = input_shape;
   for (const Node& n : g.nodes()) {

@@ -25,8 +25,9 @@ struct ModelSummary {
   double flops = 0;  ///< per example, inference mode
 };
 
-/// The inference-mode graph of `model` for one example, cut into layers in declaration order.
-ModelSummary summarize(const ModelFn& model, const Shape& input_shape);
+/// The inference-mode graph of `model` for one example of `input_shape` in `classes` classes,
+/// cut into layers in declaration order.
+ModelSummary summarize(const ModelFn& model, const Shape& input_shape, int64_t classes = 10);
 
 /// The table as text: one line per layer, then the totals.
 std::string format_summary(const ModelSummary& summary);

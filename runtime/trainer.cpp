@@ -19,6 +19,9 @@ namespace dagger {
 
 namespace fs = std::filesystem;
 
+/// Most parameter and state values (parameters, optimizer moments, statistics) a trainer holds.
+constexpr int64_t kMaxStateElements = int64_t{1} << 30;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -141,6 +144,14 @@ Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), 
     throw Error(fmt::format("label smoothing must be in [0, 1), got {}", config_.label_smoothing));
   const Graph g = build_training_step(model_, config_.batch, config_.optimizer, config_.input_shape, config_.classes,
                                       config_.label_smoothing);
+  // Checked before anything is allocated: a model too large for memory is an error, not a crash.
+  int64_t elements = 0;
+  for (const Node& n : g.nodes())
+    if (n.op == Op::parameter || n.op == Op::state) elements += numel(n.shape);
+  if (elements > kMaxStateElements)
+    throw Error(fmt::format("the model's parameters and training state hold {} values ({:.1f} GiB), more than the "
+                            "{} GiB a trainer allocates",
+                            elements, elements * 4.0 / (1 << 30), kMaxStateElements * 4 / (int64_t{1} << 30)));
   initialize_state(g, state_, config_.seed);
   for (const Node& n : g.nodes())
     if (n.op == Op::parameter || n.op == Op::state)

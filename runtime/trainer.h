@@ -118,6 +118,8 @@ class Trainer {
   /// Parameters, optimizer moments and running statistics by name.
   StateMap& state() { return state_; }
   const TrainConfig& config() const { return config_; }
+  /// The model this trainer builds its plans from.
+  const ModelFn& model() const { return model_; }
   /// Replaces the state with a checkpoint's tensors after checking names and shapes.
   void load_state(const std::string& checkpoint_dir);
   /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.

@@ -28,6 +28,9 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError naming --input-shape otherwise.
+std::vector<size_t> parse_input_shape(const std::string& text);
+
 /// Throws UsageError listing `valid` unless `value` is one of them.
 void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid);
 

@@ -10,6 +10,7 @@
 #include "dagger/graph/printer.h"
 #include "dagger/runtime/gradcheck.h"
 #include "dagger/runtime/summary.h"
+#include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
@@ -27,10 +28,31 @@ Run add_models(CLI::App& app) {
 
 Run add_summary(CLI::App& app) {
   auto* cmd = app.add_subcommand("summary", "print a model's layers: output shape, parameters and FLOPs per example");
-  auto model = std::make_shared<std::string>();
-  cmd->add_option("model", *model, "model name or call")->required();
-  return [model] {
-    fmt::print("{}", format_summary(summarize(resolve_model(*model).build, {1, 28, 28})));
+  struct Flags {
+    std::string model, checkpoint, input_shape = "1,28,28";
+    int64_t classes = 10;
+  };
+  auto f = std::make_shared<Flags>();
+  cmd->add_option("model", f->model, "model name or call (or --checkpoint)");
+  cmd->add_option("--checkpoint", f->checkpoint, "summarize the model a checkpoint carries instead");
+  cmd->add_option("--input-shape", f->input_shape, "C,H,W of one image, for a model name or call")->capture_default_str();
+  cmd->add_option("--classes", f->classes, "number of classes, for a model name or call")->capture_default_str();
+  return [f] {
+    if (f->model.empty() == f->checkpoint.empty())
+      throw UsageError("give a model name or call, or --checkpoint DIR (one of them)");
+    if (f->classes < 1 || f->classes > 4096)
+      throw UsageError(fmt::format("--classes {}: must be from 1 to 4096", f->classes));
+    if (!f->checkpoint.empty()) {
+      TrainConfig options;
+      options.progress = false;
+      const Trainer trainer = Trainer::load(f->checkpoint, options);
+      const TrainConfig& cfg = trainer.config();
+      fmt::print("{}", format_summary(summarize(trainer.model(), cfg.input_shape, cfg.classes)));
+      return 0;
+    }
+    const std::vector<size_t> shape = parse_input_shape(f->input_shape);
+    const ModelFn model = resolve_model(f->model).build;
+    fmt::print("{}", format_summary(summarize(model, Shape(shape.begin(), shape.end()), f->classes)));
     return 0;
   };
 }

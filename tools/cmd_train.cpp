@@ -16,9 +16,6 @@
 
 namespace dagger::cli {
 
-namespace {
-
-/// "C,H,W" as three positive sizes; throws UsageError otherwise.
 std::vector<size_t> parse_input_shape(const std::string& text) {
   std::vector<size_t> dims;
   std::stringstream ss(text);
@@ -40,6 +37,9 @@ std::vector<size_t> parse_input_shape(const std::string& text) {
   }
   return dims;
 }
+
+namespace {
+
 
 struct DataFlags {
   std::string dir = default_data_dir();

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "dagger/models/zoo.h"
+#include "dagger/runtime/trainer.h"
 
 using namespace dagger;
 
@@ -73,4 +74,33 @@ TEST_CASE("the residual model sums its skip into the block output", "[zoo]") {
     if (n.op == Op::add && g.node(n.operands[0]).op == Op::batchnorm_infer) ++residual_adds;
   CHECK(residual_adds == 3);
   verify(g);
+}
+
+TEST_CASE("model calls with arguments out of range are refused, naming the argument", "[zoo]") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"mlp1(-5,relu,0)", "units '-5' must be a whole number from 1 to 65536"},
+      {"mlp1(0,relu,0)", "units '0'"},
+      {"mlp1(12.5,relu,0)", "units '12.5'"},
+      {"mlp1(3000000000,relu,0)", "units '3000000000'"},
+      {"mlp1(512,relu,nan)", "dropout rate 'nan' must be a probability in [0, 1)"},
+      {"mlp1(512,relu,1)", "dropout rate '1'"},
+      {"mlp2(64,32,-0.1,0.2,bn)", "p1 '-0.1'"},
+      {"cnn(-1,bn,0.5)", "blocks '-1' must be a whole number from 1 to 8"},
+      {"cnn(3,bn,0.5,0.25,-3)", "h '-3'"},
+      {"rescnn(residual,2)", "q '2'"},
+      {"mlp2(60000,60000,0.1,0.1,bn)", "3648000010 parameters on 28x28 images, more than the 268435456"},
+  };
+  for (const auto& [spec, message] : cases) {
+    INFO(spec);
+    CHECK_THROWS_WITH(zoo::find(spec), Catch::Contains(message));
+  }
+  // The bounds themselves are allowed.
+  CHECK_NOTHROW(zoo::find("mlp1(1,relu,0)"));
+  CHECK_NOTHROW(zoo::find("cnn(8,nobn,0.99)"));  // too deep for 28x28, fine for larger images
+}
+
+TEST_CASE("a model too large for memory is refused before anything is allocated", "[zoo][trainer]") {
+  // 784*40000 + 40000*40000 + 40000*10 weights: 1.6e9 parameters, three copies under Adam.
+  const ModelFn huge = [](Model& m, Value x) { return m.dense(m.dense(m.dense(flatten(x), 40000), 40000), m.classes()); };
+  CHECK_THROWS_WITH(Trainer(huge, TrainConfig{}), Catch::Contains("more than the 4 GiB a trainer allocates"));
 }
