@@ -172,7 +172,8 @@ Trainer Trainer::load(const std::string& dir, TrainConfig config) {
   const std::string file = (fs::path(dir) / kModelFile).string();
   ParsedModel parsed = parse_model(text, file);
   const nlohmann::json& meta = checkpoint.meta;
-  config.model_spec = meta.value("model", file);
+  config.model_spec = meta.value("model", std::string());
+  if (config.model_spec.empty()) config.model_spec = file;
   config.input_shape = parsed.input_shape;
   config.classes = parsed.classes;
   config.class_names = meta.value("class_names", std::vector<std::string>{});

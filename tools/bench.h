@@ -41,12 +41,11 @@ struct Machine {
 /// Measures the machine at `threads` threads (about two seconds).
 Machine measure_machine(int threads);
 
-/// One row of the per-kernel table: a compiled kernel or an interpreted node.
+/// One row of the per-kernel table: a compiled kernel.
 struct KernelRow {
-  std::string name;  // the kernel's name, or "%id op" for an interpreted node
+  std::string name;  // the kernel's name
   std::string key;   // stable across runs and builds of the same plan: ops, input and output shapes
   std::string ops;   // "matmul add relu"
-  bool interpreted = false;
   bool contraction = false;  // of the matmul family: measured against the SGEMM peak
   int64_t calls = 0;
   double ms_per_step = 0;

@@ -25,7 +25,6 @@ nlohmann::json to_json(const KernelRow& k) {
   return {{"name", k.name},
           {"key", k.key},
           {"ops", k.ops},
-          {"interpreted", k.interpreted},
           {"contraction", k.contraction},
           {"calls", k.calls},
           {"ms_per_step", k.ms_per_step},
@@ -38,7 +37,7 @@ nlohmann::json to_json(const KernelRow& k) {
           {"share", k.share}};
 }
 
-/// Milliseconds per training step spent inside the profiled kernels and interpreted nodes.
+/// Milliseconds per training step spent inside the profiled kernels.
 double kernel_ms(const ModelResult& r) {
   double ms = 0;
   for (const KernelRow& k : r.kernels) ms += k.ms_per_step;
@@ -126,12 +125,12 @@ void print_model(const ModelResult& r) {
   std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->ms_per_step > b->ms_per_step; });
   for (const KernelRow* k : rows) {
     const std::string ratio = fmt::format("{:.1f}%{}", 100 * k->ratio, k->contraction ? "pk" : "bw");
-    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7}  {}{}\n", k->name, k->calls, k->ms_per_step,
-               100 * k->share, k->gflops, k->gbps, ratio, k->interpreted ? "(interpreted) " : "", k->ops);
+    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7}  {}\n", k->name, k->calls, k->ms_per_step,
+               100 * k->share, k->gflops, k->gbps, ratio, k->ops);
   }
   const double inside = kernel_ms(r);
   fmt::print(
-      "  kernels and interpreted nodes: {:.3f} ms/step; the rest of the mean step of {:.3f} ms ({:.3f} ms) is "
+      "  kernels: {:.3f} ms/step; the rest of the mean step of {:.3f} ms ({:.3f} ms) is "
       "the plan's own work: binding feeds, copying outputs and the new state\n",
       inside, r.train.mean_step_ms, r.train.mean_step_ms - inside);
 }

@@ -110,15 +110,11 @@ Run add_ir(CLI::App& app) {
       const FusionPlan plan = plan_fusion(step);
       fmt::print("{}", describe_fusion(step, plan, f->why));
       int computed = 0;
-      std::vector<std::string> interpreted;
       for (const Node& n : step.nodes()) {
         const OpCategory category = op_info(n.op).category;
-        if (category == OpCategory::Source || n.op == Op::assign || n.op == Op::reshape) continue;
-        ++computed;
-        if (plan.group_of[n.id] < 0) interpreted.push_back(fmt::format("%{} {}", n.id, op_info(n.op).name));
+        if (category != OpCategory::Source && n.op != Op::assign && n.op != Op::reshape) ++computed;
       }
-      fmt::print("\n{} kernels for {} computing nodes; {} node(s) run on the interpreter{}{}\n", plan.groups.size(),
-                 computed, interpreted.size(), interpreted.empty() ? "" : ": ", fmt::join(interpreted, ", "));
+      fmt::print("\n{} kernels for {} computing nodes\n", plan.groups.size(), computed);
       fmt::print("arena: {:.2f} MiB planned for every kernel output, placed by liveness\n",
                  double(planned_arena_bytes(step)) / (1 << 20));
       return 0;

@@ -110,21 +110,17 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
                r.f1);
 }
 
-/// The model a checkpoint was trained with: from the model text it carries, or, for a checkpoint
-/// from before model texts, from the zoo model its metadata names. Sets the input shape and,
-/// when the metadata names no model, a label for it.
-ModelFn checkpoint_model(const Checkpoint& ck, TrainConfig& cfg) {
-  const std::string text = checkpoint_model_text(ck);
-  if (text.empty()) {
-    if (cfg.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", ck.dir));
-    return resolve_model(cfg.model_spec).build;
-  }
-  const std::string file = (std::filesystem::path(ck.dir) / kModelFile).string();
-  ParsedModel parsed = parse_model(text, file);
-  cfg.input_shape = parsed.input_shape;
-  cfg.classes = parsed.classes;
-  if (cfg.model_spec.empty()) cfg.model_spec = file;
-  return parsed.build;
+/// The trainer of a checkpoint: Trainer::load for one that carries its model's text, or, for a
+/// checkpoint from before model texts, the zoo model its metadata names with the data's shape.
+Trainer checkpoint_trainer(const std::string& folder, TrainConfig options) {
+  Checkpoint ck = load_checkpoint(folder);
+  if (!checkpoint_model_text(ck).empty()) return Trainer::load(folder, options);
+  options.model_spec = ck.meta.value("model", "");
+  if (options.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
+  options.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
+  Trainer trainer(resolve_model(options.model_spec).build, options);
+  trainer.load_state(folder);
+  return trainer;
 }
 
 }  // namespace
@@ -239,21 +235,16 @@ Run add_eval(CLI::App& app) {
     std::vector<Tensor> probs;
     nlohmann::json members = nlohmann::json::array();
     for (const std::string& folder : f->checkpoints) {
-      Checkpoint ck = load_checkpoint(folder);
-      TrainConfig cfg;
-      cfg.model_spec = ck.meta.value("model", "");
-      cfg.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
-      cfg.executor = executor_kind(f->executor);
-      cfg.progress = false;
-      take_shape_from(data, cfg);
-      const Shape data_shape = cfg.input_shape;
-      ModelFn model = checkpoint_model(ck, cfg);
-      if (cfg.input_shape != data_shape) {
+      TrainConfig options;
+      options.executor = executor_kind(f->executor);
+      options.progress = false;
+      take_shape_from(data, options);
+      Trainer trainer = checkpoint_trainer(folder, options);
+      const TrainConfig& cfg = trainer.config();
+      if (cfg.input_shape != options.input_shape) {
         throw Error(fmt::format("checkpoint '{}' takes images of {} but the data's are {}", folder,
-                                to_string(cfg.input_shape), to_string(data_shape)));
+                                to_string(cfg.input_shape), to_string(options.input_shape)));
       }
-      Trainer trainer(model, cfg);
-      trainer.load_state(folder);
       Evaluation test = trainer.evaluate(data.test);
       rows.emplace_back(f->checkpoints.size() == 1 ? "test" : std::to_string(rows.size() + 1), test.report);
       members.push_back({{"model", cfg.model_spec}, {"checkpoint", folder}, {"test", report_json(test.report)}});
