@@ -381,13 +381,13 @@ bool EarlyStopping::update(int epoch, double val_loss) {
   return improved;
 }
 
-void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping) const {
+void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping, bool stopped) const {
   save_state(config_.out_dir + "/last", {{"history", history_json(history)},
                                          {"best_epoch", stopping.best_epoch},
                                          {"best_val_loss", stopping.best_val_loss},
                                          {"wait", stopping.wait},
                                          {"epoch", history.back().epoch},
-                                         {"stopped_early", stopping.stop()},
+                                         {"stopped_early", stopped},
                                          {"schedule_state", schedule_state_json(schedule_state_)}});
   write_history_csv(config_.out_dir + "/history.csv", history);
 }
@@ -419,7 +419,7 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
     require_same_model(best);
     save(config_.out_dir + "/best", best.tensors, {{"epoch", stopping.best_epoch}});
   }
-  save_progress(history, stopping);
+  save_progress(history, stopping, stopping.stop());
 }
 
 TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
@@ -463,10 +463,10 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     update_schedule(schedule_state_, s.val_loss, config_.optimizer.lr, config_.schedule);
     if (improved) best_state = state_;
     progress.epoch(s, config_.epochs, improved);
-    result.stopped_early = stopping.stop();
+    result.stopped_early = stopping.stop() || (config_.stop_when && config_.stop_when(s));
     if (on_disk) {
       if (improved) save(best_dir, best_state, {{"epoch", epoch}});
-      save_progress(result.history, stopping);
+      save_progress(result.history, stopping, result.stopped_early);
     }
     if (config_.on_epoch) config_.on_epoch(s);
   }

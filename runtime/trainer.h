@@ -46,6 +46,10 @@ struct TrainConfig {
   bool raw_pixels = false;
   /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
   std::function<void(const EpochStats&)> on_epoch;
+  /// Called after each epoch's validation, before its checkpoint is written: true ends training
+  /// there, as early stopping does (and a rerun into the same out_dir does not resume it). The
+  /// weights are then the best epoch's when patience > 0 and restore_best, else the last's.
+  std::function<bool(const EpochStats&)> stop_when;
 };
 
 struct EpochStats {
@@ -144,8 +148,8 @@ class Trainer {
   /// Throws when `checkpoint` carries a model text other than this trainer's model.
   void require_same_model(const Checkpoint& checkpoint) const;
   /// out_dir/last and history.csv after `history`'s last epoch: the state, the history and the
-  /// early-stopping position fit() resumes from.
-  void save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping) const;
+  /// early-stopping position fit() resumes from; `stopped` marks the run as ended.
+  void save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping, bool stopped) const;
 
   ModelFn model_;
   TrainConfig config_;
