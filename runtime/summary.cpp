@@ -46,7 +46,7 @@ ModelSummary summarize(const ModelFn& model, const Shape& input_shape, int64_t c
     if (n.op == Op::input) continue;  // the images and the dropout key are not layers
     const bool unscoped_op = n.scope.empty() && is_value(n);
     if (summary.layers.empty() || unscoped_op || summary.layers.back().name != row_name(n))
-      summary.layers.push_back({.name = row_name(n)});
+      summary.layers.emplace_back().name = row_name(n);
     add_node(summary.layers.back(), g, n);
   }
   for (const LayerSummary& row : summary.layers) {
