@@ -34,7 +34,7 @@ struct TrainConfig {
   bool restore_best = true;  ///< with early stopping: end with the weights of the best validation loss
   uint64_t seed = 42;
   ExecutorKind executor = ExecutorKind::jit;  ///< the JIT (registered by codegen/); reference: the interpreter
-  int threads = 1;           ///< the JIT's worker threads; results depend on seed and thread count only
+  int threads = 1;           ///< the JIT's worker threads; results do not depend on it (docs/architecture.md)
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool progress = true;
   int64_t eval_batch = 500;
