@@ -5,9 +5,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS dagger_lib EXPORT daggerTargets
-        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS dagger_lib EXPORT daggerTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES include/dagger/dagger.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dagger)
 foreach(layer graph autodiff runtime models)
   install(DIRECTORY ${layer}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dagger/${layer}
@@ -15,6 +13,8 @@ foreach(layer graph autodiff runtime models)
 endforeach()
 install(FILES codegen/jit.h codegen/jit_executable.h codegen/fusion.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dagger/codegen)
+# Installed, the CLI finds libdagger in the prefix's library folder.
+set_target_properties(dagger PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
 install(TARGETS dagger RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 
 set(dagger_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/dagger)
