@@ -123,6 +123,16 @@ Trainer checkpoint_trainer(const std::string& folder, TrainConfig options) {
   return trainer;
 }
 
+/// Precision, recall, F1 and support of every class, one line each, under its name.
+void print_per_class(const ClassificationReport& r) {
+  size_t width = 5;
+  for (const std::string& name : r.class_names) width = std::max(width, name.size());
+  fmt::print("\n{:<{}} {:>10} {:>9} {:>9} {:>8}\n", "class", width, "precision", "recall", "f1", "support");
+  for (size_t k = 0; k < r.classes(); ++k)
+    fmt::print("{:<{}} {:>10.4f} {:>9.4f} {:>9.4f} {:>8}\n", r.class_names[k], width, r.class_precision[k],
+               r.class_recall[k], r.class_f1[k], r.support[k]);
+}
+
 }  // namespace
 
 Run add_train(CLI::App& app) {
@@ -252,6 +262,7 @@ Run add_eval(CLI::App& app) {
     }
     if (f->checkpoints.size() == 1) {
       print_table(rows);
+      print_per_class(rows[0].second);
       if (f->json) fmt::print("{}\n", nlohmann::json{{"model", members[0]["model"]}, {"test", members[0]["test"]}}.dump());
       return 0;
     }
