@@ -60,7 +60,7 @@ TEST_CASE("dagger train learns 3x32x32 images in 4 classes from .npy with a CNN"
   REQUIRE(eval.status == 0);
   CHECK(last_json_line(eval.output).at("test").at("accuracy") == j.at("test").at("accuracy"));
   // One line per class of the data, named "0".."3" as the data names none.
-  CHECK_THAT(eval.output, Catch::Contains("class    precision    recall        f1  support"));
+  CHECK_THAT(eval.output, Catch::Contains("class  precision    recall        f1  support"));
   for (const char* row : {"\n0 ", "\n1 ", "\n2 ", "\n3 "}) CHECK_THAT(eval.output, Catch::Contains(row));
   CHECK_THAT(eval.output, !Catch::Contains("\n4 "));
 
