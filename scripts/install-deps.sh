@@ -9,7 +9,7 @@ packages=(
   libxtensor-dev libboost-graph-dev catch2
   libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libpng-dev
   gnuplot-nox
-  python3-numpy  # only to check the NumPy reader in docs/checkpoints.md
+  python3 python3-numpy  # tests/package/test_examples.py writes .npy and PNG inputs with them
   dataset-fashion-mnist
 )
 
