@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 
 namespace dagger::cli {
@@ -51,7 +52,15 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
                     const std::string& title, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10,
                     double label_smoothing = 0);
 
-/// zoo::find, with an unknown model reported as a usage error.
-zoo::Entry resolve_model(const std::string& spec);
+/// A model named on the command line: a zoo name or call, or a model text (a `.dagger` file,
+/// or a checkpoint folder holding model.dagger) with the input shape and class count it has.
+struct ModelArg : zoo::Entry {
+  std::optional<Shape> input_shape;  ///< a model text's; a zoo model takes the data's
+  std::optional<int64_t> classes;    ///< likewise
+};
+
+/// The model `spec` names: a file or folder as above, else zoo::find with an unknown model
+/// reported as a usage error. A model text that does not parse is an Error naming its line.
+ModelArg resolve_model(const std::string& spec);
 
 }  // namespace dagger::cli

@@ -51,8 +51,9 @@ Run add_summary(CLI::App& app) {
       return 0;
     }
     const std::vector<size_t> shape = parse_input_shape(f->input_shape);
-    const ModelFn model = resolve_model(f->model).build;
-    fmt::print("{}", format_summary(summarize(model, Shape(shape.begin(), shape.end()), f->classes)));
+    const ModelArg model = resolve_model(f->model);
+    fmt::print("{}", format_summary(summarize(model.build, model.input_shape.value_or(Shape(shape.begin(), shape.end())),
+                                              model.classes.value_or(f->classes))));
     return 0;
   };
 }
@@ -65,7 +66,8 @@ Run add_ir(CLI::App& app) {
     int64_t batch = 64;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_option("model", f->model, "model name or call")->required();
+  cmd->add_option("model", f->model, "model name or call, or a model text (FILE.dagger, or a checkpoint folder)")
+      ->required();
   cmd->add_option("--stage", f->stage,
                   "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
                   "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints "
@@ -77,7 +79,9 @@ Run add_ir(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
   return [f] {
-    zoo::Entry model = resolve_model(f->model);
+    const ModelArg model = resolve_model(f->model);
+    const Shape input_shape = model.input_shape.value_or(Shape{1, 28, 28});
+    const int64_t classes = model.classes.value_or(10);
     require_choice("stage", f->stage, {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"});
     require_choice("format", f->format, {"text", "dot"});
     require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
@@ -86,7 +90,7 @@ Run add_ir(CLI::App& app) {
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
-      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt), it->second);
+      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes), it->second);
       if (f->kernel.empty()) {
         fmt::print("{}", dump);
         return 0;
@@ -102,11 +106,11 @@ Run add_ir(CLI::App& app) {
       require_choice("kernel", f->kernel, names);
     }
     if (f->stage == "model") {
-      fmt::print("{}", print_model(model.build));
+      fmt::print("{}", print_model(model.build, input_shape, classes));
       return 0;
     }
     if (f->stage == "fused") {
-      Graph step = build_training_step(model.build, f->batch, opt);
+      Graph step = build_training_step(model.build, f->batch, opt, input_shape, classes);
       const FusionPlan plan = plan_fusion(step);
       fmt::print("{}", describe_fusion(step, plan, f->why));
       int computed = 0;
@@ -119,9 +123,9 @@ Run add_ir(CLI::App& app) {
                  double(planned_arena_bytes(step)) / (1 << 20));
       return 0;
     }
-    Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt)
-              : f->stage == "eval" ? build_forward(model.build, f->batch, Mode::eval)
-                                   : build_forward(model.build, f->batch, Mode::train);
+    Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt, input_shape, classes)
+              : f->stage == "eval" ? build_forward(model.build, f->batch, Mode::eval, input_shape, classes)
+                                   : build_forward(model.build, f->batch, Mode::train, input_shape, classes);
     std::string title = fmt::format("{} {}", f->model, f->stage);
     fmt::print("{}", f->format == "dot" ? print_dot(g, title) : print_text(g));
     return 0;

@@ -146,7 +146,10 @@ Run add_train(CLI::App& app) {
     int threads = 1;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_option("model", f->model, "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\"")->required();
+  cmd->add_option("model", f->model,
+                  "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\", or a model text (FILE.dagger, or a "
+                  "checkpoint folder: trains or resumes a model declared elsewhere)")
+      ->required();
   cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
   cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")->capture_default_str();
@@ -168,7 +171,7 @@ Run add_train(CLI::App& app) {
   f->data.add(*cmd);
   f->recipe.add(*cmd);
   return [f] {
-    zoo::Entry model = resolve_model(f->model);
+    const ModelArg model = resolve_model(f->model);
     require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam", "adamw"});
     TrainConfig cfg = f->config;
     cfg.model_spec = f->model;
@@ -185,6 +188,14 @@ Run add_train(CLI::App& app) {
     f->data.validate();
     Splits data = f->data.load();
     take_shape_from(data, cfg);
+    if (model.input_shape && *model.input_shape != cfg.input_shape)
+      throw Error(fmt::format("{} takes images of {} but the data's are {}", f->model, to_string(*model.input_shape),
+                              to_string(cfg.input_shape)));
+    if (model.classes) {
+      if (*model.classes < cfg.classes)
+        throw Error(fmt::format("{} scores {} classes but the data has {}", f->model, *model.classes, cfg.classes));
+      cfg.classes = *model.classes;
+    }
     if (!f->dump_dir.empty())
       write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
                      cfg.label_smoothing);

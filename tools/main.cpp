@@ -1,9 +1,13 @@
 // dagger: the command-line door to the compiler, the trainer and every dump.
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 
+#include "dagger/autodiff/model_text.h"
 #include "dagger/graph/error.h"
+#include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
@@ -56,9 +60,26 @@ int main(int argc, char** argv) {
 
 namespace dagger::cli {
 
-zoo::Entry resolve_model(const std::string& spec) {
+ModelArg resolve_model(const std::string& spec) {
+  std::filesystem::path file(spec);
+  if (std::filesystem::is_directory(file)) file /= kModelFile;
+  if (std::filesystem::is_regular_file(file)) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw Error(fmt::format("cannot read '{}'", file.string()));
+    ParsedModel parsed = parse_model(text, file.string());
+    ModelArg arg;
+    arg.name = spec;
+    arg.description = "model text " + file.string();
+    arg.build = std::move(parsed.build);
+    arg.input_shape = parsed.input_shape;
+    arg.classes = parsed.classes;
+    return arg;
+  }
   try {
-    return zoo::find(spec);
+    ModelArg arg;
+    static_cast<zoo::Entry&>(arg) = zoo::find(spec);
+    return arg;
   } catch (const Error& e) {
     throw UsageError(e.what());
   }

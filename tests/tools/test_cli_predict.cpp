@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
 
 #include "dagger/runtime/data.h"
 #include "dagger/runtime/image.h"
@@ -51,6 +52,11 @@ Trained train_quadrants(const dagger::testing::TempDir& dir) {
   t.probs = trainer.predict(t.images);
   REQUIRE(trainer.evaluate(data.test).report.accuracy > 0.5);  // it learned: the comparisons below mean something
   return t;
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 Tensor image(const Tensor& batch, size_t i) {
@@ -139,4 +145,38 @@ TEST_CASE("dagger summary describes a checkpoint's model and a call for any inpu
   CHECK_THAT(rgb.output, Catch::Contains("[N,4]"));
   CHECK(run_dagger("summary").status == 2);
   CHECK(run_dagger("summary mlp512 --classes 0").status == 2);
+}
+
+TEST_CASE("dagger train and ir take a model text: a checkpoint's model trains to the same bits", "[cli][model_text]") {
+  dagger::testing::TempDir dir("train-text");
+  testing::write_npy_set(dir.path.string(), "train", testing::quadrant_set(200, 1, 12, 4, 1));
+  testing::write_npy_set(dir.path.string(), "test", testing::quadrant_set(16, 1, 12, 4, 2));
+  const std::string common = " --data " + dir.path.string() + " --epochs 2 --batch 32 --quiet --out ";
+  REQUIRE(run_dagger("train \"cnn(1,bn,0.1,0,16)\"" + common + dir.file("zoo")).status == 0);
+  // The same model, from the text its checkpoint carries, with no zoo name: a fresh run.
+  const auto from_text = run_dagger("train " + dir.file("zoo/checkpoint") + common + dir.file("text"));
+  INFO(from_text.output);
+  REQUIRE(from_text.status == 0);
+  size_t compared = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("zoo/checkpoint"))) {
+    if (entry.path().extension() != ".npy") continue;
+    const std::string name = entry.path().filename().string();
+    INFO(name);
+    CHECK(file_bytes(entry.path().string()) == file_bytes(dir.file("text/checkpoint/" + name)));
+    ++compared;
+  }
+  CHECK(compared > 10);
+  // Its compiler stages print from the text too, for the shape the text was made for.
+  const auto fused = run_dagger("ir " + dir.file("zoo/checkpoint") + " --stage fused --batch 8");
+  CHECK(fused.status == 0);
+  CHECK_THAT(fused.output, Catch::Contains("kernels for"));
+  const auto graph = run_dagger("ir " + dir.file("zoo/checkpoint/model.dagger") + " --stage graph --batch 8");
+  CHECK_THAT(graph.output, Catch::Contains("shape=[8,1,12,12]"));
+  // A text for other images is refused, naming both shapes.
+  std::filesystem::create_directories(dir.file("rgb"));
+  testing::write_npy_set(dir.file("rgb"), "train", testing::quadrant_set(40, 3, 12, 4, 1));
+  testing::write_npy_set(dir.file("rgb"), "test", testing::quadrant_set(8, 3, 12, 4, 2));
+  const auto wrong = run_dagger("train " + dir.file("zoo/checkpoint") + " --data " + dir.file("rgb") + " --quiet");
+  CHECK(wrong.status == 1);
+  CHECK_THAT(wrong.output, Catch::Contains("takes images of [1,12,12] but the data's are [3,12,12]"));
 }
