@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/data.h"
 
 namespace dagger::testing {
 
@@ -49,6 +50,17 @@ std::string error_of(F&& f) {
   }
   FAIL("expected a dagger::Error");
   return "";
+}
+
+/// `n` random 1x28x28 images with labels cycling through 0..9, the same for a given seed:
+/// nothing to learn, so a validation loss soon stalls.
+inline Dataset random_images(size_t n, uint32_t seed) {
+  Dataset d;
+  d.images = Tensor::from_shape({n, 1, 28, 28});
+  std::mt19937 rng(seed);
+  for (float& v : d.images) v = static_cast<float>(rng() % 256) / 255.0f;
+  for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 10));
+  return d;
 }
 
 }  // namespace dagger::testing

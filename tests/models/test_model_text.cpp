@@ -25,15 +25,6 @@ std::vector<std::string> specs() {
   return s;
 }
 
-Dataset synthetic(size_t n, uint32_t seed) {
-  Dataset d;
-  d.images = Tensor::from_shape({n, 1, 28, 28});
-  std::mt19937 rng(seed);
-  for (float& v : d.images) v = static_cast<float>(rng() % 256) / 255.0f;
-  for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 10));
-  return d;
-}
-
 StateMap trained_state(const ModelFn& model, const Dataset& train, const Dataset& val) {
   TrainConfig c;
   c.epochs = 1;
@@ -87,7 +78,7 @@ TEST_CASE("model text round trip: print -> parse -> print is exact for the zoo",
 }
 
 TEST_CASE("a model rebuilt from its text trains to the same bits", "[models][model_text][trainer]") {
-  const Dataset train = synthetic(6, 3), val = synthetic(4, 4);
+  const Dataset train = testing::random_images(6, 3), val = testing::random_images(4, 4);
   for (const std::string& spec : specs()) {
     INFO(spec);
     const ModelFn model = zoo::find(spec).build;

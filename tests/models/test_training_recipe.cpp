@@ -13,16 +13,6 @@ using namespace dagger;
 
 namespace {
 
-/// Random images with cycling labels: nothing to learn, so the validation loss soon stalls.
-Dataset noise(size_t n, uint32_t seed) {
-  Dataset d;
-  d.images = Tensor::from_shape({n, 1, 28, 28});
-  std::mt19937 rng(seed);
-  for (float& v : d.images) v = static_cast<float>(rng() % 256) / 255.0f;
-  for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 10));
-  return d;
-}
-
 TrainConfig plateau_config() {
   TrainConfig c;
   c.model_spec = "mlp1(32,relu,0)";
@@ -42,7 +32,7 @@ TrainConfig plateau_config() {
 }  // namespace
 
 TEST_CASE("reduce-on-plateau resumes with its rate and wait, to the same weights", "[trainer][recipe]") {
-  Dataset train = noise(50, 11), val = noise(20, 12);
+  Dataset train = testing::random_images(50, 11), val = testing::random_images(20, 12);
   TrainConfig c = plateau_config();
   Trainer straight(zoo::find(c.model_spec).build, c);
   TrainResult full = straight.fit(train, val);
@@ -82,7 +72,7 @@ TEST_CASE("reduce-on-plateau resumes with its rate and wait, to the same weights
 }
 
 TEST_CASE("continuing another run's epochs replays reduce-on-plateau", "[trainer][recipe]") {
-  Dataset train = noise(50, 11), val = noise(20, 12);
+  Dataset train = testing::random_images(50, 11), val = testing::random_images(20, 12);
   TrainConfig c = plateau_config();
   Trainer straight(zoo::find(c.model_spec).build, c);
   TrainResult full = straight.fit(train, val);

@@ -2,6 +2,8 @@
 // bitwise reproducible and resumable.
 #include <catch2/catch.hpp>
 
+#include "support.h"
+
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -24,16 +26,6 @@ void check_model_gradients(const std::string& name, int64_t side, int64_t sample
     CHECK(r.checked > 0);
     CHECK(r.max_rel_error <= opts.tolerance);
   }
-}
-
-/// A small labelled set of random images, the same for a given seed.
-Dataset synthetic(size_t n, uint32_t seed) {
-  Dataset d;
-  d.images = Tensor::from_shape({n, 1, 28, 28});
-  std::mt19937 rng(seed);
-  for (float& v : d.images) v = static_cast<float>(rng() % 256) / 255.0f;
-  for (size_t i = 0; i < n; ++i) d.labels.push_back(static_cast<int>(i % 10));
-  return d;
 }
 
 TrainConfig small_config(const std::string& model) {
@@ -62,7 +54,7 @@ TEST_CASE("zoo gradients match finite differences: rescnn", "[zoo][gradcheck][sl
 }
 
 TEST_CASE("training is bitwise deterministic for a seed", "[zoo][trainer]") {
-  Dataset train = synthetic(50, 1), val = synthetic(20, 2);
+  Dataset train = testing::random_images(50, 1), val = testing::random_images(20, 2);
   auto weights_after = [&](uint64_t seed) {
     TrainConfig c = small_config("mlp1(32,relu,0.5)");
     c.seed = seed;
@@ -81,9 +73,9 @@ TEST_CASE("training is bitwise deterministic for a seed", "[zoo][trainer]") {
 }
 
 TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer][slow]") {
-  Dataset train = synthetic(50, 3), val = synthetic(20, 4);
-  auto dir = std::filesystem::temp_directory_path() / "dagger_resume_test";
-  std::filesystem::remove_all(dir);
+  Dataset train = testing::random_images(50, 3), val = testing::random_images(20, 4);
+  const testing::TempDir temp("resume");
+  const std::filesystem::path dir = temp.path;
   TrainConfig c = small_config("cnn(1,bn,0.5)");
   c.epochs = 3;
   Trainer straight(zoo::find(c.model_spec).build, c);
@@ -104,11 +96,10 @@ TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer][slow
     CHECK(std::memcmp(tensor.data(), second.state().at(name).data(), tensor.size() * sizeof(float)) == 0);
   }
   CHECK(std::filesystem::exists(dir / "history.csv"));
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") {
-  Dataset train = synthetic(50, 5), val = synthetic(20, 6);  // random labels: validation loss soon rises
+  Dataset train = testing::random_images(50, 5), val = testing::random_images(20, 6);  // random labels: validation loss soon rises
   TrainConfig c = small_config("mlp1(64,relu,0)");
   c.epochs = 30;
   c.patience = 2;

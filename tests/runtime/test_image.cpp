@@ -6,15 +6,16 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/runtime/image.h"
+#include "support.h"
 
 using namespace dagger;
 
 namespace {
 
+/// A file in this test binary's own temporary folder, removed when the run ends.
 std::string temp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / "dagger-test-image";
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
+  static const dagger::testing::TempDir dir("image");
+  return dir.file(name);
 }
 
 }  // namespace
