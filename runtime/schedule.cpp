@@ -47,7 +47,10 @@ double scheduled_lr(int epoch, int epochs, double base_lr, const ScheduleConfig&
       return base_lr * std::pow(cfg.gamma, (epoch - 1) / cfg.step_size);
     case ScheduleConfig::Kind::cosine: {
       if (epoch <= cfg.warmup) return base_lr * epoch / cfg.warmup;
-      const double progress = static_cast<double>(epoch - cfg.warmup) / static_cast<double>(epochs - cfg.warmup);
+      // The cosine's k-th epoch (k = 0 first) runs at progress k / (epochs - warmup), as PyTorch's
+      // CosineAnnealingLR with T_max = epochs - warmup: it starts at base_lr and every epoch trains,
+      // the last one just above min_lr.
+      const double progress = static_cast<double>(epoch - cfg.warmup - 1) / static_cast<double>(epochs - cfg.warmup);
       return cfg.min_lr + (base_lr - cfg.min_lr) * (1 + std::cos(std::numbers::pi * progress)) / 2;
     }
     case ScheduleConfig::Kind::plateau:

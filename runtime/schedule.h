@@ -14,7 +14,7 @@ struct ScheduleConfig {
   int step_size = 1;         ///< step: epochs between decays
   double gamma = 0.1;        ///< step: factor applied every step_size epochs
   int warmup = 0;            ///< cosine: epochs of linear warmup before the half cosine
-  double min_lr = 0;         ///< cosine: the rate of the last epoch; plateau: the floor
+  double min_lr = 0;         ///< cosine: the rate the half cosine falls to; plateau: the floor
   double factor = 0.1;       ///< plateau: factor applied when the validation loss stalls
   int plateau_patience = 2;  ///< plateau: epochs without improvement before a reduction
 };
@@ -34,8 +34,8 @@ std::string schedule_name(ScheduleConfig::Kind kind);
 ///   constant  base_lr
 ///   step      base_lr * gamma^floor((epoch - 1) / step_size)
 ///   cosine    epoch <= warmup: base_lr * epoch / warmup;
-///             after: min_lr + (base_lr - min_lr) * (1 + cos(pi * (epoch - warmup) / (epochs - warmup))) / 2,
-///             so the last epoch trains at min_lr
+///             after: min_lr + (base_lr - min_lr) * (1 + cos(pi * (epoch - warmup - 1) / (epochs - warmup))) / 2,
+///             so the first cosine epoch trains at base_lr and the last just above min_lr
 ///   plateau   state.lr (base_lr before the first reduction)
 double scheduled_lr(int epoch, int epochs, double base_lr, const ScheduleConfig& cfg, const ScheduleState& state);
 

@@ -35,16 +35,16 @@ TEST_CASE("constant and step schedules", "[schedule]") {
   check_rates(rates(cfg, 5, 0.1), {0.1, 0.1, 0.05, 0.05, 0.025});
 }
 
-TEST_CASE("cosine with linear warmup ends at min_lr on the last epoch", "[schedule]") {
+TEST_CASE("cosine with linear warmup starts at the base rate and ends just above min_lr", "[schedule]") {
   ScheduleConfig cfg;
   cfg.kind = ScheduleConfig::Kind::cosine;
   cfg.warmup = 2;
-  // warmup 1e-3 * 1/2, 1e-3; then (1 + cos(pi/2)) / 2 = 0.5 and (1 + cos(pi)) / 2 = 0
-  check_rates(rates(cfg, 4, 1e-3), {5e-4, 1e-3, 5e-4, 0});
+  // warmup 1e-3 * 1/2, 1e-3; then (1 + cos(0)) / 2 = 1 and (1 + cos(pi/2)) / 2 = 0.5
+  check_rates(rates(cfg, 4, 1e-3), {5e-4, 1e-3, 1e-3, 5e-4});
   cfg.warmup = 0;
   cfg.min_lr = 1e-4;
-  // 1e-4 + 9e-4 (1 + cos(pi e / 3)) / 2 for e = 1, 2, 3: cos = 0.5, -0.5, -1
-  check_rates(rates(cfg, 3, 1e-3), {7.75e-4, 3.25e-4, 1e-4});
+  // 1e-4 + 9e-4 (1 + cos(pi (e - 1) / 3)) / 2 for e = 1, 2, 3: cos = 1, 0.5, -0.5
+  check_rates(rates(cfg, 3, 1e-3), {1e-3, 7.75e-4, 3.25e-4});
 }
 
 TEST_CASE("reduce-on-plateau cuts the rate after patience stalled epochs, down to min_lr", "[schedule]") {

@@ -88,8 +88,8 @@ TEST_CASE("dagger train with the whole recipe: the lr column follows cosine warm
   const std::vector<double> lr = lr_column(dir.path / "run" / "history.csv");
   REQUIRE(lr.size() == 4);
   for (int e = 1; e <= 4; ++e) {
-    // warmup: 1e-3 e / 2; then 1e-3 (1 + cos(pi (e - 2) / 2)) / 2
-    const double want = e <= 2 ? 1e-3 * e / 2 : 1e-3 * (1 + std::cos(std::numbers::pi * (e - 2) / 2.0)) / 2;
+    // warmup: 1e-3 e / 2; then 1e-3 (1 + cos(pi (e - 3) / 2)) / 2
+    const double want = e <= 2 ? 1e-3 * e / 2 : 1e-3 * (1 + std::cos(std::numbers::pi * (e - 3) / 2.0)) / 2;
     INFO("epoch " << e);
     CHECK(lr[static_cast<size_t>(e - 1)] == Approx(want).margin(1e-12));
   }
