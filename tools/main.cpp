@@ -54,6 +54,14 @@ int main(int argc, char** argv) {
   } catch (const dagger::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    // The last resort: a library's exception (a JSON field of the wrong type, a filesystem
+    // error) still ends in one line and exit 1, never an abort.
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
   }
   return 1;
 }

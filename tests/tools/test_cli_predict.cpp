@@ -126,6 +126,17 @@ TEST_CASE("dagger predict names what is wrong with its inputs", "[predict][cli]"
   const auto not_a_checkpoint = run_dagger("predict --checkpoint " + dir.path.string() + " " + dir.file("big.png"));
   CHECK(not_a_checkpoint.status == 1);
   CHECK_THAT(not_a_checkpoint.output, Catch::Contains(dir.path.string()));
+  // A manifest field of the wrong JSON type ends in one line and exit 1, not an abort.
+  std::filesystem::copy(t.checkpoint, dir.file("bad"));
+  {
+    nlohmann::json manifest;
+    std::ifstream(dir.file("bad/manifest.json")) >> manifest;
+    manifest["meta"]["step"] = "abc";
+    std::ofstream(dir.file("bad/manifest.json")) << manifest.dump();
+  }
+  const auto wrong_type = run_dagger("predict --checkpoint " + dir.file("bad") + " " + dir.file("big.png"));
+  CHECK(wrong_type.status == 1);
+  CHECK_THAT(wrong_type.output, Catch::StartsWith("error: ") && !Catch::Contains("terminate"));
   std::ofstream(dir.file("text.png")) << "not an image";
   const auto garbage = run_dagger(base + dir.file("text.png"));
   CHECK(garbage.status == 1);
