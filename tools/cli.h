@@ -29,6 +29,32 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A seed on the command line: decimal digits only, at most 2^64 - 1 (no sign, no exponent).
+inline const CLI::Validator kSeed(
+    [](std::string& text) -> std::string {
+      const bool digits = !text.empty() && text.size() <= 20 && text.find_first_not_of("0123456789") == std::string::npos;
+      if (digits && (text.size() < 20 || text <= "18446744073709551615")) return "";
+      return "'" + text + "' is not a whole number from 0 to 18446744073709551615";
+    },
+    "SEED");
+
+/// A count on the command line that must be at least `least` (a batch, threads, patience).
+inline CLI::Validator at_least(long long least) {
+  return CLI::Validator(
+      [least](std::string& text) -> std::string {
+        size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != 0 && used == text.size() && v >= least) return "";
+        return "'" + text + "' is not a whole number of at least " + std::to_string(least);
+      },
+      ">=" + std::to_string(least));
+}
+
 /// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError naming --input-shape otherwise.
 std::vector<size_t> parse_input_shape(const std::string& text);
 

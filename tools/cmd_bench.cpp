@@ -44,7 +44,9 @@ Run add_bench(CLI::App& app) {
   cmd->add_option("--steps", f->config.steps, "steps per timed repeat")->capture_default_str();
   cmd->add_option("--warmup", f->config.warmup, "untimed steps first")->capture_default_str();
   cmd->add_option("--repeats", f->config.repeats, "timed repeats; the median is reported")->capture_default_str();
-  cmd->add_option("--seed", f->config.seed, "seed of the parameters and the random batch")->capture_default_str();
+  cmd->add_option("--seed", f->config.seed, "seed of the parameters and the random batch")
+      ->check(kSeed)
+      ->capture_default_str();
   cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
   cmd->add_option("--save-baseline", f->save_baseline,
                   "store the per-kernel ratios in FILE (merged with its other runs)");

@@ -146,7 +146,9 @@ Run add_gradcheck(CLI::App& app) {
   cmd->add_option("--input-size", f->size, "height and width of the model check's input images")->capture_default_str();
   cmd->add_option("--samples", f->options.max_elements, "elements checked per tensor")->capture_default_str();
   cmd->add_option("--tolerance", f->options.tolerance, "largest relative error accepted")->capture_default_str();
-  cmd->add_option("--seed", f->options.seed, "seed of the inputs, parameters and upstream gradients")->capture_default_str();
+  cmd->add_option("--seed", f->options.seed, "seed of the inputs, parameters and upstream gradients")
+      ->check(kSeed)
+      ->capture_default_str();
   return [f] {
     if (f->model.empty() == f->op.empty()) throw UsageError("gradcheck takes a model or --op NAME (exactly one)");
     std::vector<GradcheckResult> results;

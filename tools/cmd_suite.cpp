@@ -69,7 +69,8 @@ Run add_suite(CLI::App& app) {
   auto f = std::make_shared<Flags>();
   cmd->add_flag("--list", f->list, "list the experiments: id, runs, slide title, what each uses");
   cmd->add_option("--profile", f->profile, "quick | full")->capture_default_str();
-  cmd->add_option("--only", f->only, "comma-separated experiment ids, e.g. E07,E12 (their dependencies run too)");
+  CLI::Option* only =
+      cmd->add_option("--only", f->only, "comma-separated experiment ids, e.g. E07,E12 (their dependencies run too)");
   cmd->add_option("--out", f->out, "output folder (default runs/suite-PROFILE); a rerun resumes");
   cmd->add_option("--threads", f->threads,
                   "worker threads of the JIT (default: every core; results do not depend on it)")
@@ -82,7 +83,7 @@ Run add_suite(CLI::App& app) {
   cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
   cmd->add_flag("--quiet", f->quiet, "no progress on stderr");
   cmd->add_flag("--no-plots", f->no_plots, "skip gnuplot");
-  return [f] {
+  return [f, only] {
     if (f->list) {
       fmt::print("{}", suite::list_experiments());
       return 0;
@@ -93,6 +94,8 @@ Run add_suite(CLI::App& app) {
     suite::SuiteOptions o;
     o.profile = suite::profile(f->profile);
     o.profile.keep_last = !f->restore_best;
+    if (only->count() > 0 && f->only.find_first_not_of(", ") == std::string::npos)
+      throw UsageError("--only needs at least one experiment id, e.g. E07");
     o.only = split_ids(f->only);
     try {
       suite::plan(suite::catalog(), o.only);

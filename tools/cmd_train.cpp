@@ -151,18 +151,24 @@ Run add_train(CLI::App& app) {
                   "checkpoint folder: trains or resumes a model declared elsewhere)")
       ->required();
   cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
-  cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
+  cmd->add_option("--batch", f->config.batch, "mini-batch size")->check(at_least(1))->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")->capture_default_str();
   cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
   cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
   cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")
       ->capture_default_str();
-  cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")->capture_default_str();
+  cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")
+      ->check(at_least(0))
+      ->capture_default_str();
   cmd->add_flag("--keep-last", f->keep_last,
                 "with early stopping, end with the last epoch's weights rather than the best validation loss's");
-  cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")->capture_default_str();
-  cmd->add_option("--threads", f->threads, "worker threads of the JIT (the reference executor uses one)")->capture_default_str();
+  cmd->add_option("--seed", f->config.seed, "seed for initialization, split, shuffling and dropout")
+      ->check(kSeed)
+      ->capture_default_str();
+  cmd->add_option("--threads", f->threads, "worker threads of the JIT (the reference executor uses one)")
+      ->check(at_least(1))
+      ->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
   cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder");

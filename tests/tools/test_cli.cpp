@@ -224,3 +224,26 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   CHECK(other_file.status == 1);
   CHECK_THAT(other_file.output, Catch::Contains("is not a `dagger bench --save-baseline` file"));
 }
+
+TEST_CASE("out-of-range counts, seeds and empty selections are usage errors before any data is read",
+          "[cli][usage]") {
+  // --data names no folder: each case must fail on its flag (exit 2), not on the data (exit 1).
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"train mlp512 --patience -1", "--patience: '-1' is not a whole number of at least 0"},
+      {"train mlp512 --batch 0", "--batch: '0' is not a whole number of at least 1"},
+      {"train mlp512 --threads 0", "--threads: '0' is not a whole number of at least 1"},
+      {"train mlp512 --seed -1", "--seed: '-1' is not a whole number from 0 to 18446744073709551615"},
+      {"train mlp512 --seed 18446744073709551616", "'18446744073709551616' is not a whole number"},
+      {"train mlp512 --seed 1e23", "'1e23' is not a whole number"},
+      {"train \"mlp1(-5,relu,0)\"", "units '-5' must be a whole number from 1 to 65536"},
+      {"suite --only \"\" --out /nonexistent/suite", "--only needs at least one experiment id"},
+  };
+  for (const auto& [args, message] : cases) {
+    INFO(args);
+    const auto out = run_dagger(args + " --data /nonexistent/data");
+    CHECK(out.status == 2);
+    CHECK_THAT(out.output, Catch::Contains(message));
+  }
+  // The largest seed is a seed.
+  CHECK(run_dagger("train mlp512 --seed 18446744073709551615 --data /nonexistent/data").status == 1);
+}
