@@ -282,7 +282,18 @@ void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>
   }
 }
 
+bool recover_checkpoint(const std::string& dir) {
+  const fs::path folder = folder_path(dir);
+  fs::path previous = folder;
+  previous += ".old";
+  std::error_code ec;
+  if (!fs::exists(folder / kManifest) && !fs::exists(folder) && fs::exists(previous / kManifest))
+    fs::rename(previous, folder, ec);
+  return fs::exists(folder / kManifest);
+}
+
 Checkpoint load_checkpoint(const std::string& dir) {
+  recover_checkpoint(dir);
   const fs::path folder = folder_path(dir);
   const nlohmann::json manifest = read_manifest(folder);
   Checkpoint ck;

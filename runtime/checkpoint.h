@@ -22,6 +22,11 @@ namespace dagger {
 void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
                      const std::map<std::string, std::string>& texts = {});
 
+/// Finishes what an interrupted save_checkpoint left: when `dir` is missing but `dir`.old holds
+/// a complete checkpoint (the save stopped between its two renames), moves `dir`.old back into
+/// place. Returns whether `dir` now holds a checkpoint (a manifest). load_checkpoint calls it.
+bool recover_checkpoint(const std::string& dir);
+
 /// A loaded checkpoint.
 struct Checkpoint {
   std::map<std::string, Tensor> tensors;

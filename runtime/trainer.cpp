@@ -430,7 +430,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   StateMap best_state = state_;
   EarlyStopping stopping{.patience = config_.patience};
   if (on_disk) fs::create_directories(config_.out_dir);
-  if (on_disk && fs::exists(last_dir + "/manifest.json")) {
+  if (on_disk && recover_checkpoint(last_dir)) {
     Checkpoint last = load_checkpoint(last_dir);
     require_same_model(last);
     const nlohmann::json meta = last.meta;
@@ -443,7 +443,15 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
     result.stopped_early = meta.value("stopped_early", false);
     result.resumed = true;
-    if (fs::exists(best_dir + "/manifest.json")) best_state = load_checkpoint(best_dir).tensors;
+    if (recover_checkpoint(best_dir)) {
+      best_state = load_checkpoint(best_dir).tensors;
+    } else if (stopping.best_epoch == static_cast<int>(result.history.size())) {
+      best_state = state_;  // the last epoch is the best: its weights are last/'s
+    } else if (stopping.best_epoch > 0) {
+      throw Error(fmt::format("'{}' is missing: the weights of epoch {}, the lowest validation loss, are lost; "
+                              "remove '{}' to train again from the start",
+                              best_dir, stopping.best_epoch, config_.out_dir));
+    }
     if (config_.progress) fmt::print(stderr, "resuming after epoch {} from {}\n", result.history.size(), last_dir);
   }
   Progress progress(config_.progress);

@@ -128,3 +128,32 @@ TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") 
   CHECK(l.history.back().val_loss > l.best_val_loss);
   CHECK(last.evaluate(val).report.loss == Approx(l.history.back().val_loss).epsilon(1e-9));
 }
+
+TEST_CASE("a rerun whose best/ was lost mid-swap restores it, and refuses when it is gone", "[zoo][trainer]") {
+  // Random labels: the validation loss is lowest early, so the best epoch is not the last.
+  const Dataset train = testing::random_images(50, 5), val = testing::random_images(20, 6);
+  const testing::TempDir temp("lost-best");
+  TrainConfig c = small_config("mlp1(16,relu,0)");
+  c.epochs = 4;
+  c.patience = 10;
+  c.out_dir = temp.file("run");
+  Trainer first(zoo::find(c.model_spec).build, c);
+  const TrainResult done = first.fit(train, val);
+  REQUIRE(done.best_epoch < 4);  // otherwise last/ holds the best weights and nothing is at stake
+  const StateMap best = first.state();
+
+  // Killed between the two renames that swap best/ in: only best.old is on disk.
+  std::filesystem::rename(temp.file("run/best"), temp.file("run/best.old"));
+  Trainer again(zoo::find(c.model_spec).build, c);
+  again.fit(train, val);
+  CHECK(std::filesystem::exists(temp.file("run/best/manifest.json")));
+  for (const auto& [name, tensor] : best) {
+    INFO(name);
+    CHECK(std::memcmp(tensor.data(), again.state().at(name).data(), tensor.size() * sizeof(float)) == 0);
+  }
+
+  // Gone altogether: the run cannot end with its best weights, and says so.
+  std::filesystem::remove_all(temp.file("run/best"));
+  Trainer lost(zoo::find(c.model_spec).build, c);
+  CHECK_THROWS_WITH(lost.fit(train, val), Catch::Contains("run/best' is missing: the weights of epoch"));
+}
