@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -84,10 +85,37 @@ std::vector<EpochStats> history_from_json(const nlohmann::json& j) {
 void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, const std::string& dir) {
   if (!meta.contains("training")) return;
   const nlohmann::json& then = meta.at("training");
-  for (const auto& [key, value] : now.items())
-    if (then.contains(key) && then.at(key) != value)
-      throw Error(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}", dir, key,
-                              then.at(key).dump(), value.dump()));
+  // The data last: another seed also splits the data differently, and the seed is the cause.
+  for (bool data : {false, true})
+    for (const auto& [key, value] : now.items())
+      if ((key == "data") == data && then.contains(key) && then.at(key) != value)
+        throw Error(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}", dir, key,
+                                then.at(key).dump(), value.dump()));
+}
+
+/// A 64-bit hash of a data set's labels and pixels (their float bits, in order), so that a
+/// resumed run can tell it is given the data it started with.
+uint64_t fingerprint(const Dataset& data) {
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  const auto mix = [&h](uint64_t v) {
+    h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h *= 0xFF51AFD7ED558CCDull;
+  };
+  for (int label : data.labels) mix(static_cast<uint64_t>(label));
+  const float* pixels = data.images.data();
+  const size_t n = data.images.size();
+  size_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    uint64_t pair;
+    std::memcpy(&pair, pixels + i, sizeof pair);
+    mix(pair);
+  }
+  if (i < n) {
+    uint32_t last;
+    std::memcpy(&last, pixels + i, sizeof last);
+    mix(last);
+  }
+  return h;
 }
 
 /// Reduce-on-plateau's state for the progress checkpoint; infinities and NaN are stored as null.
@@ -312,11 +340,19 @@ nlohmann::json Trainer::training_options() const {
       schedule.update({{"factor", sc.factor}, {"patience", sc.plateau_patience}, {"min_lr", sc.min_lr}});
       break;
   }
-  return {{"lr", config_.optimizer.lr},
-          {"weight_decay", config_.optimizer.weight_decay},
-          {"schedule", schedule},
-          {"augment", to_string(config_.augment)},
-          {"label_smoothing", config_.label_smoothing}};
+  const OptimizerConfig& opt = config_.optimizer;
+  nlohmann::json options = {{"lr", opt.lr},
+                            {"weight_decay", opt.weight_decay},
+                            {"schedule", schedule},
+                            {"augment", to_string(config_.augment)},
+                            {"label_smoothing", config_.label_smoothing},
+                            {"optimizer", optimizer_name(opt.kind)},
+                            {"momentum", opt.momentum},
+                            {"nesterov", opt.nesterov},
+                            {"batch", config_.batch},
+                            {"seed", config_.seed}};
+  if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
+  return options;
 }
 
 const std::string& Trainer::model_text() const {
@@ -424,6 +460,8 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
 
 TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   if (train.size() == 0 || val.size() == 0) throw Error("training needs non-empty train and validation sets");
+  data_fingerprint_ = fmt::format("train {} x {:016x}, val {} x {:016x}", train.size(), fingerprint(train), val.size(),
+                                  fingerprint(val));
   TrainResult result;
   const bool on_disk = !config_.out_dir.empty();
   const std::string last_dir = config_.out_dir + "/last", best_dir = config_.out_dir + "/best";
@@ -434,12 +472,12 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     Checkpoint last = load_checkpoint(last_dir);
     require_same_model(last);
     const nlohmann::json meta = last.meta;
+    check_same_training(meta, training_options(), last_dir);
     adopt(std::move(last));
     result.history = history_from_json(meta.at("history"));
     stopping.best_epoch = meta.at("best_epoch");
     stopping.best_val_loss = meta.at("best_val_loss");
     stopping.wait = meta.at("wait");
-    check_same_training(meta, training_options(), last_dir);
     schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
     result.stopped_early = meta.value("stopped_early", false);
     result.resumed = true;

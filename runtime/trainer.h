@@ -128,9 +128,11 @@ class Trainer {
   void load_state(const std::string& checkpoint_dir);
   /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
-  /// The options that decide what each epoch computes beyond the model, optimizer kind, seed and
-  /// batch: learning rate, weight decay, schedule, augmentation, label smoothing. Recorded in every
-  /// checkpoint's metadata ("training") and checked when a run resumes.
+  /// The options that decide what each epoch computes beyond the model: learning rate, weight
+  /// decay, schedule, augmentation, label smoothing, optimizer (kind, momentum, Nesterov), batch,
+  /// seed, and, once fit() has seen them, the data's sizes and hashes. Recorded in every
+  /// checkpoint's metadata ("training") and checked when a run resumes: a difference is an Error
+  /// naming the option (the model itself is checked through its text).
   nlohmann::json training_options() const;
   /// The model as text (autodiff/model_text.h), printed on first use.
   const std::string& model_text() const;
@@ -159,6 +161,7 @@ class Trainer {
   std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
   mutable std::optional<std::string> model_text_;
+  std::string data_fingerprint_;  ///< the sizes and hashes of fit()'s data, recorded with the run
 };
 
 /// The file of a checkpoint that holds its model's text.
