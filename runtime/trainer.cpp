@@ -191,7 +191,11 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
 Trainer Trainer::load(const std::string& dir, TrainConfig config) {
-  Checkpoint checkpoint = load_checkpoint(dir);
+  return load(load_checkpoint(dir), std::move(config));
+}
+
+Trainer Trainer::load(Checkpoint checkpoint, TrainConfig config) {
+  const std::string dir = checkpoint.dir;
   const std::string text = checkpoint_model_text(checkpoint);
   if (text.empty())
     throw Error(fmt::format("checkpoint '{}' does not carry its model (it was written before checkpoints did): "

@@ -100,6 +100,8 @@ class Trainer {
   /// threads, eval_batch, ...). Throws Error naming the folder when it is not a checkpoint or
   /// carries no model text (one written before checkpoints carried their model).
   static Trainer load(const std::string& checkpoint_dir, TrainConfig config = {});
+  /// The same from a checkpoint already read (load_checkpoint); it must carry its model text.
+  static Trainer load(Checkpoint checkpoint, TrainConfig config = {});
 
   /// Trains on `train`, validating on `val` after each epoch. Resumes from out_dir/last when present.
   TrainResult fit(const Dataset& train, const Dataset& val);

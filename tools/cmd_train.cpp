@@ -114,12 +114,12 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
 /// checkpoint from before model texts, the zoo model its metadata names with the data's shape.
 Trainer checkpoint_trainer(const std::string& folder, TrainConfig options) {
   Checkpoint ck = load_checkpoint(folder);
-  if (!checkpoint_model_text(ck).empty()) return Trainer::load(folder, options);
+  if (!checkpoint_model_text(ck).empty()) return Trainer::load(std::move(ck), options);
   options.model_spec = ck.meta.value("model", "");
   if (options.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
   options.optimizer.kind = optimizer_kind(ck.meta.value("optimizer", "adam"));
   Trainer trainer(resolve_model(options.model_spec).build, options);
-  trainer.load_state(folder);
+  trainer.load_state(folder);  // old checkpoints: read again, through the zoo model's shapes
   return trainer;
 }
 

@@ -70,7 +70,13 @@ namespace dagger::cli {
 
 ModelArg resolve_model(const std::string& spec) {
   std::filesystem::path file(spec);
-  if (std::filesystem::is_directory(file)) file /= kModelFile;
+  if (std::filesystem::is_directory(file)) {
+    file /= kModelFile;
+    if (!std::filesystem::is_regular_file(file))
+      throw UsageError(fmt::format("'{}' is a folder without a {}: give a checkpoint folder, a model text or a "
+                                   "zoo model",
+                                   spec, kModelFile));
+  }
   if (std::filesystem::is_regular_file(file)) {
     std::ifstream in(file, std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -246,4 +246,9 @@ TEST_CASE("out-of-range counts, seeds and empty selections are usage errors befo
   }
   // The largest seed is a seed.
   CHECK(run_dagger("train mlp512 --seed 18446744073709551615 --data /nonexistent/data").status == 1);
+  // A folder given as the model must hold a model text.
+  const dagger::testing::TempDir empty("no-model");
+  const auto no_model = run_dagger("train " + empty.path.string() + " --data /nonexistent/data");
+  CHECK(no_model.status == 2);
+  CHECK_THAT(no_model.output, Catch::Contains("is a folder without a model.dagger"));
 }
