@@ -4,8 +4,10 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <limits>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace dagger::cli {
 
@@ -38,27 +40,49 @@ inline const CLI::Validator kSeed(
     },
     "SEED");
 
-/// A count on the command line that must be at least `least` (a batch, threads, patience).
-inline CLI::Validator at_least(long long least) {
-  return CLI::Validator(
-      [least](std::string& text) -> std::string {
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != 0 && used == text.size() && v >= least) return "";
-        return "'" + text + "' is not a whole number of at least " + std::to_string(least);
-      },
-      ">=" + std::to_string(least));
-}
+// Option checks run while CLI11 parses, so a bad value is a usage error naming its option
+// (CLI11 puts the option's name in front of the message) before anything is read or built.
 
-/// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError naming --input-shape otherwise.
+/// A whole number from `least` to `most` (a batch, a count of epochs, threads, steps).
+CLI::Validator whole_in(long long least, long long most = std::numeric_limits<long long>::max());
+
+/// A count that must be at least `least`.
+inline CLI::Validator at_least(long long least) { return whole_in(least); }
+
+/// The range of a real-valued option; an open end excludes its bound, an infinite `high` means none.
+struct Interval {
+  double low, high = std::numeric_limits<double>::infinity();
+  bool low_open = false, high_open = false;
+};
+
+/// A finite number in `range` (NaN and infinities are refused).
+CLI::Validator number_in(Interval range);
+
+/// One of `valid`; the message reads "unknown WHAT 'value' (valid: ...)".
+CLI::Validator one_of(const std::string& what, std::vector<std::string> valid);
+
+/// The most worker threads a command accepts.
+constexpr long long kMaxThreads = 1024;
+
+extern const CLI::Validator kThreads;         ///< 1 to kMaxThreads
+extern const CLI::Validator kExistingFolder;  ///< an input folder (data, checkpoint)
+extern const CLI::Validator kExistingFile;    ///< an input file
+/// An output folder: it may not exist yet, but neither it nor a part of its path is a file.
+extern const CLI::Validator kOutputFolder;
+/// An output file: not a folder, in a folder that exists.
+extern const CLI::Validator kOutputFile;
+extern const CLI::Validator kInputShape;  ///< "C,H,W", see parse_input_shape
+extern const CLI::Validator kExecutor;    ///< jit | reference
+
+/// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError saying what is wrong
+/// otherwise (kInputShape puts the option's name in front).
 std::vector<size_t> parse_input_shape(const std::string& text);
 
-/// Throws UsageError listing `valid` unless `value` is one of them.
+/// "" when `value` is one of `valid`, else the message one_of and require_choice give.
+std::string choice_error(const std::string& what, const std::string& value, const std::vector<std::string>& valid);
+
+/// Throws UsageError listing `valid` unless `value` is one of them (for choices known only
+/// after parsing, such as a kernel's name).
 void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid);
 
 }  // namespace dagger::cli

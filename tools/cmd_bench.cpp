@@ -38,33 +38,33 @@ Run add_bench(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("models", f->models, "model names or calls, e.g. mlp512 cnn3")->required();
-  cmd->add_option("--batch", f->config.batch, "mini-batch size")->capture_default_str();
+  cmd->add_option("--batch", f->config.batch, "mini-batch size")->check(at_least(1))->capture_default_str();
   cmd->add_option("--threads", f->config.threads, "worker threads (JIT and the machine figures)")
+      ->check(kThreads)
       ->capture_default_str();
-  cmd->add_option("--steps", f->config.steps, "steps per timed repeat")->capture_default_str();
-  cmd->add_option("--warmup", f->config.warmup, "untimed steps first")->capture_default_str();
-  cmd->add_option("--repeats", f->config.repeats, "timed repeats; the median is reported")->capture_default_str();
+  cmd->add_option("--steps", f->config.steps, "steps per timed repeat")->check(at_least(1))->capture_default_str();
+  cmd->add_option("--warmup", f->config.warmup, "untimed steps first")->check(at_least(0))->capture_default_str();
+  cmd->add_option("--repeats", f->config.repeats, "timed repeats; the median is reported")
+      ->check(at_least(1))
+      ->capture_default_str();
   cmd->add_option("--seed", f->config.seed, "seed of the parameters and the random batch")
       ->check(kSeed)
       ->capture_default_str();
-  cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
+  cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
   cmd->add_option("--save-baseline", f->save_baseline,
-                  "store the per-kernel ratios in FILE (merged with its other runs)");
+                  "store the per-kernel ratios in FILE (merged with its other runs)")
+      ->check(kOutputFile);
   cmd->add_option("--check", f->check, "compare per-kernel ratios with a baseline FILE; exit 1 if any fell too far");
-  cmd->add_option("--tolerance", f->tolerance, "--check: the drop that counts as a regression")->capture_default_str();
+  cmd->add_option("--tolerance", f->tolerance, "--check: the drop that counts as a regression")
+      ->check(number_in({.low = 0, .high = 1, .low_open = true, .high_open = true}))
+      ->capture_default_str();
   cmd->add_option("--min-share", f->min_share, "--check: skip kernels under this share of the step in the baseline")
+      ->check(number_in({.low = 0, .high = 1}))
       ->capture_default_str();
   cmd->add_flag("--json", f->json, "print everything as one JSON object");
   return [f] {
     bench::BenchConfig config = f->config;
-    require_choice("executor", f->executor, {"jit", "reference"});
     config.executor = executor_kind(f->executor);
-    if (config.batch < 1) throw UsageError(fmt::format("--batch must be at least 1, got {}", config.batch));
-    if (config.threads < 1) throw UsageError(fmt::format("--threads must be at least 1, got {}", config.threads));
-    if (config.steps < 1 || config.repeats < 1 || config.warmup < 0)
-      throw UsageError("--steps and --repeats must be at least 1 and --warmup at least 0");
-    if (!(f->tolerance > 0 && f->tolerance < 1))
-      throw UsageError(fmt::format("--tolerance must be between 0 and 1, got {}", f->tolerance));
     if ((!f->check.empty() || !f->save_baseline.empty()) && config.executor != ExecutorKind::jit)
       throw UsageError("--check and --save-baseline compare JIT kernels: use --executor jit");
     std::vector<zoo::Entry> models;

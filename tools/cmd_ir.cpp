@@ -34,14 +34,17 @@ Run add_summary(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call (or --checkpoint)");
-  cmd->add_option("--checkpoint", f->checkpoint, "summarize the model a checkpoint carries instead");
-  cmd->add_option("--input-shape", f->input_shape, "C,H,W of one image, for a model name or call")->capture_default_str();
-  cmd->add_option("--classes", f->classes, "number of classes, for a model name or call")->capture_default_str();
+  cmd->add_option("--checkpoint", f->checkpoint, "summarize the model a checkpoint carries instead")
+      ->check(kExistingFolder);
+  cmd->add_option("--input-shape", f->input_shape, "C,H,W of one image, for a model name or call")
+      ->check(kInputShape)
+      ->capture_default_str();
+  cmd->add_option("--classes", f->classes, "number of classes, for a model name or call")
+      ->check(whole_in(1, 4096))
+      ->capture_default_str();
   return [f] {
     if (f->model.empty() == f->checkpoint.empty())
       throw UsageError("give a model name or call, or --checkpoint DIR (one of them)");
-    if (f->classes < 1 || f->classes > 4096)
-      throw UsageError(fmt::format("--classes {}: must be from 1 to 4096", f->classes));
     if (!f->checkpoint.empty()) {
       TrainConfig options;
       options.progress = false;
@@ -72,19 +75,21 @@ Run add_ir(CLI::App& app) {
                   "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
                   "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints "
                   "carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
+      ->check(one_of("stage", {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"}))
       ->capture_default_str();
-  cmd->add_option("--format", f->format, "text | dot")->capture_default_str();
+  cmd->add_option("--format", f->format, "text | dot")->check(one_of("format", {"text", "dot"}))->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
   cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason");
-  cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")->capture_default_str();
-  cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")->capture_default_str();
+  cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")
+      ->check(one_of("optimizer", {"sgd", "momentum", "adam"}))
+      ->capture_default_str();
   return [f] {
     const ModelArg model = resolve_model(f->model);
     const Shape input_shape = model.input_shape.value_or(Shape{1, 28, 28});
     const int64_t classes = model.classes.value_or(10);
-    require_choice("stage", f->stage, {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"});
-    require_choice("format", f->format, {"text", "dot"});
-    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam"});
     OptimizerConfig opt;
     opt.kind = optimizer_kind(f->optimizer);
     const std::map<std::string, DumpStage> kernel_stages = {
@@ -142,10 +147,16 @@ Run add_gradcheck(CLI::App& app) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call");
   cmd->add_option("--op", f->op, "check one op instead of a model");
-  cmd->add_option("--batch", f->batch, "batch size of the model check")->capture_default_str();
-  cmd->add_option("--input-size", f->size, "height and width of the model check's input images")->capture_default_str();
-  cmd->add_option("--samples", f->options.max_elements, "elements checked per tensor")->capture_default_str();
-  cmd->add_option("--tolerance", f->options.tolerance, "largest relative error accepted")->capture_default_str();
+  cmd->add_option("--batch", f->batch, "batch size of the model check")->check(at_least(1))->capture_default_str();
+  cmd->add_option("--input-size", f->size, "height and width of the model check's input images")
+      ->check(whole_in(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--samples", f->options.max_elements, "elements checked per tensor")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--tolerance", f->options.tolerance, "largest relative error accepted")
+      ->check(number_in({.low = 0, .low_open = true}))
+      ->capture_default_str();
   cmd->add_option("--seed", f->options.seed, "seed of the inputs, parameters and upstream gradients")
       ->check(kSeed)
       ->capture_default_str();

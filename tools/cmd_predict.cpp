@@ -88,24 +88,19 @@ Run add_predict(CLI::App& app) {
     bool json = false, resize = false;
   };
   auto f = std::make_shared<Flags>();
-  cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint or OUT/best)")->required();
+  cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint or OUT/best)")
+      ->required()
+      ->check(kExistingFolder);
   cmd->add_option("files", f->files, "PNG images (8-bit or 16-bit, gray or colour), .npy arrays, IDX image files")
-      ->required();
-  cmd->add_option("--top", f->top, "how many classes to print per image")->capture_default_str();
+      ->required()
+      ->check(kExistingFile);
+  cmd->add_option("--top", f->top, "how many classes to print per image")->check(at_least(1))->capture_default_str();
   cmd->add_flag("--resize", f->resize, "resize PNG images of another size to the model's (bilinear)");
-  cmd->add_option("--batch", f->batch, "images per inference step")->capture_default_str();
-  cmd->add_option("--threads", f->threads, "worker threads of the JIT")->capture_default_str();
-  cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
+  cmd->add_option("--batch", f->batch, "images per inference step")->check(at_least(1))->capture_default_str();
+  cmd->add_option("--threads", f->threads, "worker threads of the JIT")->check(kThreads)->capture_default_str();
+  cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
   cmd->add_flag("--json", f->json, "print one JSON object instead of the table");
   return [f] {
-    if (f->top < 1) throw UsageError(fmt::format("--top {}: must be at least 1", f->top));
-    if (f->batch < 1) throw UsageError(fmt::format("--batch {}: must be at least 1", f->batch));
-    if (f->threads < 1) throw UsageError(fmt::format("--threads {}: must be at least 1", f->threads));
-    require_choice("executor", f->executor, {"jit", "reference"});
-    for (const std::string& file : f->files)
-      if (!std::filesystem::is_regular_file(file)) throw UsageError(fmt::format("'{}': no such file", file));
-    if (!std::filesystem::is_directory(f->checkpoint))
-      throw UsageError(fmt::format("--checkpoint '{}': no such folder", f->checkpoint));
     TrainConfig options;
     options.executor = executor_kind(f->executor);
     options.threads = f->threads;

@@ -68,18 +68,22 @@ Run add_suite(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   cmd->add_flag("--list", f->list, "list the experiments: id, runs, slide title, what each uses");
-  cmd->add_option("--profile", f->profile, "quick | full")->capture_default_str();
+  cmd->add_option("--profile", f->profile, "quick | full")
+      ->check(one_of("profile", suite::profile_names()))
+      ->capture_default_str();
   CLI::Option* only =
       cmd->add_option("--only", f->only, "comma-separated experiment ids, e.g. E07,E12 (their dependencies run too)");
-  cmd->add_option("--out", f->out, "output folder (default runs/suite-PROFILE); a rerun resumes");
+  cmd->add_option("--out", f->out, "output folder (default runs/suite-PROFILE); a rerun resumes")->check(kOutputFolder);
   cmd->add_option("--threads", f->threads,
                   "worker threads of the JIT (default: every core; results do not depend on it)")
+      ->check(kThreads)
       ->capture_default_str();
-  cmd->add_option("--executor", f->executor, "jit | reference")->capture_default_str();
+  cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
   cmd->add_flag(
       "--restore-best", f->restore_best,
       "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
-  cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)");
+  cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)")
+      ->check(kExistingFolder);
   cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
   cmd->add_flag("--quiet", f->quiet, "no progress on stderr");
   cmd->add_flag("--no-plots", f->no_plots, "skip gnuplot");
@@ -88,9 +92,6 @@ Run add_suite(CLI::App& app) {
       fmt::print("{}", suite::list_experiments());
       return 0;
     }
-    require_choice("profile", f->profile, suite::profile_names());
-    require_choice("executor", f->executor, {"jit", "reference"});
-    if (f->threads < 1) throw UsageError(fmt::format("--threads must be at least 1, got {}", f->threads));
     suite::SuiteOptions o;
     o.profile = suite::profile(f->profile);
     o.profile.keep_last = !f->restore_best;

@@ -28,12 +28,12 @@ std::vector<size_t> parse_input_shape(const std::string& text) {
       used = 0;
     }
     if (used == 0 || used != item.size() || v == 0 || item[0] == '-' || v > (1ull << 20)) {
-      throw UsageError(fmt::format("--input-shape '{}': '{}' is not a positive size", text, item));
+      throw UsageError(fmt::format("'{}': '{}' is not a positive size", text, item));
     }
     dims.push_back(v);
   }
   if (dims.size() != 3 || text.back() == ',') {
-    throw UsageError(fmt::format("--input-shape '{}' must be three sizes C,H,W, e.g. 3,32,32", text));
+    throw UsageError(fmt::format("'{}' must be three sizes C,H,W, e.g. 3,32,32", text));
   }
   return dims;
 }
@@ -53,26 +53,25 @@ struct DataFlags {
   void add(CLI::App& cmd) {
     cmd.add_option("--data", dir,
                    "data folder of IDX, .npy or CSV files, see docs/data.md (default: $DAGGER_DATA or the Debian "
-                   "package's Fashion-MNIST)");
+                   "package's Fashion-MNIST)")
+        ->check(kExistingFolder);
     cmd.add_option("--val-size", val_size,
-                   "training images moved to validation (default: 12000 for Fashion-MNIST, else 20%)");
-    cmd.add_option("--val-fraction", val_fraction, "share of the training images moved to validation, in (0, 1)");
-    cmd.add_option("--classes", classes_file, "file of class names, one per line");
-    cmd.add_option("--input-shape", input_shape, "C,H,W of a CSV row's pixels (default: 1,s,s for s*s pixels)");
-    cmd.add_option("--train-limit", train_limit, "use a class-balanced slice of this many training images (0: all)");
-    cmd.add_option("--val-limit", val_limit, "slice of the validation set (0: all)");
-    cmd.add_option("--test-limit", test_limit, "slice of the test set (0: all)");
+                   "training images moved to validation (default: 12000 for Fashion-MNIST, else 20%)")
+        ->check(at_least(1));
+    cmd.add_option("--val-fraction", val_fraction, "share of the training images moved to validation, in (0, 1)")
+        ->check(number_in({.low = 0, .high = 1, .low_open = true, .high_open = true}));
+    cmd.add_option("--classes", classes_file, "file of class names, one per line")->check(kExistingFile);
+    cmd.add_option("--input-shape", input_shape, "C,H,W of a CSV row's pixels (default: 1,s,s for s*s pixels)")
+        ->check(kInputShape);
+    cmd.add_option("--train-limit", train_limit, "use a class-balanced slice of this many training images (0: all)")
+        ->check(at_least(0));
+    cmd.add_option("--val-limit", val_limit, "slice of the validation set (0: all)")->check(at_least(0));
+    cmd.add_option("--test-limit", test_limit, "slice of the test set (0: all)")->check(at_least(0));
     cmd.add_flag("--raw-pixels", raw, "feed pixels as 0..255 instead of scaling to 0..1");
   }
-  /// Throws UsageError for a bad value, before any data is read.
+  /// Throws UsageError for flags that conflict (each flag's own value is checked while parsing).
   void validate() const {
     if (val_size && val_fraction) throw UsageError("give --val-size or --val-fraction, not both");
-    if (val_size && *val_size < 1) throw UsageError(fmt::format("--val-size must be at least 1, got {}", *val_size));
-    if (val_fraction && !(*val_fraction > 0 && *val_fraction < 1))
-      throw UsageError(fmt::format("--val-fraction must be between 0 and 1 (exclusive), got {}", *val_fraction));
-    if (!input_shape.empty()) parse_input_shape(input_shape);
-    if (!classes_file.empty() && !std::filesystem::is_regular_file(classes_file))
-      throw UsageError(fmt::format("--classes '{}': no such file", classes_file));
   }
   Splits load() const {
     validate();
@@ -87,7 +86,11 @@ struct DataFlags {
     o.val_fraction = val_fraction.value_or(0);
     o.classes_file = classes_file;
     if (!input_shape.empty()) o.input_shape = parse_input_shape(input_shape);
-    return load_data(o);
+    try {
+      return load_data(o);
+    } catch (const std::filesystem::filesystem_error& e) {  // e.g. a folder this user may not read
+      throw Error(fmt::format("--data '{}': cannot read '{}': {}", dir, e.path1().string(), e.code().message()));
+    }
   }
 };
 
@@ -150,13 +153,20 @@ Run add_train(CLI::App& app) {
                   "model name or call, e.g. mlp512 or \"cnn(3,bn,0.5,0.25,256)\", or a model text (FILE.dagger, or a "
                   "checkpoint folder: trains or resumes a model declared elsewhere)")
       ->required();
-  cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->capture_default_str();
+  cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->check(at_least(1))->capture_default_str();
   cmd->add_option("--batch", f->config.batch, "mini-batch size")->check(at_least(1))->capture_default_str();
-  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")->capture_default_str();
-  cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")->capture_default_str();
-  cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient")->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")
+      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")
+      ->check(number_in({.low = 0, .low_open = true}))
+      ->capture_default_str();
+  cmd->add_option("--momentum", f->config.optimizer.momentum, "momentum coefficient, in [0, 1)")
+      ->check(number_in({.low = 0, .high = 1, .high_open = true}))
+      ->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "Nesterov momentum");
   cmd->add_option("--weight-decay", f->config.optimizer.weight_decay, "L2 weight decay (adamw: decoupled decay)")
+      ->check(number_in({.low = 0}))
       ->capture_default_str();
   cmd->add_option("--patience", f->config.patience, "early-stopping patience in epochs (0: off)")
       ->check(at_least(0))
@@ -167,18 +177,19 @@ Run add_train(CLI::App& app) {
       ->check(kSeed)
       ->capture_default_str();
   cmd->add_option("--threads", f->threads, "worker threads of the JIT (the reference executor uses one)")
-      ->check(at_least(1))
+      ->check(kThreads)
       ->capture_default_str();
-  cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
-  cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes");
-  cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder");
+  cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
+  cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes")
+      ->check(kOutputFolder);
+  cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder")
+      ->check(kOutputFolder);
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
   f->data.add(*cmd);
   f->recipe.add(*cmd);
   return [f] {
     const ModelArg model = resolve_model(f->model);
-    require_choice("optimizer", f->optimizer, {"sgd", "momentum", "adam", "adamw"});
     TrainConfig cfg = f->config;
     cfg.model_spec = f->model;
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
@@ -249,13 +260,12 @@ Run add_eval(CLI::App& app) {
   auto f = std::make_shared<Flags>();
   cmd->add_option("--checkpoint", f->checkpoints,
                   "checkpoint folder (e.g. OUT/checkpoint); repeat it to evaluate an ensemble of them")
-      ->required();
-  cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
+      ->required()
+      ->check(kExistingFolder);
+  cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
   f->data.add(*cmd);
   return [f] {
-    for (const std::string& folder : f->checkpoints)
-      if (!std::filesystem::exists(folder)) throw Error(fmt::format("checkpoint folder '{}' does not exist", folder));
     f->data.validate();
     Splits data = f->data.load();
     std::vector<std::pair<std::string, ClassificationReport>> rows;

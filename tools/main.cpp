@@ -10,16 +10,6 @@
 #include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
 
-namespace dagger::cli {
-
-void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid) {
-  for (const std::string& v : valid)
-    if (v == value) return;
-  throw UsageError(fmt::format("unknown {} '{}' (valid: {})", what, value, fmt::join(valid, ", ")));
-}
-
-}  // namespace dagger::cli
-
 int main(int argc, char** argv) {
   using namespace dagger::cli;
   CLI::App app{"dagger: a deep-learning compiler for CPU training, declared in C++"};
@@ -36,13 +26,15 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
+    // One line, as every other error: the flag or command and what is wrong with it.
     std::vector<std::string> names;
     for (const auto& [name, run] : runs) names.push_back(name);
     if (argc > 1 && argv[1][0] != '-' && !runs.count(argv[1]))
-      fmt::print(stderr, "error: unknown command '{}'\n", argv[1]);
+      fmt::print(stderr, "error: {}\n", choice_error("command", argv[1], names));
+    else if (argc == 1)
+      fmt::print(stderr, "error: give a command: {}\n", fmt::join(names, ", "));
     else
-      app.exit(e);
-    fmt::print(stderr, "commands: {}\n", fmt::join(names, ", "));
+      fmt::print(stderr, "error: {}\n", e.what());
     return kUsageError;
   }
   try {

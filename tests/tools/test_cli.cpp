@@ -1,14 +1,14 @@
 // The `dagger` binary end to end: exit codes and the dumps users read.
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -152,8 +152,8 @@ TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli][
   CHECK(j["ensemble"]["disagreements"].get<int64_t>() > 0);
 
   Outcome missing = run_dagger("eval --checkpoint " + dir.file("a/checkpoint") + " --checkpoint " + dir.file("nope"));
-  CHECK(missing.status == 1);
-  CHECK_THAT(missing.output, Catch::Contains("checkpoint folder '" + dir.file("nope") + "' does not exist"));
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.output, Catch::Contains("--checkpoint: '" + dir.file("nope") + "': no such folder"));
 }
 
 TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --check flags a drop", "[cli][bench][slow]") {
@@ -225,30 +225,30 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   CHECK_THAT(other_file.output, Catch::Contains("is not a `dagger bench --save-baseline` file"));
 }
 
-TEST_CASE("out-of-range counts, seeds and empty selections are usage errors before any data is read",
-          "[cli][usage]") {
-  // --data names no folder: each case must fail on its flag (exit 2), not on the data (exit 1).
+TEST_CASE("out-of-range counts, seeds and empty selections are usage errors before any data is read", "[cli][usage]") {
+  // --data names an empty folder: each case must fail on its flag (exit 2), not on the data (exit 1).
+  const dagger::testing::TempDir data("no-data");
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"train mlp512 --patience -1", "--patience: '-1' is not a whole number of at least 0"},
       {"train mlp512 --batch 0", "--batch: '0' is not a whole number of at least 1"},
-      {"train mlp512 --threads 0", "--threads: '0' is not a whole number of at least 1"},
+      {"train mlp512 --threads 0", "--threads: '0' is not a whole number from 1 to 1024"},
       {"train mlp512 --seed -1", "--seed: '-1' is not a whole number from 0 to 18446744073709551615"},
       {"train mlp512 --seed 18446744073709551616", "'18446744073709551616' is not a whole number"},
       {"train mlp512 --seed 1e23", "'1e23' is not a whole number"},
       {"train \"mlp1(-5,relu,0)\"", "units '-5' must be a whole number from 1 to 65536"},
-      {"suite --only \"\" --out /nonexistent/suite", "--only needs at least one experiment id"},
+      {"suite --only \"\"", "--only needs at least one experiment id"},
   };
   for (const auto& [args, message] : cases) {
     INFO(args);
-    const auto out = run_dagger(args + " --data /nonexistent/data");
+    const auto out = run_dagger(args + " --data " + data.path.string());
     CHECK(out.status == 2);
     CHECK_THAT(out.output, Catch::Contains(message));
   }
   // The largest seed is a seed.
-  CHECK(run_dagger("train mlp512 --seed 18446744073709551615 --data /nonexistent/data").status == 1);
+  CHECK(run_dagger("train mlp512 --seed 18446744073709551615 --data " + data.path.string()).status == 1);
   // A folder given as the model must hold a model text.
   const dagger::testing::TempDir empty("no-model");
-  const auto no_model = run_dagger("train " + empty.path.string() + " --data /nonexistent/data");
+  const auto no_model = run_dagger("train " + empty.path.string() + " --data " + data.path.string());
   CHECK(no_model.status == 2);
   CHECK_THAT(no_model.output, Catch::Contains("is a folder without a model.dagger"));
 }

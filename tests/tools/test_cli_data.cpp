@@ -2,9 +2,8 @@
 // of 3x32x32 images written here as .npy and CSV, 1x20x20 IDX files plain and gzipped, and the
 // data options' usage errors.
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "data_files.h"
@@ -119,12 +118,12 @@ TEST_CASE("a CNN rejects images too small for its pooling stages", "[cli][data]"
 
 TEST_CASE("bad data options are usage errors, found before any data is read", "[cli][data]") {
   TempDir dir("cli-usage");
-  const std::string absent = " --data " + dir.file("absent");
+  const std::string empty = " --data " + dir.path.string();  // no data: flags that pass fail on it
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"--val-size 0", "--val-size must be at least 1"},
-      {"--val-size -3", "--val-size must be at least 1"},
-      {"--val-fraction 1.5", "--val-fraction must be between 0 and 1"},
-      {"--val-fraction 0", "--val-fraction must be between 0 and 1"},
+      {"--val-size 0", "--val-size: '0' is not a whole number of at least 1"},
+      {"--val-size -3", "--val-size: '-3' is not a whole number of at least 1"},
+      {"--val-fraction 1.5", "--val-fraction: '1.5' is not a number in (0, 1)"},
+      {"--val-fraction 0", "--val-fraction: '0' is not a number in (0, 1)"},
       {"--val-size 10 --val-fraction 0.1", "not both"},
       {"--input-shape 3,x,2", "'x' is not a positive size"},
       {"--input-shape 3,32", "must be three sizes C,H,W"},
@@ -133,13 +132,16 @@ TEST_CASE("bad data options are usage errors, found before any data is read", "[
   };
   for (const auto& [flags, message] : cases) {
     for (const char* command : {"train shallow", "eval --checkpoint ."}) {
-      const Outcome out = run_dagger(std::string(command) + absent + " " + flags);
+      const Outcome out = run_dagger(std::string(command) + empty + " " + flags);
       INFO(command << " " << flags << "\n" << out.output);
       CHECK(out.status == 2);
       CHECK_THAT(out.output, Contains(message));
     }
   }
-  const Outcome missing = run_dagger("train shallow" + absent);
-  CHECK(missing.status == 1);
-  CHECK_THAT(missing.output, Contains("no data in") && Contains("absent"));
+  const Outcome no_data = run_dagger("train shallow" + empty);
+  CHECK(no_data.status == 1);
+  CHECK_THAT(no_data.output, Contains("no data in") && Contains(dir.path.string()));
+  const Outcome missing = run_dagger("train shallow --data " + dir.file("absent"));
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.output, Contains("--data: '" + dir.file("absent") + "': no such folder"));
 }

@@ -59,17 +59,18 @@ TEST_CASE("dagger train rejects bad recipe flags as usage errors naming the flag
       {"--schedule cosine --warmup 3 --epochs 3", "--warmup must be in [0, epochs)"},
       {"--schedule step --step-size 0", "--step-size"},
       {"--schedule plateau --factor 1.5", "--factor"},
-      {"--lr -0.1", "--lr must be positive"},
+      {"--lr -0.1", "--lr: '-0.1' is not a number greater than 0"},
       {"--weight-decay -1", "--weight-decay"},
       {"--min-lr -1", "--min-lr"},
-      {"--label-smoothing 1", "--label-smoothing must be in [0, 1)"},
+      {"--label-smoothing 1", "--label-smoothing: '1' is not a number in [0, 1)"},
       {"--label-smoothing -0.1", "--label-smoothing"},
       {"--augment crop=4,blur", "--augment: cannot read 'blur'"},
       {"--augment crop=", "--augment: 'crop=' needs a number"},
       {"--optimizer adamx", "adamw"},
   };
+  const dagger::testing::TempDir empty("recipe-no-data");  // a run that passes its flags fails on the data
   for (const auto& [args, text] : cases) {
-    const Outcome out = run_dagger("train mlp512 --data /nonexistent " + args);
+    const Outcome out = run_dagger("train mlp512 --data " + empty.path.string() + " " + args);
     INFO(args << "\n" << out.output);
     CHECK(out.status == 2);
     CHECK_THAT(out.output, Catch::Contains(text));

@@ -1,0 +1,144 @@
+// The checks every command's options share, run by CLI11 while it parses: a bad value is a
+// usage error naming its option before any data, checkpoint or model is read.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "tools/cli.h"
+
+namespace dagger::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Why `path` could not be found: it is not there, or a part of its path cannot be searched.
+std::string missing(const std::string& path, const std::error_code& ec, const char* kind) {
+  if (!ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory)
+    return fmt::format("'{}': no such {}", path, kind);
+  return fmt::format("'{}': {}", path, ec.message());
+}
+
+}  // namespace
+
+CLI::Validator whole_in(long long least, long long most) {
+  const std::string range = most == std::numeric_limits<long long>::max() ? fmt::format("of at least {}", least)
+                                                                          : fmt::format("from {} to {}", least, most);
+  return CLI::Validator(
+      [least, most, range](std::string& text) -> std::string {
+        size_t used = 0;
+        long long v = 0;
+        try {
+          v = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != 0 && used == text.size() && v >= least && v <= most) return "";
+        return fmt::format("'{}' is not a whole number {}", text, range);
+      },
+      fmt::format("INT {}", range));
+}
+
+CLI::Validator number_in(Interval range) {
+  std::string description;
+  if (std::isinf(range.high))
+    description = fmt::format("{} {}", range.low_open ? "greater than" : "of at least", range.low);
+  else
+    description =
+        fmt::format("in {}{}, {}{}", range.low_open ? '(' : '[', range.low, range.high, range.high_open ? ')' : ']');
+  return CLI::Validator(
+      [range, description](std::string& text) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        const bool above = range.low_open ? v > range.low : v >= range.low;
+        const bool below = range.high_open ? v < range.high : v <= range.high;
+        if (used != 0 && used == text.size() && std::isfinite(v) && above && below) return "";
+        return fmt::format("'{}' is not a number {}", text, description);
+      },
+      "NUMBER " + description);
+}
+
+std::string choice_error(const std::string& what, const std::string& value, const std::vector<std::string>& valid) {
+  for (const std::string& v : valid)
+    if (v == value) return "";
+  return fmt::format("unknown {} '{}' (valid: {})", what, value, fmt::join(valid, ", "));
+}
+
+void require_choice(const std::string& what, const std::string& value, const std::vector<std::string>& valid) {
+  if (std::string error = choice_error(what, value, valid); !error.empty()) throw UsageError(error);
+}
+
+CLI::Validator one_of(const std::string& what, std::vector<std::string> valid) {
+  return CLI::Validator([what, valid](std::string& text) { return choice_error(what, text, valid); },
+                        fmt::format("{}", fmt::join(valid, "|")));
+}
+
+const CLI::Validator kExistingFolder(
+    [](std::string& text) -> std::string {
+      std::error_code ec;
+      const fs::file_status status = fs::status(text, ec);
+      if (fs::is_directory(status)) return "";
+      if (fs::exists(status)) return fmt::format("'{}' is not a folder", text);
+      return missing(text, ec, "folder");
+    },
+    "FOLDER");
+
+const CLI::Validator kExistingFile(
+    [](std::string& text) -> std::string {
+      std::error_code ec;
+      const fs::file_status status = fs::status(text, ec);
+      if (fs::is_directory(status)) return fmt::format("'{}' is a folder, not a file", text);
+      if (fs::exists(status)) return "";
+      return missing(text, ec, "file");
+    },
+    "FILE");
+
+const CLI::Validator kOutputFolder(
+    [](std::string& text) -> std::string {
+      if (text.empty()) return "an output folder needs a name";
+      // The folder, or the nearest part of its path that exists, must be a folder.
+      std::error_code ec;
+      for (fs::path p = fs::absolute(text, ec); !p.empty(); p = p.parent_path()) {
+        const fs::file_status status = fs::status(p, ec);
+        if (fs::is_directory(status)) return "";
+        if (fs::exists(status))
+          return p == fs::absolute(text, ec) ? fmt::format("'{}' is a file, not a folder", text)
+                                             : fmt::format("'{}': '{}' is a file, not a folder", text, p.string());
+        if (p == p.parent_path()) break;
+      }
+      return "";
+    },
+    "FOLDER");
+
+const CLI::Validator kOutputFile(
+    [](std::string& text) -> std::string {
+      std::error_code ec;
+      if (fs::is_directory(text, ec)) return fmt::format("'{}' is a folder, not a file", text);
+      const fs::path parent = fs::absolute(text, ec).parent_path();
+      if (!fs::is_directory(parent, ec)) return fmt::format("'{}': no such folder '{}'", text, parent.string());
+      return "";
+    },
+    "FILE");
+
+const CLI::Validator kThreads = whole_in(1, kMaxThreads);
+const CLI::Validator kExecutor = one_of("executor", {"jit", "reference"});
+
+const CLI::Validator kInputShape(
+    [](std::string& text) -> std::string {
+      try {
+        parse_input_shape(text);
+        return "";
+      } catch (const UsageError& e) {
+        return e.what();
+      }
+    },
+    "C,H,W");
+
+}  // namespace dagger::cli
