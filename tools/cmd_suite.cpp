@@ -9,6 +9,7 @@
 #include "dagger/codegen/jit.h"
 #include "dagger/suite/suite.h"
 #include "tools/cli.h"
+#include "tools/folder_lock.h"
 
 #ifndef DAGGER_LLVM_VERSION
 #define DAGGER_LLVM_VERSION "unknown"
@@ -110,6 +111,7 @@ Run add_suite(CLI::App& app) {
     o.provenance = provenance();
     o.progress = !f->quiet;
     o.plots = !f->no_plots;
+    const FolderLock lock(o.out_dir, "--out");  // the runs inside train without locks of their own
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,
                "report: {0}/report.md, {0}/report.html, {0}/results.json ({1} runs trained, {2} reused, {3:.0f} s)\n",

@@ -12,6 +12,7 @@
 #include "dagger/runtime/trainer.h"
 #include "dagger/suite/analysis.h"
 #include "tools/cli.h"
+#include "tools/folder_lock.h"
 #include "tools/train_flags.h"
 
 namespace dagger::cli {
@@ -203,6 +204,8 @@ Run add_train(CLI::App& app) {
     cfg.raw_pixels = f->data.raw;
     f->data.seed = cfg.seed;
     f->data.validate();
+    std::optional<FolderLock> lock;  // held until the run's last file is written
+    if (!cfg.out_dir.empty()) lock.emplace(cfg.out_dir, "--out");
     Splits data = f->data.load();
     take_shape_from(data, cfg);
     if (model.input_shape && *model.input_shape != cfg.input_shape)
