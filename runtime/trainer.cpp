@@ -89,8 +89,20 @@ void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, 
   for (bool data : {false, true})
     for (const auto& [key, value] : now.items())
       if ((key == "data") == data && then.contains(key) && then.at(key) != value)
-        throw Error(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}", dir, key,
-                                then.at(key).dump(), value.dump()));
+        throw ResumeConflict(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}",
+                                         dir, key, then.at(key).dump(), value.dump()));
+}
+
+/// Early stopping with `patience` replayed over the epochs of `history`; throws ResumeConflict
+/// with `refusal(epoch)` when it ends after an epoch before the history's last.
+EarlyStopping replay_stopping(const std::vector<EpochStats>& history, int patience,
+                              const std::function<std::string(int)>& refusal) {
+  EarlyStopping stopping{.patience = patience};
+  for (const EpochStats& s : history) {
+    if (stopping.stop()) throw ResumeConflict(refusal(s.epoch - 1));
+    stopping.update(s.epoch, s.val_loss);
+  }
+  return stopping;
 }
 
 /// A 64-bit hash of a data set's labels and pixels (their float bits, in order), so that a
@@ -354,7 +366,8 @@ nlohmann::json Trainer::training_options() const {
                             {"momentum", opt.momentum},
                             {"nesterov", opt.nesterov},
                             {"batch", config_.batch},
-                            {"seed", config_.seed}};
+                            {"seed", config_.seed},
+                            {"executor", executor_name(config_.executor)}};
   if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
   return options;
 }
@@ -373,7 +386,7 @@ void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) co
 void Trainer::require_same_model(const Checkpoint& checkpoint) const {
   const std::string stored = checkpoint_model_text(checkpoint);
   if (stored.empty() || stored == model_text()) return;
-  throw Error(
+  throw ResumeConflict(
       fmt::format("checkpoint '{}' holds another model than this run's: {}; give the same model or another "
                   "output folder",
                   checkpoint.dir,
@@ -426,6 +439,7 @@ void Trainer::save_progress(const std::vector<EpochStats>& history, const EarlyS
                                          {"best_epoch", stopping.best_epoch},
                                          {"best_val_loss", stopping.best_val_loss},
                                          {"wait", stopping.wait},
+                                         {"patience", config_.patience},
                                          {"epoch", history.back().epoch},
                                          {"stopped_early", stopped},
                                          {"schedule_state", schedule_state_json(schedule_state_)}});
@@ -437,13 +451,12 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
   if (config_.out_dir.empty()) throw Error("continuing another run's epochs needs an output folder");
   if (trained.empty()) throw Error(fmt::format("'{}' comes with no epochs to continue after", state_dir));
   std::vector<EpochStats> history = trained;  // with each epoch's rate, which callers may not have kept
-  EarlyStopping stopping{.patience = config_.patience};
+  const EarlyStopping stopping = replay_stopping(history, config_.patience, [&](int epoch) {
+    return fmt::format("with patience {} this run stops at epoch {}, before the {} epochs of '{}'", config_.patience,
+                       epoch, history.size(), state_dir);
+  });
   for (EpochStats& s : history) {
     s.lr = scheduled_lr(s.epoch, config_.epochs, config_.optimizer.lr, config_.schedule, schedule_state_);
-    if (stopping.stop())
-      throw Error(fmt::format("with patience {} this run stops at epoch {}, before the {} epochs of '{}'",
-                              config_.patience, s.epoch - 1, history.size(), state_dir));
-    stopping.update(s.epoch, s.val_loss);
     update_schedule(schedule_state_, s.val_loss, config_.optimizer.lr, config_.schedule);
   }
   if (static_cast<int>(history.size()) > config_.epochs)
@@ -462,6 +475,48 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
   save_progress(history, stopping, stopping.stop());
 }
 
+void Trainer::resume(const std::string& last_dir, const std::string& best_dir, TrainResult& result,
+                     EarlyStopping& stopping, StateMap& best_state) {
+  Checkpoint last = load_checkpoint(last_dir);
+  require_same_model(last);
+  const nlohmann::json meta = last.meta;
+  check_same_training(meta, training_options(), last_dir);
+  result.history = history_from_json(meta.at("history"));
+  const int trained = static_cast<int>(result.history.size());
+  if (trained > config_.epochs)
+    throw ResumeConflict(fmt::format("cannot resume from '{}': it has trained {} epochs, this run asks for epochs = {}",
+                                     last_dir, trained, config_.epochs));
+  adopt(std::move(last));
+  stopping.best_epoch = meta.at("best_epoch");
+  stopping.best_val_loss = meta.at("best_val_loss");
+  stopping.wait = meta.at("wait");
+  result.stopped_early = meta.value("stopped_early", false);
+  const nlohmann::json patience = meta.value("patience", nlohmann::json());
+  if (!patience.is_null() && patience != config_.patience) {
+    // Patience decides only where a run ends, not what its epochs compute: another patience
+    // resumes when it would not have ended the run sooner, and carries on a run the old one
+    // ended early when it would not have ended it yet.
+    stopping = replay_stopping(result.history, config_.patience, [&](int epoch) {
+      return fmt::format("cannot resume from '{}': with patience {} it would have stopped after epoch {}, but it "
+                         "trained {} epochs with patience {}",
+                         last_dir, config_.patience, epoch, trained, patience.dump());
+    });
+    result.stopped_early = stopping.stop();
+  }
+  schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
+  if (recover_checkpoint(best_dir)) {
+    best_state = load_checkpoint(best_dir).tensors;
+  } else if (stopping.best_epoch == trained) {
+    best_state = state_;  // the last epoch is the best: its weights are last/'s
+  } else if (stopping.best_epoch > 0) {
+    throw ResumeConflict(fmt::format("cannot resume from '{}': '{}' is missing: the weights of epoch {}, the lowest "
+                                     "validation loss, are lost",
+                                     last_dir, best_dir, stopping.best_epoch));
+  }
+  result.resumed = true;
+  if (config_.progress) fmt::print(stderr, "resuming after epoch {} from {}\n", trained, last_dir);
+}
+
 TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   if (train.size() == 0 || val.size() == 0) throw Error("training needs non-empty train and validation sets");
   data_fingerprint_ = fmt::format("train {} x {:016x}, val {} x {:016x}", train.size(), fingerprint(train), val.size(),
@@ -472,30 +527,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
   StateMap best_state = state_;
   EarlyStopping stopping{.patience = config_.patience};
   if (on_disk) fs::create_directories(config_.out_dir);
-  if (on_disk && recover_checkpoint(last_dir)) {
-    Checkpoint last = load_checkpoint(last_dir);
-    require_same_model(last);
-    const nlohmann::json meta = last.meta;
-    check_same_training(meta, training_options(), last_dir);
-    adopt(std::move(last));
-    result.history = history_from_json(meta.at("history"));
-    stopping.best_epoch = meta.at("best_epoch");
-    stopping.best_val_loss = meta.at("best_val_loss");
-    stopping.wait = meta.at("wait");
-    schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
-    result.stopped_early = meta.value("stopped_early", false);
-    result.resumed = true;
-    if (recover_checkpoint(best_dir)) {
-      best_state = load_checkpoint(best_dir).tensors;
-    } else if (stopping.best_epoch == static_cast<int>(result.history.size())) {
-      best_state = state_;  // the last epoch is the best: its weights are last/'s
-    } else if (stopping.best_epoch > 0) {
-      throw Error(fmt::format("'{}' is missing: the weights of epoch {}, the lowest validation loss, are lost; "
-                              "remove '{}' to train again from the start",
-                              best_dir, stopping.best_epoch, config_.out_dir));
-    }
-    if (config_.progress) fmt::print(stderr, "resuming after epoch {} from {}\n", result.history.size(), last_dir);
-  }
+  if (on_disk && recover_checkpoint(last_dir)) resume(last_dir, best_dir, result, stopping, best_state);
   Progress progress(config_.progress);
   const auto t0 = Clock::now();
   int64_t trained_images = 0;

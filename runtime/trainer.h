@@ -87,6 +87,13 @@ struct Evaluation {
   std::vector<int> predictions;
 };
 
+/// Thrown when out_dir holds a run that this configuration did not start (another model,
+/// option, data set, a smaller epoch cap, a patience that would have ended it sooner) or one
+/// that cannot be resumed (its best weights lost): the message names the difference.
+struct ResumeConflict : Error {
+  using Error::Error;
+};
+
 class Trainer {
  public:
   Trainer(ModelFn model, TrainConfig config);
@@ -103,7 +110,11 @@ class Trainer {
   /// The same from a checkpoint already read (load_checkpoint); it must carry its model text.
   static Trainer load(Checkpoint checkpoint, TrainConfig config = {});
 
-  /// Trains on `train`, validating on `val` after each epoch. Resumes from out_dir/last when present.
+  /// Trains on `train`, validating on `val` after each epoch. Resumes from out_dir/last when
+  /// present: a run of the same model, training options and data (training_options()) whose
+  /// epochs do not exceed config().epochs; more epochs carry it on. Its patience may differ when
+  /// it would not have ended the run sooner (a larger one carries on a run stopped early).
+  /// Throws ResumeConflict otherwise.
   TrainResult fit(const Dataset& train, const Dataset& val);
   /// Inference-mode metrics (batchnorm on running statistics, no dropout) over a whole data set.
   Evaluation evaluate(const Dataset& data);
@@ -132,7 +143,8 @@ class Trainer {
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
   /// The options that decide what each epoch computes beyond the model: learning rate, weight
   /// decay, schedule, augmentation, label smoothing, optimizer (kind, momentum, Nesterov), batch,
-  /// seed, and, once fit() has seen them, the data's sizes and hashes. Recorded in every
+  /// seed, executor (the reference interpreter rounds otherwise than the JIT), and, once fit()
+  /// has seen them, the data's sizes and hashes. Recorded in every
   /// checkpoint's metadata ("training") and checked when a run resumes: a difference is an Error
   /// naming the option (the model itself is checked through its text).
   nlohmann::json training_options() const;
@@ -151,6 +163,11 @@ class Trainer {
   void adopt(Checkpoint checkpoint);
   /// Throws when `checkpoint` carries a model text other than this trainer's model.
   void require_same_model(const Checkpoint& checkpoint) const;
+  /// Takes up the run in out_dir (its last/ checkpoint `last_dir`, best/ `best_dir`): state,
+  /// history, early-stopping position and best weights. Throws ResumeConflict when it is not
+  /// this configuration's run or cannot be resumed.
+  void resume(const std::string& last_dir, const std::string& best_dir, TrainResult& result, EarlyStopping& stopping,
+              StateMap& best_state);
   /// out_dir/last and history.csv after `history`'s last epoch: the state, the history and the
   /// early-stopping position fit() resumes from; `stopped` marks the run as ended.
   void save_progress(const std::vector<EpochStats>& history, const EarlyStopping& stopping, bool stopped) const;

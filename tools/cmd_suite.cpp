@@ -9,7 +9,7 @@
 #include "dagger/codegen/jit.h"
 #include "dagger/suite/suite.h"
 #include "tools/cli.h"
-#include "tools/folder_lock.h"
+#include "tools/out_folder.h"
 
 #ifndef DAGGER_LLVM_VERSION
 #define DAGGER_LLVM_VERSION "unknown"

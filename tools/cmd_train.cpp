@@ -12,7 +12,7 @@
 #include "dagger/runtime/trainer.h"
 #include "dagger/suite/analysis.h"
 #include "tools/cli.h"
-#include "tools/folder_lock.h"
+#include "tools/out_folder.h"
 #include "tools/train_flags.h"
 
 namespace dagger::cli {
@@ -146,7 +146,7 @@ Run add_train(CLI::App& app) {
     TrainConfig config;
     DataFlags data;
     RecipeFlags recipe;
-    bool nesterov = false, json = false, quiet = false, keep_last = false;
+    bool nesterov = false, json = false, quiet = false, keep_last = false, restart = false;
     int threads = 1;
   };
   auto f = std::make_shared<Flags>();
@@ -181,8 +181,13 @@ Run add_train(CLI::App& app) {
       ->check(kThreads)
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
-  cmd->add_option("--out", f->out, "folder for history.csv, metrics.json and checkpoints; a rerun resumes")
-      ->check(kOutputFolder);
+  CLI::Option* out =
+      cmd->add_option("--out", f->out,
+                      "folder for history.csv, metrics.json and checkpoints; a rerun of the same run resumes")
+          ->check(kOutputFolder);
+  cmd->add_flag("--restart", f->restart,
+                "train from the start: the run already in --out moves to OUT/previous-N when this one begins")
+      ->needs(out);
   cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder")
       ->check(kOutputFolder);
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
@@ -223,7 +228,16 @@ Run add_train(CLI::App& app) {
                data.train.size(), data.val.size(), data.test.size(),
                zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));
     Trainer trainer(model.build, cfg);
-    TrainResult result = trainer.fit(data.train, data.val);
+    if (f->restart)
+      if (const std::string previous = set_aside_run(cfg.out_dir); !previous.empty())
+        fmt::print(stderr, "--restart: the earlier run in {} is kept in {}\n", cfg.out_dir, previous);
+    TrainResult result;
+    try {
+      result = trainer.fit(data.train, data.val);
+    } catch (const ResumeConflict& e) {
+      throw Error(fmt::format("{}; --restart trains from the start, keeping the earlier run in {}/previous-N",
+                              e.what(), cfg.out_dir));
+    }
     std::vector<std::pair<std::string, ClassificationReport>> rows = {{"train", trainer.evaluate(data.train).report},
                                                                        {"val", trainer.evaluate(data.val).report},
                                                                        {"test", trainer.evaluate(data.test).report}};

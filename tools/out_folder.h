@@ -1,5 +1,6 @@
 #pragma once
-/// The advisory lock that keeps two `dagger` processes from writing one output folder.
+/// Output folders of `dagger train` and `dagger suite`: the advisory lock that keeps two
+/// processes from writing one, and --restart's setting aside of an earlier run.
 #include <string>
 
 namespace dagger::cli {
@@ -26,5 +27,12 @@ class FolderLock {
 
 /// The name of the lock file inside a locked folder.
 inline constexpr const char* kLockFile = ".lock";
+
+/// Moves the files of a `dagger train` run in `folder` (last/, best/, checkpoint/, history.csv,
+/// metrics.json and their .tmp/.old companions) into `folder`/previous-N, N one more than the
+/// highest there, and returns that folder; "" when there is no such file. Anything else in
+/// `folder` stays. last/ moves last, so a run killed in between still finds it and refuses to
+/// resume without its best weights rather than overwriting them. Call it holding the lock.
+std::string set_aside_run(const std::string& folder);
 
 }  // namespace dagger::cli

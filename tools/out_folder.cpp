@@ -1,13 +1,16 @@
-#include "tools/folder_lock.h"
+#include "tools/out_folder.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "dagger/graph/error.h"
 
@@ -48,6 +51,27 @@ FolderLock::FolderLock(const std::string& folder, const std::string& option) {
   const std::string pid = fmt::format("{}\n", getpid());
   const bool recorded = ftruncate(fd_, 0) == 0 && pwrite(fd_, pid.data(), pid.size(), 0) == ssize_t(pid.size());
   (void)recorded;  // a failure costs only the pid in a second writer's message
+}
+
+std::string set_aside_run(const std::string& folder) {
+  const auto is_run_file = [](const std::string& name, const std::string& stem) {
+    return name == stem || name.starts_with(stem + ".tmp") || name.starts_with(stem + ".old");
+  };
+  std::vector<fs::path> moving, last;
+  int highest = 0;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with("previous-")) highest = std::max(highest, std::atoi(name.c_str() + 9));
+    for (const char* stem : {"best", "checkpoint", "history.csv", "metrics.json"})
+      if (is_run_file(name, stem)) moving.push_back(entry.path());
+    if (is_run_file(name, "last")) last.push_back(entry.path());
+  }
+  if (moving.empty() && last.empty()) return "";
+  const fs::path previous = fs::path(folder) / fmt::format("previous-{}", highest + 1);
+  fs::create_directory(previous);
+  moving.insert(moving.end(), last.begin(), last.end());
+  for (const fs::path& from : moving) fs::rename(from, previous / from.filename());
+  return previous.string();
 }
 
 FolderLock::~FolderLock() {
