@@ -22,16 +22,6 @@ namespace {
 
 constexpr const char* kMetricsFile = "metrics.json";
 
-/// FNV-1a: a stable hash of the configuration text, the same on every platform and build.
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(fmt::format("cannot read '{}'", path));
@@ -160,6 +150,15 @@ double RunRecord::lowest_val_loss() const {
     if (!std::isnan(s.val_loss)) lowest = std::min(lowest, s.val_loss);
   if (history.empty() && !std::isnan(val.loss)) lowest = val.loss;
   return lowest;
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
 }
 
 nlohmann::json RunConfig::to_json() const {

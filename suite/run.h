@@ -106,6 +106,9 @@ struct RunPrefix {
 /// have stopped sooner. run_or_reuse trains only the epochs after it.
 RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir);
 
+/// FNV-1a: a stable hash of `text`, the same on every platform and build (run keys, data identity).
+uint64_t fnv1a(const std::string& text);
+
 /// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
 /// file or the whole new one, never a part.
 void write_atomically(const std::string& path, const std::string& text);

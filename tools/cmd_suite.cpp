@@ -3,10 +3,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "dagger/codegen/jit.h"
+#include "dagger/suite/run.h"
 #include "dagger/suite/suite.h"
 #include "tools/cli.h"
 #include "tools/out_folder.h"
@@ -45,6 +48,41 @@ nlohmann::json provenance() {
           {"cpu_features", fmt::format("{}", fmt::join(host_features(), ","))},
           {"hardware_threads", std::thread::hardware_concurrency()},
           {"host", command_output("uname -srm 2>/dev/null")}};
+}
+
+/// The files of the data folder `dir`, each one's name, size and hash, as one hash: which data a
+/// suite's runs were trained and scored on.
+std::string data_identity(const std::string& dir) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir))
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::string listing;
+  for (const std::filesystem::path& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (!in.good() && !in.eof()) throw Error(fmt::format("--data: cannot read '{}'", file.string()));
+    listing += fmt::format("{} {} {:016x}\n", file.filename().string(), bytes.size(), suite::fnv1a(bytes));
+  }
+  return fmt::format("{} files, {:016x}", files.size(), suite::fnv1a(listing));
+}
+
+/// Throws unless the suite folder `out` was started with the same `identity` (what its runs
+/// depend on beyond each run's own configuration, which names its folder); records it in
+/// OUT/suite.json on the first invocation. Reusing runs computed otherwise would mix results.
+void require_same_suite(const std::string& out, const nlohmann::json& identity) {
+  const std::string path = out + "/suite.json";
+  if (!std::filesystem::exists(path)) {
+    suite::write_atomically(path, identity.dump(2) + "\n");
+    return;
+  }
+  std::ifstream in(path);
+  const nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
+  if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
+  for (const auto& [key, value] : identity.items())
+    if (then.contains(key) && then.at(key) != value)
+      throw Error(fmt::format("{} holds runs trained with {} = {}, this run asks for {}; give another --out", out, key,
+                              then.at(key).dump(), value.dump()));
 }
 
 std::vector<std::string> split_ids(const std::string& text) {
@@ -112,6 +150,8 @@ Run add_suite(CLI::App& app) {
     o.progress = !f->quiet;
     o.plots = !f->no_plots;
     const FolderLock lock(o.out_dir, "--out");  // the runs inside train without locks of their own
+    if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
+      require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,
                "report: {0}/report.md, {0}/report.html, {0}/results.json ({1} runs trained, {2} reused, {3:.0f} s)\n",
