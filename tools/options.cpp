@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 
 #include "tools/cli.h"
 
@@ -21,6 +22,19 @@ std::string missing(const std::string& path, const std::error_code& ec, const ch
   return fmt::format("'{}': {}", path, ec.message());
 }
 
+/// `text` read whole by `convert` (std::stoll, std::stod); nothing for text it cannot read or
+/// reads only in part ("3x", "1.5" as a whole number).
+template <class Convert>
+auto read_whole(const std::string& text, Convert convert) -> std::optional<decltype(convert(text, nullptr))> {
+  size_t used = 0;
+  try {
+    const auto v = convert(text, &used);
+    if (used != 0 && used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 CLI::Validator whole_in(long long least, long long most) {
@@ -28,14 +42,8 @@ CLI::Validator whole_in(long long least, long long most) {
                                                                           : fmt::format("from {} to {}", least, most);
   return CLI::Validator(
       [least, most, range](std::string& text) -> std::string {
-        size_t used = 0;
-        long long v = 0;
-        try {
-          v = std::stoll(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used != 0 && used == text.size() && v >= least && v <= most) return "";
+        const auto v = read_whole(text, [](const std::string& t, size_t* used) { return std::stoll(t, used); });
+        if (v && *v >= least && *v <= most) return "";
         return fmt::format("'{}' is not a whole number {}", text, range);
       },
       fmt::format("INT {}", range));
@@ -50,16 +58,10 @@ CLI::Validator number_in(Interval range) {
         fmt::format("in {}{}, {}{}", range.low_open ? '(' : '[', range.low, range.high, range.high_open ? ')' : ']');
   return CLI::Validator(
       [range, description](std::string& text) -> std::string {
-        size_t used = 0;
-        double v = 0;
-        try {
-          v = std::stod(text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        const bool above = range.low_open ? v > range.low : v >= range.low;
-        const bool below = range.high_open ? v < range.high : v <= range.high;
-        if (used != 0 && used == text.size() && std::isfinite(v) && above && below) return "";
+        const auto v = read_whole(text, [](const std::string& t, size_t* used) { return std::stod(t, used); });
+        const bool above = v && (range.low_open ? *v > range.low : *v >= range.low);
+        const bool below = v && (range.high_open ? *v < range.high : *v <= range.high);
+        if (v && std::isfinite(*v) && above && below) return "";
         return fmt::format("'{}' is not a number {}", text, description);
       },
       "NUMBER " + description);

@@ -52,6 +52,17 @@ std::string read_text(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
+/// Runs `args` while another process holds the lock of `folder`, its pid `pid`: the run must be
+/// refused in one line naming the folder and pid, and leave every file of the folder as it was.
+void check_refused(const std::string& args, const std::string& folder, const std::string& pid) {
+  const auto before = snapshot(folder);
+  const auto second = run_dagger(args);
+  CHECK(second.status == 1);
+  CHECK(second.output == "error: " + folder + " is in use by another dagger process (pid " + pid +
+                             "); wait for it to end or choose another --out\n");
+  CHECK(snapshot(folder) == before);
+}
+
 }  // namespace
 
 TEST_CASE("a second dagger train into a folder in use is refused and changes nothing", "[cli][lock]") {
@@ -72,12 +83,7 @@ TEST_CASE("a second dagger train into a folder in use is refused and changes not
   int status = 0;
   REQUIRE(waitpid(first, &status, WNOHANG) == 0);  // still running
 
-  const auto before = snapshot(run);
-  const auto second = run_dagger(args);
-  CHECK(second.status == 1);
-  CHECK(second.output == "error: " + run + " is in use by another dagger process (pid " + pid +
-                             "); wait for it to end or choose another --out\n");
-  CHECK(snapshot(run) == before);
+  check_refused(args, run, pid);
 
   REQUIRE(kill(first, SIGCONT) == 0);
   REQUIRE(waitpid(first, &status, 0) == first);
@@ -108,12 +114,7 @@ TEST_CASE("dagger suite takes its folder's lock and refuses a folder another pro
   const std::string pid = std::to_string(getpid());
   REQUIRE(ftruncate(fd, 0) == 0);
   REQUIRE(pwrite(fd, (pid + "\n").data(), pid.size() + 1, 0) == static_cast<ssize_t>(pid.size() + 1));
-  const auto before = snapshot(out);
-  const auto second = run_dagger(args);
-  CHECK(second.status == 1);
-  CHECK(second.output == "error: " + out + " is in use by another dagger process (pid " + pid +
-                             "); wait for it to end or choose another --out\n");
-  CHECK(snapshot(out) == before);
+  check_refused(args, out, pid);
   close(fd);
   CHECK(run_dagger(args).status == 0);
 }
