@@ -221,9 +221,14 @@ Run add_train(CLI::App& app) {
         throw Error(fmt::format("{} scores {} classes but the data has {}", f->model, *model.classes, cfg.classes));
       cfg.classes = *model.classes;
     }
-    if (!f->dump_dir.empty())
-      write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
-                     cfg.label_smoothing);
+    try {
+      if (!f->dump_dir.empty())
+        write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
+                       cfg.label_smoothing);
+    } catch (const std::filesystem::filesystem_error& e) {
+      throw Error(
+          fmt::format("--dump-dir '{}': cannot write '{}': {}", f->dump_dir, e.path1().string(), e.code().message()));
+    }
     fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
                data.train.size(), data.val.size(), data.test.size(),
                zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));

@@ -49,6 +49,10 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "error: out of memory\n");
     return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A file the commands do not name themselves (inside a checkpoint, say): the path and why.
+    fmt::print(stderr, "error: '{}': {}\n", e.path1().string(), e.code().message());
+    return 1;
   } catch (const std::exception& e) {
     // The last resort: a library's exception (a JSON field of the wrong type, a filesystem
     // error) still ends in one line and exit 1, never an abort.

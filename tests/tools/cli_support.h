@@ -17,9 +17,10 @@ struct Outcome {
   std::string output;
 };
 
-/// Runs the built `dagger` with `args`, capturing stdout and stderr together.
-inline Outcome run_dagger(const std::string& args) {
-  std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
+/// Runs the built `dagger` with `args`, capturing stdout and stderr together; `prefix` goes
+/// before the binary (e.g. "env VAR=value ").
+inline Outcome run_dagger(const std::string& args, const std::string& prefix = "") {
+  std::string command = prefix + std::string(DAGGER_BINARY) + " " + args + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;

@@ -1,12 +1,16 @@
 // Every command checks each option's value while parsing: a bad one is a usage error (exit 2)
 // in one line naming the option, before any data, checkpoint or model is read.
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "data_files.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
@@ -83,4 +87,36 @@ TEST_CASE("every command's numbers, choices and paths are checked while parsing,
   const auto valid = run_dagger(train + " --momentum 0.9 --threads 2 --out " + scratch.file("run"));
   CHECK(valid.status == 1);
   CHECK_THAT(valid.output, Catch::Contains("no data in"));
+}
+
+TEST_CASE("folders this user may not read or write end in one line naming them and the option", "[cli][usage]") {
+  namespace fs = std::filesystem;
+  TempDir dir("options-denied");
+  fs::create_directories(dir.file("data"));
+  dagger::testing::write_npy_set(dir.file("data"), "train", dagger::testing::quadrant_set(40, 1, 8, 4, 1));
+  dagger::testing::write_npy_set(dir.file("data"), "test", dagger::testing::quadrant_set(8, 1, 8, 4, 2));
+  const std::string train = "train \"mlp1(8,relu,0)\" --epochs 1 --quiet --data " + dir.file("data");
+  REQUIRE(run_dagger(train + " --out " + dir.file("run")).status == 0);
+  fs::create_directories(dir.file("readonly"));
+  fs::permissions(dir.file("data"), fs::perms::none);
+  fs::permissions(dir.file("run/checkpoint"), fs::perms::none);
+  fs::permissions(dir.file("readonly"),
+                  fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read | fs::perms::others_exec);
+  // Root reads and writes anything: as root the commands run as nobody.
+  const std::string as_user = geteuid() == 0 ? "runuser -u nobody -- env DAGGER_CACHE_DIR=off " : "";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {train, "error: --data '" + dir.file("data") + "': cannot read '" + dir.file("data") + "': Permission denied"},
+      {"train mlp512 --out " + dir.file("readonly/run"),
+       "error: --out '" + dir.file("readonly/run") + "': cannot create the folder: Permission denied"},
+      {"eval --checkpoint " + dir.file("run/checkpoint"), "error: '" + dir.file("run/checkpoint")},
+  };
+  for (const auto& [args, message] : cases) {
+    const auto out = run_dagger(args, as_user);
+    INFO(args << "\n" << out.output);
+    CHECK(out.status == 1);
+    CHECK_THAT(out.output, Catch::StartsWith(message) && Catch::Contains("Permission denied"));
+    CHECK(std::count(out.output.begin(), out.output.end(), '\n') == 1);
+  }
+  fs::permissions(dir.file("data"), fs::perms::owner_all);  // so the folder can be removed
+  fs::permissions(dir.file("run/checkpoint"), fs::perms::owner_all);
 }
