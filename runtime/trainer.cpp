@@ -386,12 +386,11 @@ void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) co
 void Trainer::require_same_model(const Checkpoint& checkpoint) const {
   const std::string stored = checkpoint_model_text(checkpoint);
   if (stored.empty() || stored == model_text()) return;
-  throw ResumeConflict(
-      fmt::format("checkpoint '{}' holds another model than this run's: {}; give the same model or another "
-                  "output folder",
-                  checkpoint.dir,
-                  first_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(),
-                                   "this run's model")));
+  throw ResumeConflict(fmt::format(
+      "checkpoint '{}' holds another model than this run's: {}; give the same model or another "
+      "output folder",
+      checkpoint.dir,
+      first_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(), "this run's model")));
 }
 
 std::string checkpoint_model_text(const Checkpoint& checkpoint) {
@@ -497,9 +496,10 @@ void Trainer::resume(const std::string& last_dir, const std::string& best_dir, T
     // resumes when it would not have ended the run sooner, and carries on a run the old one
     // ended early when it would not have ended it yet.
     stopping = replay_stopping(result.history, config_.patience, [&](int epoch) {
-      return fmt::format("cannot resume from '{}': with patience {} it would have stopped after epoch {}, but it "
-                         "trained {} epochs with patience {}",
-                         last_dir, config_.patience, epoch, trained, patience.dump());
+      return fmt::format(
+          "cannot resume from '{}': with patience {} it would have stopped after epoch {}, but it "
+          "trained {} epochs with patience {}",
+          last_dir, config_.patience, epoch, trained, patience.dump());
     });
     result.stopped_early = stopping.stop();
   }
@@ -509,9 +509,10 @@ void Trainer::resume(const std::string& last_dir, const std::string& best_dir, T
   } else if (stopping.best_epoch == trained) {
     best_state = state_;  // the last epoch is the best: its weights are last/'s
   } else if (stopping.best_epoch > 0) {
-    throw ResumeConflict(fmt::format("cannot resume from '{}': '{}' is missing: the weights of epoch {}, the lowest "
-                                     "validation loss, are lost",
-                                     last_dir, best_dir, stopping.best_epoch));
+    throw ResumeConflict(
+        fmt::format("cannot resume from '{}': '{}' is missing: the weights of epoch {}, the lowest "
+                    "validation loss, are lost",
+                    last_dir, best_dir, stopping.best_epoch));
   }
   result.resumed = true;
   if (config_.progress) fmt::print(stderr, "resuming after epoch {} from {}\n", trained, last_dir);

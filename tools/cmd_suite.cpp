@@ -149,7 +149,7 @@ Run add_suite(CLI::App& app) {
     o.provenance = provenance();
     o.progress = !f->quiet;
     o.plots = !f->no_plots;
-    const FolderLock lock(o.out_dir, "--out");  // the runs inside train without locks of their own
+    const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
       require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});
     suite::SuiteResult result = suite::run_suite(o);

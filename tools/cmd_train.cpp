@@ -240,8 +240,8 @@ Run add_train(CLI::App& app) {
     try {
       result = trainer.fit(data.train, data.val);
     } catch (const ResumeConflict& e) {
-      throw Error(fmt::format("{}; --restart trains from the start, keeping the earlier run in {}/previous-N",
-                              e.what(), cfg.out_dir));
+      throw Error(fmt::format("{}; --restart trains from the start, keeping the earlier run in {}/previous-N", e.what(),
+                              cfg.out_dir));
     }
     std::vector<std::pair<std::string, ClassificationReport>> rows = {{"train", trainer.evaluate(data.train).report},
                                                                        {"val", trainer.evaluate(data.val).report},
