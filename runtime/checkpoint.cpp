@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 
 namespace dagger {
 
@@ -54,14 +55,11 @@ std::string npy_header(const Shape& shape) {
 
 void write_npy(const fs::path& path, const Tensor& t) {
   const std::string header = npy_header(shape_of(t));
-  std::ofstream out(path, std::ios::binary);
-  out.write(kNpyMagic, kNpyMagicSize);
-  const char version_and_length[4] = {1, 0, static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
-  out.write(version_and_length, 4);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(float)));
-  out.close();
-  if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", path.string()));
+  const char version_and_length[4] = {1, 0, static_cast<char>(header.size() & 0xff),
+                                      static_cast<char>(header.size() >> 8)};
+  write_file_synced(path.string(),
+                    {std::string_view(kNpyMagic, kNpyMagicSize), std::string_view(version_and_length, 4), header,
+                     std::string_view(reinterpret_cast<const char*>(t.data()), t.size() * sizeof(float))});
 }
 
 std::string read_file(const fs::path& path) {
@@ -184,15 +182,13 @@ nlohmann::json write_texts(const fs::path& folder, const std::map<std::string, s
     require_plain_name(folder, "a text", file);
     if (file == kManifest || file.ends_with(".npy"))
       throw Error(fmt::format("checkpoint text '{}' would clash with the manifest or a tensor file", file));
-    std::ofstream out(folder / file, std::ios::binary);
-    out << contents;
-    out.close();
-    if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", (folder / file).string()));
+    write_file_synced((folder / file).string(), {contents});
     entries.push_back({{"file", file}, {"bytes", contents.size()}});
   }
   return entries;
 }
 
+/// Writes the whole checkpoint into `folder`, the manifest last, and syncs the folder.
 void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
                   const std::map<std::string, std::string>& texts) {
   fs::create_directories(folder);
@@ -205,10 +201,18 @@ void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& t
   }
   nlohmann::json manifest = {{"format", kFormat}, {"version", kVersion}, {"meta", meta}, {"tensors", entries}};
   if (!texts.empty()) manifest["texts"] = write_texts(folder, texts);
-  std::ofstream out(folder / kManifest);
-  out << manifest.dump(2) << '\n';
-  out.close();
-  if (!out) throw Error(fmt::format("cannot write '{}'", (folder / kManifest).string()));
+  write_file_synced((folder / kManifest).string(), {manifest.dump(2), "\n"});
+  sync_folder(folder.string());
+}
+
+/// The folder holding `folder`, "." for a relative name without one.
+fs::path parent_of(const fs::path& folder) { return folder.has_parent_path() ? folder.parent_path() : fs::path("."); }
+
+/// `folder` with `suffix` appended to its name: the staging (".tmp") and previous (".old") folders.
+fs::path sibling(const fs::path& folder, const char* suffix) {
+  fs::path p = folder;
+  p += suffix;
+  return p;
 }
 
 // ---- Loading -----------------------------------------------------------------------------
@@ -265,30 +269,33 @@ std::string load_text(const fs::path& folder, const std::string& file, uintmax_t
 
 void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
                      const std::map<std::string, std::string>& texts) {
-  const fs::path target = folder_path(dir);
-  fs::path staging = target, previous = target;
-  staging += ".tmp";
-  previous += ".old";
+  const fs::path target = folder_path(dir), staging = sibling(target, ".tmp"), previous = sibling(target, ".old");
   try {
     fs::remove_all(staging);
     write_folder(staging, tensors, meta, texts);
-    // Swap by renames: at every moment either the old or the new checkpoint is complete.
+    // Swap by renames: at every moment either the old or the new checkpoint is complete, and
+    // recover_checkpoint finishes a swap a kill interrupted.
     fs::remove_all(previous);
     if (fs::exists(target)) fs::rename(target, previous);
     fs::rename(staging, target);
+    sync_folder(parent_of(target).string());
     fs::remove_all(previous);
-  } catch (const fs::filesystem_error& e) {
+  } catch (const std::exception& e) {  // a file that cannot be written (Error) or a folder (filesystem_error)
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
     throw Error(fmt::format("cannot save checkpoint '{}': {}", target.string(), e.what()));
   }
 }
 
 bool recover_checkpoint(const std::string& dir) {
-  const fs::path folder = folder_path(dir);
-  fs::path previous = folder;
-  previous += ".old";
+  const fs::path folder = folder_path(dir), staging = sibling(folder, ".tmp"), previous = sibling(folder, ".old");
   std::error_code ec;
+  // A staging folder is never read: a save that was interrupted before its renames writes it again.
+  fs::remove_all(staging, ec);
   if (!fs::exists(folder / kManifest) && !fs::exists(folder) && fs::exists(previous / kManifest))
     fs::rename(previous, folder, ec);
+  // The swap finished but the previous checkpoint was not yet removed.
+  if (fs::exists(folder / kManifest)) fs::remove_all(previous, ec);
   return fs::exists(folder / kManifest);
 }
 

@@ -13,8 +13,9 @@
 namespace dagger {
 
 /// Writes `tensors` and `meta` as a checkpoint folder `dir`, replacing any previous one.
-/// Everything is first written to `dir`.tmp and then renamed into place, so an interrupted
-/// save leaves the old checkpoint (or none) rather than a half-written one. Tensor names may
+/// Everything is first written to `dir`.tmp and fsynced, then renamed into place (the old
+/// checkpoint moved to `dir`.old meanwhile), so an interrupted save leaves the old checkpoint
+/// (or none) rather than a half-written one. Tensor names may
 /// hold any characters; file names are derived from them ('/' becomes "__") and recorded in
 /// the manifest. `texts` are further files (plain name -> contents, e.g. "model.dagger"),
 /// listed in the manifest's "texts" with their sizes. Throws Error when the folder cannot be
@@ -24,7 +25,8 @@ void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>
 
 /// Finishes what an interrupted save_checkpoint left: when `dir` is missing but `dir`.old holds
 /// a complete checkpoint (the save stopped between its two renames), moves `dir`.old back into
-/// place. Returns whether `dir` now holds a checkpoint (a manifest). load_checkpoint calls it.
+/// place; removes a staging `dir`.tmp, and `dir`.old once `dir` is complete. Returns whether
+/// `dir` now holds a checkpoint (a manifest). load_checkpoint calls it.
 bool recover_checkpoint(const std::string& dir);
 
 /// A loaded checkpoint.

@@ -12,6 +12,7 @@
 
 #include "dagger/autodiff/model_text.h"
 #include "dagger/graph/random.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/augment.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/init.h"
@@ -149,17 +150,11 @@ double mean_cross_entropy(const Tensor& logits, const std::vector<int>& labels) 
 }
 
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp);
-    if (!out) throw Error(fmt::format("cannot write history to '{}'", path));
-    out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr\n";
-    for (const EpochStats& s : history)
-      out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f},{:.9g}\n", s.epoch, s.train_loss,
-                         s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec, s.lr);
-    if (!out.flush()) throw Error(fmt::format("cannot write history to '{}'", path));
-  }
-  fs::rename(temp, path);
+  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr\n";
+  for (const EpochStats& s : history)
+    csv += fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f},{:.9g}\n", s.epoch, s.train_loss, s.train_accuracy,
+                       s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec, s.lr);
+  write_file_atomically(path, csv);
 }
 
 Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), config_(std::move(config)) {
@@ -485,6 +480,9 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
     result.stopped_early = meta.value("stopped_early", false);
     result.resumed = true;
+    // A kill after last/ was saved but before history.csv was replaced leaves the file one
+    // epoch behind; when no epoch is left to train, nothing else would rewrite it.
+    write_history_csv(config_.out_dir + "/history.csv", result.history);
     if (recover_checkpoint(best_dir)) {
       best_state = load_checkpoint(best_dir).tensors;
     } else if (stopping.best_epoch == static_cast<int>(result.history.size())) {

@@ -106,10 +106,6 @@ struct RunPrefix {
 /// have stopped sooner. run_or_reuse trains only the epochs after it.
 RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir);
 
-/// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
-/// file or the whole new one, never a part.
-void write_atomically(const std::string& path, const std::string& text);
-
 /// A report as to_json(report) writes it, read back.
 ClassificationReport report_from_json(const nlohmann::json& j);
 

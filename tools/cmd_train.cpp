@@ -2,12 +2,12 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
 #include "dagger/autodiff/model_text.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/trainer.h"
 #include "dagger/suite/analysis.h"
@@ -228,9 +228,7 @@ Run add_train(CLI::App& app) {
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
-      const std::string metrics = cfg.out_dir + "/metrics.json";  // written whole, then renamed into place
-      std::ofstream(metrics + ".tmp") << j.dump(2) << "\n";
-      std::filesystem::rename(metrics + ".tmp", metrics);
+      write_file_atomically(cfg.out_dir + "/metrics.json", {j.dump(2), "\n"});
     }
     if (f->json) fmt::print("{}\n", j.dump());
     return 0;

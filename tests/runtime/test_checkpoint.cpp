@@ -226,3 +226,22 @@ TEST_CASE("check_compatible lists every mismatch at once", "[checkpoint]") {
   CHECK_THROWS_AS(check_compatible(ck, {{"dense1.w", {3, 4}}, {"dense1.b", {5}}, {"extra", {1}}}), Error);
   CHECK_THROWS_AS(check_compatible(ck, {{"dense1.w", {3, 4}}, {"dense1.b", {4}}}), Error);
 }
+
+TEST_CASE("recover_checkpoint finishes a swap a kill interrupted and removes its debris", "[checkpoint]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "ck", staging = tmp.path / "ck.tmp", previous = tmp.path / "ck.old";
+  save_checkpoint(previous.string(), {{"w", counting({2})}}, {{"epoch", 1}});
+  save_checkpoint(staging.string(), {{"w", counting({2}, 1)}}, {{"epoch", 2}});
+  SECTION("killed between the two renames: the previous checkpoint comes back") {
+    REQUIRE(recover_checkpoint(dir.string()));
+    CHECK(load_checkpoint(dir.string()).meta.at("epoch") == 1);
+  }
+  SECTION("killed after the renames: the previous checkpoint is removed") {
+    save_checkpoint(dir.string(), {{"w", counting({2}, 2)}}, {{"epoch", 3}});
+    save_checkpoint(previous.string(), {{"w", counting({2})}}, {{"epoch", 1}});
+    REQUIRE(recover_checkpoint(dir.string()));
+    CHECK(load_checkpoint(dir.string()).meta.at("epoch") == 3);
+  }
+  CHECK_FALSE(fs::exists(staging));
+  CHECK_FALSE(fs::exists(previous));
+}

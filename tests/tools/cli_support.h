@@ -17,9 +17,9 @@ struct Outcome {
   std::string output;
 };
 
-/// Runs the built `dagger` with `args`, capturing stdout and stderr together.
-inline Outcome run_dagger(const std::string& args) {
-  std::string command = std::string(DAGGER_BINARY) + " " + args + " 2>&1";
+/// Runs a shell command, capturing stdout and stderr together.
+inline Outcome run_command(const std::string& shell_command) {
+  const std::string command = shell_command + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;
@@ -28,6 +28,9 @@ inline Outcome run_dagger(const std::string& args) {
   int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
 }
+
+/// Runs the built `dagger` with `args`, capturing stdout and stderr together.
+inline Outcome run_dagger(const std::string& args) { return run_command(std::string(DAGGER_BINARY) + " " + args); }
 
 /// The JSON object on the last line of `output` (progress lines come before it).
 inline nlohmann::json last_json_line(const std::string& output) {
