@@ -88,7 +88,8 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
-  r.test_probs = load_checkpoint(dir + "/test_probs").tensors.at("probs");
+  // Probabilities, not weights: a diverged run's may be NaN, and that is its result.
+  r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
   r.test_predictions = argmax_rows(r.test_probs);
   r.reused = true;
   return r;

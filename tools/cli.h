@@ -55,6 +55,12 @@ inline CLI::Validator at_least(long long least) {
       ">=" + std::to_string(least));
 }
 
+/// --allow-nonfinite (train, eval, predict): load checkpoints whose tensors hold NaN or
+/// infinite values, which are refused otherwise.
+inline void add_allow_nonfinite(CLI::App& cmd, bool& allow) {
+  cmd.add_flag("--allow-nonfinite", allow, "load checkpoints even when their tensors hold NaN or infinite values");
+}
+
 /// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError naming --input-shape otherwise.
 std::vector<size_t> parse_input_shape(const std::string& text);
 

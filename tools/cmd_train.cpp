@@ -113,7 +113,7 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
 /// The trainer of a checkpoint: Trainer::load for one that carries its model's text, or, for a
 /// checkpoint from before model texts, the zoo model its metadata names with the data's shape.
 Trainer checkpoint_trainer(const std::string& folder, TrainConfig options) {
-  Checkpoint ck = load_checkpoint(folder);
+  Checkpoint ck = load_checkpoint(folder, {.allow_nonfinite = options.allow_nonfinite});
   if (!checkpoint_model_text(ck).empty()) return Trainer::load(std::move(ck), options);
   options.model_spec = ck.meta.value("model", "");
   if (options.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
@@ -174,6 +174,7 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder");
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
+  add_allow_nonfinite(*cmd, f->config.allow_nonfinite);
   f->data.add(*cmd);
   f->recipe.add(*cmd);
   return [f] {
@@ -242,7 +243,7 @@ Run add_eval(CLI::App& app) {
     std::vector<std::string> checkpoints;
     std::string executor = "jit";
     DataFlags data;
-    bool json = false;
+    bool json = false, allow_nonfinite = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--checkpoint", f->checkpoints,
@@ -250,6 +251,7 @@ Run add_eval(CLI::App& app) {
       ->required();
   cmd->add_option("--executor", f->executor, "reference | jit")->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
+  add_allow_nonfinite(*cmd, f->allow_nonfinite);
   f->data.add(*cmd);
   return [f] {
     for (const std::string& folder : f->checkpoints)
@@ -263,6 +265,7 @@ Run add_eval(CLI::App& app) {
       TrainConfig options;
       options.executor = executor_kind(f->executor);
       options.progress = false;
+      options.allow_nonfinite = f->allow_nonfinite;
       take_shape_from(data, options);
       Trainer trainer = checkpoint_trainer(folder, options);
       const TrainConfig& cfg = trainer.config();

@@ -1,11 +1,13 @@
-// What `dagger` does with results that are damaged or cannot be written: a rerun repairs a
-// history.csv a kill left behind, and a full disk fails the run, naming the file, with no
-// temporary file left.
+// What `dagger` does with results that are damaged or cannot be written: NaN weights are refused
+// unless --allow-nonfinite says otherwise, checkpoint metadata of the wrong JSON type is one
+// error naming the checkpoint, a rerun repairs a history.csv a kill left behind, and a full disk
+// fails the run, naming the file, with no temporary file left.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "dagger/runtime/checkpoint.h"
 #include "data_files.h"
 #include "support.h"
 #include "tools/cli_support.h"
@@ -39,6 +41,23 @@ std::string read_text(const std::string& path) {
   return text.str();
 }
 
+/// Rewrites the checkpoint with `count` values of `tensor` set to NaN, checksums and all, as a
+/// run that diverged (or a hand edit) would leave it.
+void poison(const std::string& folder, const std::string& tensor, size_t count) {
+  Checkpoint ck = load_checkpoint(folder);
+  float* values = ck.tensors.at(tensor).data();
+  for (size_t i = 0; i < count; ++i) values[i] = std::nanf("");
+  save_checkpoint(folder, ck.tensors, ck.meta, ck.texts);
+}
+
+/// Sets a field of the checkpoint's metadata, keeping the rest of its manifest.
+void edit_meta(const std::string& folder, const nlohmann::json::json_pointer& field, const nlohmann::json& value) {
+  const std::string path = folder + "/manifest.json";
+  nlohmann::json manifest = nlohmann::json::parse(read_text(path));
+  manifest["meta"][field] = value;
+  std::ofstream(path) << manifest.dump(2);
+}
+
 /// Temporary files and folders anywhere under `dir`.
 std::vector<std::string> temporaries(const fs::path& dir) {
   std::vector<std::string> found;
@@ -50,6 +69,51 @@ std::vector<std::string> temporaries(const fs::path& dir) {
 }
 
 }  // namespace
+
+TEST_CASE("NaN weights are refused by eval, predict and a resumed train unless --allow-nonfinite",
+          "[cli][checkpoint]") {
+  SmallRun run;
+  REQUIRE(run_dagger("train " + run.args).status == 0);
+  const std::string checkpoint = run.out() + "/checkpoint";
+  poison(checkpoint, "dense1.w", 5);
+  const std::string refused = "tensor 'dense1.w' holds 5 non-finite values (5 NaN, 0 infinite) of 1024";
+
+  const auto eval = run_dagger("eval --checkpoint " + checkpoint + run.data());
+  CHECK(eval.status == 1);  // it was: test accuracy 0.25 (chance) and exit 0
+  CHECK_THAT(eval.output, Contains("checkpoint '" + checkpoint + "': " + refused));
+  CHECK(run_dagger("eval --allow-nonfinite --checkpoint " + checkpoint + run.data()).status == 0);
+
+  const std::string images = run.dir.file("test_x.npy");
+  const auto predict = run_dagger("predict --checkpoint " + checkpoint + " " + images);
+  CHECK(predict.status == 1);
+  CHECK_THAT(predict.output, Contains(refused));
+  CHECK(run_dagger("predict --allow-nonfinite --checkpoint " + checkpoint + " " + images).status == 0);
+
+  poison(run.out() + "/last", "dense1.w", 5);
+  const auto resume = run_dagger("train " + run.args);
+  CHECK(resume.status == 1);
+  CHECK_THAT(resume.output, Contains("checkpoint '" + run.out() + "/last': " + refused));
+  CHECK(run_dagger("train " + run.args + " --allow-nonfinite").status == 0);
+}
+
+TEST_CASE("checkpoint metadata of the wrong JSON type is one error naming the checkpoint", "[cli][checkpoint]") {
+  SmallRun run;
+  REQUIRE(run_dagger("train " + run.args).status == 0);
+  const std::string checkpoint = run.out() + "/checkpoint", last = run.out() + "/last";
+
+  edit_meta(checkpoint, "/step"_json_pointer, "abc");
+  const auto eval = run_dagger("eval --checkpoint " + checkpoint + run.data());
+  CHECK(eval.status == 1);
+  CHECK_THAT(eval.output, Contains("checkpoint '" + checkpoint + "': its manifest's metadata is malformed"));
+
+  edit_meta(last, "/history/0"_json_pointer, "abc");
+  const auto resume = run_dagger("train " + run.args);
+  CHECK(resume.status == 1);
+  CHECK_THAT(resume.output, Contains("checkpoint '" + last + "': its manifest's metadata is malformed"));
+
+  edit_meta(last, "/history/0"_json_pointer, {{"epoch", "one"}});
+  CHECK_THAT(run_dagger("train " + run.args).output, Contains("'" + last + "': its manifest's metadata is malformed"));
+}
 
 TEST_CASE("a rerun rewrites the history.csv a kill left one epoch behind", "[cli][resume]") {
   SmallRun run;
