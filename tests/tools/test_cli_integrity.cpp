@@ -2,6 +2,8 @@
 // unless --allow-nonfinite says otherwise, checkpoint metadata of the wrong JSON type is one
 // error naming the checkpoint, a rerun repairs a history.csv a kill left behind, and a full disk
 // fails the run, naming the file, with no temporary file left.
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -127,14 +129,41 @@ TEST_CASE("a rerun rewrites the history.csv a kill left one epoch behind", "[cli
   CHECK(read_text(history) == whole);
 }
 
+/// `dagger` run with files limited to `kib` KiB, as a disk that fills up would limit them: bash's
+/// ulimit -f sets RLIMIT_FSIZE, and SIGXFSZ, which the limit also sends, is ignored so that the
+/// write fails with EFBIG as it would with ENOSPC. No kernel cache: only results are written.
+testing::Outcome run_with_file_limit(int kib, const std::string& args) {
+  return testing::run_command(
+      fmt::format("DAGGER_CACHE_DIR=off bash -c 'trap \"\" XFSZ; ulimit -f {}; exec \"$0\" \"$@\"' {} {}", kib,
+                  DAGGER_BINARY, args));
+}
+
 TEST_CASE("a write that fails, as on a full disk, fails the run naming the file and leaves no temporary",
           "[cli][checkpoint]") {
-  SmallRun run;
-  // bash's ulimit -f counts KiB; SIGXFSZ, which the limit also sends, is ignored so that the
-  // write fails with EFBIG as it would with ENOSPC. No kernel cache: only results are written.
-  const std::string limited = "DAGGER_CACHE_DIR=off bash -c 'trap \"\" XFSZ; ulimit -f 2; exec \"$0\" \"$@\"' ";
-  const testing::Outcome out = testing::run_command(limited + DAGGER_BINARY + " train " + run.args);
-  CHECK(out.status == 1);
-  CHECK_THAT(out.output, Contains("cannot save checkpoint '" + run.out()) && Contains("File too large"));
-  CHECK(temporaries(run.out()).empty());
+  SECTION("a checkpoint") {
+    SmallRun run;
+    const testing::Outcome out = run_with_file_limit(2, "train " + run.args);
+    CHECK(out.status == 1);
+    CHECK_THAT(out.output, Contains("cannot save checkpoint '" + run.out()) && Contains("File too large"));
+    CHECK(temporaries(run.out()).empty());
+  }
+  SECTION("metrics.json") {
+    // A model of 20 weights on 2x2 images, with long class names, which metrics.json repeats
+    // in each of its three reports: it is about 3.5 KiB, every other file under 3 KiB.
+    TempDir dir("integrity-metrics");
+    testing::write_npy_set(dir.path.string(), "train", testing::quadrant_set(160, 1, 2, 4, 1));
+    testing::write_npy_set(dir.path.string(), "test", testing::quadrant_set(16, 1, 2, 4, 2));
+    std::ofstream(dir.file("names.txt")) << "a class with quite a long name, number one\n"
+                                            "a class with quite a long name, number two\n"
+                                            "a class with quite a long name, number three\n"
+                                            "a class with quite a long name, number four\n";
+    const std::string out = dir.file("run");
+    const testing::Outcome run = run_with_file_limit(3, "train shallow --epochs 1 --quiet --data " + dir.path.string() +
+                                                            " --classes " + dir.file("names.txt") + " --out " + out);
+    CHECK(run.status == 1);  // it was: exit 0 and a metrics.json cut at 3072 bytes
+    CHECK_THAT(run.output, Contains("cannot write '" + out + "/metrics.json': File too large"));
+    REQUIRE(fs::exists(out + "/checkpoint/manifest.json"));  // the limit let every other file through
+    CHECK_FALSE(fs::exists(out + "/metrics.json"));
+    CHECK(temporaries(out).empty());
+  }
 }
