@@ -120,7 +120,7 @@ void sync_folder(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw io_error("open the folder", dir, errno);
   // EINVAL: the file system does not sync folders (its renames are durable some other way).
-  int error = ::fsync(fd) != 0 && errno != EINVAL ? errno : 0;
+  const int error = ::fsync(fd) != 0 && errno != EINVAL ? errno : 0;
   ::close(fd);
   if (error) throw io_error("sync the folder", dir, error);
 }

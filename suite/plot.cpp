@@ -60,7 +60,7 @@ std::string Plotter::render(const std::string& name, const std::string& body) co
   const bool drew = run_gnuplot(run, temporary_path(log)) && fs::exists(drawn);
   std::error_code ignored;
   fs::remove(run, ignored);
-  commit_file(log);
+  if (fs::exists(temporary_path(log))) commit_file(log);  // no log when no shell could start
   write_file_atomically(gp, script(png));
   if (!drew) {
     fs::remove(drawn, ignored);
