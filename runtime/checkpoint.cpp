@@ -1,16 +1,21 @@
 #include "dagger/runtime/checkpoint.h"
 
 #include <fmt/format.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <bit>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <new>
 #include <set>
 #include <sstream>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 
 namespace dagger {
 
@@ -23,7 +28,9 @@ static_assert(std::endian::native == std::endian::little, "checkpoint files assu
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kFormat = "dagger-checkpoint";
-constexpr int kVersion = 1;
+// Version 2 records each file's XXH3-64 checksum; version 1 manifests (sizes only) still load.
+constexpr int kVersion = 2;
+constexpr int kFirstVersionWithChecksums = 2;
 constexpr char kNpyMagic[] = "\x93NUMPY";
 constexpr size_t kNpyMagicSize = 6;
 
@@ -52,16 +59,30 @@ std::string npy_header(const Shape& shape) {
   return header + '\n';
 }
 
-void write_npy(const fs::path& path, const Tensor& t) {
+/// XXH3-64 of the concatenated parts, as 16 hex digits.
+std::string checksum(std::initializer_list<std::string_view> parts) {
+  const std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), XXH3_freeState);
+  if (!state) throw std::bad_alloc();
+  XXH3_64bits_reset(state.get());
+  for (std::string_view part : parts) XXH3_64bits_update(state.get(), part.data(), part.size());
+  return fmt::format("{:016x}", XXH3_64bits_digest(state.get()));
+}
+
+/// Writes a file of the checkpoint and returns what the manifest records of it: its size and checksum.
+nlohmann::json write_listed_file(const fs::path& path, std::initializer_list<std::string_view> parts) {
+  write_file_synced(path.string(), parts);
+  size_t bytes = 0;
+  for (std::string_view part : parts) bytes += part.size();
+  return {{"bytes", bytes}, {"xxh3", checksum(parts)}};
+}
+
+nlohmann::json write_npy(const fs::path& path, const Tensor& t) {
   const std::string header = npy_header(shape_of(t));
-  std::ofstream out(path, std::ios::binary);
-  out.write(kNpyMagic, kNpyMagicSize);
-  const char version_and_length[4] = {1, 0, static_cast<char>(header.size() & 0xff), static_cast<char>(header.size() >> 8)};
-  out.write(version_and_length, 4);
-  out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(float)));
-  out.close();
-  if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", path.string()));
+  const char version_and_length[4] = {1, 0, static_cast<char>(header.size() & 0xff),
+                                      static_cast<char>(header.size() >> 8)};
+  return write_listed_file(path,
+                           {std::string_view(kNpyMagic, kNpyMagicSize), std::string_view(version_and_length, 4), header,
+                            std::string_view(reinterpret_cast<const char*>(t.data()), t.size() * sizeof(float))});
 }
 
 std::string read_file(const fs::path& path) {
@@ -103,9 +124,8 @@ Shape parse_npy_shape(std::string_view value, const fs::path& path) {
   return shape;
 }
 
-/// Reads a little-endian f32 C-order .npy file, checking every byte is accounted for.
-Tensor read_npy(const fs::path& path) {
-  const std::string bytes = read_file(path);
+/// Parses the bytes of a little-endian f32 C-order .npy file read from `path`, checking every byte is accounted for.
+Tensor parse_npy(const std::string& bytes, const fs::path& path) {
   const auto fail = [&](const std::string& why) {
     return Error(fmt::format("'{}' is not a valid .npy file: {}", path.string(), why));
   };
@@ -184,64 +204,95 @@ nlohmann::json write_texts(const fs::path& folder, const std::map<std::string, s
     require_plain_name(folder, "a text", file);
     if (file == kManifest || file.ends_with(".npy"))
       throw Error(fmt::format("checkpoint text '{}' would clash with the manifest or a tensor file", file));
-    std::ofstream out(folder / file, std::ios::binary);
-    out << contents;
-    out.close();
-    if (!out) throw Error(fmt::format("cannot write checkpoint file '{}'", (folder / file).string()));
-    entries.push_back({{"file", file}, {"bytes", contents.size()}});
+    nlohmann::json entry = {{"file", file}};
+    entry.update(write_listed_file(folder / file, {contents}));
+    entries.push_back(std::move(entry));
   }
   return entries;
 }
 
+/// Writes the whole checkpoint into `folder`, the manifest last, and syncs the folder.
 void write_folder(const fs::path& folder, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
                   const std::map<std::string, std::string>& texts) {
   fs::create_directories(folder);
   nlohmann::json entries = nlohmann::json::array();
   for (const auto& [name, file] : assign_files(tensors)) {
     const Tensor& t = tensors.at(name);
-    write_npy(folder / file, t);
-    entries.push_back({{"name", name}, {"file", file}, {"dtype", "<f4"}, {"shape", shape_of(t)},
-                       {"bytes", fs::file_size(folder / file)}});
+    nlohmann::json entry = {{"name", name}, {"file", file}, {"dtype", "<f4"}, {"shape", shape_of(t)}};
+    entry.update(write_npy(folder / file, t));
+    entries.push_back(std::move(entry));
   }
   nlohmann::json manifest = {{"format", kFormat}, {"version", kVersion}, {"meta", meta}, {"tensors", entries}};
   if (!texts.empty()) manifest["texts"] = write_texts(folder, texts);
-  std::ofstream out(folder / kManifest);
-  out << manifest.dump(2) << '\n';
-  out.close();
-  if (!out) throw Error(fmt::format("cannot write '{}'", (folder / kManifest).string()));
+  write_file_synced((folder / kManifest).string(), {manifest.dump(2), "\n"});
+  sync_folder(folder.string());
+}
+
+/// The folder holding `folder`, "." for a relative name without one.
+fs::path parent_of(const fs::path& folder) { return folder.has_parent_path() ? folder.parent_path() : fs::path("."); }
+
+/// `folder` with `suffix` appended to its name: the staging (".tmp") and previous (".old") folders.
+fs::path sibling(const fs::path& folder, const char* suffix) {
+  fs::path p = folder;
+  p += suffix;
+  return p;
 }
 
 // ---- Loading -----------------------------------------------------------------------------
 
+/// The manifest of `folder`, checked to be a dagger checkpoint's of a version this build reads.
 nlohmann::json read_manifest(const fs::path& folder) {
   if (!fs::is_directory(folder)) throw Error(fmt::format("no checkpoint folder '{}'", folder.string()));
   const fs::path path = folder / kManifest;
   if (!fs::exists(path)) throw Error(fmt::format("checkpoint '{}' has no {}", folder.string(), kManifest));
+  nlohmann::json manifest;
   try {
-    nlohmann::json manifest = nlohmann::json::parse(read_file(path));
-    if (!manifest.is_object() || manifest.value("format", "") != kFormat) {
-      throw Error(fmt::format("'{}' is not a dagger checkpoint manifest", path.string()));
-    }
-    return manifest;
+    manifest = nlohmann::json::parse(read_file(path));
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("'{}' is not valid JSON: {}", path.string(), e.what()));
   }
+  const auto field = [&](const char* key) {
+    return manifest.is_object() ? manifest.value(key, nlohmann::json()) : nlohmann::json();
+  };
+  if (field("format") != kFormat) throw Error(fmt::format("'{}' is not a dagger checkpoint manifest", path.string()));
+  const nlohmann::json version = field("version");
+  if (!version.is_number_integer() || version.get<int64_t>() < 1 || version.get<int64_t>() > kVersion)
+    throw Error(fmt::format("'{}' has manifest version {}; this build reads versions 1 to {}", path.string(),
+                            version.dump(), kVersion));
+  return manifest;
+}
+
+/// Reads the file a manifest entry lists and checks it against the size, and when the
+/// manifest has them the checksum, the entry records. `what` names the file's role in messages.
+std::string read_listed_file(const fs::path& folder, const nlohmann::json& entry, bool has_checksums,
+                             const std::string& what) {
+  const std::string file = entry.at("file").get<std::string>();
+  require_plain_name(folder, what, file);
+  const fs::path path = folder / file;
+  if (!fs::is_regular_file(path)) throw Error(fmt::format("checkpoint file '{}' ({}) is missing", path.string(), what));
+  const std::string bytes = read_file(path);
+  const uintmax_t expected = entry.at("bytes").get<uintmax_t>();
+  if (bytes.size() != expected) {
+    throw Error(fmt::format("checkpoint file '{}' is truncated or altered: the manifest says {} bytes, the file has {}",
+                            path.string(), expected, bytes.size()));
+  }
+  if (has_checksums) {
+    const std::string recorded = entry.at("xxh3").get<std::string>(), actual = checksum({bytes});
+    if (actual != recorded)
+      throw Error(
+          fmt::format("checkpoint '{}': file '{}': checksum mismatch (corrupt or edited): the manifest "
+                      "records XXH3 {}, the file has {}",
+                      folder.string(), file, recorded, actual));
+  }
+  return bytes;
 }
 
 /// Loads one manifest entry's tensor, checking the file against what the manifest recorded.
-Tensor load_entry(const fs::path& folder, const std::string& name, const std::string& file, const Shape& shape,
-                  uintmax_t bytes) {
-  require_plain_name(folder, fmt::format("tensor '{}'", name), file);
-  const fs::path path = folder / file;
-  if (!fs::is_regular_file(path)) {
-    throw Error(fmt::format("checkpoint file '{}' for tensor '{}' is missing", path.string(), name));
-  }
-  const uintmax_t size = fs::file_size(path);
-  if (size != bytes) {
-    throw Error(fmt::format("checkpoint file '{}' is truncated or altered: the manifest says {} bytes, the file has {}",
-                            path.string(), bytes, size));
-  }
-  Tensor t = read_npy(path);
+Tensor load_entry(const fs::path& folder, const std::string& name, const nlohmann::json& entry, bool has_checksums) {
+  const std::string what = fmt::format("tensor '{}'", name);
+  const fs::path path = folder / entry.at("file").get<std::string>();
+  Tensor t = parse_npy(read_listed_file(folder, entry, has_checksums, what), path);
+  const Shape shape = entry.at("shape").get<Shape>();
   if (shape_of(t) != shape) {
     throw Error(fmt::format("checkpoint file '{}' holds shape {} but the manifest says {}", path.string(),
                             shape_text(shape_of(t)), shape_text(shape)));
@@ -249,53 +300,59 @@ Tensor load_entry(const fs::path& folder, const std::string& name, const std::st
   return t;
 }
 
-/// Loads one text file the manifest lists, checking its size against the manifest's.
-std::string load_text(const fs::path& folder, const std::string& file, uintmax_t bytes) {
-  require_plain_name(folder, "a text", file);
-  const fs::path path = folder / file;
-  if (!fs::is_regular_file(path)) throw Error(fmt::format("checkpoint file '{}' is missing", path.string()));
-  if (fs::file_size(path) != bytes) {
-    throw Error(fmt::format("checkpoint file '{}' is truncated or altered: the manifest says {} bytes, the file has {}",
-                            path.string(), bytes, fs::file_size(path)));
+/// Throws unless every value of the tensor is finite, counting the NaN and infinite ones.
+void require_finite(const fs::path& folder, const std::string& name, const Tensor& t) {
+  size_t nans = 0, infinities = 0;
+  for (const float v : t) {
+    nans += std::isnan(v);
+    infinities += std::isinf(v);
   }
-  return read_file(path);
+  if (nans + infinities == 0) return;
+  throw Error(fmt::format(
+      "checkpoint '{}': tensor '{}' holds {} non-finite value{} ({} NaN, {} infinite) of {}; "
+      "load it with allow_nonfinite (dagger: --allow-nonfinite) to accept them",
+      folder.string(), name, nans + infinities, nans + infinities == 1 ? "" : "s", nans, infinities, t.size()));
 }
 
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const std::map<std::string, Tensor>& tensors, const nlohmann::json& meta,
                      const std::map<std::string, std::string>& texts) {
-  const fs::path target = folder_path(dir);
-  fs::path staging = target, previous = target;
-  staging += ".tmp";
-  previous += ".old";
+  const fs::path target = folder_path(dir), staging = sibling(target, ".tmp"), previous = sibling(target, ".old");
   try {
     fs::remove_all(staging);
     write_folder(staging, tensors, meta, texts);
-    // Swap by renames: at every moment either the old or the new checkpoint is complete.
+    // Swap by renames: at every moment either the old or the new checkpoint is complete, and
+    // recover_checkpoint finishes a swap a kill interrupted.
     fs::remove_all(previous);
     if (fs::exists(target)) fs::rename(target, previous);
     fs::rename(staging, target);
+    sync_folder(parent_of(target).string());
     fs::remove_all(previous);
-  } catch (const fs::filesystem_error& e) {
+  } catch (const std::exception& e) {  // a file that cannot be written (Error) or a folder (filesystem_error)
+    std::error_code ignored;
+    fs::remove_all(staging, ignored);
     throw Error(fmt::format("cannot save checkpoint '{}': {}", target.string(), e.what()));
   }
 }
 
 bool recover_checkpoint(const std::string& dir) {
-  const fs::path folder = folder_path(dir);
-  fs::path previous = folder;
-  previous += ".old";
+  const fs::path folder = folder_path(dir), staging = sibling(folder, ".tmp"), previous = sibling(folder, ".old");
   std::error_code ec;
+  // A staging folder is never read: a save that was interrupted before its renames writes it again.
+  fs::remove_all(staging, ec);
   if (!fs::exists(folder / kManifest) && !fs::exists(folder) && fs::exists(previous / kManifest))
     fs::rename(previous, folder, ec);
+  // The swap finished but the previous checkpoint was not yet removed.
+  if (fs::exists(folder / kManifest)) fs::remove_all(previous, ec);
   return fs::exists(folder / kManifest);
 }
 
-Checkpoint load_checkpoint(const std::string& dir) {
+Checkpoint load_checkpoint(const std::string& dir, const CheckpointLoadOptions& options) {
   recover_checkpoint(dir);
   const fs::path folder = folder_path(dir);
   const nlohmann::json manifest = read_manifest(folder);
+  const bool has_checksums = manifest.at("version").get<int64_t>() >= kFirstVersionWithChecksums;
   Checkpoint ck;
   ck.dir = folder.string();
   try {
@@ -305,12 +362,13 @@ Checkpoint load_checkpoint(const std::string& dir) {
     for (const nlohmann::json& entry : entries) {
       const std::string name = entry.at("name").get<std::string>();
       if (ck.tensors.count(name)) throw Error(fmt::format("checkpoint '{}' lists tensor '{}' twice", ck.dir, name));
-      ck.tensors[name] = load_entry(folder, name, entry.at("file").get<std::string>(), entry.at("shape").get<Shape>(),
-                                    entry.at("bytes").get<uintmax_t>());
+      Tensor t = load_entry(folder, name, entry, has_checksums);
+      if (!options.allow_nonfinite) require_finite(folder, name, t);
+      ck.tensors[name] = std::move(t);
     }
     for (const nlohmann::json& entry : manifest.value("texts", nlohmann::json::array())) {
       const std::string file = entry.at("file").get<std::string>();
-      ck.texts[file] = load_text(folder, file, entry.at("bytes").get<uintmax_t>());
+      ck.texts[file] = read_listed_file(folder, entry, has_checksums, "a text");
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(fmt::format("'{}' is malformed: {}", (folder / kManifest).string(), e.what()));

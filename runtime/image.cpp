@@ -5,12 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <vector>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 
 namespace dagger {
 
@@ -78,12 +77,15 @@ void write_png(const std::string& path, const Tensor& image) {
   png.image.width = static_cast<png_uint_32>(width);
   png.image.height = static_cast<png_uint_32>(height);
   png.image.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  const std::string tmp = path + ".tmp";
-  if (!png_image_write_to_file(&png.image, tmp.c_str(), 0, pixels.data(), 0, nullptr))
+  // Encoded in memory (a first call sizes it), then written as every output file is.
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&png.image, nullptr, &size, 0, pixels.data(), 0, nullptr))
     throw Error(fmt::format("cannot write '{}': {}", path, png.image.message));
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot write '{}': {}", path, ec.message()));
+  std::string encoded(size, '\0');
+  if (!png_image_write_to_memory(&png.image, encoded.data(), &size, 0, pixels.data(), 0, nullptr))
+    throw Error(fmt::format("cannot write '{}': {}", path, png.image.message));
+  encoded.resize(size);
+  write_file_atomically(path, encoded);
 }
 
 Tensor resize_bilinear(const Tensor& image, int64_t height, int64_t width) {

@@ -12,6 +12,7 @@
 
 #include "dagger/autodiff/model_text.h"
 #include "dagger/graph/random.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/augment.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/init.h"
@@ -78,6 +79,17 @@ std::vector<EpochStats> history_from_json(const nlohmann::json& j) {
     h.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"), e.at("val_accuracy"),
                  e.at("seconds"), e.at("images_per_sec"), e.value("lr", 0.0)});
   return h;
+}
+
+/// Returns read(), turning a metadata field of the wrong JSON type (a string for a number, a
+/// history entry that is not an object) into one Error naming the checkpoint.
+template <class Read>
+auto read_meta(const std::string& dir, Read read) {
+  try {
+    return read();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("checkpoint '{}': its manifest's metadata is malformed: {}", dir, e.what()));
+  }
 }
 
 /// Throws when a run resumes from a checkpoint trained with other options (older checkpoints,
@@ -161,17 +173,11 @@ double mean_cross_entropy(const Tensor& logits, const std::vector<int>& labels) 
 }
 
 void write_history_csv(const std::string& path, const std::vector<EpochStats>& history) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp);
-    if (!out) throw Error(fmt::format("cannot write history to '{}'", path));
-    out << "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr\n";
-    for (const EpochStats& s : history)
-      out << fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f},{:.9g}\n", s.epoch, s.train_loss,
-                         s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec, s.lr);
-    if (!out.flush()) throw Error(fmt::format("cannot write history to '{}'", path));
-  }
-  fs::rename(temp, path);
+  std::string csv = "epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds,images_per_sec,lr\n";
+  for (const EpochStats& s : history)
+    csv += fmt::format("{},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f},{:.1f},{:.9g}\n", s.epoch, s.train_loss, s.train_accuracy,
+                       s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec, s.lr);
+  write_file_atomically(path, csv);
 }
 
 Trainer::Trainer(ModelFn model, TrainConfig config) : model_(std::move(model)), config_(std::move(config)) {
@@ -203,7 +209,8 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
 Trainer Trainer::load(const std::string& dir, TrainConfig config) {
-  return load(load_checkpoint(dir), std::move(config));
+  const bool allow_nonfinite = config.allow_nonfinite;
+  return load(load_checkpoint(dir, {.allow_nonfinite = allow_nonfinite}), std::move(config));
 }
 
 Trainer Trainer::load(Checkpoint checkpoint, TrainConfig config) {
@@ -216,14 +223,16 @@ Trainer Trainer::load(Checkpoint checkpoint, TrainConfig config) {
   const std::string file = (fs::path(dir) / kModelFile).string();
   ParsedModel parsed = parse_model(text, file);
   const nlohmann::json& meta = checkpoint.meta;
-  config.model_spec = meta.value("model", std::string());
+  read_meta(dir, [&] {
+    config.model_spec = meta.value("model", std::string());
+    config.class_names = meta.value("class_names", std::vector<std::string>{});
+    config.raw_pixels = meta.value("raw_pixels", false);
+    config.seed = meta.value("seed", config.seed);
+    config.optimizer.kind = optimizer_kind(meta.value("optimizer", optimizer_name(config.optimizer.kind)));
+  });
   if (config.model_spec.empty()) config.model_spec = file;
   config.input_shape = parsed.input_shape;
   config.classes = parsed.classes;
-  config.class_names = meta.value("class_names", std::vector<std::string>{});
-  config.raw_pixels = meta.value("raw_pixels", false);
-  config.seed = meta.value("seed", config.seed);
-  config.optimizer.kind = optimizer_kind(meta.value("optimizer", optimizer_name(config.optimizer.kind)));
   Trainer trainer(std::move(parsed.build), std::move(config));
   trainer.adopt(std::move(checkpoint));
   return trainer;
@@ -413,12 +422,16 @@ std::string checkpoint_model_text(const Checkpoint& checkpoint) {
   return it->second;
 }
 
-void Trainer::load_state(const std::string& dir) { adopt(load_checkpoint(dir)); }
+void Trainer::load_state(const std::string& dir) { adopt(read_checkpoint(dir)); }
+
+Checkpoint Trainer::read_checkpoint(const std::string& dir) const {
+  return load_checkpoint(dir, {.allow_nonfinite = config_.allow_nonfinite});
+}
 
 void Trainer::adopt(Checkpoint checkpoint) {
   check_compatible(checkpoint, expected_shapes_);
+  step_ = read_meta(checkpoint.dir, [&] { return checkpoint.meta.value("step", int64_t{0}); });
   state_ = std::move(checkpoint.tensors);
-  step_ = checkpoint.meta.value("step", int64_t{0});
 }
 
 bool EarlyStopping::update(int epoch, double val_loss) {
@@ -460,13 +473,13 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
   }
   if (static_cast<int>(history.size()) > config_.epochs)
     throw Error(fmt::format("'{}' trained {} epochs, more than this run's {}", state_dir, history.size(), config_.epochs));
-  Checkpoint state = load_checkpoint(state_dir);
+  Checkpoint state = read_checkpoint(state_dir);
   require_same_model(state);
   check_same_training(state.meta, training_options(), state_dir);
   adopt(std::move(state));
   fs::create_directories(config_.out_dir);
   if (!best_dir.empty()) {
-    Checkpoint best = load_checkpoint(best_dir);
+    Checkpoint best = read_checkpoint(best_dir);
     check_compatible(best, expected_shapes_);
     require_same_model(best);
     save(config_.out_dir + "/best", best.tensors, {{"epoch", stopping.best_epoch}});
@@ -476,20 +489,23 @@ void Trainer::continue_from(const std::string& state_dir, const std::string& bes
 
 void Trainer::resume(const std::string& last_dir, const std::string& best_dir, TrainResult& result,
                      EarlyStopping& stopping, StateMap& best_state) {
-  Checkpoint last = load_checkpoint(last_dir);
+  Checkpoint last = read_checkpoint(last_dir);
   require_same_model(last);
   const nlohmann::json meta = last.meta;
   check_same_training(meta, training_options(), last_dir);
-  result.history = history_from_json(meta.at("history"));
+  read_meta(last_dir, [&] { result.history = history_from_json(meta.at("history")); });
   const int trained = static_cast<int>(result.history.size());
   if (trained > config_.epochs)
     throw ResumeConflict(fmt::format("cannot resume from '{}': it has trained {} epochs, this run asks for epochs = {}",
                                      last_dir, trained, config_.epochs));
   adopt(std::move(last));
-  stopping.best_epoch = meta.at("best_epoch");
-  stopping.best_val_loss = meta.at("best_val_loss");
-  stopping.wait = meta.at("wait");
-  result.stopped_early = meta.value("stopped_early", false);
+  read_meta(last_dir, [&] {
+    stopping.best_epoch = meta.at("best_epoch");
+    stopping.best_val_loss = meta.at("best_val_loss");
+    stopping.wait = meta.at("wait");
+    result.stopped_early = meta.value("stopped_early", false);
+    schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
+  });
   const nlohmann::json patience = meta.value("patience", nlohmann::json());
   if (!patience.is_null() && patience != config_.patience) {
     // Patience decides only where a run ends, not what its epochs compute: another patience
@@ -503,9 +519,11 @@ void Trainer::resume(const std::string& last_dir, const std::string& best_dir, T
     });
     result.stopped_early = stopping.stop();
   }
-  schedule_state_ = schedule_state_from_json(meta.value("schedule_state", nlohmann::json()));
+  // A kill after last/ was saved but before history.csv was replaced leaves the file one
+  // epoch behind; when no epoch is left to train, nothing else would rewrite it.
+  write_history_csv(config_.out_dir + "/history.csv", result.history);
   if (recover_checkpoint(best_dir)) {
-    best_state = load_checkpoint(best_dir).tensors;
+    best_state = read_checkpoint(best_dir).tensors;
   } else if (stopping.best_epoch == trained) {
     best_state = state_;  // the last epoch is the best: its weights are last/'s
   } else if (stopping.best_epoch > 0) {

@@ -36,6 +36,7 @@ struct TrainConfig {
   ExecutorKind executor = ExecutorKind::jit;  ///< the JIT (registered by codegen/); reference: the interpreter
   int threads = 1;           ///< the JIT's worker threads; results do not depend on it (docs/architecture.md)
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
+  bool allow_nonfinite = false;  ///< load (resume from, evaluate) checkpoints holding NaN or infinite values
   bool progress = true;
   int64_t eval_batch = 500;
   Shape input_shape = {1, 28, 28};  ///< one image: channels, height, width
@@ -104,8 +105,9 @@ class Trainer {
   /// A trainer rebuilt from a checkpoint alone: the model from the text the checkpoint carries
   /// (any model, the zoo's or a user's), its input shape, classes, class names, optimizer and
   /// seed from its metadata, and its tensors as the state. `config` supplies the rest (executor,
-  /// threads, eval_batch, ...). Throws Error naming the folder when it is not a checkpoint or
-  /// carries no model text (one written before checkpoints carried their model).
+  /// threads, eval_batch, allow_nonfinite, ...). Throws Error naming the folder when it is not a
+  /// checkpoint, fails verification (load_checkpoint) or carries no model text (one written
+  /// before checkpoints carried their model).
   static Trainer load(const std::string& checkpoint_dir, TrainConfig config = {});
   /// The same from a checkpoint already read (load_checkpoint); it must carry its model text.
   static Trainer load(Checkpoint checkpoint, TrainConfig config = {});
@@ -137,7 +139,8 @@ class Trainer {
   const TrainConfig& config() const { return config_; }
   /// The model this trainer builds its plans from.
   const ModelFn& model() const { return model_; }
-  /// Replaces the state with a checkpoint's tensors after checking names and shapes.
+  /// Replaces the state with a checkpoint's tensors after checking names and shapes (and, unless
+  /// config().allow_nonfinite, that every value is finite).
   void load_state(const std::string& checkpoint_dir);
   /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
@@ -159,6 +162,8 @@ class Trainer {
   std::pair<Tensor, Tensor> infer(const Tensor& images);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
   void save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const;
+  /// load_checkpoint with this trainer's allow_nonfinite.
+  Checkpoint read_checkpoint(const std::string& dir) const;
   /// Takes a loaded checkpoint's tensors and step after checking names and shapes.
   void adopt(Checkpoint checkpoint);
   /// Throws when `checkpoint` carries a model text other than this trainer's model.

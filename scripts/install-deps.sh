@@ -8,6 +8,7 @@ packages=(
   llvm-19-dev
   libxtensor-dev libboost-graph-dev catch2
   libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libpng-dev
+  libxxhash-dev  # checkpoint checksums (XXH3-64), a private dependency of libdagger
   gnuplot-nox
   python3 python3-numpy  # tests/package/test_examples.py writes .npy and PNG inputs with them
   dataset-fashion-mnist

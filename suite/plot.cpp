@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
-#include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 
 namespace dagger::suite {
 
@@ -34,10 +33,9 @@ std::string find_terminal() {
   return "";
 }
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  if (!out) throw Error(fmt::format("cannot write '{}'", path));
+/// Runs gnuplot on the script file `gp`, its messages going to `log`; true when it succeeded.
+bool run_gnuplot(const std::string& gp, const std::string& log) {
+  return std::system(fmt::format("gnuplot {} >{} 2>&1", quoted(gp), quoted(log)).c_str()) == 0;
 }
 
 }  // namespace
@@ -48,13 +46,27 @@ Plotter::Plotter(std::string report_dir)
 std::string Plotter::render(const std::string& name, const std::string& body) const {
   if (!available()) return "";
   fs::create_directories(plots_dir_);
-  const std::string png = plots_dir_ + "/" + name + ".png", gp = plots_dir_ + "/" + name + ".gp";
-  std::string script = fmt::format(
-      "set terminal {} size 900,520 font \",10\"\nset output {}\nset datafile missing \"?\"\n", terminal_, quoted(png));
-  script += body;
-  write_file(gp, script);
-  const std::string command = fmt::format("gnuplot {} >{}/{}.log 2>&1", quoted(gp), quoted(plots_dir_), name);
-  if (std::system(command.c_str()) != 0 || !fs::exists(png)) return "";
+  const std::string png = plots_dir_ + "/" + name + ".png", gp = plots_dir_ + "/" + name + ".gp",
+                    log = plots_dir_ + "/" + name + ".log";
+  const auto script = [&](const std::string& output) {
+    return fmt::format("set terminal {} size 900,520 font \",10\"\nset output {}\nset datafile missing \"?\"\n",
+                       terminal_, quoted(output)) +
+           body;
+  };
+  // The script run draws into a temporary file that commit_file then renames over the plot,
+  // as every file of a report is written; the script kept beside the plot draws it in place.
+  const std::string run = temporary_path(gp), drawn = temporary_path(png);
+  write_file_synced(run, {script(drawn)});
+  const bool drew = run_gnuplot(run, temporary_path(log)) && fs::exists(drawn);
+  std::error_code ignored;
+  fs::remove(run, ignored);
+  if (fs::exists(temporary_path(log))) commit_file(log);  // no log when no shell could start
+  write_file_atomically(gp, script(png));
+  if (!drew) {
+    fs::remove(drawn, ignored);
+    return "";
+  }
+  commit_file(png);
   return "plots/" + name + ".png";
 }
 
@@ -73,7 +85,7 @@ std::string Plotter::lines(const std::string& name, const std::string& title, co
     plots.push_back(fmt::format("{} index {} using 1:2 with linespoints pt 7 ps 0.4 lw 1.5 lc {} dt {} title {}",
                                 quoted(dat), i, s.color, s.dashed ? 2 : 1, quoted(s.label)));
   }
-  write_file(dat, data);
+  write_file_atomically(dat, data);
   std::string body = fmt::format("set title {}\nset xlabel {}\nset ylabel {}\nset grid\nset key outside right\n",
                                  quoted(title), quoted(xlabel), quoted(ylabel));
   if (log_y) body += "set logscale y\n";
@@ -98,7 +110,7 @@ std::string Plotter::bars(const std::string& name, const std::string& title, con
     for (const auto& v : values) data += fmt::format(" {}", c < v.size() ? v[c] : 0.0);
     data += "\n";
   }
-  write_file(dat, data);
+  write_file_atomically(dat, data);
   std::vector<std::string> plots;
   for (size_t s = 0; s < values.size(); ++s)
     plots.push_back(fmt::format("{} using {}{} title {}", s == 0 ? quoted(dat) : "''", s + 2, s == 0 ? ":xtic(1)" : "",
@@ -120,7 +132,7 @@ std::string Plotter::heatmap(const std::string& name, const std::string& title,
   const std::string dat = plots_dir_ + "/" + name + ".dat";
   std::string data;
   for (const auto& row : m) data += fmt::format("{}\n", fmt::join(row, " "));
-  write_file(dat, data);
+  write_file_atomically(dat, data);
   std::vector<std::string> tics;
   for (size_t i = 0; i < labels.size(); ++i) tics.push_back(fmt::format("{} {}", quoted(labels[i]), i));
   const double n = static_cast<double>(m.size());
@@ -156,7 +168,7 @@ std::string Plotter::image_grid(const std::string& name, const std::string& titl
     for (size_t c = 0; c < width; ++c) data += fmt::format("{:.3g} ", canvas[r * width + c]);
     data += "\n";
   }
-  write_file(dat, data);
+  write_file_atomically(dat, data);
   std::string body = fmt::format(
       "set title {}\nset size ratio -1\nset palette gray\nunset colorbox\nunset key\nset xrange [-0.5:{}]\n"
       "set yrange [{}:-0.5]\nunset xtics\nset border 0\nset lmargin 12\n",

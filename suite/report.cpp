@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/suite/plot.h"
 
 namespace dagger::suite {
@@ -533,9 +534,10 @@ class ReportWriter {
 void write_report(const SuiteResult& result, const SuiteOptions& options) {
   std::filesystem::create_directories(options.out_dir);
   const std::string md = ReportWriter(result, options).markdown();
-  write_atomically(options.out_dir + "/report.md", md);
-  write_atomically(options.out_dir + "/report.html", markdown_to_html(md, "Fashion-MNIST study, reproduced by dagger"));
-  write_atomically(options.out_dir + "/results.json", results_json(result, options).dump(1) + "\n");
+  write_file_atomically(options.out_dir + "/report.md", md);
+  write_file_atomically(options.out_dir + "/report.html",
+                        markdown_to_html(md, "Fashion-MNIST study, reproduced by dagger"));
+  write_file_atomically(options.out_dir + "/results.json", results_json(result, options).dump(1) + "\n");
 }
 
 }  // namespace dagger::suite

@@ -12,6 +12,7 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/checkpoint.h"
 
 namespace dagger::suite {
@@ -77,7 +78,8 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
-  r.test_probs = load_checkpoint(dir + "/test_probs").tensors.at("probs");
+  // Probabilities, not weights: a diverged run's may be NaN, and that is its result.
+  r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
   r.test_predictions = argmax_rows(r.test_probs);
   r.reused = true;
   return r;
@@ -96,6 +98,19 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(
         fmt::format("'{}' lacks a field or has a wrong one ({}); delete it to retrain the run", path, e.what()));
+  }
+}
+
+/// A finished run never resumes: final/ holds its weights, last/ only costs disk, and so do the
+/// staging and previous folders of a save a kill interrupted. A run scored at its last epoch
+/// keeps best/, the weights of its lowest validation loss, for `dagger eval`.
+void remove_resume_state(const RunConfig& config, const std::string& dir) {
+  for (const std::string folder : {"last", "best"}) {
+    if (folder == "best" && config.keep_last) {
+      recover_checkpoint(dir + "/best");
+      continue;
+    }
+    for (const char* suffix : {"", ".tmp", ".old"}) fs::remove_all(dir + "/" + folder + suffix);
   }
 }
 
@@ -219,19 +234,6 @@ ClassificationReport report_from_json(const nlohmann::json& j) {
   return r;
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error(fmt::format("cannot write '{}'", tmp));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, ec.message()));
-}
-
 std::string finished_equivalent(const RunConfig& config, const std::string& runs_dir) {
   RunConfig want = config;
   want.model = zoo::canonical_call(config.model);
@@ -290,7 +292,10 @@ bool is_finished(const RunConfig& config, const std::string& runs_dir) {
 
 RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunContext& context) {
   const std::string dir = context.runs_dir + "/" + config.key();
-  if (fs::exists(dir + "/" + kMetricsFile)) return load_finished(config, dir);
+  if (fs::exists(dir + "/" + kMetricsFile)) {
+    remove_resume_state(config, dir);  // a kill may have come between the metrics and the removal
+    return load_finished(config, dir);
+  }
   // The same run asked for under another spelling of its model (E21's rescnn(residual, 0.25,
   // 256) is E18's rescnn(residual) when E20 keeps the defaults) is the same result: reuse it.
   if (const std::string same = finished_equivalent(config, context.runs_dir); !same.empty())
@@ -298,7 +303,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
 
   zoo::Entry model = zoo::find(config.model);
   fs::create_directories(dir);
-  write_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
+  write_file_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
   Trainer trainer(model.build, train_config(config, context, dir));
   // A finished run that differs only in when it stops has already trained this run's first
   // epochs, bit for bit: carry on after them (E21's rescnn after E18's, E20's cnn3 after E19's).
@@ -309,8 +314,8 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
       continued_from = fs::path(prefix.dir).filename().string();
       continued_epochs = static_cast<int>(prefix.history.size());
       // Before last/: a run killed in between finds no last/ and looks for its prefix again.
-      write_atomically(dir + "/continued.json",
-                       nlohmann::json{{"from", continued_from}, {"epochs", continued_epochs}}.dump(2) + "\n");
+      write_file_atomically(dir + "/continued.json",
+                            nlohmann::json{{"from", continued_from}, {"epochs", continued_epochs}}.dump(2) + "\n");
       trainer.continue_from(prefix.dir + "/final", prefix.best_dir, prefix.history);
     }
   } else if (fs::exists(dir + "/continued.json")) {
@@ -364,17 +369,14 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   // metrics: their presence marks the run finished, so they are written last and atomically.
   trainer.save_state(dir + "/final", {{"best_epoch", r.best_epoch}});
   save_checkpoint(dir + "/test_probs", {{"probs", r.test_probs}}, {{"model", config.model}});
-  write_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
+  write_file_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
   nlohmann::json j = {
       {"config", config.to_json()},       {"history", history_json(r.history)}, {"best_epoch", r.best_epoch},
       {"stopped_early", r.stopped_early}, {"train", to_json(r.train)},          {"val", to_json(r.val)},
       {"test", to_json(r.test)},          {"train_seconds", r.train_seconds},   {"images_per_sec", r.images_per_sec},
       {"provenance", r.provenance}};
-  write_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
-  // A finished run never resumes: final/ holds its weights, last/ only costs disk. A run scored
-  // at its last epoch keeps best/, the weights of its lowest validation loss, for `dagger eval`.
-  fs::remove_all(dir + "/last");
-  if (!config.keep_last) fs::remove_all(dir + "/best");
+  write_file_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
+  remove_resume_state(config, dir);
   return r;
 }
 

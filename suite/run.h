@@ -109,10 +109,6 @@ RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_di
 /// FNV-1a: a stable hash of `text`, the same on every platform and build (run keys, data identity).
 uint64_t fnv1a(const std::string& text);
 
-/// Writes `text` to `path` through a temporary file and a rename, so a reader sees the old
-/// file or the whole new one, never a part.
-void write_atomically(const std::string& path, const std::string& text);
-
 /// A report as to_json(report) writes it, read back.
 ClassificationReport report_from_json(const nlohmann::json& j);
 

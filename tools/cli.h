@@ -74,6 +74,12 @@ extern const CLI::Validator kOutputFile;
 extern const CLI::Validator kInputShape;  ///< "C,H,W", see parse_input_shape
 extern const CLI::Validator kExecutor;    ///< jit | reference
 
+/// --allow-nonfinite (train, eval, predict): load checkpoints whose tensors hold NaN or
+/// infinite values, which are refused otherwise.
+inline void add_allow_nonfinite(CLI::App& cmd, bool& allow) {
+  cmd.add_flag("--allow-nonfinite", allow, "load checkpoints even when their tensors hold NaN or infinite values");
+}
+
 /// "C,H,W" as three positive sizes (each at most 2^20); throws UsageError saying what is wrong
 /// otherwise (kInputShape puts the option's name in front).
 std::vector<size_t> parse_input_shape(const std::string& text);

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "dagger/graph/error.h"
+#include "dagger/runtime/atomic_file.h"
 #include "tools/bench.h"
 #include "tools/cli.h"
 
@@ -100,9 +101,7 @@ Run add_bench(CLI::App& app) {
     if (!f->save_baseline.empty()) {
       const nlohmann::json previous =
           std::filesystem::exists(f->save_baseline) ? read_json_file(f->save_baseline) : nlohmann::json();
-      std::ofstream out(f->save_baseline);
-      if (!out) throw Error(fmt::format("cannot write baseline '{}'", f->save_baseline));
-      out << bench::make_baseline(results, previous).dump(2) << "\n";
+      write_file_atomically(f->save_baseline, {bench::make_baseline(results, previous).dump(2), "\n"});
       fmt::print(stderr, "baseline saved to {}\n", f->save_baseline);
     }
     if (f->json) {

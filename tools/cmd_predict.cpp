@@ -85,7 +85,7 @@ Run add_predict(CLI::App& app) {
     std::vector<std::string> files;
     int top = 3, threads = 1;
     int64_t batch = 256;
-    bool json = false, resize = false;
+    bool json = false, resize = false, allow_nonfinite = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--checkpoint", f->checkpoint, "checkpoint folder (e.g. OUT/checkpoint or OUT/best)")
@@ -100,12 +100,14 @@ Run add_predict(CLI::App& app) {
   cmd->add_option("--threads", f->threads, "worker threads of the JIT")->check(kThreads)->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
   cmd->add_flag("--json", f->json, "print one JSON object instead of the table");
+  add_allow_nonfinite(*cmd, f->allow_nonfinite);
   return [f] {
     TrainConfig options;
     options.executor = executor_kind(f->executor);
     options.threads = f->threads;
     options.eval_batch = f->batch;
     options.progress = false;
+    options.allow_nonfinite = f->allow_nonfinite;
     Trainer model = Trainer::load(f->checkpoint, options);
     const TrainConfig& cfg = model.config();
     const Inputs in = read_inputs(f->files, cfg.input_shape, !cfg.raw_pixels, f->resize);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "dagger/codegen/jit.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/suite/run.h"
 #include "dagger/suite/suite.h"
 #include "tools/cli.h"
@@ -73,7 +74,7 @@ std::string data_identity(const std::string& dir) {
 void require_same_suite(const std::string& out, const nlohmann::json& identity) {
   const std::string path = out + "/suite.json";
   if (!std::filesystem::exists(path)) {
-    suite::write_atomically(path, identity.dump(2) + "\n");
+    write_file_atomically(path, identity.dump(2) + "\n");
     return;
   }
   std::ifstream in(path);

@@ -2,12 +2,12 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 
 #include "dagger/autodiff/model_text.h"
+#include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/trainer.h"
 #include "dagger/suite/analysis.h"
@@ -117,7 +117,7 @@ void print_table(const std::vector<std::pair<std::string, ClassificationReport>>
 /// The trainer of a checkpoint: Trainer::load for one that carries its model's text, or, for a
 /// checkpoint from before model texts, the zoo model its metadata names with the data's shape.
 Trainer checkpoint_trainer(const std::string& folder, TrainConfig options) {
-  Checkpoint ck = load_checkpoint(folder);
+  Checkpoint ck = load_checkpoint(folder, {.allow_nonfinite = options.allow_nonfinite});
   if (!checkpoint_model_text(ck).empty()) return Trainer::load(std::move(ck), options);
   options.model_spec = ck.meta.value("model", "");
   if (options.model_spec.empty()) throw Error(fmt::format("checkpoint '{}' does not name its model", folder));
@@ -192,6 +192,7 @@ Run add_train(CLI::App& app) {
       ->check(kOutputFolder);
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
+  add_allow_nonfinite(*cmd, f->config.allow_nonfinite);
   f->data.add(*cmd);
   f->recipe.add(*cmd);
   return [f] {
@@ -261,9 +262,7 @@ Run add_train(CLI::App& app) {
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
-      const std::string metrics = cfg.out_dir + "/metrics.json";  // written whole, then renamed into place
-      std::ofstream(metrics + ".tmp") << j.dump(2) << "\n";
-      std::filesystem::rename(metrics + ".tmp", metrics);
+      write_file_atomically(cfg.out_dir + "/metrics.json", {j.dump(2), "\n"});
     }
     if (f->json) fmt::print("{}\n", j.dump());
     return 0;
@@ -277,7 +276,7 @@ Run add_eval(CLI::App& app) {
     std::vector<std::string> checkpoints;
     std::string executor = "jit";
     DataFlags data;
-    bool json = false;
+    bool json = false, allow_nonfinite = false;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("--checkpoint", f->checkpoints,
@@ -286,6 +285,7 @@ Run add_eval(CLI::App& app) {
       ->check(kExistingFolder);
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
+  add_allow_nonfinite(*cmd, f->allow_nonfinite);
   f->data.add(*cmd);
   return [f] {
     f->data.validate();
@@ -297,6 +297,7 @@ Run add_eval(CLI::App& app) {
       TrainConfig options;
       options.executor = executor_kind(f->executor);
       options.progress = false;
+      options.allow_nonfinite = f->allow_nonfinite;
       take_shape_from(data, options);
       Trainer trainer = checkpoint_trainer(folder, options);
       const TrainConfig& cfg = trainer.config();

@@ -2,22 +2,18 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/jit_executable.h"
 #include "dagger/graph/printer.h"
+#include "dagger/runtime/atomic_file.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
 
 namespace {
 
-void write(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream out(path);
-  if (!out) throw Error(fmt::format("cannot write '{}'", path.string()));
-  out << text;
-}
+void write(const std::filesystem::path& path, const std::string& text) { write_file_atomically(path.string(), text); }
 
 }  // namespace
 

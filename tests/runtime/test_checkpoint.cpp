@@ -44,6 +44,23 @@ nlohmann::json read_json(const fs::path& p) {
 
 void write_json(const fs::path& p, const nlohmann::json& j) { std::ofstream(p) << j.dump(2); }
 
+/// Rewrites the manifest as dagger wrote it before checksums: version 1, sizes only.
+void make_version_1(const fs::path& dir) {
+  nlohmann::json m = read_json(dir / "manifest.json");
+  m["version"] = 1;
+  for (auto& e : m["tensors"]) e.erase("xxh3");
+  write_json(dir / "manifest.json", m);
+}
+
+/// Inverts the bits of the byte at `offset` of a file.
+void flip_byte(const fs::path& path, std::streamoff offset) {
+  std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+  file.seekg(offset);
+  const char c = static_cast<char>(file.get());
+  file.seekp(offset);
+  file.put(static_cast<char>(~c));
+}
+
 std::map<std::string, Tensor> sample_tensors() {
   Tensor odd = Tensor::from_shape({6});
   // Values whose bits a text or lossy format would not keep.
@@ -72,7 +89,7 @@ TEST_CASE("a checkpoint round-trips tensors bitwise with its metadata", "[checkp
   const nlohmann::json meta = {{"model", "mlp"}, {"epoch", 3}, {"optimizer", "adam"}, {"seed", 42}};
   save_checkpoint(dir, tensors, meta);
 
-  const Checkpoint ck = load_checkpoint(dir);
+  const Checkpoint ck = load_checkpoint(dir, {.allow_nonfinite = true});  // "odd values" holds NaN and infinity
   CHECK(ck.meta == meta);
   REQUIRE(ck.tensors.size() == tensors.size());
   for (const auto& [name, t] : tensors) {
@@ -86,6 +103,7 @@ TEST_CASE("a checkpoint round-trips tensors bitwise with its metadata", "[checkp
   bool found = false;
   for (const auto& e : manifest.at("tensors")) {
     CHECK(e.at("bytes") == fs::file_size(tmp.path / "ck" / e.at("file").get<std::string>()));
+    CHECK(e.at("xxh3").get<std::string>().size() == 16);
     if (e.at("name") == "conv/b") {
       found = true;
       CHECK(e.at("file") == "conv__b.npy");
@@ -93,6 +111,7 @@ TEST_CASE("a checkpoint round-trips tensors bitwise with its metadata", "[checkp
     }
   }
   CHECK(found);
+  CHECK(manifest.at("version") == 2);
   CHECK_FALSE(fs::exists(tmp.path / "ck.tmp"));
 }
 
@@ -172,6 +191,7 @@ TEST_CASE("damaged checkpoints give errors naming the problem", "[checkpoint]") 
     CHECK_THAT(error_of(load), Contains("truncated") && Contains("manifest says 176 bytes") && Contains("dense1.w.npy"));
   }
   SECTION("truncated file whose manifest entry was updated to match") {
+    make_version_1(dir);  // no checksum: the .npy reader itself finds the damage
     fs::resize_file(w, fs::file_size(w) - 8);
     nlohmann::json m = read_json(dir / "manifest.json");
     for (auto& e : m["tensors"])
@@ -180,6 +200,7 @@ TEST_CASE("damaged checkpoints give errors naming the problem", "[checkpoint]") 
     CHECK_THAT(error_of(load), Contains("truncated") && Contains("expected 176 bytes") && Contains("dense1.w.npy"));
   }
   SECTION("file cut inside its header") {
+    make_version_1(dir);  // no checksum: the .npy reader itself finds the damage
     fs::resize_file(w, 20);
     nlohmann::json m = read_json(dir / "manifest.json");
     for (auto& e : m["tensors"])
@@ -188,6 +209,7 @@ TEST_CASE("damaged checkpoints give errors naming the problem", "[checkpoint]") 
     CHECK_THAT(error_of(load), Contains("dense1.w.npy") && Contains("header"));
   }
   SECTION("file that is not npy") {
+    make_version_1(dir);  // no checksum: the .npy reader itself finds the damage
     const auto size = fs::file_size(w);
     std::ofstream(w, std::ios::binary) << std::string(size, 'x');
     CHECK_THAT(error_of(load), Contains("not a valid .npy") && Contains("dense1.w.npy"));
@@ -198,6 +220,27 @@ TEST_CASE("damaged checkpoints give errors naming the problem", "[checkpoint]") 
       if (e["name"] == "dense1.w") e["shape"] = {4, 3};
     write_json(dir / "manifest.json", m);
     CHECK_THAT(error_of(load), Contains("[3, 4]") && Contains("[4, 3]") && Contains("dense1.w.npy"));
+  }
+  SECTION("a flipped byte in a tensor's data") {
+    flip_byte(w, 128 + 5);
+    CHECK_THAT(error_of(load), Contains("checkpoint '" + dir.string() +
+                                        "': file 'dense1.w.npy': checksum mismatch (corrupt or edited)"));
+  }
+  SECTION("a flipped byte in a header") {
+    flip_byte(w, 20);
+    CHECK_THAT(error_of(load), Contains("file 'dense1.w.npy': checksum mismatch"));
+  }
+  SECTION("an edited checksum") {
+    nlohmann::json m = read_json(dir / "manifest.json");
+    m["tensors"][1]["xxh3"] = "0123456789abcdef";
+    write_json(dir / "manifest.json", m);
+    CHECK_THAT(error_of(load), Contains("checksum mismatch") && Contains("0123456789abcdef"));
+  }
+  SECTION("a manifest of a later version") {
+    nlohmann::json m = read_json(dir / "manifest.json");
+    m["version"] = 3;
+    write_json(dir / "manifest.json", m);
+    CHECK_THAT(error_of(load), Contains("manifest version 3; this build reads versions 1 to 2"));
   }
   SECTION("file name that leaves the folder") {
     nlohmann::json m = read_json(dir / "manifest.json");
@@ -225,4 +268,49 @@ TEST_CASE("check_compatible lists every mismatch at once", "[checkpoint]") {
   // Each kind of mismatch is enough on its own.
   CHECK_THROWS_AS(check_compatible(ck, {{"dense1.w", {3, 4}}, {"dense1.b", {5}}, {"extra", {1}}}), Error);
   CHECK_THROWS_AS(check_compatible(ck, {{"dense1.w", {3, 4}}, {"dense1.b", {4}}}), Error);
+}
+
+TEST_CASE("a checkpoint of version 1, without checksums, loads with its sizes checked", "[checkpoint]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "ck";
+  save_checkpoint(dir.string(), {{"w", counting({3, 4})}}, {{"epoch", 1}});
+  make_version_1(dir);
+  CHECK(same_bits(load_checkpoint(dir.string()).tensors.at("w"), counting({3, 4})));
+  fs::resize_file(dir / "w.npy", fs::file_size(dir / "w.npy") - 4);
+  CHECK_THAT(error_of([&] { load_checkpoint(dir.string()); }), Contains("truncated or altered"));
+}
+
+TEST_CASE("tensors holding NaN or infinity are refused unless allowed", "[checkpoint]") {
+  TempDir tmp;
+  const std::string dir = (tmp.path / "ck").string();
+  Tensor w = counting({3, 4});
+  w(0, 1) = std::nanf("");
+  w(1, 2) = -std::numeric_limits<float>::infinity();
+  w(2, 3) = std::nanf("");
+  save_checkpoint(dir, {{"dense1.b", counting({4})}, {"dense1.w", w}}, {});
+  CHECK_THAT(
+      error_of([&] { load_checkpoint(dir); }),
+      Contains("checkpoint '" + dir + "': tensor 'dense1.w' holds 3 non-finite values (2 NaN, 1 infinite) of 12") &&
+          Contains("--allow-nonfinite"));
+  const Checkpoint ck = load_checkpoint(dir, {.allow_nonfinite = true});
+  CHECK(same_bits(ck.tensors.at("dense1.w"), w));
+}
+
+TEST_CASE("recover_checkpoint finishes a swap a kill interrupted and removes its debris", "[checkpoint]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path / "ck", staging = tmp.path / "ck.tmp", previous = tmp.path / "ck.old";
+  save_checkpoint(previous.string(), {{"w", counting({2})}}, {{"epoch", 1}});
+  save_checkpoint(staging.string(), {{"w", counting({2}, 1)}}, {{"epoch", 2}});
+  SECTION("killed between the two renames: the previous checkpoint comes back") {
+    REQUIRE(recover_checkpoint(dir.string()));
+    CHECK(load_checkpoint(dir.string()).meta.at("epoch") == 1);
+  }
+  SECTION("killed after the renames: the previous checkpoint is removed") {
+    save_checkpoint(dir.string(), {{"w", counting({2}, 2)}}, {{"epoch", 3}});
+    save_checkpoint(previous.string(), {{"w", counting({2})}}, {{"epoch", 1}});
+    REQUIRE(recover_checkpoint(dir.string()));
+    CHECK(load_checkpoint(dir.string()).meta.at("epoch") == 3);
+  }
+  CHECK_FALSE(fs::exists(staging));
+  CHECK_FALSE(fs::exists(previous));
 }

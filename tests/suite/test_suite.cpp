@@ -245,6 +245,28 @@ TEST_CASE("a run asked for under another spelling of its model reuses the finish
   CHECK_FALSE(is_finished(other_lr, context.runs_dir));
 }
 
+TEST_CASE("a finished run killed before its resume state was removed is tidied by the rerun", "[suite]") {
+  TempDir out("suite-tidy");
+  const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  RunContext context = reference_context(out.path / "runs");
+  RunConfig config;
+  config.model = "mlp1(8,relu,0)";
+  config.batch = 32;
+  config.keep_last = false;
+  const RunRecord first = run_or_reuse(config, {&train, &val, &test}, context);
+  // The state a kill between writing metrics.json and removing last/ and best/ leaves, with
+  // the debris of interrupted saves.
+  for (const char* folder : {"last", "best", "last.old", "best.tmp"})
+    fs::copy(first.dir + "/final", first.dir + "/" + folder);
+  const RunRecord again = run_or_reuse(config, {&train, &val, &test}, context);
+  CHECK(again.reused);
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(first.dir)) left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  CHECK(left == std::vector<std::string>{"config.json", "final", "history.csv", "metrics.json", "provenance.json",
+                                         "test_probs"});
+}
+
 TEST_CASE("a run that differs only in when it stops carries on after a finished one's epochs", "[suite]") {
   TempDir out("suite-prefix");
   const Dataset train = synthetic(64, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);

@@ -17,10 +17,9 @@ struct Outcome {
   std::string output;
 };
 
-/// Runs the built `dagger` with `args`, capturing stdout and stderr together; `prefix` goes
-/// before the binary (e.g. "env VAR=value ").
-inline Outcome run_dagger(const std::string& args, const std::string& prefix = "") {
-  std::string command = prefix + std::string(DAGGER_BINARY) + " " + args + " 2>&1";
+/// Runs a shell command, capturing stdout and stderr together.
+inline Outcome run_command(const std::string& shell_command) {
+  const std::string command = shell_command + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);
   std::string output;
@@ -28,6 +27,12 @@ inline Outcome run_dagger(const std::string& args, const std::string& prefix = "
   while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
   int status = pclose(pipe);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+/// Runs the built `dagger` with `args`, capturing stdout and stderr together; `prefix` goes
+/// before the binary (e.g. "env VAR=value ").
+inline Outcome run_dagger(const std::string& args, const std::string& prefix = "") {
+  return run_command(prefix + std::string(DAGGER_BINARY) + " " + args);
 }
 
 /// The JSON object on the last line of `output` (progress lines come before it).
