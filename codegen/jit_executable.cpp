@@ -10,6 +10,7 @@
 
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/lower.h"
+#include "dagger/codegen/partials.h"
 #include "dagger/runtime/arena.h"
 #include "dagger/runtime/thread_pool.h"
 
@@ -220,6 +221,7 @@ struct JitExecutable::Plan {
 
   Graph graph;
   Jit jit;
+  int width = 0;  // floats per vector in the kernels
   ThreadPool pool;
   std::vector<CompiledKernel> compiled;
   std::vector<KernelInfo> infos;
@@ -382,7 +384,9 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.steps = plan_steps(g, fusion);
   p.in_place_source = in_place_sources(g, fusion);
   const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
-  if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
+  if ((width & (width - 1)) || width > static_cast<int>(kPartials))
+    throw Error(fmt::format("vector width {} is not a power of two up to {}", width, kPartials));
+  p.width = width;
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
@@ -461,6 +465,8 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   for (auto& [target, value] : copies) state[target] = std::move(value);
   return outputs;
 }
+
+int JitExecutable::vector_width() const { return plan_->width; }
 
 const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->infos; }
 
