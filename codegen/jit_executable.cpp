@@ -383,7 +383,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const FusionPlan fusion = plan_fusion(g);
   p.steps = plan_steps(g, fusion);
   p.in_place_source = in_place_sources(g, fusion);
-  const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
+  const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
   if ((width & (width - 1)) || width > static_cast<int>(kPartials))
     throw Error(fmt::format("vector width {} is not a power of two up to {}", width, kPartials));
   p.width = width;

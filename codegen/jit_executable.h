@@ -16,10 +16,10 @@ namespace dagger {
 struct JitOptions {
   /// Keep every kernel's IR before and after optimization and its assembly, for dump().
   bool keep_dumps = false;
-  /// Floats per vector in the kernels; 0 (what every command uses) means the host's
-  /// (vector_width_floats()). Tests set it to exercise other widths' code shapes
+  /// Floats per vector in the kernels; 0 (what every command uses) means the JIT target's
+  /// (jit_target(), set by DAGGER_TARGET). Tests set it to exercise other widths' code shapes
   /// on any host: any power of two up to 16 runs correctly anywhere (LLVM splits wide
-  /// vectors), and gives the same bits as the host's width (codegen/partials.h).
+  /// vectors), and gives the same bits as the target's width (codegen/partials.h).
   int vector_width = 0;
   /// Worker threads; each kernel's outer loop is split statically among them.
   int threads = 1;
