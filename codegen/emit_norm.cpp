@@ -1,6 +1,6 @@
 // Batch normalization and its statistics. x is viewed as [batch, channels, inner]; a kernel's
 // item is one channel, whose sums run over the batch and then along the inner axis in
-// kPartials double partial sums (codegen/partials.h), or, for x [batch, channels], W channels
+// 8 double partial sums (codegen/partials.h), or, for x [batch, channels], W channels
 // with one lane each (see Norm). Either way a channel's statistics are the same bits whichever
 // thread computes them, at any vector width, and as accurate as the interpreter's double sums.
 #include <fmt/format.h>
@@ -22,7 +22,7 @@ ChannelDims channel_dims(const Shape& x) { return {x[0], x[1], numel(x) / std::m
 
 /// Per-channel sums of `count` terms: terms(offset, mask) gives one <W x double> per sum, its
 /// masked-off lanes zero. Each sum runs over the batch and, within an image, along the inner
-/// axis in kPartials partial sums (codegen/partials.h). Returns the sums as double scalars.
+/// axis in 8 partial sums (codegen/partials.h). Returns the sums as double scalars.
 std::vector<llvm::Value*> channel_sums(
     Emit& e, const ChannelDims& d, llvm::Value* c, size_t count,
     const std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>& terms) {

@@ -1,6 +1,6 @@
 // reduce_sum, reduce_mean and reduce_max. The input's axes are merged into runs of kept and
 // reduced axes (size-1 axes dropped). When the innermost run is reduced, an item is one output
-// element: kPartials partial results along that run, folded partial 0 first (codegen/partials.h).
+// element: 16 partial results along that run, folded partial 0 first (codegen/partials.h).
 // When it is kept, an item is a run of up to kColumnVectors vectors of output columns, each lane
 // folding its column over the reduced positions in row-major order. Either way an output's value
 // depends neither on the split nor on the vector width.

@@ -1,5 +1,5 @@
 // Softmax and the cross-entropy head over the last axis, one row per item: the row's maximum,
-// then the sum of exp(x - max) in kPartials partial sums (codegen/partials.h), then the output.
+// then the sum of exp(x - max) in 16 partial sums (codegen/partials.h), then the output.
 // Labels are class ids held as floats; a row whose label is not one gets NaN (a kernel
 // cannot throw; the interpreter reports the error).
 #include <llvm/IR/Constants.h>

@@ -10,7 +10,6 @@
 
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/lower.h"
-#include "dagger/codegen/partials.h"
 #include "dagger/runtime/arena.h"
 #include "dagger/runtime/thread_pool.h"
 
@@ -384,8 +383,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.steps = plan_steps(g, fusion);
   p.in_place_source = in_place_sources(g, fusion);
   const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
-  if ((width & (width - 1)) || width > static_cast<int>(kPartials))
-    throw Error(fmt::format("vector width {} is not a power of two up to {}", width, kPartials));
+  if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.width = width;
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
   p.storage.resize(g.size());

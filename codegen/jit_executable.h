@@ -18,8 +18,8 @@ struct JitOptions {
   bool keep_dumps = false;
   /// Floats per vector in the kernels; 0 (what every command uses) means the JIT target's
   /// (jit_target(), set by DAGGER_TARGET). Tests set it to exercise other widths' code shapes
-  /// on any host: any power of two up to 16 runs correctly anywhere (LLVM splits wide
-  /// vectors), and gives the same bits as the target's width (codegen/partials.h).
+  /// on any host: any power of two runs correctly anywhere (LLVM splits wide vectors), and
+  /// gives the same bits as the target's width (codegen/partials.h).
   int vector_width = 0;
   /// Worker threads; each kernel's outer loop is split statically among them.
   int threads = 1;
