@@ -1,12 +1,13 @@
 // Batch normalization and its statistics. x is viewed as [batch, channels, inner]; a kernel's
 // item is one channel, whose sums run over the batch and then along the inner axis in
-// <W x double> partial sums folded lane 0 first, or, for x [batch, channels], W channels with
-// one lane each (see Norm). Either way a channel's statistics are the same bits whichever
-// thread computes them and as accurate as the interpreter's double sums.
+// 8 double partial sums (codegen/partials.h), or, for x [batch, channels], W channels
+// with one lane each (see Norm). Either way a channel's statistics are the same bits whichever
+// thread computes them, at any vector width, and as accurate as the interpreter's double sums.
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
 #include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/partials.h"
 
 namespace dagger {
 
@@ -19,29 +20,19 @@ struct ChannelDims {
 
 ChannelDims channel_dims(const Shape& x) { return {x[0], x[1], numel(x) / std::max<int64_t>(x[0] * x[1], 1)}; }
 
-/// Calls body(flat offset of lane 0, mask) for every vector of channel `c`.
-void sweep_channel(Emit& e, const ChannelDims& d, llvm::Value* c,
-                   const std::function<void(llvm::Value*, llvm::Value*)>& body) {
-  emit_for(e, d.batch, 1, [&](llvm::Value* b) {
-    llvm::Value* base = e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(d.channels)), c), e.i64c(d.inner));
-    emit_vector_nest(e, {d.inner}, [&](const ElementPos& at) { body(e.b.CreateAdd(base, at.flat), at.mask); });
-  });
-}
-
 /// Per-channel sums of `count` terms: terms(offset, mask) gives one <W x double> per sum, its
-/// masked-off lanes zero. Returns the sums as double scalars.
+/// masked-off lanes zero. Each sum runs over the batch and, within an image, along the inner
+/// axis in 8 partial sums (codegen/partials.h). Returns the sums as double scalars.
 std::vector<llvm::Value*> channel_sums(
     Emit& e, const ChannelDims& d, llvm::Value* c, size_t count,
     const std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>& terms) {
-  auto* vd = llvm::FixedVectorType::get(llvm::Type::getDoubleTy(e.ctx), e.width);
-  std::vector<llvm::Value*> slots;
-  for (size_t k = 0; k < count; ++k) slots.push_back(entry_slot(e, vd, llvm::ConstantFP::get(vd, 0.0)));
-  sweep_channel(e, d, c, [&](llvm::Value* offset, llvm::Value* mask) {
-    const std::vector<llvm::Value*> t = terms(offset, mask);
-    for (size_t k = 0; k < count; ++k) e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(vd, slots[k]), t[k]), slots[k]);
+  Partials partials(e, llvm::Type::getDoubleTy(e.ctx), Fold::sum, count);
+  emit_for(e, d.batch, 1, [&](llvm::Value* b) {
+    llvm::Value* base = e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(d.channels)), c), e.i64c(d.inner));
+    partials.add_run(d.inner, [&](llvm::Value* at, llvm::Value* mask) { return terms(e.b.CreateAdd(base, at), mask); });
   });
   std::vector<llvm::Value*> sums;
-  for (size_t k = 0; k < count; ++k) sums.push_back(horizontal_sum(e, e.b.CreateLoad(vd, slots[k])));
+  for (size_t k = 0; k < count; ++k) sums.push_back(partials.result(k));
   return sums;
 }
 

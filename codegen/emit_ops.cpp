@@ -162,23 +162,6 @@ void Epilogue::store(const ElementPos& pos, llvm::Value* value) {
   for (size_t o = 0; o < outputs_.size(); ++o) store_at(e_, out_[o], pos, outputs_[o](pos));
 }
 
-llvm::Value* horizontal_sum(Emit& e, llvm::Value* v) {
-  const auto lanes = llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements();
-  llvm::Value* sum = e.b.CreateExtractElement(v, uint64_t(0));
-  for (unsigned l = 1; l < lanes; ++l) sum = e.b.CreateFAdd(sum, e.b.CreateExtractElement(v, uint64_t(l)));
-  return sum;
-}
-
-llvm::Value* horizontal_max(Emit& e, llvm::Value* v) {
-  const auto lanes = llvm::cast<llvm::FixedVectorType>(v->getType())->getNumElements();
-  llvm::Value* top = e.b.CreateExtractElement(v, uint64_t(0));
-  for (unsigned l = 1; l < lanes; ++l) {
-    llvm::Value* x = e.b.CreateExtractElement(v, uint64_t(l));
-    top = e.b.CreateSelect(e.b.CreateFCmpOLT(top, x), x, top);
-  }
-  return top;
-}
-
 llvm::Value* load_vector(Emit& e, llvm::Value* base, llvm::Value* offset, llvm::Value* mask, llvm::Value* passthru) {
   llvm::Value* at = e.b.CreateInBoundsGEP(e.f32, base, offset);
   if (!mask) return e.b.CreateAlignedLoad(e.vf, at, kFloatAlign);

@@ -67,9 +67,6 @@ class Epilogue {
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k);
 /// How many lanes a (constant) mask from emit_vector_nest sets; W for nullptr.
 unsigned active_lanes(Emit& e, llvm::Value* mask);
-/// Horizontal folds of a vector (float or double lanes), lane 0 first, in a fixed order.
-llvm::Value* horizontal_sum(Emit& e, llvm::Value* v);
-llvm::Value* horizontal_max(Emit& e, llvm::Value* v);
 /// W floats at base[offset ..] (only the lanes in `mask`; others hold `passthru`).
 llvm::Value* load_vector(Emit& e, llvm::Value* base, llvm::Value* offset, llvm::Value* mask, llvm::Value* passthru);
 /// base[offset + index[l]] for the lanes in `mask` (nullptr: all), 0 elsewhere; index is <W x i32>.

@@ -1,14 +1,15 @@
 // reduce_sum, reduce_mean and reduce_max. The input's axes are merged into runs of kept and
 // reduced axes (size-1 axes dropped). When the innermost run is reduced, an item is one output
-// element: W partial results along that run, folded lane 0 first. When it is kept, an item is
-// a run of up to kColumnVectors vectors of output columns, each lane folding its column over
-// the reduced positions in row-major order. Either way an output's value does not depend on
-// the split.
+// element: 16 partial results along that run, folded partial 0 first (codegen/partials.h).
+// When it is kept, an item is a run of up to kColumnVectors vectors of output columns, each lane
+// folding its column over the reduced positions in row-major order. Either way an output's value
+// depends neither on the split nor on the vector width.
 #include <llvm/IR/Constants.h>
 
 #include <limits>
 
 #include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/partials.h"
 
 namespace dagger {
 
@@ -95,12 +96,8 @@ void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const
   const ReduceDims d = reduce_dims(g, group.anchor);
   llvm::Value* x = operand_arg(kf, g, group, 0);
   llvm::Value* out = kf.args[0];
-  const bool is_max = n.op == Op::reduce_max;
-  const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.0f;
-  // std::max(acc, v) keeps acc unless acc < v, so NaN never wins; a sum just adds.
-  auto combine = [&](llvm::Value* acc, llvm::Value* v) {
-    return is_max ? e.b.CreateSelect(e.b.CreateFCmpOLT(acc, v), v, acc) : e.b.CreateFAdd(acc, v);
-  };
+  const Fold fold = n.op == Op::reduce_max ? Fold::max : Fold::sum;
+  const float init = fold == Fold::max ? -std::numeric_limits<float>::infinity() : 0.0f;
   auto finish = [&](llvm::Value* v) {
     if (n.op != Op::reduce_mean) return v;
     llvm::Value* count = e.f32c(static_cast<float>(d.reduced));
@@ -111,16 +108,13 @@ void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const
     const Run& inner = d.runs.back();
     emit_range(e, kf.begin, kf.end, [&](llvm::Value* o) {
       llvm::Value* base = kept_offset(e, d, unflatten(e, o, d.kept));
-      llvm::Value* acc = entry_slot(e, e.vf, e.splat(init));
+      Partials partials(e, e.f32, fold);
       for_reduced(e, d, base, true, [&](llvm::Value* offset) {
-        emit_vector_nest(e, {inner.size}, [&](const ElementPos& at) {
-          llvm::Value* v = load_vector(e, x, e.b.CreateAdd(offset, at.flat), at.mask, e.splat(init));
-          e.b.CreateStore(combine(e.b.CreateLoad(e.vf, acc), v), acc);
+        partials.add_run(inner.size, [&](llvm::Value* at, llvm::Value* mask) {
+          return load_vector(e, x, e.b.CreateAdd(offset, at), mask, e.splat(init));
         });
       });
-      llvm::Value* v = e.b.CreateLoad(e.vf, acc);
-      llvm::Value* folded = is_max ? horizontal_max(e, v) : horizontal_sum(e, v);
-      e.b.CreateAlignedStore(finish(folded), e.b.CreateInBoundsGEP(e.f32, out, o), llvm::Align(4));
+      e.b.CreateAlignedStore(finish(partials.result()), e.b.CreateInBoundsGEP(e.f32, out, o), llvm::Align(4));
     });
     return;
   }
@@ -146,7 +140,7 @@ void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const
         for (size_t v = 0; v < acc.size(); ++v) {
           llvm::Value* at = e.b.CreateAdd(offset, e.i64c(int64_t(v) * e.width));
           llvm::Value* value = load_vector(e, x, at, masks[v], e.splat(init));
-          e.b.CreateStore(combine(e.b.CreateLoad(e.vf, acc[v]), value), acc[v]);
+          e.b.CreateStore(fold_in(e, fold, e.b.CreateLoad(e.vf, acc[v]), value), acc[v]);
         }
       });
       for (size_t v = 0; v < acc.size(); ++v) {

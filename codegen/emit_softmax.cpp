@@ -1,5 +1,5 @@
 // Softmax and the cross-entropy head over the last axis, one row per item: the row's maximum,
-// then the sum of exp(x - max) in W partial sums folded lane 0 first, then the output.
+// then the sum of exp(x - max) in 16 partial sums (codegen/partials.h), then the output.
 // Labels are class ids held as floats; a row whose label is not one gets NaN (a kernel
 // cannot throw; the interpreter reports the error).
 #include <llvm/IR/Constants.h>
@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "dagger/codegen/emit_ops.h"
+#include "dagger/codegen/partials.h"
 #include "dagger/codegen/vector_math.h"
 
 namespace dagger {
@@ -22,22 +23,19 @@ struct Row {
 /// The maximum and exponential sum of `k` floats at x[base ..].
 Row row_stats(Emit& e, llvm::Value* x, llvm::Value* base, int64_t k) {
   const float inf = std::numeric_limits<float>::infinity();
-  llvm::Value* top_slot = entry_slot(e, e.vf, e.splat(-inf));
-  emit_vector_nest(e, {k}, [&](const ElementPos& at) {
-    llvm::Value* v = load_vector(e, x, e.b.CreateAdd(base, at.flat), at.mask, e.splat(-inf));
-    llvm::Value* top = e.b.CreateLoad(e.vf, top_slot);
-    e.b.CreateStore(e.b.CreateSelect(e.b.CreateFCmpOLT(top, v), v, top), top_slot);
+  Partials tops(e, e.f32, Fold::max);
+  tops.add_run(k, [&](llvm::Value* at, llvm::Value* mask) {
+    return load_vector(e, x, e.b.CreateAdd(base, at), mask, e.splat(-inf));
   });
-  llvm::Value* top = horizontal_max(e, e.b.CreateLoad(e.vf, top_slot));
+  llvm::Value* top = tops.result();
   llvm::Value* top_v = e.b.CreateVectorSplat(e.width, top);
-  llvm::Value* sum_slot = entry_slot(e, e.vf, e.splat(0.0f));
-  emit_vector_nest(e, {k}, [&](const ElementPos& at) {
-    llvm::Value* v = load_vector(e, x, e.b.CreateAdd(base, at.flat), at.mask, e.splat(0.0f));
+  Partials sums(e, e.f32, Fold::sum);
+  sums.add_run(k, [&](llvm::Value* at, llvm::Value* mask) {
+    llvm::Value* v = load_vector(e, x, e.b.CreateAdd(base, at), mask, e.splat(0.0f));
     llvm::Value* ex = emit_exp(e, e.b.CreateFSub(v, top_v));
-    if (at.mask) ex = e.b.CreateSelect(at.mask, ex, e.splat(0.0f));
-    e.b.CreateStore(e.b.CreateFAdd(e.b.CreateLoad(e.vf, sum_slot), ex), sum_slot);
+    return mask ? e.b.CreateSelect(mask, ex, e.splat(0.0f)) : ex;
   });
-  llvm::Value* sum = horizontal_sum(e, e.b.CreateLoad(e.vf, sum_slot));
+  llvm::Value* sum = sums.result();
   return {top, e.b.CreateFDiv(e.f32c(1.0f), sum), sum};
 }
 

@@ -16,12 +16,11 @@
 #include <llvm/Transforms/Utils/Cloning.h>
 
 #include <llvm/Config/llvm-config.h>
+#include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/Object/ObjectFile.h>
-#include <llvm/Support/FileSystem.h>
 #include <llvm/Support/MD5.h>
 #include <llvm/Support/MemoryBuffer.h>
 #include <llvm/Support/SmallVectorMemoryBuffer.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -29,9 +28,11 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
+#include "dagger/codegen/kernel_cache.h"
 #include "dagger/codegen/kernel_module.h"
 #include "dagger/graph/error.h"
 
@@ -55,9 +56,15 @@ T take(llvm::Expected<T> value, const char* what) {
   return std::move(*value);
 }
 
-llvm::orc::JITTargetMachineBuilder host_machine() {
+/// A builder of target machines for `target`, generating code at the highest level.
+llvm::orc::JITTargetMachineBuilder machine_for(const JitTarget& target) {
   init_llvm_once();
-  auto jtmb = take(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
+  llvm::orc::JITTargetMachineBuilder jtmb =
+      take(llvm::orc::JITTargetMachineBuilder::detectHost(), "detecting the host");
+  if (target.name != "host") {  // a level: its CPU implies its features, and only those
+    jtmb.setCPU(target.cpu);
+    jtmb.getFeatures() = llvm::SubtargetFeatures();
+  }
   jtmb.setCodeGenOptLevel(llvm::CodeGenOptLevel::Aggressive);
   return jtmb;
 }
@@ -69,19 +76,67 @@ std::string print(const llvm::Module& m) {
   return text;
 }
 
-/// Runs the new pass manager's standard O3 pipeline for the host machine.
-void optimize(llvm::Module& m, llvm::TargetMachine& tm) {
+/// The new pass manager's standard O3 pipeline for a target machine, LLVM's default tuning.
+/// Kernels are optimized by it and its printed form is part of the cache key, so the key
+/// follows whatever the pipeline is.
+struct Pipeline {
+  llvm::PassInstrumentationCallbacks names;  // pass class names -> pipeline names, for text()
+  llvm::PassBuilder builder;
   llvm::LoopAnalysisManager lam;
   llvm::FunctionAnalysisManager fam;
   llvm::CGSCCAnalysisManager cgam;
   llvm::ModuleAnalysisManager mam;
-  llvm::PassBuilder pb(&tm);
-  pb.registerModuleAnalyses(mam);
-  pb.registerCGSCCAnalyses(cgam);
-  pb.registerFunctionAnalyses(fam);
-  pb.registerLoopAnalyses(lam);
-  pb.crossRegisterProxies(lam, fam, cgam, mam);
-  pb.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3).run(m, mam);
+  llvm::ModulePassManager passes;
+
+  explicit Pipeline(llvm::TargetMachine& tm) : builder(&tm, llvm::PipelineTuningOptions(), std::nullopt, &names) {
+    builder.registerModuleAnalyses(mam);
+    builder.registerCGSCCAnalyses(cgam);
+    builder.registerFunctionAnalyses(fam);
+    builder.registerLoopAnalyses(lam);
+    builder.crossRegisterProxies(lam, fam, cgam, mam);
+    passes = builder.buildPerModuleDefaultPipeline(llvm::OptimizationLevel::O3);
+  }
+  void run(llvm::Module& m) { passes.run(m, mam); }
+  std::string text() {
+    std::string out;
+    llvm::raw_string_ostream os(out);
+    passes.printPipeline(os, [&](llvm::StringRef cls) {
+      const llvm::StringRef name = names.getPassNameForClassName(cls);
+      return name.empty() ? cls : name;
+    });
+    return out;
+  }
+};
+
+/// Runs the kernels' optimization pipeline on `m`.
+void optimize(llvm::Module& m, llvm::TargetMachine& tm) { Pipeline(tm).run(m); }
+
+/// The target machine's settings that shape code, one per line. TargetOptions has no printer:
+/// the fields listed are those that change floating-point results or generated code; a new
+/// option the JIT sets must be added here.
+std::string machine_settings(const llvm::TargetMachine& tm) {
+  const llvm::TargetOptions& o = tm.Options;
+  std::string features;
+  const llvm::MCSubtargetInfo& sti = *tm.getMCSubtargetInfo();
+  for (const llvm::SubtargetFeatureKV& kv : sti.getAllProcessorFeatures())
+    if (sti.getFeatureBits().test(kv.Value)) features += std::string(kv.Key) + ",";
+  return fmt::format(
+      "triple {}\ndata layout {}\ncpu {}\nrequested features {}\nsubtarget features {}\n"
+      "codegen opt level {}\nrelocation model {}\ncode model {}\n"
+      "fp: unsafe {} no-infs {} no-nans {} no-trapping {} no-signed-zeros {} approx-func {} "
+      "sign-dependent-rounding {} fp-contract {} float-abi {} denormal {} denormal-f32 {}\n"
+      "isel: fast {} global {}; tail-call-opt {} trap-unreachable {} ipra {} outliner {} "
+      "function-sections {} data-sections {} emulated-tls {} thread-model {}\n",
+      tm.getTargetTriple().str(), tm.createDataLayout().getStringRepresentation(), tm.getTargetCPU().str(),
+      tm.getTargetFeatureString().str(), features, static_cast<int>(tm.getOptLevel()),
+      static_cast<int>(tm.getRelocationModel()), static_cast<int>(tm.getCodeModel()), unsigned(o.UnsafeFPMath),
+      unsigned(o.NoInfsFPMath), unsigned(o.NoNaNsFPMath), unsigned(o.NoTrappingFPMath), unsigned(o.NoSignedZerosFPMath),
+      unsigned(o.ApproxFuncFPMath), unsigned(o.HonorSignDependentRoundingFPMathOption),
+      static_cast<int>(o.AllowFPOpFusion), static_cast<int>(o.FloatABIType), o.getRawFPDenormalMode().str(),
+      o.getRawFP32DenormalMode().str(), unsigned(o.EnableFastISel), unsigned(o.EnableGlobalISel),
+      unsigned(o.GuaranteedTailCallOpt), unsigned(o.TrapUnreachable), unsigned(o.EnableIPRA),
+      unsigned(o.EnableMachineOutliner), unsigned(o.FunctionSections), unsigned(o.DataSections),
+      unsigned(o.EmulatedTLS), static_cast<int>(o.ThreadModel));
 }
 
 /// Assembly of a copy of `m` (code generation rewrites the IR it runs on).
@@ -108,15 +163,55 @@ std::vector<std::string> host_features() {
   return out;
 }
 
-int vector_width_floats() {
-  static const int width = [] {
-    auto features = llvm::sys::getHostCPUFeatures();
-    auto has = [&](const char* f) { return features.lookup(f); };
-    if (has("avx512f")) return 16;
-    if (has("avx2") || has("avx")) return 8;
-    return 4;
-  }();
-  return width;
+namespace {
+
+/// An x86-64 microarchitecture level DAGGER_TARGET may name, and the host features its code
+/// needs (the vector ones; the older ones come with them on every such CPU).
+struct Level {
+  const char* name;
+  std::vector<std::string> needs;
+};
+
+const std::vector<Level>& levels() {
+  static const std::vector<Level> all = {
+      {"x86-64-v3", {"avx", "avx2", "bmi", "bmi2", "f16c", "fma", "lzcnt", "movbe"}},
+      {"x86-64-v4",
+       {"avx", "avx2", "avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512vl", "bmi", "bmi2", "f16c", "fma", "lzcnt",
+        "movbe"}},
+  };
+  return all;
+}
+
+bool has(const std::vector<std::string>& features, const char* f) {
+  return std::find(features.begin(), features.end(), f) != features.end();
+}
+
+}  // namespace
+
+JitTarget jit_target_named(const std::string& name) { return jit_target_for(name, host_cpu(), host_features()); }
+
+JitTarget jit_target_for(const std::string& name, const std::string& cpu, const std::vector<std::string>& features) {
+  JitTarget t{name, cpu, features};
+  if (name != "host") {
+    auto level = std::find_if(levels().begin(), levels().end(), [&](const Level& l) { return name == l.name; });
+    if (level == levels().end())
+      throw Error(fmt::format("DAGGER_TARGET={}: unknown target (valid: host, x86-64-v3, x86-64-v4)", name));
+    std::vector<std::string> missing;
+    for (const std::string& f : level->needs)
+      if (!has(t.features, f.c_str())) missing.push_back(f);
+    if (!missing.empty())
+      throw Error(fmt::format("DAGGER_TARGET={}: this CPU ({}) lacks {}, which that level needs", name, t.cpu,
+                              fmt::join(missing, ", ")));
+    t.cpu = name;
+    t.features = level->needs;
+  }
+  t.vector_width = has(t.features, "avx512f") ? 16 : has(t.features, "avx2") || has(t.features, "avx") ? 8 : 4;
+  return t;
+}
+
+JitTarget jit_target() {
+  const char* name = std::getenv("DAGGER_TARGET");
+  return jit_target_named(name && *name ? name : "host");
 }
 
 const std::string& ModuleText::at(DumpStage stage) const {
@@ -140,14 +235,15 @@ std::string kernel_cache_dir() {
 
 namespace {
 
-/// Bumped whenever the way kernels are compiled changes what the same IR turns into.
-constexpr const char* kCacheFormat = "dagger-kernel-v1";
+/// Bumped whenever the way kernels are compiled or cached changes in a way code_settings()
+/// does not show.
+constexpr const char* kCacheFormat = "dagger-kernel-v2";
 
 /// One queued module and what compiling it produced.
 struct Pending {
   std::unique_ptr<KernelModule> km;
   std::string name;    // the module's (and its entry's) readable name
-  std::string symbol;  // "dk_" + the hash of its IR and the host
+  std::string symbol;  // "dk_" + the hash of its IR and the code settings
   size_t text = 0;     // index into texts, when dumps are kept
   std::unique_ptr<llvm::MemoryBuffer> object;
   std::string error;
@@ -169,12 +265,6 @@ std::string normalized_ir(const llvm::Module& m, const std::string& name) {
   return text;
 }
 
-std::unique_ptr<llvm::MemoryBuffer> read_file(const std::string& path) {
-  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-  if (!buffer) return nullptr;
-  return std::move(*buffer);
-}
-
 /// Object code the host's linker will accept: anything else in the cache is ignored.
 bool valid_object(const llvm::MemoryBuffer& buffer) {
   auto object = llvm::object::ObjectFile::createObjectFile(buffer.getMemBufferRef());
@@ -185,29 +275,17 @@ bool valid_object(const llvm::MemoryBuffer& buffer) {
   return true;
 }
 
-/// Writes `bytes` to `path` atomically (a reader sees all of it or nothing); failures only
-/// cost a later recompilation.
-void write_file_atomically(const std::string& path, llvm::StringRef bytes) {
-  const std::string tmp = fmt::format("{}.{}.tmp", path, static_cast<long>(::getpid()));
-  std::error_code ec;
-  {
-    llvm::raw_fd_ostream os(tmp, ec);
-    if (ec) return;
-    os << bytes;
-  }
-  if (llvm::sys::fs::rename(tmp, path)) llvm::sys::fs::remove(tmp);
-}
-
 }  // namespace
 
 struct Jit::Impl {
   bool keep_dumps = false;
   int compile_threads = 1;
+  JitTarget target;
   llvm::orc::JITTargetMachineBuilder machine_builder{llvm::Triple()};
   std::unique_ptr<llvm::TargetMachine> machine;  // for the data layout and the dumps
   std::unique_ptr<llvm::orc::LLJIT> jit;
-  std::string host;       // cpu and features, part of every cache key
-  std::string cache_dir;  // "" = no disk cache
+  std::string code_settings;  // part of every cache key
+  std::optional<KernelCache> cache;
   std::vector<ModuleText> texts;
   std::vector<Pending> pending;
   std::map<std::string, std::string> symbol_of;  // readable name -> compiled symbol
@@ -252,12 +330,14 @@ void Jit::Impl::compile_pending() {
   for (Pending& p : pending) {
     if (loaded.count(p.symbol) || !queued.insert(p.symbol).second) continue;
     ++stats.unique;
-    if (!keep_dumps && !cache_dir.empty()) {
-      std::unique_ptr<llvm::MemoryBuffer> cached = read_file(cache_dir + "/" + p.symbol + ".o");
-      if (cached && valid_object(*cached)) {
-        p.object = std::move(cached);
-        ++stats.cache_hits;
-        continue;
+    if (!keep_dumps) {
+      if (std::optional<std::string> cached = cache->load(p.symbol)) {
+        auto buffer = llvm::MemoryBuffer::getMemBufferCopy(*cached, p.symbol);
+        if (valid_object(*buffer)) {
+          p.object = std::move(buffer);
+          ++stats.cache_hits;
+          continue;
+        }
       }
     }
     work.push_back(&p);
@@ -272,30 +352,34 @@ void Jit::Impl::compile_pending() {
   worker();
   for (std::thread& t : threads) t.join();
 
-  if (!cache_dir.empty() && !work.empty()) llvm::sys::fs::create_directories(cache_dir);
   for (Pending& p : pending) {
     if (!p.error.empty()) throw Error(fmt::format("JIT: compiling {}: {}", p.name, p.error));
     if (!p.object) continue;  // a duplicate of another module, or already loaded
     const bool compiled = std::find(work.begin(), work.end(), &p) != work.end();
-    if (compiled && !cache_dir.empty())
-      write_file_atomically(cache_dir + "/" + p.symbol + ".o", p.object->getBuffer());
+    if (compiled) cache->store(p.symbol, std::string_view(p.object->getBufferStart(), p.object->getBufferSize()));
     if (auto err = jit->addObjectFile(std::move(p.object)))
       throw Error(fmt::format("JIT: loading {}: {}", p.name, message(std::move(err))));
     loaded.insert(p.symbol);
   }
   pending.clear();
+  if (!work.empty()) cache->evict();
   stats.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-Jit::Jit(bool keep_dumps, int compile_threads) : impl_(std::make_unique<Impl>()) {
+Jit::Jit(bool keep_dumps, int compile_threads) : Jit(jit_target(), keep_dumps, compile_threads) {}
+
+Jit::Jit(const JitTarget& target, bool keep_dumps, int compile_threads) : impl_(std::make_unique<Impl>()) {
   impl_->keep_dumps = keep_dumps;
   impl_->compile_threads =
       compile_threads > 0 ? compile_threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  impl_->machine_builder = host_machine();
-  impl_->machine = take(impl_->machine_builder.createTargetMachine(), "creating the host target machine");
-  impl_->jit = take(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(impl_->machine_builder).create(), "creating LLJIT");
-  impl_->host = host_cpu() + ";" + fmt::format("{}", fmt::join(host_features(), ",")) + ";" + LLVM_VERSION_STRING;
-  impl_->cache_dir = kernel_cache_dir();
+  impl_->target = target;
+  impl_->machine_builder = machine_for(target);
+  impl_->machine = take(impl_->machine_builder.createTargetMachine(), "creating the target machine");
+  impl_->jit =
+      take(llvm::orc::LLJITBuilder().setJITTargetMachineBuilder(impl_->machine_builder).create(), "creating LLJIT");
+  impl_->code_settings = fmt::format("{}\nLLVM {}\n{}pipeline {}\n", kCacheFormat, LLVM_VERSION_STRING,
+                                     machine_settings(*impl_->machine), Pipeline(*impl_->machine).text());
+  impl_->cache.emplace(kernel_cache_dir(), kernel_cache_max_bytes());
   // Kernels may call libm (powf) and the optimizer may introduce memset/memcpy: resolve
   // those from this process.
   auto& dylib = impl_->jit->getMainJITDylib();
@@ -307,6 +391,10 @@ Jit::Jit(bool keep_dumps, int compile_threads) : impl_(std::make_unique<Impl>())
 Jit::~Jit() = default;
 
 bool Jit::keeps_dumps() const { return impl_->keep_dumps; }
+
+const JitTarget& Jit::target() const { return impl_->target; }
+
+const std::string& Jit::code_settings() const { return impl_->code_settings; }
 
 const std::vector<ModuleText>& Jit::texts() const { return impl_->texts; }
 
@@ -330,7 +418,7 @@ void Jit::add(std::unique_ptr<KernelModule> km) {
   if (!m.getFunction(name)) throw Error(fmt::format("JIT: module {} has no function of its name", name));
   Pending p;
   p.name = name;
-  p.symbol = "dk_" + hex_digest(std::string(kCacheFormat) + "\n" + impl_->host + "\n" + normalized_ir(m, name));
+  p.symbol = "dk_" + hex_digest(impl_->code_settings + "\n" + normalized_ir(m, name));
   if (impl_->keep_dumps) {
     p.text = impl_->texts.size();
     impl_->texts.push_back(ModuleText{name, print(m), {}, {}});

@@ -220,6 +220,7 @@ struct JitExecutable::Plan {
 
   Graph graph;
   Jit jit;
+  int width = 0;  // floats per vector in the kernels
   ThreadPool pool;
   std::vector<CompiledKernel> compiled;
   std::vector<KernelInfo> infos;
@@ -381,8 +382,9 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const FusionPlan fusion = plan_fusion(g);
   p.steps = plan_steps(g, fusion);
   p.in_place_source = in_place_sources(g, fusion);
-  const int width = options.vector_width > 0 ? options.vector_width : vector_width_floats();
+  const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
+  p.width = width;
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
@@ -461,6 +463,8 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   for (auto& [target, value] : copies) state[target] = std::move(value);
   return outputs;
 }
+
+int JitExecutable::vector_width() const { return plan_->width; }
 
 const std::vector<KernelInfo>& JitExecutable::kernels() const { return plan_->infos; }
 

@@ -16,9 +16,10 @@ namespace dagger {
 struct JitOptions {
   /// Keep every kernel's IR before and after optimization and its assembly, for dump().
   bool keep_dumps = false;
-  /// Floats per vector in the kernels; 0 means the host's (vector_width_floats()). Any power
-  /// of two runs correctly on any host (LLVM splits wide vectors), so tests can exercise the
-  /// AVX-512 code shapes on an AVX2 machine.
+  /// Floats per vector in the kernels; 0 (what every command uses) means the JIT target's
+  /// (jit_target(), set by DAGGER_TARGET). Tests set it to exercise other widths' code shapes
+  /// on any host: any power of two runs correctly anywhere (LLVM splits wide vectors), and
+  /// gives the same bits as the target's width (codegen/partials.h).
   int vector_width = 0;
   /// Worker threads; each kernel's outer loop is split statically among them.
   int threads = 1;
@@ -47,6 +48,8 @@ class JitExecutable final : public Executable {
 
   StateMap run(const StateMap& feeds, StateMap& state) override;
 
+  /// Floats per vector in the compiled kernels.
+  int vector_width() const;
   /// The compiled kernels, in the order they run.
   const std::vector<KernelInfo>& kernels() const;
   /// The bytes of the arena that holds every kernel's output, placed by liveness.

@@ -30,18 +30,6 @@ std::string folder_of(const std::string& path) {
   return folder.empty() ? "." : folder.string();
 }
 
-/// Writes every byte of `bytes` to `fd`, resuming after partial writes and interruptions.
-/// Returns 0 or the errno of the failed write.
-int write_all(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
-    if (written < 0 && errno == EINTR) continue;
-    if (written <= 0) return written < 0 ? errno : EIO;
-    bytes.remove_prefix(static_cast<size_t>(written));
-  }
-  return 0;
-}
-
 /// write_file_synced into `file`, with errors naming `shown` (the path the caller asked for).
 void write_synced(const std::string& file, std::initializer_list<std::string_view> parts, const std::string& shown) {
   const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
@@ -86,6 +74,16 @@ void remove_stale_temporaries(const std::string& path) {
 }
 
 }  // namespace
+
+int write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t written = ::write(fd, bytes.data(), bytes.size());
+    if (written < 0 && errno == EINTR) continue;
+    if (written <= 0) return written < 0 ? errno : EIO;
+    bytes.remove_prefix(static_cast<size_t>(written));
+  }
+  return 0;
+}
 
 void write_file_synced(const std::string& path, std::initializer_list<std::string_view> parts) {
   write_synced(path, parts, path);

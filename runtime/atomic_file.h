@@ -9,6 +9,10 @@
 
 namespace dagger {
 
+/// Writes every byte of `bytes` to the open file `fd`, resuming after partial writes and
+/// interruptions. Returns 0, or the errno of the write that failed.
+int write_all(int fd, std::string_view bytes);
+
 /// Writes `parts`, one after the other, to the file `path` (created or truncated) and fsyncs
 /// it: when this returns, the bytes are on disk. Not atomic by itself: it is for files inside
 /// a folder that is renamed into place as a whole (a checkpoint's staging folder). On failure

@@ -26,6 +26,8 @@ struct BenchConfig {
 struct Machine {
   std::string cpu;
   std::vector<std::string> features;
+  std::string jit_target;  // what the JIT compiles for (DAGGER_TARGET), and its vector width
+  int vector_width = 0;
   int threads = 1;
   int64_t gemm_n = 0;                 // the GEMM is gemm_n^3
   double gemm_one_plan_gflops = 0;    // one JIT plan compiled with `threads`

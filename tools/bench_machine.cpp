@@ -173,6 +173,9 @@ Machine measure_machine(int threads) {
   Machine m;
   m.cpu = host_cpu();
   m.features = host_features();
+  const JitTarget target = jit_target();
+  m.jit_target = target.name;
+  m.vector_width = target.vector_width;
   m.threads = threads;
   if (double load[1]; getloadavg(load, 1) == 1) m.load_average = load[0];
   measure_copy(m);

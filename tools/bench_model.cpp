@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -14,6 +16,7 @@
 
 #include "dagger/codegen/jit_executable.h"
 #include "dagger/graph/cost.h"
+#include "dagger/graph/error.h"
 #include "dagger/runtime/init.h"
 #include "tools/bench.h"
 
@@ -67,12 +70,16 @@ struct Compiled {
 };
 
 /// Points the JIT's disk cache at a fresh folder for as long as it lives, so that the first
-/// compilation is cold whatever earlier runs left in the user's cache.
+/// compilation is cold whatever earlier runs left in the user's cache. The folder is made by
+/// mkdtemp: a name nobody else could have taken, mode 0700, as the cache requires.
 class FreshKernelCache {
  public:
-  FreshKernelCache() : dir_(std::filesystem::temp_directory_path() / fmt::format("dagger-bench-cache-{}", ::getpid())) {
+  FreshKernelCache() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "dagger-bench-cache-XXXXXX").string();
+    if (!::mkdtemp(pattern.data()))
+      throw Error(fmt::format("cannot create a kernel cache folder like {}: {}", pattern, std::strerror(errno)));
+    dir_ = pattern;
     if (const char* old = std::getenv("DAGGER_CACHE_DIR")) old_ = old;
-    std::filesystem::create_directories(dir_);
     ::setenv("DAGGER_CACHE_DIR", dir_.c_str(), 1);
   }
   ~FreshKernelCache() {

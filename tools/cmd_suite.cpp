@@ -43,10 +43,14 @@ nlohmann::json provenance() {
     commit = "unknown (not a git checkout)";
   else if (!command_output(git + "status --porcelain --untracked-files=no 2>/dev/null").empty())
     commit += " (with uncommitted changes)";
+  const JitTarget target = jit_target();
   return {{"git_commit", commit},
           {"llvm_version", DAGGER_LLVM_VERSION},
           {"cpu", host_cpu()},
           {"cpu_features", fmt::format("{}", fmt::join(host_features(), ","))},
+          {"jit_target", target.name},
+          {"jit_cpu", target.cpu},
+          {"vector_width", target.vector_width},
           {"hardware_threads", std::thread::hardware_concurrency()},
           {"host", command_output("uname -srm 2>/dev/null")}};
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dagger/autodiff/model_text.h"
+#include "dagger/codegen/jit.h"
 #include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/trainer.h"
@@ -259,6 +260,11 @@ Run add_train(CLI::App& app) {
                         {"threads", f->threads},
                         {"seed", cfg.seed},
                         {"training", trainer.training_options()}};
+    if (cfg.executor == ExecutorKind::jit) {  // the machine the kernels were compiled for
+      const JitTarget target = jit_target();
+      j["jit_target"] = target.name;
+      j["vector_width"] = target.vector_width;
+    }
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "dagger/autodiff/model_text.h"
+#include "dagger/codegen/jit.h"
 #include "dagger/graph/error.h"
 #include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
     return kUsageError;
   }
   try {
+    // The JIT's environment is checked before any work, whichever command runs.
+    dagger::jit_target();
+    dagger::kernel_cache_max_bytes();
     for (const auto& [name, run] : runs)
       if (app.got_subcommand(name)) return run();
   } catch (const UsageError& e) {

@@ -183,8 +183,10 @@ TEST_CASE("the host's CPU and vector width are reported", "[jit]") {
   const std::vector<std::string> features = host_features();
   const bool avx512 = std::find(features.begin(), features.end(), "avx512f") != features.end();
   const bool avx2 = std::find(features.begin(), features.end(), "avx2") != features.end();
-  const int w = vector_width_floats();
+  const JitTarget host = jit_target_named("host");
+  const int w = host.vector_width;
   CHECK((avx512 ? w == 16 : avx2 ? w == 8 : w <= 8));
+  CHECK(host.cpu == host_cpu());
   std::cout << "jit host: " << host_cpu() << ", " << w << " floats per vector\n";
 }
 
