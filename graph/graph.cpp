@@ -52,7 +52,9 @@ const std::vector<Op>& all_ops() {
 
 int64_t numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    if (__builtin_mul_overflow(n, d, &n))
+      throw Error(fmt::format("shape {} has more elements than a 64-bit count holds", to_string(shape)));
   return n;
 }
 

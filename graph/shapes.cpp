@@ -30,7 +30,8 @@ Shape reshape_rule(const Shape& in, const Shape& target) {
       unknown = static_cast<int>(i);
     } else {
       require(out[i] >= 0, fmt::format("reshape target {} has a negative dimension", to_string(target)));
-      known *= out[i];
+      require(!__builtin_mul_overflow(known, out[i], &known),
+              fmt::format("reshape target {} has more elements than a 64-bit count holds", to_string(target)));
     }
   }
   if (unknown >= 0) {

@@ -50,6 +50,14 @@ TEST_CASE("shape inference follows each op's rule", "[graph]") {
   CHECK(infer_shape(Op::channel_mean, {{8, 6, 5, 5}}, {}) == Shape{6});
 }
 
+TEST_CASE("numel counts elements and refuses a count that overflows 64 bits", "[graph][errors]") {
+  CHECK(numel({}) == 1);
+  CHECK(numel({2, 0, 5}) == 0);
+  CHECK(numel({int64_t{1} << 31, int64_t{1} << 31}) == int64_t{1} << 62);
+  // 2^32 * 2^32 wraps around to 0 in 64 bits.
+  expect_error([] { numel({int64_t{1} << 32, int64_t{1} << 32}); }, {"[4294967296,4294967296]", "64-bit"});
+}
+
 TEST_CASE("a shape mismatch names the op, the shapes and the declaring line", "[graph][errors]") {
   Graph g;
   Model m(g, Mode::train);

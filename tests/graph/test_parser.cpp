@@ -83,6 +83,9 @@ TEST_CASE("parse_text names the line and the mistake", "[graph][parser]") {
        "t.dagger:1: bad shape [65536,65536]: more than 2^31"},
       {"%0 = input() {name=\"x\", shape=[99999999999999999999]} : [1]\n",
        "t.dagger:1: an entry of attribute 'shape' 99999999999999999999 is out of range"},
+      {in + "%1 = reshape(%0) {shape=[2147483648,2147483648,2147483648,-1]} : [2,3]\n",
+       "t.dagger:2: reshape: reshape target [2147483648,2147483648,2147483648,-1] has more elements than a 64-bit "
+       "count holds"},
       {in + "%1 = matmul(%0, %0) {trans_a=0, trans_b=0} : [2,3]\n",
        "t.dagger:2: matmul: matmul inner dimensions differ: 3 vs 2"},
       {in + "%1 = relu(%0)\n", "t.dagger:2: expected ':' before the shape, found the end of the line"},
