@@ -43,7 +43,10 @@ std::vector<std::string_view> fields_of(std::string_view line) {
 /// else 1 x s x s when `pixels` is a square s*s.
 std::vector<size_t> example_shape(const std::string& path, size_t pixels, const std::vector<size_t>& requested) {
   if (!requested.empty()) {
-    const size_t product = requested[0] * requested[1] * requested[2];
+    if (requested.size() != 3)
+      throw Error(
+          fmt::format("'{}' needs an input shape of three sizes C,H,W, got {}", path, fmt::join(requested, ",")));
+    const size_t product = checked_mul(checked_mul(requested[0], requested[1], path), requested[2], path);
     if (product != pixels) {
       throw Error(fmt::format("'{}' has {} pixels per row but --input-shape {} holds {}", path, pixels,
                               fmt::join(requested, ","), product));

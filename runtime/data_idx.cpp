@@ -19,7 +19,8 @@ uint32_t big_endian32(const uint8_t* b) {
 }
 
 /// The dimensions of an IDX file of 8-bit elements whose dimension count is one of `ranks`.
-/// Checks the header is complete and the elements it claims are all there.
+/// Checks the header is complete and the elements it claims are all there and nothing more: bytes
+/// after them mean the header's sizes are not the file's (a wrong file or a damaged header).
 std::vector<size_t> read_header(const std::string& path, const std::vector<uint8_t>& bytes,
                                 std::initializer_list<size_t> ranks, const char* kind) {
   require_bytes(path, 4, bytes.size(), "header");
@@ -44,7 +45,13 @@ std::vector<size_t> read_header(const std::string& path, const std::vector<uint8
     elements = checked_mul(elements, dims.back(), path);
   }
   const size_t header = 4 + 4 * rank;
-  require_bytes(path, elements, bytes.size() - header, kind == std::string("label") ? "labels" : "pixels");
+  const char* what = kind == std::string("label") ? "labels" : "pixels";
+  require_bytes(path, elements, bytes.size() - header, what);
+  if (const size_t extra = bytes.size() - header - elements; extra != 0) {
+    throw Error(
+        fmt::format("'{}' has {} bytes after the {} {} its header declares ({}); the file or its header is damaged",
+                    path, extra, elements, what, fmt::join(dims, "x")));
+  }
   return dims;
 }
 
@@ -65,9 +72,7 @@ RawImages read_idx_images(const std::string& path) {
   images.offset = 4 + 4 * dims.size();
   if (dims.size() == 3) images.example_shape = {1, dims[1], dims[2]};
   if (dims.size() == 4) images.example_shape = {dims[1], dims[2], dims[3]};
-  for (size_t d : images.example_shape) {
-    if (d == 0) throw Error(fmt::format("'{}' holds images with a dimension of size 0", path));
-  }
+  check_example_shape(path, images.example_shape);
   return images;
 }
 

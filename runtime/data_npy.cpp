@@ -150,8 +150,7 @@ RawImages read_npy_images(const std::string& path) {
   images.count = h.shape[0];
   images.example_shape.assign(h.shape.begin() + 1, h.shape.end());
   if (images.example_shape.size() == 2) images.example_shape.insert(images.example_shape.begin(), 1);
-  for (size_t d : images.example_shape)
-    if (d == 0) throw Error(fmt::format("'{}' holds images with a dimension of size 0", path));
+  check_example_shape(path, images.example_shape);
   if (element_size(h.descr) == 1) {
     images.offset = h.data_offset;
     return images;

@@ -137,6 +137,18 @@ void require_bytes(const std::string& file, size_t needed, size_t available, con
   }
 }
 
+void check_example_shape(const std::string& file, const std::vector<size_t>& example_shape) {
+  size_t values = 1;
+  for (size_t d : example_shape) {
+    if (d == 0) throw Error(fmt::format("'{}' holds images with a dimension of size 0", file));
+    values = checked_mul(values, d, file);
+  }
+  if (values > kMaxExampleSize) {
+    throw Error(fmt::format("'{}' holds images of {} ({} values each); at most 2^31 values per image are supported",
+                            file, fmt::join(example_shape, "x"), values));
+  }
+}
+
 void check_set(const RawSet& set) {
   for (size_t i = 0; i < set.labels.size(); ++i) {
     const int label = set.labels[i];

@@ -71,6 +71,13 @@ size_t checked_mul(size_t a, size_t b, const std::string& file);
 /// Throws Error naming `file` as truncated when `available` < `needed` bytes of `what`.
 void require_bytes(const std::string& file, size_t needed, size_t available, const char* what);
 
+/// The most values one example may hold (2^31, what a model text's shapes allow).
+constexpr size_t kMaxExampleSize = size_t{1} << 31;
+
+/// Checks an example shape (C, H, W) read from `file`: no dimension 0, at most kMaxExampleSize
+/// values (with an overflow-checked product, so a file of 0 images cannot claim any shape).
+void check_example_shape(const std::string& file, const std::vector<size_t>& example_shape);
+
 /// Checks the labels are in 0..kMaxClasses-1 and match the image count.
 void check_set(const RawSet& set);
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "data_files.h"
 #include "dagger/graph/error.h"
 #include "dagger/runtime/data.h"
+#include "data_files.h"
 #include "support.h"
 
 using namespace dagger;
@@ -104,6 +104,9 @@ TEST_CASE("load_data reads CSV folders, with or without a header, shaped by --in
   check_test_pixels(s.test, 255.0f);
   o.input_shape = {3, 4, 4};
   CHECK_THAT(error_of([&] { load_data(o); }), Contains("192 pixels per row") && Contains("3,4,4"));
+  // (2^62 + 1) * 192 wraps around to 192 in 64 bits: the product is checked, not taken modulo 2^64.
+  o.input_shape = {(size_t{1} << 62) + 1, 192, 1};
+  CHECK_THAT(error_of([&] { load_data(o); }), Contains("train.csv") && Contains("overflows"));
 
   SECTION("no header, a square row is 1 x s x s, fractional pixels stay as written") {
     write_text(tmp.file("train.csv"), "0,0.5,0.25,1,0\n1,0,0,0,0.75\n1,0,0,0,1\n0,1,1,1,1\n2,0,0,0,0\n");
@@ -167,6 +170,27 @@ TEST_CASE("load_data reads IDX of any shape, compressed or not, whatever the fil
   SECTION("a missing labels file") {
     std::filesystem::remove(tmp.file("test-labels-idx"));
     CHECK_THAT(error_of([&] { load_data(options_for(tmp)); }), Contains("t10k-labels* or test-labels*"));
+  }
+  SECTION("bytes after the declared labels or pixels") {
+    Bytes labels(kTest.labels.begin(), kTest.labels.end());
+    labels.push_back(0);
+    write_bytes(tmp.file("test-labels-idx"), idx_file({12}, labels));
+    CHECK_THAT(error_of([&] { load_data(options_for(tmp)); }),
+               Contains("test-labels-idx") && Contains("1 bytes after the 12 labels"));
+    Bytes pixels(kTest.pixels.begin(), kTest.pixels.end());
+    pixels.resize(pixels.size() + 5);
+    write_bytes(tmp.file("test-labels-idx"), idx_file({12}, Bytes(kTest.labels.begin(), kTest.labels.end())));
+    write_bytes(tmp.file("test-images-idx.gz"), idx_file({12, 3, 8, 8}, pixels));
+    CHECK_THAT(error_of([&] { load_data(options_for(tmp)); }),
+               Contains("test-images-idx.gz") && Contains("5 bytes after the 2304 pixels") && Contains("12x3x8x8"));
+  }
+  SECTION("no images, but of a shape whose size overflows") {
+    // (2^32 - 1)^3 values per image wraps around in 64 bits; with N = 0 there is no data to check it against.
+    write_bytes(tmp.file("test-images-idx.gz"), idx_file({0, 0xffffffff, 0xffffffff, 0xffffffff}, {}));
+    CHECK_THAT(error_of([&] { load_data(options_for(tmp)); }), Contains("test-images-idx.gz") && Contains("overflows"));
+    write_bytes(tmp.file("test-images-idx.gz"), idx_file({0, 1, 65536, 65536}, {}));
+    CHECK_THAT(error_of([&] { load_data(options_for(tmp)); }),
+               Contains("test-images-idx.gz") && Contains("1x65536x65536") && Contains("at most 2^31"));
   }
   SECTION("IDX elements that are not 8-bit") {
     write_bytes(tmp.file("test-images-idx.gz"), idx_file({12, 3, 8, 8}, Bytes(12 * 192 * 4, 0), 0x0d));
