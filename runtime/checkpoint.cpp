@@ -16,6 +16,7 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/runtime/data_source.h"
 
 namespace dagger {
 
@@ -116,7 +117,8 @@ Shape parse_npy_shape(std::string_view value, const fs::path& path) {
   while (std::getline(dims, item, ',')) {
     item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
     if (item.empty()) continue;  // the trailing comma of "(5,)"
-    if (!std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    // 19 digits always fit in 64 bits; longer ones are not a size stoull could read.
+    if (item.size() > 19 || !std::all_of(item.begin(), item.end(), [](unsigned char c) { return std::isdigit(c); })) {
       throw Error(fmt::format("'{}' is not a valid .npy file: bad dimension '{}'", path.string(), item));
     }
     shape.push_back(std::stoull(item));
@@ -144,13 +146,16 @@ Tensor parse_npy(const std::string& bytes, const fs::path& path) {
 
   if (!header_value(header, "descr", path).starts_with("'<f4'")) throw fail("only little-endian float32 ('<f4') is supported");
   if (!header_value(header, "fortran_order", path).starts_with("False")) throw fail("Fortran order is not supported");
-  Tensor t = Tensor::from_shape(parse_npy_shape(header_value(header, "shape", path), path));
-
-  const size_t expected = data_start + t.size() * sizeof(float);
-  if (bytes.size() != expected) {
+  const Shape shape = parse_npy_shape(header_value(header, "shape", path), path);
+  // The shape is checked against the file's size before anything of its size is allocated.
+  size_t count = 1;
+  for (size_t d : shape) count = data_source::checked_mul(count, d, path.string());
+  const size_t expected = data_source::checked_mul(count, sizeof(float), path.string()) + data_start;
+  if (bytes.size() != expected || expected < data_start) {
     throw Error(fmt::format("'{}' is truncated or padded: expected {} bytes for shape {}, got {}", path.string(),
-                            expected, shape_text(shape_of(t)), bytes.size()));
+                            expected, shape_text(shape), bytes.size()));
   }
+  Tensor t = Tensor::from_shape(shape);
   std::copy_n(bytes.data() + data_start, t.size() * sizeof(float), reinterpret_cast<char*>(t.data()));
   return t;
 }

@@ -1,8 +1,8 @@
 // Checkpoint folders: bitwise round trips, atomic replacement, and a clear error for each
 // way a folder can be damaged.
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -11,8 +11,8 @@
 #include <random>
 
 #include "dagger/graph/error.h"
-#include "support.h"
 #include "dagger/runtime/checkpoint.h"
+#include "support.h"
 
 using namespace dagger;
 namespace fs = std::filesystem;
@@ -213,6 +213,25 @@ TEST_CASE("damaged checkpoints give errors naming the problem", "[checkpoint]") 
     const auto size = fs::file_size(w);
     std::ofstream(w, std::ios::binary) << std::string(size, 'x');
     CHECK_THAT(error_of(load), Contains("not a valid .npy") && Contains("dense1.w.npy"));
+  }
+  SECTION("a header shape larger than the file, or than 64 bits can count") {
+    // The header's shape is replaced in place, its padding shortened to keep the file's size.
+    make_version_1(dir);  // no checksum: the .npy reader itself finds the damage
+    std::ifstream in(w, std::ios::binary);
+    const std::string saved((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto with_shape = [&](const std::string& shape) {
+      std::string bytes = saved;
+      const size_t at = bytes.find("(3, 4)"), pad = bytes.find(" \n");
+      REQUIRE((at != std::string::npos && pad != std::string::npos));
+      bytes.erase(pad - (shape.size() - 6), shape.size() - 6);
+      bytes.replace(at, 6, shape);
+      std::ofstream(w, std::ios::binary) << bytes;
+      REQUIRE(fs::file_size(w) == 176);
+      return error_of(load);
+    };
+    CHECK_THAT(with_shape("(1000000000000,)"), Contains("dense1.w.npy") && Contains("[1000000000000]"));
+    CHECK_THAT(with_shape("(99999999999999999999,)"), Contains("dense1.w.npy") && Contains("bad dimension"));
+    CHECK_THAT(with_shape("(4294967296, 4294967296)"), Contains("dense1.w.npy") && Contains("overflows"));
   }
   SECTION("shape differs from the manifest") {
     nlohmann::json m = read_json(dir / "manifest.json");
