@@ -107,6 +107,8 @@ TEST_CASE("load_data reads CSV folders, with or without a header, shaped by --in
   // (2^62 + 1) * 192 wraps around to 192 in 64 bits: the product is checked, not taken modulo 2^64.
   o.input_shape = {(size_t{1} << 62) + 1, 192, 1};
   CHECK_THAT(error_of([&] { load_data(o); }), Contains("train.csv") && Contains("overflows"));
+  o.input_shape = {3, 64};  // the C++ API takes any vector: two sizes are not read as three
+  CHECK_THAT(error_of([&] { load_data(o); }), Contains("train.csv") && Contains("three sizes C,H,W, got 3,64"));
 
   SECTION("no header, a square row is 1 x s x s, fractional pixels stay as written") {
     write_text(tmp.file("train.csv"), "0,0.5,0.25,1,0\n1,0,0,0,0.75\n1,0,0,0,1\n0,1,1,1,1\n2,0,0,0,0\n");
