@@ -403,7 +403,8 @@ void Trainer::require_same_model(const Checkpoint& checkpoint) const {
 }
 
 std::string checkpoint_model_text(const Checkpoint& checkpoint) {
-  const nlohmann::json entry = checkpoint.meta.value("model_text", nlohmann::json());
+  const nlohmann::json entry =
+      read_meta(checkpoint.dir, [&] { return checkpoint.meta.value("model_text", nlohmann::json()); });
   if (entry.is_null()) return "";
   const auto field = [&](const char* key) {
     if (!entry.is_object() || !entry.contains(key))

@@ -131,6 +131,14 @@ TEST_CASE("a checkpoint without a model text is still evaluated through the zoo"
   CHECK(last_json_line(eval.output)["model"] == "shallow");
 }
 
+TEST_CASE("a checkpoint whose metadata is not an object is refused by name", "[runtime][checkpoint]") {
+  Checkpoint ck;
+  ck.dir = "run/last";
+  ck.meta = 5;  // what a manifest edited to "meta": 5 loads as
+  CHECK_THAT(error_of([&] { checkpoint_model_text(ck); }), Catch::Contains("checkpoint 'run/last'") &&
+                                                                 Catch::Contains("metadata is malformed"));
+}
+
 TEST_CASE("checkpoint texts are saved, listed and checked", "[runtime][checkpoint]") {
   dagger::testing::TempDir dir("texts");
   const std::string ck = dir.file("ck");
