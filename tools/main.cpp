@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
       if (app.got_subcommand(name)) return run();
   } catch (const UsageError& e) {
     fmt::print(stderr, "error: {}\n", e.what());
-    return stop_all(kUsageError);
+    return kUsageError;  // every rank reads the same flags: all stop here, and MPI ends normally
   } catch (const dagger::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
     return stop_all(1);
