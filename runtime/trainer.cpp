@@ -38,6 +38,17 @@ Tensor scalar_tensor(double v) {
   return t;
 }
 
+EpochStats epoch_stats(int epoch, double lr, int64_t images, double loss_sum, int64_t correct, double seconds) {
+  EpochStats s;
+  s.epoch = epoch;
+  s.lr = lr;
+  s.train_loss = loss_sum / static_cast<double>(images);
+  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(images);
+  s.seconds = seconds;
+  s.images_per_sec = static_cast<double>(images) / std::max(seconds, 1e-9);
+  return s;
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -57,9 +68,13 @@ class Progress {
   void epoch(const EpochStats& s, int epochs, bool improved) {
     if (!enabled_) return;
     if (tty_) fmt::print(stderr, "\r");
-    fmt::print(stderr, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.1f}s  {:.0f} img/s{}\n",
-               s.epoch, epochs, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec,
-               improved ? "  *" : "");
+    // Data-parallel, also the share of the training time spent summing gradients over the ranks.
+    const std::string sum =
+        s.sum_seconds > 0 ? fmt::format(" ({:.0f}% gradient sum)", 100 * s.sum_seconds / s.seconds) : "";
+    fmt::print(stderr,
+               "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.1f}s{}  {:.0f} img/s{}\n",
+               s.epoch, epochs, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, sum,
+               s.images_per_sec, improved ? "  *" : "");
   }
 
  private:
@@ -288,14 +303,7 @@ EpochStats Trainer::run_epoch(const Dataset& train, int epoch, double lr) {
     progress.batch(epoch, config_.epochs, begin + count, n, loss_sum / static_cast<double>(begin + count),
                    static_cast<double>(begin + count) / std::max(elapsed, 1e-9));
   }
-  EpochStats s;
-  s.epoch = epoch;
-  s.lr = lr;
-  s.train_loss = loss_sum / static_cast<double>(n);
-  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
-  s.seconds = seconds_since(t0);
-  s.images_per_sec = static_cast<double>(n) / std::max(s.seconds, 1e-9);
-  return s;
+  return epoch_stats(epoch, lr, n, loss_sum, correct, seconds_since(t0));
 }
 
 std::pair<Tensor, Tensor> Trainer::infer(const Tensor& images) {
@@ -565,6 +573,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     EpochStats s = config_.communicator ? run_epoch_parallel(train, epoch, lr) : run_epoch(train, epoch, lr);
     trained_images += static_cast<int64_t>(train.size());
     training_seconds += s.seconds;
+    result.sum_seconds += s.sum_seconds;
     Evaluation v = evaluate(val);
     s.val_loss = v.report.loss;
     s.val_accuracy = v.report.accuracy;

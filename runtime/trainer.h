@@ -75,6 +75,7 @@ struct TrainResult {
   bool resumed = false;
   double wall_seconds = 0;    ///< this process's time in fit(), validation included (not epochs restored from disk)
   double images_per_sec = 0;  ///< training throughput: images per second of training steps, validation excluded
+  double sum_seconds = 0;     ///< data-parallel: of those training seconds, the time spent summing gradients
 };
 
 /// Early stopping on the validation loss: the lowest so far, its epoch, and the epochs since.

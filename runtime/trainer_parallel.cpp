@@ -146,13 +146,7 @@ EpochStats Trainer::run_epoch_parallel(const Dataset& train, int epoch, double l
     loss_sum += loss * static_cast<double>(count);
     correct_sum += correct;
   }
-  EpochStats s;
-  s.epoch = epoch;
-  s.lr = lr;
-  s.train_loss = loss_sum / static_cast<double>(n);
-  s.train_accuracy = static_cast<double>(correct_sum) / static_cast<double>(n);
-  s.seconds = seconds_since(t0);
-  s.images_per_sec = static_cast<double>(n) / std::max(s.seconds, 1e-9);
+  EpochStats s = epoch_stats(epoch, lr, n, loss_sum, correct_sum, seconds_since(t0));
   s.sum_seconds = sum_seconds;
   return s;
 }

@@ -1,8 +1,10 @@
 #pragma once
-/// The feeds of a training step that both the one-process and the data-parallel loops build.
+/// What the one-process and the data-parallel training loops share: a step's feeds and an
+/// epoch's statistics.
 #include <cstdint>
 
 #include "dagger/runtime/tensor.h"
+#include "dagger/runtime/trainer.h"
 
 namespace dagger {
 
@@ -11,5 +13,9 @@ float dropout_key(uint64_t seed, int64_t step);
 
 /// A rank-0 tensor holding `v` as a float.
 Tensor scalar_tensor(double v);
+
+/// An epoch's training statistics from the summed loss (loss x images of each batch), the right
+/// answers and the seconds its `images` took.
+EpochStats epoch_stats(int epoch, double lr, int64_t images, double loss_sum, int64_t correct, double seconds);
 
 }  // namespace dagger

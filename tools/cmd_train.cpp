@@ -291,6 +291,7 @@ Run add_train(CLI::App& app) {
       j["vector_width"] = target.vector_width;
     }
     for (const auto& [name, r] : rows) j[name] = report_json(r);
+    if (cfg.communicator) j["gradient_sum_seconds"] = result.sum_seconds;
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
       write_file_atomically(cfg.out_dir + "/metrics.json", {j.dump(2), "\n"});
