@@ -44,4 +44,30 @@ Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerCo
   return g;
 }
 
+Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& input_shape, int64_t classes,
+                          double label_smoothing) {
+  Graph g = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
+  const std::vector<NodeId> params = g.nodes_of(Op::parameter);
+  const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
+  for (size_t i = 0; i < params.size(); ++i) g.set_output(gradient_name(g.node(params[i]).attrs.s("name")), grads[i]);
+  verify(g);
+  return g;
+}
+
+Graph build_update_step(const ModelFn& model, const OptimizerConfig& opt, const Shape& input_shape, int64_t classes) {
+  // The parameters as the model declares them (names, shapes, initializers, source lines); the
+  // batch size of this forward graph is irrelevant, only its parameter nodes are copied.
+  const Graph forward = build_forward(model, 1, Mode::train, input_shape, classes);
+  Graph g;
+  std::vector<NodeId> params, grads;
+  for (NodeId id : forward.nodes_of(Op::parameter)) {
+    const Node& p = forward.node(id);
+    params.push_back(g.add(Op::parameter, {}, p.attrs, p.where));
+    grads.push_back(g.add(Op::input, {}, {{"name", gradient_name(p.attrs.s("name"))}, {"shape", p.shape}}, p.where));
+  }
+  append_optimizer(g, params, grads, opt);
+  verify(g);
+  return g;
+}
+
 }  // namespace dagger

@@ -2,6 +2,7 @@
 /// The graphs a training run executes: the forward pass for one batch size (evaluation, or
 /// the loss for gradient checks) and the whole training step (forward, backward, update).
 #include <functional>
+#include <string>
 
 #include "dagger/autodiff/optimizer.h"
 #include "dagger/graph/dsl.h"
@@ -22,7 +23,25 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
 /// Training step: forward (train) + grad of "loss" wrt every parameter + optimizer updates.
 /// Also outputs "loss" and "logits". Verified (verify(g)) before returning.
 Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                          const Shape& input_shape = {1, 28, 28}, int64_t classes = 10,
-                          double label_smoothing = 0);
+                          const Shape& input_shape = {1, 28, 28}, int64_t classes = 10, double label_smoothing = 0);
+
+/// The name of a parameter's gradient in the split step: "grad:" + the parameter's name.
+inline std::string gradient_name(const std::string& parameter) {
+  std::string name = "grad:";
+  return name += parameter;
+}
+
+/// The first half of a data-parallel step: forward (train) and the gradient of "loss" (the mean
+/// over this batch) wrt every parameter, output as gradient_name(parameter name), with "loss" and
+/// "logits"; batchnorm running statistics are assigned as in build_training_step, parameters
+/// are not. Verified before returning.
+Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& input_shape = {1, 28, 28},
+                          int64_t classes = 10, double label_smoothing = 0);
+
+/// The second half: the optimizer's update of every parameter of `model` from the gradients fed
+/// as inputs gradient_name(parameter name), with the same nodes build_training_step appends (its
+/// states, "lr" and the step counter). Verified before returning.
+Graph build_update_step(const ModelFn& model, const OptimizerConfig& opt, const Shape& input_shape = {1, 28, 28},
+                        int64_t classes = 10);
 
 }  // namespace dagger

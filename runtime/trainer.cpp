@@ -15,7 +15,9 @@
 #include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/augment.h"
 #include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/distributed.h"
 #include "dagger/runtime/init.h"
+#include "dagger/runtime/trainer_steps.h"
 
 namespace dagger {
 
@@ -24,15 +26,9 @@ namespace fs = std::filesystem;
 /// Most parameter and state values (parameters, optimizer moments, statistics) a trainer holds.
 constexpr int64_t kMaxStateElements = int64_t{1} << 30;
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-/// A fresh dropout key per step, below 2^24 so a float holds it exactly.
 float dropout_key(uint64_t seed, int64_t step) {
-  uint32_t h = dropout_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(step));
+  uint32_t h =
+      dropout_hash(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(step));
   return static_cast<float>(h & 0xFFFFFFu);
 }
 
@@ -41,6 +37,23 @@ Tensor scalar_tensor(double v) {
   t() = static_cast<float>(v);
   return t;
 }
+
+EpochStats epoch_stats(int epoch, double lr, int64_t images, double loss_sum, int64_t correct, double seconds) {
+  EpochStats s;
+  s.epoch = epoch;
+  s.lr = lr;
+  s.train_loss = loss_sum / static_cast<double>(images);
+  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(images);
+  s.seconds = seconds;
+  s.images_per_sec = static_cast<double>(images) / std::max(seconds, 1e-9);
+  return s;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 /// Epoch progress: a rewritten line on a terminal, nothing per batch otherwise.
 class Progress {
@@ -55,9 +68,13 @@ class Progress {
   void epoch(const EpochStats& s, int epochs, bool improved) {
     if (!enabled_) return;
     if (tty_) fmt::print(stderr, "\r");
-    fmt::print(stderr, "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.1f}s  {:.0f} img/s{}\n",
-               s.epoch, epochs, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, s.images_per_sec,
-               improved ? "  *" : "");
+    // Data-parallel, also the share of the training time spent summing gradients over the ranks.
+    const std::string sum =
+        s.sum_seconds > 0 ? fmt::format(" ({:.0f}% gradient sum)", 100 * s.sum_seconds / s.seconds) : "";
+    fmt::print(stderr,
+               "epoch {}/{}  loss {:.4f}  acc {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.1f}s{}  {:.0f} img/s{}\n",
+               s.epoch, epochs, s.train_loss, s.train_accuracy, s.val_loss, s.val_accuracy, s.seconds, sum,
+               s.images_per_sec, improved ? "  *" : "");
   }
 
  private:
@@ -97,6 +114,11 @@ auto read_meta(const std::string& dir, Read read) {
 void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, const std::string& dir) {
   if (!meta.contains("training")) return;
   const nlohmann::json& then = meta.at("training");
+  // A data-parallel run records its rank count; one process records none, and each refuses the other.
+  if (then.contains("ranks") != now.contains("ranks"))
+    throw ResumeConflict(fmt::format("cannot resume from '{}': it was trained with ranks = {}, this run asks for {}",
+                                     dir, then.value("ranks", nlohmann::json("none (one process)")).dump(),
+                                     now.value("ranks", nlohmann::json("none (one process)")).dump()));
   // The data last: another seed also splits the data differently, and the seed is the cause.
   for (bool data : {false, true})
     for (const auto& [key, value] : now.items())
@@ -281,14 +303,7 @@ EpochStats Trainer::run_epoch(const Dataset& train, int epoch, double lr) {
     progress.batch(epoch, config_.epochs, begin + count, n, loss_sum / static_cast<double>(begin + count),
                    static_cast<double>(begin + count) / std::max(elapsed, 1e-9));
   }
-  EpochStats s;
-  s.epoch = epoch;
-  s.lr = lr;
-  s.train_loss = loss_sum / static_cast<double>(n);
-  s.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
-  s.seconds = seconds_since(t0);
-  s.images_per_sec = static_cast<double>(n) / std::max(s.seconds, 1e-9);
-  return s;
+  return epoch_stats(epoch, lr, n, loss_sum, correct, seconds_since(t0));
 }
 
 std::pair<Tensor, Tensor> Trainer::infer(const Tensor& images) {
@@ -328,7 +343,7 @@ Evaluation Trainer::evaluate(const Dataset& data) {
   if (data.size() == 0) throw Error("cannot evaluate on an empty data set");
   Evaluation ev;
   Tensor logits_all;
-  std::tie(logits_all, ev.probs) = infer(data.images);
+  std::tie(logits_all, ev.probs) = config_.communicator ? infer_sharded(data.images) : infer(data.images);
   ev.predictions = argmax_rows(logits_all);
   // The data's class names, numbered past them when the model scores more classes than it names.
   std::vector<std::string> names = data.class_labels();
@@ -377,6 +392,7 @@ nlohmann::json Trainer::training_options() const {
                             {"batch", config_.batch},
                             {"seed", config_.seed},
                             {"executor", executor_name(config_.executor)}};
+  if (config_.communicator) options["ranks"] = config_.communicator->size();
   if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
   return options;
 }
@@ -522,7 +538,7 @@ void Trainer::resume(const std::string& last_dir, const std::string& best_dir, T
   }
   // A kill after last/ was saved but before history.csv was replaced leaves the file one
   // epoch behind; when no epoch is left to train, nothing else would rewrite it.
-  write_history_csv(config_.out_dir + "/history.csv", result.history);
+  if (writes_files()) write_history_csv(config_.out_dir + "/history.csv", result.history);
   if (recover_checkpoint(best_dir)) {
     best_state = read_checkpoint(best_dir).tensors;
   } else if (stopping.best_epoch == trained) {
@@ -543,20 +559,22 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
                                   fingerprint(val));
   TrainResult result;
   const bool on_disk = !config_.out_dir.empty();
+  const bool writes = on_disk && writes_files();
   const std::string last_dir = config_.out_dir + "/last", best_dir = config_.out_dir + "/best";
   StateMap best_state = state_;
   EarlyStopping stopping{.patience = config_.patience};
-  if (on_disk) fs::create_directories(config_.out_dir);
-  if (on_disk && recover_checkpoint(last_dir)) resume(last_dir, best_dir, result, stopping, best_state);
+  if (writes) fs::create_directories(config_.out_dir);
+  if (on_disk && find_run_to_resume(last_dir, best_dir)) resume(last_dir, best_dir, result, stopping, best_state);
   Progress progress(config_.progress);
   const auto t0 = Clock::now();
   int64_t trained_images = 0;
   double training_seconds = 0;  // training steps only; validation is timed apart
   for (int epoch = static_cast<int>(result.history.size()) + 1; epoch <= config_.epochs && !result.stopped_early; ++epoch) {
     const double lr = scheduled_lr(epoch, config_.epochs, config_.optimizer.lr, config_.schedule, schedule_state_);
-    EpochStats s = run_epoch(train, epoch, lr);
+    EpochStats s = config_.communicator ? run_epoch_parallel(train, epoch, lr) : run_epoch(train, epoch, lr);
     trained_images += static_cast<int64_t>(train.size());
     training_seconds += s.seconds;
+    result.sum_seconds += s.sum_seconds;
     Evaluation v = evaluate(val);
     s.val_loss = v.report.loss;
     s.val_accuracy = v.report.accuracy;
@@ -566,7 +584,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset& val) {
     if (improved) best_state = state_;
     progress.epoch(s, config_.epochs, improved);
     result.stopped_early = stopping.stop() || (config_.stop_when && config_.stop_when(s));
-    if (on_disk) {
+    if (writes) {
       if (improved) save(best_dir, best_state, {{"epoch", epoch}});
       save_progress(result.history, stopping, result.stopped_early);
     }

@@ -21,6 +21,7 @@
 namespace dagger {
 
 struct EpochStats;
+class Communicator;
 
 struct TrainConfig {
   std::string model_spec;  ///< recorded in checkpoints so `dagger eval` can rebuild the model
@@ -45,6 +46,11 @@ struct TrainConfig {
   std::vector<std::string> class_names;
   /// The images were fed as 0..255 rather than 0..1; recorded so new images are fed alike.
   bool raw_pixels = false;
+  /// Non-null: train data-parallel over its ranks (docs/scale-out.md). Each rank computes the
+  /// gradients of its shard of every batch (`batch` stays the global batch), the gradients are
+  /// summed in rank order, and every rank applies the same update; evaluation is sharded too.
+  /// Only rank 0 writes files and prints. The communicator must outlive the trainer.
+  const Communicator* communicator = nullptr;
   /// Called after each finished epoch (its checkpoint already on disk), e.g. for a caller's own progress.
   std::function<void(const EpochStats&)> on_epoch;
   /// Called after each epoch's validation, before its checkpoint is written: true ends training
@@ -57,7 +63,8 @@ struct EpochStats {
   int epoch = 0;  ///< 1-based
   double train_loss = 0, train_accuracy = 0, val_loss = 0, val_accuracy = 0;
   double seconds = 0, images_per_sec = 0;
-  double lr = 0;  ///< the learning rate this epoch trained with
+  double lr = 0;           ///< the learning rate this epoch trained with
+  double sum_seconds = 0;  ///< data-parallel: the time spent summing the gradients over the ranks
 };
 
 struct TrainResult {
@@ -68,6 +75,7 @@ struct TrainResult {
   bool resumed = false;
   double wall_seconds = 0;    ///< this process's time in fit(), validation included (not epochs restored from disk)
   double images_per_sec = 0;  ///< training throughput: images per second of training steps, validation excluded
+  double sum_seconds = 0;     ///< data-parallel: of those training seconds, the time spent summing gradients
 };
 
 /// Early stopping on the validation loss: the lowest so far, its epoch, and the epochs since.
@@ -158,8 +166,21 @@ class Trainer {
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
   EpochStats run_epoch(const Dataset& train, int epoch, double lr);
+  /// The data-parallel halves of a training step (trainer_parallel.cpp).
+  Executable& gradient_plan(int64_t batch);
+  Executable& update_plan();
+  /// run_epoch over config().communicator's ranks, each on its shard of every batch.
+  EpochStats run_epoch_parallel(const Dataset& train, int epoch, double lr);
+  /// This rank's slice [begin, end) of `n` examples: contiguous, in rank order, sizes differing by at most one.
+  std::pair<int64_t, int64_t> shard(int64_t n) const;
+  /// Whether this process writes files and prints: always, except on ranks other than 0.
+  bool writes_files() const;
+  /// Whether out_dir holds a run to resume; data-parallel, rank 0 recovers it before the others read it.
+  bool find_run_to_resume(const std::string& last_dir, const std::string& best_dir) const;
   /// Logits and probabilities of `images` [n, input_shape...] through the inference plan.
   std::pair<Tensor, Tensor> infer(const Tensor& images);
+  /// infer() with each rank running its shard of the images and every rank receiving all of them.
+  std::pair<Tensor, Tensor> infer_sharded(const Tensor& images);
   nlohmann::json checkpoint_meta(const nlohmann::json& extra) const;
   void save(const std::string& dir, const StateMap& tensors, const nlohmann::json& extra) const;
   /// load_checkpoint with this trainer's allow_nonfinite.
@@ -182,7 +203,8 @@ class Trainer {
   StateMap state_;
   int64_t step_ = 0;
   ScheduleState schedule_state_;
-  std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
+  std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_, gradient_plans_;
+  std::unique_ptr<Executable> update_plan_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
   mutable std::optional<std::string> model_text_;
   std::string data_fingerprint_;  ///< the sizes and hashes of fit()'s data, recorded with the run

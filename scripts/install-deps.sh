@@ -10,6 +10,7 @@ packages=(
   libcli11-dev libfmt-dev nlohmann-json3-dev zlib1g-dev libpng-dev
   libxxhash-dev  # checkpoint checksums (XXH3-64), a private dependency of libdagger
   gnuplot-nox
+  libopenmpi-dev openmpi-bin  # data-parallel training (dagger train --distributed under mpirun)
   python3 python3-numpy  # tests/package/test_examples.py writes .npy and PNG inputs with them
   dataset-fashion-mnist
 )

@@ -10,6 +10,7 @@
 #include "dagger/codegen/jit.h"
 #include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/checkpoint.h"
+#include "dagger/runtime/distributed.h"
 #include "dagger/runtime/trainer.h"
 #include "dagger/suite/analysis.h"
 #include "tools/cli.h"
@@ -143,11 +144,11 @@ void print_per_class(const ClassificationReport& r) {
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo (on Fashion-MNIST unless --data says otherwise)");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "jit", out, dump_dir;
+    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states;
     TrainConfig config;
     DataFlags data;
     RecipeFlags recipe;
-    bool nesterov = false, json = false, quiet = false, keep_last = false, restart = false;
+    bool nesterov = false, json = false, quiet = false, keep_last = false, restart = false, distributed = false;
     int threads = 1;
   };
   auto f = std::make_shared<Flags>();
@@ -193,10 +194,27 @@ Run add_train(CLI::App& app) {
       ->check(kOutputFolder);
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");
+  cmd->add_flag("--distributed", f->distributed,
+                "data-parallel over the ranks of mpirun (docs/scale-out.md); --batch is the global batch");
+  cmd->add_option("--rank-states", f->rank_states,
+                  "with --distributed: every rank also saves its final state in FOLDER/rank-R, to check that the "
+                  "ranks agree")
+      ->check(kOutputFolder);
   add_allow_nonfinite(*cmd, f->config.allow_nonfinite);
   f->data.add(*cmd);
   f->recipe.add(*cmd);
   return [f] {
+    if (!f->rank_states.empty() && !f->distributed) throw UsageError("--rank-states needs --distributed");
+    if (f->distributed) {
+      if (!mpi_built()) throw UsageError("--distributed: this dagger was built without MPI (see docs/scale-out.md)");
+      f->config.communicator = &mpi_world();
+      const int ranks = f->config.communicator->size();
+      if (f->config.batch % ranks != 0)
+        throw UsageError(fmt::format("--batch {} does not divide among the {} ranks: give a multiple of {}",
+                                     f->config.batch, ranks, ranks));
+    }
+    // Data-parallel, rank 0 alone prints and writes; the other ranks still read --out to resume.
+    const bool leader = !f->config.communicator || f->config.communicator->rank() == 0;
     const ModelArg model = resolve_model(f->model);
     TrainConfig cfg = f->config;
     cfg.model_spec = f->model;
@@ -206,13 +224,13 @@ Run add_train(CLI::App& app) {
     cfg.executor = executor_kind(f->executor);
     cfg.threads = f->threads;
     cfg.out_dir = f->out;
-    cfg.progress = !f->quiet;
+    cfg.progress = !f->quiet && leader;
     f->recipe.apply(cfg);
     cfg.raw_pixels = f->data.raw;
     f->data.seed = cfg.seed;
     f->data.validate();
     std::optional<FolderLock> lock;  // held until the run's last file is written
-    if (!cfg.out_dir.empty()) lock.emplace(cfg.out_dir, "--out");
+    if (!cfg.out_dir.empty() && leader) lock.emplace(cfg.out_dir, "--out");
     Splits data = f->data.load();
     take_shape_from(data, cfg);
     if (model.input_shape && *model.input_shape != cfg.input_shape)
@@ -224,20 +242,23 @@ Run add_train(CLI::App& app) {
       cfg.classes = *model.classes;
     }
     try {
-      if (!f->dump_dir.empty())
+      if (!f->dump_dir.empty() && leader)
         write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
                        cfg.label_smoothing);
     } catch (const std::filesystem::filesystem_error& e) {
       throw Error(
           fmt::format("--dump-dir '{}': cannot write '{}': {}", f->dump_dir, e.path1().string(), e.code().message()));
     }
-    fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor\n", f->model,
-               data.train.size(), data.val.size(), data.test.size(),
-               zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor));
+    if (leader)
+      fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor{}\n", f->model,
+                 data.train.size(), data.val.size(), data.test.size(),
+                 zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor),
+                 cfg.communicator ? fmt::format(", {} ranks", cfg.communicator->size()) : "");
     Trainer trainer(model.build, cfg);
-    if (f->restart)
+    if (f->restart && leader)
       if (const std::string previous = set_aside_run(cfg.out_dir); !previous.empty())
         fmt::print(stderr, "--restart: the earlier run in {} is kept in {}\n", cfg.out_dir, previous);
+    if (cfg.communicator) cfg.communicator->barrier();  // the folder is as rank 0 left it before any rank reads it
     TrainResult result;
     try {
       result = trainer.fit(data.train, data.val);
@@ -248,6 +269,9 @@ Run add_train(CLI::App& app) {
     std::vector<std::pair<std::string, ClassificationReport>> rows = {{"train", trainer.evaluate(data.train).report},
                                                                        {"val", trainer.evaluate(data.val).report},
                                                                        {"test", trainer.evaluate(data.test).report}};
+    if (!f->rank_states.empty())
+      trainer.save_state(fmt::format("{}/rank-{}", f->rank_states, cfg.communicator->rank()));
+    if (!leader) return 0;
     print_table(rows);
     nlohmann::json j = {{"model", f->model},
                         {"best_epoch", result.best_epoch},
@@ -258,6 +282,7 @@ Run add_train(CLI::App& app) {
                         {"images_per_sec", result.images_per_sec},
                         {"executor", executor_name(cfg.executor)},
                         {"threads", f->threads},
+                        {"ranks", cfg.communicator ? cfg.communicator->size() : 1},
                         {"seed", cfg.seed},
                         {"training", trainer.training_options()}};
     if (cfg.executor == ExecutorKind::jit) {  // the machine the kernels were compiled for
@@ -266,6 +291,7 @@ Run add_train(CLI::App& app) {
       j["vector_width"] = target.vector_width;
     }
     for (const auto& [name, r] : rows) j[name] = report_json(r);
+    if (cfg.communicator) j["gradient_sum_seconds"] = result.sum_seconds;
     if (!cfg.out_dir.empty()) {
       trainer.save_state(cfg.out_dir + "/checkpoint", {{"best_epoch", result.best_epoch}});
       write_file_atomically(cfg.out_dir + "/metrics.json", {j.dump(2), "\n"});

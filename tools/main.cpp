@@ -8,6 +8,7 @@
 #include "dagger/autodiff/model_text.h"
 #include "dagger/codegen/jit.h"
 #include "dagger/graph/error.h"
+#include "dagger/runtime/distributed.h"
 #include "dagger/runtime/trainer.h"
 #include "tools/cli.h"
 
@@ -38,6 +39,11 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "error: {}\n", e.what());
     return kUsageError;
   }
+  // Under mpirun, a rank that fails ends every rank: the others would wait for it forever.
+  const auto stop_all = [](int code) {
+    dagger::abort_world(code);
+    return code;
+  };
   try {
     // The JIT's environment is checked before any work, whichever command runs.
     dagger::jit_target();
@@ -46,22 +52,22 @@ int main(int argc, char** argv) {
       if (app.got_subcommand(name)) return run();
   } catch (const UsageError& e) {
     fmt::print(stderr, "error: {}\n", e.what());
-    return kUsageError;
+    return kUsageError;  // every rank reads the same flags: all stop here, and MPI ends normally
   } catch (const dagger::Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return stop_all(1);
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "error: out of memory\n");
-    return 1;
+    return stop_all(1);
   } catch (const std::filesystem::filesystem_error& e) {
     // A file the commands do not name themselves (inside a checkpoint, say): the path and why.
     fmt::print(stderr, "error: '{}': {}\n", e.path1().string(), e.code().message());
-    return 1;
+    return stop_all(1);
   } catch (const std::exception& e) {
     // The last resort: a library's exception (a JSON field of the wrong type, a filesystem
     // error) still ends in one line and exit 1, never an abort.
     fmt::print(stderr, "error: {}\n", e.what());
-    return 1;
+    return stop_all(1);
   }
   return 1;
 }

@@ -1,0 +1,122 @@
+#include "dagger/runtime/distributed.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "dagger/graph/graph.h"
+
+#if DAGGER_HAVE_MPI
+#include <mpi.h>
+#endif
+
+namespace dagger {
+
+#if DAGGER_HAVE_MPI
+
+namespace {
+
+/// MPI_COMM_WORLD. Gathers rather than MPI_Allreduce for the float sums: MPI does not promise
+/// the order (or the tree) in which an allreduce adds, and a different order changes bits.
+class WorldCommunicator final : public Communicator {
+ public:
+  WorldCommunicator() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (!initialized) {
+      int provided = 0;
+      // Only the main thread calls MPI; the JIT's workers never do.
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      std::atexit(finalize);
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void sum_in_rank_order(std::vector<float>& buffer) const override {
+    if (size_ == 1) return;
+    const size_t n = buffer.size();
+    gathered_.resize(n * static_cast<size_t>(size_));
+    MPI_Allgather(buffer.data(), static_cast<int>(n), MPI_FLOAT, gathered_.data(), static_cast<int>(n), MPI_FLOAT,
+                  MPI_COMM_WORLD);
+    std::copy_n(gathered_.begin(), n, buffer.begin());
+    for (int r = 1; r < size_; ++r) {
+      const float* part = gathered_.data() + static_cast<size_t>(r) * n;
+      for (size_t i = 0; i < n; ++i) buffer[i] += part[i];
+    }
+  }
+
+  std::vector<float> gather_all(const std::vector<float>& local) const override {
+    const int count = static_cast<int>(local.size());
+    std::vector<int> counts(static_cast<size_t>(size_)), offsets(static_cast<size_t>(size_));
+    MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD);
+    int total = 0;
+    for (int r = 0; r < size_; ++r) {
+      offsets[r] = total;
+      total += counts[r];
+    }
+    std::vector<float> all(static_cast<size_t>(total));
+    MPI_Allgatherv(local.data(), count, MPI_FLOAT, all.data(), counts.data(), offsets.data(), MPI_FLOAT,
+                   MPI_COMM_WORLD);
+    return all;
+  }
+
+  int64_t sum(int64_t value) const override {
+    int64_t total = 0;
+    MPI_Allreduce(&value, &total, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+    return total;
+  }
+
+  void broadcast(std::string& text, int root) const override {
+    uint64_t length = text.size();
+    MPI_Bcast(&length, 1, MPI_UINT64_T, root, MPI_COMM_WORLD);
+    text.resize(length);
+    MPI_Bcast(text.data(), static_cast<int>(length), MPI_CHAR, root, MPI_COMM_WORLD);
+  }
+
+  void barrier() const override { MPI_Barrier(MPI_COMM_WORLD); }
+
+ private:
+  static void finalize() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+
+  int rank_ = 0, size_ = 1;
+  mutable std::vector<float> gathered_;  ///< every rank's buffer, reused from step to step
+};
+
+}  // namespace
+
+bool mpi_built() { return true; }
+
+const Communicator& mpi_world() {
+  static const WorldCommunicator world;
+  return world;
+}
+
+void abort_world(int code) {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return;
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+#else
+
+bool mpi_built() { return false; }
+
+const Communicator& mpi_world() {
+  throw Error("this dagger was built without MPI (install libopenmpi-dev and rebuild with -DDAGGER_MPI=ON)");
+}
+
+void abort_world(int) {}
+
+#endif
+
+}  // namespace dagger
