@@ -441,6 +441,17 @@ std::string checkpoint_model_text(const Checkpoint& checkpoint) {
 
 void Trainer::load_state(const std::string& dir) { adopt(read_checkpoint(dir)); }
 
+TrainResult Trainer::load_progress(const std::string& dir) {
+  Checkpoint state = read_checkpoint(dir);
+  TrainResult progress;
+  read_meta(dir, [&] {
+    progress.history = history_from_json(state.meta.at("history"));
+    progress.best_epoch = state.meta.at("best_epoch");
+  });
+  adopt(std::move(state));
+  return progress;
+}
+
 Checkpoint Trainer::read_checkpoint(const std::string& dir) const {
   return load_checkpoint(dir, {.allow_nonfinite = config_.allow_nonfinite});
 }

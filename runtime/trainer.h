@@ -150,6 +150,9 @@ class Trainer {
   /// Replaces the state with a checkpoint's tensors after checking names and shapes (and, unless
   /// config().allow_nonfinite, that every value is finite).
   void load_state(const std::string& checkpoint_dir);
+  /// load_state of a state fit() saved (a run's last/), returning the history and best epoch
+  /// recorded with it; a malformed record is an Error naming the folder.
+  TrainResult load_progress(const std::string& state_dir);
   /// Writes the state as a checkpoint that carries the model's text (kModelFile) too.
   void save_state(const std::string& checkpoint_dir, const nlohmann::json& extra = {}) const;
   /// The options that decide what each epoch computes beyond the model: learning rate, weight

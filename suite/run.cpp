@@ -117,16 +117,9 @@ void remove_resume_state(const RunConfig& config, const std::string& dir) {
 /// The weights and history of the last epoch a diverged run finished (its last/ checkpoint),
 /// or the initial weights and no history when it diverged in its first epoch.
 TrainResult last_finished_epoch(Trainer& trainer, const std::string& dir) {
-  TrainResult fit;
   const std::string last = dir + "/last";
-  if (!fs::exists(last + "/manifest.json")) return fit;
-  trainer.load_state(last);
-  const nlohmann::json meta = load_checkpoint(last).meta;
-  for (const auto& e : meta.at("history"))
-    fit.history.push_back({e.at("epoch"), e.at("train_loss"), e.at("train_accuracy"), e.at("val_loss"),
-                           e.at("val_accuracy"), e.at("seconds"), e.at("images_per_sec")});
-  fit.best_epoch = meta.at("best_epoch");
-  return fit;
+  if (!fs::exists(last + "/manifest.json")) return {};
+  return trainer.load_progress(last);
 }
 
 /// A number of a metrics file; JSON has no NaN or infinity, so they were written as null.

@@ -9,6 +9,8 @@
 #include <random>
 
 #include "dagger/models/zoo.h"
+#include "dagger/graph/error.h"
+#include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/gradcheck.h"
 #include "dagger/runtime/trainer.h"
 
@@ -96,6 +98,29 @@ TEST_CASE("an interrupted run resumes to the same weights", "[zoo][trainer][slow
     CHECK(std::memcmp(tensor.data(), second.state().at(name).data(), tensor.size() * sizeof(float)) == 0);
   }
   CHECK(std::filesystem::exists(dir / "history.csv"));
+}
+
+TEST_CASE("load_progress reads a run's last state with its history and best epoch", "[zoo][trainer]") {
+  Dataset train = testing::random_images(50, 3), val = testing::random_images(20, 4);
+  const testing::TempDir temp("progress");
+  TrainConfig c = small_config("mlp1(32,relu,0)");
+  c.out_dir = temp.path.string();
+  Trainer first(zoo::find(c.model_spec).build, c);
+  const TrainResult fit = first.fit(train, val);
+  c.out_dir.clear();
+  Trainer second(zoo::find(c.model_spec).build, c);
+  const TrainResult progress = second.load_progress(temp.file("last"));
+  REQUIRE(progress.history.size() == 2);
+  CHECK(progress.history[1].val_loss == fit.history[1].val_loss);
+  CHECK(progress.best_epoch == fit.best_epoch);
+  CHECK(std::memcmp(second.state().at("dense1.w").data(), first.state().at("dense1.w").data(),
+                    first.state().at("dense1.w").size() * sizeof(float)) == 0);
+  // A record of the wrong type is one Error naming the folder, not a JSON exception.
+  Checkpoint last = load_checkpoint(temp.file("last"));
+  last.meta["history"] = nlohmann::json::array({"epoch one"});
+  save_checkpoint(temp.file("edited"), last.tensors, last.meta, last.texts);
+  const std::string message = testing::error_of([&] { second.load_progress(temp.file("edited")); });
+  CHECK_THAT(message, Catch::Contains(temp.file("edited")) && Catch::Contains("malformed"));
 }
 
 TEST_CASE("early stopping restores the best epoch's weights", "[zoo][trainer]") {
