@@ -93,19 +93,39 @@ struct Norm {
         sums(1, [&](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; });
     return e.b.CreateFDiv(s[0], f64c(double(d.count())));
   }
-  /// sum((x - mean)^2) and, when dy is given, sum(dy) and sum(dy * (x - mean)).
-  std::vector<llvm::Value*> centered_sums(llvm::Value* x, llvm::Value* dy, llvm::Value* mean) {
-    llvm::Value* mv = lanes ? mean : e.b.CreateVectorSplat(e.width, mean);
-    return sums(dy ? 3 : 1, [&](llvm::Value* off, llvm::Value* m) {
-      llvm::Value* xm = masked(e.b.CreateFSub(widen(load(x, off, m)), mv), m);
-      std::vector<llvm::Value*> t{e.b.CreateFMul(xm, xm)};
+  /// Batch statistics of the channels; with dy, also the two sums the gradient needs.
+  struct Stats {
+    llvm::Value *mean, *var;
+    llvm::Value* sum_dy = nullptr;     // sum(dy)
+    llvm::Value* sum_dy_xc = nullptr;  // sum(dy * (x - mean))
+  };
+  /// The channels' statistics in one read of x (and dy): sums of d = x - K, d^2 (and dy,
+  /// dy * d) in double, K being the channel's first element. var = E[d^2] - E[d]^2 then
+  /// cancels only as much as the spread of x around K, not around 0: a channel with a mean
+  /// far from zero keeps its variance's digits (each d and d^2 of a float x is exact in double).
+  Stats stats(llvm::Value* x, llvm::Value* dy) {
+    llvm::Value* shift =
+        widen(lanes ? load(x, row_offset(e.i64c(0)), mask) : load_scalar(e, x, e.b.CreateMul(c, e.i64c(d.inner))));
+    llvm::Value* shift_v = lanes ? shift : e.b.CreateVectorSplat(e.width, shift);
+    const auto s = sums(dy ? 4 : 2, [&](llvm::Value* off, llvm::Value* m) {
+      llvm::Value* dx = masked(e.b.CreateFSub(widen(load(x, off, m)), shift_v), m);
+      std::vector<llvm::Value*> t{dx, e.b.CreateFMul(dx, dx)};
       if (dy) {
         llvm::Value* g = widen(load(dy, off, m));
         t.push_back(g);
-        t.push_back(e.b.CreateFMul(g, xm));
+        t.push_back(e.b.CreateFMul(g, dx));
       }
       return t;
     });
+    llvm::Value* count = f64c(double(d.count()));
+    llvm::Value* mean_d = e.b.CreateFDiv(s[0], count);  // E[x - K]
+    llvm::Value* var = e.b.CreateFSub(e.b.CreateFDiv(s[1], count), e.b.CreateFMul(mean_d, mean_d));
+    Stats r{e.b.CreateFAdd(shift, mean_d), e.intrinsic(llvm::Intrinsic::maxnum, {var, f64c(0.0)})};
+    if (dy) {  // sum(dy (x - mean)) = sum(dy (x - K)) - E[x - K] sum(dy)
+      r.sum_dy = s[2];
+      r.sum_dy_xc = e.b.CreateFSub(s[3], e.b.CreateFMul(mean_d, s[2]));
+    }
+    return r;
   }
   /// 1 / sqrt(var + eps) in double.
   llvm::Value* rstd(llvm::Value* var, double eps) {
@@ -150,7 +170,9 @@ bool channels_in_lanes(const Shape& x) { return x.size() == 2; }
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width) {
   const Shape& x = g.shape(g.node(anchor).operands[0]);
   const ChannelDims d = channel_dims(x);
-  const double passes = g.node(anchor).op == Op::batchnorm_infer ? 1 : 3;
+  // Reads of x per element: the statistics' one pass, then the normalization's or dx's.
+  const Op op = g.node(anchor).op;
+  const double passes = op == Op::batchnorm_train || op == Op::batchnorm_backward ? 2 : 1;
   if (channels_in_lanes(x)) {
     const int64_t items = (d.channels + width - 1) / width;
     return {items, passes * double(d.batch * width)};
@@ -186,36 +208,32 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
       case Op::channel_mean:
         nm.store_channel(ep, nm.mean(x));
         break;
-      case Op::channel_var: {
-        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, nm.mean(x))[0], nm.f64c(m));
-        nm.store_channel(ep, var);
+      case Op::channel_var:
+        nm.store_channel(ep, nm.stats(x, nullptr).var);
         break;
-      }
       case Op::batchnorm_train: {
-        llvm::Value* mean = nm.mean(x);
-        llvm::Value* var = e.b.CreateFDiv(nm.centered_sums(x, nullptr, mean)[0], nm.f64c(m));
-        nm.normalize(ep, x, mean, nm.rstd(var, eps), arg(1), arg(2));
+        const Norm::Stats st = nm.stats(x, nullptr);
+        nm.normalize(ep, x, st.mean, nm.rstd(st.var, eps), arg(1), arg(2));
         break;
       }
       case Op::batchnorm_infer:
         nm.normalize(ep, x, nm.param(arg(3)), nm.rstd(nm.param(arg(4)), eps), arg(1), arg(2));
         break;
       case Op::batchnorm_grad_gamma: {  // sum(dy * xhat) = rstd * sum(dy * (x - mean))
-        const auto sums = nm.centered_sums(x, arg(1), nm.mean(x));
-        llvm::Value* rstd = nm.rstd(e.b.CreateFDiv(sums[0], nm.f64c(m)), eps);
-        nm.store_channel(ep, e.b.CreateFMul(sums[2], rstd));
+        const Norm::Stats st = nm.stats(x, arg(1));
+        nm.store_channel(ep, e.b.CreateFMul(st.sum_dy_xc, nm.rstd(st.var, eps)));
         break;
       }
       case Op::batchnorm_backward: {
         // dx = gamma rstd (dy - sum(dy)/M - (x - mean) rstd^2 sum(dy (x - mean))/M)
-        llvm::Value* mean = nm.mean(x);
         llvm::Value* dy = arg(2);
-        const auto sums = nm.centered_sums(x, dy, mean);
-        llvm::Value* rstd = nm.rstd(e.b.CreateFDiv(sums[0], nm.f64c(m)), eps);
+        const Norm::Stats st = nm.stats(x, dy);
+        llvm::Value* rstd = nm.rstd(st.var, eps);
         llvm::Value* scale = nm.to_lanes(e.b.CreateFMul(nm.param(arg(1)), rstd));
-        llvm::Value* mean_dy = nm.to_lanes(e.b.CreateFDiv(sums[1], nm.f64c(m)));
-        llvm::Value* k = nm.to_lanes(e.b.CreateFDiv(e.b.CreateFMul(e.b.CreateFMul(sums[2], rstd), rstd), nm.f64c(m)));
-        llvm::Value* mf = nm.to_lanes(mean);
+        llvm::Value* mean_dy = nm.to_lanes(e.b.CreateFDiv(st.sum_dy, nm.f64c(m)));
+        llvm::Value* k =
+            nm.to_lanes(e.b.CreateFDiv(e.b.CreateFMul(e.b.CreateFMul(st.sum_dy_xc, rstd), rstd), nm.f64c(m)));
+        llvm::Value* mf = nm.to_lanes(st.mean);
         nm.for_each_element(ep, [&](const ElementPos& pos) {
           llvm::Value* xm = e.b.CreateFSub(nm.load(x, pos.flat, pos.mask), mf);
           llvm::Value* centered = e.b.CreateFSub(nm.load(dy, pos.flat, pos.mask), mean_dy);

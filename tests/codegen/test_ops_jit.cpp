@@ -199,6 +199,46 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   }
 }
 
+TEST_CASE("batch statistics keep their digits when the mean is far from zero", "[jit][ops]") {
+  // x = offset + u: at offset 1e7 float values are whole numbers and x^2 ~ 1e14, so even in
+  // double a sum of x^2 over a channel rounds by more than the variance (about 5) is worth;
+  // a float E[x^2] - E[x]^2 fails already at 1e4. The kernels' sums around the channel's
+  // first element keep the variance to float rounding, against the interpreter in double.
+  for (double offset : {1e4, 1e7}) {
+    for (const Shape& shape : {Shape{64, 17, 7, 7}, Shape{3, 5, 5, 9}, Shape{64, 37}}) {
+      Tensor x = uniform(shape, -4, 4, 21);
+      for (float& v : x) v = float(offset + v);
+      for (Op op : {Op::channel_mean, Op::channel_var, Op::batchnorm_grad_gamma}) {
+        INFO(op_info(op).name << " on " << to_string(shape) << " around " << offset);
+        Graph g;
+        NodeId xi = input(g, "x", shape);
+        StateMap feeds{{"x", x}};
+        if (op == Op::batchnorm_grad_gamma) {
+          feeds["dy"] = uniform(shape, -1, 1, 22);
+          g.set_output("y", g.add(op, {xi, input(g, "dy", shape)}, {{"eps", 1e-5}}));
+        } else {
+          g.set_output("y", g.add(op, {xi}));
+        }
+        TensorMap<double> none;
+        const xt::xarray<double> want = interpret<double>(g, to_double(feeds), none).at("y");
+        StateMap state;
+        const Tensor got = compile_jit(g, JitOptions{})->run(feeds, state).at("y");
+        REQUIRE(got.size() == want.size());
+        // Relative to each value, floored at a hundredth of the largest: a gradient sum can be
+        // near zero by chance.
+        double floor = 0;
+        for (double w : want) floor = std::max(floor, 1e-2 * std::abs(w));
+        double worst = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          const double error = std::abs(double(got.data()[i]) - want.data()[i]);
+          worst = std::max(worst, error / std::max(std::abs(want.data()[i]), floor));
+        }
+        CHECK(worst < 1e-6);
+      }
+    }
+  }
+}
+
 TEST_CASE("a batchnorm with its residual add and ReLU is one kernel", "[jit][ops]") {
   for (Op op : {Op::batchnorm_train, Op::batchnorm_infer, Op::batchnorm_backward}) {
     for (const Shape& shape : {Shape{7, 5, 6, 6}, Shape{3, 4}}) {
