@@ -2,9 +2,53 @@
 
 #include <fmt/format.h>
 
+#include <map>
+
 #include "dagger/autodiff/grad.h"
 
 namespace dagger {
+
+namespace {
+
+/// A copy of `g` in which each channel_mean or channel_var is computed once per x (the running
+/// averages', which Model::batchnorm makes first, serve the gradient's too), and every
+/// batchnorm_train whose x has both is a batchnorm_infer on them: the batch statistics are then
+/// computed once per step, not once for the running averages and again inside the
+/// normalization and its gradient. Run after grad(), whose rule needs batchnorm_train itself.
+Graph share_batch_statistics(const Graph& g) {
+  Graph out;
+  std::vector<NodeId> copy(g.size());
+  std::map<std::pair<NodeId, Op>, NodeId> statistic;  // (copied x, channel_mean or channel_var) -> copy
+  for (const Node& n : g.nodes()) {
+    std::vector<NodeId> operands;
+    for (NodeId o : n.operands) operands.push_back(copy[static_cast<size_t>(o)]);
+    Op op = n.op;
+    if (op == Op::channel_mean || op == Op::channel_var) {
+      const auto same = statistic.find({operands[0], op});
+      if (same != statistic.end()) {
+        copy[static_cast<size_t>(n.id)] = same->second;
+        continue;
+      }
+    }
+    if (op == Op::batchnorm_train) {
+      const auto mean = statistic.find({operands[0], Op::channel_mean});
+      const auto var = statistic.find({operands[0], Op::channel_var});
+      if (mean != statistic.end() && var != statistic.end()) {
+        op = Op::batchnorm_infer;
+        operands.push_back(mean->second);
+        operands.push_back(var->second);
+      }
+    }
+    out.set_scope(n.scope);
+    const NodeId id = copy[static_cast<size_t>(n.id)] = out.add(op, std::move(operands), n.attrs, n.where);
+    if (op == Op::channel_mean || op == Op::channel_var) statistic.emplace(std::pair{out.node(id).operands[0], op}, id);
+  }
+  out.set_scope(g.scope());
+  for (const auto& [name, id] : g.outputs()) out.set_output(name, copy[static_cast<size_t>(id)]);
+  return out;
+}
+
+}  // namespace
 
 Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes,
                     double label_smoothing) {
@@ -40,6 +84,7 @@ Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerCo
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   append_optimizer(g, params, grads, opt);
+  g = share_batch_statistics(g);
   verify(g);
   return g;
 }
@@ -50,6 +95,7 @@ Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& inpu
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   for (size_t i = 0; i < params.size(); ++i) g.set_output(gradient_name(g.node(params[i]).attrs.s("name")), grads[i]);
+  g = share_batch_statistics(g);
   verify(g);
   return g;
 }

@@ -238,17 +238,39 @@ void maxpool2d_rule(Ctx& c) {  // each window's dy goes to the position of its m
 
 // ---- Composites ----
 
-/// y = gamma * xhat + beta with batch statistics: dx through the statistics is its own op,
-/// dgamma = sum(dy * xhat), dbeta = sum(dy), both per channel (every axis but 1).
+/// y = gamma * xhat + beta with batch statistics, xhat = (x - mean) rstd, rstd = 1/sqrt(var + eps),
+/// both statistics over the M elements of a channel (every axis but 1):
+///   dgamma = sum(dy xhat), dbeta = sum(dy),
+///   dx = gamma rstd (dy - dbeta/M - xhat dgamma/M) = a dy - b (x - mean) - c per channel, with
+///   a = gamma rstd, b = a rstd dgamma / M, c = a dbeta / M.
+/// dx is elementwise on x and dy once the two sums are known, so it is one pass; its mean and
+/// var are channel_mean and channel_var of x, which the training step shares with the running
+/// averages' (share_batch_statistics in step.cpp).
 void batchnorm_train_rule(Ctx& c) {
   Attrs eps{{"eps", c.attrs().f("eps")}};
-  c.grad(0, [&] { return c.op(Op::batchnorm_backward, {c.x(0), c.x(1), c.dy()}, eps); });
-  c.grad(1, [&] { return c.op(Op::batchnorm_grad_gamma, {c.x(0), c.dy()}, eps); });
-  c.grad(2, [&] {
-    std::vector<int64_t> axes;
-    for (size_t i = 0; i < c.shape(c.x(0)).size(); ++i)
-      if (i != 1) axes.push_back(static_cast<int64_t>(i));
-    return c.reduce_sum(c.dy(), axes, false);
+  const Shape x_shape = c.shape(c.x(0));
+  std::vector<int64_t> axes;
+  for (size_t i = 0; i < x_shape.size(); ++i)
+    if (i != 1) axes.push_back(static_cast<int64_t>(i));
+  NodeId dgamma = -1, dbeta = -1;
+  auto sum_dy_xhat = [&] {
+    return dgamma >= 0 ? dgamma : dgamma = c.op(Op::batchnorm_grad_gamma, {c.x(0), c.dy()}, eps);
+  };
+  auto sum_dy = [&] { return dbeta >= 0 ? dbeta : dbeta = c.reduce_sum(c.dy(), axes, false); };
+  c.grad(1, sum_dy_xhat);
+  c.grad(2, sum_dy);
+  c.grad(0, [&] {
+    Shape channel(x_shape.size() - 1, 1);  // [C, 1, ...]: broadcasts over the positions of x
+    channel[0] = x_shape[1];
+    const double m = double(numel(x_shape) / x_shape[1]);
+    NodeId mean = c.op(Op::channel_mean, {c.x(0)}), var = c.op(Op::channel_var, {c.x(0)});
+    NodeId rstd = c.div(c.constant(1), c.op(Op::sqrt, {c.add(var, c.constant(c.attrs().f("eps")))}));
+    NodeId a = c.mul(c.x(1), rstd);
+    NodeId b = c.mul(c.mul(a, rstd), c.mul(sum_dy_xhat(), c.constant(1 / m)));
+    NodeId k = c.mul(a, c.mul(sum_dy(), c.constant(1 / m)));
+    NodeId centered = c.sub(c.x(0), c.reshape(mean, channel));
+    return c.sub(c.sub(c.mul(c.reshape(a, channel), c.dy()), c.mul(c.reshape(b, channel), centered)),
+                 c.reshape(k, channel));
   });
 }
 

@@ -173,3 +173,43 @@ TEST_CASE("an AdamW step decays the weights outside the moments", "[autodiff][op
   l2.step();
   l2.check("adam.m.w", {0.06f, -0.045f});
 }
+
+TEST_CASE("a training step computes each batch norm's statistics once", "[autodiff]") {
+  ModelFn bn = [](Model& m, Value x) {
+    Value h = relu(m.batchnorm(m.conv2d(x, 3, 3)));
+    return m.dense(flatten(relu(m.batchnorm(m.dense(flatten(h), 5)))), 2);
+  };
+  OptimizerConfig cfg = config(OptimizerConfig::Kind::sgd);
+  for (const Graph& g : {build_training_step(bn, 3, cfg, {2, 5, 5}), build_gradient_step(bn, 3, {2, 5, 5})}) {
+    // Each normalization reads the channel_mean and channel_var the running averages use.
+    CHECK(g.nodes_of(Op::batchnorm_train).empty());
+    const std::vector<NodeId> norms = g.nodes_of(Op::batchnorm_infer);
+    REQUIRE(norms.size() == 2);
+    for (NodeId id : norms) {
+      const Node& n = g.node(id);
+      CHECK(g.node(n.operands[3]).op == Op::channel_mean);
+      CHECK(g.node(n.operands[4]).op == Op::channel_var);
+      CHECK(g.node(n.operands[3]).operands[0] == n.operands[0]);
+      CHECK(g.node(n.operands[4]).operands[0] == n.operands[0]);
+    }
+    CHECK(g.nodes_of(Op::channel_mean).size() == 2);
+    CHECK(g.nodes_of(Op::channel_var).size() == 2);
+  }
+  // The same loss as the forward graph with batchnorm_train, to double rounding.
+  const Graph step = build_training_step(bn, 3, cfg, {2, 5, 5});
+  const Graph forward = build_forward(bn, 3, Mode::train, {2, 5, 5});
+  TensorMap<double> state;
+  {
+    TensorMap<float> initial;
+    initialize_state(step, initial, 3);
+    state = to_double(initial);
+  }
+  xt::xarray<double> x = xt::xarray<double>::from_shape({3, 2, 5, 5});
+  for (size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<double>((i * 7) % 11) / 11.0 + 5.0;
+  TensorMap<double> feeds{{"x", x}, {"labels", xt::xarray<double>{0, 1, 1}}};
+  TensorMap<double> forward_state = state;
+  const double want = interpret<double>(forward, feeds, forward_state).at("loss")();
+  feeds["lr"] = to_double({{"lr", tensor({0.1f})}}).at("lr");
+  const double got = interpret<double>(step, feeds, state).at("loss")();
+  CHECK(got == Approx(want).epsilon(1e-12));
+}

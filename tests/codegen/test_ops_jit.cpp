@@ -421,7 +421,7 @@ TEST_CASE(
     for (const KernelInfo& k : plan->kernels()) {
       bool bn = false, relu = false;
       for (NodeId id : k.nodes) {
-        bn = bn || g.node(id).op == Op::batchnorm_train;
+        bn = bn || g.node(id).op == Op::batchnorm_infer;  // a training step's, on its batch statistics
         relu = relu || g.node(id).op == Op::relu;
       }
       batchnorm_with_relu = batchnorm_with_relu || (bn && relu);
