@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Two dagger binaries timed alternately on one model: for each round, `dagger bench --json`
 of the old binary, then of the new one, and per run the training images/s, the step time and
-the time per step of the kernels whose name contains --match (e.g. backward_filter).
+the time per step of the kernels whose name --match finds (a regular expression, e.g.
+backward_filter, or 'batchnorm|channel_' for batch norm) and their share of the kernels' time.
 
 Alternating rounds put a burst of load on the machine on both sides alike; compare the medians
 printed at the end, not single runs. A change that should keep the bits (a loop order, a
@@ -12,6 +13,7 @@ comparing the checkpoints byte for byte.
 """
 import argparse
 import os
+import re
 import statistics
 
 from compare import run_json
@@ -21,8 +23,10 @@ def bench(binary, args):
     command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
     model = run_json(command, os.environ)["models"][0]
-    matched = sum(k["ms_per_step"] for k in model["kernels"] if args.match and args.match in k["name"])
-    return model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched
+    kernels = model["kernels"]
+    matched = sum(k["ms_per_step"] for k in kernels if args.match and re.search(args.match, k["name"]))
+    share = matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9)
+    return model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share
 
 
 def main():
@@ -35,7 +39,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--match", default="", help="sum the kernels whose name contains this")
+    parser.add_argument("--match", default="", help="sum the kernels whose name this regular expression finds")
     args = parser.parse_args()
 
     results = {"old": [], "new": []}
@@ -44,13 +48,15 @@ def main():
             figures = bench(getattr(args, side), args)
             results[side].append(figures)
             print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
-                  + (f", {args.match} {figures[2]:.2f} ms" if args.match else ""), flush=True)
+                  + (f", {args.match} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if args.match else ""),
+                  flush=True)
     for side in ("old", "new"):
         runs = results[side]
         line = (f"median {side}: {statistics.median(f[0] for f in runs):.0f} img/s, "
                 f"step {statistics.median(f[1] for f in runs):.1f} ms")
         if args.match:
-            line += f", {args.match} {statistics.median(f[2] for f in runs):.2f} ms"
+            line += (f", {args.match} {statistics.median(f[2] for f in runs):.2f} ms"
+                     f" ({100 * statistics.median(f[3] for f in runs):.1f}% of the kernels' time)")
         print(line)
 
 
