@@ -241,8 +241,8 @@ void maxpool2d_rule(Ctx& c) {  // each window's dy goes to the position of its m
 /// y = gamma * xhat + beta with batch statistics, xhat = (x - mean) rstd, rstd = 1/sqrt(var + eps),
 /// both statistics over the M elements of a channel (every axis but 1):
 ///   dgamma = sum(dy xhat), dbeta = sum(dy),
-///   dx = gamma rstd (dy - dbeta/M - xhat dgamma/M) = a dy - b (x - mean) - c per channel, with
-///   a = gamma rstd, b = a rstd dgamma / M, c = a dbeta / M.
+///   dx = gamma rstd (dy - dbeta/M - xhat dgamma/M) = a dy - b (x - mean) - k per channel, with
+///   a = gamma rstd, b = a rstd dgamma / M, k = a dbeta / M.
 /// dx is elementwise on x and dy once the two sums are known, so it is one pass; its mean and
 /// var are channel_mean and channel_var of x, which the training step shares with the running
 /// averages' (share_batch_statistics in step.cpp).

@@ -108,12 +108,12 @@ struct Norm {
         widen(lanes ? load(x, row_offset(e.i64c(0)), mask) : load_scalar(e, x, e.b.CreateMul(c, e.i64c(d.inner))));
     llvm::Value* shift_v = lanes ? shift : e.b.CreateVectorSplat(e.width, shift);
     const auto s = sums(dy ? 4 : 2, [&](llvm::Value* off, llvm::Value* m) {
-      llvm::Value* dx = masked(e.b.CreateFSub(widen(load(x, off, m)), shift_v), m);
-      std::vector<llvm::Value*> t{dx, e.b.CreateFMul(dx, dx)};
+      llvm::Value* xk = masked(e.b.CreateFSub(widen(load(x, off, m)), shift_v), m);
+      std::vector<llvm::Value*> t{xk, e.b.CreateFMul(xk, xk)};
       if (dy) {
         llvm::Value* g = widen(load(dy, off, m));
         t.push_back(g);
-        t.push_back(e.b.CreateFMul(g, dx));
+        t.push_back(e.b.CreateFMul(g, xk));
       }
       return t;
     });
