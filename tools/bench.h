@@ -1,13 +1,15 @@
 #pragma once
 /// `dagger bench`: the machine's own yardsticks (SGEMM through the JIT, FMA throughput, a
-/// streaming copy), per-model training and inference throughput, and a per-kernel table
-/// measured against those yardsticks; plus baselines of per-kernel ratios for `--check`.
+/// streaming copy) and an external one (OpenBLAS's SGEMM through PyTorch), per-model training
+/// and inference throughput, and a per-kernel table measured against those yardsticks; plus
+/// baselines of per-kernel ratios for `--check`.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "dagger/autodiff/step.h"
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/runtime/executor.h"
 
 namespace dagger::bench {
@@ -33,28 +35,45 @@ struct Machine {
   double gemm_one_plan_gflops = 0;    // one JIT plan compiled with `threads`
   double gemm_concurrent_gflops = 0;  // `threads` 1-thread plans at once (0 when threads == 1)
   double sgemm_peak_gflops = 0;       // the better of the two: what kernels are measured against
+  int sgemm_rounds = 0;               // rounds alternating the JIT's SGEMMs and the BLAS's; figures are medians
+  double blas_sgemm_gflops = 0;       // PyTorch's BLAS (OpenBLAS on Debian), gemm_n^3 at `threads`; 0: not measured
+  std::string blas_library;           // "torch 1.13.0a0, BLAS libopenblasp-r0.3.21.so"
+  std::string blas_not_measured;      // why there is no BLAS figure ("" when there is one)
   std::string fma_isa;                // "avx512f", "avx2+fma" or "" when neither is present
   double fma_peak_gflops = 0;         // independent FMA chains in registers, on `threads` threads
   double copy_bytes_per_thread = 0;   // buffer each thread copies
   double copy_gbps = 0;               // bytes read + written per second, on `threads` threads
   double load_average = -1;           // the system's 1-minute load average before measuring
+  HostTuning tuning;                  // the caches the JIT's blocking sizes were derived from
 };
+
+/// One SGEMM figure of the BLAS PyTorch uses, from `bench/torch_bench.py --sgemm` run as a child
+/// by $DAGGER_PYTHON (python3 from PATH when unset), without OPENBLAS_CORETYPE.
+struct BlasSgemm {
+  double gflops = 0;         // 0 when not measured
+  std::string library;       // what the child reported: torch's version and BLAS
+  std::string not_measured;  // why there is no figure: no Python, no PyTorch, no script, bad output
+};
+
+/// Times n^3 SGEMM through PyTorch at `threads` threads (a few seconds, most of it importing torch).
+BlasSgemm measure_blas_sgemm(int64_t n, int threads);
 
 /// Measures the machine at `threads` threads (about two seconds).
 Machine measure_machine(int threads);
 
 /// One row of the per-kernel table: a compiled kernel.
 struct KernelRow {
-  std::string name;  // the kernel's name
-  std::string key;   // stable across runs and builds of the same plan: ops, input and output shapes
-  std::string ops;   // "matmul add relu"
+  std::string name;          // the kernel's name
+  std::string key;           // stable across runs and builds of the same plan: ops, input and output shapes
+  std::string ops;           // "matmul add relu"
   bool contraction = false;  // of the matmul family: measured against the SGEMM peak
   int64_t calls = 0;
   double ms_per_step = 0;
   double flops = 0, bytes = 0;  // per call
   double gflops = 0, gbps = 0;
-  double ratio = 0;  // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
-  double share = 0;  // of the step's summed kernel time
+  double ratio = 0;       // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
+  double ratio_blas = 0;  // contractions: GFLOP/s over the BLAS's SGEMM (0 when that was not measured)
+  double share = 0;       // of the step's summed kernel time
 };
 
 struct Throughput {
@@ -75,10 +94,10 @@ struct ModelResult {
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
   int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
-  double unplanned_bytes = 0;         // every value of the training graph held at once
-  int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
-  bool peak_rss_since_model = false;  // ...or, when false, of the whole process so far
-  std::vector<KernelRow> kernels;     // training step, JIT only, in plan order
+  double unplanned_bytes = 0;               // every value of the training graph held at once
+  int64_t peak_rss_bytes = 0;               // resident-set high-water mark while this model ran...
+  bool peak_rss_since_model = false;        // ...or, when false, of the whole process so far
+  std::vector<KernelRow> kernels;           // training step, JIT only, in plan order
 };
 
 /// Compiles and times `model`'s training step and inference plan.

@@ -197,6 +197,7 @@ std::vector<KernelRow> kernel_rows(const Graph& g, const JitExecutable& exe, int
     }
     const double yardstick = row.contraction ? machine.sgemm_peak_gflops : machine.copy_gbps;
     if (yardstick > 0) row.ratio = (row.contraction ? row.gflops : row.gbps) / yardstick;
+    if (row.contraction && machine.blas_sgemm_gflops > 0) row.ratio_blas = row.gflops / machine.blas_sgemm_gflops;
     total += row.ms_per_step;
     rows.push_back(std::move(row));
   }
