@@ -58,7 +58,11 @@ struct BlasSgemm {
 /// Times n^3 SGEMM through PyTorch at `threads` threads (a few seconds, most of it importing torch).
 BlasSgemm measure_blas_sgemm(int64_t n, int threads);
 
-/// Measures the machine at `threads` threads (about two seconds).
+/// The median of `values` (the mean of the middle two of an even count); `values` not empty.
+double median(std::vector<double> values);
+
+/// Measures the machine at `threads` threads (a few seconds, most of it importing PyTorch
+/// for the BLAS yardstick).
 Machine measure_machine(int threads);
 
 /// One row of the per-kernel table: a compiled kernel.

@@ -1,12 +1,16 @@
 // The external yardstick: OpenBLAS's SGEMM (whatever BLAS PyTorch was built with), timed by
 // bench/torch_bench.py --sgemm in a child process, so dagger itself links no BLAS.
 #include <fmt/format.h>
+#include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -19,10 +23,14 @@ namespace dagger::bench {
 
 namespace {
 
+/// Importing torch on a loaded machine took 11 s; a child still running after this is stuck.
+constexpr std::chrono::seconds kChildTimeout{120};
+
 struct ChildOutput {
-  int start_error = 0;  // errno of a child that could not be started, else 0
-  int exit_status = -1;
-  std::string output;  // stdout and stderr together
+  int start_error = 0;     // errno of a child that could not be started, else 0
+  bool timed_out = false;  // killed after kChildTimeout
+  int exit_status = -1;    // -1: killed by a signal
+  std::string output;      // stdout and stderr together
 };
 
 /// This process's environment without OPENBLAS_CORETYPE: the environment may force OpenBLAS's
@@ -35,7 +43,7 @@ std::vector<char*> environment_for_blas() {
   return env;
 }
 
-/// Runs `argv` (argv[0] looked up in PATH) and collects what it writes.
+/// Runs `argv` (argv[0] looked up in PATH) and collects what it writes; kills it after kChildTimeout.
 ChildOutput run_child(const std::vector<std::string>& argv) {
   ChildOutput out;
   int pipe_fds[2];
@@ -57,8 +65,23 @@ ChildOutput run_child(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_destroy(&actions);
   close(pipe_fds[1]);
   if (out.start_error == 0) {
+    const auto deadline = std::chrono::steady_clock::now() + kChildTimeout;
     std::array<char, 4096> buffer{};
-    for (ssize_t n; (n = read(pipe_fds[0], buffer.data(), buffer.size())) > 0;) out.output.append(buffer.data(), n);
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd readable{.fd = pipe_fds[0], .events = POLLIN, .revents = 0};
+      const int ready = left.count() <= 0 ? 0 : poll(&readable, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready == 0) {
+        out.timed_out = true;
+        kill(pid, SIGKILL);
+        break;
+      }
+      const ssize_t n = read(pipe_fds[0], buffer.data(), buffer.size());
+      if (n <= 0) break;
+      out.output.append(buffer.data(), static_cast<size_t>(n));
+    }
     int status = 0;
     if (waitpid(pid, &status, 0) == pid && WIFEXITED(status)) out.exit_status = WEXITSTATUS(status);
   }
@@ -98,10 +121,19 @@ BlasSgemm measure_blas_sgemm(int64_t n, int threads) {
                                  std::strerror(child.start_error));
     return r;
   }
+  if (child.timed_out) {
+    r.not_measured = fmt::format("{} {} did not finish within {} s", python, script, kChildTimeout.count());
+    return r;
+  }
   const std::string last = last_line(child.output);
   if (child.exit_status != 0) {
-    r.not_measured =
-        last.empty() ? fmt::format("{} {} failed (exit status {})", python, script, child.exit_status) : last;
+    // torch_bench's own messages name themselves; anything else (a traceback's last line) is
+    // named after the command.
+    if (last.starts_with("torch_bench: "))
+      r.not_measured = last;
+    else
+      r.not_measured = fmt::format("{} {} failed (exit status {}){}{}", python, script, child.exit_status,
+                                   last.empty() ? "" : ": ", last);
     return r;
   }
   double gflops = 0;

@@ -81,12 +81,6 @@ double gemm_seconds(JitExecutable& exe, const StateMap& feeds) {
   return best;
 }
 
-/// The median of `values` (the upper middle one of an even count).
-double median(std::vector<double> values) {
-  std::nth_element(values.begin(), values.begin() + static_cast<ptrdiff_t>(values.size() / 2), values.end());
-  return values[values.size() / 2];
-}
-
 constexpr int kSgemmRounds = 3;
 
 /// The JIT's SGEMM (one plan at `threads`, and `threads` one-thread plans at once) and the

@@ -28,12 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 Tensor scalar_tensor(float v) {
   Tensor t = Tensor::from_shape({});
   t() = v;
@@ -227,6 +221,12 @@ int64_t peak_rss_bytes(bool since_reset) {
 }
 
 }  // namespace
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 ModelResult measure_model(const std::string& name, const ModelFn& model, const BenchConfig& config,
                           const Machine& machine) {
