@@ -67,17 +67,17 @@ Machine measure_machine(int threads);
 
 /// One row of the per-kernel table: a compiled kernel.
 struct KernelRow {
-  std::string name;          // the kernel's name
-  std::string key;           // stable across runs and builds of the same plan: ops, input and output shapes
-  std::string ops;           // "matmul add relu"
+  std::string name;  // the kernel's name
+  std::string key;   // stable across runs and builds of the same plan: ops, input and output shapes
+  std::string ops;   // "matmul add relu"
   bool contraction = false;  // of the matmul family: measured against the SGEMM peak
   int64_t calls = 0;
   double ms_per_step = 0;
   double flops = 0, bytes = 0;  // per call
   double gflops = 0, gbps = 0;
-  double ratio = 0;       // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
-  double ratio_blas = 0;  // contractions: GFLOP/s over the BLAS's SGEMM (0 when that was not measured)
-  double share = 0;       // of the step's summed kernel time
+  double ratio = 0;  // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
+  double ratio_blas = 0;  // contractions: GFLOP/s over the BLAS's SGEMM (0 when not measured)
+  double share = 0;  // of the step's summed kernel time
 };
 
 struct Throughput {
@@ -98,10 +98,10 @@ struct ModelResult {
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
   int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
-  double unplanned_bytes = 0;               // every value of the training graph held at once
-  int64_t peak_rss_bytes = 0;               // resident-set high-water mark while this model ran...
-  bool peak_rss_since_model = false;        // ...or, when false, of the whole process so far
-  std::vector<KernelRow> kernels;           // training step, JIT only, in plan order
+  double unplanned_bytes = 0;         // every value of the training graph held at once
+  int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
+  bool peak_rss_since_model = false;  // ...or, when false, of the whole process so far
+  std::vector<KernelRow> kernels;     // training step, JIT only, in plan order
 };
 
 /// Compiles and times `model`'s training step and inference plan.
