@@ -97,6 +97,9 @@ struct ModelResult {
   Throughput train, inference;
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
+  // Processor time of the two (JIT, all threads): what they take on a quiet machine, spread
+  // over the cores they use.
+  double compile_train_cpu_seconds = 0, compile_train_cached_cpu_seconds = 0;
   int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
   double unplanned_bytes = 0;         // every value of the training graph held at once
   int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
