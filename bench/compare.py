@@ -9,6 +9,11 @@ steps), so a burst of load on the machine hits both sides alike and is voted out
 column is the system's 1-minute load average as dagger bench saw it (median over rounds): above
 the thread count, other programs shared the cores and every figure in the row is disturbed.
 Run it with Debian's python3 (/usr/bin/python3), which sees python3-torch.
+
+Below the table: the yardsticks dagger bench measured in each configuration (its JIT's SGEMM
+peak and OpenBLAS's SGEMM through PyTorch, both 1024^3 at the configuration's thread count, in
+alternating rounds inside dagger bench), and every contraction kernel of each training step with
+its GFLOP/s as a fraction of both (medians over rounds).
 """
 import argparse
 import json
@@ -33,6 +38,44 @@ def by_model(report):
     return {m["model"]: m for m in report["models"]}
 
 
+def median_or_none(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def percent(value):
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def print_yardsticks(raw):
+    """The SGEMM yardsticks of each (batch, threads) configuration, and every contraction's
+    fraction of both, medians over the configuration's rounds."""
+    configurations = sorted({(r["batch"], r["threads"]) for r in raw})
+    for batch, threads in configurations:
+        runs = [r["dagger"] for r in raw if (r["batch"], r["threads"]) == (batch, threads)]
+        jit = statistics.median(m["machine"]["sgemm"]["peak_gflops"] for m in runs)
+        blas = median_or_none(m["machine"]["blas_sgemm"]["gflops"] for m in runs)
+        n = runs[0]["machine"]["sgemm"]["n"]
+        if blas is None:
+            why = runs[0]["machine"]["blas_sgemm"].get("not_measured", "")
+            blas_text = f"OpenBLAS through PyTorch not measured: {why}"
+        else:
+            blas_text = f"OpenBLAS through PyTorch {blas:.1f} GFLOP/s ({runs[0]['machine']['blas_sgemm']['library']})"
+        print(f"\nbatch {batch}, {threads} thread(s): SGEMM {n}^3 through dagger's JIT {jit:.1f} GFLOP/s, {blas_text}")
+        print(f"  {'model':<8} {'contraction kernel (training step)':<44} {'GFLOP/s':>8} {'of JIT':>7} {'of BLAS':>7}")
+        for model in runs[0]["models"]:
+            name = model["model"]
+            for kernel in model["kernels"]:
+                if not kernel["contraction"]:
+                    continue
+                same = [k for m in runs for mm in m["models"] if mm["model"] == name
+                        for k in mm["kernels"] if k["key"] == kernel["key"]]
+                gflops = statistics.median(k["gflops"] for k in same)
+                print(f"  {name:<8} {kernel['name'][:44]:<44} {gflops:>8.1f} "
+                      f"{percent(statistics.median(k['ratio'] for k in same)):>7} "
+                      f"{percent(median_or_none(k.get('ratio_of_blas_sgemm') for k in same)):>7}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["shallow", "mlp512", "mlp2048", "cnn3", "rescnn"])
@@ -51,6 +94,7 @@ def main():
 
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its best kernel for this CPU
+    env.setdefault("DAGGER_PYTHON", sys.executable)  # dagger bench times OpenBLAS through this Python's torch
     common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     rows, raw = [], []
     for batch in args.batch:
@@ -88,6 +132,7 @@ def main():
         print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
         for line in lines:
             print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
+    print_yardsticks(raw)
     if args.save:
         with open(args.save, "w") as out:
             json.dump({"rows": rows, "runs": raw}, out)

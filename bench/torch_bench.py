@@ -9,6 +9,11 @@ on the mean softmax cross-entropy. Inputs are random images [B, 1, 28, 28] and l
 seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
 the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
 `steps` steps are timed and the median images/s is reported, as JSON on stdout.
+
+With --sgemm N instead of models, it times torch.mm of two random float32 N x N matrices (the
+BLAS PyTorch was built with: OpenBLAS for Debian's python3-torch) at --threads threads, the best
+of as many calls as fit in 0.4 s (at least three), as `dagger bench` times its own JIT SGEMM; it
+prints one JSON line, and `dagger bench` runs it as a child to report the BLAS beside the JIT.
 """
 import argparse
 import json
@@ -33,7 +38,11 @@ for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 # waiting unless the caller chose: on a quiet machine, try OMP_WAIT_POLICY=ACTIVE as well.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import torch  # noqa: E402
+try:
+    import torch  # noqa: E402
+except ImportError as error:  # dagger bench shows this line as the reason it has no BLAS figure
+    sys.exit(f"torch_bench: PyTorch is not installed for {sys.executable} ({error}); "
+             "scripts/install-bench-deps.sh installs it")
 from torch import nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -182,9 +191,43 @@ def bench(name, args):
     return {"model": name, "batch": args.batch, "threads": args.threads, "train": train, "inference": inference}
 
 
+def blas_name():
+    """The BLAS library this process has loaded (Debian's torch says BLAS_INFO=generic and gets
+    libblas.so.3 from the alternatives: libopenblasp-r0.3.21.so with libopenblas0-pthread), else
+    what torch's build says."""
+    try:
+        with open("/proc/self/maps") as maps:
+            loaded = {os.path.basename(line.split()[-1]) for line in maps if "openblas" in line.lower()}
+        libraries = sorted(name for name in loaded if name.startswith("libopenblas"))
+        if libraries:
+            return libraries[0]
+    except OSError:
+        pass
+    for item in torch.__config__.show().replace("\n", ",").split(","):
+        if item.strip().startswith("BLAS_INFO="):
+            return item.strip()
+    return "unknown"
+
+
+def sgemm(n, threads):
+    """GFLOP/s of torch.mm on n x n float32 matrices: the best call within the budget."""
+    generator = torch.Generator().manual_seed(1)
+    a = torch.rand(n, n, generator=generator) * 2 - 1
+    b = torch.rand(n, n, generator=generator) * 2 - 1
+    c = torch.mm(a, b)  # warm the caches, the pages and the BLAS's thread pool
+    best, calls, t0 = float("inf"), 0, time.perf_counter()
+    while calls < 3 or (time.perf_counter() - t0 < 0.4 and calls < 50):
+        start = time.perf_counter()
+        torch.mm(a, b, out=c)
+        best = min(best, time.perf_counter() - start)
+        calls += 1
+    return {"n": n, "threads": threads, "calls": calls, "gflops": 2.0 * n ** 3 / best * 1e-9}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help=" | ".join(MODELS))
+    parser.add_argument("models", nargs="*", help=" | ".join(MODELS))
+    parser.add_argument("--sgemm", type=int, metavar="N", help="time torch.mm of N x N matrices instead of models")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
@@ -192,6 +235,17 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    if args.sgemm is not None:
+        if args.models or args.sgemm < 1 or args.threads < 1:
+            parser.error("--sgemm takes no models, and N and --threads must be at least 1")
+        torch.set_num_threads(args.threads)
+        figure = sgemm(args.sgemm, args.threads)  # first: it loads the BLAS
+        print(json.dumps({"torch": torch.__version__, "blas": blas_name(),
+                          "env": {v: os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")},
+                          "sgemm": figure}), flush=True)
+        return
+    if not args.models:
+        parser.error("name at least one model, or pass --sgemm N")
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         parser.error(f"unknown model {', '.join(unknown)} (valid: {', '.join(MODELS)})")

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/iteration.h"
 
 namespace dagger {
@@ -13,10 +14,8 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-/// Floats of one panel slice: with the tile's A values it should stay in a 32 KiB L1.
-constexpr int64_t kSliceFloats = 4096;
-
-/// The largest A packed whole into each thread's scratch (8 MiB).
+/// The largest A packed whole into each thread's scratch (8 MiB): a bound on the scratch's
+/// memory, not a cache fit, so not derived from the host's caches (host_tuning.h).
 constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 
 /// The accumulators plus one B vector per column vector and one broadcast of A must fit in
@@ -227,8 +226,11 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
     l.a_offset = ceil_div(l.scratch_floats, 16) * 16;  // 64-byte aligned
     l.scratch_floats = l.a_offset + a_floats;
   }
+  // Floats of one panel slice: with the tile's A values it should stay in L1 (host_tuning.h).
+  const int64_t slice_floats = host_tuning().slice_floats;
   const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
-  l.k_slice = s.k_dims.empty() ? 1 : std::clamp<int64_t>(kSliceFloats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
+  l.k_slice =
+      s.k_dims.empty() ? 1 : std::clamp<int64_t>(slice_floats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
   return l;
 }
 

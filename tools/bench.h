@@ -1,13 +1,15 @@
 #pragma once
 /// `dagger bench`: the machine's own yardsticks (SGEMM through the JIT, FMA throughput, a
-/// streaming copy), per-model training and inference throughput, and a per-kernel table
-/// measured against those yardsticks; plus baselines of per-kernel ratios for `--check`.
+/// streaming copy) and an external one (OpenBLAS's SGEMM through PyTorch), per-model training
+/// and inference throughput, and a per-kernel table measured against those yardsticks; plus
+/// baselines of per-kernel ratios for `--check`.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "dagger/autodiff/step.h"
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/runtime/executor.h"
 
 namespace dagger::bench {
@@ -33,14 +35,34 @@ struct Machine {
   double gemm_one_plan_gflops = 0;    // one JIT plan compiled with `threads`
   double gemm_concurrent_gflops = 0;  // `threads` 1-thread plans at once (0 when threads == 1)
   double sgemm_peak_gflops = 0;       // the better of the two: what kernels are measured against
+  int sgemm_rounds = 0;               // rounds alternating the JIT's SGEMMs and the BLAS's; figures are medians
+  double blas_sgemm_gflops = 0;       // PyTorch's BLAS (OpenBLAS on Debian), gemm_n^3 at `threads`; 0: not measured
+  std::string blas_library;           // "torch 1.13.0a0, BLAS libopenblasp-r0.3.21.so"
+  std::string blas_not_measured;      // why there is no BLAS figure ("" when there is one)
   std::string fma_isa;                // "avx512f", "avx2+fma" or "" when neither is present
   double fma_peak_gflops = 0;         // independent FMA chains in registers, on `threads` threads
   double copy_bytes_per_thread = 0;   // buffer each thread copies
   double copy_gbps = 0;               // bytes read + written per second, on `threads` threads
   double load_average = -1;           // the system's 1-minute load average before measuring
+  HostTuning tuning;                  // the caches the JIT's blocking sizes were derived from
 };
 
-/// Measures the machine at `threads` threads (about two seconds).
+/// One SGEMM figure of the BLAS PyTorch uses, from `bench/torch_bench.py --sgemm` run as a child
+/// by $DAGGER_PYTHON (python3 from PATH when unset), without OPENBLAS_CORETYPE.
+struct BlasSgemm {
+  double gflops = 0;         // 0 when not measured
+  std::string library;       // what the child reported: torch's version and BLAS
+  std::string not_measured;  // why there is no figure: no Python, no PyTorch, no script, bad output
+};
+
+/// Times n^3 SGEMM through PyTorch at `threads` threads (a few seconds, most of it importing torch).
+BlasSgemm measure_blas_sgemm(int64_t n, int threads);
+
+/// The median of `values` (the mean of the middle two of an even count); `values` not empty.
+double median(std::vector<double> values);
+
+/// Measures the machine at `threads` threads (a few seconds, most of it importing PyTorch
+/// for the BLAS yardstick).
 Machine measure_machine(int threads);
 
 /// One row of the per-kernel table: a compiled kernel.
@@ -54,6 +76,7 @@ struct KernelRow {
   double flops = 0, bytes = 0;  // per call
   double gflops = 0, gbps = 0;
   double ratio = 0;  // GFLOP/s over the SGEMM peak (contractions) or GB/s over the copy bandwidth
+  double ratio_blas = 0;  // contractions: GFLOP/s over the BLAS's SGEMM (0 when not measured)
   double share = 0;  // of the step's summed kernel time
 };
 
@@ -74,6 +97,9 @@ struct ModelResult {
   Throughput train, inference;
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
+  // Processor time of the two (JIT, all threads): what they take on a quiet machine, spread
+  // over the cores they use.
+  double compile_train_cpu_seconds = 0, compile_train_cached_cpu_seconds = 0;
   int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
   double unplanned_bytes = 0;         // every value of the training graph held at once
   int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...

@@ -28,12 +28,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 Tensor scalar_tensor(float v) {
   Tensor t = Tensor::from_shape({});
   t() = v;
@@ -67,7 +61,17 @@ struct Compiled {
   JitExecutable* jit = nullptr;  // the same object when the executor is the JIT
   double seconds = 0;            // cold: every kernel through LLVM
   double cached_seconds = 0;     // JIT only: the same plan again, its kernels from the disk cache
+  // JIT only: processor time of the cold compilation and of the one from the disk cache, all threads
+  double cpu_seconds = 0, cached_cpu_seconds = 0;
 };
+
+/// Processor time (user + system) this process has used so far, all its threads.
+double process_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * t.tv_usec; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 /// Points the JIT's disk cache at a fresh folder for as long as it lives, so that the first
 /// compilation is cold whatever earlier runs left in the user's cache. The folder is made by
@@ -103,11 +107,15 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
     JitOptions options;
     options.threads = config.threads;
     FreshKernelCache cache;
+    const double cpu0 = process_cpu_seconds();
     compile_jit(g, options);
     c.seconds = seconds_since(t0);
+    c.cpu_seconds = process_cpu_seconds() - cpu0;
     const Clock::time_point t1 = Clock::now();
+    const double cpu1 = process_cpu_seconds();
     auto jit = compile_jit(g, options);
     c.cached_seconds = seconds_since(t1);
+    c.cached_cpu_seconds = process_cpu_seconds() - cpu1;
     c.jit = jit.get();
     c.exe = std::move(jit);
     return c;
@@ -197,6 +205,7 @@ std::vector<KernelRow> kernel_rows(const Graph& g, const JitExecutable& exe, int
     }
     const double yardstick = row.contraction ? machine.sgemm_peak_gflops : machine.copy_gbps;
     if (yardstick > 0) row.ratio = (row.contraction ? row.gflops : row.gbps) / yardstick;
+    if (row.contraction && machine.blas_sgemm_gflops > 0) row.ratio_blas = row.gflops / machine.blas_sgemm_gflops;
     total += row.ms_per_step;
     rows.push_back(std::move(row));
   }
@@ -227,6 +236,12 @@ int64_t peak_rss_bytes(bool since_reset) {
 
 }  // namespace
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 ModelResult measure_model(const std::string& name, const ModelFn& model, const BenchConfig& config,
                           const Machine& machine) {
   ModelResult r;
@@ -244,6 +259,8 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   Compiled step = compile(train, config);
   r.compile_train_seconds = step.seconds;
   r.compile_train_cached_seconds = step.cached_seconds;
+  r.compile_train_cpu_seconds = step.cpu_seconds;
+  r.compile_train_cached_cpu_seconds = step.cached_cpu_seconds;
   if (step.jit) r.arena_bytes = step.jit->arena_bytes();
   r.train = time_steps(train, step, state, config);
   if (step.jit) r.kernels = kernel_rows(train, *step.jit, int64_t{config.repeats} * config.steps, machine);

@@ -34,7 +34,14 @@ nlohmann::json to_json(const KernelRow& k) {
           {"gbps", k.gbps},
           {"ratio", k.ratio},
           {"ratio_of", k.contraction ? "sgemm_peak" : "copy_bandwidth"},
+          {"ratio_of_blas_sgemm", k.ratio_blas > 0 ? nlohmann::json(k.ratio_blas) : nlohmann::json()},
           {"share", k.share}};
+}
+
+/// The BLAS's SGEMM: its figure, or why there is none.
+nlohmann::json blas_json(const Machine& m) {
+  if (m.blas_sgemm_gflops <= 0) return {{"gflops", nullptr}, {"not_measured", m.blas_not_measured}};
+  return {{"n", m.gemm_n}, {"gflops", m.blas_sgemm_gflops}, {"library", m.blas_library}, {"rounds", m.sgemm_rounds}};
 }
 
 /// Milliseconds per training step spent inside the profiled kernels.
@@ -63,7 +70,14 @@ nlohmann::json to_json(const Machine& m) {
            {{"n", m.gemm_n},
             {"one_plan_gflops", m.gemm_one_plan_gflops},
             {"concurrent_one_thread_plans_gflops", m.gemm_concurrent_gflops},
-            {"peak_gflops", m.sgemm_peak_gflops}}},
+            {"peak_gflops", m.sgemm_peak_gflops},
+            {"rounds", m.sgemm_rounds}}},
+          {"blas_sgemm", blas_json(m)},
+          {"host_tuning",
+           {{"l1d_bytes", m.tuning.used.l1d_bytes},
+            {"l2_bytes", m.tuning.used.l2_bytes},
+            {"source", m.tuning.source},
+            {"gemm_slice_floats", m.tuning.slice_floats}}},
           {"fma", {{"isa", m.fma_isa}, {"peak_gflops", m.fma_peak_gflops}}},
           {"copy", {{"bytes_per_thread", m.copy_bytes_per_thread}, {"gbps", m.copy_gbps}}}};
 }
@@ -80,6 +94,8 @@ nlohmann::json to_json(const ModelResult& r) {
           {"compile_seconds",
            {{"train", r.compile_train_seconds},
             {"train_from_cache", r.compile_train_cached_seconds},
+            {"train_cpu", r.compile_train_cpu_seconds},
+            {"train_from_cache_cpu", r.compile_train_cached_cpu_seconds},
             {"inference", r.compile_inference_seconds}}},
           {"memory",
            {{"planned_bytes", r.arena_bytes},
@@ -104,8 +120,16 @@ void print_machine(const Machine& m) {
     fmt::print("  SGEMM {}^3, {} one-thread plans at once:          {:8.1f} GFLOP/s\n", m.gemm_n, m.threads,
                m.gemm_concurrent_gflops);
   fmt::print("  SGEMM peak (the better; contractions below):     {:8.1f} GFLOP/s\n", m.sgemm_peak_gflops);
+  if (m.blas_sgemm_gflops > 0)
+    fmt::print("  SGEMM {}^3 through PyTorch's BLAS ({}):  {:8.1f} GFLOP/s\n", m.gemm_n, m.blas_library,
+               m.blas_sgemm_gflops);
+  else
+    fmt::print("  SGEMM through PyTorch's BLAS (OpenBLAS): not measured: {}\n", m.blas_not_measured);
+  fmt::print("  (SGEMM figures: medians of {} rounds alternating the JIT and the BLAS)\n", m.sgemm_rounds);
   if (!m.fma_isa.empty())
     fmt::print("  FMA throughput in registers ({}):          {:8.1f} GFLOP/s\n", m.fma_isa, m.fma_peak_gflops);
+  fmt::print("  caches: L1d {} KiB, L2 {} KiB ({}); GEMM panel slice {} floats (codegen/host_tuning.h)\n",
+             m.tuning.used.l1d_bytes / 1024, m.tuning.used.l2_bytes / 1024, m.tuning.source, m.tuning.slice_floats);
   fmt::print("  streaming copy, {:.0f} MiB per thread (read+write): {:8.1f} GB/s\n", m.copy_bytes_per_thread / kMiB,
              m.copy_gbps);
 }
@@ -115,21 +139,25 @@ void print_model(const ModelResult& r) {
              r.executor);
   fmt::print("  train     {}\n", throughput_line(r.train));
   fmt::print("  inference {}\n", throughput_line(r.inference));
-  fmt::print("  compile   training plan {:.2f} s cold, {:.2f} s from the disk cache; inference plan {:.2f} s cold\n",
-             r.compile_train_seconds, r.compile_train_cached_seconds, r.compile_inference_seconds);
+  fmt::print(
+      "  compile   training plan {:.2f} s cold, {:.2f} s from the disk cache (processor time {:.2f} s and {:.2f} s); "
+      "inference plan {:.2f} s cold\n",
+      r.compile_train_seconds, r.compile_train_cached_seconds, r.compile_train_cpu_seconds,
+      r.compile_train_cached_cpu_seconds, r.compile_inference_seconds);
   fmt::print("  memory    planned arena {:.1f} MiB (every value at once would be {:.1f} MiB), peak RSS {:.1f} MiB{}\n",
              static_cast<double>(r.arena_bytes) / kMiB, r.unplanned_bytes / kMiB,
              static_cast<double>(r.peak_rss_bytes) / kMiB, r.peak_rss_since_model ? "" : " (whole process)");
   if (r.kernels.empty()) return;
-  fmt::print("\n  {:<34} {:>6} {:>9} {:>6} {:>9} {:>8} {:>7}  {}\n", "kernel (training step)", "calls", "ms/step",
-             "share", "GFLOP/s", "GB/s", "ratio", "ops");
+  fmt::print("\n  {:<34} {:>6} {:>9} {:>6} {:>9} {:>8} {:>7} {:>7}  {}\n", "kernel (training step)", "calls", "ms/step",
+             "share", "GFLOP/s", "GB/s", "ratio", "of BLAS", "ops");
   std::vector<const KernelRow*> rows;
   for (const KernelRow& k : r.kernels) rows.push_back(&k);
   std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->ms_per_step > b->ms_per_step; });
   for (const KernelRow* k : rows) {
     const std::string ratio = fmt::format("{:.1f}%{}", 100 * k->ratio, k->contraction ? "pk" : "bw");
-    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7}  {}\n", k->name, k->calls, k->ms_per_step,
-               100 * k->share, k->gflops, k->gbps, ratio, k->ops);
+    const std::string of_blas = k->ratio_blas > 0 ? fmt::format("{:.1f}%", 100 * k->ratio_blas) : "-";
+    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7} {:>7}  {}\n", k->name, k->calls,
+               k->ms_per_step, 100 * k->share, k->gflops, k->gbps, ratio, of_blas, k->ops);
   }
   const double inside = kernel_ms(r);
   fmt::print(

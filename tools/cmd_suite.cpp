@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/jit.h"
 #include "dagger/runtime/atomic_file.h"
 #include "dagger/suite/run.h"
@@ -52,6 +53,10 @@ nlohmann::json provenance() {
           {"jit_cpu", target.cpu},
           {"vector_width", target.vector_width},
           {"hardware_threads", std::thread::hardware_concurrency()},
+          {"cache_l1d_bytes", host_tuning().used.l1d_bytes},
+          {"cache_l2_bytes", host_tuning().used.l2_bytes},
+          {"cache_source", host_tuning().source},
+          {"gemm_slice_floats", host_tuning().slice_floats},
           {"host", command_output("uname -srm 2>/dev/null")}};
 }
 

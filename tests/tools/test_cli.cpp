@@ -175,6 +175,7 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
     CHECK(model[phase]["flops_per_step"].get<double>() > 0);
   }
   CHECK(model["compile_seconds"]["train"].get<double>() > 0);
+  CHECK(model["compile_seconds"]["train_cpu"].get<double>() > 0);
   CHECK(model["memory"]["unplanned_upper_bound_bytes"].get<double>() > 0);
   CHECK(model["memory"]["peak_rss_bytes"].get<double>() > 0);
   REQUIRE(!model["kernels"].empty());

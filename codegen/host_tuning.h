@@ -1,0 +1,50 @@
+#pragma once
+/// Code-generation sizes derived from the host's caches rather than tuned on one machine.
+///
+/// The GEMM every contraction lowers to walks the reduction's outer axis a slice at a time, so
+/// that the packed panel's slice (plus the register tile's A values) stays in L1 while every
+/// row tile of the item runs over it. The slice's length in floats is
+///
+///     slice_floats = clamp(largest power of two <= L1d / 2, 4 KiB, 64 KiB) / 4
+///
+/// half the L1 data cache for the panel, the other half for A's values and C's tile; a power of
+/// two so that hosts whose L1d differs by a little (32 KiB, 48 KiB) get the same code. 32 and
+/// 48 KiB both give 4096 floats, the constant this replaced. The slice length changes code, not
+/// results: partial sums go through C in float between slices, in the same order of k.
+///
+/// The cache sizes come from cpu0's sysfs description (cache/index*/level, type, size); a level
+/// that is missing or unreadable falls back to 32 KiB L1d and 1 MiB L2 (the smallest of the
+/// x86-64 machines dagger is tuned for), and the source says so. L2 is read and reported but
+/// no size depends on it yet.
+#include <cstdint>
+#include <string>
+
+namespace dagger {
+
+/// The host's data caches as far as they are known.
+struct CacheSizes {
+  int64_t l1d_bytes = 0;  // 0: unknown
+  int64_t l2_bytes = 0;   // 0: unknown
+};
+
+/// Reads the level-1 data (or unified) cache and the level-2 cache from a sysfs folder laid out
+/// like /sys/devices/system/cpu/cpu0/cache: index*/level ("1"), type ("Data", "Unified",
+/// "Instruction") and size ("48K", "2048K", "1M" or a plain byte count). A level whose files are
+/// missing or whose size does not parse as a positive size stays 0; never throws.
+CacheSizes read_cache_sizes(const std::string& sysfs_cache_dir);
+
+/// Sizes the emitters use, and where they came from.
+struct HostTuning {
+  CacheSizes measured;       // as read; zeros where unknown
+  CacheSizes used;           // with the fallbacks filled in
+  std::string source;        // "sysfs", or "sysfs, L2 fallback", "fallback (no sysfs cache description)", ...
+  int64_t slice_floats = 0;  // the GEMM's panel slice, see the formula above
+};
+
+/// The tuning for caches `measured` (zeros: unknown), following the formula above.
+HostTuning tuning_for(const CacheSizes& measured);
+
+/// The tuning for this host, read from sysfs once per process.
+const HostTuning& host_tuning();
+
+}  // namespace dagger

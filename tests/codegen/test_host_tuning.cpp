@@ -1,0 +1,91 @@
+// Sizes from the host's caches (codegen/host_tuning.h): the sysfs reader on fake cache folders,
+// its fallbacks, and the slice formula.
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "dagger/codegen/host_tuning.h"
+#include "support.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+/// One cache/indexN folder; an empty value leaves that file out.
+void write_index(const TempDir& dir, int n, const std::string& level, const std::string& type,
+                 const std::string& size) {
+  const std::filesystem::path index = dir.path / ("index" + std::to_string(n));
+  std::filesystem::create_directories(index);
+  for (const auto& [name, value] : {std::pair{"level", level}, {"type", type}, {"size", size}})
+    if (!value.empty()) std::ofstream(index / name) << value << "\n";
+}
+
+}  // namespace
+
+TEST_CASE("read_cache_sizes reads L1d and L2 from a sysfs cache folder") {
+  TempDir dir("sysfs");
+  write_index(dir, 0, "1", "Data", "48K");
+  write_index(dir, 1, "1", "Instruction", "64K");
+  write_index(dir, 2, "2", "Unified", "2048K");
+  write_index(dir, 3, "3", "Unified", "491520K");
+  const CacheSizes sizes = read_cache_sizes(dir.path.string());
+  CHECK(sizes.l1d_bytes == 48 * 1024);
+  CHECK(sizes.l2_bytes == 2048 * 1024);
+
+  const HostTuning t = tuning_for(sizes);
+  CHECK(t.source == "sysfs");
+  CHECK(t.used.l1d_bytes == 48 * 1024);
+  CHECK(t.slice_floats == 4096);  // half of 48 KiB rounded down to a power of two: 16 KiB
+}
+
+TEST_CASE("read_cache_sizes takes M suffixes and plain byte counts, and ignores the instruction cache") {
+  TempDir dir("sysfs");
+  write_index(dir, 0, "1", "Instruction", "32K");  // listed first: must not be taken for L1d
+  write_index(dir, 1, "1", "Unified", "65536");
+  write_index(dir, 2, "2", "Unified", "1M");
+  const CacheSizes sizes = read_cache_sizes(dir.path.string());
+  CHECK(sizes.l1d_bytes == 65536);
+  CHECK(sizes.l2_bytes == 1024 * 1024);
+  CHECK(tuning_for(sizes).slice_floats == 8192);
+}
+
+TEST_CASE("read_cache_sizes leaves a level unknown for odd or missing values, and the tuning falls back") {
+  TempDir dir("sysfs");
+  SECTION("junk, zero and negative sizes") {
+    const std::string odd = GENERATE("", "0K", "-48K", "48Q", "K", "lots", "99999999999999K");
+    write_index(dir, 0, "1", "Data", odd);
+    write_index(dir, 1, "2", "Unified", "1280K");
+    const CacheSizes sizes = read_cache_sizes(dir.path.string());
+    CHECK(sizes.l1d_bytes == 0);
+    CHECK(sizes.l2_bytes == 1280 * 1024);
+    const HostTuning t = tuning_for(sizes);
+    CHECK(t.source == "sysfs, L1d fallback");
+    CHECK(t.used.l1d_bytes == 32 * 1024);
+    CHECK(t.slice_floats == 4096);
+  }
+  SECTION("a folder without level or type files") {
+    write_index(dir, 0, "", "Data", "48K");
+    write_index(dir, 1, "2", "", "2048K");
+    const CacheSizes sizes = read_cache_sizes(dir.path.string());
+    CHECK(sizes.l1d_bytes == 0);
+    CHECK(sizes.l2_bytes == 0);
+  }
+  SECTION("no folder at all") {
+    const HostTuning t = tuning_for(read_cache_sizes((dir.path / "absent").string()));
+    CHECK(t.measured.l1d_bytes == 0);
+    CHECK(t.measured.l2_bytes == 0);
+    CHECK(t.source == "fallback (no sysfs cache description)");
+    CHECK(t.used.l1d_bytes == 32 * 1024);
+    CHECK(t.used.l2_bytes == 1024 * 1024);
+    CHECK(t.slice_floats == 4096);
+  }
+}
+
+TEST_CASE("the slice formula rounds half the L1d down to a power of two, within 4 to 64 KiB") {
+  const auto slice = [](int64_t l1d) { return tuning_for({.l1d_bytes = l1d, .l2_bytes = 1 << 20}).slice_floats; };
+  CHECK(slice(32 * 1024) == 4096);
+  CHECK(slice(48 * 1024) == 4096);
+  CHECK(slice(80 * 1024) == 8192);
+  CHECK(slice(4 * 1024) == 1024);               // 2 KiB, raised to the 4 KiB floor
+  CHECK(slice(int64_t{1} << 30) == 16 * 1024);  // 512 MiB, capped at 64 KiB
+}
