@@ -29,18 +29,14 @@ bool unresolved(const std::string& text) {
 /// A run of a sketch whose every field is known, as far as its trajectory goes; none otherwise.
 std::optional<RunConfig> sketch_config(const RunTemplate& t, const Profile& profile) {
   if (unresolved(t.model) || unresolved(t.optimizer) || unresolved(t.lr) || unresolved(t.momentum)) return {};
-  const Budget& b = profile.budget_for(t.model);
-  RunConfig c;
-  c.model = t.model;
+  RunConfig c = profile_run(t, profile);
   c.optimizer = t.optimizer;
-  c.lr = std::stod(t.lr);
-  c.momentum = std::stod(t.momentum);
-  c.batch = profile.batch;
-  c.train = b.train;
-  c.val = b.val;
-  c.test = b.test;
-  c.seed = profile.seed;
-  c.raw_pixels = t.raw_pixels;
+  try {
+    c.lr = std::stod(t.lr);
+    c.momentum = std::stod(t.momentum);
+  } catch (const std::exception&) {
+    return {};  // not a number: the suite refuses it when it configures the run
+  }
   return c;
 }
 

@@ -112,6 +112,19 @@ std::vector<std::map<std::string, std::string>> grid_combinations(const Experime
   return combos;
 }
 
+RunConfig profile_run(const RunTemplate& t, const Profile& profile) {
+  const Budget& b = profile.budget_for(t.model);
+  RunConfig c;
+  c.model = t.model;
+  c.batch = profile.batch;
+  c.train = b.train;
+  c.val = b.val;
+  c.test = b.test;
+  c.seed = profile.seed;
+  c.raw_pixels = t.raw_pixels;
+  return c;
+}
+
 std::vector<RunTemplate> sketch_runs(const Experiment& e) {
   if (e.run.model.empty()) return {};
   std::vector<RunTemplate> sketches;

@@ -37,6 +37,10 @@ RunTemplate apply_labels(RunTemplate run, const std::map<std::string, std::strin
 /// The grid's combinations, first axis slowest, values as declared (references unresolved).
 std::vector<std::map<std::string, std::string>> grid_combinations(const Experiment& experiment);
 
+/// A run of `run` as far as the profile sets it: model, batch, data slice (by the model's
+/// family), seed and pixel scale; the optimizer's fields, epochs and patience are left default.
+RunConfig profile_run(const RunTemplate& run, const Profile& profile);
+
 /// The runs of `experiment` before its references are resolved, in grid order: fields that
 /// wait on another experiment still hold "@Exx.name" (in the model too).
 std::vector<RunTemplate> sketch_runs(const Experiment& experiment);

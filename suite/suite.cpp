@@ -264,9 +264,7 @@ class Runner {
   RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
     const RunTemplate t = apply_labels(e.run, labels, e.id);
     const Profile& p = options_.profile;
-    const Budget& b = p.budget_for(t.model);
-    RunConfig c;
-    c.model = t.model;
+    RunConfig c = profile_run(t, p);
     c.optimizer = resolve(t.optimizer, e);
     c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
     c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
@@ -274,12 +272,6 @@ class Runner {
     c.patience = e.run.epochs > 0     ? 0
                  : t.patience.empty() ? p.default_patience
                                       : static_cast<int>(parse_number(resolve(t.patience, e), "patience", e.id));
-    c.batch = p.batch;
-    c.train = b.train;
-    c.val = b.val;
-    c.test = b.test;
-    c.seed = p.seed;
-    c.raw_pixels = t.raw_pixels;
     c.keep_last = p.keep_last && c.patience > 0;
     return c;
   }

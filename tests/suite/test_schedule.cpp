@@ -33,18 +33,12 @@ std::vector<Experiment> small_catalog() {
 /// A run of `e` as the suite would configure it, with the lr `lr`.
 RunConfig config_of(const Experiment& e, double lr, double momentum = 0) {
   const Profile p = testing::tiny_profile();
-  RunConfig c;
-  c.model = e.run.model;
+  RunConfig c = profile_run(e.run, p);
   c.optimizer = e.run.optimizer;
   c.lr = lr;
   c.momentum = momentum;
   c.epochs = e.run.epochs ? e.run.epochs : p.dense.max_epochs;
   c.patience = e.run.epochs ? 0 : 10;
-  c.batch = p.batch;
-  c.train = p.dense.train;
-  c.val = p.dense.val;
-  c.test = p.dense.test;
-  c.seed = p.seed;
   return c;
 }
 
