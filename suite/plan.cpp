@@ -83,13 +83,18 @@ bool same_trajectory(const Draft& a, const Draft& b, const Profile& profile) {
 std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const nlohmann::json* record,
                              const nlohmann::json& results, std::set<std::string>& keys_seen) {
   std::vector<Draft> drafts;
+  const auto combos = grid_combinations(e);
   if (record) {
     for (const auto& key : record->at("runs")) {
       const nlohmann::json& r = results.at("runs").at(key.get<std::string>());
       Draft d;
       d.config = RunConfig::from_json(r.at("config"));
       d.sketch.model = d.config->model;
-      const auto labels = r.at("grid").get<std::map<std::string, std::string>>();
+      // A run two experiments share is listed once, with the grid of the later one.
+      const size_t i = drafts.size();
+      const auto labels = r.at("experiment") == e.id || i >= combos.size()
+                              ? r.at("grid").get<std::map<std::string, std::string>>()
+                              : combos[i];
       // A key an earlier run holds is that run, reused.
       const bool reused = !keys_seen.insert(key.get<std::string>()).second;
       d.run.experiment = e.id;
@@ -100,7 +105,6 @@ std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const 
     }
     return drafts;
   }
-  const auto combos = grid_combinations(e);
   const std::vector<RunTemplate> sketches = sketch_runs(e);
   const Budget& b = profile.budget_for(e.run.model);
   const double images = b.train ? static_cast<double>(b.train) : kWholeTrainSplit;

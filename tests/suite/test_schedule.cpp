@@ -143,7 +143,8 @@ nlohmann::json timed_results(const std::vector<Experiment>& catalog) {
     const Row& r = rows[i];
     const std::string key = "run" + std::to_string(i);
     experiments[r.experiment]["runs"].push_back(key);
-    runs[key] = {{"config", config_of(catalog[r.experiment], r.lr, r.momentum).to_json()},
+    runs[key] = {{"experiment", catalog[r.experiment].id},
+                 {"config", config_of(catalog[r.experiment], r.lr, r.momentum).to_json()},
                  {"grid", r.grid},
                  {"train_seconds", r.seconds},
                  {"history", nlohmann::json::array({1, 2})},
