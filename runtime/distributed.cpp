@@ -77,7 +77,31 @@ class WorldCommunicator final : public Communicator {
 
   void barrier() const override { MPI_Barrier(MPI_COMM_WORLD); }
 
+  void send(const std::string& text, int to) const override {
+    MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, to, kMessageTag, MPI_COMM_WORLD);
+  }
+
+  std::optional<std::pair<int, std::string>> try_receive() const override {
+    int arrived = 0;
+    MPI_Status status;
+    MPI_Iprobe(MPI_ANY_SOURCE, kMessageTag, MPI_COMM_WORLD, &arrived, &status);
+    if (!arrived) return std::nullopt;
+    const int from = status.MPI_SOURCE;
+    return std::make_pair(from, receive_probed(status));
+  }
+
  private:
+  static constexpr int kMessageTag = 16;  // point-to-point messages (collectives match apart)
+
+  /// The message `status` (from MPI_Iprobe) describes.
+  static std::string receive_probed(MPI_Status& status) {
+    int length = 0;
+    MPI_Get_count(&status, MPI_CHAR, &length);
+    std::string text(static_cast<size_t>(length), '\0');
+    MPI_Recv(text.data(), length, MPI_CHAR, status.MPI_SOURCE, kMessageTag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return text;
+  }
+
   static void finalize() {
     int finalized = 0;
     MPI_Finalized(&finalized);

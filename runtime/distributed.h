@@ -4,7 +4,9 @@
 /// package needs no mpi.h. Every collective here gives bitwise the same result on every rank
 /// and from run to run: sums are taken in rank order, never in the order MPI picks.
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dagger {
@@ -28,6 +30,14 @@ class Communicator {
   virtual void broadcast(std::string& text, int root) const = 0;
   /// Returns when every rank has called it.
   virtual void barrier() const = 0;
+
+  // Point to point, for work handed out one piece at a time (the sharded suite's runs): only
+  // the two ranks named take part, and messages from one rank to another arrive in order.
+
+  /// Sends `text` to rank `to`.
+  virtual void send(const std::string& text, int to) const = 0;
+  /// The next message from any rank, with its sender, when one has arrived; none otherwise.
+  virtual std::optional<std::pair<int, std::string>> try_receive() const = 0;
 };
 
 /// Whether this libdagger was built with MPI (CMake option DAGGER_MPI).

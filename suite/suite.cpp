@@ -2,15 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <cassert>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <mutex>
 
 #include "dagger/autodiff/step.h"
 #include "dagger/graph/cost.h"
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
+#include "dagger/suite/plan.h"
 #include "dagger/suite/report.h"
+#include "dagger/suite/schedule.h"
 
 namespace dagger::suite {
 
@@ -117,14 +121,6 @@ struct Workload {
   }
 };
 
-size_t family(const std::string& model) { return model.starts_with("cnn") || model.starts_with("rescnn") ? 1 : 0; }
-
-/// Training-step FLOPs per image of a model (forward, backward and Adam at batch 64).
-double training_flops_per_image(const std::string& model) {
-  constexpr int64_t kBatch = 64;
-  return graph_cost(build_training_step(zoo::find(model).build, kBatch, OptimizerConfig{})).flops / kBatch;
-}
-
 class Runner {
  public:
   explicit Runner(const SuiteOptions& options) : options_(options) {
@@ -133,28 +129,65 @@ class Runner {
 
   SuiteResult run() {
     const auto t0 = Clock::now();
-    std::vector<const Experiment*> order = plan(*options_.experiments, options_.only);
-    size_t runs = 0;
-    std::vector<std::string> ids;
-    for (const Experiment* e : order) {
-      plan_workload(*e);
-      runs += grid_size(*e);
-      ids.push_back(e->id);
-    }
+    prepare();
     if (options_.progress)
       fmt::print(stderr, "suite ({} profile): {} experiments ({}), {} runs, at most {:.0f} training images; out {}\n",
-                 options_.profile.name, order.size(), fmt::join(ids, " "), runs, planned_images_, options_.out_dir);
+                 options_.profile.name, order_.size(), fmt::join(ids_, " "), runs_, planned_images_, options_.out_dir);
     fs::create_directories(options_.out_dir + "/runs");
-    result_.experiments.reserve(order.size());
-    for (const Experiment* e : order) {
-      result_.experiments.push_back(run_experiment(*e));
-      result_.by_id[e->id] = &result_.experiments.back();
+    const Communicator* ranks = options_.communicator;
+    if (options_.jobs > 1 || (ranks && ranks->size() > 1)) {
+      RunGraph graph(order_, options_.profile);
+      auto train = [this](RunId id, const RunConfig& c) { file_run(id, train_run(id, c)); };
+      const auto workers = ranks && ranks->size() > 1
+                               ? rank_workers(*ranks, train,
+                                              [this](RunId id, const RunConfig& c, const nlohmann::json& outcome) {
+                                                file_run(id, train_run(id, c, &outcome));
+                                              })
+                               : thread_workers(static_cast<size_t>(options_.jobs), train);
+      run_graph(
+          graph, *workers, [this](size_t p) { return begin_experiment(p); }, [this](size_t p) { end_experiment(p); });
+    } else {
+      for (size_t p = 0; p < order_.size(); ++p) {
+        const std::vector<RunConfig> configs = begin_experiment(p);
+        for (size_t i = 0; i < configs.size(); ++i) file_run({p, i}, train_run({p, i}, configs[i]));
+        end_experiment(p);
+      }
     }
     result_.wall_seconds = seconds_since(t0);
     return std::move(result_);
   }
 
+  /// On a rank other than 0: trains what rank 0 hands this rank, one line per run on stderr.
+  void serve() {
+    const bool progress = options_.progress;
+    options_.progress = false;  // this rank's ETA would see only its own runs
+    prepare();
+    fs::create_directories(options_.out_dir + "/runs");
+    const int rank = options_.communicator->rank();
+    serve_runs(*options_.communicator, [&](RunId id, const RunConfig& c) {
+      const auto t0 = Clock::now();
+      const RunRecord r = train_run(id, c);
+      if (progress)
+        fmt::print(stderr, "rank {}: [{} {}/{}] {} {} in {}\n", rank, order_[id.experiment]->id, id.index + 1,
+                   grid_size(*order_[id.experiment]), c.model, r.reused ? "reused" : "trained",
+                   format_duration(seconds_since(t0)));
+      return nlohmann::json{{"reused", r.reused}, {"rank", rank}};
+    });
+  }
+
  private:
+  /// The suite's order and its planned work, the same on every rank.
+  void prepare() {
+    order_ = plan(*options_.experiments, options_.only);
+    for (const Experiment* e : order_) {
+      plan_workload(*e);
+      runs_ += grid_size(*e);
+      ids_.push_back(e->id);
+    }
+    result_.experiments.resize(order_.size());  // filled in place: by_id points into it
+    started_.resize(order_.size());
+  }
+
   /// The data of one slice, loaded once.
   const Splits& data(size_t train, size_t val, size_t test, bool raw) {
     const std::string key = slice_key(train, val, test, raw, options_.profile.seed);
@@ -176,11 +209,7 @@ class Runner {
     return *slot;
   }
 
-  int epochs_for(const Experiment& e) const {
-    const Budget& b = options_.profile.budget_for(e.run.model);
-    if (e.run.epochs == 0) return b.max_epochs;
-    return b.fixed_epoch_cap > 0 ? std::min(e.run.epochs, b.fixed_epoch_cap) : e.run.epochs;
-  }
+  int epochs_for(const Experiment& e) const { return planned_epochs(e, options_.profile); }
 
   void plan_workload(const Experiment& e) {
     if (e.run.model.empty()) return;
@@ -190,37 +219,17 @@ class Runner {
     for (const std::string& model : planned_models(e)) {
       const double flops = images * flops_per_image(model);
       planned_flops_[e.id].push_back(flops);
-      work_.planned[family(e.run.model)][stops_early(e)] += flops;
+      work_.planned[model_family(e.run.model)][stops_early(e)] += flops;
     }
   }
 
   /// Whether the runs of `e` stop early (all but the fixed-length ones, E06 and E19).
   static bool stops_early(const Experiment& e) { return e.run.epochs <= 0; }
 
-  /// The model of each run of `e` as far as it is known before the suite starts: the grid's
-  /// placeholders filled with its literal values. A run whose model waits on another
-  /// experiment's result (E21's block dropout and head width) is priced as the zoo model of
-  /// its name (rescnn), or as mlp512 or cnn3.
-  std::vector<std::string> planned_models(const Experiment& e) const {
-    std::vector<std::string> models = {e.run.model};
-    for (const Axis& axis : e.grid) {
-      std::vector<std::string> next;
-      for (const std::string& m : models)
-        for (const std::string& v : axis.values) {
-          std::string filled = m;
-          const std::string hole = "{" + axis.name + "}";
-          if (const auto at = filled.find(hole); at != std::string::npos && !v.starts_with('@'))
-            filled.replace(at, hole.size(), v);
-          next.push_back(filled);
-        }
-      models = std::move(next);
-    }
-    for (std::string& m : models)
-      if (m.find('{') != std::string::npos) {
-        const std::string name = m.substr(0, m.find('('));
-        const bool named = std::ranges::any_of(zoo::entries(), [&](const zoo::Entry& z) { return z.name == name; });
-        m = named ? name : family(m) == 1 ? "cnn3" : "mlp512";
-      }
+  /// The model of each run of `e` as far as it is known before the suite starts (priced_model).
+  static std::vector<std::string> planned_models(const Experiment& e) {
+    std::vector<std::string> models;
+    for (const RunTemplate& run : sketch_runs(e)) models.push_back(priced_model(run.model));
     return models;
   }
 
@@ -246,47 +255,16 @@ class Runner {
 
   /// The grid's combinations, first axis slowest, with references resolved.
   std::vector<std::map<std::string, std::string>> expand(const Experiment& e) const {
-    std::vector<std::map<std::string, std::string>> combos = {{}};
-    for (const Axis& axis : e.grid) {
-      std::vector<std::map<std::string, std::string>> next;
-      for (const auto& c : combos)
-        for (const std::string& v : axis.values) {
-          auto d = c;
-          d[axis.name] = resolve(v, e);
-          next.push_back(std::move(d));
-        }
-      combos = std::move(next);
-    }
+    std::vector<std::map<std::string, std::string>> combos = grid_combinations(e);
+    for (auto& labels : combos)
+      for (auto& [name, value] : labels) value = resolve(value, e);
     return combos;
   }
 
   RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
-    RunTemplate t = e.run;
-    for (const auto& [name, value] : labels) {
-      if (name == "optimizer")
-        t.optimizer = value;
-      else if (name == "lr")
-        t.lr = value;
-      else if (name == "momentum")
-        t.momentum = value;
-      else if (name == "patience")
-        t.patience = value;
-      else if (name == "pixels")
-        t.raw_pixels = value == "raw";
-      else {
-        const std::string hole = "{" + name + "}";
-        const auto at = t.model.find(hole);
-        if (at == std::string::npos)
-          throw Error(
-              fmt::format("experiment {}: grid axis '{}' is neither a run field nor a placeholder of model '{}'", e.id,
-                          name, e.run.model));
-        t.model.replace(at, hole.size(), value);
-      }
-    }
+    const RunTemplate t = apply_labels(e.run, labels, e.id);
     const Profile& p = options_.profile;
-    const Budget& b = p.budget_for(t.model);
-    RunConfig c;
-    c.model = t.model;
+    RunConfig c = profile_run(t, p);
     c.optimizer = resolve(t.optimizer, e);
     c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
     c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
@@ -294,32 +272,34 @@ class Runner {
     c.patience = e.run.epochs > 0     ? 0
                  : t.patience.empty() ? p.default_patience
                                       : static_cast<int>(parse_number(resolve(t.patience, e), "patience", e.id));
-    c.batch = p.batch;
-    c.train = b.train;
-    c.val = b.val;
-    c.test = b.test;
-    c.seed = p.seed;
-    c.raw_pixels = t.raw_pixels;
     c.keep_last = p.keep_last && c.patience > 0;
     return c;
   }
 
-  RunContext context(const Experiment& e, size_t index, size_t count, const RunConfig& c, Clock::time_point& tick) {
+  /// How run `index` of `e` trains; its epochs add their FLOPs to `done` (guarded by mutex_).
+  /// Call it holding mutex_.
+  RunContext context(const Experiment& e, size_t index, size_t count, const RunConfig& c, Clock::time_point& tick,
+                     double& done) {
     RunContext ctx;
     ctx.runs_dir = options_.out_dir + "/runs";
     ctx.executor = options_.executor;
     ctx.threads = options_.threads;
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
-    const size_t f = family(c.model);
+    const size_t f = model_family(c.model);
     const bool stops = stops_early(e);
     const double flops =
         static_cast<double>(data(c.train, c.val, c.test, c.raw_pixels).train.size()) * flops_per_image(c.model);
-    ctx.on_epoch = [this, &e, index, count, c, f, stops, flops, &tick](const EpochStats& s) {
-      work_.epoch(f, stops, flops, seconds_since(tick));
+    ctx.on_epoch = [this, &e, index, count, c, f, stops, flops, &tick, &done](const EpochStats& s) {
+      {
+        const std::lock_guard lock(mutex_);
+        work_.epoch(f, stops, flops, seconds_since(tick));
+        done += flops;
+      }
       tick = Clock::now();
       if (options_.after_epoch) options_.after_epoch(c, s);
       if (!options_.progress) return;
+      const std::lock_guard lock(mutex_);
       fmt::print(
           stderr,
           "[{} {}/{}] {} epoch {}/{}  loss {:.4f}  val_loss {:.4f}  val_acc {:.4f}  {:.0f} img/s  | suite {:.0f}%  "
@@ -330,54 +310,89 @@ class Runner {
     return ctx;
   }
 
-  ExperimentResult run_experiment(const Experiment& e) {
-    const auto t0 = Clock::now();
-    ExperimentResult r;
+  /// The configurations of the runs of the experiment at `position` in the suite's order, its
+  /// references resolved (the experiments it references are derived).
+  std::vector<RunConfig> begin_experiment(size_t position) {
+    const Experiment& e = *order_[position];
+    const std::lock_guard lock(mutex_);
+    started_[position] = Clock::now();
+    ExperimentResult& r = result_.experiments[position];
     r.experiment = &e;
     if (options_.progress) fmt::print(stderr, "== {} {}\n", e.id, e.title);
     if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
-    if (!e.run.model.empty()) {
-      const auto combos = expand(e);
-      for (size_t i = 0; i < combos.size(); ++i) {
-        RunConfig c = configure(e, combos[i]);
-        const Splits& d = data(c.train, c.val, c.test, c.raw_pixels);
-        const double planned = static_cast<double>(d.train.size()) * c.epochs * flops_per_image(c.model);
-        const size_t f = family(c.model);
-        const bool stops = stops_early(e);
-        work_.planned[f][stops] += planned - planned_flops_.at(e.id).at(i);  // now that the model is known
-        const double done_before = work_.done[f][stops];
-        auto tick = Clock::now();
-        RunRecord record = run_or_reuse(c, {&d.train, &d.val, &d.test}, context(e, i, combos.size(), c, tick));
-        // Early stopping frees planned work; a reused run counts as done at its own length; the
-        // final evaluation counts as this run's time.
-        const int epochs = static_cast<int>(record.history.size());
-        const double reused = record.reused ? planned / std::max(1, c.epochs) * epochs : 0;
-        work_.finish(f, stops, planned, work_.done[f][stops] - done_before, reused, epochs, c.epochs);
-        if (!record.reused) work_.seconds[f] += seconds_since(tick);
-        if (record.reused) {
-          ++r.reused;
-          if (options_.progress)
-            fmt::print(stderr, "[{} {}/{}] {}: reusing the finished run in runs/{}{}\n", e.id, i + 1, combos.size(),
-                       c.model, record.key,
-                       record.key == c.key() ? "" : " (the same configuration, its model spelled another way)");
-        } else {
-          ++r.trained;
-          if (options_.progress && record.provenance.contains("continued"))
-            fmt::print(stderr, "[{} {}/{}] {}: carried on after the first {} epochs, trained by runs/{}\n", e.id, i + 1,
-                       combos.size(), c.model, record.provenance["continued"]["epochs"].get<int>(),
-                       record.provenance["continued"]["from"].get<std::string>());
-        }
-        r.runs.push_back({combos[i], std::move(record)});
-      }
+    std::vector<RunConfig> configs;
+    if (e.run.model.empty()) return configs;
+    for (const auto& labels : expand(e)) {
+      configs.push_back(configure(e, labels));
+      r.runs.push_back({labels, RunRecord{}});
     }
+    return configs;
+  }
+
+  /// Trains or reuses run `id`; several may train at once, each on its own thread. With
+  /// `remote`, another rank trained it (that rank's outcome): its finished record is loaded.
+  RunRecord train_run(RunId id, const RunConfig& c, const nlohmann::json* remote = nullptr) {
+    const Experiment& e = *order_[id.experiment];
+    const size_t count = grid_size(e);
+    const size_t f = model_family(c.model);
+    const bool stops = stops_early(e);
+    const Splits* d = nullptr;
+    double planned = 0, done = 0;
+    Clock::time_point tick;
+    RunContext ctx;
+    {
+      const std::lock_guard lock(mutex_);
+      d = &data(c.train, c.val, c.test, c.raw_pixels);
+      planned = static_cast<double>(d->train.size()) * c.epochs * flops_per_image(c.model);
+      work_.planned[f][stops] += planned - planned_flops_.at(e.id).at(id.index);  // now that the model is known
+      ctx = context(e, id.index, count, c, tick, done);
+    }
+    tick = Clock::now();
+    RunRecord record = run_or_reuse(c, {&d->train, &d->val, &d->test}, ctx);
+    const std::lock_guard lock(mutex_);
+    // Early stopping frees planned work; a reused run, or one another rank trained, counts as
+    // done at its own length; the final evaluation counts as this run's time.
+    const int epochs = static_cast<int>(record.history.size());
+    const double reused = record.reused ? planned / std::max(1, c.epochs) * epochs : 0;
+    work_.finish(f, stops, planned, done, reused, epochs, c.epochs);
+    if (!record.reused) work_.seconds[f] += seconds_since(tick);
+    if (remote) record.reused = remote->at("reused").get<bool>();
+    if (!options_.progress) return record;
+    if (remote && !record.reused)
+      fmt::print(stderr, "[{} {}/{}] {}: trained by rank {}\n", e.id, id.index + 1, count, c.model,
+                 remote->at("rank").get<int>());
+    else if (record.reused)
+      fmt::print(stderr, "[{} {}/{}] {}: reusing the finished run in runs/{}{}\n", e.id, id.index + 1, count, c.model,
+                 record.key, record.key == c.key() ? "" : " (the same configuration, its model spelled another way)");
+    else if (record.provenance.contains("continued"))
+      fmt::print(stderr, "[{} {}/{}] {}: carried on after the first {} epochs, trained by runs/{}\n", e.id,
+                 id.index + 1, count, c.model, record.provenance["continued"]["epochs"].get<int>(),
+                 record.provenance["continued"]["from"].get<std::string>());
+    return record;
+  }
+
+  /// Files the record of run `id` in its experiment's result.
+  void file_run(RunId id, RunRecord record) {
+    const std::lock_guard lock(mutex_);
+    ExperimentResult& r = result_.experiments[id.experiment];
+    ++(record.reused ? r.reused : r.trained);
+    r.runs[id.index].record = std::move(record);
+  }
+
+  /// Derives what the experiment at `position` publishes, its runs finished and the experiments
+  /// it depends on derived.
+  void end_experiment(size_t position) {
+    const Experiment& e = *order_[position];
+    const std::lock_guard lock(mutex_);
+    ExperimentResult& r = result_.experiments[position];
     derive(e, r);
-    r.wall_seconds = seconds_since(t0);
+    r.wall_seconds = seconds_since(started_[position]);
     result_.trained += r.trained;
     result_.reused += r.reused;
+    result_.by_id[e.id] = &r;
     if (options_.progress)
       fmt::print(stderr, "== {} done in {}: {} runs trained, {} reused\n", e.id, format_duration(r.wall_seconds),
                  r.trained, r.reused);
-    return r;
   }
 
   /// What an experiment publishes and measures once its runs are done.
@@ -445,6 +460,12 @@ class Runner {
   }
 
   SuiteOptions options_;
+  std::vector<const Experiment*> order_;    // the suite's order (plan())
+  std::vector<std::string> ids_;            // of order_
+  size_t runs_ = 0;                         // in every grid of order_
+  std::vector<Clock::time_point> started_;  // per experiment: when it expanded
+  // Guards what runs training at once share: the result, the data, the workload and stderr.
+  std::mutex mutex_;
   SuiteResult result_;
   Workload work_;
   double planned_images_ = 0;
@@ -460,6 +481,11 @@ std::string slice_key(size_t train, size_t val, size_t test, bool raw_pixels, ui
 }
 
 std::string slice_key(const RunConfig& c) { return slice_key(c.train, c.val, c.test, c.raw_pixels, c.seed); }
+
+void serve_suite_runs(const SuiteOptions& options) {
+  assert(options.communicator && options.communicator->rank() > 0);
+  Runner(options).serve();
+}
 
 SuiteResult run_suite(const SuiteOptions& options) {
   if (options.out_dir.empty()) throw Error("the suite needs an output folder");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dagger/runtime/data.h"
+#include "dagger/runtime/distributed.h"
 #include "dagger/suite/analysis.h"
 #include "dagger/suite/experiment.h"
 #include "dagger/suite/profile.h"
@@ -25,7 +26,13 @@ struct SuiteOptions {
   std::string out_dir;            ///< report, results.json and runs/<key>/ go here
   std::string data_dir = default_data_dir();
   ExecutorKind executor = ExecutorKind::jit;
-  int threads = 1;
+  int threads = 1;  ///< JIT threads of each run
+  /// Runs that train at once, each on its own thread with `threads` JIT threads (suite/schedule.h
+  /// orders them); 1 trains them one after another.
+  int jobs = 1;
+  /// With several ranks (mpirun): rank 0 calls run_suite, which hands runs to the other ranks
+  /// as well as training them itself; the others call serve_suite_runs. Null: this process only.
+  const Communicator* communicator = nullptr;
   nlohmann::json provenance;  ///< the build and machine (commit, LLVM, CPU, features), from the caller
   bool progress = true;       ///< progress lines and the ETA on stderr
   bool plots = true;          ///< draw the report's plots with gnuplot
@@ -73,6 +80,10 @@ struct SuiteResult {
 /// Runs the suite and writes the report into options.out_dir. Throws Error for an unknown
 /// experiment id, unreadable data or a run that fails.
 SuiteResult run_suite(const SuiteOptions& options);
+
+/// For ranks other than 0 of options.communicator: trains the runs rank 0's run_suite hands
+/// this rank, until it says stop. Call it with the options rank 0 has.
+void serve_suite_runs(const SuiteOptions& options);
 
 /// The data slice a run of `config` uses, as a key of SuiteResult::data.
 std::string slice_key(size_t train, size_t val, size_t test, bool raw_pixels, uint64_t seed);

@@ -10,9 +10,13 @@
 
 #include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/jit.h"
+#include "dagger/models/zoo.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/runtime/distributed.h"
+#include "dagger/suite/plan.h"
 #include "dagger/suite/run.h"
 #include "dagger/suite/suite.h"
+#include "tools/bench.h"
 #include "tools/cli.h"
 #include "tools/out_folder.h"
 
@@ -106,6 +110,56 @@ std::vector<std::string> split_ids(const std::string& text) {
   return ids;
 }
 
+/// "1,2,4" as machine counts; throws UsageError naming --machines otherwise.
+std::vector<int> parse_machines(const std::string& text) {
+  std::vector<int> counts;
+  for (const std::string& item : split_ids(text)) {
+    size_t used = 0;
+    int m = 0;
+    try {
+      m = std::stoi(item, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != item.size() || m < 1 || m > 100000)
+      throw UsageError(fmt::format("--machines: '{}' is not a machine count (1 to 100000)", item));
+    counts.push_back(m);
+  }
+  if (counts.empty()) throw UsageError("--machines needs at least one count, e.g. 1,2,4");
+  return counts;
+}
+
+/// FLOP/s of a training step of the family's yardstick model (mlp512, cnn3) at `threads` threads.
+double measure_family_rate(size_t family, int threads) {
+  const std::string model = family == 1 ? "cnn3" : "mlp512";
+  const bench::BenchConfig config{.threads = threads, .steps = 5, .warmup = 2, .repeats = 3};
+  fmt::print(stderr, "measuring {} training at {} threads for the estimates...\n", model, threads);
+  const bench::ModelResult r = bench::measure_model(model, zoo::find(model).build, config, bench::Machine{});
+  return r.train.gflops * 1e9;
+}
+
+/// --plan: the graph, critical path and makespans of the suite `options` describes, with the
+/// run times `from`/results.json recorded where it has them.
+void print_plan(const suite::SuiteOptions& options, const std::string& from, const std::vector<int>& machines,
+                int threads) {
+  const std::string path = from + "/results.json";
+  nlohmann::json results;
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    results = nlohmann::json::parse(in, nullptr, false);
+    if (results.is_discarded() || !results.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
+    if (results.value("profile", options.profile.name) != options.profile.name)
+      throw UsageError(fmt::format("--from: '{}' is a {} profile suite, the plan asks for {}; give --profile {}", path,
+                                   results.value("profile", ""), options.profile.name, results.value("profile", "")));
+    fmt::print("Run times: train_seconds recorded in {}\n", path);
+  } else {
+    fmt::print("Run times: none recorded ({} does not exist): every run estimated\n", path);
+  }
+  const suite::SuitePlan plan =
+      suite::build_plan(suite::plan(*options.experiments, options.only), options.profile, results,
+                        [threads](size_t family) { return measure_family_rate(family, threads); });
+  fmt::print("{}", suite::format_plan(plan, machines));
+}
+
 }  // namespace
 
 Run add_suite(CLI::App& app) {
@@ -113,7 +167,10 @@ Run add_suite(CLI::App& app) {
   struct Flags {
     std::string profile = "quick", only, out, executor = "jit", data = default_data_dir();
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int jobs = 1;
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
+    bool plan = false, distributed = false;
+    std::string machines = "1,2,4,8,16", from;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_flag("--list", f->list, "list the experiments: id, runs, slide title, what each uses");
@@ -127,6 +184,22 @@ Run add_suite(CLI::App& app) {
                   "worker threads of the JIT (default: every core; results do not depend on it)")
       ->check(kThreads)
       ->capture_default_str();
+  cmd->add_option("--jobs", f->jobs,
+                  "runs that train at once in this process, each with --threads JIT threads (uses jobs x threads "
+                  "cores; results do not depend on it)")
+      ->check(kThreads)
+      ->capture_default_str();
+  cmd->add_flag("--distributed", f->distributed,
+                "under mpirun: rank 0 hands runs to every rank (itself too) and writes the report; each rank trains "
+                "one run at a time with --threads threads");
+  cmd->add_flag("--plan", f->plan,
+                "train nothing: print the runs' dependency graph, its critical path and the makespan of --machines "
+                "machines, from the times a finished suite recorded (--from) or estimates");
+  cmd->add_option("--machines", f->machines, "with --plan: machine counts to simulate, e.g. 1,2,4,8,16")
+      ->capture_default_str();
+  cmd->add_option("--from", f->from,
+                  "with --plan: a suite folder whose results.json has the run times (default: --out's)")
+      ->check(kExistingFolder);
   cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
   cmd->add_flag(
       "--restore-best", f->restore_best,
@@ -141,6 +214,7 @@ Run add_suite(CLI::App& app) {
       fmt::print("{}", suite::list_experiments());
       return 0;
     }
+    if (!f->plan && !f->from.empty()) throw UsageError("--from needs --plan");
     suite::SuiteOptions o;
     o.profile = suite::profile(f->profile);
     o.profile.keep_last = !f->restore_best;
@@ -153,12 +227,26 @@ Run add_suite(CLI::App& app) {
       throw UsageError(e.what());
     }
     o.out_dir = f->out.empty() ? "runs/suite-" + f->profile : f->out;
+    if (f->plan) {
+      print_plan(o, f->from.empty() ? o.out_dir : f->from, parse_machines(f->machines), f->threads);
+      return 0;
+    }
     o.data_dir = f->data;
     o.executor = executor_kind(f->executor);
     o.threads = f->threads;
+    o.jobs = f->jobs;
     o.provenance = provenance();
     o.progress = !f->quiet;
     o.plots = !f->no_plots;
+    if (f->distributed) {
+      if (!mpi_built()) throw UsageError("--distributed: this dagger was built without MPI (see docs/scale-out.md)");
+      if (f->jobs > 1) throw UsageError("--jobs and --distributed: give one; under mpirun every rank is a job");
+      o.communicator = &mpi_world();
+      if (o.communicator->rank() > 0) {  // rank 0 holds the lock and writes the report
+        suite::serve_suite_runs(o);
+        return 0;
+      }
+    }
     const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
       require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});

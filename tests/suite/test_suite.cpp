@@ -1,16 +1,15 @@
 // The experiment suite's machinery on synthetic data: the running-min table, the ensemble,
 // dependency order, resuming after an interruption, and a report with every section.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <sstream>
 
 #include "dagger/suite/analysis.h"
 #include "dagger/suite/plot.h"
 #include "dagger/suite/report.h"
 #include "dagger/suite/suite.h"
+#include "suite/suite_support.h"
 #include "support.h"
 
 using namespace dagger;
@@ -18,40 +17,12 @@ using namespace dagger::suite;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using testing::error_of;
+using testing::read;
+using testing::synthetic;
 using testing::TempDir;
+using testing::tiny_options;
 
 namespace {
-
-/// Random images whose mean brightness depends on the class, so models learn a little.
-Dataset synthetic(size_t n, uint32_t seed, bool scale) {
-  Dataset d;
-  d.images = Tensor::from_shape({n, 1, 28, 28});
-  std::mt19937 rng(seed);
-  for (size_t i = 0; i < n; ++i) {
-    d.labels.push_back(static_cast<int>(i % 10));
-    for (size_t p = 0; p < 28 * 28; ++p) {
-      const float v = (static_cast<float>(rng() % 128) + 12.0f * static_cast<float>(i % 10)) / 255.0f;
-      d.images.data()[i * 28 * 28 + p] = scale ? v : std::round(v * 255.0f);
-    }
-  }
-  return d;
-}
-
-Splits synthetic_splits(const SplitOptions& o) {
-  auto size = [](size_t limit, size_t all) { return limit ? limit : all; };
-  return {synthetic(size(o.train_limit, 300), 1, o.scale), synthetic(size(o.val_limit, 100), 2, o.scale),
-          synthetic(size(o.test_limit, 100), 3, o.scale)};
-}
-
-/// A profile small enough for a test: every run is a few hundred images for one or two epochs.
-Profile tiny_profile() {
-  Profile p;
-  p.name = "tiny";
-  p.dense = {.train = 200, .val = 60, .test = 60, .max_epochs = 2, .fixed_epoch_cap = 3};
-  p.conv = {.train = 10, .val = 10, .test = 10, .max_epochs = 1, .fixed_epoch_cap = 1};
-  p.batch = 32;
-  return p;
-}
 
 /// The study's catalog with every layer width shrunk (2048 -> 40, ..., 32 -> 8), so that the
 /// whole suite trains in seconds; ids, titles, grids, references and shows stay as declared.
@@ -90,31 +61,12 @@ std::vector<Experiment> narrow_catalog() {
   return experiments;
 }
 
-SuiteOptions tiny_options(const std::string& out, std::vector<std::string> only) {
-  SuiteOptions o;
-  o.profile = tiny_profile();
-  o.only = std::move(only);
-  o.out_dir = out;
-  o.executor = ExecutorKind::reference;
-  o.progress = false;
-  o.load_data = synthetic_splits;
-  o.provenance = {{"git_commit", "test"}};
-  return o;
-}
-
 /// Runs on the reference executor, stored under `runs_dir`.
 RunContext reference_context(const fs::path& runs_dir) {
   RunContext context;
   context.runs_dir = runs_dir.string();
   context.executor = ExecutorKind::reference;
   return context;
-}
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -229,7 +181,7 @@ TEST_CASE("a run asked for under another spelling of its model reuses the finish
   CHECK(is_finished(b, context.runs_dir));
   const RunRecord same = run_or_reuse(b, {&train, &val, &test}, context);
   CHECK(same.reused);
-  CHECK(same.key == a.key());       // where its files are
+  CHECK(same.key == a.key());           // where its files are
   CHECK(same.config.model == b.model);  // what was asked for
   CHECK(same.test.accuracy == first.test.accuracy);
   CHECK(same.history.size() == first.history.size());

@@ -11,6 +11,7 @@
 
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/data.h"
+#include "suite/suite_support.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
@@ -136,4 +137,21 @@ TEST_CASE("a data-parallel run resumes with its rank count only, and --batch mus
   REQUIRE(more.status == 0);
   CHECK(dagger::testing::last_json_line(more.output)["resumed"] == true);
   CHECK(dagger::testing::last_json_line(more.output)["epochs_run"] == 2);
+}
+
+TEST_CASE("mpirun -np 2 dagger suite --distributed gives one process's results.json", "[mpi][slow]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
+  dagger::testing::TempDir dir("distributed-suite");
+  // References (E04 on E03), members (E05) and a run carrying on after another's epochs (E06).
+  const std::string suite = "suite --only E05,E06 --no-plots --threads 1 --out ";
+  REQUIRE(run_dagger(suite + dir.file("one") + " --quiet").status == 0);
+  const Outcome two = run_mpi(2, suite + dir.file("two") + " --distributed");
+  INFO(two.output);
+  REQUIRE(two.status == 0);
+  CHECK(dagger::testing::results_without_clock(dir.file("two/results.json")) ==
+        dagger::testing::results_without_clock(dir.file("one/results.json")));
+  // Rank 1 trained runs, which rank 0 reports as trained, not reused.
+  const nlohmann::json results = nlohmann::json::parse(dagger::testing::read(dir.file("two/results.json")));
+  for (const auto& [key, run] : results.at("runs").items()) CHECK(run.at("reused") == false);
+  CHECK_THAT(two.output, Catch::Contains("rank 1: [E03 ") && Catch::Contains(": trained by rank 1"));
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dagger/runtime/data.h"
+#include "suite/suite_support.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
@@ -35,4 +36,31 @@ TEST_CASE("a suite rerun with another executor or other data is refused, naming 
   const auto data = run_dagger(suite + " --data " + dir.file("other"));
   CHECK(data.status == 1);
   CHECK_THAT(data.output, Catch::Contains("holds runs trained with data = \"4 files, "));
+}
+
+// Experiments with references (E04 on E03's lr), members (E05) and a run that carries on after
+// another's epochs (E06 after E05's): the quick profile on Fashion-MNIST.
+TEST_CASE("dagger suite --jobs 2 gives one job's results.json, and --plan reads its times", "[cli][suite][slow]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
+  dagger::testing::TempDir dir("suite-jobs");
+  const std::string suite = "suite --only E05,E06 --no-plots --quiet --threads 1 --out ";
+  const auto one = run_dagger(suite + dir.file("one"));
+  REQUIRE(one.status == 0);
+  const auto two = run_dagger(suite + dir.file("two") + " --jobs 2");
+  INFO(two.output);
+  REQUIRE(two.status == 0);
+  CHECK(dagger::testing::results_without_clock(dir.file("two/results.json")) ==
+        dagger::testing::results_without_clock(dir.file("one/results.json")));
+
+  const auto plan = run_dagger("suite --plan --only E05,E06 --machines 1,2,13 --from " + dir.file("two"));
+  INFO(plan.output);
+  REQUIRE(plan.status == 0);
+  CHECK_THAT(plan.output, Catch::Contains("Run graph: 13 runs") && Catch::Contains("(13 recorded, 0 estimated *)"));
+  CHECK_THAT(plan.output, Catch::Contains("E04    4 runs") && Catch::Contains("after E03"));
+  CHECK_THAT(plan.output, Catch::Contains("same epochs: E06 after E05 lr=0.001"));
+  // An E03 run then an E04 run, or E05's lr=0.001 run then E06's, whichever took longer.
+  CHECK_THAT(plan.output, Catch::Contains("Critical path (2 runs") && Catch::Contains(" -> "));
+  const auto bad = run_dagger("suite --plan --machines 2,x");
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Catch::Contains("--machines: 'x' is not a machine count"));
 }
