@@ -265,7 +265,7 @@ Executable& Trainer::train_plan(int64_t batch) {
   if (!slot) {
     slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes,
                                                config_.label_smoothing),
-                           config_.executor, {config_.threads});
+                           config_.executor, {config_.threads, config_.conv_algo});
   }
   return *slot;
 }
@@ -274,7 +274,7 @@ Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
   if (!slot)
     slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
-                           config_.executor, {config_.threads});
+                           config_.executor, {config_.threads, config_.conv_algo});
   return *slot;
 }
 

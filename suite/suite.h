@@ -26,6 +26,8 @@ struct SuiteOptions {
   std::string data_dir = default_data_dir();
   ExecutorKind executor = ExecutorKind::jit;
   int threads = 1;
+  /// The JIT's 3x3 stride-1 convolutions: direct, winograd or auto (codegen/conv_algo.h).
+  ConvAlgo conv_algo = ConvAlgo::direct;
   nlohmann::json provenance;  ///< the build and machine (commit, LLVM, CPU, features), from the caller
   bool progress = true;       ///< progress lines and the ETA on stderr
   bool plots = true;          ///< draw the report's plots with gnuplot

@@ -102,6 +102,7 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
   if (config.executor == ExecutorKind::jit) {
     JitOptions options;
     options.threads = config.threads;
+    options.conv_algo = config.conv_algo;
     FreshKernelCache cache;
     compile_jit(g, options);
     c.seconds = seconds_since(t0);
@@ -114,6 +115,7 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
   } else {
     ExecutorOptions options;
     options.threads = config.threads;
+    options.conv_algo = config.conv_algo;
     c.exe = make_executable(g, config.executor, options);
   }
   c.seconds = seconds_since(t0);
