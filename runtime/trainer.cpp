@@ -391,7 +391,8 @@ nlohmann::json Trainer::training_options() const {
                             {"nesterov", opt.nesterov},
                             {"batch", config_.batch},
                             {"seed", config_.seed},
-                            {"executor", executor_name(config_.executor)}};
+                            {"executor", executor_name(config_.executor)},
+                            {"conv_algo", conv_algo_name(config_.conv_algo)}};
   if (config_.communicator) options["ranks"] = config_.communicator->size();
   if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
   return options;

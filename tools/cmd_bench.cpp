@@ -33,7 +33,7 @@ Run add_bench(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     bench::BenchConfig config;
-    std::string executor = "jit", check, save_baseline, conv_algo = "direct";
+    std::string executor = "jit", check, save_baseline, conv_algo = "auto";
     double tolerance = 0.2, min_share = 0.01;
     bool json = false;
   };

@@ -64,7 +64,7 @@ Run add_summary(CLI::App& app) {
 Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
-    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "direct";
+    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto";
     bool why = false;
     int64_t batch = 64;
   };

@@ -106,7 +106,7 @@ std::vector<std::string> split_ids(const std::string& text) {
 Run add_suite(CLI::App& app) {
   auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
   struct Flags {
-    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "direct";
+    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto";
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
   };

@@ -144,7 +144,7 @@ void print_per_class(const ClassificationReport& r) {
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo (on Fashion-MNIST unless --data says otherwise)");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states, conv_algo = "direct";
+    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states, conv_algo = "auto";
     TrainConfig config;
     DataFlags data;
     RecipeFlags recipe;
