@@ -442,6 +442,25 @@ WinogradConv winograd_conv(const Graph& g, const Node& anchor) {
   return {v.n, v.k, v.c, v.h, v.w, nullptr};
 }
 
+/// Emits the forward or data-gradient product by Winograd F(2x2,3x3), storing through the
+/// group's epilogue.
+void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
+                      const ConvOperands& operands) {
+  const Node& anchor = g.node(group.anchor);
+  WinogradConv w = winograd_conv(g, anchor);
+  if (conv_product(anchor) == ConvProduct::forward)
+    w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
+      return operands.filter_index(o, i, e.i64c(r), e.i64c(s));
+    };
+  else  // dx = dy correlated with w[k, c, 2 - r, 2 - s], from dy's channel k into dx's c
+    w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
+      return operands.filter_index(i, o, e.i64c(operands.v.r - 1 - r), e.i64c(operands.v.s - 1 - s));
+    };
+  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, [&](const StoreOutput& store) {
+    emit_winograd(e, w, operands.first, operands.second, kf.begin, kf.end, kf.args.back(), store);
+  });
+}
+
 }  // namespace
 
 GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads, ConvAlgo algo) {
@@ -464,20 +483,8 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
                               gemm_layout(p.sizes, e.width, e.threads).panel};
   p.c = kf.args[0];
-  const Conv& v = operands.v;
   if (choose_conv_algo(g, anchor, e.conv_algo).winograd) {
-    WinogradConv w = winograd_conv(g, anchor);
-    if (conv_product(anchor) == ConvProduct::forward)
-      w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
-        return operands.filter_index(o, i, e.i64c(r), e.i64c(s));
-      };
-    else  // dx = dy correlated with w[k, c, 2 - r, 2 - s], from dy's channel k into dx's c
-      w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
-        return operands.filter_index(i, o, e.i64c(v.r - 1 - r), e.i64c(v.s - 1 - s));
-      };
-    emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, [&](const StoreOutput& store) {
-      emit_winograd(e, w, operands.first, operands.second, kf.begin, kf.end, kf.args.back(), store);
-    });
+    emit_by_winograd(e, g, group, kf, operands);
     end_kernel(e);
     return;
   }

@@ -19,7 +19,6 @@ constexpr int64_t kSliceFloats = 4096;
 /// The largest A packed whole into each thread's scratch (8 MiB).
 constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 class GemmEmitter {

@@ -1,6 +1,7 @@
 #pragma once
 /// Internal to codegen/: the register-tiled GEMM every contraction is lowered to (dense
-/// layers, both of their gradients, and the three convolution products as implicit GEMMs).
+/// layers, both of their gradients, and the three convolution products as implicit GEMMs);
+/// Winograd convolutions (codegen/emit_winograd.h) run their products on its register tile.
 ///
 /// For each of `batch` independent problems, C[i, j] = sum over k of A[i, k] B[k, j]. A is read
 /// in place through an index function, or, where the problem offers a packer and the layout

@@ -35,19 +35,8 @@ ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsig
   return s;
 }
 
-/// The transform of a vector of 4 along one axis: B^T d (input), G g (filter, 3 in) and
-/// A^T m (output, 2 out). Applied to rows, then to columns, they give the 2-D transforms.
-template <class T, class Add, class Sub>
-std::array<T, 4> input_1d(const std::array<T, 4>& d, Add add, Sub sub) {
-  return {sub(d[0], d[2]), add(d[1], d[2]), sub(d[2], d[1]), sub(d[1], d[3])};
-}
-template <class T, class Add, class Sub>
-std::array<T, 2> output_1d(const std::array<T, 4>& m, Add add, Sub sub) {
-  return {add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])};
-}
-
-/// Applies `f` (4 -> N values) to the rows of a 4x4 (or 3x3) block and then to the columns
-/// of the result: out[a][b] = f(f(rows)[.][b]) with rows first.
+/// Applies `f` (In -> Out values) along the first index of an In x In block, then along the
+/// second: the 2-D transform X^T d X from the 1-D one, X^T applied to each column.
 template <size_t In, size_t Out, class T, class F>
 std::array<std::array<T, Out>, Out> two_d(const std::array<std::array<T, In>, In>& block, F f) {
   std::array<std::array<T, Out>, In> down{};  // f along the rows' index, per column
@@ -114,13 +103,22 @@ class WinogradEmitter {
   /// Floats per transform position in the packed filters.
   int64_t u_position() const { return ceil_div(v_.out, l_.tile.rows) * l_.tile.rows * v_.in; }
 
+  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFAdd(a, b); }
+  llvm::Value* sub(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFSub(a, b); }
+  /// B^T d along one axis of a 4x4 input patch.
+  std::array<llvm::Value*, 4> input_1d(const std::array<llvm::Value*, 4>& d) {
+    return {sub(d[0], d[2]), add(d[1], d[2]), sub(d[2], d[1]), sub(d[1], d[3])};
+  }
+  /// A^T m along one axis of a 4x4 block of products: 2 outputs.
+  std::array<llvm::Value*, 2> output_1d(const std::array<llvm::Value*, 4>& m) {
+    return {add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])};
+  }
+
   /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles.
   void transform_filters() {
     const int64_t rows = l_.tile.rows;
-    auto add = [&](llvm::Value* a, llvm::Value* b) { return e_.b.CreateFAdd(a, b); };
-    auto sub = [&](llvm::Value* a, llvm::Value* b) { return e_.b.CreateFSub(a, b); };
     llvm::Value* half = e_.f32c(0.5f);
-    // G g: (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
+    // G g, one axis of a 3x3 filter: (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
     auto filter_1d = [&](const std::array<llvm::Value*, 3>& g) -> std::array<llvm::Value*, 4> {
       llvm::Value* outer = add(g[0], g[2]);
       return {g[0], e_.b.CreateFMul(add(outer, g[1]), half), e_.b.CreateFMul(sub(outer, g[1]), half), g[2]};
@@ -208,13 +206,29 @@ class WinogradEmitter {
     return result ? result : llvm::PoisonValue::get(e_.vf);
   }
 
+  /// Element (a, b) of the input patch of each tile of vector u, from the panel's input rows
+  /// `loaded` ([image][row][vector], `rows` rows of `vectors` vectors per image).
+  llvm::Value* patch_element(const std::vector<llvm::Value*>& loaded, int64_t rows, int64_t vectors, int64_t u, int a,
+                             int b) {
+    std::vector<std::pair<llvm::Value*, int>> lanes;
+    for (int64_t t = 0; t < e_.width; ++t) {
+      const std::optional<TileAt> tile = tile_at(u, t);
+      if (!tile) {
+        lanes.push_back({nullptr, 0});
+        continue;
+      }
+      const int64_t row = 2 * tile->row + a, col = 2 * tile->col + b;
+      lanes.push_back({loaded[static_cast<size_t>((tile->image * rows + row) * vectors + col / e_.width)],
+                       static_cast<int>(col % e_.width)});
+    }
+    return assemble(lanes);
+  }
+
   /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel. Per
   /// channel, the input rows the panel's patches cover are read by masked vector loads (0
   /// outside the image: the padding), and each patch element's vector is assembled from them
   /// by shuffles.
   void pack_panel(const Panel& at) {
-    auto add = [&](llvm::Value* x, llvm::Value* y) { return e_.b.CreateFAdd(x, y); };
-    auto sub = [&](llvm::Value* x, llvm::Value* y) { return e_.b.CreateFSub(x, y); };
     const int64_t plane = v_.h * v_.w, rows = 2 * l_.panel_rows + 2,
                   vectors = ceil_div(2 * l_.panel_cols + 2, e_.width);
     // Per (image, row, vector): the offset from the channel's start, and the lanes inside the image.
@@ -243,22 +257,8 @@ class WinogradEmitter {
       for (int64_t u = 0; u < l_.vectors; ++u) {
         std::array<std::array<llvm::Value*, 4>, 4> d;
         for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) {
-            std::vector<std::pair<llvm::Value*, int>> lanes;
-            for (int64_t t = 0; t < e_.width; ++t) {
-              const std::optional<TileAt> tile = tile_at(u, t);
-              if (!tile) {
-                lanes.push_back({nullptr, 0});
-                continue;
-              }
-              const int64_t row = 2 * tile->row + a, col = 2 * tile->col + b;
-              lanes.push_back({loaded[static_cast<size_t>((tile->image * rows + row) * vectors + col / e_.width)],
-                               static_cast<int>(col % e_.width)});
-            }
-            d[a][b] = assemble(lanes);
-          }
-        const auto transformed =
-            two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return input_1d(x, add, sub); });
+          for (int b = 0; b < 4; ++b) d[a][b] = patch_element(loaded, rows, vectors, u, a, b);
+        const auto transformed = two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return input_1d(x); });
         llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), e_.i64c(u * e_.width));
         for (int xi = 0; xi < kPositions; ++xi)
           store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / 4][xi % 4]);
@@ -296,8 +296,6 @@ class WinogradEmitter {
   /// Y = A^T M A for row r of the register tile: per vector u of tiles, the four outputs
   /// (i, j) of its tiles, at [u][2 * i + j].
   std::vector<std::array<llvm::Value*, 4>> transform_outputs(llvm::Value* r) {
-    auto add = [&](llvm::Value* x, llvm::Value* y) { return e_.b.CreateFAdd(x, y); };
-    auto sub = [&](llvm::Value* x, llvm::Value* y) { return e_.b.CreateFSub(x, y); };
     const int64_t m_position = l_.tile.rows * row_;
     std::vector<std::array<llvm::Value*, 4>> outputs;
     for (int64_t u = 0; u < l_.vectors; ++u) {
@@ -305,7 +303,7 @@ class WinogradEmitter {
       std::array<std::array<llvm::Value*, 4>, 4> m;
       for (int xi = 0; xi < kPositions; ++xi)
         m[xi / 4][xi % 4] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
-      const auto y = two_d<4, 2>(m, [&](const std::array<llvm::Value*, 4>& x) { return output_1d(x, add, sub); });
+      const auto y = two_d<4, 2>(m, [&](const std::array<llvm::Value*, 4>& x) { return output_1d(x); });
       outputs.push_back({y[0][0], y[0][1], y[1][0], y[1][1]});
     }
     return outputs;
