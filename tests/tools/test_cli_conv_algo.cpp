@@ -11,7 +11,7 @@
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
 
-TEST_CASE("--conv-algo takes direct, winograd or auto on train, bench, ir and suite", "[cli][winograd]") {
+TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd or auto", "[cli][winograd]") {
   for (const std::string command : {"train mlp512", "bench mlp512", "ir mlp512", "suite --only E01"}) {
     const Outcome out = run_dagger(command + " --conv-algo fast");
     INFO(command << "\n" << out.output);
