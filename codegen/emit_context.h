@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "dagger/runtime/conv_algo.h"
+
 namespace dagger {
 
 struct Emit {
@@ -20,6 +22,8 @@ struct Emit {
   unsigned width;
   /// The plan's worker threads: a kernel with too few natural items splits its work finer.
   int threads = 1;
+  /// How 3x3 stride-1 same convolutions are computed (codegen/conv_algo.h).
+  ConvAlgo conv_algo = ConvAlgo::automatic;
   llvm::Type* f32;
   llvm::Type* i32;
   llvm::Type* i64;

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cassert>
 
+#include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/emit_winograd.h"
 #include "dagger/codegen/iteration.h"
 
 namespace dagger {
@@ -385,13 +387,14 @@ void set_backward_filter(const ConvOperands& c, GemmProblem& p) {
   };
 }
 
-/// Emits the GEMM of the forward or data-gradient product, storing C through the group's
-/// elementwise epilogue. The epilogue walks the output as [images, channels, positions]:
+/// Builds the store of the forward or data-gradient product's output through the group's
+/// elementwise epilogue, and hands it to `emit_body`, which emits the product. The epilogue
+/// walks the output as [images, channels, positions] (`channels` x `positions` per image):
 /// every operand it reads must then walk the two spatial axes as one.
-void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, GemmProblem& p) {
+void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, int64_t channels,
+                        int64_t positions, const std::function<void(const StoreOutput&)>& emit_body) {
   const Node& anchor = g.node(group.anchor);
   const size_t first_input = first_input_arg(group);
-  const GemmSizes& sizes = p.sizes;
   llvm::Value* current = nullptr;
   const Shape& out_shape = anchor.shape;
   auto input = [&](NodeId id) -> ElementGen {
@@ -407,16 +410,15 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
-  const std::vector<int64_t> out_strides{sizes.m * sizes.n, sizes.n, 1};
-  p.store_c = [&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
+  const std::vector<int64_t> out_strides{channels * positions, positions, 1};
+  emit_body([&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};
-    pos.flat =
-        e.b.CreateAdd(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(sizes.m * sizes.n)), e.b.CreateMul(i, e.i64c(sizes.n))), j);
+    pos.flat = e.b.CreateAdd(
+        e.b.CreateAdd(e.b.CreateMul(b, e.i64c(channels * positions)), e.b.CreateMul(i, e.i64c(positions))), j);
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o)
       store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, epilogue[o](pos));
-  };
-  emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+  });
 }
 
 /// Emits the filter gradient's GEMM: it sums over the batch in its output, so C is stored as is.
@@ -432,10 +434,43 @@ void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, co
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
 }
 
+/// The Winograd form of a forward or data-gradient product (the data gradient is the
+/// same-size convolution of dy with the flipped, transposed filters); no filter_index yet.
+WinogradConv winograd_conv(const Graph& g, const Node& anchor) {
+  const Conv v = conv_of(g, anchor);
+  if (conv_product(anchor) == ConvProduct::forward) return {v.n, v.c, v.k, v.h, v.w, nullptr};
+  return {v.n, v.k, v.c, v.h, v.w, nullptr};
+}
+
+/// Emits the forward or data-gradient product by Winograd F(2x2,3x3), storing through the
+/// group's epilogue.
+void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
+                      const ConvOperands& operands) {
+  const Node& anchor = g.node(group.anchor);
+  WinogradConv w = winograd_conv(g, anchor);
+  if (conv_product(anchor) == ConvProduct::forward)
+    w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
+      return operands.filter_index(o, i, e.i64c(r), e.i64c(s));
+    };
+  else  // dx = dy correlated with w[k, c, 2 - r, 2 - s], from dy's channel k into dx's c
+    w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
+      return operands.filter_index(i, o, e.i64c(operands.v.r - 1 - r), e.i64c(operands.v.s - 1 - s));
+    };
+  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, [&](const StoreOutput& store) {
+    emit_winograd(e, w, operands.first, operands.second, kf.begin, kf.end, kf.args.back(), store);
+  });
+}
+
 }  // namespace
 
-GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
-  return gemm_layout(sizes_of(g, g.node(group.anchor)), width, threads);
+GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads, ConvAlgo algo) {
+  const Node& anchor = g.node(group.anchor);
+  GemmLayout layout = gemm_layout(sizes_of(g, anchor), width, threads);
+  if (!choose_conv_algo(g, anchor, algo).winograd) return layout;
+  const WinogradLayout w = winograd_layout(winograd_conv(g, anchor), width, threads);
+  layout.items = w.items;  // k_total stays the direct product's, the FLOPs its work is counted in
+  layout.scratch_floats = w.scratch_floats;
+  return layout;
 }
 
 void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -448,14 +483,23 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
                               gemm_layout(p.sizes, e.width, e.threads).panel};
   p.c = kf.args[0];
+  if (choose_conv_algo(g, anchor, e.conv_algo).winograd) {
+    emit_by_winograd(e, g, group, kf, operands);
+    end_kernel(e);
+    return;
+  }
+  auto emit_direct = [&](const StoreOutput& store) {
+    p.store_c = store;
+    emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+  };
   switch (conv_product(anchor)) {
     case ConvProduct::forward:
       set_forward(operands, p);
-      emit_with_epilogue(e, g, group, kf, p);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
       break;
     case ConvProduct::backward_data:
       set_backward_data(operands, p);
-      emit_with_epilogue(e, g, group, kf, p);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
       break;
     case ConvProduct::backward_filter:
       set_backward_filter(operands, p);

@@ -18,20 +18,6 @@ const llvm::Align kFloatAlign(4);
 /// memory, not a cache fit, so not derived from the host's caches (host_tuning.h).
 constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 
-/// The accumulators plus one B vector per column vector and one broadcast of A must fit in
-/// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512).
-GemmLayout tile_for(unsigned width) {
-  GemmLayout t;
-  if (width >= 16) {
-    t.rows = 8;
-    t.vectors = 3;
-  } else {
-    t.rows = 6;
-    t.vectors = 2;
-  }
-  return t;
-}
-
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 class GemmEmitter {
@@ -182,19 +168,16 @@ class GemmEmitter {
                                                e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width)));
       bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
     }
-    std::vector<llvm::Value*> next(acc.size());
     // Packed A: the tile's rows for this k are consecutive, at i0 * K + k * rows.
     llvm::Value* a_row = l_.pack_a ? e_.b.CreateAdd(e_.b.CreateMul(i0, e_.i64c(l_.k)), e_.b.CreateMul(kk, e_.i64c(l_.rows)))
                                    : nullptr;
-    for (int r = 0; r < rows; ++r) {
-      llvm::Value* a =
-          l_.pack_a ? e_.b.CreateAlignedLoad(e_.f32, e_.b.CreateInBoundsGEP(e_.f32, packed_a_, e_.b.CreateAdd(a_row, e_.i64c(r))),
-                                             kFloatAlign)
-                    : p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords);
-      llvm::Value* splat = e_.b.CreateVectorSplat(e_.width, a);
-      for (int v = 0; v < vectors; ++v) next[r * vectors + v] = e_.fma(splat, bv[v], acc[r * vectors + v]);
-    }
-    return next;
+    std::vector<llvm::Value*> a;
+    for (int r = 0; r < rows; ++r)
+      a.push_back(l_.pack_a ? e_.b.CreateAlignedLoad(e_.f32,
+                                                     e_.b.CreateInBoundsGEP(e_.f32, packed_a_, e_.b.CreateAdd(a_row, e_.i64c(r))),
+                                                     kFloatAlign)
+                            : p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords));
+    return tile_fmas(e_, a, bv, acc);
   }
 
   Emit& e_;
@@ -206,8 +189,26 @@ class GemmEmitter {
 
 }  // namespace
 
+/// The accumulators plus one B vector per column vector and one broadcast of A must fit in
+/// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512).
+RegisterTile register_tile(unsigned width) { return width >= 16 ? RegisterTile{8, 3} : RegisterTile{6, 2}; }
+
+std::vector<llvm::Value*> tile_fmas(Emit& e, const std::vector<llvm::Value*>& a, const std::vector<llvm::Value*>& b,
+                                    const std::vector<llvm::Value*>& acc) {
+  std::vector<llvm::Value*> next(acc.size());
+  const size_t vectors = b.size();
+  for (size_t r = 0; r < a.size(); ++r) {
+    llvm::Value* splat = e.b.CreateVectorSplat(e.width, a[r]);
+    for (size_t v = 0; v < vectors; ++v) next[r * vectors + v] = e.fma(splat, b[v], acc[r * vectors + v]);
+  }
+  return next;
+}
+
 GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
-  GemmLayout l = tile_for(width);
+  GemmLayout l;
+  const RegisterTile tile = register_tile(width);
+  l.rows = tile.rows;
+  l.vectors = tile.vectors;
   l.panel = static_cast<int64_t>(l.vectors) * width;
   l.panels = std::max<int64_t>(1, ceil_div(s.n, l.panel));
   l.row_tiles = s.m / l.rows;

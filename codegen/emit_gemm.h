@@ -1,6 +1,7 @@
 #pragma once
 /// Internal to codegen/: the register-tiled GEMM every contraction is lowered to (dense
-/// layers, both of their gradients, and the three convolution products as implicit GEMMs).
+/// layers, both of their gradients, and the three convolution products as implicit GEMMs);
+/// Winograd convolutions (codegen/emit_winograd.h) run their products on its register tile.
 ///
 /// For each of `batch` independent problems, C[i, j] = sum over k of A[i, k] B[k, j]. A is read
 /// in place through an index function, or, where the problem offers a packer and the layout
@@ -49,6 +50,19 @@ struct GemmLayout {
 };
 
 GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
+
+/// The microkernel's register tile for vectors of `width` floats: `rows` x `vectors` vector
+/// accumulators, sized so that they, one B vector per column vector and one broadcast of A
+/// fit in the register file.
+struct RegisterTile {
+  int rows = 0, vectors = 0;
+};
+RegisterTile register_tile(unsigned width);
+
+/// One reduction step of a register tile: returns acc[r * b.size() + v] + a[r] * b[v] as fused
+/// multiply-adds, `a` holding one float per tile row and `b` one vector per column vector.
+std::vector<llvm::Value*> tile_fmas(Emit& e, const std::vector<llvm::Value*>& a, const std::vector<llvm::Value*>& b,
+                                    const std::vector<llvm::Value*>& acc);
 
 struct GemmProblem {
   GemmSizes sizes;

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string_view>
 
+#include "dagger/codegen/conv_algo.h"
+
 namespace dagger {
 
 namespace {
@@ -311,7 +313,7 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
 
 }  // namespace
 
-std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why) {
+std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, ConvAlgo conv_algo) {
   std::string out;
   for (const FusionGroup& group : plan.groups) {
     out += fmt::format("kernel {}  ({} node{})\n", kernel_name(g, group), group.nodes.size(),
@@ -333,9 +335,11 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why) {
     for (NodeId id : group.side_outputs) writes.push_back(written(id, " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
-    if (why)
-      for (NodeId id : group.nodes)
-        if (id != group.root) out += fmt::format("  why:   %{} {}\n", id, join_reason(g, group, id));
+    if (!why) continue;
+    for (NodeId id : group.nodes)
+      if (id != group.root) out += fmt::format("  why:   %{} {}\n", id, join_reason(g, group, id));
+    if (group.anchor >= 0 && kernel_family(g.node(group.anchor).op) == KernelFamily::conv)
+      out += fmt::format("  algo:  %{} {}\n", group.anchor, choose_conv_algo(g, g.node(group.anchor), conv_algo).why);
   }
   return out;
 }

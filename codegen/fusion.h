@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "dagger/graph/graph.h"
+#include "dagger/runtime/conv_algo.h"
 
 namespace dagger {
 
@@ -64,7 +65,8 @@ std::string kernel_name(const Graph& g, const FusionGroup& group);
 
 /// Every group as a kernel: its name, its nodes with the model lines that declared them, what
 /// it reads and writes, and the reason its root ends it; with `why`, also the decision that
-/// put each other node into it.
-std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why = false);
+/// put each other node into it and, for a convolution, the algorithm `conv_algo` gives it.
+std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why = false,
+                            ConvAlgo conv_algo = ConvAlgo::automatic);
 
 }  // namespace dagger

@@ -385,7 +385,7 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.width = width;
-  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size());
+  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size(), options.conv_algo);
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
@@ -535,9 +535,10 @@ std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& opt
   return std::make_unique<JitExecutable>(g, options);
 }
 
-std::string dump_kernels(const Graph& g, DumpStage stage) {
+std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo) {
   JitOptions options;
   options.keep_dumps = true;
+  options.conv_algo = conv_algo;
   return compile_jit(g, options)->dump(stage);
 }
 

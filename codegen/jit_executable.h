@@ -23,6 +23,9 @@ struct JitOptions {
   int vector_width = 0;
   /// Worker threads; each kernel's outer loop is split statically among them.
   int threads = 1;
+  /// How 3x3 stride-1 same convolutions are computed: direct, Winograd, or the compiler's
+  /// per-layer choice (codegen/conv_algo.h). Winograd rounds differently, so it changes bits.
+  ConvAlgo conv_algo = ConvAlgo::automatic;
 };
 
 /// One compiled kernel of a plan.
@@ -84,7 +87,8 @@ int64_t planned_arena_bytes(const Graph& g);
 /// when the step ends), where no later step reads the old value.
 FusionPlan plan_fusion(const Graph& g);
 
-/// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for `g`.
-std::string dump_kernels(const Graph& g, DumpStage stage);
+/// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for
+/// `g` with convolutions computed as `conv_algo` says.
+std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo = ConvAlgo::automatic);
 
 }  // namespace dagger

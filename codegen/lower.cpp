@@ -22,7 +22,7 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
     case KernelFamily::matmul:
     case KernelFamily::conv: {
       const GemmLayout layout = family == KernelFamily::matmul ? matmul_layout(g, group, e.width, e.threads)
-                                                               : conv_layout(g, group, e.width, e.threads);
+                                                               : conv_layout(g, group, e.width, e.threads, e.conv_algo);
       k.items = layout.items;
       k.scratch_floats = layout.scratch_floats;
       k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) /
@@ -59,7 +59,7 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
 }  // namespace
 
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
-                                           int threads) {
+                                           int threads, ConvAlgo conv_algo) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {
     CompiledKernel k{kernel_name(g, group), group};
@@ -67,6 +67,7 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
     {  // the builder must be gone before the module moves into the Jit
       Emit e(*km->module, width);
       e.threads = threads;
+      e.conv_algo = conv_algo;
       emit_group(e, g, group, k);
     }
     jit.add(std::move(km));

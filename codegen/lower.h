@@ -23,8 +23,9 @@ struct CompiledKernel {
 };
 
 /// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats,
-/// for a plan that runs on `threads` workers.
+/// for a plan that runs on `threads` workers, computing 3x3 stride-1 same convolutions as
+/// `conv_algo` says (codegen/conv_algo.h).
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
-                                           int threads);
+                                           int threads, ConvAlgo conv_algo);
 
 }  // namespace dagger

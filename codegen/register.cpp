@@ -9,6 +9,7 @@ namespace {
 std::unique_ptr<Executable> make_jit(const Graph& g, const ExecutorOptions& options) {
   JitOptions jit;
   jit.threads = options.threads;
+  jit.conv_algo = options.conv_algo;
   return compile_jit(g, jit);
 }
 

@@ -20,6 +20,22 @@ std::string executor_name(ExecutorKind kind) {
   return "?";
 }
 
+ConvAlgo conv_algo(const std::string& name) {
+  if (name == "direct") return ConvAlgo::direct;
+  if (name == "winograd") return ConvAlgo::winograd;
+  if (name == "auto") return ConvAlgo::automatic;
+  throw Error(fmt::format("unknown convolution algorithm '{}' (valid: direct, winograd, auto)", name));
+}
+
+std::string conv_algo_name(ConvAlgo algo) {
+  switch (algo) {
+    case ConvAlgo::direct: return "direct";
+    case ConvAlgo::winograd: return "winograd";
+    case ConvAlgo::automatic: return "auto";
+  }
+  return "?";
+}
+
 namespace {
 
 /// Runs the graph node by node with the interpreter.

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dagger/graph/graph.h"
+#include "dagger/runtime/conv_algo.h"
 #include "dagger/runtime/tensor.h"
 
 namespace dagger {
@@ -30,6 +31,7 @@ class Executable {
 /// computed by one item in a fixed order, so results do not depend on the thread count.
 struct ExecutorOptions {
   int threads = 1;
+  ConvAlgo conv_algo = ConvAlgo::automatic;  ///< the JIT's; the interpreter ignores it
 };
 
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options = {});

@@ -113,7 +113,9 @@ auto read_meta(const std::string& dir, Read read) {
 /// without the record, are trusted).
 void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, const std::string& dir) {
   if (!meta.contains("training")) return;
-  const nlohmann::json& then = meta.at("training");
+  nlohmann::json then = meta.at("training");
+  // Records from before the option trained every convolution directly.
+  if (now.contains("conv_algo") && !then.contains("conv_algo")) then["conv_algo"] = "direct";
   // A data-parallel run records its rank count; one process records none, and each refuses the other.
   if (then.contains("ranks") != now.contains("ranks"))
     throw ResumeConflict(fmt::format("cannot resume from '{}': it was trained with ranks = {}, this run asks for {}",
@@ -265,7 +267,7 @@ Executable& Trainer::train_plan(int64_t batch) {
   if (!slot) {
     slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes,
                                                config_.label_smoothing),
-                           config_.executor, {config_.threads});
+                           config_.executor, {config_.threads, config_.conv_algo});
   }
   return *slot;
 }
@@ -274,7 +276,7 @@ Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
   if (!slot)
     slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
-                           config_.executor, {config_.threads});
+                           config_.executor, {config_.threads, config_.conv_algo});
   return *slot;
 }
 
@@ -392,6 +394,8 @@ nlohmann::json Trainer::training_options() const {
                             {"batch", config_.batch},
                             {"seed", config_.seed},
                             {"executor", executor_name(config_.executor)}};
+  // The algorithm changes the bits of convolutions only: a model without one may resume under any.
+  if (model_text().find("= conv2d(") != std::string::npos) options["conv_algo"] = conv_algo_name(config_.conv_algo);
   if (config_.communicator) options["ranks"] = config_.communicator->size();
   if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
   return options;

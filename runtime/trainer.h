@@ -36,6 +36,8 @@ struct TrainConfig {
   uint64_t seed = 42;
   ExecutorKind executor = ExecutorKind::jit;  ///< the JIT (registered by codegen/); reference: the interpreter
   int threads = 1;           ///< the JIT's worker threads; results do not depend on it (docs/architecture.md)
+  /// The JIT's 3x3 stride-1 convolutions: direct, winograd or auto (codegen/conv_algo.h).
+  ConvAlgo conv_algo = ConvAlgo::automatic;
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool allow_nonfinite = false;  ///< load (resume from, evaluate) checkpoints holding NaN or infinite values
   bool progress = true;

@@ -88,14 +88,14 @@ Executable& Trainer::gradient_plan(int64_t batch) {
   if (!slot)
     slot = make_executable(
         build_gradient_step(model_, batch, config_.input_shape, config_.classes, config_.label_smoothing),
-        config_.executor, {config_.threads});
+        config_.executor, {config_.threads, config_.conv_algo});
   return *slot;
 }
 
 Executable& Trainer::update_plan() {
   if (!update_plan_)
     update_plan_ = make_executable(build_update_step(model_, config_.optimizer, config_.input_shape, config_.classes),
-                                   config_.executor, {config_.threads});
+                                   config_.executor, {config_.threads, config_.conv_algo});
   return *update_plan_;
 }
 

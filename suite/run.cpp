@@ -57,6 +57,7 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
   t.seed = c.seed;
   t.executor = context.executor;
   t.threads = context.threads;
+  t.conv_algo = context.conv_algo;
   t.out_dir = dir;
   t.progress = false;
   t.on_epoch = context.on_epoch;
@@ -352,6 +353,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   r.provenance = context.provenance;
   r.provenance["executor"] = executor_name(context.executor);
   r.provenance["threads"] = context.threads;
+  r.provenance["conv_algo"] = conv_algo_name(context.conv_algo);
   r.provenance["seed"] = config.seed;
   r.provenance["resumed"] = fit.resumed;
   if (!continued_from.empty()) r.provenance["continued"] = {{"from", continued_from}, {"epochs", continued_epochs}};

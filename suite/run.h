@@ -66,6 +66,7 @@ struct RunContext {
   std::string runs_dir;  ///< each run lives in runs_dir/<key>
   ExecutorKind executor = ExecutorKind::jit;
   int threads = 1;
+  ConvAlgo conv_algo = ConvAlgo::automatic;
   nlohmann::json provenance;  ///< shared part of every run's provenance (commit, LLVM, CPU, ...)
   std::function<void(const EpochStats&)> on_epoch;
 };

@@ -284,6 +284,7 @@ class Runner {
     ctx.runs_dir = options_.out_dir + "/runs";
     ctx.executor = options_.executor;
     ctx.threads = options_.threads;
+    ctx.conv_algo = options_.conv_algo;
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
     const size_t f = model_family(c.model);

@@ -33,6 +33,8 @@ struct SuiteOptions {
   /// With several ranks (mpirun): rank 0 calls run_suite, which hands runs to the other ranks
   /// as well as training them itself; the others call serve_suite_runs. Null: this process only.
   const Communicator* communicator = nullptr;
+  /// The JIT's 3x3 stride-1 convolutions: direct, winograd or auto (codegen/conv_algo.h).
+  ConvAlgo conv_algo = ConvAlgo::automatic;
   nlohmann::json provenance;  ///< the build and machine (commit, LLVM, CPU, features), from the caller
   bool progress = true;       ///< progress lines and the ETA on stderr
   bool plots = true;          ///< draw the report's plots with gnuplot

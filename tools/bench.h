@@ -21,6 +21,7 @@ struct BenchConfig {
   int warmup = 3;   // untimed steps before the repeats
   int repeats = 5;  // the median of these is reported
   ExecutorKind executor = ExecutorKind::jit;
+  ConvAlgo conv_algo = ConvAlgo::automatic;  // the JIT's 3x3 convolutions (codegen/conv_algo.h)
   uint64_t seed = 42;
 };
 

@@ -106,6 +106,7 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
   if (config.executor == ExecutorKind::jit) {
     JitOptions options;
     options.threads = config.threads;
+    options.conv_algo = config.conv_algo;
     FreshKernelCache cache;
     const double cpu0 = process_cpu_seconds();
     compile_jit(g, options);
@@ -122,6 +123,7 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
   } else {
     ExecutorOptions options;
     options.threads = config.threads;
+    options.conv_algo = config.conv_algo;
     c.exe = make_executable(g, config.executor, options);
   }
   c.seconds = seconds_since(t0);

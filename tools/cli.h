@@ -74,6 +74,12 @@ extern const CLI::Validator kOutputFile;
 extern const CLI::Validator kInputShape;  ///< "C,H,W", see parse_input_shape
 extern const CLI::Validator kExecutor;    ///< jit | reference
 
+/// --conv-algo (train, bench, ir, suite): how the JIT computes 3x3 stride-1 same convolutions,
+/// "direct" | "winograd" | "auto" (codegen/conv_algo.h), read with dagger::conv_algo. The
+/// commands default to "auto", measured faster on cnn3 and rescnn (docs/performance.md), as do
+/// the library's options (JitOptions, ExecutorOptions, TrainConfig, SuiteOptions).
+void add_conv_algo(CLI::App& cmd, std::string& algo);
+
 /// --allow-nonfinite (train, eval, predict): load checkpoints whose tensors hold NaN or
 /// infinite values, which are refused otherwise.
 inline void add_allow_nonfinite(CLI::App& cmd, bool& allow) {

@@ -33,7 +33,7 @@ Run add_bench(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     bench::BenchConfig config;
-    std::string executor = "jit", check, save_baseline;
+    std::string executor = "jit", check, save_baseline, conv_algo = "auto";
     double tolerance = 0.2, min_share = 0.01;
     bool json = false;
   };
@@ -52,6 +52,7 @@ Run add_bench(CLI::App& app) {
       ->check(kSeed)
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
+  add_conv_algo(*cmd, f->conv_algo);
   cmd->add_option("--save-baseline", f->save_baseline,
                   "store the per-kernel ratios in FILE (merged with its other runs)")
       ->check(kOutputFile);
@@ -66,6 +67,7 @@ Run add_bench(CLI::App& app) {
   return [f] {
     bench::BenchConfig config = f->config;
     config.executor = executor_kind(f->executor);
+    config.conv_algo = conv_algo(f->conv_algo);
     if ((!f->check.empty() || !f->save_baseline.empty()) && config.executor != ExecutorKind::jit)
       throw UsageError("--check and --save-baseline compare JIT kernels: use --executor jit");
     std::vector<zoo::Entry> models;
@@ -111,6 +113,7 @@ Run add_bench(CLI::App& app) {
                           {"config",
                            {{"batch", config.batch},
                             {"threads", config.threads},
+                            {"conv_algo", conv_algo_name(config.conv_algo)},
                             {"steps", config.steps},
                             {"warmup", config.warmup},
                             {"repeats", config.repeats},

@@ -64,7 +64,7 @@ Run add_summary(CLI::App& app) {
 Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
-    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel;
+    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto";
     bool why = false;
     int64_t batch = 64;
   };
@@ -79,7 +79,8 @@ Run add_ir(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot")->check(one_of("format", {"text", "dot"}))->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
-  cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason");
+  cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason, and each convolution's algorithm");
+  add_conv_algo(*cmd, f->conv_algo);
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")
       ->check(at_least(1))
       ->capture_default_str();
@@ -95,7 +96,8 @@ Run add_ir(CLI::App& app) {
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
-      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes), it->second);
+      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes),
+                                            it->second, conv_algo(f->conv_algo));
       if (f->kernel.empty()) {
         fmt::print("{}", dump);
         return 0;
@@ -117,7 +119,7 @@ Run add_ir(CLI::App& app) {
     if (f->stage == "fused") {
       Graph step = build_training_step(model.build, f->batch, opt, input_shape, classes);
       const FusionPlan plan = plan_fusion(step);
-      fmt::print("{}", describe_fusion(step, plan, f->why));
+      fmt::print("{}", describe_fusion(step, plan, f->why, conv_algo(f->conv_algo)));
       int computed = 0;
       for (const Node& n : step.nodes()) {
         const OpCategory category = op_info(n.op).category;

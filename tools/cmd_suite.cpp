@@ -165,7 +165,7 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
 Run add_suite(CLI::App& app) {
   auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
   struct Flags {
-    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir();
+    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto";
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int jobs = 1;
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
@@ -201,6 +201,7 @@ Run add_suite(CLI::App& app) {
                   "with --plan: a suite folder whose results.json has the run times (default: --out's)")
       ->check(kExistingFolder);
   cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
+  add_conv_algo(*cmd, f->conv_algo);
   cmd->add_flag(
       "--restore-best", f->restore_best,
       "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
@@ -235,6 +236,7 @@ Run add_suite(CLI::App& app) {
     o.executor = executor_kind(f->executor);
     o.threads = f->threads;
     o.jobs = f->jobs;
+    o.conv_algo = conv_algo(f->conv_algo);
     o.provenance = provenance();
     o.progress = !f->quiet;
     o.plots = !f->no_plots;

@@ -144,7 +144,7 @@ void print_per_class(const ClassificationReport& r) {
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo (on Fashion-MNIST unless --data says otherwise)");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states;
+    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states, conv_algo = "auto";
     TrainConfig config;
     DataFlags data;
     RecipeFlags recipe;
@@ -183,6 +183,7 @@ Run add_train(CLI::App& app) {
       ->check(kThreads)
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
+  add_conv_algo(*cmd, f->conv_algo);
   CLI::Option* out =
       cmd->add_option("--out", f->out,
                       "folder for history.csv, metrics.json and checkpoints; a rerun of the same run resumes")
@@ -223,6 +224,7 @@ Run add_train(CLI::App& app) {
     cfg.restore_best = !f->keep_last;
     cfg.executor = executor_kind(f->executor);
     cfg.threads = f->threads;
+    cfg.conv_algo = conv_algo(f->conv_algo);
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet && leader;
     f->recipe.apply(cfg);
@@ -289,6 +291,7 @@ Run add_train(CLI::App& app) {
       const JitTarget target = jit_target();
       j["jit_target"] = target.name;
       j["vector_width"] = target.vector_width;
+      j["conv_algo"] = conv_algo_name(cfg.conv_algo);
     }
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (cfg.communicator) j["gradient_sum_seconds"] = result.sum_seconds;

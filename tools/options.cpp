@@ -132,6 +132,13 @@ const CLI::Validator kOutputFile(
 const CLI::Validator kThreads = whole_in(1, kMaxThreads);
 const CLI::Validator kExecutor = one_of("executor", {"jit", "reference"});
 
+void add_conv_algo(CLI::App& cmd, std::string& algo) {
+  cmd.add_option("--conv-algo", algo,
+                 "3x3 stride-1 convolutions: direct | winograd (F(2x2,3x3)) | auto (the compiler picks per layer)")
+      ->check(one_of("convolution algorithm", {"direct", "winograd", "auto"}))
+      ->capture_default_str();
+}
+
 const CLI::Validator kInputShape(
     [](std::string& text) -> std::string {
       try {

@@ -1,0 +1,24 @@
+#pragma once
+/// Which algorithm computes each convolution product: the compiler's per-layer choice between
+/// the direct implicit GEMM (codegen/emit_conv.h) and Winograd F(2x2,3x3)
+/// (codegen/emit_winograd.h). No LLVM here, so `dagger ir --why` can print the choice.
+#include <string>
+
+#include "dagger/graph/graph.h"
+#include "dagger/runtime/conv_algo.h"
+
+namespace dagger {
+
+/// The algorithm a convolution product gets, and why, in a phrase `dagger ir --why` prints.
+struct ConvChoice {
+  bool winograd = false;
+  std::string why;
+};
+
+/// The choice for `conv` (a conv2d, conv2d_backward_data or conv2d_backward_filter node of
+/// `g`) under `requested`. Winograd applies only to the forward and data-gradient products
+/// of 3x3, stride-1, pad-1 convolutions; `auto` takes it where the layer has enough channels
+/// for the transforms to pay (see docs/performance.md for the measurements behind the rule).
+ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested);
+
+}  // namespace dagger

@@ -1,0 +1,403 @@
+#include "dagger/codegen/emit_winograd.h"
+
+#include <llvm/IR/Constants.h>
+
+#include <algorithm>
+#include <array>
+#include <optional>
+
+namespace dagger {
+
+namespace {
+
+const llvm::Align kFloatAlign(4);
+
+/// The 4x4 transform positions xi = 4 * row + column.
+constexpr int kPositions = 16;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
+
+/// Where the scratch's parts start, in floats (each on a 64-byte boundary).
+struct ScratchParts {
+  int64_t u = 0;      // the transformed filters, [xi][row tile][in][rows]
+  int64_t panel = 0;  // the transformed input panel, [xi][in][vectors * W]
+  int64_t m = 0;      // one row tile's products, [xi][rows][vectors * W]
+  int64_t total = 0;
+};
+
+ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
+  const int64_t row = l.vectors * width;
+  ScratchParts s;
+  s.panel = align16(kPositions * ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
+  s.m = s.panel + align16(kPositions * v.in * row);
+  s.total = s.m + align16(kPositions * l.tile.rows * row);
+  return s;
+}
+
+/// Applies `f` (In -> Out values) along the first index of an In x In block, then along the
+/// second: the 2-D transform X^T d X from the 1-D one, X^T applied to each column.
+template <size_t In, size_t Out, class T, class F>
+std::array<std::array<T, Out>, Out> two_d(const std::array<std::array<T, In>, In>& block, F f) {
+  std::array<std::array<T, Out>, In> down{};  // f along the rows' index, per column
+  for (size_t c = 0; c < In; ++c) {
+    std::array<T, In> column;
+    for (size_t r = 0; r < In; ++r) column[r] = block[r][c];
+    const std::array<T, Out> t = f(column);
+    for (size_t r = 0; r < Out; ++r) down[c][r] = t[r];
+  }
+  std::array<std::array<T, Out>, Out> out{};
+  for (size_t r = 0; r < Out; ++r) {
+    std::array<T, In> row;
+    for (size_t c = 0; c < In; ++c) row[c] = down[c][r];
+    out[r] = f(row);
+  }
+  return out;
+}
+
+class WinogradEmitter {
+ public:
+  WinogradEmitter(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* scratch,
+                  const StoreOutput& store)
+      : e_(e),
+        v_(v),
+        l_(winograd_layout(v, e.width, e.threads)),
+        parts_(scratch_parts(v, l_, e.width)),
+        input_(input),
+        filter_(filter),
+        store_(store) {
+    auto at = [&](int64_t offset) { return e_.b.CreateInBoundsGEP(e_.f32, scratch, e_.i64c(offset)); };
+    u_ = at(parts_.u);
+    panel_ = at(parts_.panel);
+    m_ = at(parts_.m);
+    row_ = l_.vectors * e_.width;
+  }
+
+  void emit(llvm::Value* begin, llvm::Value* end) {
+    emit_if(e_, e_.b.CreateICmpSLT(begin, end), [&] { transform_filters(); });
+    emit_range(e_, begin, end, [&](llvm::Value* item) { item_body(item); });
+  }
+
+ private:
+  /// Where an item's panel is: its first image and, in each image, its first tile row and column.
+  struct Panel {
+    llvm::Value *b0, *th0, *tw0;
+  };
+
+  /// Tiles per image of a panel.
+  int64_t image_tiles() const { return l_.panel_rows * l_.panel_cols; }
+
+  llvm::Value* i32s(int64_t v) { return e_.splat_i32(static_cast<uint32_t>(static_cast<int32_t>(v))); }
+  llvm::Value* i32_lanes(llvm::Value* scalar) {
+    return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
+  }
+  llvm::Value* within(llvm::Value* a, int64_t bound) {
+    return e_.b.CreateAnd(e_.b.CreateICmpSGE(a, i32s(0)), e_.b.CreateICmpSLT(a, i32s(bound)));
+  }
+  llvm::Value* load(llvm::Value* base, llvm::Value* index, llvm::Type* type) {
+    return e_.b.CreateAlignedLoad(type, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
+  }
+  void store(llvm::Value* base, llvm::Value* index, llvm::Value* value) {
+    e_.b.CreateAlignedStore(value, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
+  }
+  /// Floats per transform position in the packed filters.
+  int64_t u_position() const { return ceil_div(v_.out, l_.tile.rows) * l_.tile.rows * v_.in; }
+
+  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFAdd(a, b); }
+  llvm::Value* sub(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFSub(a, b); }
+  /// B^T d along one axis of a 4x4 input patch.
+  std::array<llvm::Value*, 4> input_1d(const std::array<llvm::Value*, 4>& d) {
+    return {sub(d[0], d[2]), add(d[1], d[2]), sub(d[2], d[1]), sub(d[1], d[3])};
+  }
+  /// A^T m along one axis of a 4x4 block of products: 2 outputs.
+  std::array<llvm::Value*, 2> output_1d(const std::array<llvm::Value*, 4>& m) {
+    return {add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])};
+  }
+
+  /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles.
+  void transform_filters() {
+    const int64_t rows = l_.tile.rows;
+    llvm::Value* half = e_.f32c(0.5f);
+    // G g, one axis of a 3x3 filter: (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
+    auto filter_1d = [&](const std::array<llvm::Value*, 3>& g) -> std::array<llvm::Value*, 4> {
+      llvm::Value* outer = add(g[0], g[2]);
+      return {g[0], e_.b.CreateFMul(add(outer, g[1]), half), e_.b.CreateFMul(sub(outer, g[1]), half), g[2]};
+    };
+    emit_for(e_, v_.out, 1, [&](llvm::Value* o) {
+      llvm::Value* tile_base = e_.b.CreateAdd(e_.b.CreateMul(e_.b.CreateUDiv(o, e_.i64c(rows)), e_.i64c(rows * v_.in)),
+                                              e_.b.CreateURem(o, e_.i64c(rows)));
+      emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
+        std::array<std::array<llvm::Value*, 3>, 3> g;
+        for (int r = 0; r < 3; ++r)
+          for (int s = 0; s < 3; ++s) g[r][s] = load(filter_, v_.filter_index(o, i, r, s), e_.f32);
+        // Down the filter's rows first (G g), then along them ((G g) G^T).
+        std::array<std::array<llvm::Value*, 4>, 3> down;
+        for (int s = 0; s < 3; ++s) {
+          const std::array<llvm::Value*, 4> t = filter_1d({g[0][s], g[1][s], g[2][s]});
+          for (int a = 0; a < 4; ++a) down[s][a] = t[a];
+        }
+        llvm::Value* at = e_.b.CreateAdd(tile_base, e_.b.CreateMul(i, e_.i64c(rows)));
+        for (int a = 0; a < 4; ++a) {
+          const std::array<llvm::Value*, 4> u = filter_1d({down[0][a], down[1][a], down[2][a]});
+          for (int b = 0; b < 4; ++b) store(u_, e_.b.CreateAdd(at, e_.i64c((4 * a + b) * u_position())), u[b]);
+        }
+      });
+    });
+  }
+
+  /// One item: a group of images, a panel of tiles in each, a chunk of the output channels'
+  /// row tiles.
+  void item_body(llvm::Value* item) {
+    const int64_t per_group = l_.panels * l_.row_chunks;
+    llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_group));
+    llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
+    llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
+    const int64_t col_blocks = ceil_div(l_.tiles_w, l_.panel_cols);
+    Panel at;
+    at.b0 = e_.b.CreateMul(e_.b.CreateUDiv(item, e_.i64c(per_group)), e_.i64c(l_.images));
+    at.th0 = e_.b.CreateMul(e_.b.CreateUDiv(panel, e_.i64c(col_blocks)), e_.i64c(l_.panel_rows));
+    at.tw0 = e_.b.CreateMul(e_.b.CreateURem(panel, e_.i64c(col_blocks)), e_.i64c(l_.panel_cols));
+    pack_panel(at);
+
+    const int rows = l_.tile.rows;
+    const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
+    if (l_.row_tiles > 0) {
+      llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
+      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
+      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
+      emit_range(e_, first, last, [&](llvm::Value* t) { row_tile(at, e_.b.CreateMul(t, e_.i64c(rows)), rows); });
+    }
+    const int leftover = static_cast<int>(v_.out - l_.row_tiles * rows);
+    if (leftover > 0)
+      emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)),
+              [&] { row_tile(at, e_.i64c(l_.row_tiles * rows), leftover); });
+  }
+
+  /// Where lane t of vector u of a panel's tiles is: its image (from the panel's first), tile
+  /// row and tile column (from the panel's first); nothing past the panel's tiles.
+  struct TileAt {
+    int64_t image, row, col;
+  };
+  std::optional<TileAt> tile_at(int64_t u, int64_t t) const {
+    const int64_t l = u * e_.width + t;
+    if (l >= l_.images * image_tiles()) return std::nullopt;
+    const int64_t p = l % image_tiles();
+    return TileAt{l / image_tiles(), p / l_.panel_cols, p % l_.panel_cols};
+  }
+
+  /// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
+  /// null), built by two-source shuffles: the pattern is known when the kernel is compiled.
+  llvm::Value* assemble(const std::vector<std::pair<llvm::Value*, int>>& lanes) {
+    const int w = static_cast<int>(e_.width);
+    std::vector<llvm::Value*> sources;  // in first-use order
+    for (const auto& [from, lane] : lanes)
+      if (from && std::find(sources.begin(), sources.end(), from) == sources.end()) sources.push_back(from);
+    llvm::Value* result = nullptr;
+    std::vector<int> mask(static_cast<size_t>(w), -1);
+    for (llvm::Value* from : sources) {
+      std::vector<int> next = mask;
+      for (int t = 0; t < w; ++t)
+        if (lanes[static_cast<size_t>(t)].first == from)
+          next[static_cast<size_t>(t)] = (result ? w : 0) + lanes[static_cast<size_t>(t)].second;
+      result = result ? e_.b.CreateShuffleVector(result, from, next) : e_.b.CreateShuffleVector(from, next);
+      for (int t = 0; t < w; ++t)
+        if (next[static_cast<size_t>(t)] >= 0) mask[static_cast<size_t>(t)] = t;
+    }
+    return result ? result : llvm::PoisonValue::get(e_.vf);
+  }
+
+  /// Element (a, b) of the input patch of each tile of vector u, from the panel's input rows
+  /// `loaded` ([image][row][vector], `rows` rows of `vectors` vectors per image).
+  llvm::Value* patch_element(const std::vector<llvm::Value*>& loaded, int64_t rows, int64_t vectors, int64_t u, int a,
+                             int b) {
+    std::vector<std::pair<llvm::Value*, int>> lanes;
+    for (int64_t t = 0; t < e_.width; ++t) {
+      const std::optional<TileAt> tile = tile_at(u, t);
+      if (!tile) {
+        lanes.push_back({nullptr, 0});
+        continue;
+      }
+      const int64_t row = 2 * tile->row + a, col = 2 * tile->col + b;
+      lanes.push_back({loaded[static_cast<size_t>((tile->image * rows + row) * vectors + col / e_.width)],
+                       static_cast<int>(col % e_.width)});
+    }
+    return assemble(lanes);
+  }
+
+  /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel. Per
+  /// channel, the input rows the panel's patches cover are read by masked vector loads (0
+  /// outside the image: the padding), and each patch element's vector is assembled from them
+  /// by shuffles.
+  void pack_panel(const Panel& at) {
+    const int64_t plane = v_.h * v_.w, rows = 2 * l_.panel_rows + 2,
+                  vectors = ceil_div(2 * l_.panel_cols + 2, e_.width);
+    // Per (image, row, vector): the offset from the channel's start, and the lanes inside the image.
+    llvm::Value* left = e_.b.CreateSub(e_.b.CreateMul(at.tw0, e_.i64c(2)), e_.i64c(1));
+    std::vector<llvm::Value*> offsets, masks;
+    for (int64_t image = 0; image < l_.images; ++image)
+      for (int64_t r = 0; r < rows; ++r) {
+        llvm::Value* ih = e_.b.CreateAdd(e_.b.CreateMul(at.th0, e_.i64c(2)), e_.i64c(r - 1));
+        llvm::Value* row_ok = e_.b.CreateAnd(e_.b.CreateICmpULT(ih, e_.i64c(v_.h)),
+                                             e_.b.CreateICmpSLT(e_.b.CreateAdd(at.b0, e_.i64c(image)), e_.i64c(v_.n)));
+        for (int64_t c = 0; c < vectors; ++c) {
+          llvm::Value* iw = e_.b.CreateAdd(left, e_.i64c(c * e_.width));
+          offsets.push_back(
+              e_.b.CreateAdd(e_.b.CreateMul(ih, e_.i64c(v_.w)), e_.b.CreateAdd(iw, e_.i64c(image * v_.in * plane))));
+          llvm::Value* lanes = e_.b.CreateAdd(i32_lanes(iw), e_.lane_ids());
+          masks.push_back(e_.b.CreateAnd(within(lanes, v_.w), e_.b.CreateVectorSplat(e_.width, row_ok)));
+        }
+      }
+    llvm::Value* group = e_.b.CreateInBoundsGEP(e_.f32, input_, e_.b.CreateMul(at.b0, e_.i64c(v_.in * plane)));
+    emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
+      llvm::Value* channel = e_.b.CreateInBoundsGEP(e_.f32, group, e_.b.CreateMul(i, e_.i64c(plane)));
+      std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
+      for (size_t k = 0; k < offsets.size(); ++k)
+        loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets[k]), kFloatAlign,
+                                               masks[k], llvm::Constant::getNullValue(e_.vf)));
+      for (int64_t u = 0; u < l_.vectors; ++u) {
+        std::array<std::array<llvm::Value*, 4>, 4> d;
+        for (int a = 0; a < 4; ++a)
+          for (int b = 0; b < 4; ++b) d[a][b] = patch_element(loaded, rows, vectors, u, a, b);
+        const auto transformed = two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return input_1d(x); });
+        llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), e_.i64c(u * e_.width));
+        for (int xi = 0; xi < kPositions; ++xi)
+          store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / 4][xi % 4]);
+      }
+    });
+  }
+
+  /// Output channels [o0, o0 + rows) of the panel: the 16 products on the register tile, then
+  /// the output transform and the store, one channel at a time.
+  void row_tile(const Panel& at, llvm::Value* o0, int rows) {
+    const int vectors = static_cast<int>(l_.vectors);
+    const int64_t m_position = l_.tile.rows * row_;
+    emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
+      llvm::Value* a_base =
+          e_.b.CreateAdd(e_.b.CreateMul(xi, e_.i64c(u_position())), e_.b.CreateMul(o0, e_.i64c(v_.in)));
+      llvm::Value* b_base = e_.b.CreateMul(xi, e_.i64c(v_.in * row_));
+      std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
+      acc = emit_loop(e_, v_.in, 1, acc, [&](llvm::Value* i, const std::vector<llvm::Value*>& in) {
+        llvm::Value* a_at = e_.b.CreateAdd(a_base, e_.b.CreateMul(i, e_.i64c(l_.tile.rows)));
+        llvm::Value* b_at = e_.b.CreateAdd(b_base, e_.b.CreateMul(i, e_.i64c(row_)));
+        std::vector<llvm::Value*> a, bv;
+        for (int r = 0; r < rows; ++r) a.push_back(load(u_, e_.b.CreateAdd(a_at, e_.i64c(r)), e_.f32));
+        for (int w = 0; w < vectors; ++w)
+          bv.push_back(load(panel_, e_.b.CreateAdd(b_at, e_.i64c(w * e_.width)), e_.vf));
+        return tile_fmas(e_, a, bv, in);
+      });
+      llvm::Value* m_at = e_.b.CreateMul(xi, e_.i64c(m_position));
+      for (int r = 0; r < rows; ++r)
+        for (int w = 0; w < vectors; ++w)
+          store(m_, e_.b.CreateAdd(m_at, e_.i64c(r * row_ + w * e_.width)), acc[static_cast<size_t>(r * vectors + w)]);
+    });
+    emit_for(e_, rows, 1, [&](llvm::Value* r) { store_outputs(at, e_.b.CreateAdd(o0, r), transform_outputs(r)); });
+  }
+
+  /// Y = A^T M A for row r of the register tile: per vector u of tiles, the four outputs
+  /// (i, j) of its tiles, at [u][2 * i + j].
+  std::vector<std::array<llvm::Value*, 4>> transform_outputs(llvm::Value* r) {
+    const int64_t m_position = l_.tile.rows * row_;
+    std::vector<std::array<llvm::Value*, 4>> outputs;
+    for (int64_t u = 0; u < l_.vectors; ++u) {
+      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), e_.i64c(u * e_.width));
+      std::array<std::array<llvm::Value*, 4>, 4> m;
+      for (int xi = 0; xi < kPositions; ++xi)
+        m[xi / 4][xi % 4] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
+      const auto y = two_d<4, 2>(m, [&](const std::array<llvm::Value*, 4>& x) { return output_1d(x); });
+      outputs.push_back({y[0][0], y[0][1], y[1][0], y[1][1]});
+    }
+    return outputs;
+  }
+
+  /// Lanes [c * W, c * W + W) of output row `row` of the panel in its image `image` (panel
+  /// coordinates: 2 rows per tile row, 2 columns per tile), assembled from the tiles' outputs
+  /// `y` ([vector][2 * i + j]). Lanes past the panel are poison.
+  llvm::Value* output_row(const std::vector<std::array<llvm::Value*, 4>>& y, int64_t image, int64_t row, int64_t c) {
+    std::vector<std::pair<llvm::Value*, int>> lanes;
+    for (int64_t t = 0; t < e_.width; ++t) {
+      const int64_t col = c * e_.width + t;
+      if (col >= 2 * l_.panel_cols) {
+        lanes.push_back({nullptr, 0});
+        continue;
+      }
+      const int64_t l = image * image_tiles() + (row / 2) * l_.panel_cols + col / 2;
+      lanes.push_back({y[static_cast<size_t>(l / e_.width)][static_cast<size_t>(2 * (row % 2) + col % 2)],
+                       static_cast<int>(l % e_.width)});
+    }
+    return assemble(lanes);
+  }
+
+  /// Stores output channel o of the panel through the epilogue, image by image and output row
+  /// by output row, W consecutive positions at a time (what lies past the images masked off).
+  void store_outputs(const Panel& at, llvm::Value* o, const std::vector<std::array<llvm::Value*, 4>>& y) {
+    const int64_t run = 2 * l_.panel_cols;
+    llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(2));
+    llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(2));
+    llvm::Value* cols_here = e_.b.CreateTrunc(e_.b.CreateSub(e_.i64c(v_.w), ow0), e_.i32);  // may exceed the run
+    for (int64_t image = 0; image < l_.images; ++image) {
+      llvm::Value* b = e_.b.CreateAdd(at.b0, e_.i64c(image));
+      emit_if(e_, e_.b.CreateICmpSLT(b, e_.i64c(v_.n)), [&] {
+        for (int64_t row = 0; row < 2 * l_.panel_rows; ++row) {
+          llvm::Value* oh = e_.b.CreateAdd(oh0, e_.i64c(row));
+          emit_if(e_, e_.b.CreateICmpSLT(oh, e_.i64c(v_.h)), [&] {
+            llvm::Value* j0 = e_.b.CreateAdd(e_.b.CreateMul(oh, e_.i64c(v_.w)), ow0);
+            for (int64_t c = 0; c < ceil_div(run, e_.width); ++c) {
+              const int64_t in_run = std::min<int64_t>(e_.width, run - c * e_.width);
+              llvm::Value* left = e_.b.CreateSub(cols_here, e_.b.getInt32(static_cast<uint32_t>(c * e_.width)));
+              llvm::Value* mask =
+                  e_.b.CreateAnd(e_.b.CreateICmpSLT(e_.lane_ids(), e_.b.CreateVectorSplat(e_.width, left)),
+                                 e_.b.CreateICmpULT(e_.lane_ids(), i32s(in_run)));
+              store_(b, o, e_.b.CreateAdd(j0, e_.i64c(c * e_.width)), mask, output_row(y, image, row, c));
+            }
+          });
+        }
+      });
+    }
+  }
+
+  Emit& e_;
+  const WinogradConv& v_;
+  WinogradLayout l_;
+  ScratchParts parts_;
+  llvm::Value *input_, *filter_;
+  const StoreOutput& store_;
+  llvm::Value *u_, *panel_, *m_;
+  int64_t row_ = 0;  // floats per panel row: vectors * W
+};
+
+}  // namespace
+
+WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads) {
+  WinogradLayout l;
+  l.tile = register_tile(width);
+  const int64_t target = static_cast<int64_t>(l.tile.vectors) * width;  // tiles per panel, as a GEMM panel's columns
+  l.tiles_h = ceil_div(v.h, 2);
+  l.tiles_w = ceil_div(v.w, 2);
+  // As few panels as fit the target, then as even as they can be: a last panel of one tile row
+  // would cost as much as a full one.
+  if (l.tiles_w <= target) {
+    l.panel_cols = l.tiles_w;
+    l.panel_rows = ceil_div(l.tiles_h, ceil_div(l.tiles_h, std::min(l.tiles_h, target / l.tiles_w)));
+  } else {
+    l.panel_cols = ceil_div(l.tiles_w, ceil_div(l.tiles_w, target));
+    l.panel_rows = 1;
+  }
+  // Small images share a panel, so that its lanes are not mostly idle (a 7x7 map has 16 tiles).
+  const int64_t tiles = l.tiles_h * l.tiles_w;
+  l.images = tiles * 2 <= target ? std::min(v.n, target / tiles) : 1;
+  l.panels = ceil_div(l.tiles_h, l.panel_rows) * ceil_div(l.tiles_w, l.panel_cols);
+  l.vectors = ceil_div(l.images * l.panel_rows * l.panel_cols, width);
+  l.row_tiles = v.out / l.tile.rows;
+  const int64_t per_problem = ceil_div(v.n, l.images) * l.panels;
+  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
+  l.items = v.n > 0 && v.out > 0 ? per_problem * l.row_chunks : 0;
+  l.scratch_floats = scratch_parts(v, l, width).total;
+  return l;
+}
+
+void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* begin,
+                   llvm::Value* end, llvm::Value* scratch, const StoreOutput& store) {
+  WinogradEmitter(e, v, input, filter, scratch, store).emit(begin, end);
+}
+
+}  // namespace dagger

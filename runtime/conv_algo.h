@@ -1,0 +1,18 @@
+#pragma once
+/// The convolution algorithms a caller may ask the JIT for (the choice itself is made per layer
+/// in codegen/conv_algo.h). A header of its own so that the emitters need not see the runtime.
+#include <string>
+
+namespace dagger {
+
+/// How the JIT computes a 3x3, stride-1, "same" convolution product (forward or data
+/// gradient): `direct` as an implicit GEMM over every product, `winograd` by the F(2x2,3x3)
+/// minimal-filtering algorithm (2.25x fewer multiplications, rounded differently), `auto`
+/// by the compiler's per-layer rule (codegen/conv_algo.h). Other convolutions are always direct.
+enum class ConvAlgo { direct, winograd, automatic };
+
+/// "direct" | "winograd" | "auto"; throws dagger::Error listing the valid names.
+ConvAlgo conv_algo(const std::string& name);
+std::string conv_algo_name(ConvAlgo algo);
+
+}  // namespace dagger

@@ -1,0 +1,170 @@
+// Winograd F(2x2,3x3) convolution kernels (forward and data gradient, with and without an
+// epilogue) against the interpreter in double, on shapes that leave partial tiles and
+// panels: maps not a multiple of the 2x2 tile (7x7, 5x9, 1x1, 2x3), maps wider than one
+// panel, small maps whose images share a panel (and a last, partial group of images), odd
+// channel counts (1, 3, 17), batches of 1, 3 and 7; and what chooses Winograd.
+#include <fmt/format.h>
+
+#include <catch2/catch.hpp>
+#include <iostream>
+
+#include "codegen/jit_support.h"
+#include "dagger/codegen/conv_algo.h"
+#include "dagger/codegen/fusion.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+struct Geometry {
+  int64_t n, c, h, w, k;
+};
+
+const Attrs kSame{{"stride", int64_t(1)}, {"pad", int64_t(1)}};
+
+/// conv2d (x, w) or conv2d_backward_data (dy, w) of a 3x3 same convolution, optionally
+/// followed by the epilogue relu(. + bias).
+Graph conv_graph(Op op, const Geometry& v, bool epilogue) {
+  Graph g;
+  const Shape x{v.n, v.c, v.h, v.w}, y{v.n, v.k, v.h, v.w}, f{v.k, v.c, 3, 3};
+  Attrs attrs = kSame;
+  if (op == Op::conv2d_backward_data) attrs.set("shape", x);
+  NodeId out = g.add(op, {input(g, "a", op == Op::conv2d ? x : y), input(g, "w", f)}, attrs);
+  if (epilogue) out = g.add(Op::relu, {g.add(Op::add, {out, input(g, "bias", {g.shape(out)[1], 1, 1})})});
+  g.set_output("out", out);
+  return g;
+}
+
+struct Errors {
+  double abs = 0;     // max |jit - exact|
+  double scaled = 0;  // max |jit - exact| / (sum of |products| + |bias|), the scale rounding grows with
+};
+
+/// The JIT's output under `algo` against the interpreter in double.
+Errors errors(Op op, const Geometry& v, bool epilogue, ConvAlgo algo, int width = 0, int threads = 1) {
+  const Graph g = conv_graph(op, v, epilogue);
+  StateMap feeds;
+  TensorMap<double> exact_feeds, abs_feeds;
+  uint32_t seed = 40;
+  for (NodeId id : g.nodes_of(Op::input)) {
+    const std::string& name = g.node(id).attrs.s("name");
+    feeds[name] = uniform(g.node(id).shape, -1, 1, ++seed);
+    exact_feeds[name] = xt::cast<double>(feeds[name]);
+    abs_feeds[name] = xt::abs(exact_feeds[name]);
+  }
+  JitOptions options;
+  options.vector_width = width;
+  options.threads = threads;
+  options.conv_algo = algo;
+  StateMap none;
+  const Tensor got = compile_jit(g, options)->run(feeds, none).at("out");
+  TensorMap<double> no_state;
+  const xt::xarray<double> want = interpret<double>(g, exact_feeds, no_state).at("out");
+  const Graph bare = conv_graph(op, v, false);
+  xt::xarray<double> scale = interpret<double>(bare, abs_feeds, no_state).at("out");
+  if (epilogue) scale += xt::abs(exact_feeds["bias"]);
+  Errors e;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::abs(double(got.data()[i]) - want.data()[i]);
+    e.abs = std::max(e.abs, d);
+    e.scaled = std::max(e.scaled, d / std::max(1e-30, scale.data()[i]));
+  }
+  return e;
+}
+
+const std::vector<Geometry> kOdd = {
+    {1, 1, 1, 1, 1},  {3, 3, 7, 7, 17}, {1, 17, 5, 9, 3},  {3, 17, 2, 3, 1},
+    {1, 3, 1, 7, 17}, {3, 1, 9, 5, 3},  {1, 3, 4, 130, 5},  // 65 tiles across: more than one panel per tile row
+    {7, 2, 5, 5, 4},  // 9 tiles an image: 5 images share a panel, the second group only 2
+};
+
+// Measured over these shapes and the cnn3 and rescnn layers (below): F(2x2,3x3) in float is
+// within 7e-7 of the exact value relative to the sum of the |products| (5.4e-7 on the layers;
+// direct: up to 2.4e-7 there, its sums being longer chains); the bound leaves a factor of 3.
+constexpr double kWinogradScaled = 2e-6;
+
+}  // namespace
+
+TEST_CASE("winograd convolutions match the interpreter on odd shapes", "[jit][conv][winograd]") {
+  double worst = 0;
+  for (const Geometry& v : kOdd)
+    for (Op op : {Op::conv2d, Op::conv2d_backward_data})
+      for (bool epilogue : {false, true}) {
+        INFO(op_info(op).name << " N " << v.n << " C " << v.c << " H " << v.h << " W " << v.w << " K " << v.k
+                              << (epilogue ? " with bias and relu" : ""));
+        const Errors e = errors(op, v, epilogue, ConvAlgo::winograd);
+        CHECK(e.scaled < kWinogradScaled);
+        worst = std::max(worst, e.scaled);
+      }
+  std::cout << "winograd conv, odd shapes: max error relative to the sum of |products| " << worst << "\n";
+}
+
+TEST_CASE("winograd on the cnn3 and rescnn layer shapes: error against double", "[jit][conv][winograd]") {
+  // Batch 2 of each 3x3 layer: 1->32 and 32->32 at 28x28, 32->64 and 64->64 at 14x14, 64->128
+  // and 128->128 at 7x7.
+  const std::vector<Geometry> layers = {{2, 1, 28, 28, 32},  {2, 32, 28, 28, 32}, {2, 32, 14, 14, 64},
+                                        {2, 64, 14, 14, 64}, {2, 64, 7, 7, 128},  {2, 128, 7, 7, 128}};
+  for (const Geometry& v : layers)
+    for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
+      INFO(op_info(op).name << " C " << v.c << " H " << v.h << " K " << v.k);
+      const Errors wino = errors(op, v, false, ConvAlgo::winograd);
+      const Errors direct = errors(op, v, false, ConvAlgo::direct);
+      std::cout << fmt::format(
+          "{} C {} HxW {}x{} K {}: max abs error direct {:.2e} winograd {:.2e}; relative to "
+          "sum |products| direct {:.2e} winograd {:.2e}\n",
+          op_info(op).name, v.c, v.h, v.w, v.k, direct.abs, wino.abs, direct.scaled, wino.scaled);
+      CHECK(wino.scaled < kWinogradScaled);
+    }
+}
+
+TEST_CASE("winograd kernels: other vector widths, and the same bits at any width and thread count",
+          "[jit][conv][winograd]") {
+  for (int width : {4, 8, 16})
+    for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
+      INFO("width " << width << " " << op_info(op).name);
+      CHECK(errors(op, kOdd[1], true, ConvAlgo::winograd, width, 2).scaled < kWinogradScaled);
+      CHECK(errors(op, kOdd[6], true, ConvAlgo::winograd, width, 3).scaled < kWinogradScaled);
+    }
+  // Panels hold 2 * W tiles (W = 4, 8) or 3 * W (16), but every output sums the same terms
+  // in the same order: the bits are the same at any width and thread count, as the direct
+  // products' are.
+  for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
+    INFO(op_info(op).name);
+    const Graph g = conv_graph(op, {3, 5, 9, 11, 19}, true);
+    StateMap feeds;
+    uint32_t seed = 60;
+    for (NodeId id : g.nodes_of(Op::input))
+      feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
+    StateMap none;
+    std::vector<Tensor> outs;
+    for (const auto& [width, threads] :
+         std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}}) {
+      JitOptions options;
+      options.vector_width = width;
+      options.threads = threads;
+      options.conv_algo = ConvAlgo::winograd;
+      outs.push_back(compile_jit(g, options)->run(feeds, none).at("out"));
+    }
+    for (size_t t = 1; t < outs.size(); ++t) CHECK(bitwise_equal(outs[0], outs[t]));
+  }
+}
+
+TEST_CASE("the compiler says which convolutions get winograd, and why", "[jit][conv][winograd]") {
+  Graph g;
+  NodeId x = input(g, "x", {2, 3, 8, 8});
+  NodeId wide = g.add(Op::conv2d, {x, input(g, "w1", {32, 3, 3, 3})}, kSame);
+  NodeId deep = g.add(Op::conv2d, {wide, input(g, "w2", {8, 32, 3, 3})}, kSame);
+  NodeId strided =
+      g.add(Op::conv2d, {deep, input(g, "w3", {8, 8, 3, 3})}, {{"stride", int64_t(2)}, {"pad", int64_t(1)}});
+  g.set_output("out", strided);
+  CHECK_FALSE(choose_conv_algo(g, g.node(wide), ConvAlgo::automatic).winograd);  // 3 input channels
+  CHECK(choose_conv_algo(g, g.node(wide), ConvAlgo::winograd).winograd);
+  CHECK(choose_conv_algo(g, g.node(deep), ConvAlgo::automatic).winograd);  // 32 input channels
+  CHECK_FALSE(choose_conv_algo(g, g.node(deep), ConvAlgo::direct).winograd);
+  CHECK_FALSE(choose_conv_algo(g, g.node(strided), ConvAlgo::winograd).winograd);
+  const std::string why = describe_fusion(g, fuse(g), true, ConvAlgo::automatic);
+  CHECK(why.find(fmt::format("algo:  %{} direct (auto): a reduction over 3 channels", wide)) != std::string::npos);
+  CHECK(why.find(fmt::format("algo:  %{} winograd F(2x2,3x3) (auto)", deep)) != std::string::npos);
+  CHECK(why.find(fmt::format("algo:  %{} direct: Winograd F(2x2,3x3) needs", strided)) != std::string::npos);
+}
