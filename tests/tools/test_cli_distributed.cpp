@@ -75,7 +75,7 @@ std::string slice(int epochs = 1, int batch = 32, int train_limit = 256) {
 // each rank draws its part of the batch's dropout masks. 250 examples make the last batch 26,
 // split 13 + 13, so a rank's shard also starts mid-batch at another offset than in the others.
 // Measured on an Intel Xeon (AVX-512) after the 8 steps: at most 2.5e-6 (mlp512) and 5.7e-5
-// (the cnn's dense1.w; 8.3e-6 without dropout, the cause of the difference not analysed). Without
+// (the cnn's dense1.w; without dropout it was 8.3e-6 on a znver4, the gap not analysed). Without
 // the offsets (the second rank drawing the first rank's masks): 1.1 and 1.3.
 TEST_CASE("two ranks train mlp and cnn with dropout as one process does, to the rounding of the gradient sum",
           "[mpi][slow]") {
