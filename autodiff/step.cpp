@@ -48,15 +48,15 @@ Graph share_batch_statistics(const Graph& g) {
   return out;
 }
 
-}  // namespace
-
-Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes,
-                    double label_smoothing) {
+/// build_forward of a batch that starts at example `first_example` of a larger batch.
+Graph build_forward_of_shard(const ModelFn& model, int64_t batch, int64_t first_example, Mode mode,
+                             const Shape& input_shape, int64_t classes, double label_smoothing) {
   if (batch < 1) throw Error(fmt::format("batch size must be at least 1, got {}", batch));
   // Also catches a label smoothing passed where the class count goes (0.1 would become 0 classes).
   if (classes < 1) throw Error(fmt::format("the number of classes must be at least 1, got {}", classes));
   Graph g;
   Model m(g, mode, classes);
+  m.shard_of_batch(first_example, batch);
   Shape x_shape = {batch};
   x_shape.insert(x_shape.end(), input_shape.begin(), input_shape.end());
   Value logits = model(m, m.input("x", x_shape));
@@ -78,6 +78,13 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
   return g;
 }
 
+}  // namespace
+
+Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape, int64_t classes,
+                    double label_smoothing) {
+  return build_forward_of_shard(model, batch, 0, mode, input_shape, classes, label_smoothing);
+}
+
 Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape,
                           int64_t classes, double label_smoothing) {
   Graph g = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
@@ -90,8 +97,9 @@ Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerCo
 }
 
 Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& input_shape, int64_t classes,
-                          double label_smoothing) {
-  Graph g = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
+                          double label_smoothing, int64_t first_example) {
+  if (first_example < 0) throw Error(fmt::format("a shard cannot start at example {}", first_example));
+  Graph g = build_forward_of_shard(model, batch, first_example, Mode::train, input_shape, classes, label_smoothing);
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   for (size_t i = 0; i < params.size(); ++i) g.set_output(gradient_name(g.node(params[i]).attrs.s("name")), grads[i]);

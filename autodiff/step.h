@@ -34,9 +34,11 @@ inline std::string gradient_name(const std::string& parameter) {
 /// The first half of a data-parallel step: forward (train) and the gradient of "loss" (the mean
 /// over this batch) wrt every parameter, output as gradient_name(parameter name), with "loss" and
 /// "logits"; batchnorm running statistics are assigned as in build_training_step, parameters
-/// are not. Verified before returning.
+/// are not. `first_example` > 0 makes the batch a shard, examples [first_example, first_example
+/// + batch) of a larger batch, whose dropout masks are that part of the larger batch's masks
+/// (Model::shard_of_batch). Verified before returning.
 Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& input_shape = {1, 28, 28},
-                          int64_t classes = 10, double label_smoothing = 0);
+                          int64_t classes = 10, double label_smoothing = 0, int64_t first_example = 0);
 
 /// The second half: the optimizer's update of every parameter of `model` from the gradients fed
 /// as inputs gradient_name(parameter name), with the same nodes build_training_step appends (its

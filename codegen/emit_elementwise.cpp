@@ -7,6 +7,7 @@
 
 #include "dagger/codegen/iteration.h"
 #include "dagger/codegen/vector_math.h"
+#include "dagger/graph/random.h"
 
 namespace dagger {
 
@@ -29,11 +30,14 @@ llvm::Value* gated_grad(Emit& e, llvm::Value* x, llvm::Value* dy, llvm::Value* s
 }
 
 /// Dropout of `x` at `pos`: the key lanes hold the scalar key as a float; the element index
-/// is the flat position (fusion keeps every dropout at its group's full shape).
+/// is the node's offset plus the flat position (fusion keeps every dropout at its group's full
+/// shape), in i32 arithmetic that wraps at 2^32 as the interpreter's does.
 llvm::Value* dropout_value(Emit& e, const Node& n, llvm::Value* x, llvm::Value* key, const ElementPos& pos) {
   const float p = static_cast<float>(n.attrs.f("p"));
   const float keep = 1.0f - p;  // the interpreter divides by exactly this float
-  llvm::Value* index = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(pos.flat, e.i32)), e.lane_ids());
+  llvm::Value* first =
+      e.b.CreateAdd(e.b.CreateTrunc(pos.flat, e.i32), e.b.getInt32(static_cast<uint32_t>(dropout_offset(n.attrs))));
+  llvm::Value* index = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, first), e.lane_ids());
   llvm::Value* keeps =
       emit_dropout_keeps(e, e.b.CreateFPToUI(key, e.vi), static_cast<uint32_t>(n.attrs.i("salt")), index, p);
   return e.select(keeps, e.b.CreateFDiv(x, e.splat(keep)), e.splat(0.0f));

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cassert>
+
 namespace dagger {
 
 namespace {
@@ -178,7 +180,22 @@ Value Model::dropout(Value x, float p, Where w) {
   ScopeGuard scope(*g_, layer_name("dropout"));
   auto key = g_->find_source(kDropoutKey);
   Value k = key ? Value{g_, *key} : input(kDropoutKey, {}, w);
-  return make(g_, Op::dropout, {x.id, k.id}, {{"p", double(p)}, {"salt", ++dropout_salt_}}, w);
+  Attrs attrs{{"p", double(p)}, {"salt", ++dropout_salt_}};
+  // Absent when 0, so a one-process graph is what it was before shards existed.
+  if (shard_first_ > 0) {
+    const int64_t elements = numel(x.shape());
+    if (elements % shard_batch_ != 0)
+      throw Error(fmt::format("{}: dropout of {} in a shard of {} examples: the elements do not divide by the batch",
+                              describe(w), to_string(x.shape()), shard_batch_));
+    attrs.set("offset", shard_first_ * (elements / shard_batch_));
+  }
+  return make(g_, Op::dropout, {x.id, k.id}, std::move(attrs), w);
+}
+
+void Model::shard_of_batch(int64_t first, int64_t batch) {
+  assert(first >= 0 && batch >= 1);
+  shard_first_ = first;
+  shard_batch_ = batch;
 }
 
 }  // namespace dagger

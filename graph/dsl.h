@@ -90,6 +90,11 @@ class Model {
   Value batchnorm(Value x, float momentum = 0.99f, float eps = 1e-3f, Where w = Where::current());
   /// Inverted dropout in training, identity in evaluation.
   Value dropout(Value x, float p, Where w = Where::current());
+  /// Declares this graph's `batch` examples to be examples [first, first + batch) of a larger
+  /// batch (a rank's shard in data-parallel training): the dropouts added after this draw each
+  /// mask element for its position in the larger batch's tensor (their "offset" attribute,
+  /// first * elements per example), so the shards' masks are together the whole batch's mask.
+  void shard_of_batch(int64_t first, int64_t batch);
 
   /// The scalar runtime input that seeds this step's dropout masks (created on first use).
   static constexpr const char* kDropoutKey = "dropout_key";
@@ -101,6 +106,7 @@ class Model {
   int64_t classes_;
   std::map<std::string, int> counters_;
   int64_t dropout_salt_ = 0;
+  int64_t shard_first_ = 0, shard_batch_ = 1;  ///< see shard_of_batch
 };
 
 }  // namespace dagger

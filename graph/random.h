@@ -2,10 +2,17 @@
 /// Counter-based randomness for dropout. A mask element is a pure function of (key, salt,
 /// index), so the interpreter, the JIT and the backward pass all draw the same mask without
 /// sharing any generator state: the key changes per step, the salt per dropout layer, and
-/// the index is the element's flat row-major position.
+/// the index is the element's flat row-major position plus the node's "offset" attribute
+/// (absent: 0), so a shard of a batch draws the elements of the whole batch's mask.
 #include <cstdint>
 
+#include "dagger/graph/graph.h"
+
 namespace dagger {
+
+/// A dropout node's index offset, its attribute "offset" (absent when 0): the position of its
+/// first element in the tensor whose mask it draws a part of.
+inline int64_t dropout_offset(const Attrs& attrs) { return attrs.i_or("offset", 0); }
 
 namespace random_detail {
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "dagger/graph/graph.h"
+#include "dagger/graph/random.h"
 
 namespace dagger {
 
@@ -118,11 +119,13 @@ Shape class_head(const Shape& logits, const Shape& labels) {
   return {};
 }
 
-/// Dropout's operands are x and a scalar key; its rate must leave something to keep.
+/// Dropout's operands are x and a scalar key; its rate must leave something to keep, and its
+/// optional index offset must not be negative.
 Shape dropout_rule(const std::vector<Shape>& in, const Attrs& at) {
   require(in[1].empty(), fmt::format("dropout key must be a scalar, got {}", to_string(in[1])));
   double p = at.f("p");
   require(p >= 0 && p < 1, fmt::format("dropout rate {} is outside [0, 1)", p));
+  require(dropout_offset(at) >= 0, fmt::format("dropout offset {} is negative", dropout_offset(at)));
   return in[0];
 }
 

@@ -160,12 +160,14 @@ Array<T> dropout(const Node& n, const Array<T>& x, const Array<T>& key_tensor) {
   const uint32_t key = dropout_key(key_tensor);
   const auto salt = static_cast<uint32_t>(n.attrs.i("salt"));
   const auto p = static_cast<float>(n.attrs.f("p"));
+  const int64_t offset = dropout_offset(n.attrs);
   const T keep = T(1) - static_cast<T>(p);
   Array<T> y = Array<T>::from_shape(x.shape());
   const T* a = x.data();
   T* b = y.data();
+  // The index wraps at 2^32 as the JIT's i32 lanes do.
   for (int64_t i = 0; i < size_of(x); ++i)
-    b[i] = dropout_keeps(key, salt, static_cast<uint32_t>(i), p) ? a[i] / keep : T(0);
+    b[i] = dropout_keeps(key, salt, static_cast<uint32_t>(offset + i), p) ? a[i] / keep : T(0);
   return y;
 }
 

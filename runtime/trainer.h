@@ -171,8 +171,9 @@ class Trainer {
   Executable& train_plan(int64_t batch);
   Executable& eval_plan(int64_t batch);
   EpochStats run_epoch(const Dataset& train, int epoch, double lr);
-  /// The data-parallel halves of a training step (trainer_parallel.cpp).
-  Executable& gradient_plan(int64_t batch);
+  /// The data-parallel halves of a training step (trainer_parallel.cpp); the gradient plan for
+  /// a shard of `batch` examples that starts at example `first` of its global batch.
+  Executable& gradient_plan(int64_t batch, int64_t first);
   Executable& update_plan();
   /// run_epoch over config().communicator's ranks, each on its shard of every batch.
   EpochStats run_epoch_parallel(const Dataset& train, int epoch, double lr);
@@ -208,7 +209,8 @@ class Trainer {
   StateMap state_;
   int64_t step_ = 0;
   ScheduleState schedule_state_;
-  std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_, gradient_plans_;
+  std::map<int64_t, std::unique_ptr<Executable>> train_plans_, eval_plans_;
+  std::map<std::pair<int64_t, int64_t>, std::unique_ptr<Executable>> gradient_plans_;  ///< by (batch, first)
   std::unique_ptr<Executable> update_plan_;
   std::map<std::string, std::vector<size_t>> expected_shapes_;
   mutable std::optional<std::string> model_text_;

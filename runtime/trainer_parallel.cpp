@@ -16,13 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-/// Rank r's dropout key: rank 0 draws the one-process key, the others keys of their own. A mask
-/// element is keyed by its position in the rank's shard, not in the global batch (the dropout op
-/// has no offset), so a shared key would give every rank the same masks.
-float rank_dropout_key(uint64_t seed, int64_t step, int rank) {
-  return dropout_key(seed + static_cast<uint64_t>(rank) * 0x9E3779B97F4A7C15ull, step);
-}
-
 /// The values every rank contributes to a step's one fused sum, in a fixed order: the
 /// gradients (by parameter name), the batchnorm running statistics the step assigned (by name),
 /// the batch's loss, then its count of right answers.
@@ -83,11 +76,11 @@ std::pair<int64_t, int64_t> Trainer::shard(int64_t n) const {
   return {n * r / ranks, n * (r + 1) / ranks};
 }
 
-Executable& Trainer::gradient_plan(int64_t batch) {
-  auto& slot = gradient_plans_[batch];
+Executable& Trainer::gradient_plan(int64_t batch, int64_t first) {
+  auto& slot = gradient_plans_[{batch, first}];
   if (!slot)
     slot = make_executable(
-        build_gradient_step(model_, batch, config_.input_shape, config_.classes, config_.label_smoothing),
+        build_gradient_step(model_, batch, config_.input_shape, config_.classes, config_.label_smoothing, first),
         config_.executor, {config_.threads, config_.conv_algo});
   return *slot;
 }
@@ -123,10 +116,11 @@ EpochStats Trainer::run_epoch_parallel(const Dataset& train, int epoch, double l
       const size_t at = static_cast<size_t>(begin + first);
       gather_batch(train, order, at, static_cast<size_t>(mine), images, labels);
       augment_batch(config_.augment, config_.seed, epoch, order, at, images);
-      StateMap feeds{{"x", images},
-                     {"labels", labels},
-                     {"dropout_key", scalar_tensor(rank_dropout_key(config_.seed, step_, comm.rank()))}};
-      outputs = gradient_plan(mine).run(feeds, state_);
+      // Every rank draws with the one-process key; the plan keys each mask element by its
+      // position in the global batch, so the ranks' masks are together one process's.
+      StateMap feeds{
+          {"x", images}, {"labels", labels}, {"dropout_key", scalar_tensor(dropout_key(config_.seed, step_))}};
+      outputs = gradient_plan(mine, first).run(feeds, state_);
       std::vector<int> pred = argmax_rows(outputs.at("logits"));
       for (int64_t i = 0; i < mine; ++i) correct += pred[i] == static_cast<int>(labels(i));
     }

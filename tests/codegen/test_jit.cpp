@@ -267,6 +267,30 @@ TEST_CASE("dropout masks and values are identical bit for bit", "[jit]") {
     }
 }
 
+TEST_CASE("an offset dropout draws the interpreter's mask on odd shapes, alone and fused", "[jit]") {
+  // 4294967290: the index passes 2^32 within the tensor and wraps in both.
+  for (int64_t offset : {int64_t(1), int64_t(13), int64_t(4097), int64_t(4294967290)}) {
+    const Attrs attrs{{"p", 0.4}, {"salt", int64_t(5)}, {"offset", offset}};
+    for (const Shape& s : std::vector<Shape>{{1}, {7}, {33}, {7, 5}, {3, 5, 7}}) {
+      INFO("offset " << offset << " shape " << to_string(s));
+      Graph g;
+      g.set_output("y", g.add(Op::dropout, {input(g, "x", s), input(g, "key", {})}, attrs));
+      BothRuns r = run_both(g, {{"x", uniform(s, -2, 2, 7)}, {"key", scalar_tensor(4321)}});
+      CHECK(bitwise_equal(r.jit.at("y"), r.ref.at("y")));
+    }
+    INFO("offset " << offset << ", in a dense layer's epilogue");
+    Graph g;
+    NodeId h = g.add(Op::matmul, {input(g, "x", {5, 11}), input(g, "w", {11, 13})});
+    g.set_output("y", g.add(Op::dropout, {g.add(Op::relu, {h}), input(g, "key", {})}, attrs));
+    BothRuns r = run_both(
+        g, {{"x", uniform({5, 11}, -1, 1, 1)}, {"w", uniform({11, 13}, -1, 1, 2)}, {"key", scalar_tensor(77)}});
+    CHECK(r.kernels == 1);
+    CHECK(max_rel_error(r.jit.at("y"), r.ref.at("y")) < 1e-5);
+    for (size_t i = 0; i < r.ref.at("y").size(); ++i)
+      CHECK((r.jit.at("y").data()[i] == 0) == (r.ref.at("y").data()[i] == 0));
+  }
+}
+
 TEST_CASE("a dropout fused inside a chain keeps its mask", "[jit]") {
   Graph g;
   NodeId x = input(g, "x", {9, 13}), b = input(g, "b", {13});
@@ -529,6 +553,41 @@ TEST_CASE("a dense model's training step matches the interpreter and is determin
   const StateMap o1 = plan->run(feeds, s1), o2 = again->run(feeds, s2);
   for (const auto& [name, t] : o1) CHECK(bitwise_equal(t, o2.at(name)));
   for (const auto& [name, t] : s1) CHECK(bitwise_equal(t, s2.at(name)));
+}
+
+TEST_CASE("shards' gradient steps draw their parts of the whole batch's dropout masks", "[jit]") {
+  // A batch of 6 split 2 + 4, as two ranks split it. The dropout precedes two dense layers, so
+  // a wrong mask changes the shard's logits, while the right one leaves them the whole batch's
+  // rows to rounding.
+  const Shape image = {1, 6, 6};
+  const Graph whole = build_gradient_step(small_mlp, 6, image);
+  StateMap initial;
+  initialize_state(whole, initial, 42);
+  const StateMap feeds = training_feeds(whole, 6, 0);
+  const auto rows = [](const Tensor& t, int64_t first, int64_t count) {
+    std::vector<size_t> shape(t.shape().begin(), t.shape().end());
+    const size_t per_row = t.size() / shape[0];
+    shape[0] = static_cast<size_t>(count);
+    Tensor part = Tensor::from_shape(shape);
+    std::copy_n(t.begin() + first * static_cast<int64_t>(per_row), part.size(), part.begin());
+    return part;
+  };
+  // The logits of examples [first, first + count) run as a shard that claims to start at `claimed`.
+  const auto shard_logits = [&](int64_t first, int64_t count, int64_t claimed) {
+    const Graph g = build_gradient_step(small_mlp, count, image, 10, 0, claimed);
+    StateMap state = initial;
+    const StateMap part{{"x", rows(feeds.at("x"), first, count)},
+                        {"labels", rows(feeds.at("labels"), first, count)},
+                        {Model::kDropoutKey, feeds.at(Model::kDropoutKey)}};
+    return compile_jit(g)->run(part, state).at("logits");
+  };
+  StateMap state = initial;
+  const Tensor want = compile_jit(whole)->run(feeds, state).at("logits");
+  const Tensor head = shard_logits(0, 2, 0), tail = shard_logits(2, 4, 2);
+  Tensor got = Tensor::from_shape(want.shape());
+  std::copy(tail.begin(), tail.end(), std::copy(head.begin(), head.end(), got.begin()));
+  CHECK(max_state_error({{"logits", got}}, {{"logits", want}}) < 1e-5);
+  CHECK(max_state_error({{"logits", shard_logits(2, 4, 0)}}, {{"logits", rows(want, 2, 4)}}) > 1e-2);
 }
 
 TEST_CASE("identical kernels compile once, and a second plan loads them from the disk cache", "[jit][cache]") {

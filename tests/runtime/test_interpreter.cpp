@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 #include <xtensor/xmanipulation.hpp>
+#include <xtensor/xview.hpp>
 
 #include "dagger/graph/dsl.h"
 #include "dagger/graph/random.h"
@@ -375,6 +376,26 @@ TEST_CASE("dropout keeps about 1-p of the elements, scaled, with a mask fixed by
   // The mask is the shared hash, element by element.
   for (uint32_t i : {0u, 1u, 777u}) CHECK((y.data()[i] != 0) == dropout_keeps(12345, 1, i, 0.3f));
   expect_error([&] { run(1.5f, 1); }, {"dropout key 1.5"});
+}
+
+TEST_CASE("two shards' dropouts, offset by the first shard's elements, draw the whole batch's mask", "[interpreter]") {
+  // A batch of 5 examples of 7 elements, split 2 + 3 as two ranks split it.
+  const auto whole_x = iota({5, 7}) + 1.0f;
+  const auto key = tensor({}, {4242});
+  const auto drop = [&](const xt::xarray<float>& x, int64_t offset) {
+    Attrs attrs{{"p", 0.5}, {"salt", int64_t(2)}};
+    if (offset != 0) attrs.set("offset", offset);
+    return values(apply<float>(Op::dropout, {x, key}, attrs));
+  };
+  const std::vector<float> whole = drop(whole_x, 0);
+  const xt::xarray<float> first = xt::view(whole_x, xt::range(0, 2)), second = xt::view(whole_x, xt::range(2, 5));
+  std::vector<float> shards = drop(first, 0);
+  const std::vector<float> rest = drop(second, 2 * 7);
+  shards.insert(shards.end(), rest.begin(), rest.end());
+  CHECK(shards == whole);
+  // Without the offset the second shard repeats the first rows' mask instead.
+  CHECK(drop(second, 0) != rest);
+  expect_error([&] { drop(second, -1); }, {"dropout offset -1 is negative"});
 }
 
 TEST_CASE("assigns write state after the step, all from pre-step values", "[interpreter]") {

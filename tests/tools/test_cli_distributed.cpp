@@ -63,22 +63,28 @@ bool same_bits(const std::string& a_dir, const std::string& b_dir) {
   return true;
 }
 
-/// A few steps on a slice of Fashion-MNIST: 8 batches of 32 per epoch.
-std::string slice(int epochs = 1, int batch = 32) {
-  return fmt::format(" --epochs {} --batch {} --train-limit 256 --val-limit 128 --test-limit 128 --quiet", epochs,
-                     batch);
+/// A few steps on a slice of Fashion-MNIST: 8 batches of 32 per epoch (the last one partial
+/// when `train_limit` is below 256).
+std::string slice(int epochs = 1, int batch = 32, int train_limit = 256) {
+  return fmt::format(" --epochs {} --batch {} --train-limit {} --val-limit 128 --test-limit 128 --quiet", epochs, batch,
+                     train_limit);
 }
 
 }  // namespace
 
-// Measured on a znver4 machine after the 8 steps: at most 8.3e-6 (cnn) and 2.5e-6 (mlp). Models
-// without dropout and batch norm, whose shards compute what one process computes.
-TEST_CASE("two ranks train mlp and cnn as one process does, to the rounding of the gradient sum", "[mpi][slow]") {
+// Models with dropout and without batch norm, whose shards compute what one process computes:
+// each rank draws its part of the batch's dropout masks. 250 examples make the last batch 26,
+// split 13 + 13, so a rank's shard also starts mid-batch at another offset than in the others.
+// Measured on an Intel Xeon (AVX-512) after the 8 steps: at most 2.5e-6 (mlp512) and 5.7e-5
+// (the cnn's dense1.w; without dropout it was 8.3e-6 on a znver4, the gap not analysed). Without
+// the offsets (the second rank drawing the first rank's masks): 1.1 and 1.3.
+TEST_CASE("two ranks train mlp and cnn with dropout as one process does, to the rounding of the gradient sum",
+          "[mpi][slow]") {
   dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("distributed");
-  for (const std::string model : {"mlp1(512,relu,0)", "cnn(3,nobn,0,0,256)"}) {
+  for (const std::string model : {"mlp512", "cnn(3,nobn,0.5,0.25,256)"}) {
     INFO(model);
-    const std::string args = "train \"" + model + "\"" + slice();
+    const std::string args = "train \"" + model + "\"" + slice(1, 32, 250);
     const Outcome one = run_dagger(args + " --out " + dir.file("one"));
     REQUIRE(one.status == 0);
     const Outcome two =
@@ -87,7 +93,7 @@ TEST_CASE("two ranks train mlp and cnn as one process does, to the rounding of t
     REQUIRE(two.status == 0);
     CHECK(same_bits(dir.file("ranks/rank-0"), dir.file("ranks/rank-1")));
     CHECK(same_bits(dir.file("ranks/rank-0"), dir.file("two/checkpoint")));
-    CHECK(max_relative_difference(dir.file("two/checkpoint"), dir.file("one/checkpoint")) < 1e-4);
+    CHECK(max_relative_difference(dir.file("two/checkpoint"), dir.file("one/checkpoint")) < 5e-4);
     std::filesystem::remove_all(dir.path);
     std::filesystem::create_directories(dir.path);
   }
