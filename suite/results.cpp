@@ -51,6 +51,12 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
                         {"trained", e.trained},
                         {"reused", e.reused}};
     if (const GridRun* best = e.chosen_run()) j["chosen"] = best->record.key;
+    if (e.seeds.size() > 1) {
+      j["seeds"] = e.seeds;
+      nlohmann::json chosen = nlohmann::json::array();
+      for (const GridRun* g : e.chosen_runs()) chosen.push_back(g->record.key);
+      j["chosen_by_seed"] = chosen;
+    }
     if (e.running_min) {
       nlohmann::json rows = nlohmann::json::array();
       for (const MinimumStand& s : e.running_min->rows)
@@ -63,6 +69,8 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
     if (e.ensemble) {
       j["ensemble"] = to_json(*e.ensemble);
       j["ensemble"]["members"] = e.experiment->members;
+      if (e.ensembles.size() > 1)
+        for (const auto& [seed, en] : e.ensembles) j["ensembles_by_seed"][std::to_string(seed)] = to_json(en);
     }
     experiments.push_back(j);
   }

@@ -78,9 +78,18 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
-  // Probabilities, not weights: a diverged run's may be NaN, and that is its result.
-  r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
-  r.test_predictions = argmax_rows(r.test_probs);
+  // Probabilities, not weights: a diverged run's may be NaN, and that is its result. A run
+  // imported from a results bundle (suite/bundle.h) may carry only its predictions.
+  if (fs::exists(dir + "/test_probs") || !fs::exists(dir + "/test_predictions.txt")) {
+    r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
+    r.test_predictions = argmax_rows(r.test_probs);
+  } else {
+    std::stringstream lines(read_text(dir + "/test_predictions.txt"));
+    for (int p; lines >> p;) r.test_predictions.push_back(p);
+    if (r.test_predictions.size() != r.test.count)
+      throw Error(fmt::format("'{}/test_predictions.txt' holds {} predictions for {} test images", dir,
+                              r.test_predictions.size(), r.test.count));
+  }
   r.reused = true;
   return r;
 }
@@ -175,6 +184,7 @@ nlohmann::json RunConfig::to_json() const {
                       {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
   // Only when set, so runs that restore the best weights keep the keys they had before the option.
   if (keep_last) j["keep_last"] = true;
+  if (split_seed) j["split_seed"] = split_seed;  // likewise: only runs repeated under other seeds have it
   return j;
 }
 
@@ -193,6 +203,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
   c.seed = j.at("seed");
   c.raw_pixels = j.at("raw_pixels");
   c.keep_last = j.value("keep_last", false);
+  c.split_seed = j.value("split_seed", uint64_t{0});
   return c;
 }
 

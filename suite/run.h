@@ -26,6 +26,9 @@ struct RunConfig {
   int64_t batch = 64;
   size_t train = 0, val = 0, test = 0;  ///< data slice sizes (0 = whole split)
   uint64_t seed = 42;
+  /// The seed of the data split and slices when it is not `seed` (0: `seed`): a run repeated
+  /// under another training seed keeps the train/validation/test images of the first.
+  uint64_t split_seed = 0;
   bool raw_pixels = false;
   /// With early stopping: end with the last epoch's weights, as the study's framework does by
   /// default, rather than with those of the lowest validation loss.
@@ -36,6 +39,8 @@ struct RunConfig {
   /// A folder name: the model spec made file-safe plus a hash of the whole configuration.
   std::string key() const;
   bool operator==(const RunConfig&) const = default;
+  /// The seed the data was split with.
+  uint64_t data_seed() const { return split_seed ? split_seed : seed; }
 };
 
 /// A finished run: its configuration, history and train/val/test metrics.
