@@ -292,6 +292,7 @@ class Runner {
     c.optimizer = resolve(t.optimizer, e);
     c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
     c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
+    if (t.lr_times_dampening) c.lr *= 1 - c.momentum;
     c.epochs = epochs_for(e);
     c.patience = e.run.epochs > 0     ? 0
                  : t.patience.empty() ? p.default_patience

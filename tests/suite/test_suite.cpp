@@ -183,8 +183,8 @@ TEST_CASE("the plan adds dependencies and orders them first", "[suite]") {
   ids.clear();
   for (const Experiment* e : plan(catalog(), {"E23"})) ids.push_back(e->id);
   CHECK(ids == std::vector<std::string>{"E19", "E20", "E21", "E23"});
-  CHECK(plan(catalog(), {}).size() == 23);
-  CHECK(dependencies(catalog()[4]) == std::vector<std::string>{"E04"});  // E05 shows E04's chosen run
+  CHECK(plan(catalog(), {}).size() == 24);                               // the 23 slides and E04b
+  CHECK(dependencies(catalog()[5]) == std::vector<std::string>{"E04"});  // E05 (after E04b) shows E04's chosen run
   CHECK_THAT(error_of([] { plan(catalog(), {"E99"}); }), Contains("unknown experiment 'E99'") && Contains("E23"));
   CHECK_THAT(error_of([] { profile("medium"); }), Contains("unknown profile 'medium'") && Contains("quick, full"));
 }
@@ -229,7 +229,7 @@ TEST_CASE("a run asked for under another spelling of its model reuses the finish
   CHECK(is_finished(b, context.runs_dir));
   const RunRecord same = run_or_reuse(b, {&train, &val, &test}, context);
   CHECK(same.reused);
-  CHECK(same.key == a.key());       // where its files are
+  CHECK(same.key == a.key());           // where its files are
   CHECK(same.config.model == b.model);  // what was asked for
   CHECK(same.test.accuracy == first.test.accuracy);
   CHECK(same.history.size() == first.history.size());
@@ -444,14 +444,14 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   }
 }
 
-TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite][slow]") {
+TEST_CASE("the report has all 24 sections with real tables and the study's numbers labelled", "[suite][slow]") {
   TempDir out("suite-report");
   const std::vector<Experiment> experiments = narrow_catalog();
   SuiteOptions o = tiny_options(out.path.string(), {});
   o.experiments = &experiments;
   o.plots = false;
   SuiteResult r = run_suite(o);
-  CHECK(r.experiments.size() == 23);
+  CHECK(r.experiments.size() == 24);
   const std::string md = read(out.file("report.md"));
   for (const Experiment& e : catalog()) CHECK_THAT(md, Contains("## " + e.id + " · " + e.title));
   CHECK_THAT(md, Contains("## Summary"));
@@ -473,6 +473,10 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   REQUIRE(e03.chosen_run());
   for (const GridRun& g : e03.runs) CHECK(e03.chosen_run()->record.lowest_val_loss() <= g.record.lowest_val_loss());
   CHECK_THAT(md, Contains("reached the lowest validation loss"));
+  // E04b takes E03's lr times (1 - momentum); E04 the lr itself.
+  const double lr = std::stod(e03.values.at("lr"));
+  for (const GridRun& g : r.by_id.at("E04b")->runs) CHECK(g.record.config.lr == lr * (1 - g.record.config.momentum));
+  CHECK(r.by_id.at("E04")->runs.back().record.config.lr == lr);
   // E21 takes E20's chosen q and h.
   const auto& e20 = r.by_id.at("E20")->values;
   CHECK(r.by_id.at("E21")->runs.front().record.config.model ==
@@ -497,7 +501,7 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   const std::string html = read(out.file("report.html"));
   CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
   const nlohmann::json results = nlohmann::json::parse(read(out.file("results.json")));
-  CHECK(results.at("experiments").size() == 23);
+  CHECK(results.at("experiments").size() == 24);
   for (const auto& [key, run] : results.at("runs").items()) {
     CHECK(run.at("test").at("class_f1").size() == 10);
     CHECK(run.at("provenance").at("git_commit") == "test");
