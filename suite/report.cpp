@@ -315,6 +315,9 @@ class ReportWriter {
         {"train", &best->record.train}, {"val", &best->record.val}, {"test", &best->record.test}};
     for (const auto& [name, r] : sets)
       md_ += table_row({name, num(r->loss), num(r->accuracy), num(r->precision), num(r->recall), num(r->f1)});
+    if (const auto& r = best->record.best_epoch_test)
+      md_ += table_row({fmt::format("test, best epoch ({})", best->record.best_epoch), num(r->loss), num(r->accuracy),
+                        num(r->precision), num(r->recall), num(r->f1)});
     md_ += "\n";
   }
 

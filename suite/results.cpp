@@ -33,6 +33,7 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
                      {"images_per_sec", r.images_per_sec},
                      {"reused", r.reused},
                      {"provenance", r.provenance}};
+      if (r.best_epoch_test) runs[r.key]["best_epoch_test"] = to_json(*r.best_epoch_test);
     }
     for (const StudyNumber& n : e.experiment->study) {
       auto it = e.measures.find(n.key);

@@ -75,6 +75,7 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.train = report_from_json(j.at("train"));
   r.val = report_from_json(j.at("val"));
   r.test = report_from_json(j.at("test"));
+  if (j.contains("best_epoch_test")) r.best_epoch_test = report_from_json(j.at("best_epoch_test"));
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
@@ -373,12 +374,20 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   // metrics: their presence marks the run finished, so they are written last and atomically.
   trainer.save_state(dir + "/final", {{"best_epoch", r.best_epoch}});
   save_checkpoint(dir + "/test_probs", {{"probs", r.test_probs}}, {{"model", config.model}});
+  // Scored at its last epoch, the run reports its best epoch's test figures too, so the two
+  // protocols' numbers stand side by side without a second suite (`--restore-best`).
+  if (config.keep_last && diverged.empty() && r.best_epoch != static_cast<int>(r.history.size()) &&
+      fs::exists(dir + "/best/manifest.json")) {
+    trainer.load_state(dir + "/best");
+    r.best_epoch_test = trainer.evaluate(*data.test).report;
+  }
   write_file_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
   nlohmann::json j = {
       {"config", config.to_json()},       {"history", history_json(r.history)}, {"best_epoch", r.best_epoch},
       {"stopped_early", r.stopped_early}, {"train", to_json(r.train)},          {"val", to_json(r.val)},
       {"test", to_json(r.test)},          {"train_seconds", r.train_seconds},   {"images_per_sec", r.images_per_sec},
       {"provenance", r.provenance}};
+  if (r.best_epoch_test) j["best_epoch_test"] = to_json(*r.best_epoch_test);
   write_file_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
   remove_resume_state(config, dir);
   return r;

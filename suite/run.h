@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,9 @@ struct RunRecord {
   bool stopped_early = false;
   std::string diverged;  ///< the trainer's message when the loss became infinite; scored at the last good epoch
   ClassificationReport train, val, test;
+  /// A run scored at its last epoch whose lowest validation loss came earlier: the test figures
+  /// of that epoch's weights (best/), the other protocol's, beside the last epoch's.
+  std::optional<ClassificationReport> best_epoch_test;
   Tensor test_probs;  ///< [test images, 10] softmax outputs of the final weights
   std::vector<int> test_predictions;
   double train_seconds = 0;   ///< training steps of every epoch, summed over sessions

@@ -312,6 +312,36 @@ TEST_CASE("a run that differs only in when it stops carries on after a finished 
   CHECK(whole.best_epoch == continued.best_epoch);
 }
 
+TEST_CASE("a run scored at its last epoch also reports its best epoch's test figures", "[suite]") {
+  TempDir out("suite-best-epoch");
+  // Few images and a large step: the validation loss turns up well before the last epoch.
+  const Dataset train = synthetic(32, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  const RunContext context = reference_context(out.path / "runs");
+  RunConfig last;
+  last.model = "mlp1(64,relu,0)";
+  last.lr = 0.01;
+  last.batch = 16;
+  last.epochs = 12;
+  last.patience = 20;
+  last.keep_last = true;
+  const RunRecord r = run_or_reuse(last, {&train, &val, &test}, context);
+  REQUIRE(r.best_epoch < static_cast<int>(r.history.size()));
+  REQUIRE(r.best_epoch_test);
+  // The best epoch's weights are those of the same run stopped there.
+  RunConfig stopped = last;
+  stopped.epochs = r.best_epoch;
+  stopped.patience = 0;
+  stopped.keep_last = false;
+  const RunRecord there = run_or_reuse(stopped, {&train, &val, &test}, context);
+  CHECK(r.best_epoch_test->loss == there.test.loss);
+  CHECK(r.best_epoch_test->accuracy == there.test.accuracy);
+  // Kept in metrics.json: a reused record has them too.
+  const RunRecord again = run_or_reuse(last, {&train, &val, &test}, context);
+  REQUIRE(again.reused);
+  REQUIRE(again.best_epoch_test);
+  CHECK(again.best_epoch_test->loss == r.best_epoch_test->loss);
+}
+
 TEST_CASE("which finished runs a run may carry on after", "[suite]") {
   TempDir out("suite-prefix-rules");
   const std::string runs = out.path.string();
