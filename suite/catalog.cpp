@@ -69,6 +69,16 @@ const std::vector<Experiment>& catalog() {
        .run = {.model = "shallow", .optimizer = "momentum", .lr = "@E03.lr"},
        .grid = {{"momentum", {"0", "0.5", "0.9", "0.99"}}},
        .shows = {loss_curves, leaderboard}},
+      // Not a slide: E04 with the step size held fixed, so that momentum is not confounded with it.
+      {.id = "E04b",
+       .title = "Shallow networks - SGD with Momentum, lr scaled by (1 - momentum)",
+       .what = "E04 with the learning rate multiplied by (1 - momentum): each momentum value takes the same "
+               "steady-state step, E03's lr, as plain SGD.",
+       .run = {.model = "shallow", .optimizer = "momentum", .lr = "@E03.lr", .lr_times_dampening = true},
+       .grid = {{"momentum", {"0", "0.5", "0.9", "0.99"}}},
+       .shows = {loss_curves, leaderboard},
+       .study_note = "Not in the study: E04's momentum runs also take larger steps (lr / (1 - momentum)); here "
+                     "they do not."},
       {.id = "E05",
        .title = "Shallow networks - Enter Adam",
        .what = "shallow with Adam at three learning rates, against E04's chosen momentum run.",

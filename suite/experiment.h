@@ -22,6 +22,9 @@ struct RunTemplate {
   std::string patience;
   int epochs = 0;  ///< 0: the profile's epoch budget; otherwise a fixed length without early stopping
   bool raw_pixels = false;
+  /// The learning rate is multiplied by (1 - momentum), so that momentum's steady-state step
+  /// lr / (1 - momentum) stays the plain SGD step lr (E04b).
+  bool lr_times_dampening = false;
 };
 
 /// One dimension of a sweep. An axis named like a RunTemplate field (optimizer, lr, momentum,
@@ -54,7 +57,7 @@ struct StudyNumber {
 };
 
 struct Experiment {
-  std::string id;     ///< "E01".."E23"
+  std::string id;     ///< "E01".."E23", "E04b"
   std::string title;  ///< the slide's title
   std::string what;   ///< one sentence: what runs
   RunTemplate run;    ///< with an empty model, the experiment trains nothing
@@ -66,7 +69,7 @@ struct Experiment {
   std::string study_note;  ///< what the study's slide says that is not a number
 };
 
-/// The study's 23 experiments, in slide order.
+/// The study's 23 experiments in slide order, and E04b beside E04.
 const std::vector<Experiment>& catalog();
 
 /// The ids `experiment` depends on: every "@Exx" reference in its run and grid, and its members.

@@ -24,13 +24,23 @@ struct Profile {
   /// which its train accuracies imply) rather than restoring the lowest validation loss's.
   bool keep_last = true;
   int64_t batch = 64;
-  uint64_t seed = 42;
+  uint64_t seed = 42;  ///< every run's training seed, and the data split's for all runs
+  /// The training seeds of the experiments in `seeded` (the "seeds" profile: 42, 1, 2). Each of
+  /// their configurations trains once per seed, on the data split of `seed`; empty: `seed` only.
+  std::vector<uint64_t> seeds;
+  std::vector<std::string> seeded;  ///< experiment ids; ensembles of seeded members combine per seed
+
+  /// The seeds the runs of `experiment` train under: `seed`, then, when it is seeded, the others of `seeds`.
+  std::vector<uint64_t> seeds_of(const std::string& experiment) const;
 
   /// The budget of the family `model` (a zoo spec) belongs to.
   const Budget& budget_for(const std::string& model) const;
 };
 
-/// "quick" or "full"; throws Error listing the valid names otherwise.
+/// The headline experiments the "seeds" profile and `dagger suite --seeds` repeat under each seed.
+std::vector<std::string> headline_experiments();
+
+/// "quick", "full" or "seeds"; throws Error listing the valid names otherwise.
 Profile profile(const std::string& name);
 std::vector<std::string> profile_names();
 

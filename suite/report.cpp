@@ -8,6 +8,8 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/suite/bundle.h"
+#include "dagger/suite/headline.h"
 #include "dagger/suite/plot.h"
 
 namespace dagger::suite {
@@ -74,20 +76,24 @@ struct Row {
 };
 
 std::string grid_label(const GridRun& g) {
-  if (g.labels.empty()) return g.record.config.model;
+  // A run repeated under another seed keeps the profile's data split and says its seed.
+  const RunConfig& c = g.record.config;
+  const std::string seed = c.split_seed ? fmt::format(" seed={}", c.seed) : "";
+  if (g.labels.empty()) return c.model + seed;
   std::vector<std::string> parts;
   for (const auto& [k, v] : g.labels) parts.push_back(k == "pixels" ? v + " pixels" : k + "=" + v);
-  return fmt::format("{}", fmt::join(parts, " "));
+  return fmt::format("{}{}", fmt::join(parts, " "), seed);
 }
 
 class ReportWriter {
  public:
-  ReportWriter(const SuiteResult& result, const SuiteOptions& options)
-      : result_(result), options_(options), plot_(options.out_dir) {}
+  ReportWriter(const SuiteResult& result, const SuiteOptions& options, const SuiteStatistics& statistics)
+      : result_(result), options_(options), statistics_(statistics), plot_(options.out_dir) {}
 
   std::string markdown() {
     header();
     for (const ExperimentResult& e : result_.experiments) section(e);
+    md_ += statistics_markdown(statistics_);
     summary();
     provenance();
     return md_;
@@ -309,6 +315,9 @@ class ReportWriter {
         {"train", &best->record.train}, {"val", &best->record.val}, {"test", &best->record.test}};
     for (const auto& [name, r] : sets)
       md_ += table_row({name, num(r->loss), num(r->accuracy), num(r->precision), num(r->recall), num(r->f1)});
+    if (const auto& r = best->record.best_epoch_test)
+      md_ += table_row({fmt::format("test, best epoch ({})", best->record.best_epoch), num(r->loss), num(r->accuracy),
+                        num(r->precision), num(r->recall), num(r->f1)});
     md_ += "\n";
   }
 
@@ -525,6 +534,7 @@ class ReportWriter {
 
   const SuiteResult& result_;
   const SuiteOptions& options_;
+  const SuiteStatistics& statistics_;
   Plotter plot_;
   std::string md_;
 };
@@ -533,11 +543,15 @@ class ReportWriter {
 
 void write_report(const SuiteResult& result, const SuiteOptions& options) {
   std::filesystem::create_directories(options.out_dir);
-  const std::string md = ReportWriter(result, options).markdown();
+  const SuiteStatistics statistics = suite_statistics(result);
+  const std::string md = ReportWriter(result, options, statistics).markdown();
   write_file_atomically(options.out_dir + "/report.md", md);
   write_file_atomically(options.out_dir + "/report.html",
                         markdown_to_html(md, "Fashion-MNIST study, reproduced by dagger"));
-  write_file_atomically(options.out_dir + "/results.json", results_json(result, options).dump(1) + "\n");
+  nlohmann::json results = results_json(result, options);
+  results["statistics"] = to_json(statistics);
+  write_file_atomically(options.out_dir + "/results.json", results.dump(1) + "\n");
+  write_bundle(result, options);
 }
 
 }  // namespace dagger::suite

@@ -33,6 +33,7 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
                      {"images_per_sec", r.images_per_sec},
                      {"reused", r.reused},
                      {"provenance", r.provenance}};
+      if (r.best_epoch_test) runs[r.key]["best_epoch_test"] = to_json(*r.best_epoch_test);
     }
     for (const StudyNumber& n : e.experiment->study) {
       auto it = e.measures.find(n.key);
@@ -51,6 +52,12 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
                         {"trained", e.trained},
                         {"reused", e.reused}};
     if (const GridRun* best = e.chosen_run()) j["chosen"] = best->record.key;
+    if (e.seeds.size() > 1) {
+      j["seeds"] = e.seeds;
+      nlohmann::json chosen = nlohmann::json::array();
+      for (const GridRun* g : e.chosen_runs()) chosen.push_back(g->record.key);
+      j["chosen_by_seed"] = chosen;
+    }
     if (e.running_min) {
       nlohmann::json rows = nlohmann::json::array();
       for (const MinimumStand& s : e.running_min->rows)
@@ -63,6 +70,8 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
     if (e.ensemble) {
       j["ensemble"] = to_json(*e.ensemble);
       j["ensemble"]["members"] = e.experiment->members;
+      if (e.ensembles.size() > 1)
+        for (const auto& [seed, en] : e.ensembles) j["ensembles_by_seed"][std::to_string(seed)] = to_json(en);
     }
     experiments.push_back(j);
   }

@@ -76,12 +76,22 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.train = report_from_json(j.at("train"));
   r.val = report_from_json(j.at("val"));
   r.test = report_from_json(j.at("test"));
+  if (j.contains("best_epoch_test")) r.best_epoch_test = report_from_json(j.at("best_epoch_test"));
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
-  // Probabilities, not weights: a diverged run's may be NaN, and that is its result.
-  r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
-  r.test_predictions = argmax_rows(r.test_probs);
+  // Probabilities, not weights: a diverged run's may be NaN, and that is its result. A run
+  // imported from a results bundle (suite/bundle.h) may carry only its predictions.
+  if (fs::exists(dir + "/test_probs") || !fs::exists(dir + "/test_predictions.txt")) {
+    r.test_probs = load_checkpoint(dir + "/test_probs", {.allow_nonfinite = true}).tensors.at("probs");
+    r.test_predictions = argmax_rows(r.test_probs);
+  } else {
+    std::stringstream lines(read_text(dir + "/test_predictions.txt"));
+    for (int p; lines >> p;) r.test_predictions.push_back(p);
+    if (r.test_predictions.size() != r.test.count)
+      throw Error(fmt::format("'{}/test_predictions.txt' holds {} predictions for {} test images", dir,
+                              r.test_predictions.size(), r.test.count));
+  }
   r.reused = true;
   return r;
 }
@@ -176,6 +186,7 @@ nlohmann::json RunConfig::to_json() const {
                       {"val", val},       {"test", test},           {"seed", seed},   {"raw_pixels", raw_pixels}};
   // Only when set, so runs that restore the best weights keep the keys they had before the option.
   if (keep_last) j["keep_last"] = true;
+  if (split_seed) j["split_seed"] = split_seed;  // likewise: only runs repeated under other seeds have it
   return j;
 }
 
@@ -194,6 +205,7 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
   c.seed = j.at("seed");
   c.raw_pixels = j.at("raw_pixels");
   c.keep_last = j.value("keep_last", false);
+  c.split_seed = j.value("split_seed", uint64_t{0});
   return c;
 }
 
@@ -364,12 +376,20 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   // metrics: their presence marks the run finished, so they are written last and atomically.
   trainer.save_state(dir + "/final", {{"best_epoch", r.best_epoch}});
   save_checkpoint(dir + "/test_probs", {{"probs", r.test_probs}}, {{"model", config.model}});
+  // Scored at its last epoch, the run reports its best epoch's test figures too, so the two
+  // protocols' numbers stand side by side without a second suite (`--restore-best`).
+  if (config.keep_last && diverged.empty() && r.best_epoch != static_cast<int>(r.history.size()) &&
+      fs::exists(dir + "/best/manifest.json")) {
+    trainer.load_state(dir + "/best");
+    r.best_epoch_test = trainer.evaluate(*data.test).report;
+  }
   write_file_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
   nlohmann::json j = {
       {"config", config.to_json()},       {"history", history_json(r.history)}, {"best_epoch", r.best_epoch},
       {"stopped_early", r.stopped_early}, {"train", to_json(r.train)},          {"val", to_json(r.val)},
       {"test", to_json(r.test)},          {"train_seconds", r.train_seconds},   {"images_per_sec", r.images_per_sec},
       {"provenance", r.provenance}};
+  if (r.best_epoch_test) j["best_epoch_test"] = to_json(*r.best_epoch_test);
   write_file_atomically(dir + "/" + kMetricsFile, j.dump(1) + "\n");
   remove_resume_state(config, dir);
   return r;

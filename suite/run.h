@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ struct RunConfig {
   int64_t batch = 64;
   size_t train = 0, val = 0, test = 0;  ///< data slice sizes (0 = whole split)
   uint64_t seed = 42;
+  /// The seed of the data split and slices when it is not `seed` (0: `seed`): a run repeated
+  /// under another training seed keeps the train/validation/test images of the first.
+  uint64_t split_seed = 0;
   bool raw_pixels = false;
   /// With early stopping: end with the last epoch's weights, as the study's framework does by
   /// default, rather than with those of the lowest validation loss.
@@ -36,6 +40,8 @@ struct RunConfig {
   /// A folder name: the model spec made file-safe plus a hash of the whole configuration.
   std::string key() const;
   bool operator==(const RunConfig&) const = default;
+  /// The seed the data was split with.
+  uint64_t data_seed() const { return split_seed ? split_seed : seed; }
 };
 
 /// A finished run: its configuration, history and train/val/test metrics.
@@ -47,6 +53,9 @@ struct RunRecord {
   bool stopped_early = false;
   std::string diverged;  ///< the trainer's message when the loss became infinite; scored at the last good epoch
   ClassificationReport train, val, test;
+  /// A run scored at its last epoch whose lowest validation loss came earlier: the test figures
+  /// of that epoch's weights (best/), the other protocol's, beside the last epoch's.
+  std::optional<ClassificationReport> best_epoch_test;
   Tensor test_probs;  ///< [test images, 10] softmax outputs of the final weights
   std::vector<int> test_predictions;
   double train_seconds = 0;   ///< training steps of every epoch, summed over sessions

@@ -215,12 +215,14 @@ class Runner {
     if (e.run.model.empty()) return;
     const Budget& b = options_.profile.budget_for(e.run.model);
     const double images = (b.train ? static_cast<double>(b.train) : 48000.0) * epochs_for(e);
-    planned_images_ += images * static_cast<double>(grid_size(e));
-    for (const std::string& model : planned_models(e)) {
-      const double flops = images * flops_per_image(model);
-      planned_flops_[e.id].push_back(flops);
-      work_.planned[model_family(e.run.model)][stops_early(e)] += flops;
-    }
+    const size_t seeds = options_.profile.seeds_of(e.id).size();
+    planned_images_ += images * static_cast<double>(grid_size(e) * seeds);
+    for (const std::string& model : planned_models(e))
+      for (size_t s = 0; s < seeds; ++s) {
+        const double flops = images * flops_per_image(model);
+        planned_flops_[e.id].push_back(flops);
+        work_.planned[model_family(e.run.model)][stops_early(e)] += flops;
+      }
   }
 
   /// Whether the runs of `e` stop early (all but the fixed-length ones, E06 and E19).
@@ -268,6 +270,7 @@ class Runner {
     c.optimizer = resolve(t.optimizer, e);
     c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
     c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
+    if (t.lr_times_dampening) c.lr *= 1 - c.momentum;
     c.epochs = epochs_for(e);
     c.patience = e.run.epochs > 0     ? 0
                  : t.patience.empty() ? p.default_patience
@@ -321,11 +324,17 @@ class Runner {
     r.experiment = &e;
     if (options_.progress) fmt::print(stderr, "== {} {}\n", e.id, e.title);
     if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
+    r.seeds = options_.profile.seeds_of(e.id);
     std::vector<RunConfig> configs;
     if (e.run.model.empty()) return configs;
-    for (const auto& labels : expand(e)) {
-      configs.push_back(configure(e, labels));
-      r.runs.push_back({labels, RunRecord{}});
+    // Every combination under every seed, the seeds innermost; the data split stays the profile's.
+    for (const auto& labels : expand(e))
+      for (uint64_t seed : r.seeds) {
+        RunConfig c = configure(e, labels);
+        c.seed = seed;
+        if (c.seed != options_.profile.seed) c.split_seed = options_.profile.seed;
+        configs.push_back(c);
+        r.runs.push_back({labels, RunRecord{}});
     }
     return configs;
   }
@@ -334,7 +343,7 @@ class Runner {
   /// `remote`, another rank trained it (that rank's outcome): its finished record is loaded.
   RunRecord train_run(RunId id, const RunConfig& c, const nlohmann::json* remote = nullptr) {
     const Experiment& e = *order_[id.experiment];
-    const size_t count = grid_size(e);
+    const size_t count = grid_size(e) * options_.profile.seeds_of(e.id).size();
     const size_t f = model_family(c.model);
     const bool stops = stops_early(e);
     const Splits* d = nullptr;
@@ -398,9 +407,15 @@ class Runner {
 
   /// What an experiment publishes and measures once its runs are done.
   void derive(const Experiment& e, ExperimentResult& r) const {
-    // The lowest validation loss reached: a diverged run's NaN epochs never win.
-    auto loss = [&](size_t i) { return r.runs[i].record.lowest_val_loss(); };
-    for (size_t i = 0; i < r.runs.size(); ++i)
+    // The lowest validation loss reached, averaged over the seeds of a combination (its runs are
+    // consecutive, the profile's seed first): a diverged run's NaN epochs never win.
+    const size_t seeds = std::max<size_t>(1, r.seeds.size());
+    auto loss = [&](size_t first) {
+      double sum = 0;
+      for (size_t s = 0; s < seeds; ++s) sum += r.runs[first + s].record.lowest_val_loss();
+      return sum / static_cast<double>(seeds);
+    };
+    for (size_t i = 0; i < r.runs.size(); i += seeds)
       if (r.chosen < 0 || loss(i) < loss(static_cast<size_t>(r.chosen))) r.chosen = static_cast<int>(i);
     if (const GridRun* best = r.chosen_run()) {
       const RunConfig& c = best->record.config;
@@ -446,18 +461,40 @@ class Runner {
       r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
     }
     if (shows(Show::ensemble) && !members.empty()) {
-      std::vector<const Tensor*> probs;
-      for (const RunRecord* m : members) {
-        if (slice_key(m->config) != slice_key(members.front()->config))
-          throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
-        probs.push_back(&m->test_probs);
-      }
-      const Dataset& test = result_.data.at(slice_key(members.front()->config))->test;
-      r.ensemble = ensemble(probs, test.labels, test.class_labels());
+      for (uint64_t seed : r.seeds)
+        if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = combine(e, *seed_members);
+      r.ensemble = r.ensembles.at(r.seeds.front());
       r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
       r.measures["ensemble.f1"] = r.ensemble->report.f1;
       r.measures["ensemble.loss"] = r.ensemble->report.loss;
     }
+  }
+
+  /// The chosen runs of e's members under `seed`, or nothing when a member has no run under it.
+  std::optional<std::vector<const RunRecord*>> members_under(const Experiment& e, uint64_t seed) const {
+    std::vector<const RunRecord*> members;
+    for (const std::string& id : e.members)
+      for (const GridRun* g : result_.by_id.at(id)->chosen_runs())
+        if (g->record.config.seed == seed) members.push_back(&g->record);
+    if (members.size() != e.members.size()) return std::nullopt;
+    return members;
+  }
+
+  /// The ensemble of `members`, scored on their common test slice.
+  EnsembleResult combine(const Experiment& e, const std::vector<const RunRecord*>& members) const {
+    std::vector<const Tensor*> probs;
+    for (const RunRecord* m : members) {
+      if (slice_key(m->config) != slice_key(members.front()->config))
+        throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
+      if (m->test_probs.dimension() != 2)
+        throw Error(
+            fmt::format("experiment {}: member run {} has no test probabilities (imported from a bundle "
+                        "without them); delete it to retrain it",
+                        e.id, m->dir));
+      probs.push_back(&m->test_probs);
+    }
+    const Dataset& test = result_.data.at(slice_key(members.front()->config))->test;
+    return ensemble(probs, test.labels, test.class_labels());
   }
 
   SuiteOptions options_;
@@ -476,12 +513,21 @@ class Runner {
 
 }  // namespace
 
+std::vector<const GridRun*> ExperimentResult::chosen_runs() const {
+  std::vector<const GridRun*> out;
+  if (chosen < 0) return out;
+  const auto first = static_cast<size_t>(chosen);
+  for (size_t s = 0; s < std::max<size_t>(1, seeds.size()) && first + s < runs.size(); ++s)
+    out.push_back(&runs[first + s]);
+  return out;
+}
+
 std::string slice_key(size_t train, size_t val, size_t test, bool raw_pixels, uint64_t seed) {
   auto size = [](size_t n) { return n ? std::to_string(n) : std::string("all"); };
   return fmt::format("{}-{}-{}{}-seed{}", size(train), size(val), size(test), raw_pixels ? "-raw" : "", seed);
 }
 
-std::string slice_key(const RunConfig& c) { return slice_key(c.train, c.val, c.test, c.raw_pixels, c.seed); }
+std::string slice_key(const RunConfig& c) { return slice_key(c.train, c.val, c.test, c.raw_pixels, c.data_seed()); }
 
 void serve_suite_runs(const SuiteOptions& options) {
   assert(options.communicator && options.communicator->rank() > 0);

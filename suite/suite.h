@@ -53,16 +53,22 @@ struct GridRun {
 
 struct ExperimentResult {
   const Experiment* experiment = nullptr;
-  std::vector<GridRun> runs;                  ///< in grid order (first axis slowest)
-  int chosen = -1;                            ///< index of the run with the lowest validation loss; -1 without runs
+  std::vector<GridRun> runs;    ///< in grid order (first axis slowest), each combination under every seed in turn
+  std::vector<uint64_t> seeds;  ///< the training seeds of its runs (Profile::seeds_of), the profile's first
+  /// Index of the chosen run: of the combination with the lowest validation loss (averaged over
+  /// the seeds when there are several), its run under the profile's seed; -1 without runs.
+  int chosen = -1;
   std::map<std::string, std::string> values;  ///< what later experiments may reference ("lr", "q", "patience", ...)
   std::map<std::string, double> measures;     ///< our numbers under the keys StudyNumber uses
   std::optional<RunningMinTable> running_min;
-  std::optional<EnsembleResult> ensemble;
-  double wall_seconds = 0;  ///< this invocation's time on the experiment
+  std::optional<EnsembleResult> ensemble;        ///< under the profile's seed
+  std::map<uint64_t, EnsembleResult> ensembles;  ///< by seed: every seed all members ran under
+  double wall_seconds = 0;                       ///< this invocation's time on the experiment
   size_t trained = 0, reused = 0;
 
   const GridRun* chosen_run() const { return chosen < 0 ? nullptr : &runs[static_cast<size_t>(chosen)]; }
+  /// The chosen combination's run under each seed, in the order of `seeds` (empty without runs).
+  std::vector<const GridRun*> chosen_runs() const;
 };
 
 struct SuiteResult {

@@ -14,6 +14,7 @@
 #include "dagger/runtime/atomic_file.h"
 #include "dagger/runtime/distributed.h"
 #include "dagger/suite/plan.h"
+#include "dagger/suite/bundle.h"
 #include "dagger/suite/run.h"
 #include "dagger/suite/suite.h"
 #include "tools/bench.h"
@@ -160,12 +161,52 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
   fmt::print("{}", suite::format_plan(plan, machines));
 }
 
+/// "42,1,2" as seeds; throws UsageError naming --seeds otherwise.
+std::vector<uint64_t> parse_seeds(const std::string& text) {
+  std::vector<uint64_t> seeds;
+  for (const std::string& item : split_ids(text)) {
+    size_t used = 0;
+    uint64_t seed = 0;
+    try {
+      seed = std::stoull(item, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != item.size() || item.empty() || item[0] == '-')
+      throw UsageError(fmt::format("--seeds: '{}' is not a non-negative integer", item));
+    seeds.push_back(seed);
+  }
+  if (seeds.empty()) throw UsageError("--seeds needs at least one seed, e.g. 42,1,2");
+  return seeds;
+}
+
+/// Imports the finished runs of a results bundle into the suite's runs/ folder, once the bundle
+/// is known to come from a suite of the same data and executor.
+void resume_from_bundle(const std::string& bundle, const suite::SuiteOptions& o) {
+  const std::string identity = bundle + "/suite.json";
+  if (std::filesystem::exists(identity)) {
+    std::ifstream in(identity);
+    const nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
+    std::ifstream now_in(o.out_dir + "/suite.json");
+    const nlohmann::json now = nlohmann::json::parse(now_in, nullptr, false);
+    if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", identity));
+    if (now.is_object())
+      for (const auto& [key, value] : then.items())
+        if (now.contains(key) && now.at(key) != value)
+          throw Error(fmt::format("--resume-from: {} holds runs trained with {} = {}, this suite has {}", bundle, key,
+                                  value.dump(), now.at(key).dump()));
+  }
+  std::filesystem::create_directories(o.out_dir + "/runs");
+  const size_t imported = suite::import_bundle(bundle, o.out_dir + "/runs");
+  if (o.progress) fmt::print(stderr, "imported {} finished runs from the bundle {}\n", imported, bundle);
+}
+
 }  // namespace
 
 Run add_suite(CLI::App& app) {
   auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
   struct Flags {
     std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto";
+    std::string seeds, resume_from;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int jobs = 1;
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
@@ -205,12 +246,20 @@ Run add_suite(CLI::App& app) {
   cmd->add_flag(
       "--restore-best", f->restore_best,
       "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
+  CLI::Option* seeds = cmd->add_option(
+      "--seeds", f->seeds,
+      "comma-separated training seeds for the headline experiments (E10 E12 E14 E20 E21 E23), e.g. 42,1,2; the "
+      "profile's seed 42 always runs and splits the data");
+  cmd->add_option("--resume-from", f->resume_from,
+                  "a results bundle (OUT/bundle of an earlier suite, e.g. docs/results/quick): import its finished "
+                  "runs into --out before running")
+      ->check(kExistingFolder);
   cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)")
       ->check(kExistingFolder);
   cmd->add_flag("--json", f->json, "end with one JSON object: the report's paths and every study comparison");
   cmd->add_flag("--quiet", f->quiet, "no progress on stderr");
   cmd->add_flag("--no-plots", f->no_plots, "skip gnuplot");
-  return [f, only] {
+  return [f, only, seeds] {
     if (f->list) {
       fmt::print("{}", suite::list_experiments());
       return 0;
@@ -222,6 +271,10 @@ Run add_suite(CLI::App& app) {
     if (only->count() > 0 && f->only.find_first_not_of(", ") == std::string::npos)
       throw UsageError("--only needs at least one experiment id, e.g. E07");
     o.only = split_ids(f->only);
+    if (seeds->count() > 0) {
+      o.profile.seeds = parse_seeds(f->seeds);
+      if (o.profile.seeded.empty()) o.profile.seeded = suite::headline_experiments();
+    }
     try {
       suite::plan(suite::catalog(), o.only);
     } catch (const Error& e) {
@@ -252,6 +305,7 @@ Run add_suite(CLI::App& app) {
     const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
       require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});
+    if (!f->resume_from.empty()) resume_from_bundle(f->resume_from, o);
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,
                "report: {0}/report.md, {0}/report.html, {0}/results.json ({1} runs trained, {2} reused, {3:.0f} s)\n",

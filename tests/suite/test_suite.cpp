@@ -135,8 +135,8 @@ TEST_CASE("the plan adds dependencies and orders them first", "[suite]") {
   ids.clear();
   for (const Experiment* e : plan(catalog(), {"E23"})) ids.push_back(e->id);
   CHECK(ids == std::vector<std::string>{"E19", "E20", "E21", "E23"});
-  CHECK(plan(catalog(), {}).size() == 23);
-  CHECK(dependencies(catalog()[4]) == std::vector<std::string>{"E04"});  // E05 shows E04's chosen run
+  CHECK(plan(catalog(), {}).size() == 24);                               // the 23 slides and E04b
+  CHECK(dependencies(catalog()[5]) == std::vector<std::string>{"E04"});  // E05 (after E04b) shows E04's chosen run
   CHECK_THAT(error_of([] { plan(catalog(), {"E99"}); }), Contains("unknown experiment 'E99'") && Contains("E23"));
   CHECK_THAT(error_of([] { profile("medium"); }), Contains("unknown profile 'medium'") && Contains("quick, full"));
 }
@@ -262,6 +262,36 @@ TEST_CASE("a run that differs only in when it stops carries on after a finished 
   }
   CHECK(std::equal(whole.test_probs.begin(), whole.test_probs.end(), continued.test_probs.begin()));
   CHECK(whole.best_epoch == continued.best_epoch);
+}
+
+TEST_CASE("a run scored at its last epoch also reports its best epoch's test figures", "[suite]") {
+  TempDir out("suite-best-epoch");
+  // Few images and a large step: the validation loss turns up well before the last epoch.
+  const Dataset train = synthetic(32, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  const RunContext context = reference_context(out.path / "runs");
+  RunConfig last;
+  last.model = "mlp1(64,relu,0)";
+  last.lr = 0.01;
+  last.batch = 16;
+  last.epochs = 12;
+  last.patience = 20;
+  last.keep_last = true;
+  const RunRecord r = run_or_reuse(last, {&train, &val, &test}, context);
+  REQUIRE(r.best_epoch < static_cast<int>(r.history.size()));
+  REQUIRE(r.best_epoch_test);
+  // The best epoch's weights are those of the same run stopped there.
+  RunConfig stopped = last;
+  stopped.epochs = r.best_epoch;
+  stopped.patience = 0;
+  stopped.keep_last = false;
+  const RunRecord there = run_or_reuse(stopped, {&train, &val, &test}, context);
+  CHECK(r.best_epoch_test->loss == there.test.loss);
+  CHECK(r.best_epoch_test->accuracy == there.test.accuracy);
+  // Kept in metrics.json: a reused record has them too.
+  const RunRecord again = run_or_reuse(last, {&train, &val, &test}, context);
+  REQUIRE(again.reused);
+  REQUIRE(again.best_epoch_test);
+  CHECK(again.best_epoch_test->loss == r.best_epoch_test->loss);
 }
 
 TEST_CASE("which finished runs a run may carry on after", "[suite]") {
@@ -396,14 +426,14 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   }
 }
 
-TEST_CASE("the report has all 23 sections with real tables and the study's numbers labelled", "[suite][slow]") {
+TEST_CASE("the report has all 24 sections with real tables and the study's numbers labelled", "[suite][slow]") {
   TempDir out("suite-report");
   const std::vector<Experiment> experiments = narrow_catalog();
   SuiteOptions o = tiny_options(out.path.string(), {});
   o.experiments = &experiments;
   o.plots = false;
   SuiteResult r = run_suite(o);
-  CHECK(r.experiments.size() == 23);
+  CHECK(r.experiments.size() == 24);
   const std::string md = read(out.file("report.md"));
   for (const Experiment& e : catalog()) CHECK_THAT(md, Contains("## " + e.id + " · " + e.title));
   CHECK_THAT(md, Contains("## Summary"));
@@ -425,6 +455,10 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   REQUIRE(e03.chosen_run());
   for (const GridRun& g : e03.runs) CHECK(e03.chosen_run()->record.lowest_val_loss() <= g.record.lowest_val_loss());
   CHECK_THAT(md, Contains("reached the lowest validation loss"));
+  // E04b takes E03's lr times (1 - momentum); E04 the lr itself.
+  const double lr = std::stod(e03.values.at("lr"));
+  for (const GridRun& g : r.by_id.at("E04b")->runs) CHECK(g.record.config.lr == lr * (1 - g.record.config.momentum));
+  CHECK(r.by_id.at("E04")->runs.back().record.config.lr == lr);
   // E21 takes E20's chosen q and h.
   const auto& e20 = r.by_id.at("E20")->values;
   CHECK(r.by_id.at("E21")->runs.front().record.config.model ==
@@ -449,7 +483,7 @@ TEST_CASE("the report has all 23 sections with real tables and the study's numbe
   const std::string html = read(out.file("report.html"));
   CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
   const nlohmann::json results = nlohmann::json::parse(read(out.file("results.json")));
-  CHECK(results.at("experiments").size() == 23);
+  CHECK(results.at("experiments").size() == 24);
   for (const auto& [key, run] : results.at("runs").items()) {
     CHECK(run.at("test").at("class_f1").size() == 10);
     CHECK(run.at("provenance").at("git_commit") == "test");

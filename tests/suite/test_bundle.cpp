@@ -1,0 +1,235 @@
+// Seeds as a suite dimension, the results bundle, and a suite resumed from a bundle on a machine
+// without the runs/ folder, on synthetic data.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "dagger/suite/bundle.h"
+#include "dagger/suite/suite.h"
+#include "support.h"
+
+using namespace dagger;
+using namespace dagger::suite;
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+using testing::error_of;
+using testing::TempDir;
+
+// The declarations below name only the fields they set, as the catalog's do.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+namespace {
+
+/// Random images whose mean brightness depends on the class, so models learn a little.
+Dataset noisy_classes(size_t n, uint32_t seed) {
+  Dataset d;
+  d.images = Tensor::from_shape({n, 1, 28, 28});
+  std::mt19937 rng(seed);
+  for (size_t i = 0; i < n; ++i) {
+    d.labels.push_back(static_cast<int>(i % 10));
+    for (size_t p = 0; p < 28 * 28; ++p)
+      d.images.data()[i * 28 * 28 + p] =
+          (static_cast<float>(rng() % 128) + 12.0f * static_cast<float>(i % 10)) / 255.0f;
+  }
+  return d;
+}
+
+Splits noisy_splits(const SplitOptions& o) {
+  return {noisy_classes(o.train_limit, 1), noisy_classes(o.val_limit, 2), noisy_classes(o.test_limit, 3)};
+}
+
+/// The headline experiments in miniature: a single model, a grid, their ensemble, a pair
+/// compared by McNemar, and a fixed-length run that a later early-stopped one carries on after.
+std::vector<Experiment> small_catalog() {
+  using enum Show;
+  return {
+      {.id = "E10",
+       .title = "one",
+       .what = "one",
+       .run = {.model = "mlp1(12,relu,0.2)"},
+       .shows = {best_splits},
+       .study = {{"test accuracy", "best.test.accuracy", 0.3}}},
+      {.id = "E12",
+       .title = "grid",
+       .what = "grid",
+       .run = {.model = "mlp1(8,relu,0)"},
+       .grid = {{"lr", {"0.001", "0.01"}}},
+       .shows = {leaderboard, best_splits}},
+      {.id = "E14",
+       .title = "ensemble",
+       .what = "ensemble",
+       .members = {"E10", "E12"},
+       .shows = {ensemble},
+       .study = {{"ensemble", "ensemble.accuracy", 0.99}}},
+      {.id = "E17",
+       .title = "pair",
+       .what = "pair",
+       .run = {.model = "mlp1(6,relu,{p})"},
+       .grid = {{"p", {"0", "0.5"}}},
+       .shows = {run_table}},
+      {.id = "E19",
+       .title = "fixed",
+       .what = "fixed",
+       .run = {.model = "mlp1(10,relu,0)", .epochs = 2},
+       .shows = {running_min}},
+      {.id = "E20",
+       .title = "carries on",
+       .what = "carries on",
+       .run = {.model = "mlp1(10,relu,0)", .patience = "5"},
+       .shows = {best_splits}},
+  };
+}
+
+SuiteOptions small_options(const std::string& out, const std::vector<Experiment>& experiments,
+                           std::vector<std::string> only = {}) {
+  SuiteOptions o;
+  o.profile.name = "small";
+  o.profile.dense = {.train = 120, .val = 40, .test = 50, .max_epochs = 3};
+  o.profile.batch = 20;
+  o.profile.seeds = {42, 7};
+  o.profile.seeded = {"E10", "E12", "E14"};
+  o.experiments = &experiments;
+  o.only = std::move(only);
+  o.out_dir = out;
+  o.executor = ExecutorKind::reference;
+  o.progress = false;
+  o.plots = false;
+  o.load_data = noisy_splits;
+  o.provenance = {{"git_commit", "test"}};
+  return o;
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+/// What a run computed: everything of its results.json record but timings and provenance.
+nlohmann::json computed(nlohmann::json run) {
+  for (const char* timing : {"train_seconds", "images_per_sec", "reused", "provenance"}) run.erase(timing);
+  for (auto& epoch : run["history"]) epoch.erase("seconds"), epoch.erase("images_per_sec");
+  return run;
+}
+
+}  // namespace
+
+TEST_CASE("seeded experiments train every configuration under every seed on one data split", "[suite][seeds]") {
+  const std::vector<Experiment> experiments = small_catalog();
+  TempDir out("seeds");
+  const SuiteResult r = run_suite(small_options(out.path.string(), experiments, {"E14", "E17"}));
+  const ExperimentResult& e10 = *r.by_id.at("E10");
+  REQUIRE(e10.runs.size() == 2);
+  CHECK(e10.runs[0].record.config.seed == 42);
+  CHECK(e10.runs[0].record.config.split_seed == 0);  // the single-seed suite's run, same key
+  CHECK(e10.runs[1].record.config.seed == 7);
+  CHECK(e10.runs[1].record.config.split_seed == 42);
+  CHECK(slice_key(e10.runs[1].record.config) == slice_key(e10.runs[0].record.config));
+  CHECK(e10.runs[0].record.test.accuracy != e10.runs[1].record.test.accuracy);  // the seed mattered
+
+  // E12's choice: the lr whose two seeds have the lower mean validation loss, its seed-42 run.
+  const ExperimentResult& e12 = *r.by_id.at("E12");
+  REQUIRE(e12.runs.size() == 4);
+  auto mean = [&](size_t first) {
+    return (e12.runs[first].record.lowest_val_loss() + e12.runs[first + 1].record.lowest_val_loss()) / 2;
+  };
+  const int expected = mean(0) <= mean(2) ? 0 : 2;
+  CHECK(e12.chosen == expected);
+  REQUIRE(e12.chosen_runs().size() == 2);
+  CHECK(e12.chosen_runs()[1]->record.config.seed == 7);
+  CHECK(e12.values.at("lr") == e12.runs[static_cast<size_t>(expected)].labels.at("lr"));
+
+  // The ensemble per seed; E17 is not seeded: one run per configuration.
+  const ExperimentResult& e14 = *r.by_id.at("E14");
+  CHECK(e14.ensembles.size() == 2);
+  CHECK(e14.ensemble->report.accuracy == e14.ensembles.at(42).report.accuracy);
+  CHECK(r.by_id.at("E17")->runs.size() == 2);
+
+  // results.json: mean +- std over the seeds, an interval, and the paired tests.
+  const nlohmann::json stats = read_json(out.path / "results.json").at("statistics");
+  const nlohmann::json& first = stats.at("figures").at(0);
+  CHECK(first.at("experiment") == "E10");
+  CHECK(first.at("values").size() == 2);
+  CHECK(first.at("mean").get<double>() ==
+        Approx((e10.runs[0].record.test.accuracy + e10.runs[1].record.test.accuracy) / 2));
+  CHECK(first.at("interval")[0].get<double>() <= first.at("interval")[1].get<double>());
+  CHECK(first.at("study_within") == (first.at("interval")[0] <= 0.3 && 0.3 <= first.at("interval")[1]));
+  size_t ensemble_pairs = 0, e17_pairs = 0;
+  for (const auto& p : stats.at("pairs")) {
+    ensemble_pairs += p.at("experiment") == "E14";
+    e17_pairs += p.at("experiment") == "E17";
+  }
+  CHECK(ensemble_pairs == 4);  // two members under two seeds
+  CHECK(e17_pairs == 1);
+  const std::string md = [&] {
+    std::ifstream in(out.path / "report.md");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }();
+  CHECK_THAT(md, Contains("## Statistics: seeds, intervals, paired tests") && Contains("p=0.5"));
+  CHECK_THAT(md, Contains("within the interval") || Contains("outside it"));
+}
+
+TEST_CASE("a suite resumed from a bundle, without runs/, ends as an uninterrupted one", "[suite][seeds][slow]") {
+  const std::vector<Experiment> experiments = small_catalog();
+  TempDir whole("bundle-whole"), first("bundle-first"), moved("bundle-moved");
+  run_suite(small_options(whole.path.string(), experiments));
+
+  // The first machine ran part of the suite; its bundle is all that travels.
+  run_suite(small_options(first.path.string(), experiments, {"E14", "E19"}));
+  const fs::path bundle = first.path / "bundle";
+  CHECK(fs::exists(bundle / "report.md"));
+  CHECK(fs::exists(bundle / "report.html"));
+  CHECK(fs::exists(bundle / "results.json"));
+  size_t runs = 0, with_probs = 0;
+  for (const auto& run : fs::directory_iterator(bundle / "runs")) {
+    ++runs;
+    with_probs += fs::exists(run.path() / "test_probs");
+    CHECK(fs::exists(run.path() / "history.csv"));
+    CHECK(fs::exists(run.path() / "test_predictions.txt"));
+    CHECK_FALSE(fs::exists(run.path() / "final"));  // no checkpoints
+  }
+  CHECK(runs == 2 + 4 + 1);
+  CHECK(with_probs == 4);  // the ensemble's members: E10's and E12's chosen runs, both seeds
+
+  // The second machine: a fresh folder, the bundle imported, the whole suite run.
+  fs::create_directories(moved.path / "runs");
+  CHECK(import_bundle(bundle.string(), (moved.path / "runs").string()) == 7);
+  CHECK(import_bundle(bundle.string(), (moved.path / "runs").string()) == 0);  // already there
+  const SuiteResult r = run_suite(small_options(moved.path.string(), experiments));
+  CHECK(r.reused == 7);
+  // E20 could not carry on after E19's imported epochs (no weights travel): it trained from
+  // scratch, and that gives the same bits.
+  CHECK_FALSE(r.by_id.at("E20")->runs[0].record.provenance.contains("continued"));
+  const nlohmann::json a = read_json(whole.path / "results.json"), b = read_json(moved.path / "results.json");
+  CHECK(a.at("runs").size() == b.at("runs").size());
+  for (const auto& [key, run] : a.at("runs").items()) {
+    INFO(key);
+    REQUIRE(b.at("runs").contains(key));
+    CHECK(computed(run) == computed(b.at("runs").at(key)));
+  }
+  CHECK(a.at("statistics") == b.at("statistics"));
+  for (size_t i = 0; i < a.at("experiments").size(); ++i) {
+    nlohmann::json x = a.at("experiments")[i], y = b.at("experiments")[i];
+    for (const char* timing : {"wall_seconds", "trained", "reused"}) x.erase(timing), y.erase(timing);
+    CHECK(x == y);
+  }
+
+  // A member imported without its probabilities is named, not combined.
+  fs::remove_all(r.by_id.at("E10")->chosen_run()->record.dir + "/test_probs");
+  CHECK_THAT(error_of([&] { run_suite(small_options(moved.path.string(), experiments, {"E14"})); }),
+             Contains("has no test probabilities"));
+  CHECK_THAT(error_of([&] { import_bundle(first.file("runs"), moved.file("runs")); }),
+             Contains("is not a results bundle"));
+}
+
+TEST_CASE("embedded plots: an <img> of a file beside the page becomes a data: URI", "[suite]") {
+  TempDir dir("embed");
+  fs::create_directories(dir.path / "plots");
+  std::ofstream(dir.path / "plots" / "a.png", std::ios::binary) << "abcd";  // base64 "YWJjZA=="
+  const std::string html = "<p><img src=\"plots/a.png\" alt=\"a\"><img src=\"plots/missing.png\" alt=\"m\"></p>";
+  CHECK(embed_images(html, dir.path.string()) ==
+        "<p><img src=\"data:image/png;base64,YWJjZA==\" alt=\"a\"><img src=\"plots/missing.png\" alt=\"m\"></p>");
+}
