@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -111,21 +112,31 @@ std::vector<std::string> split_ids(const std::string& text) {
   return ids;
 }
 
-/// "1,2,4" as machine counts; throws UsageError naming --machines otherwise.
-std::vector<int> parse_machines(const std::string& text) {
-  std::vector<int> counts;
+/// The comma-separated whole numbers of `text`, each in [low, high], e.g. "1,2,4"; throws
+/// UsageError naming `option` and what `what` means otherwise, or when there is none.
+std::vector<uint64_t> parse_whole_list(const std::string& option, const std::string& text, uint64_t low,
+                                       uint64_t high, const std::string& what, const std::string& example) {
+  std::vector<uint64_t> values;
   for (const std::string& item : split_ids(text)) {
     size_t used = 0;
-    int m = 0;
+    uint64_t value = 0;
     try {
-      m = std::stoi(item, &used);
+      value = std::stoull(item, &used);
     } catch (const std::exception&) {
     }
-    if (used != item.size() || m < 1 || m > 100000)
-      throw UsageError(fmt::format("--machines: '{}' is not a machine count (1 to 100000)", item));
-    counts.push_back(m);
+    if (used != item.size() || item[0] == '-' || value < low || value > high)
+      throw UsageError(fmt::format("{}: '{}' is not {} ({} to {})", option, item, what, low, high));
+    values.push_back(value);
   }
-  if (counts.empty()) throw UsageError("--machines needs at least one count, e.g. 1,2,4");
+  if (values.empty()) throw UsageError(fmt::format("{} needs at least one value, e.g. {}", option, example));
+  return values;
+}
+
+/// "1,2,4" as machine counts.
+std::vector<int> parse_machines(const std::string& text) {
+  std::vector<int> counts;
+  for (uint64_t m : parse_whole_list("--machines", text, 1, 100000, "a machine count", "1,2,4"))
+    counts.push_back(static_cast<int>(m));
   return counts;
 }
 
@@ -161,22 +172,9 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
   fmt::print("{}", suite::format_plan(plan, machines));
 }
 
-/// "42,1,2" as seeds; throws UsageError naming --seeds otherwise.
+/// "42,1,2" as seeds.
 std::vector<uint64_t> parse_seeds(const std::string& text) {
-  std::vector<uint64_t> seeds;
-  for (const std::string& item : split_ids(text)) {
-    size_t used = 0;
-    uint64_t seed = 0;
-    try {
-      seed = std::stoull(item, &used);
-    } catch (const std::exception&) {
-    }
-    if (used != item.size() || item.empty() || item[0] == '-')
-      throw UsageError(fmt::format("--seeds: '{}' is not a non-negative integer", item));
-    seeds.push_back(seed);
-  }
-  if (seeds.empty()) throw UsageError("--seeds needs at least one seed, e.g. 42,1,2");
-  return seeds;
+  return parse_whole_list("--seeds", text, 0, std::numeric_limits<uint64_t>::max(), "a seed", "42,1,2");
 }
 
 /// Imports the finished runs of a results bundle into the suite's runs/ folder, once the bundle

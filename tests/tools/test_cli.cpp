@@ -33,9 +33,9 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"bench shallow --executor reference --check baseline.json", {"--executor jit"}},
       {"suite --only E07,E99", {"unknown experiment 'E99'", "E01, E02", "E23"}},
       {"suite --profile medium", {"unknown profile 'medium'", "quick, full, seeds"}},
-      {"suite --seeds 42,x", {"--seeds: 'x' is not a non-negative integer"}},
-      {"suite --seeds 42,-1", {"--seeds: '-1' is not a non-negative integer"}},
-      {"suite --seeds ,", {"--seeds needs at least one seed"}},
+      {"suite --seeds 42,x", {"--seeds: 'x' is not a seed (0 to"}},
+      {"suite --seeds 42,-1", {"--seeds: '-1' is not a seed (0 to"}},
+      {"suite --seeds ,", {"--seeds needs at least one value, e.g. 42,1,2"}},
       {"suite --resume-from /no/such/bundle", {"--resume-from", "/no/such/bundle"}},
   };
   for (const auto& [args, texts] : cases) {
