@@ -253,6 +253,13 @@ Trainer Trainer::load(Checkpoint checkpoint, TrainConfig config) {
     config.raw_pixels = meta.value("raw_pixels", false);
     config.seed = meta.value("seed", config.seed);
     config.optimizer.kind = optimizer_kind(meta.value("optimizer", optimizer_name(config.optimizer.kind)));
+    // Evaluated with the convolutions it was trained with, so eval and predict give the run's own
+    // figures; a record from before the option means direct (as check_same_training reads it).
+    const nlohmann::json training = meta.value("training", nlohmann::json::object());
+    if (training.contains("conv_algo"))
+      config.conv_algo = conv_algo(training.at("conv_algo").get<std::string>());
+    else if (text.find("= conv2d(") != std::string::npos && meta.contains("training"))
+      config.conv_algo = ConvAlgo::direct;
   });
   if (config.model_spec.empty()) config.model_spec = file;
   config.input_shape = parsed.input_shape;

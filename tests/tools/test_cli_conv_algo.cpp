@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "dagger/runtime/trainer.h"
 #include "support.h"
 #include "tools/cli_support.h"
 
@@ -44,6 +45,8 @@ TEST_CASE("a winograd training run records conv_algo and resumes only with it", 
   const nlohmann::json j = nlohmann::json::parse(metrics);
   CHECK(j.at("conv_algo") == "winograd");
   CHECK(j.at("training").at("conv_algo") == "winograd");
+  // Loaded for eval or predict, the checkpoint computes its convolutions as it was trained.
+  CHECK(dagger::Trainer::load((out.path / "checkpoint").string()).config().conv_algo == dagger::ConvAlgo::winograd);
   const Outcome other = run_dagger(common + " --epochs 2 --conv-algo direct");
   INFO(other.output);
   CHECK(other.status == 1);
