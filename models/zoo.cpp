@@ -75,6 +75,28 @@ ModelFn rescnn(bool residual, float q, int64_t h, float p) {
   };
 }
 
+ModelFn resnet(int blocks, int64_t width, float p) {
+  return [=](Model& m, Value x) {
+    require_poolable("resnet", x, 2);
+    x = m.conv2d(x, width, 3);
+    for (int64_t stage = 0; stage < 3; ++stage) {
+      const int64_t filters = width << stage;
+      if (stage > 0) x = maxpool(x, 2);
+      for (int b = 0; b < blocks; ++b) {
+        // Pre-activation: the skip carries x untouched, or its normalized form projected where
+        // the width changes, so the sum of the blocks is not normalized away.
+        Value h = relu(m.batchnorm(x));
+        Value skip = x.shape()[1] == filters ? x : m.conv2d(h, filters, 1);
+        Value y = m.conv2d(h, filters, 3);
+        y = m.conv2d(relu(m.batchnorm(y)), filters, 3);
+        x = add(y, skip);
+      }
+    }
+    x = reduce_mean(relu(m.batchnorm(x)), {2, 3});
+    return m.dense(m.dropout(x, p), m.classes());
+  };
+}
+
 namespace {
 
 Entry parse_call(const std::string& spec, std::string* canonical = nullptr);
@@ -150,7 +172,7 @@ bool flag(const std::string& spec, const std::string& arg, const std::string& ye
   std::vector<std::string> names;
   for (const Entry& e : entries()) names.push_back(e.name);
   throw Error(fmt::format("unknown model '{}' (valid: {}; or shallow(), mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), "
-                          "cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain[,q[,h]]))",
+                          "cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain[,q[,h]]), resnet(n,w[,p]))",
                           spec, fmt::join(names, ", ")));
 }
 
@@ -226,6 +248,11 @@ Entry parse_call(const std::string& spec, std::string* canonical) {
     const bool residual = yes_no(0, "residual", "plain");
     const float q = f_or(1, "q", 0.25f);
     entry = {spec, "stacked CNN", rescnn(residual, q, i_or(2, "h", 1, kMaxWidth, 256))};
+  } else if (fn == "resnet") {
+    arity(2, 3);
+    const int blocks = static_cast<int>(i(0, "blocks per stage", 1, kMaxBlocks));
+    const int64_t width = i(1, "width", 1, kMaxWidth / 4);
+    entry = {spec, "residual network", resnet(blocks, width, f_or(2, "p", 0.f))};
   } else {
     unknown(spec);
   }

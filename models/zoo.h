@@ -25,6 +25,15 @@ ModelFn cnn(int blocks, bool bn, float p, float q = 0, int64_t h = 128);
 /// Throws Error when the images are smaller than 8x8.
 ModelFn rescnn(bool residual, float q = 0.25f, int64_t h = 256, float p = 0.5f);
 
+/// A pre-activation residual network (He et al.'s v2 blocks, widened as Zagoruyko and
+/// Komodakis's WRN): a 3x3 convolution to `width` channels, then three stages of `blocks`
+/// blocks at widths width, 2 width and 4 width on the full, half and quarter image (2x2 max
+/// pooling between stages), each block BatchNorm -> ReLU -> Conv3x3 -> BatchNorm -> ReLU ->
+/// Conv3x3 plus the block's input (projected by a 1x1 convolution where the width changes);
+/// then BatchNorm -> ReLU -> global average pooling -> Dropout(p) -> Dense(classes).
+/// Throws Error when the images are smaller than 4x4.
+ModelFn resnet(int blocks, int64_t width, float p = 0);
+
 struct Entry {
   std::string name;
   std::string description;

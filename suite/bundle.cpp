@@ -38,16 +38,20 @@ std::string base64(const std::string& bytes) {
   return out;
 }
 
-/// The keys of the runs whose test probabilities other experiments use: the chosen runs of every
-/// experiment named as a member (ensembles combine them, error analysis shows their mistakes).
+/// The keys of the runs whose test probabilities ensembles and error analysis use: the chosen
+/// runs of every experiment named as a member, and of an experiment that ensembles its own
+/// seeds' runs (E24).
 std::set<std::string> member_keys(const SuiteResult& result) {
   std::set<std::string> keys;
-  for (const ExperimentResult& e : result.experiments)
+  for (const ExperimentResult& e : result.experiments) {
+    if (e.ensemble && e.experiment->members.empty())
+      for (const GridRun* g : e.chosen_runs()) keys.insert(g->record.key);
     for (const std::string& id : e.experiment->members) {
       auto it = result.by_id.find(id);
       if (it == result.by_id.end()) continue;
       for (const GridRun* g : it->second->chosen_runs()) keys.insert(g->record.key);
     }
+  }
   return keys;
 }
 

@@ -33,7 +33,8 @@ std::vector<std::string> dependencies(const Experiment& e) {
   return ids;
 }
 
-std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, const std::vector<std::string>& only) {
+std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, const std::vector<std::string>& only,
+                                    Profile::Scope scope) {
   std::map<std::string, const Experiment*> by_id;
   std::vector<std::string> ids;
   for (const Experiment& e : experiments) {
@@ -53,8 +54,12 @@ std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, 
     if (!wanted.insert(id).second) return;
     for (const std::string& dep : dependencies(*e)) want(dep, id);
   };
+  const auto in_scope = [scope](const Experiment& e) {
+    return scope == Profile::Scope::all || (scope == Profile::Scope::beyond) == e.beyond_study;
+  };
   if (only.empty())
-    for (const std::string& id : ids) want(id, "");
+    for (const Experiment& e : experiments)
+      if (in_scope(e)) want(e.id, "");
   for (const std::string& id : only) want(id, "");
   // Slide order, except that an experiment waits for its dependencies (depth-first).
   std::vector<const Experiment*> order;
@@ -69,6 +74,10 @@ std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, 
   for (const Experiment& e : experiments)
     if (wanted.count(e.id)) place(&e);
   return order;
+}
+
+std::vector<uint64_t> seeds_of(const Experiment& e, const Profile& profile) {
+  return e.seeds.empty() ? profile.seeds_of(e.id) : e.seeds;
 }
 
 size_t grid_size(const Experiment& e) {

@@ -7,8 +7,11 @@
 /// "@E03.lr" is the learning rate of E03's chosen run (lowest validation loss), "@E20.q" the
 /// grid value q of E20's chosen run, "@E19.patience" the patience E19's running-min table
 /// gives. Such references, and `members`, are an experiment's dependencies.
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "dagger/suite/profile.h"
 
 namespace dagger::suite {
 
@@ -25,10 +28,22 @@ struct RunTemplate {
   /// The learning rate is multiplied by (1 - momentum), so that momentum's steady-state step
   /// lr / (1 - momentum) stays the plain SGD step lr (E04b).
   bool lr_times_dampening = false;
+  // The training recipe past the study's (E24); the defaults are the study's plain training.
+  std::string weight_decay = "0";     ///< adamw: decoupled decay; the others: L2
+  std::string schedule;               ///< "" (constant) or a runtime/schedule.h kind, e.g. "cosine"
+  int warmup = 0;                     ///< cosine: epochs of linear warmup
+  std::string augment;                ///< "" (none) or runtime/augment.h's text, e.g. "crop=2,flip,erase=0.5"
+  std::string label_smoothing = "0";  ///< the training loss's label smoothing
+  /// Score the weights of the lowest validation loss even where the profile scores the last
+  /// epoch's (the study's protocol): E24 is ours, early-stopped the usual way.
+  bool restore_best = false;
 };
 
 /// One dimension of a sweep. An axis named like a RunTemplate field (optimizer, lr, momentum,
-/// patience) sets that field; any other name fills the "{name}" placeholder of the model.
+/// patience, weight_decay, schedule, augment, label_smoothing) sets that field; the axis
+/// "without" removes one ingredient of the recipe in turn (an ablation: "nothing", "augment",
+/// "cosine", "adamw" (plain Adam, no decay), "label_smoothing"); any other name fills the
+/// "{name}" placeholder of the model.
 struct Axis {
   std::string name;
   std::vector<std::string> values;
@@ -46,7 +61,8 @@ enum class Show {
   class_f1,        ///< per-class test F1 of every member, as bars
   confusion,       ///< a test confusion matrix per member
   misclassified,   ///< a grid of misclassified test images per member
-  ensemble,        ///< argmax of summed softmax of the members, against each member, on test
+  ensemble,        ///< argmax of summed softmax of the members (without members: of the chosen
+                   ///< configuration's runs under each seed), against each member, on test
 };
 
 /// A number the study reports, compared with ours under `key` (see suite/suite.h, Measures).
@@ -62,6 +78,10 @@ struct Experiment {
   std::string what;   ///< one sentence: what runs
   RunTemplate run;    ///< with an empty model, the experiment trains nothing
   std::vector<Axis> grid;
+  /// Training seeds of every run whatever the profile's (E24's three models); empty: the profile's.
+  std::vector<uint64_t> seeds;
+  /// Not part of the study: run by the "beyond" and "quick" profiles, or when `--only` names it.
+  bool beyond_study = false;
   std::vector<std::string> members;  ///< chosen runs of other experiments shown here, by id
   bool members_first = false;        ///< list members before this experiment's own runs
   std::vector<Show> shows;
@@ -75,11 +95,15 @@ const std::vector<Experiment>& catalog();
 /// The ids `experiment` depends on: every "@Exx" reference in its run and grid, and its members.
 std::vector<std::string> dependencies(const Experiment& experiment);
 
-/// The experiments to run for `only` (empty: all) with everything they depend on, in an order
-/// where each comes after its dependencies (slide order otherwise). Throws Error naming an
-/// unknown id and listing the valid ones.
-std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, const std::vector<std::string>& only);
+/// The experiments to run for `only` (empty: those of `scope`) with everything they depend on,
+/// in an order where each comes after its dependencies (slide order otherwise). Throws Error
+/// naming an unknown id and listing the valid ones.
+std::vector<const Experiment*> plan(const std::vector<Experiment>& experiments, const std::vector<std::string>& only,
+                                    Profile::Scope scope = Profile::Scope::all);
 
+/// The seeds each configuration of `experiment` trains under: its own when it declares them,
+/// else the profile's (Profile::seeds_of); the first is the one a single-seed suite has.
+std::vector<uint64_t> seeds_of(const Experiment& experiment, const Profile& profile);
 /// Number of runs the grid of `experiment` expands to (0 when it trains nothing).
 size_t grid_size(const Experiment& experiment);
 

@@ -76,6 +76,15 @@ void headline(const SuiteResult& result, const ExperimentResult& e, SuiteStatist
                                  study_number(x, "ensemble.accuracy"), b));
     out.figures.push_back(
         figure(x.id, "ensemble test F1", scored, test, Metric::weighted_f1, study_number(x, "ensemble.f1"), b));
+  } else if (e.ensemble && x.members.empty()) {
+    // One ensemble of the seeds' models (E24): no spread over seeds, the test set's interval.
+    const std::vector<Scored> scored = {
+        {e.seeds.front(), &e.ensemble->predictions, e.ensemble->report.accuracy, e.ensemble->report.f1}};
+    const Dataset& test = test_of(result, e.chosen_run()->record.config);
+    out.figures.push_back(figure(x.id, "ensemble of the seeds' models, test accuracy", scored, test,
+                                 Metric::accuracy, std::nullopt, b));
+    out.figures.push_back(
+        figure(x.id, "ensemble of the seeds' models, test F1", scored, test, Metric::weighted_f1, std::nullopt, b));
   }
 }
 
@@ -88,6 +97,11 @@ void paired(const SuiteResult& result, const ExperimentResult& e, SuiteStatistic
           out.pairs.push_back(
               {x.id, "ensemble", id + " chosen", seed,
                mcnemar(en.predictions, g->record.test_predictions, test_of(result, g->record.config).labels)});
+  if (e.ensemble && x.members.empty())
+    for (const GridRun* g : e.chosen_runs())
+      out.pairs.push_back({x.id, "ensemble", fmt::format("seed {} model", g->record.config.seed), g->record.config.seed,
+                           mcnemar(e.ensemble->predictions, g->record.test_predictions,
+                                   test_of(result, g->record.config).labels)});
   // Two configurations (bn or not, residual or plain, raw or scaled): one against the other.
   const size_t seeds = std::max<size_t>(1, e.seeds.size());
   if (grid_size(x) != 2 || e.runs.size() != 2 * seeds) return;

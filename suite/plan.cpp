@@ -27,19 +27,16 @@ bool unresolved(const std::string& text) {
 }
 
 /// A run of a sketch whose every field is known, as far as its trajectory goes; none otherwise.
-std::optional<RunConfig> sketch_config(const RunTemplate& t, const Profile& profile) {
-  if (unresolved(t.model) || unresolved(t.optimizer) || unresolved(t.lr) || unresolved(t.momentum)) return {};
-  RunConfig c = profile_run(t, profile);
-  c.optimizer = t.optimizer;
+std::optional<RunConfig> sketch_config(const Experiment& e, const RunTemplate& t, const Profile& profile) {
+  for (const std::string* field : {&t.model, &t.optimizer, &t.lr, &t.momentum, &t.patience, &t.weight_decay,
+                                   &t.label_smoothing})
+    if (unresolved(*field)) return {};
   try {
-    c.lr = std::stod(t.lr);
-    c.momentum = std::stod(t.momentum);
+    return configure_run(e, t, profile, [](const std::string& value) { return value; });
   } catch (const std::exception&) {
-    return {};  // not a number: the suite refuses it when it configures the run
+    return {};  // the suite refuses it when it configures the run
   }
-  return c;
 }
-
 std::string run_name(const std::string& id, const std::map<std::string, std::string>& labels) {
   std::string name = id;
   for (const auto& [axis, value] : labels) name += fmt::format(" {}={}", axis, value);
@@ -111,7 +108,7 @@ std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const 
   for (size_t i = 0; i < sketches.size(); ++i) {
     Draft d;
     d.sketch = sketches[i];
-    d.config = sketch_config(sketches[i], profile);
+    d.config = sketch_config(e, sketches[i], profile);
     const std::string model = priced_model(sketches[i].model);
     d.flops = images * planned_epochs(e, profile) * training_flops_per_image(model);
     d.run.experiment = e.id;
@@ -167,7 +164,7 @@ std::string hours(double seconds) {
 }  // namespace
 
 size_t model_family(const std::string& model) {
-  return model.starts_with("cnn") || model.starts_with("rescnn") ? 1 : 0;
+  return convolutional(model) ? 1 : 0;
 }
 
 std::string priced_model(const std::string& model) {

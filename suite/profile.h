@@ -19,6 +19,10 @@ struct Profile {
   std::string name;
   Budget dense;               ///< shallow networks and MLPs
   Budget conv;                ///< CNNs: the knob to turn while their kernels are slow
+  Budget deep;                ///< the residual networks past the study (E24)
+  /// The experiments this profile runs when `--only` names none: the study's (all but those
+  /// marked beyond_study), or else only those past it, or all of them.
+  enum class Scope { study, beyond, all } scope = Scope::study;
   int default_patience = 10;  ///< runs whose experiment names no patience
   /// Early-stopped runs end with their last epoch's weights (the study's framework's default,
   /// which its train accuracies imply) rather than restoring the lowest validation loss's.
@@ -36,6 +40,9 @@ struct Profile {
   /// The budget of the family `model` (a zoo spec) belongs to.
   const Budget& budget_for(const std::string& model) const;
 };
+
+/// Whether a zoo spec is a convolutional network (the CNN family of budgets and throughputs).
+bool convolutional(const std::string& model);
 
 /// The headline experiments the "seeds" profile and `dagger suite --seeds` repeat under each seed.
 std::vector<std::string> headline_experiments();

@@ -139,6 +139,7 @@ class ReportWriter {
           b.fixed_epoch_cap ? fmt::format(", fixed-length runs cut to {} epochs", b.fixed_epoch_cap) : "");
     };
     md_ += fmt::format("- Shallow networks and MLPs: {}.\n- CNNs: {}.\n", budget(p.dense), budget(p.conv));
+    if (p.scope != Profile::Scope::study) md_ += fmt::format("- E24's residual networks: {}.\n", budget(p.deep));
     md_ += fmt::format("- Batch {}, default patience {}; Adam 1e-3 unless a section says otherwise.\n", p.batch,
                        p.default_patience);
     md_ +=
@@ -448,7 +449,7 @@ class ReportWriter {
     const ClassificationReport& t = e.ensemble->report;
     md_ += table_row({"**ensemble**", num(t.accuracy), num(t.f1), num(t.loss), study("ensemble.accuracy")});
     md_ += fmt::format(
-        "\nargmax(softmax(member 1) + softmax(member 2)). The ensemble {} every member on test accuracy.\n\n",
+        "\nargmax of the sum of the members' softmax outputs. The ensemble {} every member on test accuracy.\n\n",
         beats_all ? "beats" : "does **not** beat");
 
     // Where the accuracies come from: the examples on which the ensemble and a member differ.

@@ -13,6 +13,8 @@
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/runtime/augment.h"
+#include "dagger/runtime/schedule.h"
 #include "dagger/runtime/checkpoint.h"
 
 namespace dagger::suite {
@@ -52,6 +54,12 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
   t.optimizer.kind = optimizer_kind(c.optimizer);
   t.optimizer.lr = c.lr;
   t.optimizer.momentum = c.momentum;
+  t.optimizer.weight_decay = c.weight_decay;
+  if (!c.schedule.empty()) t.schedule.kind = schedule_kind(c.schedule);
+  t.schedule.warmup = c.warmup;
+  validate(t.schedule, t.epochs);
+  if (!c.augment.empty()) t.augment = parse_augment(c.augment);
+  t.label_smoothing = c.label_smoothing;
   t.patience = c.patience;
   t.restore_best = !c.keep_last;
   t.seed = c.seed;
@@ -187,6 +195,11 @@ nlohmann::json RunConfig::to_json() const {
   // Only when set, so runs that restore the best weights keep the keys they had before the option.
   if (keep_last) j["keep_last"] = true;
   if (split_seed) j["split_seed"] = split_seed;  // likewise: only runs repeated under other seeds have it
+  if (weight_decay != 0) j["weight_decay"] = weight_decay;
+  if (!schedule.empty()) j["schedule"] = schedule;
+  if (warmup != 0) j["warmup"] = warmup;
+  if (!augment.empty()) j["augment"] = augment;
+  if (label_smoothing != 0) j["label_smoothing"] = label_smoothing;
   return j;
 }
 
@@ -206,6 +219,11 @@ RunConfig RunConfig::from_json(const nlohmann::json& j) {
   c.raw_pixels = j.at("raw_pixels");
   c.keep_last = j.value("keep_last", false);
   c.split_seed = j.value("split_seed", uint64_t{0});
+  c.weight_decay = j.value("weight_decay", 0.0);
+  c.schedule = j.value("schedule", std::string());
+  c.warmup = j.value("warmup", 0);
+  c.augment = j.value("augment", std::string());
+  c.label_smoothing = j.value("label_smoothing", 0.0);
   return c;
 }
 
@@ -248,22 +266,22 @@ std::string finished_equivalent(const RunConfig& config, const std::string& runs
   return "";
 }
 
+RunConfig trajectory_of(const RunConfig& config) {
+  RunConfig c = config;
+  c.model = zoo::canonical_call(c.model);
+  c.patience = 0;
+  if (c.schedule.empty()) c.epochs = 0;  // a cosine's rate at epoch e depends on the length
+  c.keep_last = false;
+  return c;
+}
+
 RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir) {
-  // What an epoch computes depends on neither the patience nor the epoch cap, nor on which
-  // weights are scored at the end.
-  const auto trajectory = [](RunConfig c) {
-    c.model = zoo::canonical_call(c.model);
-    c.patience = 0;
-    c.epochs = 0;
-    c.keep_last = false;
-    return c;
-  };
-  const RunConfig want = trajectory(config);
+  const RunConfig want = trajectory_of(config);
   const bool needs_best = config.patience > 0 && !config.keep_last;
   RunPrefix found;
   for (const auto& [dir, c] : finished_runs(runs_dir)) {
     // final/ holds the state after the last epoch only when the run did not restore its best.
-    if (trajectory(c) != want || (c.patience > 0 && !c.keep_last)) continue;
+    if (trajectory_of(c) != want || (c.patience > 0 && !c.keep_last)) continue;
     nlohmann::json metrics;
     try {
       metrics = nlohmann::json::parse(read_text(dir + "/" + kMetricsFile));

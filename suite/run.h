@@ -34,6 +34,13 @@ struct RunConfig {
   /// With early stopping: end with the last epoch's weights, as the study's framework does by
   /// default, rather than with those of the lowest validation loss.
   bool keep_last = false;
+  // The recipe past the study's (E24); defaults are the study's plain training and are left out
+  // of to_json(), so the runs of the study keep their keys.
+  double weight_decay = 0;
+  std::string schedule;  ///< "" (constant) or "cosine"
+  int warmup = 0;
+  std::string augment;  ///< "" (none) or the canonical text of runtime/augment.h
+  double label_smoothing = 0;
 
   nlohmann::json to_json() const;
   static RunConfig from_json(const nlohmann::json& j);
@@ -43,6 +50,12 @@ struct RunConfig {
   /// The seed the data was split with.
   uint64_t data_seed() const { return split_seed ? split_seed : seed; }
 };
+
+/// `config` with what does not change its epochs' arithmetic cleared (patience, epoch cap,
+/// which weights are scored): runs with equal trajectories compute the same epochs, bit for bit,
+/// so one may carry on after another. A schedule that depends on the run's length (cosine)
+/// keeps the length.
+RunConfig trajectory_of(const RunConfig& config);
 
 /// A finished run: its configuration, history and train/val/test metrics.
 struct RunRecord {

@@ -13,6 +13,8 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
+#include "dagger/runtime/augment.h"
+#include "dagger/suite/plan.h"
 
 namespace dagger::suite {
 
@@ -63,14 +65,24 @@ bool may_be_model(const std::string& sketch, const std::string& canonical) {
 
 }  // namespace
 
-std::string trajectory(const RunConfig& config) {
-  RunConfig c = config;
-  c.model = zoo::canonical_call(c.model);
-  c.patience = 0;
-  c.epochs = 0;
-  c.keep_last = false;
-  return c.to_json().dump();
+void remove_ingredient(RunTemplate& t, const std::string& ingredient, const std::string& id) {
+  if (ingredient == "augment") {
+    t.augment.clear();
+  } else if (ingredient == "cosine") {
+    t.schedule.clear();
+    t.warmup = 0;
+  } else if (ingredient == "adamw") {
+    t.optimizer = "adam";
+    t.weight_decay = "0";
+  } else if (ingredient == "label_smoothing") {
+    t.label_smoothing = "0";
+  } else if (ingredient != "nothing") {
+    throw Error(fmt::format(
+        "experiment {}: 'without' takes nothing, augment, cosine, adamw or label_smoothing, not '{}'", id, ingredient));
+  }
 }
+
+std::string trajectory(const RunConfig& config) { return trajectory_of(config).to_json().dump(); }
 
 RunTemplate apply_labels(RunTemplate t, const std::map<std::string, std::string>& labels, const std::string& id) {
   const std::string declared = t.model;
@@ -85,6 +97,16 @@ RunTemplate apply_labels(RunTemplate t, const std::map<std::string, std::string>
       t.patience = value;
     else if (name == "pixels")
       t.raw_pixels = value == "raw";
+    else if (name == "weight_decay")
+      t.weight_decay = value;
+    else if (name == "schedule")
+      t.schedule = value;
+    else if (name == "augment")
+      t.augment = value;
+    else if (name == "label_smoothing")
+      t.label_smoothing = value;
+    else if (name == "without")
+      remove_ingredient(t, value, id);
     else {
       const std::string hole = "{" + name + "}";
       const auto at = t.model.find(hole);
@@ -125,6 +147,43 @@ RunConfig profile_run(const RunTemplate& t, const Profile& profile) {
   return c;
 }
 
+namespace {
+
+double parse_number(const std::string& text, const std::string& what, const std::string& id) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  throw Error(fmt::format("experiment {}: {} '{}' is not a number", id, what, text));
+}
+
+}  // namespace
+
+RunConfig configure_run(const Experiment& e, const RunTemplate& t, const Profile& p,
+                        const std::function<std::string(const std::string&)>& resolve) {
+  RunConfig c = profile_run(t, p);
+  c.optimizer = resolve(t.optimizer);
+  c.lr = parse_number(resolve(t.lr), "lr", e.id);
+  c.momentum = parse_number(resolve(t.momentum), "momentum", e.id);
+  if (t.lr_times_dampening) c.lr *= 1 - c.momentum;
+  c.epochs = planned_epochs(e, p);
+  // A fixed-length run stops early only when its experiment names a patience (E24's cosine).
+  const bool fixed = e.run.epochs > 0;
+  c.patience = fixed && t.patience.empty() ? 0
+               : t.patience.empty()        ? p.default_patience
+                                           : static_cast<int>(parse_number(resolve(t.patience), "patience", e.id));
+  c.keep_last = p.keep_last && c.patience > 0 && !t.restore_best;
+  c.weight_decay = parse_number(resolve(t.weight_decay), "weight_decay", e.id);
+  c.schedule = t.schedule == "constant" ? "" : t.schedule;
+  c.warmup = c.schedule.empty() ? 0 : std::min(t.warmup, c.epochs - 1);
+  c.augment = t.augment.empty() ? "" : to_string(parse_augment(t.augment));
+  if (c.augment == "none") c.augment.clear();
+  c.label_smoothing = parse_number(resolve(t.label_smoothing), "label_smoothing", e.id);
+  return c;
+}
+
 std::vector<RunTemplate> sketch_runs(const Experiment& e) {
   if (e.run.model.empty()) return {};
   std::vector<RunTemplate> sketches;
@@ -138,7 +197,19 @@ bool may_share_trajectory(const RunTemplate& sketch, const RunConfig& config, co
   if (b.train != config.train || b.val != config.val || b.test != config.test) return false;
   if (sketch.raw_pixels != config.raw_pixels) return false;
   if (!unresolved(sketch.optimizer) && sketch.optimizer != config.optimizer) return false;
-  return may_equal(sketch.lr, config.lr) && may_equal(sketch.momentum, config.momentum);
+  if ((sketch.schedule == "constant" ? "" : sketch.schedule) != config.schedule) return false;
+  // A cosine run's epochs depend on its length, which the sketch knows (fixed-length runs).
+  if (!config.schedule.empty() && sketch.epochs > 0 &&
+      (b.fixed_epoch_cap > 0 ? std::min(sketch.epochs, b.fixed_epoch_cap) : sketch.epochs) != config.epochs)
+    return false;
+  try {
+    const std::string augment = sketch.augment.empty() ? "none" : to_string(parse_augment(sketch.augment));
+    if (augment != (config.augment.empty() ? "none" : config.augment)) return false;
+  } catch (const std::exception&) {
+    // configure() will reject it; nothing to order by
+  }
+  return may_equal(sketch.lr, config.lr) && may_equal(sketch.momentum, config.momentum) &&
+         may_equal(sketch.weight_decay, config.weight_decay) && may_equal(sketch.label_smoothing, config.label_smoothing);
 }
 
 std::vector<std::string> references(const Experiment& experiment) {

@@ -28,6 +28,9 @@ namespace dagger::suite {
 /// which weights it ends with), its model as zoo::canonical_call spells it. Two runs with the
 /// same trajectory train the same epochs bit for bit.
 std::string trajectory(const RunConfig& config);
+/// Removes one ingredient of the training recipe from `t` (the grid axis "without", see
+/// suite/experiment.h); throws Error naming experiment `id` for an unknown one.
+void remove_ingredient(RunTemplate& t, const std::string& ingredient, const std::string& id);
 
 /// `run` with the grid values `labels` applied: an axis named like a field sets it, any other
 /// fills the "{name}" placeholder of the model. Values are applied as given, references too.
@@ -40,6 +43,12 @@ std::vector<std::map<std::string, std::string>> grid_combinations(const Experime
 /// A run of `run` as far as the profile sets it: model, batch, data slice (by the model's
 /// family), seed and pixel scale; the optimizer's fields, epochs and patience are left default.
 RunConfig profile_run(const RunTemplate& run, const Profile& profile);
+
+/// The run `run` (a template of `experiment` with its grid labels applied) stands for under
+/// `profile`, each field passed through `resolve` first (references to earlier results).
+/// Throws Error naming the experiment for a field that is not a number where one is needed.
+RunConfig configure_run(const Experiment& experiment, const RunTemplate& run, const Profile& profile,
+                        const std::function<std::string(const std::string&)>& resolve);
 
 /// The runs of `experiment` before its references are resolved, in grid order: fields that
 /// wait on another experiment still hold "@Exx.name" (in the model too).

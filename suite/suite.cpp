@@ -34,16 +34,6 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-double parse_number(const std::string& text, const std::string& what, const std::string& id) {
-  try {
-    size_t used = 0;
-    const double v = std::stod(text, &used);
-    if (used == text.size()) return v;
-  } catch (const std::exception&) {
-  }
-  throw Error(fmt::format("experiment {}: {} '{}' is not a number", id, what, text));
-}
-
 /// Training FLOPs (images times the training step's FLOPs per image): the ETA's unit of work,
 /// so that one measured rate prices runs of any model. Indexed by family (0: dense models,
 /// 1: CNNs) and by whether the run stops early (1) or trains a fixed number of epochs (0);
@@ -178,7 +168,7 @@ class Runner {
  private:
   /// The suite's order and its planned work, the same on every rank.
   void prepare() {
-    order_ = plan(*options_.experiments, options_.only);
+    order_ = plan(*options_.experiments, options_.only, options_.profile.scope);
     for (const Experiment* e : order_) {
       plan_workload(*e);
       runs_ += grid_size(*e);
@@ -215,7 +205,7 @@ class Runner {
     if (e.run.model.empty()) return;
     const Budget& b = options_.profile.budget_for(e.run.model);
     const double images = (b.train ? static_cast<double>(b.train) : 48000.0) * epochs_for(e);
-    const size_t seeds = options_.profile.seeds_of(e.id).size();
+    const size_t seeds = seeds_of(e, options_.profile).size();
     planned_images_ += images * static_cast<double>(grid_size(e) * seeds);
     for (const std::string& model : planned_models(e))
       for (size_t s = 0; s < seeds; ++s) {
@@ -264,19 +254,8 @@ class Runner {
   }
 
   RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
-    const RunTemplate t = apply_labels(e.run, labels, e.id);
-    const Profile& p = options_.profile;
-    RunConfig c = profile_run(t, p);
-    c.optimizer = resolve(t.optimizer, e);
-    c.lr = parse_number(resolve(t.lr, e), "lr", e.id);
-    c.momentum = parse_number(resolve(t.momentum, e), "momentum", e.id);
-    if (t.lr_times_dampening) c.lr *= 1 - c.momentum;
-    c.epochs = epochs_for(e);
-    c.patience = e.run.epochs > 0     ? 0
-                 : t.patience.empty() ? p.default_patience
-                                      : static_cast<int>(parse_number(resolve(t.patience, e), "patience", e.id));
-    c.keep_last = p.keep_last && c.patience > 0;
-    return c;
+    return configure_run(e, apply_labels(e.run, labels, e.id), options_.profile,
+                         [&](const std::string& value) { return resolve(value, e); });
   }
 
   /// How run `index` of `e` trains; its epochs add their FLOPs to `done` (guarded by mutex_).
@@ -324,7 +303,7 @@ class Runner {
     r.experiment = &e;
     if (options_.progress) fmt::print(stderr, "== {} {}\n", e.id, e.title);
     if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
-    r.seeds = options_.profile.seeds_of(e.id);
+    r.seeds = seeds_of(e, options_.profile);
     std::vector<RunConfig> configs;
     if (e.run.model.empty()) return configs;
     // Every combination under every seed, the seeds innermost; the data split stays the profile's.
@@ -343,7 +322,7 @@ class Runner {
   /// `remote`, another rank trained it (that rank's outcome): its finished record is loaded.
   RunRecord train_run(RunId id, const RunConfig& c, const nlohmann::json* remote = nullptr) {
     const Experiment& e = *order_[id.experiment];
-    const size_t count = grid_size(e) * options_.profile.seeds_of(e.id).size();
+    const size_t count = grid_size(e) * seeds_of(e, options_.profile).size();
     const size_t f = model_family(c.model);
     const bool stops = stops_early(e);
     const Splits* d = nullptr;
@@ -460,7 +439,14 @@ class Runner {
       r.measures[fmt::format("member{}.test.accuracy", i + 1)] = members[i]->test.accuracy;
       r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
     }
-    if (shows(Show::ensemble) && !members.empty()) {
+    if (shows(Show::ensemble) && members.empty() && r.chosen_run()) {
+      // No members: the chosen configuration's runs under each seed are the ensemble (E24).
+      for (size_t s = 0; s < r.seeds.size(); ++s) members.push_back(&r.runs[r.chosen + s].record);
+      r.ensemble = combine(e, members);
+      r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
+      r.measures["ensemble.f1"] = r.ensemble->report.f1;
+      r.measures["ensemble.loss"] = r.ensemble->report.loss;
+    } else if (shows(Show::ensemble) && !members.empty()) {
       for (uint64_t seed : r.seeds)
         if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = combine(e, *seed_members);
       r.ensemble = r.ensembles.at(r.seeds.front());

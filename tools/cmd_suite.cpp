@@ -167,7 +167,7 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
     fmt::print("Run times: none recorded ({} does not exist): every run estimated\n", path);
   }
   const suite::SuitePlan plan =
-      suite::build_plan(suite::plan(*options.experiments, options.only), options.profile, results,
+      suite::build_plan(suite::plan(*options.experiments, options.only, options.profile.scope), options.profile, results,
                         [threads](size_t family) { return measure_family_rate(family, threads); });
   fmt::print("{}", suite::format_plan(plan, machines));
 }
@@ -274,7 +274,7 @@ Run add_suite(CLI::App& app) {
       if (o.profile.seeded.empty()) o.profile.seeded = suite::headline_experiments();
     }
     try {
-      suite::plan(suite::catalog(), o.only);
+      suite::plan(suite::catalog(), o.only, o.profile.scope);
     } catch (const Error& e) {
       throw UsageError(e.what());
     }

@@ -76,6 +76,31 @@ TEST_CASE("the residual model sums its skip into the block output", "[zoo]") {
   verify(g);
 }
 
+TEST_CASE("resnet: pre-activation blocks over three stages, global average pooling", "[zoo]") {
+  // resnet(2, 32): stem 1*32*9+32; stage 1, two blocks of 2 x (BN 64 + conv 9,248); stage 2, a
+  // block from 32 channels (BN 64, 1x1 projection 2,112, convs 18,496 + 36,928, BN 128) and one
+  // of 2 x (128 + 36,928); stage 3 alike at 64 -> 128 (128 + 8,320 + 73,856 + 256 + 147,584,
+  // then 2 x (256 + 147,584)); final BN 256 and the classifier 128*10+10.
+  CHECK(zoo::parameter_count(zoo::find("resnet(2,32)").build) ==
+        320 + 2 * 18624 + (64 + 2112 + 18496 + 128 + 36928) + 2 * 37056 + (128 + 8320 + 73856 + 256 + 147584) +
+            2 * 147840 + 256 + 1290);
+  CHECK(zoo::canonical_call("resnet(2, 32)") == "resnet(2,32,0)");
+  Graph g = build_forward(zoo::find("resnet(2,32)").build, 3, Mode::eval);
+  int block_sums = 0, projections = 0;
+  for (const Node& n : g.nodes()) {
+    block_sums += n.op == Op::add && g.node(n.operands[0]).op == Op::add;  // (conv + bias) + skip
+    projections += n.op == Op::conv2d && g.shape(n.operands[1])[2] == 1;
+  }
+  CHECK(block_sums == 6);
+  CHECK(projections == 2);  // where the width doubles, not in the first stage
+  REQUIRE(g.output("logits"));
+  CHECK(g.shape(*g.output("logits")) == Shape{3, 10});
+  verify(g);
+  CHECK_THROWS_WITH(build_forward(zoo::find("resnet(1,8)").build, 1, Mode::eval, {1, 3, 3}),
+                    Catch::Contains("resnet pools 2 times and needs images of at least 4x4"));
+  CHECK_THROWS_WITH(zoo::find("resnet(0,32)"), Catch::Contains("blocks per stage '0' must be a whole number from 1"));
+}
+
 TEST_CASE("model calls with arguments out of range are refused, naming the argument", "[zoo]") {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"mlp1(-5,relu,0)", "units '-5' must be a whole number from 1 to 65536"},

@@ -42,6 +42,7 @@ inline suite::Profile tiny_profile() {
   p.name = "tiny";
   p.dense = {.train = 200, .val = 60, .test = 60, .max_epochs = 2, .fixed_epoch_cap = 3};
   p.conv = {.train = 10, .val = 10, .test = 10, .max_epochs = 1, .fixed_epoch_cap = 1};
+  p.deep = {.train = 10, .val = 10, .test = 10, .max_epochs = 1, .fixed_epoch_cap = 2};
   p.batch = 32;
   return p;
 }

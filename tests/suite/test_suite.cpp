@@ -8,6 +8,7 @@
 #include "dagger/suite/analysis.h"
 #include "dagger/suite/plot.h"
 #include "dagger/suite/report.h"
+#include "dagger/suite/schedule.h"
 #include "dagger/suite/suite.h"
 #include "suite/suite_support.h"
 #include "support.h"
@@ -135,7 +136,15 @@ TEST_CASE("the plan adds dependencies and orders them first", "[suite]") {
   ids.clear();
   for (const Experiment* e : plan(catalog(), {"E23"})) ids.push_back(e->id);
   CHECK(ids == std::vector<std::string>{"E19", "E20", "E21", "E23"});
-  CHECK(plan(catalog(), {}).size() == 24);                               // the 23 slides and E04b
+  CHECK(plan(catalog(), {}, Profile::Scope::study).size() == 24);  // the 23 slides and E04b
+  CHECK(plan(catalog(), {}).size() == 26);                          // and E24, E24b past the study
+  ids.clear();
+  for (const Experiment* e : plan(catalog(), {}, Profile::Scope::beyond)) ids.push_back(e->id);
+  CHECK(ids == std::vector<std::string>{"E24", "E24b"});
+  CHECK(profile("full").scope == Profile::Scope::study);
+  CHECK(profile("quick").scope == Profile::Scope::all);
+  CHECK(profile("beyond").scope == Profile::Scope::beyond);
+  CHECK(plan(catalog(), {"E24"}, Profile::Scope::study).size() == 1);  // named, it runs in any profile
   CHECK(dependencies(catalog()[5]) == std::vector<std::string>{"E04"});  // E05 (after E04b) shows E04's chosen run
   CHECK_THAT(error_of([] { plan(catalog(), {"E99"}); }), Contains("unknown experiment 'E99'") && Contains("E23"));
   CHECK_THAT(error_of([] { profile("medium"); }), Contains("unknown profile 'medium'") && Contains("quick, full"));
@@ -162,6 +171,44 @@ TEST_CASE("run keys follow the whole configuration", "[suite]") {
   last.keep_last = true;
   CHECK(last.key() != e10.key());
   CHECK(RunConfig::from_json(last.to_json()) == last);
+
+  // The recipe past the study is in the key only when set, and reads back.
+  CHECK_FALSE(e10.to_json().contains("schedule"));
+  RunConfig recipe = e10;
+  recipe.weight_decay = 0.05;
+  recipe.schedule = "cosine";
+  recipe.warmup = 2;
+  recipe.augment = "crop=2,flip,erase=0.5";
+  recipe.label_smoothing = 0.1;
+  CHECK(recipe.key() != e10.key());
+  CHECK(RunConfig::from_json(recipe.to_json()) == recipe);
+  // A cosine run's epochs depend on its length; a constant rate's do not.
+  RunConfig shorter = recipe;
+  shorter.epochs = 15;
+  CHECK(trajectory_of(shorter) != trajectory_of(recipe));
+  RunConfig e10_shorter = e10;
+  e10_shorter.epochs = 15;
+  CHECK(trajectory_of(e10_shorter) == trajectory_of(e10));
+}
+
+TEST_CASE("the grid axis 'without' removes one ingredient of the recipe", "[suite]") {
+  RunTemplate t;
+  t.model = "resnet(1,8)";
+  t.optimizer = "adamw";
+  t.weight_decay = "0.05";
+  t.schedule = "cosine";
+  t.warmup = 2;
+  t.augment = "flip";
+  t.label_smoothing = "0.1";
+  CHECK(apply_labels(t, {{"without", "nothing"}}, "E").augment == "flip");
+  CHECK(apply_labels(t, {{"without", "augment"}}, "E").augment.empty());
+  const RunTemplate constant = apply_labels(t, {{"without", "cosine"}}, "E");
+  CHECK((constant.schedule.empty() && constant.warmup == 0));
+  const RunTemplate adam = apply_labels(t, {{"without", "adamw"}}, "E");
+  CHECK((adam.optimizer == "adam" && adam.weight_decay == "0"));
+  CHECK(apply_labels(t, {{"without", "label_smoothing"}}, "E").label_smoothing == "0");
+  CHECK_THAT(error_of([&] { apply_labels(t, {{"without", "dropout"}}, "E9"); }),
+             Contains("experiment E9: 'without' takes nothing, augment") && Contains("not 'dropout'"));
 }
 
 TEST_CASE("a run asked for under another spelling of its model reuses the finished one", "[suite]") {
@@ -426,14 +473,15 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   }
 }
 
-TEST_CASE("the report has all 24 sections with real tables and the study's numbers labelled", "[suite][slow]") {
+TEST_CASE("the report has all 26 sections with real tables and the study's numbers labelled", "[suite][slow]") {
   TempDir out("suite-report");
   const std::vector<Experiment> experiments = narrow_catalog();
   SuiteOptions o = tiny_options(out.path.string(), {});
+  o.profile.scope = Profile::Scope::all;
   o.experiments = &experiments;
   o.plots = false;
   SuiteResult r = run_suite(o);
-  CHECK(r.experiments.size() == 24);
+  CHECK(r.experiments.size() == 26);
   const std::string md = read(out.file("report.md"));
   for (const Experiment& e : catalog()) CHECK_THAT(md, Contains("## " + e.id + " · " + e.title));
   CHECK_THAT(md, Contains("## Summary"));
@@ -480,10 +528,35 @@ TEST_CASE("the report has all 24 sections with real tables and the study's numbe
           Approx(double(c.corrected - c.lost) / double(e14.ensemble->report.count)).margin(1e-9));
   }
 
+  // E24 trains its model under three seeds and ensembles them: argmax of the summed softmax.
+  const ExperimentResult& e24 = *r.by_id.at("E24");
+  REQUIRE(e24.runs.size() == 3);
+  REQUIRE(e24.ensemble);
+  std::vector<uint64_t> seeds;
+  for (const GridRun& g : e24.runs) seeds.push_back(g.record.config.seed);
+  CHECK(seeds == std::vector<uint64_t>{42, 1, 2});
+  const RunConfig& c24 = e24.runs.front().record.config;
+  CHECK((c24.optimizer == "adamw" && c24.schedule == "cosine" && c24.augment == "crop=2,flip,erase=0.5"));
+  CHECK((c24.weight_decay == 0.05 && c24.label_smoothing == 0.1 && c24.patience == 10 && !c24.keep_last));
+  for (size_t i = 0; i < e24.ensemble->predictions.size(); ++i) {
+    std::vector<double> sum(10, 0.0);
+    for (const GridRun& g : e24.runs)
+      for (size_t k = 0; k < 10; ++k) sum[k] += g.record.test_probs(i, k);
+    CHECK(e24.ensemble->predictions[i] == std::max_element(sum.begin(), sum.end()) - sum.begin());
+  }
+  CHECK(e24.measures.at("ensemble.accuracy") == e24.ensemble->report.accuracy);
+  // E24b: each ingredient removed in turn, one seed.
+  const ExperimentResult& e24b = *r.by_id.at("E24b");
+  REQUIRE(e24b.runs.size() == 5);
+  CHECK(e24b.runs[1].record.config.augment.empty());
+  CHECK(e24b.runs[2].record.config.schedule.empty());
+  CHECK((e24b.runs[3].record.config.optimizer == "adam" && e24b.runs[3].record.config.weight_decay == 0));
+  CHECK(e24b.runs[4].record.config.label_smoothing == 0);
+
   const std::string html = read(out.file("report.html"));
   CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
   const nlohmann::json results = nlohmann::json::parse(read(out.file("results.json")));
-  CHECK(results.at("experiments").size() == 24);
+  CHECK(results.at("experiments").size() == 26);
   for (const auto& [key, run] : results.at("runs").items()) {
     CHECK(run.at("test").at("class_f1").size() == 10);
     CHECK(run.at("provenance").at("git_commit") == "test");
