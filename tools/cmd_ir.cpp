@@ -21,7 +21,7 @@ Run add_models(CLI::App& app) {
     fmt::print("{:<10} {:>12}  {}\n", "model", "parameters", "description");
     for (const zoo::Entry& e : zoo::entries())
       fmt::print("{:<10} {:>12}  {}\n", e.name, zoo::parameter_count(e.build), e.description);
-    fmt::print("\nAlso by call: mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain)\n");
+    fmt::print("\nAlso by call: mlp1(u,act,p), mlp2(h1,h2,p1,p2,bn|nobn), cnn(k,bn|nobn,p[,q[,h]]), rescnn(residual|plain[,q[,h]]), resnet(n,w[,p])\n");
     return 0;
   };
 }
