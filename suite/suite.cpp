@@ -181,7 +181,7 @@ class Runner {
     order_ = plan(*options_.experiments, options_.only);
     for (const Experiment* e : order_) {
       plan_workload(*e);
-      runs_ += grid_size(*e);
+      runs_ += grid_points(*e, options_.profile).size();
       ids_.push_back(e->id);
     }
     result_.experiments.resize(order_.size());  // filled in place: by_id points into it
@@ -255,12 +255,10 @@ class Runner {
     return v->second;
   }
 
-  /// The grid's combinations, first axis slowest, with references resolved.
-  std::vector<std::map<std::string, std::string>> expand(const Experiment& e) const {
-    std::vector<std::map<std::string, std::string>> combos = grid_combinations(e);
-    for (auto& labels : combos)
-      for (auto& [name, value] : labels) value = resolve(value, e);
-    return combos;
+  /// A grid combination with its references resolved.
+  std::map<std::string, std::string> resolved(std::map<std::string, std::string> labels, const Experiment& e) const {
+    for (auto& [name, value] : labels) value = resolve(value, e);
+    return labels;
   }
 
   RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
@@ -326,15 +324,12 @@ class Runner {
     if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
     r.seeds = options_.profile.seeds_of(e.id);
     std::vector<RunConfig> configs;
-    if (e.run.model.empty()) return configs;
-    // Every combination under every seed, the seeds innermost; the data split stays the profile's.
-    for (const auto& labels : expand(e))
-      for (uint64_t seed : r.seeds) {
-        RunConfig c = configure(e, labels);
-        c.seed = seed;
-        if (c.seed != options_.profile.seed) c.split_seed = options_.profile.seed;
-        configs.push_back(c);
-        r.runs.push_back({labels, RunRecord{}});
+    for (const GridPoint& point : grid_points(e, options_.profile)) {
+      const auto labels = resolved(point.labels, e);
+      RunConfig c = configure(e, labels);
+      train_under_seed(c, point.seed, options_.profile);
+      configs.push_back(c);
+      r.runs.push_back({labels, RunRecord{}});
     }
     return configs;
   }
@@ -500,7 +495,7 @@ class Runner {
   SuiteOptions options_;
   std::vector<const Experiment*> order_;    // the suite's order (plan())
   std::vector<std::string> ids_;            // of order_
-  size_t runs_ = 0;                         // in every grid of order_
+  size_t runs_ = 0;                         // of every experiment of order_, seeds included
   std::vector<Clock::time_point> started_;  // per experiment: when it expanded
   // Guards what runs training at once share: the result, the data, the workload and stderr.
   std::mutex mutex_;
