@@ -454,14 +454,24 @@ class Runner {
     for (size_t i = 0; i < members.size(); ++i) {
       r.measures[fmt::format("member{}.test.accuracy", i + 1)] = members[i]->test.accuracy;
       r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
+      if (const auto best = members[i]->best_epoch_report()) {
+        r.measures[fmt::format("member{}.best_epoch.accuracy", i + 1)] = best->accuracy;
+        r.measures[fmt::format("member{}.best_epoch.f1", i + 1)] = best->f1;
+      }
     }
     if (shows(Show::ensemble) && !members.empty()) {
       for (uint64_t seed : r.seeds)
-        if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = combine(e, *seed_members);
+        if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = *combine(e, *seed_members);
       r.ensemble = r.ensembles.at(r.seeds.front());
       r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
       r.measures["ensemble.f1"] = r.ensemble->report.f1;
       r.measures["ensemble.loss"] = r.ensemble->report.loss;
+      r.best_epoch_ensemble = combine(e, members, /*best_epoch=*/true);
+      if (const auto& best = r.best_epoch_ensemble) {
+        r.measures["ensemble.best_epoch.accuracy"] = best->report.accuracy;
+        r.measures["ensemble.best_epoch.f1"] = best->report.f1;
+        r.measures["ensemble.best_epoch.loss"] = best->report.loss;
+      }
     }
   }
 
@@ -475,12 +485,19 @@ class Runner {
     return members;
   }
 
-  /// The ensemble of `members`, scored on their common test slice.
-  EnsembleResult combine(const Experiment& e, const std::vector<const RunRecord*>& members) const {
+  /// The ensemble of `members`' final weights, scored on their common test slice; with
+  /// `best_epoch`, of their best-epoch weights, none when a member lacks those probabilities.
+  std::optional<EnsembleResult> combine(const Experiment& e, const std::vector<const RunRecord*>& members,
+                                        bool best_epoch = false) const {
     std::vector<const Tensor*> probs;
     for (const RunRecord* m : members) {
       if (slice_key(m->config) != slice_key(members.front()->config))
         throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
+      if (best_epoch) {
+        if (!m->best_epoch_probs()) return std::nullopt;
+        probs.push_back(m->best_epoch_probs());
+        continue;
+      }
       if (m->test_probs.dimension() != 2)
         throw Error(
             fmt::format("experiment {}: member run {} has no test probabilities (imported from a bundle "
