@@ -16,7 +16,7 @@ namespace dagger::suite {
 /// One run of the plan.
 struct PlannedRun {
   std::string experiment;         ///< its id
-  std::string name;               ///< "E08 p=0.2 lr=0.001": the experiment and its grid values
+  std::string name;               ///< "E08 p=0.2 lr=0.001", "E10 seed=1": experiment, grid, other seed
   std::string model;              ///< as far as it is known
   double seconds = 0;             ///< recorded train_seconds, or the estimate
   bool estimated = false;         ///< no recorded time: FLOPs x epochs / throughput
