@@ -62,7 +62,11 @@ void copy_run(const RunRecord& r, const fs::path& to, bool with_probs) {
   std::string predictions;
   for (int p : r.test_predictions) predictions += std::to_string(p) + "\n";
   write_file_atomically((to / "test_predictions.txt").string(), predictions);
-  if (with_probs) fs::copy(fs::path(r.dir) / "test_probs", to / "test_probs", fs::copy_options::recursive);
+  if (!with_probs) return;
+  fs::copy(fs::path(r.dir) / "test_probs", to / "test_probs", fs::copy_options::recursive);
+  // The best epoch's too, where the run stored them: ensembles' best-epoch figures combine them.
+  const fs::path best = fs::path(r.dir) / kBestTestProbsFolder;
+  if (fs::exists(best)) fs::copy(best, to / kBestTestProbsFolder, fs::copy_options::recursive);
 }
 
 }  // namespace

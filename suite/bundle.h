@@ -10,6 +10,8 @@
 ///   BUNDLE/runs/KEY/test_predictions.txt           the test predictions (class ids, one per line)
 ///   BUNDLE/runs/KEY/test_probs/                    the test softmax outputs, only for the runs
 ///                                                  other experiments combine or analyse (members)
+///   BUNDLE/runs/KEY/best_test_probs/               those of their best epoch's weights, where the
+///                                                  run was scored at its last epoch and stored them
 #include <string>
 
 #include "dagger/suite/suite.h"

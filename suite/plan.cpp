@@ -37,9 +37,13 @@ std::optional<RunConfig> sketch_config(const Experiment& e, const RunTemplate& t
     return {};  // the suite refuses it when it configures the run
   }
 }
-std::string run_name(const std::string& id, const std::map<std::string, std::string>& labels) {
+
+/// "E10 seed=1": the experiment, its grid values and, when not the profile's, its seed.
+std::string run_name(const std::string& id, const std::map<std::string, std::string>& labels, uint64_t seed,
+                     const Profile& profile) {
   std::string name = id;
   for (const auto& [axis, value] : labels) name += fmt::format(" {}={}", axis, value);
+  if (seed != profile.seed) name += fmt::format(" seed={}", seed);
   return name;
 }
 
@@ -48,7 +52,8 @@ struct Draft {
   PlannedRun run;
   std::optional<RunConfig> config;  // none while a field waits on another experiment
   RunTemplate sketch;
-  double flops = 0;  // to train it: the estimate's numerator
+  uint64_t seed = 0;  // its training seed, known even while the rest of its config is not
+  double flops = 0;   // to train it: the estimate's numerator
 };
 
 /// The experiments whose runs the runs of order[p] wait for: those its grid references, and
@@ -70,51 +75,69 @@ std::set<size_t> awaited(const std::vector<const Experiment*>& order, size_t p) 
 
 /// Whether run `a` (earlier) and `b` may train the same epochs (suite/schedule.h: trajectory).
 bool same_trajectory(const Draft& a, const Draft& b, const Profile& profile) {
+  if (a.seed != b.seed) return false;  // the seed is part of a trajectory
   if (a.config && b.config) return trajectory(*a.config) == trajectory(*b.config);
   if (a.config) return may_share_trajectory(b.sketch, *a.config, profile);
   if (b.config) return may_share_trajectory(a.sketch, *b.config, profile);
   return false;  // neither known: nothing to compare by
 }
 
-/// The runs of order[p]: recorded in `record` (its results.json entry) or sketched.
+/// The key in results.json of the run of grid combination `combo` under `seed` in `record` (an
+/// experiment's entry, its runs each combination under each of its seeds in turn), or "" when
+/// that suite did not train it.
+std::string recorded_key(const nlohmann::json& record, const nlohmann::json& results, size_t combo, uint64_t seed,
+                         const Profile& profile) {
+  const std::vector<uint64_t> seeds = record.contains("seeds")
+                                          ? record.at("seeds").get<std::vector<uint64_t>>()
+                                          : std::vector<uint64_t>{results.value("seed", profile.seed)};
+  const auto at = std::find(seeds.begin(), seeds.end(), seed);
+  const size_t index = combo * seeds.size() + static_cast<size_t>(at - seeds.begin());
+  const nlohmann::json& keys = record.at("runs");
+  if (at == seeds.end() || index >= keys.size()) return "";
+  return keys.at(index).get<std::string>();
+}
+
+/// The runs of e as the suite expands them (grid_points): each one's time recorded in `record`
+/// (its results.json entry, or null) where that suite trained it, else estimated from its
+/// sketch, or from its combination's recorded run under another seed, which knows its model.
 std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const nlohmann::json* record,
                              const nlohmann::json& results, std::set<std::string>& keys_seen) {
+  const std::vector<GridPoint> points = grid_points(e, profile);
+  const size_t seeds = seeds_of(e, profile).size();
+  const Budget& b = profile.budget_for(e.run.model);
+  const double images = b.train ? static_cast<double>(b.train) : kWholeTrainSplit;
   std::vector<Draft> drafts;
-  const auto combos = grid_combinations(e);
-  if (record) {
-    for (const auto& key : record->at("runs")) {
-      const nlohmann::json& r = results.at("runs").at(key.get<std::string>());
-      Draft d;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const GridPoint& point = points[i];
+    const std::string key = record ? recorded_key(*record, results, i / seeds, point.seed, profile) : "";
+    const std::string sibling = record ? recorded_key(*record, results, i / seeds, profile.seed, profile) : "";
+    Draft d;
+    d.seed = point.seed;
+    d.run.experiment = e.id;
+    if (!key.empty()) {
+      const nlohmann::json& r = results.at("runs").at(key);
       d.config = RunConfig::from_json(r.at("config"));
       d.sketch.model = d.config->model;
       // A run two experiments share is listed once, with the grid of the later one.
-      const size_t i = drafts.size();
-      const auto labels = r.at("experiment") == e.id || i >= combos.size()
-                              ? r.at("grid").get<std::map<std::string, std::string>>()
-                              : combos[i];
+      const auto labels =
+          r.at("experiment") == e.id ? r.at("grid").get<std::map<std::string, std::string>>() : point.labels;
       // A key an earlier run holds is that run, reused.
-      const bool reused = !keys_seen.insert(key.get<std::string>()).second;
-      d.run.experiment = e.id;
-      d.run.name = run_name(e.id, labels);
-      d.run.model = d.config->model;
+      const bool reused = !keys_seen.insert(key).second;
+      d.run.name = run_name(e.id, labels, point.seed, profile);
       d.run.seconds = reused ? 0.0 : r.at("train_seconds").get<double>();
-      drafts.push_back(std::move(d));
+    } else {
+      d.sketch = apply_labels(e.run, point.labels, e.id);
+      d.config = sibling.empty() ? sketch_config(e, d.sketch, profile)
+                                 : RunConfig::from_json(results.at("runs").at(sibling).at("config"));
+      if (d.config) {
+        train_under_seed(*d.config, point.seed, profile);
+        if (!sibling.empty()) d.sketch.model = d.config->model;
+      }
+      d.flops = images * planned_epochs(e, profile) * training_flops_per_image(priced_model(d.sketch.model));
+      d.run.name = run_name(e.id, point.labels, point.seed, profile);
+      d.run.estimated = true;
     }
-    return drafts;
-  }
-  const std::vector<RunTemplate> sketches = sketch_runs(e);
-  const Budget& b = profile.budget_for(e.run.model);
-  const double images = b.train ? static_cast<double>(b.train) : kWholeTrainSplit;
-  for (size_t i = 0; i < sketches.size(); ++i) {
-    Draft d;
-    d.sketch = sketches[i];
-    d.config = sketch_config(e, sketches[i], profile);
-    const std::string model = priced_model(sketches[i].model);
-    d.flops = images * planned_epochs(e, profile) * training_flops_per_image(model);
-    d.run.experiment = e.id;
-    d.run.name = run_name(e.id, combos[i]);
-    d.run.model = sketches[i].model;
-    d.run.estimated = true;
+    d.run.model = d.sketch.model;
     drafts.push_back(std::move(d));
   }
   return drafts;
@@ -186,7 +209,7 @@ int planned_epochs(const Experiment& e, const Profile& profile) {
 }
 
 SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile& profile, const nlohmann::json& results,
-                     const std::function<double(size_t family)>& measure_rate) {
+                     const std::string& results_path, const std::function<double(size_t family)>& measure_rate) {
   std::vector<Draft> drafts;
   std::vector<std::vector<size_t>> runs_of(order.size());
   std::set<std::string> keys_seen;
@@ -210,7 +233,10 @@ SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile&
       }
     }
   } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("results.json lacks a field or has a wrong one ({})", e.what()));
+    throw Error(fmt::format("'{}' lacks a field or has a wrong one ({})", results_path, e.what()));
+  } catch (const Error& e) {
+    if (!results.is_object()) throw;                               // nothing was read from a file
+    throw Error(fmt::format("'{}': {}", results_path, e.what()));  // e.g. a model this dagger does not know
   }
   SuitePlan plan;
   std::array<bool, 2> used{};

@@ -16,7 +16,7 @@ namespace dagger::suite {
 /// One run of the plan.
 struct PlannedRun {
   std::string experiment;         ///< its id
-  std::string name;               ///< "E08 p=0.2 lr=0.001": the experiment and its grid values
+  std::string name;               ///< "E08 p=0.2 lr=0.001", "E10 seed=1": experiment, grid, other seed
   std::string model;              ///< as far as it is known
   double seconds = 0;             ///< recorded train_seconds, or the estimate
   bool estimated = false;         ///< no recorded time: FLOPs x epochs / throughput
@@ -52,9 +52,11 @@ int planned_epochs(const Experiment& experiment, const Profile& profile);
 /// results.json, or null) when that holds the experiment; else it is estimated as FLOPs x
 /// planned epochs / FLOP/s, the FLOP/s measured on the family's recorded runs, or else given
 /// by `measure_rate(family)` (0: dense models, 1: CNNs). A run a results.json lists under a key
-/// an earlier run already holds was reused: 0 s.
+/// an earlier run already holds was reused: 0 s. The runs are the suite's (grid_points): every
+/// seed of a seeded experiment included, a seed `results` lacks estimated. Throws Error naming
+/// `results_path` when `results` lacks a field the plan reads or names an unknown model.
 SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile& profile, const nlohmann::json& results,
-                     const std::function<double(size_t family)>& measure_rate);
+                     const std::string& results_path, const std::function<double(size_t family)>& measure_rate);
 
 /// The longest chain of waiting runs, by time: the makespan no number of machines goes below.
 std::vector<size_t> critical_path(const SuitePlan& plan);

@@ -437,20 +437,32 @@ class ReportWriter {
         if (n.key == key) return fmt::format("{:.4f}", n.value);
       return std::string("—");
     };
-    md_ += table_head({"model", "test accuracy", "test F1", "test loss", "study's accuracy"});
+    // Beside the last epoch's figures, those of the weights of each member's lowest validation
+    // loss and of their ensemble, when the members' runs stored them.
+    const std::optional<EnsembleResult>& best = e.best_epoch_ensemble;
+    std::vector<std::string> head = {"model", "test accuracy", "test F1", "test loss", "study's accuracy"};
+    if (best) head.insert(head.begin() + 4, {"best epoch: accuracy", "best epoch: F1"});
+    md_ += table_head(head);
+    auto row = [&](const std::string& label, const ClassificationReport& t,
+                   const std::optional<ClassificationReport>& at_best, const std::string& study_key) {
+      std::vector<std::string> cells = {label, num(t.accuracy), num(t.f1), num(t.loss), study(study_key)};
+      if (best)
+        cells.insert(cells.begin() + 4, {at_best ? num(at_best->accuracy) : "—", at_best ? num(at_best->f1) : "—"});
+      md_ += table_row(cells);
+    };
     const std::vector<Row> rs = rows(e);
     bool beats_all = true;
     for (size_t i = 0; i < rs.size(); ++i) {
-      const ClassificationReport& t = rs[i].run->test;
-      md_ += table_row(
-          {rs[i].label, num(t.accuracy), num(t.f1), num(t.loss), study(fmt::format("member{}.test.accuracy", i + 1))});
-      beats_all &= e.ensemble->report.accuracy > t.accuracy;
+      row(rs[i].label, rs[i].run->test, rs[i].run->best_epoch_report(), fmt::format("member{}.test.accuracy", i + 1));
+      beats_all &= e.ensemble->report.accuracy > rs[i].run->test.accuracy;
     }
-    const ClassificationReport& t = e.ensemble->report;
-    md_ += table_row({"**ensemble**", num(t.accuracy), num(t.f1), num(t.loss), study("ensemble.accuracy")});
+    row("**ensemble**", e.ensemble->report, best ? std::optional(best->report) : std::nullopt, "ensemble.accuracy");
     md_ += fmt::format(
-        "\nargmax of the sum of the members' softmax outputs. The ensemble {} every member on test accuracy.\n\n",
-        beats_all ? "beats" : "does **not** beat");
+        "\nargmax of the sum of the members' softmax outputs. The ensemble {} every member on test accuracy.{}\n\n",
+        beats_all ? "beats" : "does **not** beat",
+        best ? " The best-epoch columns score each member's weights of its lowest validation loss, and the ensemble "
+               "of those weights' softmax outputs."
+             : "");
 
     // Where the accuracies come from: the examples on which the ensemble and a member differ.
     const EnsembleResult& en = *e.ensemble;

@@ -70,6 +70,7 @@ nlohmann::json results_json(const SuiteResult& result, const SuiteOptions& optio
     if (e.ensemble) {
       j["ensemble"] = to_json(*e.ensemble);
       j["ensemble"]["members"] = e.experiment->members;
+      if (e.best_epoch_ensemble) j["ensemble_best_epoch"] = to_json(*e.best_epoch_ensemble);
       if (e.ensembles.size() > 1)
         for (const auto& [seed, en] : e.ensembles) j["ensembles_by_seed"][std::to_string(seed)] = to_json(en);
     }

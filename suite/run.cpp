@@ -85,6 +85,10 @@ RunRecord record_from_json(const RunConfig& config, const std::string& dir, cons
   r.val = report_from_json(j.at("val"));
   r.test = report_from_json(j.at("test"));
   if (j.contains("best_epoch_test")) r.best_epoch_test = report_from_json(j.at("best_epoch_test"));
+  // Absent for runs finished before the suite stored them: their ensembles' best-epoch figure is.
+  if (r.best_epoch_test && fs::exists(dir + "/" + kBestTestProbsFolder))
+    r.best_epoch_test_probs =
+        load_checkpoint(dir + "/" + kBestTestProbsFolder, {.allow_nonfinite = true}).tensors.at("probs");
   r.train_seconds = j.at("train_seconds");
   r.images_per_sec = j.at("images_per_sec");
   r.provenance = j.at("provenance");
@@ -177,6 +181,17 @@ double RunRecord::lowest_val_loss() const {
     if (!std::isnan(s.val_loss)) lowest = std::min(lowest, s.val_loss);
   if (history.empty() && !std::isnan(val.loss)) lowest = val.loss;
   return lowest;
+}
+
+std::optional<ClassificationReport> RunRecord::best_epoch_report() const {
+  if (best_epoch_test) return best_epoch_test;
+  if (config.keep_last && diverged.empty() && best_epoch == static_cast<int>(history.size())) return test;
+  return std::nullopt;
+}
+
+const Tensor* RunRecord::best_epoch_probs() const {
+  const Tensor* probs = best_epoch_test ? &best_epoch_test_probs : best_epoch_report() ? &test_probs : nullptr;
+  return probs && probs->dimension() == 2 ? probs : nullptr;
 }
 
 uint64_t fnv1a(const std::string& text) {
@@ -399,7 +414,10 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   if (config.keep_last && diverged.empty() && r.best_epoch != static_cast<int>(r.history.size()) &&
       fs::exists(dir + "/best/manifest.json")) {
     trainer.load_state(dir + "/best");
-    r.best_epoch_test = trainer.evaluate(*data.test).report;
+    Evaluation best = trainer.evaluate(*data.test);
+    r.best_epoch_test = best.report;
+    r.best_epoch_test_probs = best.probs;
+    save_checkpoint(dir + "/" + kBestTestProbsFolder, {{"probs", r.best_epoch_test_probs}}, {{"model", config.model}});
   }
   write_file_atomically(dir + "/provenance.json", r.provenance.dump(2) + "\n");
   nlohmann::json j = {

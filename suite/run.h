@@ -70,6 +70,9 @@ struct RunRecord {
   /// of that epoch's weights (best/), the other protocol's, beside the last epoch's.
   std::optional<ClassificationReport> best_epoch_test;
   Tensor test_probs;  ///< [test images, 10] softmax outputs of the final weights
+  /// With best_epoch_test: the softmax outputs of those weights (empty for runs finished before
+  /// the suite stored them, best_test_probs/ in the run's folder).
+  Tensor best_epoch_test_probs;
   std::vector<int> test_predictions;
   double train_seconds = 0;   ///< training steps of every epoch, summed over sessions
   double images_per_sec = 0;  ///< training images per training second
@@ -81,7 +84,18 @@ struct RunRecord {
   /// there is no history; infinity when nothing is a number). Runs are chosen by it, so the
   /// choice depends on training alone, not on which epoch's weights are scored.
   double lowest_val_loss() const;
+
+  /// For a run scored at its last epoch: the test figures of its weights of the lowest validation
+  /// loss (best_epoch_test, or test when its last epoch was that one); none for a run that ended
+  /// with its best weights anyway or diverged.
+  std::optional<ClassificationReport> best_epoch_report() const;
+  /// Their softmax outputs likewise (best_epoch_test_probs or test_probs); null also when they
+  /// were not stored.
+  const Tensor* best_epoch_probs() const;
 };
+
+/// The folder of a finished run holding best_epoch_test_probs, beside test_probs/.
+inline constexpr const char* kBestTestProbsFolder = "best_test_probs";
 
 /// How and where runs execute.
 struct RunContext {

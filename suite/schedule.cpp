@@ -191,6 +191,19 @@ std::vector<RunTemplate> sketch_runs(const Experiment& e) {
   return sketches;
 }
 
+std::vector<GridPoint> grid_points(const Experiment& e, const Profile& profile) {
+  if (e.run.model.empty()) return {};
+  std::vector<GridPoint> points;
+  for (const auto& labels : grid_combinations(e))
+    for (uint64_t seed : seeds_of(e, profile)) points.push_back({labels, seed});
+  return points;
+}
+
+void train_under_seed(RunConfig& config, uint64_t seed, const Profile& profile) {
+  config.seed = seed;
+  config.split_seed = seed == profile.seed ? 0 : profile.seed;
+}
+
 bool may_share_trajectory(const RunTemplate& sketch, const RunConfig& config, const Profile& profile) {
   if (!may_be_model(sketch.model, zoo::canonical_call(config.model))) return false;
   const Budget& b = profile.budget_for(sketch.model);

@@ -9,6 +9,7 @@
 /// - an experiment is derived (its choice, ensemble, measures) once its runs are finished and
 ///   every experiment it depends on, members included, is derived.
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <map>
@@ -53,6 +54,21 @@ RunConfig configure_run(const Experiment& experiment, const RunTemplate& run, co
 /// The runs of `experiment` before its references are resolved, in grid order: fields that
 /// wait on another experiment still hold "@Exx.name" (in the model too).
 std::vector<RunTemplate> sketch_runs(const Experiment& experiment);
+
+/// One run of an experiment as the suite expands it: a grid combination under one training seed.
+struct GridPoint {
+  std::map<std::string, std::string> labels;  ///< axis name -> value as declared (references unresolved)
+  uint64_t seed = 0;
+};
+
+/// Every run `experiment` trains under `profile`, in the suite's order: each grid combination
+/// (grid_combinations) under each seed of Profile::seeds_of in turn, the profile's seed first.
+/// Empty when it trains nothing. The suite and `--plan` both expand runs through it.
+std::vector<GridPoint> grid_points(const Experiment& experiment, const Profile& profile);
+
+/// Sets `config` to train under `seed`; a seed other than the profile's keeps the profile's data
+/// split, so every seed's run sees the same train, validation and test images.
+void train_under_seed(RunConfig& config, uint64_t seed, const Profile& profile);
 
 /// Whether a sketched run (sketch_runs) may turn out to have the trajectory of `config`:
 /// unresolved fields match anything; a model with unresolved arguments matches when, those

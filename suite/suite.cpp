@@ -171,7 +171,7 @@ class Runner {
     order_ = plan(*options_.experiments, options_.only, options_.profile.scope);
     for (const Experiment* e : order_) {
       plan_workload(*e);
-      runs_ += grid_size(*e);
+      runs_ += grid_points(*e, options_.profile).size();
       ids_.push_back(e->id);
     }
     result_.experiments.resize(order_.size());  // filled in place: by_id points into it
@@ -245,12 +245,10 @@ class Runner {
     return v->second;
   }
 
-  /// The grid's combinations, first axis slowest, with references resolved.
-  std::vector<std::map<std::string, std::string>> expand(const Experiment& e) const {
-    std::vector<std::map<std::string, std::string>> combos = grid_combinations(e);
-    for (auto& labels : combos)
-      for (auto& [name, value] : labels) value = resolve(value, e);
-    return combos;
+  /// A grid combination with its references resolved.
+  std::map<std::string, std::string> resolved(std::map<std::string, std::string> labels, const Experiment& e) const {
+    for (auto& [name, value] : labels) value = resolve(value, e);
+    return labels;
   }
 
   RunConfig configure(const Experiment& e, const std::map<std::string, std::string>& labels) const {
@@ -305,15 +303,12 @@ class Runner {
     if (std::find(e.shows.begin(), e.shows.end(), Show::data_overview) != e.shows.end()) data(0, 0, 0, false);
     r.seeds = seeds_of(e, options_.profile);
     std::vector<RunConfig> configs;
-    if (e.run.model.empty()) return configs;
-    // Every combination under every seed, the seeds innermost; the data split stays the profile's.
-    for (const auto& labels : expand(e))
-      for (uint64_t seed : r.seeds) {
-        RunConfig c = configure(e, labels);
-        c.seed = seed;
-        if (c.seed != options_.profile.seed) c.split_seed = options_.profile.seed;
-        configs.push_back(c);
-        r.runs.push_back({labels, RunRecord{}});
+    for (const GridPoint& point : grid_points(e, options_.profile)) {
+      const auto labels = resolved(point.labels, e);
+      RunConfig c = configure(e, labels);
+      train_under_seed(c, point.seed, options_.profile);
+      configs.push_back(c);
+      r.runs.push_back({labels, RunRecord{}});
     }
     return configs;
   }
@@ -438,6 +433,10 @@ class Runner {
     for (size_t i = 0; i < members.size(); ++i) {
       r.measures[fmt::format("member{}.test.accuracy", i + 1)] = members[i]->test.accuracy;
       r.measures[fmt::format("member{}.test.f1", i + 1)] = members[i]->test.f1;
+      if (const auto best = members[i]->best_epoch_report()) {
+        r.measures[fmt::format("member{}.best_epoch.accuracy", i + 1)] = best->accuracy;
+        r.measures[fmt::format("member{}.best_epoch.f1", i + 1)] = best->f1;
+      }
     }
     if (shows(Show::ensemble) && members.empty() && r.chosen_run()) {
       // No members: the chosen configuration's runs under each seed are the ensemble (E24).
@@ -448,11 +447,17 @@ class Runner {
       r.measures["ensemble.loss"] = r.ensemble->report.loss;
     } else if (shows(Show::ensemble) && !members.empty()) {
       for (uint64_t seed : r.seeds)
-        if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = combine(e, *seed_members);
+        if (auto seed_members = members_under(e, seed)) r.ensembles[seed] = *combine(e, *seed_members);
       r.ensemble = r.ensembles.at(r.seeds.front());
       r.measures["ensemble.accuracy"] = r.ensemble->report.accuracy;
       r.measures["ensemble.f1"] = r.ensemble->report.f1;
       r.measures["ensemble.loss"] = r.ensemble->report.loss;
+      r.best_epoch_ensemble = combine(e, members, /*best_epoch=*/true);
+      if (const auto& best = r.best_epoch_ensemble) {
+        r.measures["ensemble.best_epoch.accuracy"] = best->report.accuracy;
+        r.measures["ensemble.best_epoch.f1"] = best->report.f1;
+        r.measures["ensemble.best_epoch.loss"] = best->report.loss;
+      }
     }
   }
 
@@ -466,12 +471,19 @@ class Runner {
     return members;
   }
 
-  /// The ensemble of `members`, scored on their common test slice.
-  EnsembleResult combine(const Experiment& e, const std::vector<const RunRecord*>& members) const {
+  /// The ensemble of `members`' final weights, scored on their common test slice; with
+  /// `best_epoch`, of their best-epoch weights, none when a member lacks those probabilities.
+  std::optional<EnsembleResult> combine(const Experiment& e, const std::vector<const RunRecord*>& members,
+                                        bool best_epoch = false) const {
     std::vector<const Tensor*> probs;
     for (const RunRecord* m : members) {
       if (slice_key(m->config) != slice_key(members.front()->config))
         throw Error(fmt::format("experiment {}: ensemble members were tested on different slices", e.id));
+      if (best_epoch) {
+        if (!m->best_epoch_probs()) return std::nullopt;
+        probs.push_back(m->best_epoch_probs());
+        continue;
+      }
       if (m->test_probs.dimension() != 2)
         throw Error(
             fmt::format("experiment {}: member run {} has no test probabilities (imported from a bundle "
@@ -486,7 +498,7 @@ class Runner {
   SuiteOptions options_;
   std::vector<const Experiment*> order_;    // the suite's order (plan())
   std::vector<std::string> ids_;            // of order_
-  size_t runs_ = 0;                         // in every grid of order_
+  size_t runs_ = 0;                         // of every experiment of order_, seeds included
   std::vector<Clock::time_point> started_;  // per experiment: when it expanded
   // Guards what runs training at once share: the result, the data, the workload and stderr.
   std::mutex mutex_;

@@ -63,7 +63,10 @@ struct ExperimentResult {
   std::optional<RunningMinTable> running_min;
   std::optional<EnsembleResult> ensemble;        ///< under the profile's seed
   std::map<uint64_t, EnsembleResult> ensembles;  ///< by seed: every seed all members ran under
-  double wall_seconds = 0;                       ///< this invocation's time on the experiment
+  /// Under the profile's seed, the ensemble of the members' weights of their lowest validation
+  /// loss (RunRecord::best_epoch_probs), when every member has their test probabilities.
+  std::optional<EnsembleResult> best_epoch_ensemble;
+  double wall_seconds = 0;  ///< this invocation's time on the experiment
   size_t trained = 0, reused = 0;
 
   const GridRun* chosen_run() const { return chosen < 0 ? nullptr : &runs[static_cast<size_t>(chosen)]; }

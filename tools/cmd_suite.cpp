@@ -159,6 +159,8 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
     std::ifstream in(path);
     results = nlohmann::json::parse(in, nullptr, false);
     if (results.is_discarded() || !results.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
+    if (results.contains("profile") && !results.at("profile").is_string())
+      throw Error(fmt::format("'{}': its profile is not a name", path));
     if (results.value("profile", options.profile.name) != options.profile.name)
       throw UsageError(fmt::format("--from: '{}' is a {} profile suite, the plan asks for {}; give --profile {}", path,
                                    results.value("profile", ""), options.profile.name, results.value("profile", "")));
@@ -167,7 +169,7 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
     fmt::print("Run times: none recorded ({} does not exist): every run estimated\n", path);
   }
   const suite::SuitePlan plan =
-      suite::build_plan(suite::plan(*options.experiments, options.only, options.profile.scope), options.profile, results,
+      suite::build_plan(suite::plan(*options.experiments, options.only, options.profile.scope), options.profile, results, path,
                         [threads](size_t family) { return measure_family_rate(family, threads); });
   fmt::print("{}", suite::format_plan(plan, machines));
 }

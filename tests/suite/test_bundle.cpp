@@ -233,3 +233,86 @@ TEST_CASE("embedded plots: an <img> of a file beside the page becomes a data: UR
   CHECK(embed_images(html, dir.path.string()) ==
         "<p><img src=\"data:image/png;base64,YWJjZA==\" alt=\"a\"><img src=\"plots/missing.png\" alt=\"m\"></p>");
 }
+
+namespace {
+
+/// Two members that overfit a few images and are scored at their last epoch, and their ensemble.
+std::vector<Experiment> overfitting_pair() {
+  using enum Show;
+  return {
+      {.id = "A", .title = "a", .what = "a", .run = {.model = "mlp1(64,relu,0)", .lr = "0.01", .patience = "20"}},
+      {.id = "B", .title = "b", .what = "b", .run = {.model = "mlp1(48,relu,0)", .lr = "0.01", .patience = "20"}},
+      {.id = "C", .title = "ensemble", .what = "ensemble", .members = {"A", "B"}, .shows = {ensemble}},
+  };
+}
+
+}  // namespace
+
+TEST_CASE("an ensemble of runs scored at their last epoch also combines their best epochs' weights", "[suite]") {
+  const std::vector<Experiment> experiments = overfitting_pair();
+  TempDir out("best-epoch-ensemble");
+  SuiteOptions o = small_options(out.path.string(), experiments);
+  o.profile.dense = {.train = 32, .val = 32, .test = 32, .max_epochs = 12};
+  o.profile.batch = 16;  // a large step on few images: the validation loss turns up early
+  o.profile.seeds.clear();
+  o.profile.seeded.clear();
+  const SuiteResult r = run_suite(o);
+  const ExperimentResult& c = *r.by_id.at("C");
+  REQUIRE(c.ensemble);
+  REQUIRE(c.best_epoch_ensemble);
+
+  // Each member's best-epoch test probabilities, computed apart: the same run stopped at its best
+  // epoch. Their sum's argmax is the best-epoch ensemble.
+  REQUIRE(r.data.size() == 1);
+  const Splits& data = *r.data.begin()->second;
+  RunContext stopped_context;
+  stopped_context.runs_dir = (out.path / "stopped").string();
+  stopped_context.executor = ExecutorKind::reference;
+  Tensor sum = Tensor::from_shape({32, 10});
+  sum.fill(0.0f);
+  for (const char* id : {"A", "B"}) {
+    const RunRecord& member = r.by_id.at(id)->chosen_run()->record;
+    REQUIRE(member.best_epoch < static_cast<int>(member.history.size()));
+    RunConfig stopped = member.config;
+    stopped.epochs = member.best_epoch;
+    stopped.patience = 0;
+    stopped.keep_last = false;
+    const RunRecord there = run_or_reuse(stopped, {&data.train, &data.val, &data.test}, stopped_context);
+    CHECK(there.test.accuracy == member.best_epoch_test->accuracy);
+    CHECK(there.test_probs != member.test_probs);  // the last epoch's weights answer otherwise
+    sum += there.test_probs;
+  }
+  const std::vector<int> expected = argmax_rows(sum);
+  CHECK(c.best_epoch_ensemble->predictions == expected);
+  size_t right = 0;
+  for (size_t i = 0; i < expected.size(); ++i) right += expected[i] == data.test.labels[i] ? 1 : 0;
+  CHECK(c.best_epoch_ensemble->report.accuracy == Approx(static_cast<double>(right) / 32).epsilon(1e-12));
+  const Tensor last =
+      r.by_id.at("A")->chosen_run()->record.test_probs + r.by_id.at("B")->chosen_run()->record.test_probs;
+  CHECK(c.ensemble->predictions == argmax_rows(last));
+
+  // results.json and the report carry it beside the last epoch's; the bundle carries what it needs.
+  const nlohmann::json results = read_json(out.path / "results.json");
+  const nlohmann::json& measures = results.at("experiments").at(2).at("measures");
+  CHECK(measures.at("ensemble.best_epoch.accuracy").get<double>() == c.best_epoch_ensemble->report.accuracy);
+  CHECK(measures.at("ensemble.best_epoch.f1").get<double>() == c.best_epoch_ensemble->report.f1);
+  CHECK(measures.at("member1.best_epoch.accuracy").get<double>() ==
+        r.by_id.at("A")->chosen_run()->record.best_epoch_test->accuracy);
+  std::ifstream report(out.path / "report.md");
+  const std::string md((std::istreambuf_iterator<char>(report)), {});
+  CHECK_THAT(md, Contains("| model | test accuracy | test F1 | test loss | best epoch: accuracy | best epoch: F1 |"));
+  for (const char* id : {"A", "B"})
+    CHECK(fs::exists(out.path / "bundle/runs" / r.by_id.at(id)->chosen_run()->record.key / "best_test_probs"));
+
+  // A member finished before runs stored those probabilities: the figure is absent, not wrong.
+  fs::remove_all(fs::path(r.by_id.at("A")->chosen_run()->record.dir) / "best_test_probs");
+  const SuiteResult older = run_suite(o);
+  CHECK(older.reused == 2);
+  const ExperimentResult& c_older = *older.by_id.at("C");
+  CHECK_FALSE(c_older.best_epoch_ensemble);
+  CHECK(c_older.ensemble->predictions == c.ensemble->predictions);
+  const nlohmann::json older_results = read_json(out.path / "results.json");
+  const nlohmann::json& older_measures = older_results.at("experiments").at(2).at("measures");
+  CHECK_FALSE(older_measures.contains("ensemble.best_epoch.accuracy"));
+  CHECK(older_measures.contains("member1.best_epoch.accuracy"));  // in metrics.json all along
+}

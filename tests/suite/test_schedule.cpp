@@ -161,7 +161,8 @@ TEST_CASE("the plan: makespans of 1, 2 and 3 machines on recorded run times, wor
     FAIL("every run has a recorded time");
     return 0;
   };
-  const SuitePlan timed = build_plan(plan(catalog, {}), testing::tiny_profile(), timed_results(catalog), never);
+  const SuitePlan timed =
+      build_plan(plan(catalog, {}), testing::tiny_profile(), timed_results(catalog), "results.json", never);
   REQUIRE(timed.runs.size() == 7);
   CHECK(timed.runs[3].after == std::vector<size_t>{0, 1, 2});  // Q waits for all of P
   CHECK(timed.runs[6].follows == std::optional<size_t>(5));    // S carries on after R's epochs
@@ -186,10 +187,11 @@ TEST_CASE("the plan estimates the runs no suite recorded, and says so", "[suite]
   nlohmann::json results = timed_results(catalog);
   results["experiments"].erase(3);  // S not run yet
   size_t asked = 0;
-  const SuitePlan partial = build_plan(plan(catalog, {}), testing::tiny_profile(), results, [&](size_t) {
-    ++asked;
-    return 1e9;
-  });
+  const SuitePlan partial =
+      build_plan(plan(catalog, {}), testing::tiny_profile(), results, "results.json", [&](size_t) {
+        ++asked;
+        return 1e9;
+      });
   CHECK(asked == 0);  // priced at the recorded runs' rate
   REQUIRE(partial.runs.size() == 7);
   CHECK(partial.runs[6].estimated);
@@ -199,11 +201,51 @@ TEST_CASE("the plan estimates the runs no suite recorded, and says so", "[suite]
   CHECK(partial.runs[6].seconds == Approx(200 * 3 * training_flops_per_image("shallow") / rate));
   CHECK_THAT(format_plan(partial, {1}), Catch::Contains("6 recorded, 1 estimated") && Catch::Contains("MLP runs at") &&
                                             Catch::Contains("their recorded runs' rate"));
-  const SuitePlan fresh = build_plan(plan(catalog, {}), testing::tiny_profile(), nullptr, [&](size_t) {
+  const SuitePlan fresh = build_plan(plan(catalog, {}), testing::tiny_profile(), nullptr, "", [&](size_t) {
     ++asked;
     return 1e9;
   });
   CHECK(asked == 1);  // measured once, for the MLP family
   for (const PlannedRun& r : fresh.runs) CHECK(r.estimated);
   CHECK(fresh.runs[6].follows == std::optional<size_t>(5));
+}
+
+TEST_CASE("the plan has every seed's run of a seeded experiment, as the suite trains them", "[suite]") {
+  const std::vector<Experiment> catalog = timed_catalog();
+  Profile seeded = testing::tiny_profile();
+  seeded.seeds = {42, 1};
+  seeded.seeded = {"P", "R"};
+  const auto rate = [](size_t) { return 1e9; };
+  // The times of a one-seed suite: the seed-1 runs are estimated, each beside its seed-42 twin.
+  const SuitePlan plan_of = build_plan(plan(catalog, {}), seeded, timed_results(catalog), "results.json", rate);
+  std::vector<std::string> names;
+  for (const PlannedRun& r : plan_of.runs) names.push_back(r.name + (r.estimated ? " *" : ""));
+  CHECK(names == std::vector<std::string>{"P lr=0.1", "P lr=0.1 seed=1 *", "P lr=0.2", "P lr=0.2 seed=1 *", "P lr=0.3",
+                                          "P lr=0.3 seed=1 *", "Q momentum=0", "Q momentum=0.5", "R", "R seed=1 *",
+                                          "S"});
+  // Q waits for every seed's run of P; S carries on after R's seed-42 epochs, not seed 1's.
+  CHECK(plan_of.runs[6].after == std::vector<size_t>{0, 1, 2, 3, 4, 5});
+  CHECK(plan_of.runs[10].follows == std::optional<size_t>(8));
+  CHECK_FALSE(plan_of.runs[9].follows);
+  // Nothing recorded: the same runs, every one estimated.
+  const SuitePlan fresh = build_plan(plan(catalog, {}), seeded, nullptr, "", rate);
+  REQUIRE(fresh.runs.size() == 11);
+  for (size_t i = 0; i < fresh.runs.size(); ++i) CHECK(fresh.runs[i].name == plan_of.runs[i].name);
+  CHECK(fresh.runs[10].follows == std::optional<size_t>(8));
+}
+
+TEST_CASE("the plan's errors about a results.json name the file", "[suite]") {
+  const std::vector<Experiment> catalog = timed_catalog();
+  const auto never = [](size_t) -> double {
+    FAIL("nothing is estimated before the error");
+    return 0;
+  };
+  nlohmann::json results = timed_results(catalog);
+  results["runs"]["run4"].erase("train_seconds");
+  CHECK_THROWS_WITH(build_plan(plan(catalog, {}), testing::tiny_profile(), results, "/x/results.json", never),
+                    Catch::StartsWith("'/x/results.json' lacks a field or has a wrong one"));
+  results = timed_results(catalog);
+  results["runs"]["run0"]["config"]["model"] = "no_such_model";
+  CHECK_THROWS_WITH(build_plan(plan(catalog, {}), testing::tiny_profile(), results, "/x/results.json", never),
+                    Catch::StartsWith("'/x/results.json': ") && Catch::Contains("no_such_model"));
 }

@@ -64,3 +64,22 @@ TEST_CASE("dagger suite --jobs 2 gives one job's results.json, and --plan reads 
   CHECK(bad.status == 2);
   CHECK_THAT(bad.output, Catch::Contains("--machines: 'x' is not a machine count"));
 }
+
+TEST_CASE("dagger suite --plan plans every seed's runs, and names a results.json it cannot read", "[cli][suite]") {
+  const std::string plan = "suite --plan --profile quick --only E10 --machines 1 --threads 1";
+  const auto one_seed = run_dagger(plan);
+  INFO(one_seed.output);
+  REQUIRE(one_seed.status == 0);
+  CHECK_THAT(one_seed.output, Catch::Contains("E10    1 run "));
+  const auto seeds = run_dagger(plan + " --seeds 42,1");
+  INFO(seeds.output);
+  REQUIRE(seeds.status == 0);
+  CHECK_THAT(seeds.output, Catch::Contains("E10    2 runs"));  // E10 is seeded; E05 and E06 are not
+  CHECK_THAT(seeds.output, Catch::Contains("E06    1 run "));
+
+  dagger::testing::TempDir dir("suite-plan-from");
+  std::ofstream(dir.file("results.json")) << R"({"profile": "quick", "experiments": [{"id": "E05"}]})";
+  const auto bad = run_dagger("suite --plan --profile quick --only E05 --from " + dir.path.string());
+  CHECK(bad.status == 1);
+  CHECK_THAT(bad.output, Catch::Contains("'" + dir.file("results.json") + "' lacks a field or has a wrong one"));
+}
