@@ -145,8 +145,17 @@ class Runner {
                                                 file_run(id, train_named(id, c, &outcome));
                                               })
                                : thread_workers(static_cast<size_t>(options_.jobs), train);
+      // A failed run's cause is printed when the suite stops; until then the runs under way,
+      // perhaps hours long, would give no sign that nothing new starts.
+      const auto failed = [&](RunId id, size_t running) {
+        if (!options_.progress || running == 0) return;
+        const std::lock_guard lock(mutex_);
+        fmt::print(stderr, "{} failed; nothing new starts, and the suite stops when the {} run{} under way end{}\n",
+                   label(id, graph.config(id)), running, running == 1 ? "" : "s", running == 1 ? "s" : "");
+      };
       run_graph(
-          graph, *workers, [this](size_t p) { return begin_experiment(p); }, [this](size_t p) { end_experiment(p); });
+          graph, *workers, [this](size_t p) { return begin_experiment(p); }, [this](size_t p) { end_experiment(p); },
+          failed);
     } else {
       for (size_t p = 0; p < order_.size(); ++p) {
         const std::vector<RunConfig> configs = begin_experiment(p);

@@ -194,9 +194,14 @@ TEST_CASE("a run failing on rank 0 or rank 1 ends mpirun dagger suite with one l
     const std::string blocked = out + "/runs/" + keys[failing];
     std::filesystem::create_directories(out + "/runs");
     std::ofstream(blocked) << "not a run folder\n";
-    const Outcome failed = run_mpi(2, suite + out + " --distributed --quiet", 300);
+    const Outcome failed = run_mpi(2, suite + out + " --distributed", 300);
     INFO(failed.output);
     CHECK(failed.status == 1);
+    // Said at once, while the other rank's run goes on.
+    CHECK_THAT(failed.output,
+               Catch::Contains(fmt::format("[E03 {}/5] shallow failed; nothing new starts, and the suite stops when "
+                                           "the 1 run under way ends",
+                                           failing + 1)));
     const std::string error = fmt::format("error: {}[E03 {}/5] shallow: ", failing ? "rank 1: " : "", failing + 1);
     CHECK_THAT(failed.output, Catch::Contains(error) && Catch::Contains(blocked));
     // Nothing else says "error" (MPI_Abort's banner would: "... with errorcode 1").
