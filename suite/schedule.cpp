@@ -320,7 +320,7 @@ bool RunGraph::done() const {
 }
 
 void run_graph(RunGraph& graph, Workers& workers, const std::function<std::vector<RunConfig>(size_t)>& expand,
-               const std::function<void(size_t)>& derive) {
+               const std::function<void(size_t)>& derive, const std::function<void(RunId, size_t)>& failed) {
   std::vector<bool> busy(workers.count(), false);
   size_t running = 0;
   // Derives and expands all it can (a derived experiment lets others expand, an expanded one
@@ -360,7 +360,10 @@ void run_graph(RunGraph& graph, Workers& workers, const std::function<std::vecto
     const Workers::Ended ended = workers.wait();
     busy[ended.slot] = false;
     --running;
-    if (ended.error && !error) error = ended.error;
+    if (ended.error && !error) {
+      error = ended.error;
+      if (failed) failed(ended.id, running);
+    }
     if (!ended.error) graph.finish(ended.id);
   }
   if (error) std::rethrow_exception(error);

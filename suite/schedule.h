@@ -139,9 +139,10 @@ class Workers {
 /// Runs the graph to its end on `workers`: expands experiments as their references are derived
 /// (`expand`, on this thread), starts every run that may start on a free slot, and derives each
 /// experiment when it can (`derive`, on this thread). After the first error nothing new starts;
-/// the runs under way are waited for, then the error is rethrown.
+/// the runs under way are waited for, then the error is rethrown. `failed`, when given, hears at
+/// once of the first run that fails, with the number of runs still under way.
 void run_graph(RunGraph& graph, Workers& workers, const std::function<std::vector<RunConfig>(size_t)>& expand,
-               const std::function<void(size_t)>& derive);
+               const std::function<void(size_t)>& derive, const std::function<void(RunId, size_t)>& failed = nullptr);
 
 /// `count` threads of this process, each training its runs with `train`.
 std::unique_ptr<Workers> thread_workers(size_t count, std::function<void(RunId, const RunConfig&)> train);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <mutex>
+#include <new>
 
 #include "dagger/autodiff/step.h"
 #include "dagger/graph/cost.h"
@@ -127,19 +128,28 @@ class Runner {
     const Communicator* ranks = options_.communicator;
     if (options_.jobs > 1 || (ranks && ranks->size() > 1)) {
       RunGraph graph(order_, options_.profile);
-      auto train = [this](RunId id, const RunConfig& c) { file_run(id, train_run(id, c)); };
+      auto train = [this](RunId id, const RunConfig& c) { file_run(id, train_named(id, c)); };
       const auto workers = ranks && ranks->size() > 1
                                ? rank_workers(*ranks, train,
                                               [this](RunId id, const RunConfig& c, const nlohmann::json& outcome) {
-                                                file_run(id, train_run(id, c, &outcome));
+                                                file_run(id, train_named(id, c, &outcome));
                                               })
                                : thread_workers(static_cast<size_t>(options_.jobs), train);
+      // A failed run's cause is printed when the suite stops; until then the runs under way,
+      // perhaps hours long, would give no sign that nothing new starts.
+      const auto failed = [&](RunId id, size_t running) {
+        if (!options_.progress || running == 0) return;
+        const std::lock_guard lock(mutex_);
+        fmt::print(stderr, "{} failed; nothing new starts, and the suite stops when the {} run{} under way end{}\n",
+                   label(id, graph.config(id)), running, running == 1 ? "" : "s", running == 1 ? "s" : "");
+      };
       run_graph(
-          graph, *workers, [this](size_t p) { return begin_experiment(p); }, [this](size_t p) { end_experiment(p); });
+          graph, *workers, [this](size_t p) { return begin_experiment(p); }, [this](size_t p) { end_experiment(p); },
+          failed);
     } else {
       for (size_t p = 0; p < order_.size(); ++p) {
         const std::vector<RunConfig> configs = begin_experiment(p);
-        for (size_t i = 0; i < configs.size(); ++i) file_run({p, i}, train_run({p, i}, configs[i]));
+        for (size_t i = 0; i < configs.size(); ++i) file_run({p, i}, train_named({p, i}, configs[i]));
         end_experiment(p);
       }
     }
@@ -156,10 +166,9 @@ class Runner {
     const int rank = options_.communicator->rank();
     serve_runs(*options_.communicator, [&](RunId id, const RunConfig& c) {
       const auto t0 = Clock::now();
-      const RunRecord r = train_run(id, c);
+      const RunRecord r = train_named(id, c);
       if (progress)
-        fmt::print(stderr, "rank {}: [{} {}/{}] {} {} in {}\n", rank, order_[id.experiment]->id, id.index + 1,
-                   grid_size(*order_[id.experiment]), c.model, r.reused ? "reused" : "trained",
+        fmt::print(stderr, "rank {}: {} {} in {}\n", rank, label(id, c), r.reused ? "reused" : "trained",
                    format_duration(seconds_since(t0)));
       return nlohmann::json{{"reused", r.reused}, {"rank", rank}};
     });
@@ -311,6 +320,25 @@ class Runner {
       r.runs.push_back({labels, RunRecord{}});
     }
     return configs;
+  }
+
+  /// How progress lines name run `id`: "[E03 2/5] shallow".
+  std::string label(RunId id, const RunConfig& c) const {
+    const Experiment& e = *order_[id.experiment];
+    return fmt::format("[{} {}/{}] {}", e.id, id.index + 1, grid_size(e) * options_.profile.seeds_of(e.id).size(),
+                       c.model);
+  }
+
+  /// train_run, its error naming the run: with several runs under way (--jobs, MPI ranks) the
+  /// one line that ends the suite must say which failed. Out of memory stays itself.
+  RunRecord train_named(RunId id, const RunConfig& c, const nlohmann::json* remote = nullptr) {
+    try {
+      return train_run(id, c, remote);
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(fmt::format("{}: {}", label(id, c), e.what()));
+    }
   }
 
   /// Trains or reuses run `id`; several may train at once, each on its own thread. With

@@ -421,7 +421,8 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
     ++epochs_seen;
     if (c.lr == 0.1 && s.epoch == 1) throw std::runtime_error("killed");
   };
-  CHECK_THROWS_WITH(run_suite(o), "killed");
+  // The error names the run it ended.
+  CHECK_THROWS_WITH(run_suite(o), "[E03 3/5] shallow: killed");
   CHECK(epochs_seen == 5);  // two finished runs of two epochs, then one epoch
 
   o.after_epoch = [&](const RunConfig&, const EpochStats&) { ++epochs_seen; };

@@ -56,7 +56,7 @@ TEST_CASE("an interrupted suite of two jobs resumes to the results of an uninter
   o.after_epoch = [&](const RunConfig& c, const EpochStats& s) {
     if (c.momentum == 0.9 && s.epoch == 1) throw std::runtime_error("killed");
   };
-  CHECK_THROWS_WITH(run_suite(o), "killed");
+  CHECK_THROWS_WITH(run_suite(o), "[E04 3/4] shallow: killed");  // the error names the run of the two
   o.after_epoch = nullptr;
   const SuiteResult resumed = run_suite(o);
   CHECK(resumed.reused > 0);

@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 
 #include "dagger/runtime/checkpoint.h"
@@ -23,10 +27,12 @@ using dagger::testing::run_dagger;
 namespace {
 
 /// Runs `dagger args` under mpirun with `ranks` processes (as root too, more ranks than cores
-/// allowed, without mpirun's own banners).
-Outcome run_mpi(int ranks, const std::string& args) {
-  return run_command(
-      fmt::format("{} -q --allow-run-as-root --oversubscribe -np {} {} {}", DAGGER_MPIRUN, ranks, DAGGER_BINARY, args));
+/// allowed, without mpirun's own banners). With `limit` seconds, a job still running then is
+/// ended (SIGTERM, SIGKILL 10 s later) and the status is 124 or 137: a hang fails the test.
+Outcome run_mpi(int ranks, const std::string& args, int limit = 0) {
+  return run_command(fmt::format("{}{} -q --allow-run-as-root --oversubscribe -np {} {} {}",
+                                 limit > 0 ? fmt::format("timeout -k 10 {} ", limit) : "", DAGGER_MPIRUN, ranks,
+                                 DAGGER_BINARY, args));
 }
 
 /// The largest difference between two checkpoints' tensors, each relative to the largest
@@ -145,19 +151,80 @@ TEST_CASE("a data-parallel run resumes with its rank count only, and --batch mus
   CHECK(dagger::testing::last_json_line(more.output)["epochs_run"] == 2);
 }
 
-TEST_CASE("mpirun -np 2 dagger suite --distributed gives one process's results.json", "[mpi][slow]") {
+TEST_CASE("mpirun -np 2 and -np 3 dagger suite --distributed give one process's results.json", "[mpi][slow]") {
   dagger::testing::require_fashion_mnist(dagger::default_data_dir());
   dagger::testing::TempDir dir("distributed-suite");
   // References (E04 on E03), members (E05) and a run carrying on after another's epochs (E06).
   const std::string suite = "suite --only E05,E06 --no-plots --threads 1 --out ";
   REQUIRE(run_dagger(suite + dir.file("one") + " --quiet").status == 0);
-  const Outcome two = run_mpi(2, suite + dir.file("two") + " --distributed");
-  INFO(two.output);
-  REQUIRE(two.status == 0);
-  CHECK(dagger::testing::results_without_clock(dir.file("two/results.json")) ==
-        dagger::testing::results_without_clock(dir.file("one/results.json")));
-  // Rank 1 trained runs, which rank 0 reports as trained, not reused.
-  const nlohmann::json results = nlohmann::json::parse(dagger::testing::read(dir.file("two/results.json")));
-  for (const auto& [key, run] : results.at("runs").items()) CHECK(run.at("reused") == false);
-  CHECK_THAT(two.output, Catch::Contains("rank 1: [E03 ") && Catch::Contains(": trained by rank 1"));
+  for (const int ranks : {2, 3}) {
+    INFO(ranks << " ranks");
+    const std::string out = dir.file(fmt::format("np{}", ranks));
+    const Outcome many = run_mpi(ranks, suite + out + " --distributed", 600);
+    INFO(many.output);
+    REQUIRE(many.status == 0);
+    CHECK(dagger::testing::results_without_clock(out + "/results.json") ==
+          dagger::testing::results_without_clock(dir.file("one/results.json")));
+    // The other ranks trained runs, which rank 0 reports as trained, not reused.
+    const nlohmann::json results = nlohmann::json::parse(dagger::testing::read(out + "/results.json"));
+    for (const auto& [key, run] : results.at("runs").items()) CHECK(run.at("reused") == false);
+    for (int rank = 1; rank < ranks; ++rank)
+      CHECK_THAT(many.output, Catch::Contains(fmt::format("rank {}: [E0", rank)) &&
+                                  Catch::Contains(fmt::format(": trained by rank {}", rank)));
+  }
+}
+
+// The first two runs of a suite start together, E03's first on rank 0 (which fills its own slot
+// first) and its second on rank 1. A file where a run's folder goes makes that run fail on its
+// rank, with no hook in dagger. Whichever rank fails, the job must end on its own (run_mpi's
+// limit turns a hang into a failure) with exit 1 and one error line naming the run, write no
+// report, keep the run the other rank finished meanwhile, and resume to the uninterrupted results.
+TEST_CASE("a run failing on rank 0 or rank 1 ends mpirun dagger suite with one line naming it, and it resumes",
+          "[mpi][slow]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
+  dagger::testing::TempDir dir("distributed-suite-failure");
+  const std::string suite = "suite --only E03 --no-plots --threads 1 --out ";
+  REQUIRE(run_dagger(suite + dir.file("one") + " --quiet").status == 0);
+  const nlohmann::json one = nlohmann::json::parse(dagger::testing::read(dir.file("one/results.json")));
+  const std::vector<std::string> keys = one.at("experiments").at(0).at("runs");
+  REQUIRE(keys.size() == 5);
+  for (const int failing : {0, 1}) {
+    INFO("the run of rank " << failing << " fails");
+    const std::string out = dir.file(fmt::format("fails-on-rank-{}", failing));
+    const std::string blocked = out + "/runs/" + keys[failing];
+    std::filesystem::create_directories(out + "/runs");
+    std::ofstream(blocked) << "not a run folder\n";
+    const Outcome failed = run_mpi(2, suite + out + " --distributed", 300);
+    INFO(failed.output);
+    CHECK(failed.status == 1);
+    // Said at once, while the other rank's run goes on.
+    CHECK_THAT(failed.output,
+               Catch::Contains(fmt::format("[E03 {}/5] shallow failed; nothing new starts, and the suite stops when "
+                                           "the 1 run under way ends",
+                                           failing + 1)));
+    const std::string error = fmt::format("error: {}[E03 {}/5] shallow: ", failing ? "rank 1: " : "", failing + 1);
+    CHECK_THAT(failed.output, Catch::Contains(error) && Catch::Contains(blocked));
+    // Nothing else says "error" (MPI_Abort's banner would: "... with errorcode 1").
+    std::istringstream lines(failed.output);
+    int error_lines = 0;
+    for (std::string line; std::getline(lines, line);) {
+      std::ranges::transform(line, line.begin(), [](unsigned char c) { return std::tolower(c); });
+      error_lines += line.find("error") != std::string::npos;
+    }
+    CHECK(error_lines == 1);
+    CHECK_THAT(failed.output, !Catch::Contains("report: "));
+    CHECK_FALSE(std::filesystem::exists(out + "/results.json"));
+    CHECK_FALSE(std::filesystem::exists(out + "/report.md"));
+    CHECK(std::filesystem::exists(out + "/runs/" + keys[1 - failing] + "/metrics.json"));
+
+    std::filesystem::remove(blocked);
+    const Outcome resumed = run_mpi(2, suite + out + " --distributed --quiet", 600);
+    INFO(resumed.output);
+    REQUIRE(resumed.status == 0);
+    const std::set<std::string> bookkeeping = {"trained", "reused", "resumed"};
+    CHECK(dagger::testing::results_without_clock(out + "/results.json", bookkeeping) ==
+          dagger::testing::results_without_clock(dir.file("one/results.json"), bookkeeping));
+    const nlohmann::json results = nlohmann::json::parse(dagger::testing::read(out + "/results.json"));
+    CHECK(results.at("runs").at(keys[1 - failing]).at("reused") == true);
+  }
 }
