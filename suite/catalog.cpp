@@ -244,7 +244,7 @@ const std::vector<Experiment>& catalog() {
                  {"Ensemble test accuracy", "ensemble.accuracy", 0.9344}}},
       // Past the study: ours, with nothing of the study's to compare against.
       {.id = "E24",
-       .title = "Past the study: a wide residual network, and three of them",
+       .title = "Beyond the study: a residual network x3",
        .what = "resnet(2, 32) (pre-activation residual blocks at widths 32/64/128, global average pooling) with "
                "random crop, flips and random erasing, AdamW 2e-3 with decay 0.05 on a 50-epoch cosine schedule "
                "after 2 warmup epochs, label smoothing 0.1; early-stopped on validation loss (patience 10, best "
@@ -256,7 +256,7 @@ const std::vector<Experiment>& catalog() {
        .study_note = "Not in the study. Its best is E23's ensemble at 0.9344; published Fashion-MNIST results "
                      "reach 0.949 (ResNet-18 with augmentation) and 0.967 (WRN-40-4 with augmentation)."},
       {.id = "E24b",
-       .title = "Past the study: what each ingredient bought",
+       .title = "Beyond the study: what each ingredient bought",
        .what = "E24's network and recipe on a 15-epoch schedule, seed 42, with each ingredient removed in turn: "
                "augmentation, the cosine schedule (constant rate), AdamW (plain Adam, no decay), label smoothing.",
        .run = ablated(kE24Recipe, 15),

@@ -574,7 +574,8 @@ SuiteResult run_suite(const SuiteOptions& options) {
 std::string list_experiments(const std::vector<Experiment>& experiments) {
   std::string out = fmt::format("{:<4} {:>4}  {:<45} {}\n", "id", "runs", "title", "uses");
   for (const Experiment& e : experiments)
-    out += fmt::format("{:<4} {:>4}  {:<45} {}\n", e.id, grid_size(e), e.title, fmt::join(dependencies(e), ","));
+    out += fmt::format("{:<4} {:>4}  {:<45} {}\n", e.id, grid_size(e) * std::max<size_t>(1, e.seeds.size()), e.title,
+                       fmt::join(dependencies(e), ","));
   return out;
 }
 
