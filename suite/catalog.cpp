@@ -262,7 +262,7 @@ const std::vector<Experiment>& catalog() {
        .run = ablated(kE24Recipe, 15),
        .grid = {{"without", {"nothing", "augment", "cosine", "adamw", "label_smoothing"}}},
        .beyond_study = true,
-       .shows = {loss_curves, run_table}},
+       .shows = {loss_curves, ablation}},
   };
   return experiments;
 }

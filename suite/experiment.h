@@ -61,6 +61,8 @@ enum class Show {
   class_f1,        ///< per-class test F1 of every member, as bars
   confusion,       ///< a test confusion matrix per member
   misclassified,   ///< a grid of misclassified test images per member
+  ablation,        ///< a "without" grid: each run's test figures and their change from the full
+                   ///< recipe's run (without=nothing), with McNemar's test against it
   ensemble,        ///< argmax of summed softmax of the members (without members: of the chosen
                    ///< configuration's runs under each seed), against each member, on test
 };

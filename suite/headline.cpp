@@ -102,6 +102,14 @@ void paired(const SuiteResult& result, const ExperimentResult& e, SuiteStatistic
       out.pairs.push_back({x.id, "ensemble", fmt::format("seed {} model", g->record.config.seed), g->record.config.seed,
                            mcnemar(e.ensemble->predictions, g->record.test_predictions,
                                    test_of(result, g->record.config).labels)});
+  // An ablation: each run against the full recipe's.
+  if (shows(x, Show::ablation))
+    for (const GridRun& g : e.runs)
+      for (const GridRun& full : e.runs)
+        if (&g != &full && full.labels.count("without") && full.labels.at("without") == "nothing")
+          out.pairs.push_back({x.id, run_name(g), run_name(full), g.record.config.seed,
+                               mcnemar(g.record.test_predictions, full.record.test_predictions,
+                                       test_of(result, g.record.config).labels)});
   // Two configurations (bn or not, residual or plain, raw or scaled): one against the other.
   const size_t seeds = std::max<size_t>(1, e.seeds.size());
   if (grid_size(x) != 2 || e.runs.size() != 2 * seeds) return;

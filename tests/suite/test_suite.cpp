@@ -553,11 +553,20 @@ TEST_CASE("the report has all 26 sections with real tables and the study's numbe
   CHECK(e24b.runs[2].record.config.schedule.empty());
   CHECK((e24b.runs[3].record.config.optimizer == "adam" && e24b.runs[3].record.config.weight_decay == 0));
   CHECK(e24b.runs[4].record.config.label_smoothing == 0);
+  CHECK_THAT(md, Contains("| nothing (the full recipe) |") && Contains("| removed | epochs (best) |"));
+  const double change = 100 * (e24b.runs[1].record.test.accuracy - e24b.runs[0].record.test.accuracy);
+  CHECK_THAT(md, Contains(fmt::format("| augment | {} ({}) |", e24b.runs[1].record.history.size(),
+                                      e24b.runs[1].record.best_epoch)) &&
+                     Contains(fmt::format("| {:+.2f} |", change)));
 
   const std::string html = read(out.file("report.html"));
   CHECK_THAT(html, Contains("<h2>E23 · CNN Ensemble</h2>") && Contains("<table>"));
   const nlohmann::json results = nlohmann::json::parse(read(out.file("results.json")));
   CHECK(results.at("experiments").size() == 26);
+  int ablation_pairs = 0;
+  for (const auto& p : results.at("statistics").at("pairs"))
+    ablation_pairs += p.at("experiment") == "E24b" && p.at("b") == "without=nothing";
+  CHECK(ablation_pairs == 4);
   for (const auto& [key, run] : results.at("runs").items()) {
     CHECK(run.at("test").at("class_f1").size() == 10);
     CHECK(run.at("provenance").at("git_commit") == "test");
