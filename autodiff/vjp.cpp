@@ -257,8 +257,10 @@ void batchnorm_train_rule(Ctx& c) {
     return dgamma >= 0 ? dgamma : dgamma = c.op(Op::batchnorm_grad_gamma, {c.x(0), c.dy()}, eps);
   };
   auto sum_dy = [&] { return dbeta >= 0 ? dbeta : dbeta = c.reduce_sum(c.dy(), axes, false); };
-  c.grad(1, sum_dy_xhat);
+  // dbeta first: its reduce_sum then comes before batchnorm_grad_gamma, whose kernel computes
+  // it too, in the same read of dy (codegen/fusion.cpp, sibling statistics).
   c.grad(2, sum_dy);
+  c.grad(1, sum_dy_xhat);
   c.grad(0, [&] {
     Shape channel(x_shape.size() - 1, 1);  // [C, 1, ...]: broadcasts over the positions of x
     channel[0] = x_shape[1];

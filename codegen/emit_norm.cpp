@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
+#include <cassert>
+#include <optional>
+
 #include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/partials.h"
 
@@ -20,19 +23,28 @@ struct ChannelDims {
 
 ChannelDims channel_dims(const Shape& x) { return {x[0], x[1], numel(x) / std::max<int64_t>(x[0] * x[1], 1)}; }
 
+using DoubleTerms = std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>;
+using FloatTerm = std::function<llvm::Value*(llvm::Value*, llvm::Value*)>;
+
 /// Per-channel sums of `count` terms: terms(offset, mask) gives one <W x double> per sum, its
 /// masked-off lanes zero. Each sum runs over the batch and, within an image, along the inner
-/// axis in 8 partial sums (codegen/partials.h). Returns the sums as double scalars.
-std::vector<llvm::Value*> channel_sums(
-    Emit& e, const ChannelDims& d, llvm::Value* c, size_t count,
-    const std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>& terms) {
+/// axis in 8 partial sums (codegen/partials.h). Returns the sums as double scalars, then, with
+/// `float_term`, that term's float sum in 16 float partials per image run, as reduce_sum over
+/// every axis but 1 sums it (codegen/emit_reduce.cpp): the run is still in L1 for it.
+std::vector<llvm::Value*> channel_sums(Emit& e, const ChannelDims& d, llvm::Value* c, size_t count,
+                                       const DoubleTerms& terms, const FloatTerm& float_term) {
   Partials partials(e, llvm::Type::getDoubleTy(e.ctx), Fold::sum, count);
+  std::optional<Partials> floats;
+  if (float_term) floats.emplace(e, e.f32, Fold::sum);
   emit_for(e, d.batch, 1, [&](llvm::Value* b) {
     llvm::Value* base = e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(d.channels)), c), e.i64c(d.inner));
     partials.add_run(d.inner, [&](llvm::Value* at, llvm::Value* mask) { return terms(e.b.CreateAdd(base, at), mask); });
+    if (floats)
+      floats->add_run(d.inner, [&](llvm::Value* at, llvm::Value* m) { return float_term(e.b.CreateAdd(base, at), m); });
   });
   std::vector<llvm::Value*> sums;
   for (size_t k = 0; k < count; ++k) sums.push_back(partials.result(k));
+  if (floats) sums.push_back(floats->result());
   return sums;
 }
 
@@ -73,15 +85,17 @@ struct Norm {
   llvm::Value* param(llvm::Value* base) { return widen(lanes ? load(base, c, mask) : load_scalar(e, base, c)); }
 
   /// The channels' sums of `count` terms: terms(offset, mask) gives one <W x double> per sum,
-  /// its masked-off lanes zero.
-  std::vector<llvm::Value*> sums(size_t count,
-                                 const std::function<std::vector<llvm::Value*>(llvm::Value*, llvm::Value*)>& terms) {
-    if (!lanes) return channel_sums(e, d, c, count, terms);
+  /// its masked-off lanes zero; then, with `float_term`, the float sum of that term as
+  /// reduce_sum computes it (in lanes: each lane's sum over the rows in order, from 0).
+  std::vector<llvm::Value*> sums(size_t count, const DoubleTerms& terms, const FloatTerm& float_term = nullptr) {
+    if (!lanes) return channel_sums(e, d, c, count, terms, float_term);
     std::vector<llvm::Value*> zero(count, llvm::ConstantFP::get(vd, 0.0));
+    if (float_term) zero.push_back(llvm::ConstantFP::get(e.vf, 0.0));
     return emit_loop(e, d.batch, 1, zero, [&](llvm::Value* b, const std::vector<llvm::Value*>& in) {
-      const std::vector<llvm::Value*> t = terms(row_offset(b), mask);
+      std::vector<llvm::Value*> t = terms(row_offset(b), mask);
+      if (float_term) t.push_back(float_term(row_offset(b), mask));
       std::vector<llvm::Value*> out;
-      for (size_t k = 0; k < count; ++k) out.push_back(e.b.CreateFAdd(in[k], t[k]));
+      for (size_t k = 0; k < in.size(); ++k) out.push_back(e.b.CreateFAdd(in[k], t[k]));
       return out;
     });
   }
@@ -91,32 +105,44 @@ struct Norm {
   llvm::Value* mean(llvm::Value* x) {
     auto s =
         sums(1, [&](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; });
-    return e.b.CreateFDiv(s[0], f64c(double(d.count())));
+    return mean_of(s[0]);
   }
+  llvm::Value* mean_of(llvm::Value* sum) { return e.b.CreateFDiv(sum, f64c(double(d.count()))); }
   /// Batch statistics of the channels; with dy, also the two sums the gradient needs.
   struct Stats {
     llvm::Value *mean, *var;
     llvm::Value* sum_dy = nullptr;     // sum(dy)
     llvm::Value* sum_dy_xc = nullptr;  // sum(dy * (x - mean))
+    llvm::Value* sum_x = nullptr;      // with Extra::mean: sum(x), unshifted, as mean() sums it
+    llvm::Value* dy_float = nullptr;   // with Extra::dbeta: sum(dy) in float, as reduce_sum sums it
   };
+  /// A sibling statistic (codegen/fusion.h) summed in the same read as the others.
+  enum class Extra { none, mean, dbeta };
   /// The channels' statistics in one read of x (and dy): sums of d = x - K, d^2 (and dy,
   /// dy * d) in double, K being the channel's first element. var = E[d^2] - E[d]^2 then
   /// cancels only as much as the spread of x around K, not around 0: a channel with a mean
   /// far from zero keeps its variance's digits (each d and d^2 of a float x is exact in double).
-  Stats stats(llvm::Value* x, llvm::Value* dy) {
+  /// Each sum has partials of its own, so `extra` leaves the others' bits as they are.
+  Stats stats(llvm::Value* x, llvm::Value* dy, Extra extra = Extra::none) {
     llvm::Value* shift =
         widen(lanes ? load(x, row_offset(e.i64c(0)), mask) : load_scalar(e, x, e.b.CreateMul(c, e.i64c(d.inner))));
     llvm::Value* shift_v = lanes ? shift : e.b.CreateVectorSplat(e.width, shift);
-    const auto s = sums(dy ? 4 : 2, [&](llvm::Value* off, llvm::Value* m) {
-      llvm::Value* xk = masked(e.b.CreateFSub(widen(load(x, off, m)), shift_v), m);
-      std::vector<llvm::Value*> t{xk, e.b.CreateFMul(xk, xk)};
-      if (dy) {
-        llvm::Value* g = widen(load(dy, off, m));
-        t.push_back(g);
-        t.push_back(e.b.CreateFMul(g, xk));
-      }
-      return t;
-    });
+    FloatTerm dy_term;
+    if (extra == Extra::dbeta) dy_term = [&](llvm::Value* off, llvm::Value* m) { return load(dy, off, m); };
+    const auto s = sums((dy ? 4 : 2) + (extra == Extra::mean ? 1 : 0),
+                        [&](llvm::Value* off, llvm::Value* m) {
+                          llvm::Value* xd = widen(load(x, off, m));
+                          llvm::Value* xk = masked(e.b.CreateFSub(xd, shift_v), m);
+                          std::vector<llvm::Value*> t{xk, e.b.CreateFMul(xk, xk)};
+                          if (dy) {
+                            llvm::Value* g = widen(load(dy, off, m));
+                            t.push_back(g);
+                            t.push_back(e.b.CreateFMul(g, xk));
+                          }
+                          if (extra == Extra::mean) t.push_back(xd);  // masked-off lanes loaded as 0
+                          return t;
+                        },
+                        dy_term);
     llvm::Value* count = f64c(double(d.count()));
     llvm::Value* mean_d = e.b.CreateFDiv(s[0], count);  // E[x - K]
     llvm::Value* var = e.b.CreateFSub(e.b.CreateFDiv(s[1], count), e.b.CreateFMul(mean_d, mean_d));
@@ -125,6 +151,8 @@ struct Norm {
       r.sum_dy = s[2];
       r.sum_dy_xc = e.b.CreateFSub(s[3], e.b.CreateFMul(mean_d, s[2]));
     }
+    if (extra == Extra::mean) r.sum_x = s.back();
+    if (extra == Extra::dbeta) r.dy_float = s.back();
     return r;
   }
   /// 1 / sqrt(var + eps) in double.
@@ -143,6 +171,17 @@ struct Norm {
       ep.store(pos, value(pos));
     });
   }
+  /// Stores a float statistic per channel (a scalar, or a vector with lanes) at out[c], not
+  /// through the epilogue: a sibling statistic's own output.
+  void store_sibling(llvm::Value* out, llvm::Value* value) {
+    if (!lanes) {
+      e.b.CreateAlignedStore(value, e.b.CreateInBoundsGEP(e.f32, out, c), llvm::Align(4));
+      return;
+    }
+    store_at(e, StridedBuffer{out, {1}}, ElementPos{{c}, c, mask}, value);
+  }
+  /// A double statistic as a float (scalar, or vector with lanes).
+  llvm::Value* narrow(llvm::Value* stat) { return e.b.CreateFPTrunc(stat, lanes ? e.vf : e.f32); }
   /// Stores one statistic per channel at [c].
   void store_channel(Epilogue& ep, llvm::Value* stat) {
     if (!lanes) {
@@ -164,6 +203,14 @@ struct Norm {
 
 /// Whether the channels of x are vectorized across (x is [batch, channels]).
 bool channels_in_lanes(const Shape& x) { return x.size() == 2; }
+
+/// The group's sibling statistic (codegen/fusion.h), or -1: its only side output that is not
+/// elementwise.
+NodeId sibling_of(const Graph& g, const FusionGroup& group) {
+  for (NodeId id : group.side_outputs)
+    if (kernel_family(g.node(id).op) != KernelFamily::elementwise) return id;
+  return -1;
+}
 
 }  // namespace
 
@@ -190,7 +237,16 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
   const bool per_channel = n.op == Op::channel_mean || n.op == Op::channel_var || n.op == Op::batchnorm_grad_gamma;
   // The epilogue iterates what one item does not: one channel's inner positions, or W channels.
   const size_t keep = (per_channel ? 1 : 2) - (nm.lanes ? 1 : 0);
-  Epilogue ep(e, g, group, kf, keep);
+  // A sibling statistic is stored at its own argument (the first side output's); the epilogue
+  // composes the rest of the group, which is then the anchor alone.
+  const NodeId sibling = sibling_of(g, group);
+  FusionGroup composed = group;
+  if (sibling >= 0) {
+    std::erase(composed.nodes, sibling);
+    std::erase(composed.side_outputs, sibling);
+    assert(composed.nodes.size() == 1 && composed.side_outputs.empty() && group.side_outputs.size() == 1);
+  }
+  Epilogue ep(e, g, composed, kf, keep);
   const double eps = n.op == Op::channel_mean || n.op == Op::channel_var ? 0.0 : n.attrs.f("eps");
   const double m = double(nm.d.count());
 
@@ -208,9 +264,12 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
       case Op::channel_mean:
         nm.store_channel(ep, nm.mean(x));
         break;
-      case Op::channel_var:
-        nm.store_channel(ep, nm.stats(x, nullptr).var);
+      case Op::channel_var: {
+        const Norm::Stats st = nm.stats(x, nullptr, sibling >= 0 ? Norm::Extra::mean : Norm::Extra::none);
+        nm.store_channel(ep, st.var);
+        if (sibling >= 0) nm.store_sibling(kf.args[1], nm.narrow(nm.mean_of(st.sum_x)));
         break;
+      }
       case Op::batchnorm_train: {
         const Norm::Stats st = nm.stats(x, nullptr);
         nm.normalize(ep, x, st.mean, nm.rstd(st.var, eps), arg(1), arg(2));
@@ -220,8 +279,9 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
         nm.normalize(ep, x, nm.param(arg(3)), nm.rstd(nm.param(arg(4)), eps), arg(1), arg(2));
         break;
       case Op::batchnorm_grad_gamma: {  // sum(dy * xhat) = rstd * sum(dy * (x - mean))
-        const Norm::Stats st = nm.stats(x, arg(1));
+        const Norm::Stats st = nm.stats(x, arg(1), sibling >= 0 ? Norm::Extra::dbeta : Norm::Extra::none);
         nm.store_channel(ep, e.b.CreateFMul(st.sum_dy_xc, nm.rstd(st.var, eps)));
+        if (sibling >= 0) nm.store_sibling(kf.args[1], st.dy_float);  // dbeta
         break;
       }
       case Op::batchnorm_backward: {

@@ -147,6 +147,64 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
   return inputs;
 }
 
+/// Whether `stat` can be computed by the kernel of `anchor` in the same read of the operand they
+/// share, and stored beside it (a sibling statistic): the channel_mean of the x a channel_var
+/// reads, or the dbeta of a batchnorm_grad_gamma (reduce_sum of its dy over every axis but 1).
+/// The norm kernel sums each term in the order the statistic's own kernel does (emit_norm.cpp),
+/// so the bits stay the same. For the reduce_sum that holds with more than one channel: with one,
+/// the reduction merges the batch and inner axes into a single run, summed in another order.
+bool is_sibling_statistic(const Graph& g, const Node& stat, const Node& anchor) {
+  if (anchor.op == Op::channel_var) return stat.op == Op::channel_mean && stat.operands[0] == anchor.operands[0];
+  if (anchor.op != Op::batchnorm_grad_gamma || stat.op != Op::reduce_sum || stat.operands[0] != anchor.operands[1])
+    return false;
+  const Shape& dy = g.shape(anchor.operands[1]);
+  const auto rank = static_cast<int64_t>(dy.size());
+  std::vector<int64_t> axes;
+  for (int64_t a : stat.attrs.ints("axes")) axes.push_back(a < 0 ? a + rank : a);
+  std::sort(axes.begin(), axes.end());
+  std::vector<int64_t> all_but_channels{0};
+  for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
+  return dy[1] > 1 && axes == all_but_channels && stat.shape == Shape{dy[1]};
+}
+
+/// Moves each sibling statistic that is a kernel by itself into the kernel of its anchor, also
+/// alone in its kernel, when the statistic is made before the anchor and read only after it
+/// (the kernel runs where its root, the anchor, is). The statistic becomes a side output.
+void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<int> alone(g.size(), -1);  // the group a node is the only node of
+  for (size_t k = 0; k < groups.size(); ++k)
+    if (groups[k].nodes.size() == 1) alone[groups[k].root] = static_cast<int>(k);
+  std::vector<bool> moved(groups.size(), false);
+  auto movable = [&](NodeId stat, const Node& anchor) {
+    if (stat >= anchor.id || alone[stat] < 0 || moved[alone[stat]]) return false;
+    if (!is_sibling_statistic(g, g.node(stat), anchor)) return false;
+    return std::ranges::all_of(readers[stat], [&](NodeId reader) { return reader > anchor.id; });
+  };
+  for (FusionGroup& group : groups) {
+    if (group.anchor < 0 || group.nodes.size() != 1) continue;
+    const Node& anchor = g.node(group.anchor);
+    for (NodeId operand : anchor.operands) {
+      const auto& candidates = readers[operand];
+      const auto stat = std::ranges::find_if(candidates, [&](NodeId r) { return movable(r, anchor); });
+      if (stat == candidates.end()) continue;
+      moved[alone[*stat]] = true;
+      group.nodes.insert(group.nodes.begin(), *stat);
+      break;
+    }
+  }
+  std::vector<FusionGroup> kept;
+  for (size_t k = 0; k < groups.size(); ++k)
+    if (!moved[k]) kept.push_back(std::move(groups[k]));
+  groups = std::move(kept);
+}
+
+/// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
+/// only node of a group besides its anchor that is not elementwise.
+bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
+  return id != group.anchor && is_anchor(g.node(id));
+}
+
 }  // namespace
 
 KernelFamily kernel_family(Op op) {
@@ -268,13 +326,14 @@ FusionPlan fuse(const Graph& g) {
   }
   // Groups were created in root order, but a split-off contraction came later: restore the order.
   std::sort(plan.groups.begin(), plan.groups.end(), [](const auto& a, const auto& b) { return a.root < b.root; });
+  merge_sibling_statistics(g, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
     std::sort(group.nodes.begin(), group.nodes.end());
     for (NodeId id : group.nodes) {
       plan.group_of[id] = static_cast<int>(k);
-      if (id != group.root && readers.assigns[id] > 0) group.side_outputs.push_back(id);
+      if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id))) group.side_outputs.push_back(id);
     }
     group.inputs = inputs_of(g, group);
   }
@@ -300,6 +359,9 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
+  if (is_sibling(g, group, id))
+    return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", group.anchor,
+                       op_info(g.node(group.anchor).op).name, n.operands[0], readers_of(g)[id].size());
   NodeId reader = -1;
   for (NodeId other : group.nodes)
     for (NodeId o : g.node(other).operands)
@@ -332,7 +394,8 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
       return value_label(g, id) + why;
     };
     std::vector<std::string> writes{written(group.root, "")};
-    for (NodeId id : group.side_outputs) writes.push_back(written(id, " (for its assigns)"));
+    for (NodeId id : group.side_outputs)
+      writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)" : " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (!why) continue;

@@ -15,7 +15,11 @@
 ///  - pooling, batch normalization, softmax heads, transpose and broadcast anchor groups the
 ///    same way (a batchnorm and its ReLU, or its residual add and ReLU, are one kernel);
 ///    reductions and the scalar softmax_xent are anchors without an epilogue;
-///  - an elementwise node whose group holds an anchor joins only a reader of its own shape.
+///  - an elementwise node whose group holds an anchor joins only a reader of its own shape;
+///  - a per-channel statistic that needs the same read as another is computed by that one's
+///    kernel and stored beside it (a sibling statistic): the channel_mean of a channel_var's x,
+///    and a batchnorm_grad_gamma's dbeta (the reduce_sum of its dy), when the statistic is made
+///    before the kernel's anchor and read only after it; the bits are those of its own kernel.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -39,7 +43,8 @@ struct FusionGroup {
   NodeId anchor = -1;          // the node computed by a kernel of its own (a contraction or an op kernel), if any
   std::string why_root;        // why the root was not fused into a reader
   /// Nodes inside the group that assigns also read: the kernel stores them beside the root
-  /// (an optimizer's new moments, next to the new parameter they produce). Same shape as root.
+  /// (an optimizer's new moments, next to the new parameter they produce); and a sibling
+  /// statistic, summed in the anchor's read (see the rules above). Same shape as root.
   std::vector<NodeId> side_outputs;
   /// Outputs (the root or side outputs) stored straight into the parameter or state tensor
   /// they replace, as (output, source) pairs. Set by the JIT plan, never by fuse(): the

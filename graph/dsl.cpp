@@ -165,12 +165,13 @@ Value Model::batchnorm(Value x, float momentum, float eps, Where w) {
   if (mode_ == Mode::eval) return make(g_, Op::batchnorm_infer, {x.id, gamma.id, beta.id, mean.id, var.id}, eps_attr, w);
 
   Value keep = scalar(x, momentum, w), take = scalar(x, 1.0 - momentum, w);
-  auto running = [&](Value old, Op stat) {
-    Value batch = make(g_, stat, {x.id}, {}, w);
-    return add(mul(old, keep, w), mul(batch, take, w), w);
-  };
-  make(g_, Op::assign, {running(mean, Op::channel_mean).id}, {{"target", name + ".running_mean"}}, w);
-  make(g_, Op::assign, {running(var, Op::channel_var).id}, {{"target", name + ".running_var"}}, w);
+  // Both statistics before either's reader: one kernel then computes the two in one read of x
+  // (codegen/fusion.cpp, sibling statistics).
+  Value batch_mean = make(g_, Op::channel_mean, {x.id}, {}, w);
+  Value batch_var = make(g_, Op::channel_var, {x.id}, {}, w);
+  auto running = [&](Value old, Value batch) { return add(mul(old, keep, w), mul(batch, take, w), w); };
+  make(g_, Op::assign, {running(mean, batch_mean).id}, {{"target", name + ".running_mean"}}, w);
+  make(g_, Op::assign, {running(var, batch_var).id}, {{"target", name + ".running_var"}}, w);
   return make(g_, Op::batchnorm_train, {x.id, gamma.id, beta.id}, eps_attr, w);
 }
 

@@ -1,0 +1,146 @@
+// Sibling statistics (codegen/fusion.h): channel_mean computed by the channel_var kernel of the
+// same x, and dbeta's reduce_sum by the batchnorm_grad_gamma kernel of the same dy. Each must
+// give the bits its own kernel gives, on odd shapes, at every vector width and thread count;
+// and a training step's batch norm must read x and dy no more often than docs/performance.md says.
+#include <catch2/catch.hpp>
+
+#include "codegen/jit_support.h"
+#include "dagger/autodiff/step.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/runtime/init.h"
+#include "support.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+/// The axes of x but the channels' (1).
+std::vector<int64_t> all_but_channels(const Shape& x) {
+  std::vector<int64_t> axes{0};
+  for (int64_t a = 2; a < static_cast<int64_t>(x.size()); ++a) axes.push_back(a);
+  return axes;
+}
+
+/// The four statistics of x and dy, each made before its sibling's anchor as the training step
+/// makes them: channel_mean before channel_var, dbeta before batchnorm_grad_gamma. With
+/// `only`, the graph holds that one op (then computed by a kernel of its own).
+Graph statistics_graph(const Shape& shape, std::optional<Op> only = std::nullopt) {
+  Graph g;
+  NodeId x = input(g, "x", shape), dy = input(g, "dy", shape);
+  auto want = [&](Op op) { return !only || *only == op; };
+  if (want(Op::channel_mean)) g.set_output("mean", g.add(Op::channel_mean, {x}));
+  if (want(Op::channel_var)) g.set_output("var", g.add(Op::channel_var, {x}));
+  if (want(Op::reduce_sum))
+    g.set_output("dbeta", g.add(Op::reduce_sum, {dy}, {{"axes", all_but_channels(shape)}, {"keepdims", int64_t(0)}}));
+  if (want(Op::batchnorm_grad_gamma)) g.set_output("dgamma", g.add(Op::batchnorm_grad_gamma, {x, dy}, {{"eps", 1e-5}}));
+  return g;
+}
+
+StateMap run(const Graph& g, const StateMap& feeds, int width, int threads) {
+  JitOptions options;
+  options.vector_width = width;
+  options.threads = threads;
+  StateMap state;
+  return compile_jit(g, options)->run(feeds, state);
+}
+
+const std::vector<std::pair<std::string, Op>> kOutputs = {{"mean", Op::channel_mean},
+                                                          {"var", Op::channel_var},
+                                                          {"dbeta", Op::reduce_sum},
+                                                          {"dgamma", Op::batchnorm_grad_gamma}};
+
+}  // namespace
+
+TEST_CASE("sibling statistics give the bits of their own kernels", "[jit][ops]") {
+  std::vector<Shape> shapes;
+  for (int64_t batch : {1, 3})
+    for (int64_t channels : {1, 3, 17}) {
+      shapes.push_back({batch, channels});
+      for (auto [h, w] : {std::pair{1, 1}, std::pair{5, 7}}) shapes.push_back({batch, channels, h, w});
+    }
+  shapes.push_back({64, 32, 14, 14});
+  for (const Shape& shape : shapes) {
+    INFO("x and dy " << to_string(shape));
+    // x away from zero, so the variance's shift matters.
+    const StateMap feeds{{"x", uniform(shape, -1, 3, 31)}, {"dy", uniform(shape, -1, 1, 32)}};
+    const Graph g = statistics_graph(shape);
+    // channel_mean joins channel_var's kernel; dbeta joins batchnorm_grad_gamma's when there is
+    // more than one channel (with one, reduce_sum sums the batch and the map as one run).
+    const FusionPlan plan = fuse(g);
+    CHECK(plan.groups.size() == (shape[1] > 1 ? 2u : 3u));
+    TensorMap<double> none;
+    const TensorMap<double> exact = interpret<double>(g, to_double(feeds), none);
+    for (auto [width, threads] :
+         {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{8, 2}, std::pair{16, 3}}) {
+      INFO("width " << width << ", " << threads << " threads");
+      const StateMap together = run(g, feeds, width, threads);
+      for (const auto& [name, op] : kOutputs) {
+        INFO(name);
+        const Tensor alone = run(statistics_graph(shape, op), feeds, width, threads).at(name);
+        CHECK(bitwise_equal(together.at(name), alone));
+        // The double statistics to float rounding; dbeta, a float sum of terms in (-1, 1) that
+        // cancel, to 1e-7 of its term count (a missing or doubled term would be ~0.5).
+        const xt::xarray<double>& want = exact.at(name);
+        const double terms = double(numel(shape) / shape[1]);
+        for (size_t i = 0; i < want.size(); ++i) {
+          const double error = std::abs(double(together.at(name).data()[i]) - want.data()[i]);
+          CHECK(error <= (op == Op::reduce_sum ? 1e-7 * terms : 2e-6 * std::max(std::abs(want.data()[i]), 1e-3)));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("a statistic read before its sibling's kernel runs keeps a kernel of its own", "[jit][ops]") {
+  // The mean feeds a node made before the variance: a kernel at the variance's place would
+  // compute it too late. (It is also an output, so the add does not take it as an epilogue.)
+  const Shape shape{3, 4, 5, 5};
+  Graph g;
+  NodeId x = input(g, "x", shape);
+  NodeId mean = g.add(Op::channel_mean, {x});
+  g.set_output("mean", mean);
+  g.set_output("shifted", g.add(Op::add, {mean, input(g, "b", {4})}));
+  g.set_output("var", g.add(Op::channel_var, {x}));
+  const FusionPlan plan = fuse(g);
+  CHECK(plan.groups.size() == 3);  // the mean, the add, the variance
+  const FusionGroup& var = plan.groups.back();
+  CHECK(var.nodes == std::vector<NodeId>{*g.output("var")});
+  CHECK(var.side_outputs.empty());
+  const StateMap feeds{{"x", uniform(shape, -1, 3, 1)}, {"b", uniform({4}, -1, 1, 2)}};
+  StateMap none;
+  const StateMap want = interpret<float>(g, feeds, none);
+  const StateMap got = run(g, feeds, 0, 1);
+  CHECK(max_rel_error(got.at("shifted"), want.at("shifted")) < 1e-6);
+  CHECK(max_rel_error(got.at("var"), want.at("var")) < 1e-5);
+}
+
+TEST_CASE("a training step's batch norm reads x four times and dy twice", "[jit][ops]") {
+  // conv -> batchnorm -> relu -> dense: per batch norm, x (the convolution's output) is read
+  // by the statistics (mean and variance in one kernel), the normalization, dgamma with dbeta,
+  // and dx; dy by dgamma with dbeta, and dx.
+  ModelFn model = [](Model& m, Value x) { return m.dense(flatten(relu(m.batchnorm(m.conv2d(x, 6, 3)))), 3); };
+  OptimizerConfig cfg;
+  const Graph g = build_training_step(model, 5, cfg, {2, 7, 7});
+  const FusionPlan plan = fuse(g);
+  const std::vector<NodeId> grads = g.nodes_of(Op::batchnorm_grad_gamma);
+  REQUIRE(grads.size() == 1);
+  const NodeId x = g.node(grads[0]).operands[0], dy = g.node(grads[0]).operands[1];
+  auto kernels_reading = [&](NodeId id) {
+    return std::ranges::count_if(plan.groups,
+                                 [&](const FusionGroup& k) { return std::ranges::count(k.inputs, id) > 0; });
+  };
+  CHECK(kernels_reading(x) == 4);
+  CHECK(kernels_reading(dy) == 2);
+  // The two statistics and the two gradient sums are one kernel each.
+  for (Op op : {Op::channel_mean, Op::reduce_sum}) {
+    INFO(op_info(op).name);
+    for (NodeId id : g.nodes_of(op)) {
+      if (op == Op::reduce_sum && g.node(id).operands[0] != dy) continue;  // the bias gradients
+      const FusionGroup& group = plan.groups[static_cast<size_t>(plan.group_of[id])];
+      CHECK(group.side_outputs == std::vector<NodeId>{id});
+      CHECK(g.node(group.anchor).op == (op == Op::channel_mean ? Op::channel_var : Op::batchnorm_grad_gamma));
+    }
+  }
+  CHECK(describe_fusion(g, plan, true).find("in the same read of") != std::string::npos);
+}
