@@ -34,6 +34,7 @@ struct GemmSizes {
   int64_t k_blocks = 1;  // the reduction repeated this many times, summed in C between blocks
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
+  bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -59,11 +60,12 @@ GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
 
 /// The microkernel's register tile for vectors of `width` floats: `rows` x `vectors` vector
 /// accumulators, sized so that they, one B vector per column vector and one broadcast of A
-/// fit in the register file.
+/// fit in the register file. `wide` asks for more columns and fewer rows where the register
+/// file allows it (AVX-512).
 struct RegisterTile {
   int rows = 0, vectors = 0;
 };
-RegisterTile register_tile(unsigned width);
+RegisterTile register_tile(unsigned width, bool wide = false);
 
 /// One reduction step of a register tile: returns acc[r * b.size() + v] + a[r] * b[v] as fused
 /// multiply-adds, `a` holding one float per tile row and `b` one vector per column vector.

@@ -70,11 +70,15 @@ TEST_CASE("a matmul is one FMA chain over k per element bit for bit on small and
 TEST_CASE("a matmul whose A outgrows its share of L2 runs in blocks of A with the same bits", "[jit]") {
   // Sized from this host's block (host_tuning.h) so that A is two blocks and a part: at K
   // 515 and every register tile (6 or 8 rows) the rows come to more than two blocks' tiles,
-  // the last block shorter, and a leftover tile of fewer rows. N 100 is several panels with a
-  // partial last one, so each block is read by more than one panel, as blocking requires.
+  // the last block shorter, and a leftover tile of fewer rows. N 57 and 100 are two or more
+  // panels with a partial last one (on AVX-512, 57 takes the narrow tile, 48 columns a panel,
+  // and 100 the wide one, 64), so each block is read by more than one panel, as blocking
+  // requires.
   const int64_t k = 515;
   const int64_t m = 2 * host_tuning().a_block_floats / k + 13;
-  for (const MatmulCase& c : std::vector<MatmulCase>{{m, 100, k, false, false, 16, 1},
+  for (const MatmulCase& c : std::vector<MatmulCase>{{m, 57, k, false, false, 16, 1},
+                                                     {m, 57, k, true, false, 16, 2},
+                                                     {m, 100, k, false, false, 16, 1},
                                                      {m, 100, k, true, false, 16, 1},
                                                      {m, 100, k, false, true, 16, 2},
                                                      {m, 100, k, true, true, 8, 1},
