@@ -15,6 +15,10 @@
 /// element of C is computed by one item with the same reduction order whatever the chunking
 /// and the item range, so results do not depend on the thread count. Reduction blocks (see
 /// GemmSizes::k_blocks) are the outermost loop of a call, around its whole range of items.
+/// Where A outgrows its share of L2 (host_tuning.h), the row tiles are split into blocks of A
+/// (GemmLayout::m_blocks), the next loop in: each block runs every item of the range, packing
+/// each item's panel again, so that the block is read from L2 by every panel rather than all of
+/// A from L3 by each. Neither loop changes any element's chain of FMAs over k.
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -30,6 +34,7 @@ struct GemmSizes {
   int64_t k_blocks = 1;  // the reduction repeated this many times, summed in C between blocks
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
+  bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -44,6 +49,8 @@ struct GemmLayout {
   int64_t k_total = 0;        // of all blocks
   int64_t k_slice = 0;        // the reduction's outer axis is walked this many at a time, the
                               // panel's slice then staying in L1 across the row tiles
+  int64_t m_blocks = 1;       // blocks of A's row tiles, each run over all of a call's items
+  int64_t block_tiles = 0;    // full row tiles per block (the last block may have fewer)
   bool pack_a = false;         // A is packed once per call into the scratch, at a_offset
   int64_t a_offset = 0;        // floats from the scratch's start to the packed A
   int64_t scratch_floats = 0; // one packed panel (and the packed A), per thread
@@ -53,11 +60,12 @@ GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
 
 /// The microkernel's register tile for vectors of `width` floats: `rows` x `vectors` vector
 /// accumulators, sized so that they, one B vector per column vector and one broadcast of A
-/// fit in the register file.
+/// fit in the register file. `wide` asks for more columns and fewer rows where the register
+/// file allows it (AVX-512).
 struct RegisterTile {
   int rows = 0, vectors = 0;
 };
-RegisterTile register_tile(unsigned width);
+RegisterTile register_tile(unsigned width, bool wide = false);
 
 /// One reduction step of a register tile: returns acc[r * b.size() + v] + a[r] * b[v] as fused
 /// multiply-adds, `a` holding one float per tile row and `b` one vector per column vector.

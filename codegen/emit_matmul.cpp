@@ -31,7 +31,8 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 /// set). Such an A is offered for packing; other strides measured no better packed.
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
-GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d)}; }
+/// The wide register tile where the output has 64 columns or more (see register_tile).
+GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64}; }
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
 /// consecutive floats of A's row k, moved by masked vectors.

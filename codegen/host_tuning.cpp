@@ -17,6 +17,7 @@ constexpr int64_t kKiB = 1024;
 constexpr int64_t kFallbackL1dBytes = 32 * kKiB;
 constexpr int64_t kFallbackL2Bytes = 1024 * kKiB;
 constexpr int64_t kMinSliceBytes = 4 * kKiB, kMaxSliceBytes = 64 * kKiB;
+constexpr int64_t kMinABlockBytes = 128 * kKiB, kMaxABlockBytes = 4 * kKiB * kKiB;
 
 /// The first line of `path`, without surrounding blanks; nullopt when it cannot be read.
 std::optional<std::string> read_line(const std::filesystem::path& path) {
@@ -80,6 +81,10 @@ HostTuning tuning_for(const CacheSizes& measured) {
   const int64_t slice_bytes =
       std::clamp(static_cast<int64_t>(std::bit_floor(half_l1d)), kMinSliceBytes, kMaxSliceBytes);
   t.slice_floats = slice_bytes / static_cast<int64_t>(sizeof(float));
+  const auto half_l2 = static_cast<uint64_t>(t.used.l2_bytes / 2);
+  const int64_t a_block_bytes =
+      std::clamp(static_cast<int64_t>(std::bit_floor(half_l2)), kMinABlockBytes, kMaxABlockBytes);
+  t.a_block_floats = a_block_bytes / static_cast<int64_t>(sizeof(float));
   return t;
 }
 

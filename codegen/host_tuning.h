@@ -12,10 +12,18 @@
 /// 48 KiB both give 4096 floats, the constant this replaced. The slice length changes code, not
 /// results: partial sums go through C in float between slices, in the same order of k.
 ///
+/// Where A is larger than L2 can hold beside the panels, the GEMM runs its rows in blocks of A
+/// whose floats number at most
+///
+///     a_block_floats = clamp(largest power of two <= L2 / 2, 128 KiB, 4 MiB) / 4
+///
+/// and, for each block, every panel of its item range; so each block of A is read from L2 by
+/// all those panels instead of from L3 by each (emit_gemm.h). 2 MiB of L2 gives 262144 floats
+/// (256 rows of a 1024-long reduction). Like the slice, the block changes code, not results.
+///
 /// The cache sizes come from cpu0's sysfs description (cache/index*/level, type, size); a level
 /// that is missing or unreadable falls back to 32 KiB L1d and 1 MiB L2 (the smallest of the
-/// x86-64 machines dagger is tuned for), and the source says so. L2 is read and reported but
-/// no size depends on it yet.
+/// x86-64 machines dagger is tuned for), and the source says so.
 #include <cstdint>
 #include <string>
 
@@ -39,6 +47,7 @@ struct HostTuning {
   CacheSizes used;           // with the fallbacks filled in
   std::string source;        // "sysfs", or "sysfs, L2 fallback", "fallback (no sysfs cache description)", ...
   int64_t slice_floats = 0;  // the GEMM's panel slice, see the formula above
+  int64_t a_block_floats = 0;  // the GEMM's largest block of A, likewise
 };
 
 /// The tuning for caches `measured` (zeros: unknown), following the formula above.

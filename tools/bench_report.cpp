@@ -77,7 +77,8 @@ nlohmann::json to_json(const Machine& m) {
            {{"l1d_bytes", m.tuning.used.l1d_bytes},
             {"l2_bytes", m.tuning.used.l2_bytes},
             {"source", m.tuning.source},
-            {"gemm_slice_floats", m.tuning.slice_floats}}},
+            {"gemm_slice_floats", m.tuning.slice_floats},
+            {"gemm_a_block_floats", m.tuning.a_block_floats}}},
           {"fma", {{"isa", m.fma_isa}, {"peak_gflops", m.fma_peak_gflops}}},
           {"copy", {{"bytes_per_thread", m.copy_bytes_per_thread}, {"gbps", m.copy_gbps}}}};
 }
@@ -128,8 +129,11 @@ void print_machine(const Machine& m) {
   fmt::print("  (SGEMM figures: medians of {} rounds alternating the JIT and the BLAS)\n", m.sgemm_rounds);
   if (!m.fma_isa.empty())
     fmt::print("  FMA throughput in registers ({}):          {:8.1f} GFLOP/s\n", m.fma_isa, m.fma_peak_gflops);
-  fmt::print("  caches: L1d {} KiB, L2 {} KiB ({}); GEMM panel slice {} floats (codegen/host_tuning.h)\n",
-             m.tuning.used.l1d_bytes / 1024, m.tuning.used.l2_bytes / 1024, m.tuning.source, m.tuning.slice_floats);
+  fmt::print(
+      "  caches: L1d {} KiB, L2 {} KiB ({}); GEMM panel slice {} floats, block of A {} floats "
+      "(codegen/host_tuning.h)\n",
+      m.tuning.used.l1d_bytes / 1024, m.tuning.used.l2_bytes / 1024, m.tuning.source, m.tuning.slice_floats,
+      m.tuning.a_block_floats);
   fmt::print("  streaming copy, {:.0f} MiB per thread (read+write): {:8.1f} GB/s\n", m.copy_bytes_per_thread / kMiB,
              m.copy_gbps);
 }

@@ -35,7 +35,8 @@ TEST_CASE("read_cache_sizes reads L1d and L2 from a sysfs cache folder") {
   const HostTuning t = tuning_for(sizes);
   CHECK(t.source == "sysfs");
   CHECK(t.used.l1d_bytes == 48 * 1024);
-  CHECK(t.slice_floats == 4096);  // half of 48 KiB rounded down to a power of two: 16 KiB
+  CHECK(t.slice_floats == 4096);      // half of 48 KiB rounded down to a power of two: 16 KiB
+  CHECK(t.a_block_floats == 262144);  // half of 2 MiB: 1 MiB
 }
 
 TEST_CASE("read_cache_sizes takes M suffixes and plain byte counts, and ignores the instruction cache") {
@@ -47,6 +48,7 @@ TEST_CASE("read_cache_sizes takes M suffixes and plain byte counts, and ignores 
   CHECK(sizes.l1d_bytes == 65536);
   CHECK(sizes.l2_bytes == 1024 * 1024);
   CHECK(tuning_for(sizes).slice_floats == 8192);
+  CHECK(tuning_for(sizes).a_block_floats == 131072);
 }
 
 TEST_CASE("read_cache_sizes leaves a level unknown for odd or missing values, and the tuning falls back") {
@@ -78,6 +80,7 @@ TEST_CASE("read_cache_sizes leaves a level unknown for odd or missing values, an
     CHECK(t.used.l1d_bytes == 32 * 1024);
     CHECK(t.used.l2_bytes == 1024 * 1024);
     CHECK(t.slice_floats == 4096);
+    CHECK(t.a_block_floats == 131072);
   }
 }
 
@@ -88,4 +91,12 @@ TEST_CASE("the slice formula rounds half the L1d down to a power of two, within 
   CHECK(slice(80 * 1024) == 8192);
   CHECK(slice(4 * 1024) == 1024);               // 2 KiB, raised to the 4 KiB floor
   CHECK(slice(int64_t{1} << 30) == 16 * 1024);  // 512 MiB, capped at 64 KiB
+}
+
+TEST_CASE("the block of A is half the L2 rounded down to a power of two, within 128 KiB to 4 MiB") {
+  const auto block = [](int64_t l2) { return tuning_for({.l1d_bytes = 48 * 1024, .l2_bytes = l2}).a_block_floats; };
+  CHECK(block(2048 * 1024) == 262144);
+  CHECK(block(1280 * 1024) == 131072);            // 640 KiB, rounded down to 512 KiB
+  CHECK(block(128 * 1024) == 32768);              // 64 KiB, raised to the 128 KiB floor
+  CHECK(block(int64_t{1} << 30) == 1024 * 1024);  // 512 MiB, capped at 4 MiB
 }
