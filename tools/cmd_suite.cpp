@@ -63,6 +63,7 @@ nlohmann::json provenance() {
           {"cache_l2_bytes", host_tuning().used.l2_bytes},
           {"cache_source", host_tuning().source},
           {"gemm_slice_floats", host_tuning().slice_floats},
+          {"gemm_a_block_floats", host_tuning().a_block_floats},
           {"host", command_output("uname -srm 2>/dev/null")}};
 }
 
