@@ -257,6 +257,9 @@ TEST_CASE("a finished run killed before its resume state was removed is tidied b
   // the debris of interrupted saves.
   for (const char* folder : {"last", "best", "last.old", "best.tmp"})
     fs::copy(first.dir + "/final", first.dir + "/" + folder);
+  // A temporary of a killed writer whose pid now names a live process (pid 1: a reused pid,
+  // or a zombie no one reaps): the pid check of write_file_atomically keeps it.
+  std::ofstream(first.dir + "/provenance.json.tmp-1") << "{";
   const RunRecord again = run_or_reuse(config, {&train, &val, &test}, context);
   CHECK(again.reused);
   std::vector<std::string> left;
@@ -264,6 +267,15 @@ TEST_CASE("a finished run killed before its resume state was removed is tidied b
   std::sort(left.begin(), left.end());
   CHECK(left == std::vector<std::string>{"config.json", "final", "history.csv", "metrics.json", "provenance.json",
                                          "test_probs"});
+
+  // The same debris in a run that did not finish: the rerun trains it and leaves none.
+  RunConfig other = config;
+  other.lr = 0.01;
+  fs::create_directories(context.runs_dir + "/" + other.key());
+  std::ofstream(context.runs_dir + "/" + other.key() + "/provenance.json.tmp-1") << "{";
+  const RunRecord trained = run_or_reuse(other, {&train, &val, &test}, context);
+  CHECK_FALSE(trained.reused);
+  CHECK_FALSE(fs::exists(trained.dir + "/provenance.json.tmp-1"));
 }
 
 TEST_CASE("a run that differs only in when it stops carries on after a finished one's epochs", "[suite]") {
