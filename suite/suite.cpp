@@ -14,6 +14,7 @@
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
 #include "dagger/suite/plan.h"
+#include "dagger/suite/progress.h"
 #include "dagger/suite/report.h"
 #include "dagger/suite/schedule.h"
 
@@ -26,91 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds)) return "?";
-  const long s = std::lround(seconds);
-  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
-  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
-  return fmt::format("{}s", s);
-}
-
-/// Training FLOPs (images times the training step's FLOPs per image): the ETA's unit of work,
-/// so that one measured rate prices runs of any model. Indexed by family (0: dense models,
-/// 1: CNNs) and by whether the run stops early (1) or trains a fixed number of epochs (0);
-/// early-stopping runs are planned at their epoch cap.
-struct Workload {
-  using Table = std::array<std::array<double, 2>, 2>;
-  Table planned{}, done{};
-  Table reused{};  // the work of runs an earlier invocation finished: done, but not timed here
-  std::array<double, 2> seconds{};
-  double fastest = 0;  // the best FLOP/s of any one epoch so far
-  // Per family: epochs trained and epoch caps of finished early-stopping runs.
-  std::array<double, 2> stop_epochs{}, stop_caps{};
-
-  void epoch(size_t f, bool stops, double flops, double secs) {
-    done[f][stops] += flops;
-    seconds[f] += secs;
-    if (secs > 0) fastest = std::max(fastest, flops / secs);
-  }
-  /// A run ended after `done_flops` of its `planned_flops`, `reused_flops` of them by an
-  /// earlier invocation: its unused work leaves the plan, and an early-stopping run tells how
-  /// much of its cap such runs use.
-  void finish(size_t f, bool stops, double planned_flops, double done_flops, double reused_flops, int epochs, int cap) {
-    planned[f][stops] -= planned_flops - done_flops - reused_flops;
-    reused[f][stops] += reused_flops;
-    if (stops) {
-      stop_epochs[f] += epochs;
-      stop_caps[f] += cap;
-    }
-  }
-
-  /// FLOP/s measured on the family's epochs so far, or 0.
-  double rate(size_t f) const {
-    const double d = done[f][0] + done[f][1];
-    return d > 0 && seconds[f] > 0 ? d / seconds[f] : 0;
-  }
-
-  /// Time left at the measured rate of each family: expected (early-stopping runs using the
-  /// share of their cap that the family's finished ones used, or all finished ones' while the
-  /// family has none: shallow networks on SGD run to their cap far more often than CNNs do)
-  /// and at most (every run to its cap). A family
-  /// not timed yet is priced at the fastest epoch so far (small models run far below the
-  /// machine's FLOP rate, so their average would overprice a CNN), and says so; "?" before any
-  /// epoch has finished.
-  std::string eta() const {
-    static constexpr const char* kNames[] = {"MLP", "CNN"};
-    const double all_epochs = stop_epochs[0] + stop_epochs[1], all_caps = stop_caps[0] + stop_caps[1];
-    double expected = 0, most = 0;
-    std::vector<std::string> notes;
-    for (size_t f = 0; f < 2; ++f) {
-      const double fixed = std::max(0.0, planned[f][0] - done[f][0] - reused[f][0]);
-      const double stopping = std::max(0.0, planned[f][1] - done[f][1] - reused[f][1]);
-      if (fixed + stopping <= 0) continue;
-      double r = rate(f);
-      if (r <= 0) {
-        r = fastest;
-        if (r <= 0) return "?";
-        notes.push_back(
-            fmt::format("{} runs priced at the fastest {}'s {:.0f} GFLOP/s", kNames[f], kNames[1 - f], r / 1e9));
-      }
-      const double used = stop_caps[f] > 0 ? stop_epochs[f] / stop_caps[f] : all_caps > 0 ? all_epochs / all_caps : 1.0;
-      expected += (fixed + stopping * used) / r;
-      most += (fixed + stopping) / r;
-    }
-    if (most > expected) notes.insert(notes.begin(), "at most " + format_duration(most));
-    return format_duration(expected) + (notes.empty() ? "" : fmt::format(" ({})", fmt::join(notes, ", ")));
-  }
-  double fraction() const {
-    double p = 0, d = 0;
-    for (size_t f = 0; f < 2; ++f)
-      for (size_t k = 0; k < 2; ++k) {
-        p += planned[f][k];
-        d += done[f][k] + reused[f][k];
-      }
-    return p > 0 ? d / p : 1.0;
-  }
-};
 
 class Runner {
  public:
@@ -126,6 +42,7 @@ class Runner {
                  options_.profile.name, order_.size(), fmt::join(ids_, " "), runs_, planned_images_, options_.out_dir);
     fs::create_directories(options_.out_dir + "/runs");
     const Communicator* ranks = options_.communicator;
+    work_.workers = ranks && ranks->size() > 1 ? static_cast<size_t>(ranks->size()) : static_cast<size_t>(options_.jobs);
     if (options_.jobs > 1 || (ranks && ranks->size() > 1)) {
       RunGraph graph(order_, options_.profile);
       auto train = [this](RunId id, const RunConfig& c) { file_run(id, train_named(id, c)); };
@@ -362,13 +279,19 @@ class Runner {
     tick = Clock::now();
     RunRecord record = run_or_reuse(c, {&d->train, &d->val, &d->test}, ctx);
     const std::lock_guard lock(mutex_);
-    // Early stopping frees planned work; a reused run, or one another rank trained, counts as
-    // done at its own length; the final evaluation counts as this run's time.
+    // Early stopping frees planned work; a reused run counts as done at its own length, and so
+    // does one another rank trained, timed by that rank's clock; the final evaluation counts as
+    // this run's time.
     const int epochs = static_cast<int>(record.history.size());
-    const double reused = record.reused ? planned / std::max(1, c.epochs) * epochs : 0;
-    work_.finish(f, stops, planned, done, reused, epochs, c.epochs);
-    if (!record.reused) work_.seconds[f] += seconds_since(tick);
+    const double length = planned / std::max(1, c.epochs) * epochs;
     if (remote) record.reused = remote->at("reused").get<bool>();
+    if (remote && !record.reused) {
+      work_.trained_elsewhere(f, stops, length, record.train_seconds);
+      work_.finish(f, stops, planned, length, 0, epochs, c.epochs);
+    } else {
+      if (!record.reused) work_.seconds[f] += seconds_since(tick);
+      work_.finish(f, stops, planned, done, record.reused ? length : 0, epochs, c.epochs);
+    }
     if (!options_.progress) return record;
     if (remote && !record.reused)
       fmt::print(stderr, "[{} {}/{}] {}: trained by rank {}\n", e.id, id.index + 1, count, c.model,
