@@ -203,9 +203,12 @@ double training_flops_per_image(const std::string& model) {
 }
 
 int planned_epochs(const Experiment& e, const Profile& profile) {
-  const Budget& b = profile.budget_for(e.run.model);
-  if (e.run.epochs == 0) return b.max_epochs;
-  return b.fixed_epoch_cap > 0 ? std::min(e.run.epochs, b.fixed_epoch_cap) : e.run.epochs;
+  return planned_epochs(e.run.epochs, profile.budget_for(e.run.model));
+}
+
+int planned_epochs(int epochs, const Budget& b) {
+  if (epochs == 0) return b.max_epochs;
+  return b.fixed_epoch_cap > 0 ? std::min(epochs, b.fixed_epoch_cap) : epochs;
 }
 
 SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile& profile, const nlohmann::json& results,

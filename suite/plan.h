@@ -45,6 +45,8 @@ double training_flops_per_image(const std::string& model);
 /// Epochs a run of `experiment` is planned at under `profile`: its fixed length (capped by the
 /// profile), or the profile's cap of early-stopped runs.
 int planned_epochs(const Experiment& experiment, const Profile& profile);
+/// The same for a run declared with `epochs` (0: stops early) under budget `b`.
+int planned_epochs(int epochs, const Budget& b);
 
 /// The runs of `order` (suite::plan's order) and what each waits for: every run of the
 /// experiments its grid references (and of theirs, transitively), and the run before it of the

@@ -159,6 +159,16 @@ double parse_number(const std::string& text, const std::string& what, const std:
   throw Error(fmt::format("experiment {}: {} '{}' is not a number", id, what, text));
 }
 
+/// The run's schedule as RunConfig spells it: "" for a constant learning rate.
+std::string schedule_of(const RunTemplate& t) { return t.schedule == "constant" ? "" : t.schedule; }
+
+/// The run's augmentation as RunConfig spells it: canonical (to_string), "" for none. Throws
+/// Error for a spec that does not parse.
+std::string augment_of(const RunTemplate& t) {
+  const std::string a = t.augment.empty() ? "" : to_string(parse_augment(t.augment));
+  return a == "none" ? "" : a;
+}
+
 }  // namespace
 
 RunConfig configure_run(const Experiment& e, const RunTemplate& t, const Profile& p,
@@ -176,10 +186,9 @@ RunConfig configure_run(const Experiment& e, const RunTemplate& t, const Profile
                                            : static_cast<int>(parse_number(resolve(t.patience), "patience", e.id));
   c.keep_last = p.keep_last && c.patience > 0 && !t.restore_best;
   c.weight_decay = parse_number(resolve(t.weight_decay), "weight_decay", e.id);
-  c.schedule = t.schedule == "constant" ? "" : t.schedule;
+  c.schedule = schedule_of(t);
   c.warmup = c.schedule.empty() ? 0 : std::min(t.warmup, c.epochs - 1);
-  c.augment = t.augment.empty() ? "" : to_string(parse_augment(t.augment));
-  if (c.augment == "none") c.augment.clear();
+  c.augment = augment_of(t);
   c.label_smoothing = parse_number(resolve(t.label_smoothing), "label_smoothing", e.id);
   return c;
 }
@@ -210,16 +219,13 @@ bool may_share_trajectory(const RunTemplate& sketch, const RunConfig& config, co
   if (b.train != config.train || b.val != config.val || b.test != config.test) return false;
   if (sketch.raw_pixels != config.raw_pixels) return false;
   if (!unresolved(sketch.optimizer) && sketch.optimizer != config.optimizer) return false;
-  if ((sketch.schedule == "constant" ? "" : sketch.schedule) != config.schedule) return false;
+  if (schedule_of(sketch) != config.schedule) return false;
   // A cosine run's epochs depend on its length, which the sketch knows (fixed-length runs).
-  if (!config.schedule.empty() && sketch.epochs > 0 &&
-      (b.fixed_epoch_cap > 0 ? std::min(sketch.epochs, b.fixed_epoch_cap) : sketch.epochs) != config.epochs)
-    return false;
+  if (!config.schedule.empty() && sketch.epochs > 0 && planned_epochs(sketch.epochs, b) != config.epochs) return false;
   try {
-    const std::string augment = sketch.augment.empty() ? "none" : to_string(parse_augment(sketch.augment));
-    if (augment != (config.augment.empty() ? "none" : config.augment)) return false;
+    if (augment_of(sketch) != config.augment) return false;
   } catch (const std::exception&) {
-    // configure() will reject it; nothing to order by
+    // configure_run will reject it; nothing to order by
   }
   return may_equal(sketch.lr, config.lr) && may_equal(sketch.momentum, config.momentum) &&
          may_equal(sketch.weight_decay, config.weight_decay) && may_equal(sketch.label_smoothing, config.label_smoothing);
