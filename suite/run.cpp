@@ -24,6 +24,11 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kMetricsFile = "metrics.json";
+/// Who trained a run's epochs: one entry per invocation that trained any (its binary's commit,
+/// CPU and vector width, threads, convolution algorithm, and the first epoch it trained), kept
+/// here until the run finishes and then in its provenance, so a run resumed by another binary
+/// or on another machine says which epochs each trained.
+constexpr const char* kSessionsFile = "sessions.json";
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -127,6 +132,27 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
 /// A finished run never resumes: final/ holds its weights, last/ only costs disk, and so do the
 /// staging and previous folders of a save a kill interrupted. A run scored at its last epoch
 /// keeps best/, the weights of its lowest validation loss, for `dagger eval`.
+/// The sessions of the run in `dir` so far (kSessionsFile), an empty array when none.
+nlohmann::json read_sessions(const std::string& dir) {
+  const std::string path = dir + "/" + kSessionsFile;
+  return fs::exists(path) ? nlohmann::json::parse(read_text(path)) : nlohmann::json::array();
+}
+
+/// Appends this invocation to the sessions of the run in `dir`: it trains from `first_epoch` on.
+/// Sessions whose epochs are trained again (a kill before the first checkpoint) are dropped.
+void record_session(const std::string& dir, const RunContext& context, int first_epoch) {
+  nlohmann::json sessions = nlohmann::json::array();
+  for (const nlohmann::json& s : read_sessions(dir))
+    if (s.at("first_epoch").get<int>() < first_epoch) sessions.push_back(s);
+  nlohmann::json entry = {{"first_epoch", first_epoch},
+                          {"threads", context.threads},
+                          {"conv_algo", conv_algo_name(context.conv_algo)}};
+  for (const char* key : {"git_commit", "jit_cpu", "vector_width"})
+    if (context.provenance.contains(key)) entry[key] = context.provenance[key];
+  sessions.push_back(std::move(entry));
+  write_file_atomically(dir + "/" + kSessionsFile, sessions.dump(2) + "\n");
+}
+
 void remove_resume_state(const RunConfig& config, const std::string& dir) {
   for (const std::string folder : {"last", "best"}) {
     if (folder == "best" && config.keep_last) {
@@ -135,6 +161,7 @@ void remove_resume_state(const RunConfig& config, const std::string& dir) {
     }
     for (const char* suffix : {"", ".tmp", ".old"}) fs::remove_all(dir + "/" + folder + suffix);
   }
+  fs::remove(dir + "/" + kSessionsFile);  // in the provenance now
 }
 
 /// Removes the temporaries (`NAME.tmp-PID`) of atomic writes a killed process left in the run
@@ -359,7 +386,13 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   fs::create_directories(dir);
   remove_stale_temporaries_of_run(dir);
   write_file_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
-  Trainer trainer(model.build, train_config(config, context, dir));
+  RunContext recorded = context;
+  recorded.on_epoch = [&dir, &context, first = true](const EpochStats& s) mutable {
+    if (first) record_session(dir, context, s.epoch);
+    first = false;
+    if (context.on_epoch) context.on_epoch(s);
+  };
+  Trainer trainer(model.build, train_config(config, recorded, dir));
   // A finished run that differs only in when it stops has already trained this run's first
   // epochs, bit for bit: carry on after them (E21's rescnn after E18's, E20's cnn3 after E19's).
   int continued_epochs = 0;
@@ -417,6 +450,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   r.provenance["conv_algo"] = conv_algo_name(context.conv_algo);
   r.provenance["seed"] = config.seed;
   r.provenance["resumed"] = fit.resumed;
+  r.provenance["sessions"] = read_sessions(dir);
   if (!continued_from.empty()) r.provenance["continued"] = {{"from", continued_from}, {"epochs", continued_epochs}};
   r.provenance["finished_at"] = fmt::format(
       "{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::chrono::system_clock::to_time_t(std::chrono::system_clock::now())));

@@ -427,6 +427,7 @@ TEST_CASE("runs are compared by the lowest validation loss they reached, whateve
 TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run continues", "[suite][slow]") {
   TempDir out("suite");
   SuiteOptions o = tiny_options(out.path.string(), {"E03"});
+  o.provenance["git_commit"] = "first binary";
   // Interrupt during the third run (lr 0.1), after its first epoch is on disk.
   int epochs_seen = 0;
   o.after_epoch = [&](const RunConfig& c, const EpochStats& s) {
@@ -438,6 +439,7 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   CHECK(epochs_seen == 5);  // two finished runs of two epochs, then one epoch
 
   o.after_epoch = [&](const RunConfig&, const EpochStats&) { ++epochs_seen; };
+  o.provenance["git_commit"] = "second binary";
   SuiteResult second = run_suite(o);
   REQUIRE(second.experiments.size() == 1);
   const ExperimentResult& e03 = second.experiments[0];
@@ -448,6 +450,16 @@ TEST_CASE("an interrupted suite resumes: finished runs are reused, the cut run c
   CHECK(cut.config.lr == 0.1);
   CHECK(cut.resumed);
   CHECK(cut.history.size() == 2);
+  // Its provenance says which binary trained which epochs; a run trained at once has one session.
+  const nlohmann::json& sessions = cut.provenance.at("sessions");
+  REQUIRE(sessions.size() == 2);
+  CHECK(sessions[0].at("first_epoch") == 1);
+  CHECK(sessions[0].at("git_commit") == "first binary");
+  CHECK(sessions[1].at("first_epoch") == 2);
+  CHECK(sessions[1].at("git_commit") == "second binary");
+  CHECK(sessions[1].at("threads") == o.threads);
+  CHECK(e03.runs[3].record.provenance.at("sessions").size() == 1);
+  CHECK(e03.runs[3].record.provenance.at("sessions")[0].at("git_commit") == "second binary");
   // Finished: no resume checkpoint left; scored at its last epoch, it keeps its best epoch's weights.
   REQUIRE(cut.config.keep_last);
   CHECK_FALSE(fs::exists(cut.dir + "/last"));

@@ -62,8 +62,8 @@ TEST_CASE("an interrupted suite of two jobs resumes to the results of an uninter
   CHECK(resumed.reused > 0);
   const ExperimentResult& e04 = *resumed.by_id.at("E04");
   CHECK(std::ranges::count_if(e04.runs, [](const GridRun& g) { return g.record.resumed; }) == 1);
-  // Which runs a rerun reuses, and which it resumed, is all that differs.
-  const std::set<std::string> bookkeeping = {"trained", "reused", "resumed"};
+  // Which runs a rerun reuses, and which it resumed in which sessions, is all that differs.
+  const std::set<std::string> bookkeeping = {"trained", "reused", "resumed", "sessions"};
   CHECK(results_without_clock(cut.file("results.json"), bookkeeping) ==
         results_without_clock(whole.file("results.json"), bookkeeping));
 }

@@ -17,7 +17,8 @@ ends its ranks). B is finished with -np 3: a resumed suite may have any rank cou
 Ignored as wall-clock measurements or as counts of this invocation's own work:
   history.csv       the columns seconds and images_per_sec
   metrics.json      wall_seconds, images_per_sec, resumed (dagger train); train_seconds,
-                    images_per_sec, provenance.finished_at and provenance.resumed, and each
+                    images_per_sec, provenance.finished_at, provenance.resumed and
+                    provenance.sessions (which invocations trained which epochs), and each
                     history row's seconds and images/s (its 6th and 7th values) (dagger suite)
   manifest.json     the same fields inside the training record ("meta")
   results.json      wall_seconds, trained, reused (how many runs this invocation trained)
@@ -39,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-WALL_CLOCK_KEYS = {"seconds", "images_per_sec", "wall_seconds", "train_seconds", "finished_at", "resumed",
+WALL_CLOCK_KEYS = {"seconds", "images_per_sec", "wall_seconds", "train_seconds", "finished_at", "resumed", "sessions",
                    "trained", "reused"}
 PRESENCE_ONLY = {"report.md", "report.html", ".lock"}
 
