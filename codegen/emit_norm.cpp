@@ -10,9 +10,9 @@
 // the block's channels one after the other, each with its partial sums kept in memory between
 // its runs. In NCHW a block of one image is contiguous, so the reads follow memory; a sweep of
 // one channel at a time instead jumps an image ahead after every run of `inner` floats (3 KiB
-// for a 28x28 map), and from memory each such jump restarts the hardware prefetcher. Every
-// channel still adds the same terms in the same order, so the bits are those of a channel at a
-// time.
+// for a 28x28 map), which read from memory ran 1.2-2.3x slower (docs/performance.md, "What
+// each optimization bought"). Every channel still adds the same terms in the same order, so
+// the bits are those of a channel at a time.
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
@@ -235,6 +235,52 @@ void sweep_lanes(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* begi
   });
 }
 
+/// A stack array of `block` values of `type` in the function's entry block: one per channel
+/// of a block.
+llvm::Value* per_channel_slots(Emit& e, llvm::Type* type, int64_t block) {
+  llvm::Function* fn = e.b.GetInsertBlock()->getParent();
+  llvm::IRBuilder<> at(&fn->getEntryBlock(), fn->getEntryBlock().begin());
+  return at.CreateAlloca(llvm::ArrayType::get(type, uint64_t(block)));
+}
+
+/// Partials with a saved set per channel of a block: channel j's runs continue its own sums.
+class BlockPartials {
+ public:
+  BlockPartials(Emit& e, llvm::Type* lane, size_t reductions, int64_t block)
+      : e_(e),
+        partials_(e, lane, Fold::sum, reductions),
+        block_(block),
+        saved_(per_channel_slots(e, partials_.state_type(), block)) {}
+  /// Starts channel j's sums at zero.
+  void start(llvm::Value* j) {
+    partials_.reset();
+    partials_.save(at(j));
+  }
+  /// Adds a run of channel j (Partials::add_run).
+  void add_run(llvm::Value* j, int64_t count, const Partials::Terms& terms) {
+    partials_.restore(at(j));
+    partials_.add_run(count, terms);
+    partials_.save(at(j));
+  }
+  /// Channel j's `count` sums, as scalars.
+  std::vector<llvm::Value*> results(llvm::Value* j, size_t count) {
+    partials_.restore(at(j));
+    std::vector<llvm::Value*> sums;
+    for (size_t r = 0; r < count; ++r) sums.push_back(partials_.result(r));
+    return sums;
+  }
+
+ private:
+  llvm::Value* at(llvm::Value* j) {
+    return e_.b.CreateInBoundsGEP(llvm::ArrayType::get(partials_.state_type(), uint64_t(block_)), saved_,
+                                  {e_.i64c(0), j});
+  }
+  Emit& e_;
+  Partials partials_;
+  int64_t block_;
+  llvm::Value* saved_;
+};
+
 /// The per-channel work of one channel per item, the items [begin, end) in blocks of
 /// block_channels() (see the top of the file): the sums image by image, each channel's
 /// partials restored before its run and saved after it; then each channel's results, whose
@@ -243,23 +289,16 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
                   llvm::Value* shifted) {
   Emit& e = nm.e;
   const int64_t block = block_channels(nm.d);
-  Partials doubles(e, nm.f64, Fold::sum, std::max<size_t>(w.sums, 1));
-  std::optional<Partials> floats;
-  if (w.float_term) floats.emplace(e, e.f32, Fold::sum);
-  auto block_slots = [&](llvm::Type* per_channel) {
-    llvm::Function* fn = e.b.GetInsertBlock()->getParent();
-    llvm::IRBuilder<> at(&fn->getEntryBlock(), fn->getEntryBlock().begin());
-    return at.CreateAlloca(llvm::ArrayType::get(per_channel, uint64_t(block)));
-  };
-  llvm::Value* double_state = block_slots(doubles.state_type());
-  llvm::Value* float_state = floats ? block_slots(floats->state_type()) : nullptr;
+  std::optional<BlockPartials> doubles, floats;
+  if (w.sums > 0) doubles.emplace(e, nm.f64, w.sums, block);
+  if (w.float_term) floats.emplace(e, e.f32, 1, block);
   // Enough float factors for every kernel (normalize: 3, batchnorm_backward: 4).
-  constexpr size_t kFactors = 4;
+  llvm::ArrayType* factor_type = llvm::ArrayType::get(e.f32, 4);
+  llvm::Value* factors_saved = per_channel_slots(e, factor_type, block);
   size_t factor_count = 0;
-  llvm::ArrayType* factor_type = llvm::ArrayType::get(e.f32, kFactors);
-  llvm::Value* factor_state = block_slots(factor_type);
-  auto slot = [&](llvm::Value* state, llvm::Type* per_channel, llvm::Value* j) {
-    return e.b.CreateInBoundsGEP(llvm::ArrayType::get(per_channel, uint64_t(block)), state, {e.i64c(0), j});
+  auto factor_at = [&](llvm::Value* j, size_t f) {
+    return e.b.CreateInBoundsGEP(llvm::ArrayType::get(factor_type, uint64_t(block)), factors_saved,
+                                 {e.i64c(0), j, e.i64c(int64_t(f))});
   };
   // Channel c of the block starting at c0: nm.c, its shift, and its index j in the block.
   auto enter = [&](llvm::Value* c0, llvm::Value* c) {
@@ -273,49 +312,34 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
     llvm::Value* c0 = e.b.CreateAdd(begin, e.b.CreateMul(k, e.i64c(block)));
     llvm::Value* c1 = e.b.CreateAdd(c0, e.i64c(block));
     c1 = e.b.CreateSelect(e.b.CreateICmpSLT(c1, end), c1, end);
-    if (w.sums > 0) {
+    if (doubles || floats) {
       emit_range(e, c0, c1, [&](llvm::Value* c) {
         llvm::Value* j = enter(c0, c);
-        doubles.reset();
-        doubles.save(slot(double_state, doubles.state_type(), j));
-        if (floats) {
-          floats->reset();
-          floats->save(slot(float_state, floats->state_type(), j));
-        }
+        if (doubles) doubles->start(j);
+        if (floats) floats->start(j);
       });
       emit_for(e, nm.d.batch, 1, [&](llvm::Value* b) {
         emit_range(e, c0, c1, [&](llvm::Value* c) {
           llvm::Value* j = enter(c0, c);
           llvm::Value* base = nm.run_offset(b);
-          doubles.restore(slot(double_state, doubles.state_type(), j));
-          doubles.add_run(nm.d.inner,
-                          [&](llvm::Value* at, llvm::Value* m) { return w.terms(e.b.CreateAdd(base, at), m); });
-          doubles.save(slot(double_state, doubles.state_type(), j));
-          if (!floats) return;
-          floats->restore(slot(float_state, floats->state_type(), j));
-          floats->add_run(nm.d.inner,
-                          [&](llvm::Value* at, llvm::Value* m) { return w.float_term(e.b.CreateAdd(base, at), m); });
-          floats->save(slot(float_state, floats->state_type(), j));
+          if (doubles)
+            doubles->add_run(j, nm.d.inner,
+                             [&](llvm::Value* at, llvm::Value* m) { return w.terms(e.b.CreateAdd(base, at), m); });
+          if (floats)
+            floats->add_run(j, nm.d.inner, [&](llvm::Value* at, llvm::Value* m) {
+              return std::vector{w.float_term(e.b.CreateAdd(base, at), m)};
+            });
         });
       });
     }
     emit_range(e, c0, c1, [&](llvm::Value* c) {
       llvm::Value* j = enter(c0, c);
-      Stats sums;
-      if (w.sums > 0) {
-        doubles.restore(slot(double_state, doubles.state_type(), j));
-        for (size_t r = 0; r < w.sums; ++r) sums.push_back(doubles.result(r));
-      }
-      if (floats) {
-        floats->restore(slot(float_state, floats->state_type(), j));
-        sums.push_back(floats->result());
-      }
+      Stats sums = doubles ? doubles->results(j, w.sums) : Stats{};
+      if (floats) sums.push_back(floats->results(j, 1)[0]);
       const Stats factors = w.finish(sums);
       factor_count = factors.size();
-      assert(factor_count <= kFactors);
-      for (size_t f = 0; f < factors.size(); ++f)
-        e.b.CreateStore(nm.narrow(factors[f]),
-                        e.b.CreateConstInBoundsGEP2_64(factor_type, slot(factor_state, factor_type, j), 0, f));
+      assert(factor_count <= factor_type->getNumElements());
+      for (size_t f = 0; f < factor_count; ++f) e.b.CreateStore(nm.narrow(factors[f]), factor_at(j, f));
     });
     if (!w.element) return;
     emit_for(e, nm.d.batch, 1, [&](llvm::Value* b) {
@@ -323,9 +347,7 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
         llvm::Value* j = enter(c0, c);
         std::vector<llvm::Value*> factors;
         for (size_t f = 0; f < factor_count; ++f)
-          factors.push_back(e.b.CreateVectorSplat(
-              e.width, e.b.CreateLoad(e.f32, e.b.CreateConstInBoundsGEP2_64(
-                                                 factor_type, slot(factor_state, factor_type, j), 0, f))));
+          factors.push_back(e.b.CreateVectorSplat(e.width, e.b.CreateLoad(e.f32, factor_at(j, f))));
         ep.for_each({b, c}, [&](const ElementPos& pos) { return w.element(pos, factors); });
       });
     });
