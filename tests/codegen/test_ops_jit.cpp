@@ -6,11 +6,11 @@
 #include <iostream>
 #include <tuple>
 
-#include "codegen/jit_support.h"
 #include "dagger/codegen/fusion.h"
+#include "codegen/jit_support.h"
 #include "dagger/models/zoo.h"
-#include "dagger/runtime/init.h"
 #include "op_coverage.h"
+#include "dagger/runtime/init.h"
 #include "support.h"
 
 using namespace dagger;
