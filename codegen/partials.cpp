@@ -22,12 +22,34 @@ Partials::Partials(Emit& e, llvm::Type* lane, Fold fold, size_t reductions)
       count_(kPartialBytes / (lane->getPrimitiveSizeInBits() / 8)),
       pieces_(std::min<int64_t>(e.width, count_)),
       type_(llvm::FixedVectorType::get(lane, static_cast<unsigned>(pieces_))),
+      identity_(llvm::ConstantFP::get(type_, fold == Fold::sum ? 0.0 : -std::numeric_limits<double>::infinity())),
       slots_(reductions) {
   assert((e.width & (e.width - 1)) == 0);
-  const double identity = fold == Fold::sum ? 0.0 : -std::numeric_limits<double>::infinity();
   for (std::vector<llvm::Value*>& slots : slots_)
-    for (int64_t k = 0; k < count_ / pieces_; ++k)
-      slots.push_back(entry_slot(e, type_, llvm::ConstantFP::get(type_, identity)));
+    for (int64_t k = 0; k < count_ / pieces_; ++k) slots.push_back(entry_slot(e, type_, identity_));
+}
+
+llvm::ArrayType* Partials::state_type() const {
+  return llvm::ArrayType::get(type_, slots_.size() * static_cast<uint64_t>(count_ / pieces_));
+}
+
+void Partials::reset() {
+  for (std::vector<llvm::Value*>& slots : slots_)
+    for (llvm::Value* slot : slots) e_.b.CreateStore(identity_, slot);
+}
+
+void Partials::save(llvm::Value* at) {
+  uint64_t k = 0;
+  for (std::vector<llvm::Value*>& slots : slots_)
+    for (llvm::Value* slot : slots)
+      e_.b.CreateStore(e_.b.CreateLoad(type_, slot), e_.b.CreateConstInBoundsGEP2_64(state_type(), at, 0, k++));
+}
+
+void Partials::restore(llvm::Value* at) {
+  uint64_t k = 0;
+  for (std::vector<llvm::Value*>& slots : slots_)
+    for (llvm::Value* slot : slots)
+      e_.b.CreateStore(e_.b.CreateLoad(type_, e_.b.CreateConstInBoundsGEP2_64(state_type(), at, 0, k++)), slot);
 }
 
 void Partials::add_vector(int64_t first, llvm::Value* offset, int64_t lanes, const Terms& terms) {

@@ -47,6 +47,15 @@ class Partials {
   /// Reduction `r`'s partials folded into one scalar, partial 0 first.
   llvm::Value* result(size_t r = 0);
 
+  /// Every reduction's partials as one value of this type, so that a sweep can keep a set per
+  /// channel in memory and take the sets in turns (save after a run, restore before the next).
+  llvm::ArrayType* state_type() const;
+  /// Sets every partial to the fold's identity.
+  void reset();
+  /// Stores the partials at `at` (a state_type()), or loads them from there.
+  void save(llvm::Value* at);
+  void restore(llvm::Value* at);
+
  private:
   /// Adds the terms of run positions [first, first + `lanes`) (lanes <= W; first a multiple
   /// of W), which are at `offset` for `terms`.
@@ -57,6 +66,7 @@ class Partials {
   int64_t count_;           // P: partials per reduction
   int64_t pieces_;          // L = min(W, P): lanes of one accumulator vector
   llvm::VectorType* type_;  // <L x lane>
+  llvm::Constant* identity_;
   // Per reduction, P / L vectors: partials [k L, (k + 1) L) in vector k.
   std::vector<std::vector<llvm::Value*>> slots_;
 };

@@ -199,6 +199,31 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   }
 }
 
+TEST_CASE("batch normalization over blocks of channels matches the interpreter on odd shapes", "[jit][ops]") {
+  // A kernel sweeps its channels in blocks, image by image (codegen/emit_norm.cpp): channels 1,
+  // 3 and 17 over batches of 1 and 3 and maps of 1x1, 5x7 and 28x28, then shapes of several
+  // blocks with a ragged last one (64 channels per block on 1x1 maps, 20 on 28x28), which
+  // check_graph's 3 threads split across blocks.
+  std::vector<Shape> shapes;
+  for (int64_t batch : {1, 3})
+    for (int64_t channels : {1, 3, 17})
+      for (auto [h, w] : {std::pair{1, 1}, std::pair{5, 7}, std::pair{28, 28}})
+        shapes.push_back({batch, channels, h, w});
+  shapes.push_back({3, 70, 1, 1});
+  shapes.push_back({2, 45, 28, 28});
+  for (Op op : kNormOps) {
+    for (const Shape& shape : shapes) {
+      INFO(op_info(op).name << " on " << to_string(shape));
+      const bool statistic = op == Op::channel_mean || op == Op::channel_var || op == Op::batchnorm_grad_gamma;
+      for (bool epilogue : {false, true}) {
+        if (statistic && epilogue) continue;  // the residual would be per element, not per channel
+        NormGraph r = norm_graph(op, shape, epilogue);
+        CHECK(check_graph(r.g, r.feeds, statistic ? 0 : 1, 1) < 2e-6);
+      }
+    }
+  }
+}
+
 TEST_CASE("batch statistics keep their digits when the mean is far from zero", "[jit][ops]") {
   // x = offset + u: at offset 1e7 float values are whole numbers and x^2 ~ 1e14, so even in
   // double a sum of x^2 over a channel rounds by more than the variance (about 5) is worth;
