@@ -74,8 +74,9 @@ struct WinogradFilterGrad {
 };
 
 /// How a WinogradFilterGrad is cut into parallel items, and its scratch. An item is a panel of
-/// c columns and a chunk of k's row tiles; every item runs the whole reduction, in the same
-/// order whatever the item count, so the bits do not depend on the thread count.
+/// c columns and a chunk of k's row tiles and runs the whole reduction. Every sum visits the
+/// tiles image by image, tile row by tile row (the forward's panels never reorder them; a
+/// padded lane adds an exact 0), so the bits depend on neither the thread count nor the width.
 struct WinogradFilterLayout {
   WinogradLayout tiles;      // the forward's panels of tiles over the images (its items unused)
   RegisterTile tile;         // rows over k

@@ -21,8 +21,8 @@ constexpr int kPositions = kWinogradPositions;
 
 /// Tiles transformed before each pass of the 16 GEMMs over them: the passes add their sums
 /// into the scratch, so longer passes read and write those sums less often, but their
-/// transformed operands (16 x tiles x (c + k) floats) must stay in L2. Not derived from the
-/// thread count, so the tiles' order, and the sums' bits, do not depend on it.
+/// transformed operands (16 x tiles x (c + k) floats) must stay in L2. A pass carries each sum
+/// on from the one before, so its length changes no sum's order.
 constexpr int64_t kPassTiles = 128;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }

@@ -2,7 +2,7 @@
 // double, then the kernels against the interpreter in double on shapes that leave partial tiles,
 // panels, passes and register tiles: maps 7x7, 5x9, 1x1, 2x3 and one wider than a panel; 1, 3
 // and 17 channels on either side; batches of 1, 3 and 7; every vector width; the same bits at
-// any thread count; and what chooses it.
+// any width and thread count; and what chooses it.
 #include <fmt/format.h>
 
 #include <array>
@@ -32,11 +32,6 @@ Graph filter_graph(const Geometry& v) {
   return g;
 }
 
-struct Errors {
-  double abs = 0;     // max |jit - exact|
-  double scaled = 0;  // max |jit - exact| / sum of |products|, the scale rounding grows with
-};
-
 StateMap feeds_of(const Graph& g, uint32_t seed) {
   StateMap feeds;
   for (NodeId id : g.nodes_of(Op::input)) feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
@@ -63,14 +58,8 @@ Errors errors(const Geometry& v, ConvAlgo algo, int width = 0, int threads = 1) 
   }
   const Tensor got = run(g, feeds, algo, width, threads);
   const xt::xarray<double> want = interpret<double>(g, exact, none).at("dw");
-  const xt::xarray<double> scale = interpret<double>(g, absolute, none).at("dw");
-  Errors e;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = std::abs(double(got.data()[i]) - want.data()[i]);
-    e.abs = std::max(e.abs, d);
-    e.scaled = std::max(e.scaled, d / std::max(1e-30, scale.data()[i]));
-  }
-  return e;
+  const xt::xarray<double> scale = interpret<double>(g, absolute, none).at("dw");  // sum of |products|
+  return errors_against(got, want, scale);
 }
 
 const std::vector<Geometry> kOdd = {
@@ -153,7 +142,7 @@ TEST_CASE("winograd filter gradients on the cnn3 and rescnn layer shapes: error 
   }
 }
 
-TEST_CASE("winograd filter gradients: other vector widths, and the same bits at any thread count",
+TEST_CASE("winograd filter gradients: other vector widths, and the same bits at any width and thread count",
           "[jit][conv][winograd]") {
   for (int width : {4, 8, 16}) {
     INFO("width " << width);
@@ -161,16 +150,21 @@ TEST_CASE("winograd filter gradients: other vector widths, and the same bits at 
     CHECK(errors(kOdd[6], ConvAlgo::winograd, width, 3).scaled < kWinogradScaled);
     CHECK(errors(kOdd[8], ConvAlgo::winograd, width, 2).scaled < kWinogradScaled);
   }
-  // Items split the filters, never the tiles: every sum runs over the tiles in one order. The
-  // order follows the panels, whose size depends on the vector width, so the bits are the same
-  // at any thread count for a given width (not across widths, unlike the forward's).
+  // Items split the filters, never the tiles, and every sum visits the tiles in one order
+  // (image, tile row, tile column) whatever the panels; a padded lane adds an exact 0. So the
+  // bits are the same at any thread count and vector width, as the direct product's are.
   const Graph g = filter_graph({5, 21, 9, 11, 19});
   const StateMap feeds = feeds_of(g, 60);
-  for (int width : {0, 8}) {
-    INFO("width " << width);
-    const Tensor one = run(g, feeds, ConvAlgo::winograd, width, 1);
-    for (int threads : {2, 3, 8}) CHECK(bitwise_equal(one, run(g, feeds, ConvAlgo::winograd, width, threads)));
+  const Tensor one = run(g, feeds, ConvAlgo::winograd, 0, 1);
+  for (const auto& [width, threads] :
+       std::vector<std::pair<int, int>>{{0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}}) {
+    INFO("width " << width << " threads " << threads);
+    CHECK(bitwise_equal(one, run(g, feeds, ConvAlgo::winograd, width, threads)));
   }
+  const Graph wide = filter_graph({3, 5, 6, 70, 7});  // 35 tiles across: panels split tile rows at width 4
+  const StateMap wide_feeds = feeds_of(wide, 80);
+  const Tensor wide_one = run(wide, wide_feeds, ConvAlgo::winograd, 0, 1);
+  for (int width : {4, 8}) CHECK(bitwise_equal(wide_one, run(wide, wide_feeds, ConvAlgo::winograd, width, 2)));
 }
 
 TEST_CASE("the compiler says which filter gradients get winograd, and why", "[jit][conv][winograd]") {
