@@ -78,13 +78,13 @@ struct WinogradFilterGrad {
 /// tiles image by image, tile row by tile row (the forward's panels never reorder them; a
 /// padded lane adds an exact 0), so the bits depend on neither the thread count nor the width.
 struct WinogradFilterLayout {
-  WinogradLayout tiles;      // the forward's panels of tiles over the images (its items unused)
-  RegisterTile tile;         // rows over k
-  int64_t col_vectors = 0;   // vectors of c columns per item
-  int64_t col_panels = 0;    // items across c
-  int64_t row_tiles = 0;     // full row tiles of k (a remainder may follow)
-  int64_t row_chunks = 0;    // items down k
-  int64_t chunk_panels = 0;  // panels of tiles transformed together, then reduced
+  WinogradLayout tiles;     // the forward's panels of tiles over the images (its items unused)
+  RegisterTile tile;        // rows over k
+  int64_t col_vectors = 0;  // vectors of c columns per item
+  int64_t col_panels = 0;   // items across c
+  int64_t row_tiles = 0;    // full row tiles of k (a remainder may follow)
+  int64_t row_chunks = 0;   // items down k
+  int64_t pass_panels = 0;  // panels of tiles transformed together, then reduced
   int64_t items = 0;
   int64_t scratch_floats = 0;
 };

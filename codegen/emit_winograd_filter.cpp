@@ -43,7 +43,7 @@ struct Sizes {
 
 Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const int64_t panel_tiles = l.tiles.vectors * width;
-  return {panel_tiles, l.chunk_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows};
+  return {panel_tiles, l.pass_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows};
 }
 
 ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
@@ -97,6 +97,7 @@ class FilterEmitter {
     e_.b.CreateAlignedStore(value, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
   }
 
+  /// One item: its sums from zero, every pass of panels in order, then its part of dw.
   void item_body(llvm::Value* item) {
     Item it;
     llvm::Value* chunk = e_.b.CreateURem(item, i64(l_.row_chunks));
@@ -109,11 +110,11 @@ class FilterEmitter {
     it.k_end = e_.b.CreateSelect(it.last_chunk, i64(v_.k), mul(it.last_tile, l_.tile.rows));
 
     emit_for(e_, kPositions * z_.k_pad * z_.cols, e_.width, [&](llvm::Value* i) { store(sums_, i, e_.splat(0.0f)); });
-    // The panels of tiles in their fixed order, a pass of chunk_panels at a time.
+    // The panels of tiles in their fixed order, pass_panels at a time.
     const int64_t panels = ceil_div(v_.n, l_.tiles.images) * l_.tiles.panels;
-    emit_for(e_, ceil_div(panels, l_.chunk_panels), 1, [&](llvm::Value* pass) {
-      llvm::Value* first = mul(pass, l_.chunk_panels);
-      llvm::Value* count = min(i64(l_.chunk_panels), e_.b.CreateSub(i64(panels), first));
+    emit_for(e_, ceil_div(panels, l_.pass_panels), 1, [&](llvm::Value* pass) {
+      llvm::Value* first = mul(pass, l_.pass_panels);
+      llvm::Value* count = min(i64(l_.pass_panels), e_.b.CreateSub(i64(panels), first));
       emit_range(e_, i64(0), count, [&](llvm::Value* p) {
         const WinogradPanel at = winograd_panel(e_, l_.tiles, add(first, p));
         pack_patches(it, at, mul(p, z_.panel_tiles));
@@ -278,7 +279,7 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
   l.row_tiles = v.k / l.tile.rows;
   l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
   l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
-  l.chunk_panels = std::max<int64_t>(1, kPassTiles / (l.tiles.vectors * width));
+  l.pass_panels = std::max<int64_t>(1, kPassTiles / (l.tiles.vectors * width));
   l.scratch_floats = scratch_parts(v, l, width).total;
   return l;
 }
