@@ -37,6 +37,7 @@ struct ScratchParts {
   int64_t total = 0;
 };
 
+/// Tiles (lanes) of a panel and of a pass, an item's columns of c, and k rounded up to row tiles.
 struct Sizes {
   int64_t panel_tiles, pass_tiles, cols, k_pad;
 };
