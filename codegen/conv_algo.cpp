@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace dagger {
 
 namespace {
@@ -12,32 +14,48 @@ namespace {
 /// channels, 1.12x at 16, 0.76x at 1.
 constexpr int64_t kMinWinogradChannels = 16;
 
+/// The filter gradient's per-position products are [k x c] GEMMs over the tiles, while each
+/// tile's transforms cost in proportion to k + c (and are not overlapped with the products):
+/// `auto` takes Winograd when both are at least this. Measured at batch 64, 1 thread, in CPU
+/// time (docs/performance.md): 0.59x at 8x8 filters, 1.03-1.07x at 16x16 and 0.97x at 32x16,
+/// 1.09-1.32x from 32x32 up.
+constexpr int64_t kMinWinogradFilterChannels = 32;
+
 }  // namespace
 
 ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested) {
-  const bool forward = conv.op == Op::conv2d;
-  if (!forward && conv.op != Op::conv2d_backward_data)
-    return {false, "direct: Winograd here covers the forward and data-gradient products only"};
-  const Shape& filter = g.shape(conv.operands[1]);
+  const bool filter_grad = conv.op == Op::conv2d_backward_filter;
+  const std::string form = filter_grad ? "F(3x3,2x2)" : "F(2x2,3x3)";
+  const Shape& filter = filter_grad ? conv.shape : g.shape(conv.operands[1]);
   if (filter[2] != 3 || filter[3] != 3 || conv.attrs.i("stride") != 1 || conv.attrs.i("pad") != 1)
-    return {false, "direct: Winograd F(2x2,3x3) needs a 3x3 filter, stride 1 and pad 1"};
-  // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
-  const int64_t reduced = forward ? filter[1] : filter[0];
+    return {false, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};
   switch (requested) {
     case ConvAlgo::direct:
       return {false, "direct: --conv-algo direct"};
     case ConvAlgo::winograd:
-      return {true, "winograd F(2x2,3x3): --conv-algo winograd"};
+      return {true, fmt::format("winograd {}: --conv-algo winograd", form)};
     case ConvAlgo::automatic:
-      if (reduced < kMinWinogradChannels)
-        return {false, fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
-                                   "Winograd transforms",
-                                   reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
-      return {true, fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
-                                "2.25x fewer multiplications",
-                                reduced, kMinWinogradChannels)};
+      break;
   }
-  return {false, "direct"};
+  if (filter_grad) {
+    const int64_t fewer = std::min(filter[0], filter[1]);
+    if (fewer < kMinWinogradFilterChannels)
+      return {false, fmt::format("direct (auto): a filter gradient of {}x{} filters (< {} on a side) does not pay "
+                                 "for the Winograd transforms",
+                                 filter[0], filter[1], kMinWinogradFilterChannels)};
+    return {true, fmt::format("winograd F(3x3,2x2) (auto): 3x3 stride 1 pad 1, {}x{} filters (>= {} on both "
+                              "sides), 2.25x fewer multiplications",
+                              filter[0], filter[1], kMinWinogradFilterChannels)};
+  }
+  // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
+  const int64_t reduced = conv.op == Op::conv2d ? filter[1] : filter[0];
+  if (reduced < kMinWinogradChannels)
+    return {false, fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
+                               "Winograd transforms",
+                               reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
+  return {true, fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
+                            "2.25x fewer multiplications",
+                            reduced, kMinWinogradChannels)};
 }
 
 }  // namespace dagger

@@ -1,7 +1,7 @@
 #pragma once
 /// Which algorithm computes each convolution product: the compiler's per-layer choice between
-/// the direct implicit GEMM (codegen/emit_conv.h) and Winograd F(2x2,3x3)
-/// (codegen/emit_winograd.h). No LLVM here, so `dagger ir --why` can print the choice.
+/// the direct implicit GEMM (codegen/emit_conv.h) and Winograd (codegen/emit_winograd.h). No
+/// LLVM here, so `dagger ir --why` can print the choice.
 #include <string>
 
 #include "dagger/graph/graph.h"
@@ -16,9 +16,10 @@ struct ConvChoice {
 };
 
 /// The choice for `conv` (a conv2d, conv2d_backward_data or conv2d_backward_filter node of
-/// `g`) under `requested`. Winograd applies only to the forward and data-gradient products
-/// of 3x3, stride-1, pad-1 convolutions; `auto` takes it where the layer has enough channels
-/// for the transforms to pay (see docs/performance.md for the measurements behind the rule).
+/// `g`) under `requested`. Winograd applies to the three products of 3x3, stride-1, pad-1
+/// convolutions (F(2x2,3x3) forward and for the data gradient, F(3x3,2x2) for the filter
+/// gradient); `auto` takes it where the layer has enough channels for the transforms to pay
+/// (see docs/performance.md for the measurements behind the rules).
 ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested);
 
 }  // namespace dagger

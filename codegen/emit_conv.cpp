@@ -421,17 +421,28 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
   });
 }
 
-/// Emits the filter gradient's GEMM: it sums over the batch in its output, so C is stored as is.
-void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
-                           GemmProblem& p) {
+/// The filter gradient sums over the batch in its output, so its group holds it alone.
+void check_no_epilogue(const Graph& g, const FusionGroup& group) {
   if (group.nodes.size() != 1)
     throw Error(fmt::format("internal error: codegen: %{} ({}) takes no epilogue but its group has {} nodes",
                             group.anchor, op_info(g.node(group.anchor).op).name, group.nodes.size()));
+}
+
+/// Emits the filter gradient's GEMM: it sums over the batch in its output, so C is stored as is.
+void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
+                           GemmProblem& p) {
+  check_no_epilogue(g, group);
   const StridedBuffer dw{kf.args[0], {p.sizes.n, 1}};
   p.store_c = [&e, dw](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     store_at(e, dw, ElementPos{{i, j}, nullptr, mask}, value);
   };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+}
+
+/// The Winograd form of a filter-gradient product.
+WinogradFilterGrad winograd_filter_grad(const Graph& g, const Node& anchor) {
+  const Conv v = conv_of(g, anchor);
+  return {v.n, v.c, v.k, v.h, v.w};
 }
 
 /// The Winograd form of a forward or data-gradient product (the data gradient is the
@@ -467,6 +478,12 @@ GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width,
   const Node& anchor = g.node(group.anchor);
   GemmLayout layout = gemm_layout(sizes_of(g, anchor), width, threads);
   if (!choose_conv_algo(g, anchor, algo).winograd) return layout;
+  if (conv_product(anchor) == ConvProduct::backward_filter) {
+    const WinogradFilterLayout w = winograd_filter_layout(winograd_filter_grad(g, anchor), width, threads);
+    layout.items = w.items;
+    layout.scratch_floats = w.scratch_floats;
+    return layout;
+  }
   const WinogradLayout w = winograd_layout(winograd_conv(g, anchor), width, threads);
   layout.items = w.items;  // k_total stays the direct product's, the FLOPs its work is counted in
   layout.scratch_floats = w.scratch_floats;
@@ -484,7 +501,13 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
                               gemm_layout(p.sizes, e.width, e.threads).panel};
   p.c = kf.args[0];
   if (choose_conv_algo(g, anchor, e.conv_algo).winograd) {
-    emit_by_winograd(e, g, group, kf, operands);
+    if (conv_product(anchor) == ConvProduct::backward_filter) {
+      check_no_epilogue(g, group);
+      emit_winograd_filter(e, winograd_filter_grad(g, anchor), operands.first, operands.second, kf.args[0], kf.begin,
+                           kf.end, kf.args.back());
+    } else {
+      emit_by_winograd(e, g, group, kf, operands);
+    }
     end_kernel(e);
     return;
   }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 
 namespace dagger {
 
@@ -12,8 +11,7 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-/// The 4x4 transform positions xi = 4 * row + column.
-constexpr int kPositions = 16;
+constexpr int kPositions = kWinogradPositions;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
@@ -33,26 +31,6 @@ ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsig
   s.m = s.panel + align16(kPositions * v.in * row);
   s.total = s.m + align16(kPositions * l.tile.rows * row);
   return s;
-}
-
-/// Applies `f` (In -> Out values) along the first index of an In x In block, then along the
-/// second: the 2-D transform X^T d X from the 1-D one, X^T applied to each column.
-template <size_t In, size_t Out, class T, class F>
-std::array<std::array<T, Out>, Out> two_d(const std::array<std::array<T, In>, In>& block, F f) {
-  std::array<std::array<T, Out>, In> down{};  // f along the rows' index, per column
-  for (size_t c = 0; c < In; ++c) {
-    std::array<T, In> column;
-    for (size_t r = 0; r < In; ++r) column[r] = block[r][c];
-    const std::array<T, Out> t = f(column);
-    for (size_t r = 0; r < Out; ++r) down[c][r] = t[r];
-  }
-  std::array<std::array<T, Out>, Out> out{};
-  for (size_t r = 0; r < Out; ++r) {
-    std::array<T, In> row;
-    for (size_t c = 0; c < In; ++c) row[c] = down[c][r];
-    out[r] = f(row);
-  }
-  return out;
 }
 
 class WinogradEmitter {
@@ -79,21 +57,10 @@ class WinogradEmitter {
   }
 
  private:
-  /// Where an item's panel is: its first image and, in each image, its first tile row and column.
-  struct Panel {
-    llvm::Value *b0, *th0, *tw0;
-  };
-
   /// Tiles per image of a panel.
   int64_t image_tiles() const { return l_.panel_rows * l_.panel_cols; }
 
   llvm::Value* i32s(int64_t v) { return e_.splat_i32(static_cast<uint32_t>(static_cast<int32_t>(v))); }
-  llvm::Value* i32_lanes(llvm::Value* scalar) {
-    return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
-  }
-  llvm::Value* within(llvm::Value* a, int64_t bound) {
-    return e_.b.CreateAnd(e_.b.CreateICmpSGE(a, i32s(0)), e_.b.CreateICmpSLT(a, i32s(bound)));
-  }
   llvm::Value* load(llvm::Value* base, llvm::Value* index, llvm::Type* type) {
     return e_.b.CreateAlignedLoad(type, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
   }
@@ -105,10 +72,6 @@ class WinogradEmitter {
 
   llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFAdd(a, b); }
   llvm::Value* sub(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFSub(a, b); }
-  /// B^T d along one axis of a 4x4 input patch.
-  std::array<llvm::Value*, 4> input_1d(const std::array<llvm::Value*, 4>& d) {
-    return {sub(d[0], d[2]), add(d[1], d[2]), sub(d[2], d[1]), sub(d[1], d[3])};
-  }
   /// A^T m along one axis of a 4x4 block of products: 2 outputs.
   std::array<llvm::Value*, 2> output_1d(const std::array<llvm::Value*, 4>& m) {
     return {add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])};
@@ -152,11 +115,8 @@ class WinogradEmitter {
     llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_group));
     llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
     llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
-    const int64_t col_blocks = ceil_div(l_.tiles_w, l_.panel_cols);
-    Panel at;
-    at.b0 = e_.b.CreateMul(e_.b.CreateUDiv(item, e_.i64c(per_group)), e_.i64c(l_.images));
-    at.th0 = e_.b.CreateMul(e_.b.CreateUDiv(panel, e_.i64c(col_blocks)), e_.i64c(l_.panel_rows));
-    at.tw0 = e_.b.CreateMul(e_.b.CreateURem(panel, e_.i64c(col_blocks)), e_.i64c(l_.panel_cols));
+    const WinogradPanel at = winograd_panel(
+        e_, l_, e_.b.CreateAdd(e_.b.CreateMul(e_.b.CreateUDiv(item, e_.i64c(per_group)), e_.i64c(l_.panels)), panel));
     pack_panel(at);
 
     const int rows = l_.tile.rows;
@@ -173,92 +133,17 @@ class WinogradEmitter {
               [&] { row_tile(at, e_.i64c(l_.row_tiles * rows), leftover); });
   }
 
-  /// Where lane t of vector u of a panel's tiles is: its image (from the panel's first), tile
-  /// row and tile column (from the panel's first); nothing past the panel's tiles.
-  struct TileAt {
-    int64_t image, row, col;
-  };
-  std::optional<TileAt> tile_at(int64_t u, int64_t t) const {
-    const int64_t l = u * e_.width + t;
-    if (l >= l_.images * image_tiles()) return std::nullopt;
-    const int64_t p = l % image_tiles();
-    return TileAt{l / image_tiles(), p / l_.panel_cols, p % l_.panel_cols};
-  }
-
-  /// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
-  /// null), built by two-source shuffles: the pattern is known when the kernel is compiled.
-  llvm::Value* assemble(const std::vector<std::pair<llvm::Value*, int>>& lanes) {
-    const int w = static_cast<int>(e_.width);
-    std::vector<llvm::Value*> sources;  // in first-use order
-    for (const auto& [from, lane] : lanes)
-      if (from && std::find(sources.begin(), sources.end(), from) == sources.end()) sources.push_back(from);
-    llvm::Value* result = nullptr;
-    std::vector<int> mask(static_cast<size_t>(w), -1);
-    for (llvm::Value* from : sources) {
-      std::vector<int> next = mask;
-      for (int t = 0; t < w; ++t)
-        if (lanes[static_cast<size_t>(t)].first == from)
-          next[static_cast<size_t>(t)] = (result ? w : 0) + lanes[static_cast<size_t>(t)].second;
-      result = result ? e_.b.CreateShuffleVector(result, from, next) : e_.b.CreateShuffleVector(from, next);
-      for (int t = 0; t < w; ++t)
-        if (next[static_cast<size_t>(t)] >= 0) mask[static_cast<size_t>(t)] = t;
-    }
-    return result ? result : llvm::PoisonValue::get(e_.vf);
-  }
-
-  /// Element (a, b) of the input patch of each tile of vector u, from the panel's input rows
-  /// `loaded` ([image][row][vector], `rows` rows of `vectors` vectors per image).
-  llvm::Value* patch_element(const std::vector<llvm::Value*>& loaded, int64_t rows, int64_t vectors, int64_t u, int a,
-                             int b) {
-    std::vector<std::pair<llvm::Value*, int>> lanes;
-    for (int64_t t = 0; t < e_.width; ++t) {
-      const std::optional<TileAt> tile = tile_at(u, t);
-      if (!tile) {
-        lanes.push_back({nullptr, 0});
-        continue;
-      }
-      const int64_t row = 2 * tile->row + a, col = 2 * tile->col + b;
-      lanes.push_back({loaded[static_cast<size_t>((tile->image * rows + row) * vectors + col / e_.width)],
-                       static_cast<int>(col % e_.width)});
-    }
-    return assemble(lanes);
-  }
-
-  /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel. Per
-  /// channel, the input rows the panel's patches cover are read by masked vector loads (0
-  /// outside the image: the padding), and each patch element's vector is assembled from them
-  /// by shuffles.
-  void pack_panel(const Panel& at) {
-    const int64_t plane = v_.h * v_.w, rows = 2 * l_.panel_rows + 2,
-                  vectors = ceil_div(2 * l_.panel_cols + 2, e_.width);
-    // Per (image, row, vector): the offset from the channel's start, and the lanes inside the image.
-    llvm::Value* left = e_.b.CreateSub(e_.b.CreateMul(at.tw0, e_.i64c(2)), e_.i64c(1));
-    std::vector<llvm::Value*> offsets, masks;
-    for (int64_t image = 0; image < l_.images; ++image)
-      for (int64_t r = 0; r < rows; ++r) {
-        llvm::Value* ih = e_.b.CreateAdd(e_.b.CreateMul(at.th0, e_.i64c(2)), e_.i64c(r - 1));
-        llvm::Value* row_ok = e_.b.CreateAnd(e_.b.CreateICmpULT(ih, e_.i64c(v_.h)),
-                                             e_.b.CreateICmpSLT(e_.b.CreateAdd(at.b0, e_.i64c(image)), e_.i64c(v_.n)));
-        for (int64_t c = 0; c < vectors; ++c) {
-          llvm::Value* iw = e_.b.CreateAdd(left, e_.i64c(c * e_.width));
-          offsets.push_back(
-              e_.b.CreateAdd(e_.b.CreateMul(ih, e_.i64c(v_.w)), e_.b.CreateAdd(iw, e_.i64c(image * v_.in * plane))));
-          llvm::Value* lanes = e_.b.CreateAdd(i32_lanes(iw), e_.lane_ids());
-          masks.push_back(e_.b.CreateAnd(within(lanes, v_.w), e_.b.CreateVectorSplat(e_.width, row_ok)));
-        }
-      }
-    llvm::Value* group = e_.b.CreateInBoundsGEP(e_.f32, input_, e_.b.CreateMul(at.b0, e_.i64c(v_.in * plane)));
+  /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel.
+  void pack_panel(const WinogradPanel& at) {
+    const WinogradPatches patches(e_, l_, v_.n, v_.in, v_.h, v_.w, at);
     emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
-      llvm::Value* channel = e_.b.CreateInBoundsGEP(e_.f32, group, e_.b.CreateMul(i, e_.i64c(plane)));
-      std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
-      for (size_t k = 0; k < offsets.size(); ++k)
-        loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets[k]), kFloatAlign,
-                                               masks[k], llvm::Constant::getNullValue(e_.vf)));
+      const std::vector<llvm::Value*> rows = patches.load(input_, i);
       for (int64_t u = 0; u < l_.vectors; ++u) {
         std::array<std::array<llvm::Value*, 4>, 4> d;
         for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) d[a][b] = patch_element(loaded, rows, vectors, u, a, b);
-        const auto transformed = two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return input_1d(x); });
+          for (int b = 0; b < 4; ++b) d[a][b] = patches.element(rows, u, a, b);
+        const auto transformed =
+            two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return winograd_input_1d(e_, x); });
         llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), e_.i64c(u * e_.width));
         for (int xi = 0; xi < kPositions; ++xi)
           store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / 4][xi % 4]);
@@ -268,7 +153,7 @@ class WinogradEmitter {
 
   /// Output channels [o0, o0 + rows) of the panel: the 16 products on the register tile, then
   /// the output transform and the store, one channel at a time.
-  void row_tile(const Panel& at, llvm::Value* o0, int rows) {
+  void row_tile(const WinogradPanel& at, llvm::Value* o0, int rows) {
     const int vectors = static_cast<int>(l_.vectors);
     const int64_t m_position = l_.tile.rows * row_;
     emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
@@ -324,12 +209,12 @@ class WinogradEmitter {
       lanes.push_back({y[static_cast<size_t>(l / e_.width)][static_cast<size_t>(2 * (row % 2) + col % 2)],
                        static_cast<int>(l % e_.width)});
     }
-    return assemble(lanes);
+    return assemble_lanes(e_, lanes);
   }
 
   /// Stores output channel o of the panel through the epilogue, image by image and output row
   /// by output row, W consecutive positions at a time (what lies past the images masked off).
-  void store_outputs(const Panel& at, llvm::Value* o, const std::vector<std::array<llvm::Value*, 4>>& y) {
+  void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<std::array<llvm::Value*, 4>>& y) {
     const int64_t run = 2 * l_.panel_cols;
     llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(2));
     llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(2));
@@ -398,6 +283,96 @@ WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int thread
 void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* begin,
                    llvm::Value* end, llvm::Value* scratch, const StoreOutput& store) {
   WinogradEmitter(e, v, input, filter, scratch, store).emit(begin, end);
+}
+
+WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index) {
+  llvm::Value* group = e.b.CreateUDiv(index, e.i64c(l.panels));
+  llvm::Value* panel = e.b.CreateURem(index, e.i64c(l.panels));
+  const int64_t col_blocks = ceil_div(l.tiles_w, l.panel_cols);
+  return {e.b.CreateMul(group, e.i64c(l.images)),
+          e.b.CreateMul(e.b.CreateUDiv(panel, e.i64c(col_blocks)), e.i64c(l.panel_rows)),
+          e.b.CreateMul(e.b.CreateURem(panel, e.i64c(col_blocks)), e.i64c(l.panel_cols))};
+}
+
+WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
+                                 const WinogradPanel& at)
+    : e_(e),
+      l_(l),
+      channels_(channels),
+      plane_(h * w),
+      rows_(2 * l.panel_rows + 2),
+      vectors_(ceil_div(2 * l.panel_cols + 2, e.width)) {
+  auto lanes_within = [&](llvm::Value* a, int64_t bound) {
+    return e.b.CreateAnd(e.b.CreateICmpSGE(a, e.splat_i32(0)),
+                         e.b.CreateICmpSLT(a, e.splat_i32(static_cast<uint32_t>(bound))));
+  };
+  group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
+  llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(2)), e.i64c(1));
+  for (int64_t image = 0; image < l.images; ++image)
+    for (int64_t r = 0; r < rows_; ++r) {
+      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(2)), e.i64c(r - 1));
+      llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)),
+                                          e.b.CreateICmpSLT(e.b.CreateAdd(at.b0, e.i64c(image)), e.i64c(n)));
+      for (int64_t c = 0; c < vectors_; ++c) {
+        llvm::Value* iw = e.b.CreateAdd(left, e.i64c(c * e.width));
+        offsets_.push_back(
+            e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, e.i64c(image * channels * plane_))));
+        llvm::Value* lanes = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(iw, e.i32)), e.lane_ids());
+        masks_.push_back(e.b.CreateAnd(lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
+      }
+    }
+}
+
+std::vector<llvm::Value*> WinogradPatches::load(llvm::Value* base, llvm::Value* c) const {
+  llvm::Value* channel =
+      e_.b.CreateInBoundsGEP(e_.f32, base, e_.b.CreateAdd(group_, e_.b.CreateMul(c, e_.i64c(plane_))));
+  std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
+  for (size_t k = 0; k < offsets_.size(); ++k)
+    loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets_[k]), kFloatAlign, masks_[k],
+                                           llvm::Constant::getNullValue(e_.vf)));
+  return loaded;
+}
+
+llvm::Value* WinogradPatches::element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b,
+                                      bool zero_past) const {
+  const int64_t image_tiles = l_.panel_rows * l_.panel_cols;
+  std::vector<std::pair<llvm::Value*, int>> lanes;
+  for (int64_t t = 0; t < e_.width; ++t) {
+    const int64_t tile = u * e_.width + t;  // image, then tile row and column in the panel
+    if (tile >= l_.images * image_tiles) {
+      lanes.push_back({zero_past ? llvm::Constant::getNullValue(e_.vf) : nullptr, 0});
+      continue;
+    }
+    const int64_t image = tile / image_tiles, p = tile % image_tiles;
+    const int64_t row = 2 * (p / l_.panel_cols) + a, col = 2 * (p % l_.panel_cols) + b;
+    lanes.push_back({rows[static_cast<size_t>((image * rows_ + row) * vectors_ + col / e_.width)],
+                     static_cast<int>(col % e_.width)});
+  }
+  return assemble_lanes(e_, lanes);
+}
+
+llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes) {
+  const int w = static_cast<int>(e.width);
+  std::vector<llvm::Value*> sources;  // in first-use order
+  for (const auto& [from, lane] : lanes)
+    if (from && std::find(sources.begin(), sources.end(), from) == sources.end()) sources.push_back(from);
+  llvm::Value* result = nullptr;
+  std::vector<int> mask(static_cast<size_t>(w), -1);
+  for (llvm::Value* from : sources) {
+    std::vector<int> next = mask;
+    for (int t = 0; t < w; ++t)
+      if (lanes[static_cast<size_t>(t)].first == from)
+        next[static_cast<size_t>(t)] = (result ? w : 0) + lanes[static_cast<size_t>(t)].second;
+    result = result ? e.b.CreateShuffleVector(result, from, next) : e.b.CreateShuffleVector(from, next);
+    for (int t = 0; t < w; ++t)
+      if (next[static_cast<size_t>(t)] >= 0) mask[static_cast<size_t>(t)] = t;
+  }
+  return result ? result : llvm::PoisonValue::get(e.vf);
+}
+
+std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d) {
+  return {e.b.CreateFSub(d[0], d[2]), e.b.CreateFAdd(d[1], d[2]), e.b.CreateFSub(d[2], d[1]),
+          e.b.CreateFSub(d[1], d[3])};
 }
 
 }  // namespace dagger

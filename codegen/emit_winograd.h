@@ -15,7 +15,10 @@
 ///     static), so the epilogue sees W consecutive positions as everywhere else.
 /// A parallel item is (images, panel of tiles, chunk of output-channel row tiles); every output
 /// is computed by one item in a fixed order, so the bits do not depend on the thread count.
+#include <array>
 #include <functional>
+#include <utility>
+#include <vector>
 
 #include "dagger/codegen/emit_gemm.h"
 
@@ -54,5 +57,106 @@ using StoreOutput =
 /// Emits items [begin, end) of the product reading `input` ([n, in, h, w]) and `filter`.
 void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* begin,
                    llvm::Value* end, llvm::Value* scratch, const StoreOutput& store);
+
+/// The filter gradient of a 3x3 same convolution of n images (x [n, c, h, w], dy [n, k, h, w])
+/// by Winograd F(3x3,2x2), in codegen/emit_winograd_filter.cpp: per 2x2 tile of dy and its 4x4
+/// input patch d,
+///
+///   dw[k, c] += G^T [ (A dy A^T) * (B^T d B) ] G      (* elementwise over 4x4 positions xi)
+///
+/// with the forward's matrices transposed (the gradient of its trilinear form with respect to
+/// the filter): 16 products per tile and (k, c) pair instead of 36. Summed over images and
+/// tiles, each position is a GEMM [k x c] with a long reduction, run on the GEMM's register
+/// tile (rows over k, vectors over c); dy's tiles are transformed while packing, x's patches
+/// too and then transposed in registers, and G^T M G is applied when dw is written.
+struct WinogradFilterGrad {
+  int64_t n = 0, c = 0, k = 0, h = 0, w = 0;
+};
+
+/// How a WinogradFilterGrad is cut into parallel items, and its scratch. An item is a panel of
+/// c columns and a chunk of k's row tiles and runs the whole reduction. Every sum visits the
+/// tiles image by image, tile row by tile row (the forward's panels never reorder them; a
+/// padded lane adds an exact 0), so the bits depend on neither the thread count nor the width.
+struct WinogradFilterLayout {
+  WinogradLayout tiles;     // the forward's panels of tiles over the images (its items unused)
+  RegisterTile tile;        // rows over k
+  int64_t col_vectors = 0;  // vectors of c columns per item
+  int64_t col_panels = 0;   // items across c
+  int64_t row_tiles = 0;    // full row tiles of k (a remainder may follow)
+  int64_t row_chunks = 0;   // items down k
+  int64_t pass_panels = 0;  // panels of tiles transformed together, then reduced
+  int64_t items = 0;
+  int64_t scratch_floats = 0;
+};
+
+WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigned width, int threads);
+
+/// Emits items [begin, end) of dw ([k, c, 3, 3]) from `x` and `dy`.
+void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, llvm::Value* dy, llvm::Value* dw,
+                          llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);
+
+// What the forward and the filter gradient (codegen/emit_winograd_filter.cpp) share.
+
+/// The transform positions xi = 4 * row + column of a 4x4 block.
+inline constexpr int kWinogradPositions = 16;
+
+/// Where a panel of tiles is: its first image and, in each image, its first tile row and column.
+struct WinogradPanel {
+  llvm::Value *b0, *th0, *tw0;
+};
+
+/// Panel `index` of a layout's sequence: groups of `images` images in order, and within a
+/// group its panels, row-major.
+WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index);
+
+/// The 4x4 input patches around a panel's tiles (rows and columns from 2 * tile - 1), lane t of
+/// vector u of tiles being the panel's tile u * W + t, read from an [n, channels, h, w] buffer
+/// one channel at a time: the rows the patches cover are read by masked vector loads (0 outside
+/// the image, which is the padding, and past the batch), and each element's vector is assembled
+/// from them by shuffles, whose pattern is known when the kernel is compiled.
+class WinogradPatches {
+ public:
+  WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
+                  const WinogradPanel& at);
+  /// The covered rows of channel `c` of the buffer at `base`.
+  std::vector<llvm::Value*> load(llvm::Value* base, llvm::Value* c) const;
+  /// Element (a, b) of the patch of each tile of vector u, from `rows` (load's); lanes past the
+  /// panel's tiles are poison, or 0 where `zero_past`.
+  llvm::Value* element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b, bool zero_past = false) const;
+
+ private:
+  Emit& e_;
+  const WinogradLayout& l_;
+  int64_t channels_, plane_, rows_, vectors_;  // rows_ x vectors_ loads per image
+  llvm::Value* group_;                         // the panel's first image, as an offset in floats
+  std::vector<llvm::Value*> offsets_, masks_;  // per (image, row, vector) from the channel's start
+};
+
+/// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
+/// null), built by two-source shuffles.
+llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
+
+/// B^T d along one axis of a 4x4 input patch: the input transform of both products.
+std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d);
+
+/// Applies `f` (In -> Out values) along the first index of an In x In block, then along the
+/// second: the 2-D transform X^T d X from the 1-D one, X^T applied to each column.
+template <size_t In, size_t Out, class T, class F>
+std::array<std::array<T, Out>, Out> two_d(const std::array<std::array<T, In>, In>& block, F f) {
+  std::array<std::array<T, Out>, In> down{};  // f along the rows' index, per column
+  for (size_t c = 0; c < In; ++c) {
+    std::array<T, In> column;
+    for (size_t r = 0; r < In; ++r) column[r] = block[r][c];
+    const std::array<T, Out> t = f(column);
+    for (size_t r = 0; r < Out; ++r) down[c][r] = t[r];
+  }
+  std::array<std::array<T, Out>, Out> out{};
+  for (size_t r = 0; r < Out; ++r) {
+    std::array<T, In> row;
+    for (size_t c = 0; c < In; ++c) row[c] = down[c][r];
+    out[r] = f(row);
+  }
+  return out;
+}
 
 }  // namespace dagger

@@ -5,10 +5,11 @@
 
 namespace dagger {
 
-/// How the JIT computes a 3x3, stride-1, "same" convolution product (forward or data
-/// gradient): `direct` as an implicit GEMM over every product, `winograd` by the F(2x2,3x3)
-/// minimal-filtering algorithm (2.25x fewer multiplications, rounded differently), `auto`
-/// by the compiler's per-layer rule (codegen/conv_algo.h). Other convolutions are always direct.
+/// How the JIT computes a 3x3, stride-1, "same" convolution product (forward, data or filter
+/// gradient): `direct` as an implicit GEMM over every product, `winograd` by minimal filtering
+/// (F(2x2,3x3), for the filter gradient F(3x3,2x2): 2.25x fewer multiplications, rounded
+/// differently), `auto` by the compiler's per-layer rule (codegen/conv_algo.h). Other
+/// convolutions are always direct.
 enum class ConvAlgo { direct, winograd, automatic };
 
 /// "direct" | "winograd" | "auto"; throws dagger::Error listing the valid names.

@@ -53,6 +53,23 @@ inline double max_rel_error(const Tensor& got, const Tensor& want) {
   return worst;
 }
 
+/// A contraction's float result against its exact value: the largest |got - want|, and the
+/// largest |got - want| / scale, scale being the sum of the |products| its rounding grows with.
+struct Errors {
+  double abs = 0;
+  double scaled = 0;
+};
+
+inline Errors errors_against(const Tensor& got, const xt::xarray<double>& want, const xt::xarray<double>& scale) {
+  Errors e;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::abs(double(got.data()[i]) - want.data()[i]);
+    e.abs = std::max(e.abs, d);
+    e.scaled = std::max(e.scaled, d / std::max(1e-30, scale.data()[i]));
+  }
+  return e;
+}
+
 inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() &&
          std::equal(a.begin(), a.end(), b.begin(), [](float x, float y) { return std::memcmp(&x, &y, sizeof x) == 0; });

@@ -36,11 +36,6 @@ Graph conv_graph(Op op, const Geometry& v, bool epilogue) {
   return g;
 }
 
-struct Errors {
-  double abs = 0;     // max |jit - exact|
-  double scaled = 0;  // max |jit - exact| / (sum of |products| + |bias|), the scale rounding grows with
-};
-
 /// The JIT's output under `algo` against the interpreter in double.
 Errors errors(Op op, const Geometry& v, bool epilogue, ConvAlgo algo, int width = 0, int threads = 1) {
   const Graph g = conv_graph(op, v, epilogue);
@@ -64,13 +59,7 @@ Errors errors(Op op, const Geometry& v, bool epilogue, ConvAlgo algo, int width 
   const Graph bare = conv_graph(op, v, false);
   xt::xarray<double> scale = interpret<double>(bare, abs_feeds, no_state).at("out");
   if (epilogue) scale += xt::abs(exact_feeds["bias"]);
-  Errors e;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = std::abs(double(got.data()[i]) - want.data()[i]);
-    e.abs = std::max(e.abs, d);
-    e.scaled = std::max(e.scaled, d / std::max(1e-30, scale.data()[i]));
-  }
-  return e;
+  return errors_against(got, want, scale);
 }
 
 const std::vector<Geometry> kOdd = {

@@ -1,0 +1,293 @@
+// The filter gradient of a 3x3 same convolution by Winograd F(3x3,2x2) (codegen/emit_winograd.h).
+//
+// Where the matrices come from: the forward's F(2x2,3x3) says y = A^T [(G g) * (B^T d)] for
+// every filter g and patch d (1-D), so the trilinear form sum_i dy_i y_i equals
+// sum_xi (A dy)_xi (G g)_xi (B^T d)_xi. Its derivative with respect to g_j is the filter
+// gradient sum_i dy_i d_(i + j), hence dw = G^T [(A dy) * (B^T d)]: the same input transform,
+// A (4x2) on the 2x2 tile of dy, and G^T (3x4) on the products. 2-D: G^T [...] G.
+#include <llvm/IR/Constants.h>
+
+#include <algorithm>
+
+#include "dagger/codegen/emit_winograd.h"
+
+namespace dagger {
+
+namespace {
+
+const llvm::Align kFloatAlign(4);
+
+constexpr int kPositions = kWinogradPositions;
+
+/// Tiles transformed before each pass of the 16 GEMMs over them: the passes add their sums
+/// into the scratch, so longer passes read and write those sums less often, but their
+/// transformed operands (16 x tiles x (c + k) floats) must stay in L2. A pass carries each sum
+/// on from the one before, so its length changes no sum's order.
+constexpr int64_t kPassTiles = 128;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
+
+/// Where the scratch's parts start, in floats (each on a 64-byte boundary).
+struct ScratchParts {
+  int64_t patches = 0;  // x's transformed patches for W channels of one panel, [xi][W][panel tiles]
+  int64_t columns = 0;  // the same transposed, for a pass: [xi][pass tiles][item columns]
+  int64_t rows = 0;     // dy's transformed tiles for a pass, [xi][k][pass tiles]
+  int64_t sums = 0;     // the item's products summed so far, [xi][k][item columns]
+  int64_t total = 0;
+};
+
+/// Tiles (lanes) of a panel and of a pass, an item's columns of c, and k rounded up to row tiles.
+struct Sizes {
+  int64_t panel_tiles, pass_tiles, cols, k_pad;
+};
+
+Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
+  const int64_t panel_tiles = l.tiles.vectors * width;
+  return {panel_tiles, l.pass_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows};
+}
+
+ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
+  const Sizes z = sizes_of(v, l, width);
+  ScratchParts s;
+  s.columns = align16(kPositions * width * z.panel_tiles);
+  s.rows = s.columns + align16(kPositions * z.pass_tiles * z.cols);
+  s.sums = s.rows + align16(kPositions * z.k_pad * z.pass_tiles);
+  s.total = s.sums + align16(kPositions * z.k_pad * z.cols);
+  return s;
+}
+
+class FilterEmitter {
+ public:
+  FilterEmitter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, llvm::Value* dy, llvm::Value* dw,
+                llvm::Value* scratch)
+      : e_(e),
+        v_(v),
+        l_(winograd_filter_layout(v, e.width, e.threads)),
+        z_(sizes_of(v, l_, e.width)),
+        x_(x),
+        dy_(dy),
+        dw_(dw) {
+    const ScratchParts parts = scratch_parts(v, l_, e.width);
+    auto at = [&](int64_t offset) { return e_.b.CreateInBoundsGEP(e_.f32, scratch, e_.i64c(offset)); };
+    patches_ = at(parts.patches);
+    columns_ = at(parts.columns);
+    rows_ = at(parts.rows);
+    sums_ = at(parts.sums);
+  }
+
+  void emit(llvm::Value* begin, llvm::Value* end) {
+    emit_range(e_, begin, end, [&](llvm::Value* item) { item_body(item); });
+  }
+
+ private:
+  /// An item's part of dw: columns [c0, c0 + cols) and rows [k0, k_end), these being the row
+  /// tiles [first_tile, last_tile) and, in the last chunk, the remainder.
+  struct Item {
+    llvm::Value *c0, *first_tile, *last_tile, *k0, *k_end, *last_chunk;
+  };
+
+  llvm::Value* i64(int64_t v) { return e_.i64c(v); }
+  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateAdd(a, b); }
+  llvm::Value* mul(llvm::Value* a, int64_t b) { return e_.b.CreateMul(a, i64(b)); }
+  llvm::Value* min(llvm::Value* a, llvm::Value* b) { return e_.b.CreateSelect(e_.b.CreateICmpSLT(a, b), a, b); }
+  llvm::Value* load(llvm::Value* base, llvm::Value* index, llvm::Type* type) {
+    return e_.b.CreateAlignedLoad(type, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
+  }
+  void store(llvm::Value* base, llvm::Value* index, llvm::Value* value) {
+    e_.b.CreateAlignedStore(value, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
+  }
+
+  /// One item: its sums from zero, every pass of panels in order, then its part of dw.
+  void item_body(llvm::Value* item) {
+    Item it;
+    llvm::Value* chunk = e_.b.CreateURem(item, i64(l_.row_chunks));
+    it.c0 = mul(e_.b.CreateUDiv(item, i64(l_.row_chunks)), z_.cols);
+    const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
+    it.first_tile = mul(chunk, per_chunk);
+    it.last_tile = min(add(it.first_tile, i64(per_chunk)), i64(l_.row_tiles));
+    it.k0 = mul(it.first_tile, l_.tile.rows);
+    it.last_chunk = e_.b.CreateICmpEQ(chunk, i64(l_.row_chunks - 1));
+    it.k_end = e_.b.CreateSelect(it.last_chunk, i64(v_.k), mul(it.last_tile, l_.tile.rows));
+
+    emit_for(e_, kPositions * z_.k_pad * z_.cols, e_.width, [&](llvm::Value* i) { store(sums_, i, e_.splat(0.0f)); });
+    // The panels of tiles in their fixed order, pass_panels at a time.
+    const int64_t panels = ceil_div(v_.n, l_.tiles.images) * l_.tiles.panels;
+    emit_for(e_, ceil_div(panels, l_.pass_panels), 1, [&](llvm::Value* pass) {
+      llvm::Value* first = mul(pass, l_.pass_panels);
+      llvm::Value* count = min(i64(l_.pass_panels), e_.b.CreateSub(i64(panels), first));
+      emit_range(e_, i64(0), count, [&](llvm::Value* p) {
+        const WinogradPanel at = winograd_panel(e_, l_.tiles, add(first, p));
+        pack_patches(it, at, mul(p, z_.panel_tiles));
+        pack_tiles(it, at, mul(p, z_.panel_tiles));
+      });
+      reduce(it, mul(count, z_.panel_tiles));
+    });
+    write(it);
+  }
+
+  /// x's patches of the panel transformed (B^T d B), into pass rows t0.. of the columns: for W
+  /// channels at a time, with the tiles in the lanes, then transposed in registers.
+  void pack_patches(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
+    const WinogradPatches patches(e_, l_.tiles, v_.n, v_.c, v_.h, v_.w, at);
+    const int64_t w = e_.width;
+    emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
+      llvm::Value* c_group = add(it.c0, mul(group, w));
+      emit_for(e_, w, 1, [&](llvm::Value* lane) {
+        llvm::Value* c = add(c_group, lane);
+        auto to = [&](int xi, int64_t u) { return add(mul(add(i64(xi * w), lane), z_.panel_tiles), i64(u * w)); };
+        emit_if(e_, e_.b.CreateICmpSLT(c, i64(v_.c)), [&] {
+          const std::vector<llvm::Value*> rows = patches.load(x_, c);
+          for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
+            std::array<std::array<llvm::Value*, 4>, 4> d;
+            for (int a = 0; a < 4; ++a)
+              for (int b = 0; b < 4; ++b) d[a][b] = patches.element(rows, u, a, b, true);
+            const auto t =
+                two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& r) { return winograd_input_1d(e_, r); });
+            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), t[xi / 4][xi % 4]);
+          }
+        });
+        emit_if(e_, e_.b.CreateICmpSGE(c, i64(v_.c)), [&] {  // a column past c: zeros
+          for (int64_t u = 0; u < l_.tiles.vectors; ++u)
+            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), e_.splat(0.0f));
+        });
+      });
+      emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
+        for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
+          std::vector<llvm::Value*> lanes;  // per channel, W tiles
+          for (int64_t ch = 0; ch < w; ++ch)
+            lanes.push_back(load(patches_, add(mul(add(mul(xi, w), i64(ch)), z_.panel_tiles), i64(u * w)), e_.vf));
+          transpose(e_, lanes);  // per tile, W channels
+          llvm::Value* row = add(add(mul(xi, z_.pass_tiles), t0), i64(u * w));
+          for (int64_t r = 0; r < w; ++r)
+            store(columns_, add(mul(add(row, i64(r)), z_.cols), mul(group, w)), lanes[static_cast<size_t>(r)]);
+        }
+      });
+    });
+  }
+
+  /// dy's 2x2 tiles of the panel transformed (A dy A^T), into pass columns t0.. of the rows.
+  void pack_tiles(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
+    const WinogradPatches patches(e_, l_.tiles, v_.n, v_.k, v_.h, v_.w, at);
+    // A dy along one axis: (a, a + b, a - b, -b).
+    auto tile_1d = [&](const std::array<llvm::Value*, 2>& g) -> std::array<llvm::Value*, 4> {
+      return {g[0], e_.b.CreateFAdd(g[0], g[1]), e_.b.CreateFSub(g[0], g[1]), e_.b.CreateFNeg(g[1])};
+    };
+    emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
+      const std::vector<llvm::Value*> rows = patches.load(dy_, k);
+      llvm::Value* kl = e_.b.CreateSub(k, it.k0);
+      for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
+        std::array<std::array<llvm::Value*, 2>, 2> g;  // the tile is the patch's middle 2x2
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b) g[a][b] = patches.element(rows, u, a + 1, b + 1, true);
+        const auto t = two_d<2, 4>(g, tile_1d);
+        for (int xi = 0; xi < kPositions; ++xi) {
+          llvm::Value* at_xi = add(mul(add(i64(xi * z_.k_pad), kl), z_.pass_tiles), add(t0, i64(u * e_.width)));
+          store(rows_, at_xi, t[xi / 4][xi % 4]);
+        }
+      }
+    });
+  }
+
+  /// Adds the pass's `tiles` tiles into the sums: per position, the item's row tiles over its
+  /// columns on the register tile.
+  void reduce(const Item& it, llvm::Value* tiles) {
+    const int rows = l_.tile.rows;
+    emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
+      if (l_.row_tiles > 0)
+        emit_range(e_, it.first_tile, it.last_tile,
+                   [&](llvm::Value* t) { row_tile(xi, e_.b.CreateSub(mul(t, rows), it.k0), rows, tiles); });
+      const int leftover = static_cast<int>(v_.k - l_.row_tiles * rows);
+      if (leftover > 0)
+        emit_if(e_, it.last_chunk,
+                [&] { row_tile(xi, e_.b.CreateSub(i64(l_.row_tiles * rows), it.k0), leftover, tiles); });
+    });
+  }
+
+  /// Item rows [kl, kl + rows) at position xi: sums += rows' tiles x columns' tiles, one FMA
+  /// chain per sum along the tiles in order.
+  void row_tile(llvm::Value* xi, llvm::Value* kl, int rows, llvm::Value* tiles) {
+    const int vectors = static_cast<int>(l_.col_vectors);
+    llvm::Value* sums_at = mul(add(mul(xi, z_.k_pad), kl), z_.cols);
+    auto sum_index = [&](int r, int v) { return add(sums_at, i64(r * z_.cols + v * e_.width)); };
+    std::vector<llvm::Value*> acc;
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < vectors; ++v) acc.push_back(load(sums_, sum_index(r, v), e_.vf));
+    llvm::Value* a_base = mul(add(mul(xi, z_.k_pad), kl), z_.pass_tiles);
+    llvm::Value* b_base = mul(xi, z_.pass_tiles * z_.cols);
+    acc = emit_range_loop(e_, i64(0), tiles, acc, [&](llvm::Value* t, const std::vector<llvm::Value*>& in) {
+      std::vector<llvm::Value*> a, b;
+      for (int r = 0; r < rows; ++r) a.push_back(load(rows_, add(a_base, add(t, i64(r * z_.pass_tiles))), e_.f32));
+      llvm::Value* b_at = add(b_base, mul(t, z_.cols));
+      for (int v = 0; v < vectors; ++v) b.push_back(load(columns_, add(b_at, i64(v * e_.width)), e_.vf));
+      return tile_fmas(e_, a, b, in);
+    });
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < vectors; ++v) store(sums_, sum_index(r, v), acc[static_cast<size_t>(r * vectors + v)]);
+  }
+
+  /// dw[k, c] = G^T M G for the item's rows and columns, W columns at a time (lanes past c
+  /// masked off), scattered into the [k, c, 3, 3] filter.
+  void write(const Item& it) {
+    llvm::Value* half = e_.splat(0.5f);
+    // G^T m along one axis: (m0 + (m1 + m2) / 2, (m1 - m2) / 2, (m1 + m2) / 2 + m3).
+    auto output_1d = [&](const std::array<llvm::Value*, 4>& m) -> std::array<llvm::Value*, 3> {
+      llvm::Value* sum = e_.b.CreateFMul(e_.b.CreateFAdd(m[1], m[2]), half);
+      return {e_.b.CreateFAdd(m[0], sum), e_.b.CreateFMul(e_.b.CreateFSub(m[1], m[2]), half),
+              e_.b.CreateFAdd(sum, m[3])};
+    };
+    auto lanes = [&](llvm::Value* scalar) {
+      return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
+    };
+    emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
+      llvm::Value* kl = e_.b.CreateSub(k, it.k0);
+      emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
+        std::array<std::array<llvm::Value*, 4>, 4> m;
+        for (int xi = 0; xi < kPositions; ++xi)
+          m[xi / 4][xi % 4] = load(sums_, add(mul(add(i64(xi * z_.k_pad), kl), z_.cols), mul(group, e_.width)), e_.vf);
+        const auto y = two_d<4, 3>(m, output_1d);
+        llvm::Value* c = add(lanes(add(it.c0, mul(group, e_.width))), e_.lane_ids());
+        llvm::Value* mask = e_.b.CreateICmpSLT(c, e_.splat_i32(static_cast<uint32_t>(v_.c)));
+        llvm::Value* first = e_.b.CreateMul(add(lanes(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
+        for (int r = 0; r < 3; ++r)
+          for (int s = 0; s < 3; ++s) {
+            llvm::Value* index = e_.b.CreateSExt(add(first, e_.splat_i32(static_cast<uint32_t>(3 * r + s))),
+                                                 llvm::FixedVectorType::get(e_.i64, e_.width));
+            e_.b.CreateMaskedScatter(y[r][s], e_.b.CreateInBoundsGEP(e_.f32, dw_, index), kFloatAlign, mask);
+          }
+      });
+    });
+  }
+
+  Emit& e_;
+  const WinogradFilterGrad& v_;
+  WinogradFilterLayout l_;
+  Sizes z_;
+  llvm::Value *x_, *dy_, *dw_;
+  llvm::Value *patches_ = nullptr, *columns_ = nullptr, *rows_ = nullptr, *sums_ = nullptr;
+};
+
+}  // namespace
+
+WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigned width, int threads) {
+  WinogradFilterLayout l;
+  l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr}, width, threads);
+  l.tile = register_tile(width);
+  // As few column panels as the register tile allows, then as even as they can be.
+  const int64_t c_vectors = ceil_div(v.c, width);
+  l.col_panels = ceil_div(c_vectors, l.tile.vectors);
+  l.col_vectors = ceil_div(c_vectors, l.col_panels);
+  l.row_tiles = v.k / l.tile.rows;
+  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
+  l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
+  l.pass_panels = std::max<int64_t>(1, kPassTiles / (l.tiles.vectors * width));
+  l.scratch_floats = scratch_parts(v, l, width).total;
+  return l;
+}
+
+void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, llvm::Value* dy, llvm::Value* dw,
+                          llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {
+  FilterEmitter(e, v, x, dy, dw, scratch).emit(begin, end);
+}
+
+}  // namespace dagger

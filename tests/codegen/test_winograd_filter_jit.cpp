@@ -1,0 +1,184 @@
+// Winograd F(3x3,2x2) filter gradients (codegen/emit_winograd_filter.cpp): its matrices in
+// double, then the kernels against the interpreter in double on shapes that leave partial tiles,
+// panels, passes and register tiles: maps 7x7, 5x9, 1x1, 2x3 and one wider than a panel; 1, 3
+// and 17 channels on either side; batches of 1, 3 and 7; every vector width; the same bits at
+// any width and thread count; and what chooses it.
+#include <fmt/format.h>
+
+#include <array>
+#include <catch2/catch.hpp>
+#include <iostream>
+#include <random>
+
+#include "codegen/jit_support.h"
+#include "dagger/codegen/conv_algo.h"
+#include "dagger/codegen/fusion.h"
+
+using namespace dagger;
+using namespace dagger::testing;
+
+namespace {
+
+struct Geometry {
+  int64_t n, c, h, w, k;
+};
+
+/// dw = conv2d_backward_filter(x, dy) of a 3x3 same convolution.
+Graph filter_graph(const Geometry& v) {
+  Graph g;
+  const Attrs attrs{{"stride", int64_t(1)}, {"pad", int64_t(1)}, {"shape", Shape{v.k, v.c, 3, 3}}};
+  g.set_output("dw", g.add(Op::conv2d_backward_filter,
+                           {input(g, "x", {v.n, v.c, v.h, v.w}), input(g, "dy", {v.n, v.k, v.h, v.w})}, attrs));
+  return g;
+}
+
+StateMap feeds_of(const Graph& g, uint32_t seed) {
+  StateMap feeds;
+  for (NodeId id : g.nodes_of(Op::input)) feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
+  return feeds;
+}
+
+Tensor run(const Graph& g, const StateMap& feeds, ConvAlgo algo, int width, int threads) {
+  JitOptions options;
+  options.vector_width = width;
+  options.threads = threads;
+  options.conv_algo = algo;
+  StateMap none;
+  return compile_jit(g, options)->run(feeds, none).at("dw");
+}
+
+/// The JIT's filter gradient under `algo` against the interpreter in double.
+Errors errors(const Geometry& v, ConvAlgo algo, int width = 0, int threads = 1) {
+  const Graph g = filter_graph(v);
+  const StateMap feeds = feeds_of(g, 70);
+  TensorMap<double> exact, absolute, none;
+  for (const auto& [name, t] : feeds) {
+    exact[name] = xt::cast<double>(t);
+    absolute[name] = xt::abs(exact[name]);
+  }
+  const Tensor got = run(g, feeds, algo, width, threads);
+  const xt::xarray<double> want = interpret<double>(g, exact, none).at("dw");
+  const xt::xarray<double> scale = interpret<double>(g, absolute, none).at("dw");  // sum of |products|
+  return errors_against(got, want, scale);
+}
+
+const std::vector<Geometry> kOdd = {
+    {1, 1, 1, 1, 1},   {3, 3, 7, 7, 17}, {1, 17, 5, 9, 3},  {3, 17, 2, 3, 1},
+    {1, 3, 1, 7, 17},  {3, 1, 9, 5, 3},  {1, 3, 4, 130, 5},  // 65 tiles across: more than one panel per tile row
+    {7, 2, 5, 5, 4},    // 9 tiles an image: images share a panel, the last group partial
+    {3, 40, 7, 7, 19},  // more columns than one register tile (two column panels) and a row remainder
+};
+
+// Measured over these shapes and the cnn3 and rescnn layers at batch 16 (below): F(3x3,2x2) in
+// float is within 3.3e-7 of the exact value relative to the sum of the |products| (2.2e-7 on
+// the layers, where direct reaches 2.5e-7: both sum one chain over the images' tiles); the
+// bound leaves a factor of 6.
+constexpr double kWinogradScaled = 2e-6;
+
+}  // namespace
+
+TEST_CASE("F(3x3,2x2): G^T [(A dy A^T) * (B^T d B)] G is the 3x3 correlation of a patch with a tile", "[winograd]") {
+  // The forward's F(2x2,3x3) matrices, transposed as emit_winograd_filter.cpp derives.
+  const double bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  const double a[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};
+  const double gt[3][4] = {{1, 0.5, 0.5, 0}, {0, 0.5, -0.5, 0}, {0, 0.5, 0.5, 1}};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (int trial = 0; trial < 20; ++trial) {
+    double d[4][4], dy[2][2];
+    for (auto& row : d)
+      for (double& x : row) x = dist(rng);
+    for (auto& row : dy)
+      for (double& x : row) x = dist(rng);
+    double u[4][4] = {}, v[4][4] = {}, dw[3][3] = {};
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int p = 0; p < 4; ++p)
+          for (int q = 0; q < 4; ++q) {
+            if (p < 2 && q < 2) u[i][j] += a[i][p] * dy[p][q] * a[j][q];
+            v[i][j] += bt[i][p] * d[p][q] * bt[j][q];
+          }
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s)
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j) dw[r][s] += gt[r][i] * u[i][j] * v[i][j] * gt[s][j];
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s) {
+        double want = 0;  // dw[r][s] = sum over the tile of dy[p][q] d[p + r][q + s]
+        for (int p = 0; p < 2; ++p)
+          for (int q = 0; q < 2; ++q) want += dy[p][q] * d[p + r][q + s];
+        CHECK(dw[r][s] == Approx(want).margin(1e-12));
+      }
+  }
+}
+
+TEST_CASE("winograd filter gradients match the interpreter on odd shapes", "[jit][conv][winograd]") {
+  double worst = 0;
+  for (const Geometry& v : kOdd) {
+    INFO("N " << v.n << " C " << v.c << " H " << v.h << " W " << v.w << " K " << v.k);
+    const Errors e = errors(v, ConvAlgo::winograd);
+    CHECK(e.scaled < kWinogradScaled);
+    worst = std::max(worst, e.scaled);
+  }
+  std::cout << "winograd filter gradient, odd shapes: max error relative to the sum of |products| " << worst << "\n";
+}
+
+TEST_CASE("winograd filter gradients on the cnn3 and rescnn layer shapes: error against double",
+          "[jit][conv][winograd][slow]") {
+  // Batch 16 of each 3x3 layer: 1->32 and 32->32 at 28x28, 32->64 and 64->64 at 14x14, 64->128
+  // and 128->128 at 7x7; and rescnn's 16-channel layers.
+  const std::vector<Geometry> layers = {{16, 1, 28, 28, 32},  {16, 32, 28, 28, 32}, {16, 32, 14, 14, 64},
+                                        {16, 64, 14, 14, 64}, {16, 64, 7, 7, 128},  {16, 128, 7, 7, 128},
+                                        {16, 16, 28, 28, 16}};
+  for (const Geometry& v : layers) {
+    INFO("C " << v.c << " H " << v.h << " K " << v.k);
+    const Errors wino = errors(v, ConvAlgo::winograd);
+    const Errors direct = errors(v, ConvAlgo::direct);
+    std::cout << fmt::format(
+        "filter gradient N {} C {} HxW {}x{} K {}: max abs error direct {:.2e} winograd {:.2e}; relative to "
+        "sum |products| direct {:.2e} winograd {:.2e}\n",
+        v.n, v.c, v.h, v.w, v.k, direct.abs, wino.abs, direct.scaled, wino.scaled);
+    CHECK(wino.scaled < kWinogradScaled);
+  }
+}
+
+TEST_CASE("winograd filter gradients: other vector widths, and the same bits at any width and thread count",
+          "[jit][conv][winograd]") {
+  for (int width : {4, 8, 16}) {
+    INFO("width " << width);
+    CHECK(errors(kOdd[1], ConvAlgo::winograd, width, 2).scaled < kWinogradScaled);
+    CHECK(errors(kOdd[6], ConvAlgo::winograd, width, 3).scaled < kWinogradScaled);
+    CHECK(errors(kOdd[8], ConvAlgo::winograd, width, 2).scaled < kWinogradScaled);
+  }
+  // Items split the filters, never the tiles, and every sum visits the tiles in one order
+  // (image, tile row, tile column) whatever the panels; a padded lane adds an exact 0. So the
+  // bits are the same at any thread count and vector width, as the direct product's are.
+  const Graph g = filter_graph({5, 21, 9, 11, 19});
+  const StateMap feeds = feeds_of(g, 60);
+  const Tensor one = run(g, feeds, ConvAlgo::winograd, 0, 1);
+  for (const auto& [width, threads] :
+       std::vector<std::pair<int, int>>{{0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}}) {
+    INFO("width " << width << " threads " << threads);
+    CHECK(bitwise_equal(one, run(g, feeds, ConvAlgo::winograd, width, threads)));
+  }
+  const Graph wide = filter_graph({3, 5, 6, 70, 7});  // 35 tiles across: panels split tile rows at width 4
+  const StateMap wide_feeds = feeds_of(wide, 80);
+  const Tensor wide_one = run(wide, wide_feeds, ConvAlgo::winograd, 0, 1);
+  for (int width : {4, 8}) CHECK(bitwise_equal(wide_one, run(wide, wide_feeds, ConvAlgo::winograd, width, 2)));
+}
+
+TEST_CASE("the compiler says which filter gradients get winograd, and why", "[jit][conv][winograd]") {
+  const Graph g = filter_graph({2, 3, 8, 8, 32});
+  const Node& thin = g.node(g.outputs()[0].second);
+  CHECK_FALSE(choose_conv_algo(g, thin, ConvAlgo::automatic).winograd);  // 3 input channels
+  const Graph narrow = filter_graph({2, 32, 8, 8, 16});
+  CHECK_FALSE(choose_conv_algo(narrow, narrow.node(narrow.outputs()[0].second), ConvAlgo::automatic).winograd);
+  CHECK(choose_conv_algo(g, thin, ConvAlgo::winograd).winograd);
+  CHECK_THAT(choose_conv_algo(g, thin, ConvAlgo::automatic).why,
+             Catch::Contains("direct (auto): a filter gradient of 32x3 filters"));
+  const Graph deep = filter_graph({2, 32, 8, 8, 32});
+  CHECK(choose_conv_algo(deep, deep.node(deep.outputs()[0].second), ConvAlgo::automatic).winograd);
+  CHECK_FALSE(choose_conv_algo(deep, deep.node(deep.outputs()[0].second), ConvAlgo::direct).winograd);
+  CHECK_THAT(describe_fusion(deep, fuse(deep), true, ConvAlgo::automatic),
+             Catch::Contains("winograd F(3x3,2x2) (auto): 3x3 stride 1 pad 1, 32x32 filters"));
+}
