@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
-
 namespace dagger {
 
 namespace {
@@ -14,12 +12,15 @@ namespace {
 /// channels, 1.12x at 16, 0.76x at 1.
 constexpr int64_t kMinWinogradChannels = 16;
 
-/// The filter gradient's per-position products are [k x c] GEMMs over the tiles, while each
-/// tile's transforms cost in proportion to k + c (and are not overlapped with the products):
-/// `auto` takes Winograd when both are at least this. Measured at batch 64, 1 thread, in CPU
-/// time (docs/performance.md): 0.59x at 8x8 filters, 1.03-1.07x at 16x16 and 0.97x at 32x16,
-/// 1.09-1.32x from 32x32 up.
-constexpr int64_t kMinWinogradFilterChannels = 32;
+/// `auto` leaves every filter gradient direct. Its Winograd form (F(3x3,2x2), taken with
+/// `--conv-algo winograd`) computes [k x c] products over the tiles after transforms that cost
+/// in proportion to k + c and are not overlapped with the products; measured at batch 64
+/// (docs/performance.md) it gains 1.09-1.32x per layer from 32x32 filters up on one thread but
+/// 0.92-1.16x on two, where threads re-pack x, and no step time moved beyond the noise. Taking
+/// it would change the bits of every CNN's training for that.
+constexpr const char* kFilterGradientStaysDirect =
+    "direct (auto): the Winograd filter gradient F(3x3,2x2) has not measured faster over a whole training step "
+    "(--conv-algo winograd takes it)";
 
 }  // namespace
 
@@ -37,16 +38,7 @@ ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested
     case ConvAlgo::automatic:
       break;
   }
-  if (filter_grad) {
-    const int64_t fewer = std::min(filter[0], filter[1]);
-    if (fewer < kMinWinogradFilterChannels)
-      return {false, fmt::format("direct (auto): a filter gradient of {}x{} filters (< {} on a side) does not pay "
-                                 "for the Winograd transforms",
-                                 filter[0], filter[1], kMinWinogradFilterChannels)};
-    return {true, fmt::format("winograd F(3x3,2x2) (auto): 3x3 stride 1 pad 1, {}x{} filters (>= {} on both "
-                              "sides), 2.25x fewer multiplications",
-                              filter[0], filter[1], kMinWinogradFilterChannels)};
-  }
+  if (filter_grad) return {false, kFilterGradientStaysDirect};
   // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
   const int64_t reduced = conv.op == Op::conv2d ? filter[1] : filter[0];
   if (reduced < kMinWinogradChannels)

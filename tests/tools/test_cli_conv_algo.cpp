@@ -28,9 +28,12 @@ TEST_CASE("dagger ir --stage fused --why names each convolution's algorithm and 
   // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): a reduction over 1 channel (< 16)"));
   CHECK_THAT(automatic.output, Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels"));
-  // conv1's filter gradient is 32x1 filters; conv2's and conv3's 32x32 and more.
-  CHECK_THAT(automatic.output, Catch::Contains("direct (auto): a filter gradient of 32x1 filters (< 32 on a side)"));
-  CHECK_THAT(automatic.output, Catch::Contains("winograd F(3x3,2x2) (auto): 3x3 stride 1 pad 1, "));
+  // Filter gradients stay direct under auto; --conv-algo winograd takes conv2's and conv3's.
+  CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not"));
+  CHECK_THAT(automatic.output, !Catch::Contains("winograd F(3x3,2x2)"));
+  const Outcome winograd = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd");
+  REQUIRE(winograd.status == 0);
+  CHECK_THAT(winograd.output, Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd"));
   const Outcome direct = run_dagger("ir cnn3 --stage fused --why --conv-algo direct");
   REQUIRE(direct.status == 0);
   CHECK_THAT(direct.output, Catch::Contains("direct: --conv-algo direct"));
