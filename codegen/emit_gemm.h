@@ -35,6 +35,8 @@ struct GemmSizes {
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
   bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
+  bool one_slice = false;   // the reduction in one slice, so C is stored once, finished: its
+                            // buffer may then be the parameter an epilogue reads (in place)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.

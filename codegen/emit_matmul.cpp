@@ -31,8 +31,14 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 /// set). Such an A is offered for packing; other strides measured no better packed.
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
-/// The wide register tile where the output has 64 columns or more (see register_tile).
-GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64}; }
+/// The wide register tile where the output has 64 columns or more (see register_tile). An
+/// output stored in place into a parameter its epilogue reads (an optimizer's new weight,
+/// plan_in_place) must never hold partial sums: the reduction then runs in one slice.
+GemmSizes sizes_of(const MatmulDims& d, const FusionGroup& group) {
+  const bool in_place =
+      std::ranges::any_of(group.in_place, [&](const auto& write) { return write.first == group.root; });
+  return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, in_place};
+}
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
 /// consecutive floats of A's row k, moved by masked vectors.
@@ -93,7 +99,7 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
 }  // namespace
 
 GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
-  return gemm_layout(sizes_of(dims_of(g, group.anchor)), width, threads);
+  return gemm_layout(sizes_of(dims_of(g, group.anchor), group), width, threads);
 }
 
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -104,7 +110,8 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
-  const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
+  allow_in_place_aliases(kf, group);
+  const GemmLayout layout = gemm_layout(sizes_of(d, group), e.width, e.threads);
 
   llvm::Value* current = nullptr;
   const Shape out{d.m, d.n};
@@ -119,7 +126,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
 
   GemmProblem p;
-  p.sizes = sizes_of(d);
+  p.sizes = sizes_of(d, group);
   p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
@@ -133,7 +140,10 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;
-    for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
+    // Every output before any store: an output written in place replaces a value the others read.
+    std::vector<llvm::Value*> values;
+    for (const ElementGen& output : epilogue) values.push_back(output(pos));
+    for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
   };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
   end_kernel(e);
