@@ -131,6 +131,16 @@ class GemmEmitter {
     auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
     auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
 
+    if (p_.prefetch_c) {
+      auto prefetch = [&] {
+        for (int r = 0; r < rows; ++r)
+          for (int v = 0; v < vectors; ++v) p_.prefetch_c(b, row(r), col(v));
+      };
+      if (slice.one)
+        prefetch();
+      else
+        emit_if(e_, slice.last, prefetch);
+    }
     std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
     if (!slice.one)
       for (int r = 0; r < rows; ++r)

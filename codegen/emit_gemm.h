@@ -88,6 +88,11 @@ struct GemmProblem {
   /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
   /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
+  /// Optional: prefetches what store_c reads from memory for C[i, j .. j + W) of problem `b`,
+  /// called for each of a tile's vectors before its last slice of the reduction, so that an
+  /// epilogue's operands (an optimizer's parameter and moments, whose rows a panel walks one
+  /// page apart) arrive while the tile's FMAs run.
+  std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j)> prefetch_c;
   /// C itself, [batch, m, n] contiguous: partial sums are kept there between reduction slices
   /// and blocks. A kernel whose epilogue is not the identity therefore writes its output
   /// buffer twice, but only ever reads back what it wrote.

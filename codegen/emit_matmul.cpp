@@ -145,6 +145,20 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     for (const ElementGen& output : epilogue) values.push_back(output(pos));
     for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
   };
+  // The epilogue's operands of C's shape are read tile by tile down a panel, a row of each per
+  // page or so: prefetched, they arrive during the tile's reduction.
+  std::vector<llvm::Value*> same_shape;
+  const std::vector<NodeId>& operands = g.node(group.anchor).operands;
+  for (size_t k = 0; k < group.inputs.size(); ++k)
+    if (g.shape(group.inputs[k]) == out && std::ranges::count(operands, group.inputs[k]) == 0)
+      same_shape.push_back(kf.args[first_input + k]);
+  if (!same_shape.empty())
+    p.prefetch_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j) {
+      llvm::Value* offset = e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j);
+      for (llvm::Value* buffer : same_shape)
+        e.b.CreateIntrinsic(llvm::Intrinsic::prefetch, {e.ptr},
+                            {e.b.CreateInBoundsGEP(e.f32, buffer, offset), e.b.getInt32(0), e.b.getInt32(3), e.b.getInt32(1)});
+    };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
   end_kernel(e);
 }
