@@ -20,11 +20,6 @@ ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> opera
 std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup& group,
                                       const std::function<ElementGen(NodeId)>& input);
 
-/// Removes `noalias` from the kernel body's pointers that group.in_place makes share a buffer
-/// (an output and the source it replaces). The kernel must compute every output of an element
-/// before it stores any, so that each element of the source is read before it is overwritten.
-void allow_in_place_aliases(const KernelFunction& kf, const FusionGroup& group);
-
 /// The parallel items of an elementwise group's kernel (see nest_items).
 int64_t elementwise_items(const Graph& g, const FusionGroup& group);
 

@@ -131,16 +131,6 @@ class GemmEmitter {
     auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
     auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
 
-    if (p_.prefetch_c) {
-      auto prefetch = [&] {
-        for (int r = 0; r < rows; ++r)
-          for (int v = 0; v < vectors; ++v) p_.prefetch_c(b, row(r), col(v));
-      };
-      if (slice.one)
-        prefetch();
-      else
-        emit_if(e_, slice.last, prefetch);
-    }
     std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
     if (!slice.one)
       for (int r = 0; r < rows; ++r)
@@ -267,7 +257,6 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
   l.k_slice =
       s.k_dims.empty() ? 1 : std::clamp<int64_t>(slice_floats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
-  if (s.one_slice && !s.k_dims.empty()) l.k_slice = s.k_dims[0];
   // Blocks of A (host_tuning.h) where A is larger than its share of L2 and is read by more
   // than one panel: without them, every panel streams all of A from L3.
   const int64_t a_block_floats = host_tuning().a_block_floats;

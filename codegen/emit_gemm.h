@@ -35,8 +35,6 @@ struct GemmSizes {
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
   bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
-  bool one_slice = false;   // the reduction in one slice, so C is stored once, finished: its
-                            // buffer may then be the parameter an epilogue reads (in place)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -88,11 +86,6 @@ struct GemmProblem {
   /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
   /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
-  /// Optional: prefetches what store_c reads from memory for C[i, j .. j + W) of problem `b`,
-  /// called for each of a tile's vectors before its last slice of the reduction, so that an
-  /// epilogue's operands (an optimizer's parameter and moments, whose rows a panel walks one
-  /// page apart) arrive while the tile's FMAs run.
-  std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j)> prefetch_c;
   /// C itself, [batch, m, n] contiguous: partial sums are kept there between reduction slices
   /// and blocks. A kernel whose epilogue is not the identity therefore writes its output
   /// buffer twice, but only ever reads back what it wrote.

@@ -31,14 +31,8 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 /// set). Such an A is offered for packing; other strides measured no better packed.
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
-/// The wide register tile where the output has 64 columns or more (see register_tile). An
-/// output stored in place into a parameter its epilogue reads (an optimizer's new weight,
-/// plan_in_place) must never hold partial sums: the reduction then runs in one slice.
-GemmSizes sizes_of(const MatmulDims& d, const FusionGroup& group) {
-  const bool in_place =
-      std::ranges::any_of(group.in_place, [&](const auto& write) { return write.first == group.root; });
-  return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, in_place};
-}
+/// The wide register tile where the output has 64 columns or more (see register_tile).
+GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64}; }
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
 /// consecutive floats of A's row k, moved by masked vectors.
@@ -99,7 +93,7 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
 }  // namespace
 
 GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
-  return gemm_layout(sizes_of(dims_of(g, group.anchor), group), width, threads);
+  return gemm_layout(sizes_of(dims_of(g, group.anchor)), width, threads);
 }
 
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -110,8 +104,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
-  allow_in_place_aliases(kf, group);
-  const GemmLayout layout = gemm_layout(sizes_of(d, group), e.width, e.threads);
+  const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
 
   llvm::Value* current = nullptr;
   const Shape out{d.m, d.n};
@@ -126,7 +119,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
 
   GemmProblem p;
-  p.sizes = sizes_of(d, group);
+  p.sizes = sizes_of(d);
   p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
@@ -140,25 +133,8 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;
-    // Every output before any store: an output written in place replaces a value the others read.
-    std::vector<llvm::Value*> values;
-    for (const ElementGen& output : epilogue) values.push_back(output(pos));
-    for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
+    for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
   };
-  // The epilogue's operands of C's shape are read tile by tile down a panel, a row of each per
-  // page or so: prefetched, they arrive during the tile's reduction.
-  std::vector<llvm::Value*> same_shape;
-  const std::vector<NodeId>& operands = g.node(group.anchor).operands;
-  for (size_t k = 0; k < group.inputs.size(); ++k)
-    if (g.shape(group.inputs[k]) == out && std::ranges::count(operands, group.inputs[k]) == 0)
-      same_shape.push_back(kf.args[first_input + k]);
-  if (!same_shape.empty())
-    p.prefetch_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j) {
-      llvm::Value* offset = e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j);
-      for (llvm::Value* buffer : same_shape)
-        e.b.CreateIntrinsic(llvm::Intrinsic::prefetch, {e.ptr},
-                            {e.b.CreateInBoundsGEP(e.f32, buffer, offset), e.b.getInt32(0), e.b.getInt32(3), e.b.getInt32(1)});
-    };
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
   end_kernel(e);
 }

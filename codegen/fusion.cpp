@@ -268,40 +268,6 @@ KernelFamily kernel_family(Op op) {
   throw Error(fmt::format("internal error: op {} is not in the op table", static_cast<int>(op)));
 }
 
-/// The root of the group `id` joins: its chain of joins followed to the end.
-NodeId root_of(const std::vector<NodeId>& joins, NodeId id) {
-  while (joins[id] >= 0) id = joins[id];
-  return id;
-}
-
-/// Joins into one kernel each contraction's result (or the node of its epilogue that ends it)
-/// read several times by one elementwise group: an optimizer's update of a weight whose
-/// gradient is that contraction, read once per moment. The group then becomes that result's
-/// epilogue, and the result is never stored. Only where the group holds no anchor yet, has the
-/// result's shape (the anchor's loop covers its own elements only), and every reader is in it:
-/// a result that is also a graph output (a data-parallel step's gradient), read by an assign or
-/// by another kernel stays in memory. Runs after the single-reader joins, which form the groups.
-void join_multiply_read_anchors(const Graph& g, const Readers& r, const std::vector<bool>& holds_anchor,
-                                std::vector<NodeId>& joins, std::vector<std::string>& why) {
-  auto root_of = [&](NodeId id) { return dagger::root_of(joins, id); };
-  const std::vector<std::vector<NodeId>> readers = readers_of(g);
-  std::vector<bool> anchored(g.size(), false);  // per root: its group holds an anchor
-  for (const Node& n : g.nodes())
-    if (is_anchor(n)) anchored[root_of(n.id)] = true;
-  for (const Node& n : g.nodes()) {
-    const int others = r.count[n.id] - r.assigns[n.id];
-    if (joins[n.id] >= 0 || !holds_anchor[n.id] || others < 2 || r.assigns[n.id] > 0 || r.is_output[n.id]) continue;
-    if (!no_epilogue(n.op).empty()) continue;
-    const NodeId root = root_of(readers[n.id].front());
-    const bool one_group = std::ranges::all_of(
-        readers[n.id], [&](NodeId reader) { return is_elementwise(g.node(reader)) && root_of(reader) == root; });
-    if (!one_group || anchored[root] || g.shape(root) != n.shape) continue;
-    joins[n.id] = readers[n.id].back();
-    why[n.id].clear();
-    anchored[root] = true;
-  }
-}
-
 FusionPlan fuse(const Graph& g) {
   const Readers readers(g);
   std::vector<NodeId> joins(g.size(), -1);  // the reader a node is fused into
@@ -322,7 +288,10 @@ FusionPlan fuse(const Graph& g) {
   }
 
   // A node's group is named by the root its joins lead to.
-  auto root_of = [&](NodeId id) { return dagger::root_of(joins, id); };
+  auto root_of = [&](NodeId id) {
+    while (joins[id] >= 0) id = joins[id];
+    return id;
+  };
   // A joined node that assigns also read is stored by its group as a side output, at the
   // group's own positions: only when the group's root has its shape.
   for (const Node& n : g.nodes())
@@ -331,7 +300,6 @@ FusionPlan fuse(const Graph& g) {
       why[n.id] = fmt::format("is read by assigns, and the kernel it would join writes {} elements, not its {}",
                               numel(g.shape(root_of(n.id))), numel(n.shape));
     }
-  join_multiply_read_anchors(g, readers, holds_anchor, joins, why);
   FusionPlan plan;
   plan.group_of.assign(g.size(), -1);
   std::vector<int> group_at(g.size(), -1);
@@ -388,13 +356,6 @@ std::string value_label(const Graph& g, NodeId id) { return fmt::format("%{} {}"
 /// Why a non-root node is computed inside its group's kernel.
 std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   const Node& n = g.node(id);
-  const auto readers = std::ranges::count_if(readers_of(g)[id], [&](NodeId r) { return g.node(r).op != Op::assign; });
-  if (id == group.anchor && readers > 1)
-    return fmt::format(
-        "anchors the kernel: its {} reads are all in its epilogue (an optimizer's update of the "
-        "weight it is the gradient of), applied in registers to each finished tile, so it is never "
-        "stored",
-        readers);
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
@@ -407,9 +368,6 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
       if (o == id) reader = other;
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
-  if (readers > 1 && id != group.root)
-    return fmt::format("ends the epilogue of %{} and joins its {} reads, all in this kernel, so it is never stored",
-                       group.anchor, readers);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
   return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
                      side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");

@@ -10,11 +10,6 @@
 ///  - a contraction (matmul, conv2d, conv2d_backward_data) whose only reader is such an
 ///    elementwise node becomes the anchor of that node's group: the group is then the
 ///    contraction's epilogue, applied in registers before the store;
-///  - a contraction (or its epilogue's last node) read several times, all by one elementwise
-///    group without an anchor and of its shape, anchors that group too: an optimizer's update of
-///    the weight it is the gradient of (Adam's moments each read the gradient), so the gradient
-///    is never stored. Not when it is a graph output (a data-parallel step's gradient, summed
-///    over the ranks before the update) or read by anything else;
 ///  - a contraction with no such reader is a group by itself, and so is every
 ///    conv2d_backward_filter (it sums over the batch in its output);
 ///  - pooling, batch normalization, softmax heads, transpose and broadcast anchor groups the
