@@ -129,13 +129,20 @@ RunRecord load_finished(const RunConfig& config, const std::string& dir) {
   }
 }
 
-/// A finished run never resumes: final/ holds its weights, last/ only costs disk, and so do the
-/// staging and previous folders of a save a kill interrupted. A run scored at its last epoch
-/// keeps best/, the weights of its lowest validation loss, for `dagger eval`.
 /// The sessions of the run in `dir` so far (kSessionsFile), an empty array when none.
+/// Throws Error naming the file when it is not such a list.
 nlohmann::json read_sessions(const std::string& dir) {
   const std::string path = dir + "/" + kSessionsFile;
-  return fs::exists(path) ? nlohmann::json::parse(read_text(path)) : nlohmann::json::array();
+  if (!fs::exists(path)) return nlohmann::json::array();
+  try {
+    nlohmann::json sessions = nlohmann::json::parse(read_text(path));
+    for (const nlohmann::json& s : sessions.get_ref<const nlohmann::json::array_t&>()) s.at("first_epoch").get<int>();
+    return sessions;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("'{}' is not a list of training sessions ({}); delete it to resume the run without "
+                            "the record of its earlier sessions",
+                            path, e.what()));
+  }
 }
 
 /// Appends this invocation to the sessions of the run in `dir`: it trains from `first_epoch` on.
@@ -153,6 +160,9 @@ void record_session(const std::string& dir, const RunContext& context, int first
   write_file_atomically(dir + "/" + kSessionsFile, sessions.dump(2) + "\n");
 }
 
+/// A finished run never resumes: final/ holds its weights, last/ only costs disk, and so do the
+/// staging and previous folders of a save a kill interrupted. A run scored at its last epoch
+/// keeps best/, the weights of its lowest validation loss, for `dagger eval`.
 void remove_resume_state(const RunConfig& config, const std::string& dir) {
   for (const std::string folder : {"last", "best"}) {
     if (folder == "best" && config.keep_last) {

@@ -605,3 +605,21 @@ TEST_CASE("markdown becomes self-contained HTML", "[suite]") {
   CHECK_THAT(html, Contains("<tr><th>a</th><th>b</th></tr>") && Contains("<tr><td>1</td><td>2</td></tr>"));
   CHECK_THAT(html, Contains("<img src=\"plots/p.png\" alt=\"plot\">") && Contains("<li>item</li>"));
 }
+
+TEST_CASE("a damaged record of a run's sessions stops the suite with one line naming it", "[suite]") {
+  TempDir out("suite-sessions");
+  SuiteOptions o = tiny_options(out.path.string(), {"E05"});
+  o.after_epoch = [](const RunConfig&, const EpochStats& s) {
+    if (s.epoch == 1) throw std::runtime_error("killed");
+  };
+  CHECK_THROWS_WITH(run_suite(o), Catch::Contains("killed"));
+  o.after_epoch = nullptr;
+  std::string sessions;
+  for (const auto& run : fs::directory_iterator(out.path / "runs"))
+    if (fs::exists(run.path() / "sessions.json")) sessions = (run.path() / "sessions.json").string();
+  REQUIRE_FALSE(sessions.empty());
+  for (const char* damage : {"not json", "[{\"threads\": 1}]"}) {
+    std::ofstream(sessions) << damage;
+    CHECK_THROWS_WITH(run_suite(o), Catch::Contains("'" + sessions + "' is not a list of training sessions"));
+  }
+}
