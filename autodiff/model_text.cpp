@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -239,7 +240,76 @@ void check_section(const ModelSections& m, Mode mode, const Graph& g) {
   if (g.find_source("labels")) fail("the name \"labels\" is the training head's input and cannot be a model's");
 }
 
+/// Each node of `g` as a number that `interned` gives to every node with the same op, attributes,
+/// shape and operands (by their numbers): equal numbers compute the same thing from the same named
+/// sources, whatever the nodes' ids.
+std::vector<size_t> structural_ids(const Graph& g, std::map<std::string, size_t>& interned) {
+  std::vector<size_t> ids(g.size());
+  for (const Node& n : g.nodes()) {
+    std::string key = fmt::format("{} {} : {}", op_info(n.op).name, print_attrs(n.attrs), to_string(n.shape));
+    for (NodeId o : n.operands) key += fmt::format(" %{}", ids[static_cast<size_t>(o)]);
+    ids[static_cast<size_t>(n.id)] = interned.try_emplace(std::move(key), interned.size()).first->second;
+  }
+  return ids;
+}
+
+/// The index of the first node of `ids` whose number `others` lacks (each of `others` is the
+/// equal of one node only); nullopt when every one has its equal.
+std::optional<size_t> first_unmatched(const std::vector<size_t>& ids, std::vector<size_t> others) {
+  std::sort(others.begin(), others.end());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto it = std::lower_bound(others.begin(), others.end(), ids[i]);
+    if (it == others.end() || *it != ids[i]) return i;
+    others.erase(it);
+  }
+  return std::nullopt;
+}
+
+/// Node `i` of `m`'s section of `mode` has no equal in `other`'s: "line L 'TEXT' in M has no equal
+/// in OTHER (its line L is 'TEXT')".
+std::string unmatched_line(const ModelSections& m, const ModelSections& other, Mode mode, size_t i) {
+  const Section &s = m.modes[mode == Mode::train ? 0 : 1], &o = other.modes[mode == Mode::train ? 0 : 1];
+  const std::vector<std::string_view> lines = split_lines(s.text), other_lines = split_lines(o.text);
+  const int line = s.first_line + static_cast<int>(i);
+  const int there = line - o.first_line;  // the same line number in the other text, in its section
+  std::string out = fmt::format("line {} '{}' in {} has no equal in {}", line, i < lines.size() ? lines[i] : "",
+                                m.source, other.source);
+  if (there >= 0 && static_cast<size_t>(there) < other_lines.size())
+    out += fmt::format(" (its line {} is '{}')", line, other_lines[static_cast<size_t>(there)]);
+  return out;
+}
+
 }  // namespace
+
+std::string model_difference(std::string_view a, std::string_view b, std::string_view name_a,
+                             std::string_view name_b) {
+  if (a == b) return "";
+  const std::string textual = first_difference(a, b, name_a, name_b);
+  std::optional<ModelSections> ma, mb;
+  try {
+    ma = split_sections(a, std::string(name_a));
+    mb = split_sections(b, std::string(name_b));
+  } catch (const Error&) {
+    return textual;
+  }
+  if (ma->input_shape != mb->input_shape) return textual;
+  std::map<std::string, size_t> interned;
+  for (Mode mode : {Mode::train, Mode::eval}) {
+    std::optional<Graph> ga, gb;
+    try {
+      ga = parse_section(*ma, mode, kProbeBatch);
+      gb = parse_section(*mb, mode, kProbeBatch);
+    } catch (const Error&) {
+      return textual;
+    }
+    const std::vector<size_t> ia = structural_ids(*ga, interned), ib = structural_ids(*gb, interned);
+    if (const auto i = first_unmatched(ia, ib)) return unmatched_line(*ma, *mb, mode, *i);
+    if (const auto i = first_unmatched(ib, ia)) return unmatched_line(*mb, *ma, mode, *i);
+    const auto la = ga->output("logits"), lb = gb->output("logits");
+    if (!la || !lb || ia[static_cast<size_t>(*la)] != ib[static_cast<size_t>(*lb)]) return textual;
+  }
+  return "";
+}
 
 ParsedModel parse_model(std::string_view text, const std::string& source) {
   auto m = std::make_shared<const ModelSections>(split_sections(text, source));

@@ -49,4 +49,13 @@ ParsedModel parse_model(std::string_view text, const std::string& source = "<mod
 std::string first_difference(std::string_view a, std::string_view b, std::string_view name_a,
                              std::string_view name_b);
 
+/// "" when two model texts describe the same model: the same input shape and, in each mode, the
+/// same nodes computing the same things from the same named sources, in whatever order the nodes
+/// are listed (an equivalent declaration, or a text printed by a build that orders a layer's nodes
+/// otherwise). Scopes (the "# layer" comments) are not compared. Otherwise, where they differ: the
+/// first line of either text whose node has no equal in the other, or, where the texts do not
+/// parse, their first_difference.
+std::string model_difference(std::string_view a, std::string_view b, std::string_view name_a,
+                             std::string_view name_b);
+
 }  // namespace dagger

@@ -421,12 +421,14 @@ void Trainer::save_state(const std::string& dir, const nlohmann::json& extra) co
 
 void Trainer::require_same_model(const Checkpoint& checkpoint) const {
   const std::string stored = checkpoint_model_text(checkpoint);
-  if (stored.empty() || stored == model_text()) return;
+  if (stored.empty()) return;
+  const std::string difference =
+      model_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(), "this run's model");
+  if (difference.empty()) return;
   throw ResumeConflict(fmt::format(
       "checkpoint '{}' holds another model than this run's: {}; give the same model or another "
       "output folder",
-      checkpoint.dir,
-      first_difference(stored, model_text(), (fs::path(checkpoint.dir) / kModelFile).string(), "this run's model")));
+      checkpoint.dir, difference));
 }
 
 std::string checkpoint_model_text(const Checkpoint& checkpoint) {

@@ -1,6 +1,8 @@
 // Model texts: every zoo model survives print -> parse -> print, and a model rebuilt from its
 // text trains to the same bits as the C++ that declared it.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
+
 #include <cstring>
 #include <random>
 
@@ -165,4 +167,52 @@ TEST_CASE("parse_model never crashes on mangled text", "[models][model_text]") {
     ++outcomes;
   }
   CHECK(outcomes == 300);
+}
+
+namespace {
+
+/// A model text whose two parameters are listed weight first, or bias first (ids swapped), in
+/// both modes: the same model.
+std::string two_parameter_text(bool bias_first) {
+  const std::string w = "parameter() {name=\"w\", shape=[4,3], init=\"zeros\", fan_in=0, fan_out=0} : [4,3]";
+  const std::string b = "parameter() {name=\"b\", shape=[3], init=\"ones\", fan_in=0, fan_out=0} : [3]";
+  const std::string section = fmt::format(
+      "%0 = input() {{name=\"x\", shape=[N,4]}} : [N,4]\n"
+      "%1 = {}\n"
+      "%2 = {}\n"
+      "%3 = matmul(%0, %{}) {{trans_a=0, trans_b=0}} : [N,3]\n"
+      "%4 = add(%3, %{}) : [N,3]\n"
+      "output logits = %4\n",
+      bias_first ? b : w, bias_first ? w : b, bias_first ? 2 : 1, bias_first ? 1 : 2);
+  return "dagger-model 1\ninput [4]\nmode train\n" + section + "mode eval\n" + section;
+}
+
+}  // namespace
+
+TEST_CASE("model_difference sees one model in another order and names a real difference", "[models][model_text]") {
+  const std::string a = two_parameter_text(false), b = two_parameter_text(true);
+  REQUIRE(!first_difference(a, b, "A", "B").empty());
+  CHECK(model_difference(a, b, "A", "B").empty());
+  CHECK(model_difference(a, a, "A", "B").empty());
+  // Both are models of their own, each printed in its own order.
+  CHECK(print_model(parse_model(b).build, {4}) == b);
+
+  // Another initializer for the bias in B's training section: A's bias has no equal in B.
+  const std::string other_init = replaced(b, "init=\"ones\"", "init=\"zeros\"");
+  CHECK(model_difference(a, other_init, "A", "B") ==
+        "line 6 '%2 = parameter() {name=\"b\", shape=[3], init=\"ones\", fan_in=0, fan_out=0} : [3]' in A has no "
+        "equal in B (its line 6 is '%2 = parameter() {name=\"w\", shape=[4,3], init=\"zeros\", fan_in=0, "
+        "fan_out=0} : [4,3]')");
+  // A node B has twice: each node needs an equal of its own.
+  const std::string twice =
+      replaced(b, "output logits = %4\nmode", "%5 = add(%3, %1) : [N,3]\noutput logits = %4\nmode");
+  CHECK(model_difference(a, twice, "A", "B") ==
+        "line 9 '%5 = add(%3, %1) : [N,3]' in B has no equal in A (its line 9 is 'output logits = %4')");
+  // The same nodes but another one is the logits: the texts' first difference.
+  const std::string other_output = replaced(b, "output logits = %4\nmode", "output logits = %3\nmode");
+  CHECK(model_difference(a, other_output, "A", "B") == first_difference(a, other_output, "A", "B"));
+  // A text that does not parse: the first difference too.
+  CHECK(model_difference(a, "dagger-model 9\n", "A", "B") == first_difference(a, "dagger-model 9\n", "A", "B"));
+  CHECK(model_difference(a, replaced(b, "input [4]", "input [4,1]"), "A", "B") ==
+        "line 2 is 'input [4]' in A but 'input [4,1]' in B");
 }

@@ -2,10 +2,13 @@
 // in the zoo) is trained through the Trainer API and scored by `dagger eval` from its checkpoint
 // alone; a run refuses to resume another model's checkpoint; old checkpoints still work.
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include "dagger/autodiff/model_text.h"
 #include "dagger/models/zoo.h"
@@ -104,6 +107,68 @@ TEST_CASE("resuming refuses a checkpoint of another model and names the differen
                           Catch::Contains("p=0.20000000298023224") && Catch::Contains("p=0.5"));
   Trainer same(my_cnn, c);
   CHECK(same.fit(data.train, data.val).resumed);
+}
+
+namespace {
+
+/// `text` with the nodes %A and %B of its training section swapped (lines and references): the
+/// same model listed in another order, as a build that orders a layer's nodes otherwise prints it.
+std::string swap_nodes(const std::string& text, int a, int b) {
+  const size_t eval = text.find("mode eval");
+  REQUIRE(eval != std::string::npos);
+  std::string train = std::regex_replace(text.substr(0, eval), std::regex(fmt::format("%({}|{})\\b", a, b)), "%#$1");
+  train = std::regex_replace(train, std::regex(fmt::format("%#{}\\b", a)), fmt::format("%{}", b));
+  train = std::regex_replace(train, std::regex(fmt::format("%#{}\\b", b)), fmt::format("%{}", a));
+  const std::string line_a = fmt::format("\n%{} = ", b), line_b = fmt::format("\n%{} = ", a);  // after renaming
+  const size_t at_a = train.find(line_a), at_b = train.find(line_b);
+  REQUIRE((at_a != std::string::npos && at_b != std::string::npos));
+  const auto line_at = [&](size_t at) { return train.substr(at + 1, train.find('\n', at + 1) - at); };
+  const std::string first = line_at(std::min(at_a, at_b)), second = line_at(std::max(at_a, at_b));
+  train.replace(std::max(at_a, at_b) + 1, second.size(), first);
+  train.replace(std::min(at_a, at_b) + 1, first.size(), second);
+  return train + text.substr(eval);
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint of the same model listed in another order resumes", "[trainer][model_text]") {
+  dagger::testing::require_fashion_mnist(dagger::default_data_dir());
+  dagger::testing::TempDir dir("resume-reordered");
+  const Splits data = small_splits();
+  {
+    Trainer first(my_cnn, config(dir.file("run")));
+    first.fit(data.train, data.val);
+  }
+  std::filesystem::copy(dir.file("run"), dir.file("copy"), std::filesystem::copy_options::recursive);
+  const std::string text = print_model(my_cnn);
+  // The batch norm's two statistics of the same input, in the other order.
+  const std::smatch mean = [&] {
+    std::smatch m;
+    REQUIRE(std::regex_search(text, m, std::regex("%(\\d+) = channel_mean\\(")));
+    return m;
+  }();
+  const int mean_id = std::stoi(mean[1]);
+  REQUIRE(text.find(fmt::format("%{} = channel_var(", mean_id + 1)) != std::string::npos);
+  const std::string reordered = swap_nodes(text, mean_id, mean_id + 1);
+  REQUIRE(reordered.find(fmt::format("%{} = channel_var(", mean_id)) != std::string::npos);
+  REQUIRE(!first_difference(text, reordered, "a", "b").empty());
+
+  TrainConfig c = config(dir.file("run"));
+  c.epochs = 2;
+  Trainer reordered_model(parse_model(reordered).build, c);
+  CHECK(reordered_model.fit(data.train, data.val).resumed);
+  c.out_dir = dir.file("copy");
+  Trainer same(my_cnn, c);
+  CHECK(same.fit(data.train, data.val).resumed);
+  const StateMap& a = reordered_model.state();
+  const StateMap& b = same.state();
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : b) {
+    INFO(name);
+    REQUIRE(a.count(name));
+    REQUIRE(a.at(name).shape() == tensor.shape());
+    CHECK(std::memcmp(a.at(name).data(), tensor.data(), tensor.size() * sizeof(float)) == 0);
+  }
 }
 
 TEST_CASE("a checkpoint without a model text is still evaluated through the zoo", "[cli][model_text]") {
