@@ -46,14 +46,15 @@ class Builder {
   std::source_location where_;
 };
 
-/// Values every parameter's update shares: lr and, for Adam, the betas and bias corrections.
-/// 1 - beta is computed in the graph from the same (float-rounded) beta node, so the moments'
-/// weights and their bias corrections agree and cancel exactly for a constant gradient.
+/// Values every parameter's update shares: lr and, for Adam, the betas and the bias corrections
+/// folded into two scalars. 1 - beta is computed in the graph from the same (float-rounded) beta
+/// node, so the moments' weights and their bias corrections agree for a constant gradient.
 struct Shared {
   NodeId lr = -1;
   NodeId beta1 = -1, beta2 = -1;
-  NodeId rest1 = -1, rest2 = -1;              ///< 1 - beta1, 1 - beta2
-  NodeId correction1 = -1, correction2 = -1;  ///< 1 - beta1^t, 1 - beta2^t
+  NodeId rest1 = -1, rest2 = -1;  ///< 1 - beta1, 1 - beta2
+  NodeId step_size = -1;          ///< lr / (1 - beta1^t)
+  NodeId root_scale = -1;         ///< 1 / sqrt(1 - beta2^t)
 };
 
 NodeId learning_rate(Graph& g, Builder& b) {
@@ -78,8 +79,10 @@ Shared shared_nodes(Graph& g, const OptimizerConfig& cfg) {
     s.beta2 = b.constant(cfg.beta2);
     s.rest1 = b.sub(b.constant(1), s.beta1);
     s.rest2 = b.sub(b.constant(1), s.beta2);
-    s.correction1 = b.sub(b.constant(1), b.op(Op::pow, {s.beta1, t}));
-    s.correction2 = b.sub(b.constant(1), b.op(Op::pow, {s.beta2, t}));
+    NodeId correction1 = b.sub(b.constant(1), b.op(Op::pow, {s.beta1, t}));
+    NodeId correction2 = b.sub(b.constant(1), b.op(Op::pow, {s.beta2, t}));
+    s.step_size = b.div(s.lr, correction1);
+    s.root_scale = b.div(b.constant(1), b.op(Op::sqrt, {correction2}));
   }
   return s;
 }
@@ -98,9 +101,11 @@ NodeId momentum_update(Builder& b, const std::string& name, const Shape& shape, 
   return cfg.nesterov ? b.sub(b.add(p, b.mul(mu, v)), step) : b.add(p, v);
 }
 
-/// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p - lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps),
-/// for AdamW with "+ wd p" inside the lr factor.
-/// eps sits outside the square root, as in Keras.
+/// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p - (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps),
+/// for AdamW minus lr wd p as well. This is the textbook lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+/// with the bias corrections moved into two per-step scalars, so each element costs one division and
+/// one square root instead of three divisions and a square root; the float results differ in the
+/// last bits. eps keeps its meaning: it is added to the bias-corrected sqrt(v), outside the root.
 NodeId adam_update(Builder& b, const std::string& name, const Shape& shape, NodeId p, NodeId g, const Shared& s,
                    const OptimizerConfig& cfg) {
   auto moment = [&](const std::string& slot, NodeId beta, NodeId rest, NodeId value) {
@@ -110,14 +115,12 @@ NodeId adam_update(Builder& b, const std::string& name, const Shape& shape, Node
   };
   NodeId m = moment("adam.m." + name, s.beta1, s.rest1, g);
   NodeId v = moment("adam.v." + name, s.beta2, s.rest2, b.mul(g, g));
-  NodeId m_hat = b.div(m, s.correction1);
-  NodeId v_hat = b.div(v, s.correction2);
-  NodeId denom = b.add(b.op(Op::sqrt, {v_hat}), b.constant(cfg.eps));
-  NodeId direction = b.div(m_hat, denom);
+  NodeId denom = b.add(b.mul(b.op(Op::sqrt, {v}), s.root_scale), b.constant(cfg.eps));
+  NodeId step = b.div(b.mul(s.step_size, m), denom);
   // AdamW: the decay joins the step, not the gradient, so the moments never see it.
   if (cfg.kind == OptimizerConfig::Kind::adamw && cfg.weight_decay != 0)
-    direction = b.add(direction, b.mul(b.constant(cfg.weight_decay), p));
-  return b.sub(p, b.mul(s.lr, direction));
+    step = b.add(step, b.mul(s.lr, b.mul(b.constant(cfg.weight_decay), p)));
+  return b.sub(p, step);
 }
 
 void check_inputs(const Graph& g, const std::vector<NodeId>& params, const std::vector<NodeId>& grads) {
