@@ -12,6 +12,18 @@ A generated block sits between two marker lines naming its bundle (relative to D
 
 Every figure inside is printed from the bundle's results.json, so the check fails when a figure
 in the document differs from the bundle, and `--write` is how the document follows a new bundle.
+
+The prose around the blocks is checked too (`--check` only): every figure written with two or more
+decimals (0.8918, 89.18, -0.0005) must be one of the bundle's, as printed in its report.md or, at
+that many decimals, a value of its results.json or that value in percent. The bundle is the one
+named by the last line above it of either form
+
+  <!-- figures below from results/full -->
+  <!-- generated from results/full/results.json by scripts/results_tables.py -->
+
+and text between `<!-- unchecked: WHY -->` and `<!-- end unchecked -->` is left out (figures that
+come from elsewhere, e.g. benchmarks, and say where). Integers and one-decimal figures (sizes,
+counts, epochs) are not checked.
 """
 import json
 import re
@@ -20,6 +32,11 @@ from pathlib import Path
 
 BEGIN = re.compile(r"^<!-- generated from (\S+) by scripts/results_tables.py -->$")
 END = "<!-- end of generated tables -->"
+FIGURES_FROM = re.compile(r"^<!-- figures below from (\S+) -->$")
+UNCHECKED = re.compile(r"^<!-- unchecked: .+ -->$")
+UNCHECKED_END = "<!-- end unchecked -->"
+# A figure with two or more decimals, not part of a longer token (a version, a date, a name).
+FIGURE = re.compile(r"(?<![\w.])[-+−]?\d+\.\d{2,}(?![\w.])")
 
 
 def pct(v):
@@ -90,6 +107,68 @@ def regenerate(doc):
     return "\n".join(out)
 
 
+class Bundle:
+    """The figures of one bundle folder: report.md's as printed, results.json's values."""
+
+    def __init__(self, folder):
+        report, results = folder / "report.md", folder / "results.json"
+        if not report.is_file() or not results.is_file():
+            raise FileNotFoundError(f"{folder} is not a results bundle (no report.md and results.json)")
+        self.printed = {m.replace("−", "-") for m in FIGURE.findall(report.read_text(encoding="utf-8"))}
+        self.values = []
+        self._collect(json.loads(results.read_text(encoding="utf-8")))
+
+    def _collect(self, node):
+        if isinstance(node, dict):
+            for v in node.values():
+                self._collect(v)
+        elif isinstance(node, list):
+            for v in node:
+                self._collect(v)
+        elif isinstance(node, (int, float)) and not isinstance(node, bool):
+            self.values.append(float(node))
+
+    def has(self, figure):
+        figure = figure.replace("−", "-").lstrip("+")
+        if figure in self.printed or "+" + figure in self.printed:
+            return True
+        decimals = len(figure.split(".")[1])
+        return any(f"{v:.{decimals}f}" == figure or f"{100 * v:.{decimals}f}" == figure for v in self.values)
+
+
+def unmatched_figures(doc):
+    """Lines 'DOC:N: FIGURE ...' for every prose figure of `doc` that its bundle lacks."""
+    problems, bundles, bundle, unchecked, generated = [], {}, None, False, False
+    for n, line in enumerate(doc.read_text(encoding="utf-8").split("\n"), 1):
+        begin, figures_from = BEGIN.match(line), FIGURES_FROM.match(line)
+        if begin or figures_from:
+            name = str(Path(begin.group(1)).parent) if begin else figures_from.group(1).rstrip("/")
+            if name not in bundles:
+                try:
+                    bundles[name] = Bundle(doc.parent / name)
+                except FileNotFoundError as e:
+                    problems.append(f"{doc}:{n}: {e}")
+                    bundles[name] = None
+            bundle, generated = bundles[name], bool(begin)
+            continue
+        if line == END:
+            generated = False
+        elif UNCHECKED.match(line):
+            unchecked = True
+        elif line == UNCHECKED_END:
+            unchecked = False
+        if generated or unchecked:
+            continue
+        for figure in FIGURE.findall(line):
+            if bundle is None:
+                problems.append(f"{doc}:{n}: {figure}: no bundle named above it "
+                                "(a line '<!-- figures below from results/NAME -->')")
+            elif not bundle.has(figure):
+                name = next(k for k, v in bundles.items() if v is bundle)
+                problems.append(f"{doc}:{n}: {figure} is not a figure of {name} (its report.md or results.json)")
+    return problems
+
+
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("--check", "--write"):
         sys.exit(__doc__.strip().splitlines()[2])
@@ -99,7 +178,12 @@ def main():
         doc.write_text(new, encoding="utf-8")
         return 0
     if old == new:
-        print(f"{doc}: every generated table agrees with its bundle")
+        problems = unmatched_figures(doc)
+        for p in problems:
+            print(p)
+        if problems:
+            return 1
+        print(f"{doc}: every generated table agrees with its bundle, and every figure of the prose is the bundle's")
         return 0
     for n, (a, b) in enumerate(zip(old.split("\n"), new.split("\n")), 1):
         if a != b:
