@@ -161,11 +161,14 @@ void record_session(const std::string& dir, const RunContext& context, int first
 }
 
 /// A finished run never resumes: final/ holds its weights, last/ only costs disk, and so do the
-/// staging and previous folders of a save a kill interrupted. A run scored at its last epoch
-/// keeps best/, the weights of its lowest validation loss, for `dagger eval`.
+/// staging and previous folders of a save a kill interrupted. A run whose final/ is its last
+/// epoch (scored there, or trained without early stopping) keeps best/, the weights of its lowest
+/// validation loss: `dagger eval` scores them, and a run that carries on after its epochs
+/// (continuable_prefix) needs them. A run that restored its best has them in final/.
 void remove_resume_state(const RunConfig& config, const std::string& dir) {
+  const bool restored_best = config.patience > 0 && !config.keep_last;
   for (const std::string folder : {"last", "best"}) {
-    if (folder == "best" && config.keep_last) {
+    if (folder == "best" && !restored_best) {
       recover_checkpoint(dir + "/best");
       continue;
     }
@@ -343,7 +346,6 @@ RunConfig trajectory_of(const RunConfig& config) {
 
 RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_dir) {
   const RunConfig want = trajectory_of(config);
-  const bool needs_best = config.patience > 0 && !config.keep_last;
   RunPrefix found;
   for (const auto& [dir, c] : finished_runs(runs_dir)) {
     // final/ holds the state after the last epoch only when the run did not restore its best.
@@ -367,9 +369,11 @@ RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_di
       stopping.update(e.epoch, e.val_loss);
     }
     // Its weights of the lowest validation loss: best/, or final/ when that was its last epoch.
+    // The run that carries on needs them whether it restores them at the end or scores them
+    // beside its last epoch (Trainer::resume refuses to go on without them).
     std::string best = fs::exists(dir + "/best/manifest.json") ? dir + "/best" : "";
     if (best.empty() && stopping.best_epoch == static_cast<int>(history.size())) best = dir + "/final";
-    if (stops_sooner || (needs_best && best.empty())) continue;
+    if (stops_sooner || best.empty()) continue;
     found = {dir, best, std::move(history)};
   }
   return found;

@@ -251,7 +251,8 @@ TEST_CASE("a finished run killed before its resume state was removed is tidied b
   RunConfig config;
   config.model = "mlp1(8,relu,0)";
   config.batch = 32;
-  config.keep_last = false;
+  config.patience = 3;
+  config.keep_last = false;  // restores its best: final/ holds best/'s weights
   const RunRecord first = run_or_reuse(config, {&train, &val, &test}, context);
   // The state a kill between writing metrics.json and removing last/ and best/ leaves, with
   // the debris of interrupted saves.
@@ -323,6 +324,40 @@ TEST_CASE("a run that differs only in when it stops carries on after a finished 
   CHECK(whole.best_epoch == continued.best_epoch);
 }
 
+TEST_CASE("a run carries on after a fixed-length one whose best epoch came before its last", "[suite]") {
+  TempDir out("suite-prefix-best");
+  // Few images and a large step: the validation loss turns up well before the last epoch.
+  const Dataset train = synthetic(32, 1, true), val = synthetic(32, 2, true), test = synthetic(32, 3, true);
+  const RunContext context = reference_context(out.path / "runs");
+  RunConfig fixed;  // like E19: a fixed number of epochs, no early stopping
+  fixed.model = "mlp1(64,relu,0)";
+  fixed.lr = 0.01;
+  fixed.batch = 16;
+  fixed.epochs = 7;
+  const RunRecord first = run_or_reuse(fixed, {&train, &val, &test}, context);
+  REQUIRE(first.best_epoch < 7);
+  CHECK(fs::exists(first.dir + "/best/manifest.json"));  // kept: a later run needs those weights
+
+  RunConfig longer = fixed;  // like E20's cnn3: early stopping, a higher cap, the last epoch scored
+  longer.epochs = 12;
+  longer.patience = 20;
+  longer.keep_last = true;
+  const RunRecord continued = run_or_reuse(longer, {&train, &val, &test}, context);
+  REQUIRE(continued.provenance.contains("continued"));
+  CHECK(continued.provenance.at("continued").at("epochs") == 7);
+
+  RunContext alone = context;
+  alone.runs_dir = (out.path / "alone").string();
+  const RunRecord whole = run_or_reuse(longer, {&train, &val, &test}, alone);
+  REQUIRE(whole.history.size() == continued.history.size());
+  CHECK(whole.history.back().val_loss == continued.history.back().val_loss);
+  CHECK(whole.best_epoch == continued.best_epoch);
+  REQUIRE(whole.best_epoch < 12);
+  REQUIRE(whole.best_epoch_test);
+  REQUIRE(continued.best_epoch_test);
+  CHECK(whole.best_epoch_test->loss == continued.best_epoch_test->loss);
+}
+
 TEST_CASE("a run scored at its last epoch also reports its best epoch's test figures", "[suite]") {
   TempDir out("suite-best-epoch");
   // Few images and a large step: the validation loss turns up well before the last epoch.
@@ -374,6 +409,14 @@ TEST_CASE("which finished runs a run may carry on after", "[suite]") {
   stopped.patience = 2;
   stopped.keep_last = true;
   const std::string four = finished("a-four", stopped, {0.5, 0.4, 0.45, 0.46});
+  // Without best/, its best epoch's weights are gone, and a run that carries on needs them
+  // (to restore, or to score beside its last epoch): not a prefix.
+  RunConfig lost = base;
+  lost.keep_last = true;
+  lost.patience = 3;
+  CHECK(continuable_prefix(lost, runs).dir.empty());
+  fs::create_directories(out.path / "a-four" / "best");
+  std::ofstream(out.path / "a-four" / "best" / "manifest.json") << "{}";
   RunConfig restored = stopped;  // ended with its best epoch's weights: final/ is not epoch 4's
   restored.keep_last = false;
   restored.lr = 0.01;
@@ -397,11 +440,9 @@ TEST_CASE("which finished runs a run may carry on after", "[suite]") {
   want.model = "mlp1(8, relu, 0.20)";
   CHECK(continuable_prefix(want, runs).dir == four);
 
-  // Restoring the best weights at the end needs them: from best/, or final/ when the best was last.
+  // Restoring the best weights at the end takes them from best/, or final/ when the best was last.
+  CHECK(continuable_prefix(want, runs).best_dir == four + "/best");
   want.keep_last = false;
-  CHECK(continuable_prefix(want, runs).dir.empty());
-  fs::create_directories(out.path / "a-four" / "best");
-  std::ofstream(out.path / "a-four" / "best" / "manifest.json") << "{}";
   CHECK(continuable_prefix(want, runs).best_dir == four + "/best");
 
   // The run that trained the most of its epochs wins.
