@@ -7,7 +7,6 @@
 #include <cassert>
 
 #include "dagger/codegen/conv_algo.h"
-#include "dagger/codegen/conv_statistics.h"
 #include "dagger/codegen/emit_elementwise.h"
 #include "dagger/codegen/emit_winograd.h"
 #include "dagger/codegen/iteration.h"
@@ -391,12 +390,9 @@ void set_backward_filter(const ConvOperands& c, GemmProblem& p) {
 /// Builds the store of the forward or data-gradient product's output through the group's
 /// elementwise epilogue, and hands it to `emit_body`, which emits the product. The epilogue
 /// walks the output as [images, channels, positions] (`channels` x `positions` per image):
-/// every operand it reads must then walk the two spatial axes as one. With `statistics` whose
-/// store fills their records, the root's stored values are also summed into the records (the
-/// kernel's argument before the scratch).
+/// every operand it reads must then walk the two spatial axes as one.
 void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, int64_t channels,
-                        int64_t positions, const std::optional<EpilogueStatistics>& statistics,
-                        const std::function<void(const StoreOutput&)>& emit_body) {
+                        int64_t positions, const std::function<void(const StoreOutput&)>& emit_body) {
   const Node& anchor = g.node(group.anchor);
   const size_t first_input = first_input_arg(group);
   llvm::Value* current = nullptr;
@@ -413,27 +409,15 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
     StridedBuffer buf{kf.args[first_input + k], {s[0], s[1], s[3]}};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  // The statistics are the last side outputs, written after the kernel (EpilogueStatistics):
-  // the elementwise epilogue leaves them out.
-  FusionGroup elementwise = group;
-  for (NodeId id : epilogue_statistics(g, group)) {
-    std::erase(elementwise.nodes, id);
-    std::erase(elementwise.side_outputs, id);
-  }
-  const std::vector<ElementGen> epilogue = compose_group(e, g, elementwise, input);
+  const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
   const std::vector<int64_t> out_strides{channels * positions, positions, 1};
-  const bool sums = statistics && statistics->in_store;
-  llvm::Value* records = sums ? kf.args[kf.args.size() - 2] : nullptr;
   emit_body([&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};
     pos.flat = e.b.CreateAdd(
         e.b.CreateAdd(e.b.CreateMul(b, e.i64c(channels * positions)), e.b.CreateMul(i, e.i64c(positions))), j);
     current = value;
-    for (size_t o = 0; o < epilogue.size(); ++o) {
-      llvm::Value* stored = epilogue[o](pos);
-      store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, stored);
-      if (o == 0 && sums) emit_slot_sums(e, statistics->grid, records, b, i, j, mask, stored);
-    }
+    for (size_t o = 0; o < epilogue.size(); ++o)
+      store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, epilogue[o](pos));
   });
 }
 
@@ -472,7 +456,7 @@ WinogradConv winograd_conv(const Graph& g, const Node& anchor) {
 /// Emits the forward or data-gradient product by Winograd F(2x2,3x3), storing through the
 /// group's epilogue.
 void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
-                      const ConvOperands& operands, const std::optional<EpilogueStatistics>& statistics) {
+                      const ConvOperands& operands) {
   const Node& anchor = g.node(group.anchor);
   WinogradConv w = winograd_conv(g, anchor);
   if (conv_product(anchor) == ConvProduct::forward)
@@ -483,7 +467,7 @@ void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const K
     w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
       return operands.filter_index(i, o, e.i64c(operands.v.r - 1 - r), e.i64c(operands.v.s - 1 - s));
     };
-  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, statistics, [&](const StoreOutput& store) {
+  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, [&](const StoreOutput& store) {
     emit_winograd(e, w, operands.first, operands.second, kf.begin, kf.end, kf.args.back(), store);
   });
 }
@@ -506,36 +490,12 @@ GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width,
   return layout;
 }
 
-std::optional<EpilogueStatistics> conv_statistics(const Graph& g, const FusionGroup& group, unsigned width, int threads,
-                                                  ConvAlgo algo) {
-  const std::vector<NodeId> stats = epilogue_statistics(g, group);
-  if (stats.empty()) return std::nullopt;
-  const Node& anchor = g.node(group.anchor);
-  const Conv v = conv_of(g, anchor);
-  EpilogueStatistics s;
-  for (NodeId id : stats) (g.node(id).op == Op::channel_mean ? s.mean : s.var) = id;
-  // A slot must be stored by one item, in position order, in halves starting 8 apart.
-  const bool halves = width >= 8 && width % 8 == 0;
-  if (choose_conv_algo(g, anchor, algo).winograd) {  // stored row by row, a panel's run of each
-    s.grid = {v.n, v.k, v.p, v.q};
-    const WinogradLayout w = winograd_layout(winograd_conv(g, anchor), width, threads);
-    const int64_t run = 2 * w.panel_cols;
-    s.in_store = halves && (run >= v.q || run % SlotGrid::kPositions == 0);
-  } else {  // stored as panels of the flattened plane
-    s.grid = {v.n, v.k, 1, v.p * v.q};
-    s.in_store = halves && gemm_layout(sizes_of(g, anchor), width, threads).panel % SlotGrid::kPositions == 0;
-  }
-  return s;
-}
-
 void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   const Node& anchor = g.node(group.anchor);
   GemmProblem p;
   p.sizes = sizes_of(g, anchor);
   const size_t first_input = first_input_arg(group);
-  const std::optional<EpilogueStatistics> statistics = conv_statistics(g, group, e.width, e.threads, e.conv_algo);
-  // + the statistics' records, + the scratch panel
-  const int num_args = static_cast<int>(first_input + group.inputs.size()) + (statistics ? 2 : 1);
+  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
   KernelFunction kf = begin_kernel(e, name, num_args);
   const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
                               gemm_layout(p.sizes, e.width, e.threads).panel};
@@ -546,7 +506,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
       emit_winograd_filter(e, winograd_filter_grad(g, anchor), operands.first, operands.second, kf.args[0], kf.begin,
                            kf.end, kf.args.back());
     } else {
-      emit_by_winograd(e, g, group, kf, operands, statistics);
+      emit_by_winograd(e, g, group, kf, operands);
     }
     end_kernel(e);
     return;
@@ -558,11 +518,11 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   switch (conv_product(anchor)) {
     case ConvProduct::forward:
       set_forward(operands, p);
-      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, statistics, emit_direct);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
       break;
     case ConvProduct::backward_data:
       set_backward_data(operands, p);
-      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, statistics, emit_direct);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
       break;
     case ConvProduct::backward_filter:
       set_backward_filter(operands, p);

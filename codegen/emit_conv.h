@@ -12,10 +12,8 @@
 ///
 /// The first two take an elementwise epilogue (bias, residual add, activation) exactly like
 /// a matmul; the filter gradient, a sum over the batch accumulated in its output, takes none.
-#include <optional>
 #include <string>
 
-#include "dagger/codegen/conv_statistics.h"
 #include "dagger/codegen/emit_gemm.h"
 #include "dagger/codegen/fusion.h"
 #include "dagger/runtime/conv_algo.h"
@@ -27,17 +25,9 @@ namespace dagger {
 /// the direct product's reduction, in whose FLOPs its work is counted.
 GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads, ConvAlgo algo);
 
-/// The channel statistics a conv2d group sums in its epilogue (fusion.h's
-/// epilogue_statistics), where its records are and whether its store fills them at this
-/// width, thread count and algorithm; nullopt for a group without.
-std::optional<EpilogueStatistics> conv_statistics(const Graph& g, const FusionGroup& group, unsigned width, int threads,
-                                                  ConvAlgo algo);
-
 /// Emits kernel `name` for a group anchored on a convolution product, by the algorithm
-/// choose_conv_algo picks under e.conv_algo. Arguments: the root's output and the side outputs
-/// (the epilogue statistics' buffers last, filled after the kernel), then group.inputs (the
-/// anchor's two operands first), then, with epilogue statistics, their records (doubles),
-/// then the scratch panel.
+/// choose_conv_algo picks under e.conv_algo. Arguments: the root's output, then group.inputs
+/// (the anchor's two operands first), then the scratch panel.
 void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group);
 
 }  // namespace dagger

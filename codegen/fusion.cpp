@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <iterator>
 #include <string_view>
 
 #include "dagger/codegen/conv_algo.h"
@@ -200,38 +199,8 @@ void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) 
   groups = std::move(kept);
 }
 
-/// Moves each group that only computes channel statistics (channel_mean, channel_var) of a
-/// forward convolution group's output into that group, whose store then sums them
-/// (codegen/conv_statistics.h): the statistics no longer read the output again. The group
-/// runs where the output is made, before the statistics and every reader of them.
-void merge_epilogue_statistics(const Graph& g, std::vector<FusionGroup>& groups) {
-  std::vector<int> group_at(g.size(), -1);  // the group a node is the root of
-  for (size_t k = 0; k < groups.size(); ++k) group_at[groups[k].root] = static_cast<int>(k);
-  auto is_statistic = [&](NodeId id) {
-    const Op op = g.node(id).op;
-    return op == Op::channel_mean || op == Op::channel_var;
-  };
-  std::vector<bool> moved(groups.size(), false);
-  for (size_t k = 0; k < groups.size(); ++k) {
-    const FusionGroup& stats = groups[k];
-    if (stats.anchor < 0 || !std::ranges::all_of(stats.nodes, is_statistic)) continue;
-    const NodeId x = g.node(stats.anchor).operands[0];
-    if (!std::ranges::all_of(stats.nodes, [&](NodeId id) { return g.node(id).operands[0] == x; })) continue;
-    if (group_at[x] < 0) continue;
-    FusionGroup& conv = groups[static_cast<size_t>(group_at[x])];
-    if (conv.anchor < 0 || g.node(conv.anchor).op != Op::conv2d) continue;
-    conv.nodes.insert(conv.nodes.end(), stats.nodes.begin(), stats.nodes.end());
-    moved[k] = true;
-  }
-  std::vector<FusionGroup> kept;
-  for (size_t k = 0; k < groups.size(); ++k)
-    if (!moved[k]) kept.push_back(std::move(groups[k]));
-  groups = std::move(kept);
-}
-
-/// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic) or a
-/// statistic summed in a convolution's epilogue: the nodes of a group besides its anchor that
-/// are not elementwise.
+/// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
+/// only node of a group besides its anchor that is not elementwise.
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
   return id != group.anchor && is_anchor(g.node(id));
 }
@@ -358,7 +327,6 @@ FusionPlan fuse(const Graph& g) {
   // Groups were created in root order, but a split-off contraction came later: restore the order.
   std::sort(plan.groups.begin(), plan.groups.end(), [](const auto& a, const auto& b) { return a.root < b.root; });
   merge_sibling_statistics(g, plan.groups);
-  merge_epilogue_statistics(g, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -372,26 +340,12 @@ FusionPlan fuse(const Graph& g) {
   return plan;
 }
 
-std::vector<NodeId> epilogue_statistics(const Graph& g, const FusionGroup& group) {
-  std::vector<NodeId> stats;
-  if (group.anchor < 0 || g.node(group.anchor).op != Op::conv2d) return stats;
-  for (NodeId id : group.nodes)
-    if (g.node(id).op == Op::channel_mean || g.node(id).op == Op::channel_var) stats.push_back(id);
-  return stats;
-}
-
 std::string kernel_name(const Graph& g, const FusionGroup& group) {
   std::string name = fmt::format("k{}", group.root);
-  // Statistics in a convolution's epilogue show as one suffix: the kernel is the convolution's.
-  const std::vector<NodeId> stats = epilogue_statistics(g, group);
-  std::vector<NodeId> named;
-  std::ranges::copy_if(group.nodes, std::back_inserter(named),
-                       [&](NodeId id) { return !std::ranges::count(stats, id); });
   constexpr size_t kMaxOpsInName = 4;
-  for (size_t k = 0; k < named.size() && k < kMaxOpsInName; ++k)
-    name += "_" + std::string(op_info(g.node(named[k]).op).name);
-  if (named.size() > kMaxOpsInName) name += "_etc";
-  if (!stats.empty()) name += "_stats";
+  for (size_t k = 0; k < group.nodes.size() && k < kMaxOpsInName; ++k)
+    name += "_" + std::string(op_info(g.node(group.nodes[k]).op).name);
+  if (group.nodes.size() > kMaxOpsInName) name += "_etc";
   return name;
 }
 
@@ -405,12 +359,6 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
-  if (!epilogue_statistics(g, group).empty() && is_sibling(g, group, id))
-    return fmt::format(
-        "is summed in %{}'s epilogue (statistics in {}'s epilogue): the convolution %{} adds up "
-        "each stored output, so %{} is not read again; stored for its {} readers",
-        group.root, g.node(group.anchor).scope.empty() ? "the convolution" : g.node(group.anchor).scope, group.anchor,
-        group.root, readers_of(g)[id].size());
   if (is_sibling(g, group, id))
     return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", group.anchor,
                        op_info(g.node(group.anchor).op).name, n.operands[0], readers_of(g)[id].size());
@@ -447,9 +395,7 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
     };
     std::vector<std::string> writes{written(group.root, "")};
     for (NodeId id : group.side_outputs)
-      writes.push_back(written(id, !is_sibling(g, group, id)               ? " (for its assigns)"
-                                   : epilogue_statistics(g, group).empty() ? " (beside it, in the same read)"
-                                                                           : " (summed in its epilogue)"));
+      writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)" : " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (!why) continue;

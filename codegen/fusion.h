@@ -19,10 +19,7 @@
 ///  - a per-channel statistic that needs the same read as another is computed by that one's
 ///    kernel and stored beside it (a sibling statistic): the channel_mean of a channel_var's x,
 ///    and a batchnorm_grad_gamma's dbeta (the reduce_sum of its dy), when the statistic is made
-///    before the kernel's anchor and read only after it; the bits are those of its own kernel;
-///  - the channel statistics of a forward convolution's output (a channel_var and its sibling
-///    channel_mean) are summed by the convolution's kernel as it stores that output (statistics
-///    in the epilogue, codegen/conv_statistics.h), stored beside it.
+///    before the kernel's anchor and read only after it; the bits are those of its own kernel.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -67,10 +64,6 @@ struct FusionPlan {
 
 /// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);
-
-/// The channel statistics a conv2d group sums in its epilogue (see the rules above), ascending;
-/// they are its last side outputs. Empty for any other group.
-std::vector<NodeId> epilogue_statistics(const Graph& g, const FusionGroup& group);
 
 /// A readable, unique symbol for the group's kernel, e.g. "k12_matmul_add_relu".
 std::string kernel_name(const Graph& g, const FusionGroup& group);

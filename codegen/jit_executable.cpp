@@ -232,8 +232,6 @@ struct JitExecutable::Plan {
   /// the microkernel's vector loads of a panel never straddle two cache lines.
   std::vector<std::vector<float>> scratch_storage;
   std::vector<float*> scratch;
-  /// Per kernel with statistics in its epilogue: their records (CompiledKernel::statistics).
-  std::vector<std::vector<double>> records;
   std::vector<Step> steps;
   std::vector<FusionGroup> groups;  // per kernel
   std::vector<Tensor> storage;      // per node: the constants' values
@@ -264,7 +262,6 @@ struct JitExecutable::Plan {
 
   void bind_sources(const StateMap& feeds, const StateMap& state, std::vector<const float*>& data_of) const;
   void launch(int k, std::vector<const float*>& data_of);
-  void finish_statistics(int k, const std::vector<float*>& args, bool split);
 };
 
 void JitExecutable::Plan::bind_sources(const StateMap& feeds, const StateMap& state,
@@ -354,7 +351,6 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
   std::vector<float*> args{buffer_of(root, data_of)};
   for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, data_of));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(data_of[id]));
-  if (kernel.statistics) args.push_back(reinterpret_cast<float*>(records[static_cast<size_t>(k)].data()));
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
     if (kernel.scratch_floats > 0) args.push_back(scratch[0]);
@@ -367,36 +363,8 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
   }
-  if (kernel.statistics) finish_statistics(k, args, split);
   data_of[root] = args[0];
   for (size_t i = 0; i < kernel.group.side_outputs.size(); ++i) data_of[kernel.group.side_outputs[i]] = args[1 + i];
-}
-
-/// The channel statistics of kernel k's output from their records (filled first from the
-/// output where the store did not), channels split over the threads like the kernel's items.
-void JitExecutable::Plan::finish_statistics(int k, const std::vector<float*>& args, bool split) {
-  const CompiledKernel& kernel = compiled[k];
-  const EpilogueStatistics& stats = *kernel.statistics;
-  auto output = [&](NodeId id) -> float* {
-    if (id < 0) return nullptr;
-    return args[1 + static_cast<size_t>(std::ranges::find(kernel.group.side_outputs, id) -
-                                        kernel.group.side_outputs.begin())];
-  };
-  float *mean = output(stats.mean), *var = output(stats.var);
-  double* sums = records[static_cast<size_t>(k)].data();
-  auto channels = [&](int64_t c0, int64_t c1) {
-    if (!stats.in_store) fill_records(stats.grid, args[0], sums, c0, c1);
-    dagger::finish_statistics(stats.grid, sums, mean, var, c0, c1);
-  };
-  const int64_t count = stats.grid.channels;
-  if (!split) {
-    channels(0, count);
-    return;
-  }
-  pool.run([&](int t) {
-    const int64_t threads = pool.size();
-    channels(count * t / threads, count * (t + 1) / threads);
-  });
 }
 
 void JitExecutable::Plan::place_buffers() {
@@ -439,8 +407,6 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.scratch_storage.assign(static_cast<size_t>(p.pool.size()),
                            std::vector<float>(static_cast<size_t>(scratch_floats + kArenaAlignFloats)));
   for (std::vector<float>& storage : p.scratch_storage) p.scratch.push_back(first_aligned(storage));
-  for (const CompiledKernel& k : p.compiled)
-    p.records.emplace_back(k.statistics ? static_cast<size_t>(k.statistics->grid.doubles()) : 0);
   p.place_buffers();
 }
 

@@ -27,12 +27,10 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
       k.scratch_floats = layout.scratch_floats;
       k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) /
                double(std::max<int64_t>(1, layout.items));
-      if (family == KernelFamily::matmul) {
+      if (family == KernelFamily::matmul)
         emit_matmul_kernel(e, k.name, g, group);
-      } else {
-        k.statistics = conv_statistics(g, group, e.width, e.threads, e.conv_algo);
+      else
         emit_conv_kernel(e, k.name, g, group);
-      }
       return;
     }
     case KernelFamily::pool:

@@ -1,11 +1,9 @@
 #pragma once
 /// Lowering: each fusion group becomes one LLVM module holding one kernel, compiled by the Jit.
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
-#include "dagger/codegen/conv_statistics.h"
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/jit.h"
 
@@ -22,9 +20,6 @@ struct CompiledKernel {
   int64_t items = 1;           // parallel items; any split of [0, items) gives the same result
   int64_t scratch_floats = 0;  // when nonzero the kernel takes one more buffer of this size, one per thread
   double work = 0;             // a rough cost per item (floats touched or FLOPs), to decide whether to split
-  /// A convolution's statistics summed in its epilogue: the kernel takes their records before
-  /// its scratch (one buffer, shared by the threads), and the plan finishes them after it.
-  std::optional<EpilogueStatistics> statistics = std::nullopt;
 };
 
 /// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats,
