@@ -22,32 +22,46 @@ constexpr const char* kFilterGradientStaysDirect =
     "direct (auto): the Winograd filter gradient F(3x3,2x2) has not measured faster over a whole training step "
     "(--conv-algo winograd takes it)";
 
+/// The forward or data-gradient form `auto` takes for a product reducing over `reduced`
+/// channels into `produced` on h x w maps, with its reason.
+ConvChoice automatic_form(int64_t reduced, int64_t produced, int64_t h, int64_t w) {
+  (void)produced;
+  (void)h;
+  (void)w;
+  return {true, 2,
+          fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
+                      "2.25x fewer multiplications",
+                      reduced, kMinWinogradChannels)};
+}
+
 }  // namespace
 
 ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested) {
   const bool filter_grad = conv.op == Op::conv2d_backward_filter;
-  const std::string form = filter_grad ? "F(3x3,2x2)" : "F(2x2,3x3)";
+  const int tile_size = requested == ConvAlgo::winograd4 && !filter_grad ? 4 : 2;
+  const std::string form = filter_grad ? "F(3x3,2x2)" : fmt::format("F({0}x{0},3x3)", tile_size);
   const Shape& filter = filter_grad ? conv.shape : g.shape(conv.operands[1]);
   if (filter[2] != 3 || filter[3] != 3 || conv.attrs.i("stride") != 1 || conv.attrs.i("pad") != 1)
-    return {false, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};
+    return {false, tile_size, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};
   switch (requested) {
     case ConvAlgo::direct:
-      return {false, "direct: --conv-algo direct"};
+      return {false, tile_size, "direct: --conv-algo direct"};
     case ConvAlgo::winograd:
-      return {true, fmt::format("winograd {}: --conv-algo winograd", form)};
+    case ConvAlgo::winograd4:
+      return {true, tile_size, fmt::format("winograd {}: --conv-algo {}", form, conv_algo_name(requested))};
     case ConvAlgo::automatic:
       break;
   }
-  if (filter_grad) return {false, kFilterGradientStaysDirect};
+  if (filter_grad) return {false, tile_size, kFilterGradientStaysDirect};
   // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
   const int64_t reduced = conv.op == Op::conv2d ? filter[1] : filter[0];
+  const int64_t produced = conv.op == Op::conv2d ? filter[0] : filter[1];
   if (reduced < kMinWinogradChannels)
-    return {false, fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
-                               "Winograd transforms",
-                               reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
-  return {true, fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
-                            "2.25x fewer multiplications",
-                            reduced, kMinWinogradChannels)};
+    return {false, tile_size,
+            fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
+                        "Winograd transforms",
+                        reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
+  return automatic_form(reduced, produced, conv.shape[2], conv.shape[3]);
 }
 
 }  // namespace dagger

@@ -12,13 +12,14 @@
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
 
-TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd or auto", "[cli][winograd]") {
+TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd, winograd4 or auto", "[cli][winograd]") {
   for (const std::string command : {"train mlp512", "bench mlp512", "ir mlp512", "suite --only E01"}) {
     const Outcome out = run_dagger(command + " --conv-algo fast");
     INFO(command << "\n" << out.output);
     CHECK(out.status == 2);
     CHECK_THAT(out.output,
-               Catch::Contains("--conv-algo: unknown convolution algorithm 'fast' (valid: direct, winograd, auto)"));
+               Catch::Contains(
+                   "--conv-algo: unknown convolution algorithm 'fast' (valid: direct, winograd, winograd4, auto)"));
   }
 }
 
