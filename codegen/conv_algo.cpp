@@ -22,16 +22,27 @@ constexpr const char* kFilterGradientStaysDirect =
     "direct (auto): the Winograd filter gradient F(3x3,2x2) has not measured faster over a whole training step "
     "(--conv-algo winograd takes it)";
 
+/// `auto` takes F(4x4,3x3) over F(2x2,3x3) from this many output positions per channel (batch
+/// x height x width) up. Its products cost 2.25 per output against 4, but every call (on each
+/// thread) first transforms every filter into 36 positions against 16, which the positions
+/// must amortize. Measured on cnn3's and rescnn's layers at 2 threads (docs/performance.md):
+/// 0.76-1.02x at 3,136 positions (7x7 maps, batch 64), 1.0-1.25x at 12,544 (14x14 maps at batch
+/// 64, 7x7 at 256) and up to 1.5x beyond.
+constexpr int64_t kMinF4Positions = 8192;
+
 /// The forward or data-gradient form `auto` takes for a product reducing over `reduced`
-/// channels into `produced` on h x w maps, with its reason.
-ConvChoice automatic_form(int64_t reduced, int64_t produced, int64_t h, int64_t w) {
-  (void)produced;
-  (void)h;
-  (void)w;
+/// channels whose output planes hold `positions` values in all (batch x height x width).
+ConvChoice automatic_form(int64_t reduced, int64_t positions) {
+  const std::string over = fmt::format("3x3 stride 1 pad 1 over {} channels (>= {})", reduced, kMinWinogradChannels);
+  if (positions >= kMinF4Positions)
+    return {true, 4,
+            fmt::format("winograd F(4x4,3x3) (auto): {}, {} output positions per channel (>= {}), 4x fewer "
+                        "multiplications",
+                        over, positions, kMinF4Positions)};
   return {true, 2,
-          fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
-                      "2.25x fewer multiplications",
-                      reduced, kMinWinogradChannels)};
+          fmt::format("winograd F(2x2,3x3) (auto): {}, 2.25x fewer multiplications; {} output positions per "
+                      "channel (< {}) do not pay for F(4x4,3x3)'s filter transform",
+                      over, positions, kMinF4Positions)};
 }
 
 }  // namespace
@@ -55,13 +66,12 @@ ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested
   if (filter_grad) return {false, tile_size, kFilterGradientStaysDirect};
   // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
   const int64_t reduced = conv.op == Op::conv2d ? filter[1] : filter[0];
-  const int64_t produced = conv.op == Op::conv2d ? filter[0] : filter[1];
   if (reduced < kMinWinogradChannels)
     return {false, tile_size,
             fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
                         "Winograd transforms",
                         reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
-  return automatic_form(reduced, produced, conv.shape[2], conv.shape[3]);
+  return automatic_form(reduced, conv.shape[0] * conv.shape[2] * conv.shape[3]);
 }
 
 }  // namespace dagger

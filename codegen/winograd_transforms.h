@@ -13,19 +13,21 @@
 ///   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 ///   A^T = [1 1 1 0; 0 1 -1 -1]
 ///
-/// F(4,3), points 0, 1, -1, 2, -2 (Lavin and Gray's):
-///   B^T = [4  0 -5  0 1 0]      G = [ 1/4     0     0  ]      A^T = [1 1  1 1  1 0]
-///         [0 -4 -4  1 1 0]          [-1/6  -1/6  -1/6 ]            [0 1 -1 2 -2 0]
-///         [0  4 -4 -1 1 0]          [-1/6   1/6  -1/6 ]            [0 1  1 4  4 0]
-///         [0 -2 -1  2 1 0]          [ 1/24  1/12  1/6 ]            [0 1 -1 8 -8 1]
-///         [0  2 -1 -2 1 0]          [ 1/24 -1/12  1/6 ]
-///         [0  4  0 -5 0 1]          [ 0     0     1   ]
+/// F(4,3), points 0, 1, -1, 1/2, -2:
+///   B^T = [1 -3/2 -2    3/2  1   0]    G = [  1      0     0    ]    A^T = [1  1  1  1     1  0]
+///         [0 -1    1/2  5/2  1   0]        [  1/3    1/3   1/3  ]          [0  1 -1  1/2  -2  0]
+///         [0  1   -5/2  1/2  1   0]        [ -1/3    1/3  -1/3  ]          [0  1  1  1/4   4  0]
+///         [0 -2   -1    2    1   0]        [-16/15 -8/15 -4/15  ]          [0  1 -1  1/8  -8  1]
+///         [0  1/2 -1   -1/2  1   0]        [  1/15 -2/15  4/15  ]
+///         [0  1   -3/2 -2    3/2 1]        [  0      0     1    ]
 /// Why these points: simulated in float32 against double (6x6 patches, 64 channels summed, 400
-/// trials; the largest error relative to the sum of the |products|), 0, +-1, +-2 gave 1.3e-6,
-/// 0, +-1, +-1/2 1.2e-6, and the asymmetric 0, +-1, 1/2, -2 4.5e-7; but only the symmetric sets
-/// pair B^T's rows as s + t and s - t, which makes the input transform (the one run per patch
-/// and input channel, the costly one) 12 operations per axis against about twice that. The
-/// error is the bounded one measured in docs/performance.md ("Winograd convolution").
+/// trials; the largest error relative to the sum of the |products|), Lavin and Gray's symmetric
+/// 0, +-1, +-2 gave 1.3e-6, 0, +-1, +-1/2 1.2e-6, and 0, +-1, 1/2, -2 4.5e-7; in the kernels on
+/// cnn3's and rescnn's layers 1.0-1.9e-6 against 0.6-1.0e-6 (tests/codegen/test_winograd_jit.cpp).
+/// The price is 16 operations per axis in the input transform instead of 12 (the symmetric
+/// sets pair B^T's rows as s + t and s - t) and 12 instead of 10 in the output transform, which
+/// did not show in the kernels' times under load (docs/performance.md). The input transform
+/// shares the differences d4 - d2 and d3 - d1 between its rows.
 #include <array>
 #include <cstddef>
 
@@ -50,35 +52,40 @@ std::array<T, 2> output_f2(Ops& o, const std::array<T, 4>& m) {
   return {o.add(o.add(m[0], m[1]), m[2]), o.sub(o.sub(m[1], m[2]), m[3])};
 }
 
-/// B^T d along one axis of a 6-element input patch, F(4,3): rows 1 and 2 are s -+ t with
-/// s = d4 - 4 d2, t = d3 - 4 d1; rows 3 and 4 s' +- 2 t' with s' = d4 - d2, t' = d3 - d1.
+/// B^T d along one axis of a 6-element input patch, F(4,3): with s = d4 - d2, t = d3 - d1,
+/// the rows are d0 + (d4 - 2 d2) + 3/2 t, d4 + d2 / 2 + 5/2 d3 - d1, d4 + d3 / 2 - 5/2 d2 + d1,
+/// s + 2 t, s - t / 2 and d5 + d1 + 3/2 s - 2 d3.
 template <class Ops, class T>
 std::array<T, 6> input_f4(Ops& o, const std::array<T, 6>& d) {
-  const T s = o.fma(d[2], -4.0, d[4]), t = o.fma(d[1], -4.0, d[3]);
-  const T s2 = o.sub(d[4], d[2]), t2 = o.sub(d[3], d[1]);
-  return {o.fma(d[0], 4.0, o.fma(d[2], -5.0, d[4])), o.add(s, t), o.sub(s, t), o.fma(t2, 2.0, s2), o.fma(t2, -2.0, s2),
-          o.fma(d[1], 4.0, o.fma(d[3], -5.0, d[5]))};
+  const T s = o.sub(d[4], d[2]), t = o.sub(d[3], d[1]);
+  return {o.add(d[0], o.fma(t, 1.5, o.fma(d[2], -2.0, d[4]))),
+          o.sub(o.fma(d[3], 2.5, o.fma(d[2], 0.5, d[4])), d[1]),
+          o.add(o.fma(d[2], -2.5, o.fma(d[3], 0.5, d[4])), d[1]),
+          o.fma(t, 2.0, s),
+          o.fma(t, -0.5, s),
+          o.fma(d[3], -2.0, o.fma(s, 1.5, o.add(d[5], d[1])))};
 }
 
-/// G g along one axis of a 3x3 filter, F(4,3): g0 / 4, -(g0 + g1 + g2) / 6, -(g0 - g1 + g2) / 6,
-/// (g0 + 2 g1 + 4 g2) / 24, (g0 - 2 g1 + 4 g2) / 24, g2.
+/// G g along one axis of a 3x3 filter, F(4,3): g0, (g0 + g1 + g2) / 3, -(g0 - g1 + g2) / 3,
+/// -4/15 (4 g0 + 2 g1 + g2), (g0 - 2 g1 + 4 g2) / 15, g2.
 template <class Ops, class T>
 std::array<T, 6> filter_f4(Ops& o, const std::array<T, 3>& g) {
-  const T outer = o.add(g[0], g[2]), far = o.fma(g[2], 4.0, g[0]), twice = o.scale(g[1], 2.0);
-  return {o.scale(g[0], 0.25),
-          o.scale(o.add(outer, g[1]), -1.0 / 6.0),
-          o.scale(o.sub(outer, g[1]), -1.0 / 6.0),
-          o.scale(o.add(far, twice), 1.0 / 24.0),
-          o.scale(o.sub(far, twice), 1.0 / 24.0),
+  const T outer = o.add(g[0], g[2]);
+  return {g[0],
+          o.scale(o.add(outer, g[1]), 1.0 / 3.0),
+          o.scale(o.sub(g[1], outer), 1.0 / 3.0),
+          o.scale(o.fma(g[0], 4.0, o.fma(g[1], 2.0, g[2])), -4.0 / 15.0),
+          o.scale(o.fma(g[2], 4.0, o.fma(g[1], -2.0, g[0])), 1.0 / 15.0),
           g[2]};
 }
 
-/// A^T m along one axis of a 6x6 block of products, F(4,3): 4 outputs, from the sums and
-/// differences of the pairs of points +-1 and +-2.
+/// A^T m along one axis of a 6x6 block of products, F(4,3): 4 outputs, from the sum and the
+/// difference of the pair of points +-1.
 template <class Ops, class T>
 std::array<T, 4> output_f4(Ops& o, const std::array<T, 6>& m) {
-  const T s1 = o.add(m[1], m[2]), d1 = o.sub(m[1], m[2]), s2 = o.add(m[3], m[4]), d2 = o.sub(m[3], m[4]);
-  return {o.add(o.add(m[0], s1), s2), o.fma(d2, 2.0, d1), o.fma(s2, 4.0, s1), o.add(o.fma(d2, 8.0, d1), m[5])};
+  const T s = o.add(m[1], m[2]), d = o.sub(m[1], m[2]);
+  return {o.add(o.add(m[0], s), o.add(m[3], m[4])), o.fma(m[4], -2.0, o.fma(m[3], 0.5, d)),
+          o.fma(m[4], 4.0, o.fma(m[3], 0.25, s)), o.add(o.fma(m[4], -8.0, o.fma(m[3], 0.125, d)), m[5])};
 }
 
 /// The transforms of F(m x m, 3x3) as one type: Patch = m + 2 input elements per axis.

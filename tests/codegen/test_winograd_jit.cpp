@@ -73,11 +73,11 @@ const std::vector<Geometry> kOdd = {
 // within 7e-7 of the exact value relative to the sum of the |products| (5.4e-7 on the layers;
 // direct: up to 2.4e-7 there, its sums being longer chains); the bound leaves a factor of 3.
 constexpr double kWinogradScaled = 2e-6;
-// F(4x4,3x3), whose transforms weigh the patch by up to 5 and the products by up to 8: within
-// 2.3e-6 on these shapes and 1.0-1.9e-6 on the layers of 32 channels and more (8-10x
-// F(2x2,3x3)'s), 1.5e-5 on the one-channel conv1 (`auto` keeps it direct), where 9 products
+// F(4x4,3x3), whose transforms weigh the patch by up to 5/2 and the products by up to 8: within
+// 2.0e-6 on these shapes and 0.6-1.0e-6 on the layers of 32 channels and more (6-10x
+// F(2x2,3x3)'s), 1.0e-5 on the one-channel conv1 (`auto` keeps it direct), where 9 products
 // are summed and no channel sum averages the transforms' rounding. The bounds leave a factor
-// of 2.5.
+// of 3.
 constexpr double kWinograd4Scaled = 6e-6;
 constexpr double kWinograd4OneChannelScaled = 4e-5;
 
@@ -175,6 +175,7 @@ TEST_CASE("the compiler says which convolutions get winograd, and why", "[jit][c
   CHECK(choose_conv_algo(g, g.node(deep), ConvAlgo::automatic).winograd);  // 32 input channels
   CHECK_FALSE(choose_conv_algo(g, g.node(deep), ConvAlgo::direct).winograd);
   CHECK_FALSE(choose_conv_algo(g, g.node(strided), ConvAlgo::winograd).winograd);
+  CHECK(choose_conv_algo(g, g.node(deep), ConvAlgo::automatic).tile_size == 2);  // 2 x 8 x 8 output positions
   CHECK(choose_conv_algo(g, g.node(deep), ConvAlgo::winograd).tile_size == 2);
   CHECK(choose_conv_algo(g, g.node(deep), ConvAlgo::winograd4).tile_size == 4);
   CHECK(describe_fusion(g, fuse(g), true, ConvAlgo::winograd4)
@@ -183,4 +184,17 @@ TEST_CASE("the compiler says which convolutions get winograd, and why", "[jit][c
   CHECK(why.find(fmt::format("algo:  %{} direct (auto): a reduction over 3 channels", wide)) != std::string::npos);
   CHECK(why.find(fmt::format("algo:  %{} winograd F(2x2,3x3) (auto)", deep)) != std::string::npos);
   CHECK(why.find(fmt::format("algo:  %{} direct: Winograd F(2x2,3x3) needs", strided)) != std::string::npos);
+}
+
+TEST_CASE("auto takes F(4x4,3x3) from 8192 output positions per channel", "[jit][conv][winograd]") {
+  for (const auto& [batch, tile_size] : std::vector<std::pair<int64_t, int>>{{31, 2}, {32, 4}}) {
+    Graph g;  // 16x16 maps: 256 positions an image
+    const NodeId conv = g.add(Op::conv2d, {input(g, "x", {batch, 16, 16, 16}), input(g, "w", {16, 16, 3, 3})}, kSame);
+    g.set_output("out", conv);
+    INFO("batch " << batch);
+    const ConvChoice choice = choose_conv_algo(g, g.node(conv), ConvAlgo::automatic);
+    CHECK(choice.winograd);
+    CHECK(choice.tile_size == tile_size);
+    CHECK_THAT(choice.why, Catch::StartsWith(fmt::format("winograd F({0}x{0},3x3) (auto)", tile_size)));
+  }
 }

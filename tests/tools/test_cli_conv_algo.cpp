@@ -26,15 +26,27 @@ TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd, winogra
 TEST_CASE("dagger ir --stage fused --why names each convolution's algorithm and why", "[cli][winograd]") {
   const Outcome automatic = run_dagger("ir cnn3 --stage fused --why");  // auto is the commands' default
   REQUIRE(automatic.status == 0);
-  // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more.
+  // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more:
+  // at batch 64, F(4x4,3x3) on the 14x14 maps (conv2's forward, conv3's data gradient), F(2x2,3x3)
+  // on the 7x7 ones.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): a reduction over 1 channel (< 16)"));
-  CHECK_THAT(automatic.output, Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels"));
+  CHECK_THAT(automatic.output,
+             Catch::Contains("winograd F(4x4,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels (>= 16), 12544 output "
+                             "positions per channel (>= 8192)"));
+  CHECK_THAT(automatic.output,
+             Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 2.25x fewer "
+                             "multiplications; 3136 output positions per channel (< 8192)"));
   // Filter gradients stay direct under auto; --conv-algo winograd takes conv2's and conv3's.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not"));
   CHECK_THAT(automatic.output, !Catch::Contains("winograd F(3x3,2x2)"));
   const Outcome winograd = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd");
   REQUIRE(winograd.status == 0);
   CHECK_THAT(winograd.output, Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd"));
+  CHECK_THAT(winograd.output, !Catch::Contains("F(4x4,3x3)"));
+  const Outcome winograd4 = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd4");
+  REQUIRE(winograd4.status == 0);
+  CHECK_THAT(winograd4.output, Catch::Contains("winograd F(4x4,3x3): --conv-algo winograd4"));
+  CHECK_THAT(winograd4.output, Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd4"));
   const Outcome direct = run_dagger("ir cnn3 --stage fused --why --conv-algo direct");
   REQUIRE(direct.status == 0);
   CHECK_THAT(direct.output, Catch::Contains("direct: --conv-algo direct"));
