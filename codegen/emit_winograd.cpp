@@ -80,22 +80,50 @@ class WinogradEmitter {
   /// Floats per transform position in the packed filters.
   int64_t u_position() const { return ceil_div(v_.out, l_.tile.rows) * l_.tile.rows * v_.in; }
 
-  /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles.
+  /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles: per row
+  /// tile, W consecutive (input channel, row) slots of its [in][rows] block at a time, so each
+  /// position is one vector store; their taps are gathered (the filter index is affine in o
+  /// and i). Every lane computes what one filter alone would, so the vectors change no bit.
   void transform_filters() {
     const int64_t rows = l_.tile.rows;
-    emit_for(e_, v_.out, 1, [&](llvm::Value* o) {
-      llvm::Value* tile_base = e_.b.CreateAdd(e_.b.CreateMul(e_.b.CreateUDiv(o, e_.i64c(rows)), e_.i64c(rows * v_.in)),
-                                              e_.b.CreateURem(o, e_.i64c(rows)));
-      emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
+    auto lanes64 = [&](llvm::Value* scalar) { return e_.b.CreateVectorSplat(e_.width, scalar); };
+    llvm::Value* zero = e_.i64c(0);
+    std::array<std::array<llvm::Value*, 3>, 3> tap, along_o, along_i;  // index of (o, i) = tap + o along_o + i along_i
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s) {
+        tap[r][s] = v_.filter_index(zero, zero, r, s);
+        along_o[r][s] = e_.b.CreateSub(v_.filter_index(e_.i64c(1), zero, r, s), tap[r][s]);
+        along_i[r][s] = e_.b.CreateSub(v_.filter_index(zero, e_.i64c(1), r, s), tap[r][s]);
+      }
+    llvm::Value* lane =
+        e_.b.CreateZExt(e_.lane_ids(), llvm::FixedVectorType::get(e_.i64, static_cast<unsigned>(e_.width)));
+    emit_for(e_, ceil_div(v_.out, rows), 1, [&](llvm::Value* t) {
+      emit_for(e_, ceil_div(v_.in * rows, e_.width), 1, [&](llvm::Value* c) {
+        llvm::Value* slot = e_.b.CreateAdd(lanes64(e_.b.CreateMul(c, e_.i64c(e_.width))), lane);  // i * rows + row
+        llvm::Value* i = e_.b.CreateUDiv(slot, lanes64(e_.i64c(rows)));
+        llvm::Value* o =
+            e_.b.CreateAdd(lanes64(e_.b.CreateMul(t, e_.i64c(rows))), e_.b.CreateURem(slot, lanes64(e_.i64c(rows))));
+        llvm::Value* mask = e_.b.CreateAnd(e_.b.CreateICmpULT(i, lanes64(e_.i64c(v_.in))),
+                                           e_.b.CreateICmpULT(o, lanes64(e_.i64c(v_.out))));
         std::array<std::array<llvm::Value*, 3>, 3> g;
         for (int r = 0; r < 3; ++r)
-          for (int s = 0; s < 3; ++s) g[r][s] = load(filter_, v_.filter_index(o, i, r, s), e_.f32);
+          for (int s = 0; s < 3; ++s) {
+            llvm::Value* index = e_.b.CreateAdd(
+                lanes64(tap[r][s]),
+                e_.b.CreateAdd(e_.b.CreateMul(o, lanes64(along_o[r][s])), e_.b.CreateMul(i, lanes64(along_i[r][s]))));
+            g[r][s] = e_.b.CreateMaskedGather(e_.vf, e_.b.CreateGEP(e_.f32, filter_, index), kFloatAlign, mask,
+                                              llvm::Constant::getNullValue(e_.vf));
+          }
         // Down the filter's rows first (G g), then along them ((G g) G^T).
         const auto u =
             winograd::two_d<3, P>(g, [&](const std::array<llvm::Value*, 3>& x) { return Form::filter(ops_, x); });
-        llvm::Value* at = e_.b.CreateAdd(tile_base, e_.b.CreateMul(i, e_.i64c(rows)));
+        llvm::Value* at =
+            e_.b.CreateAdd(e_.b.CreateMul(t, e_.i64c(rows * v_.in)), e_.b.CreateMul(c, e_.i64c(e_.width)));
         for (int a = 0; a < P; ++a)
-          for (int b = 0; b < P; ++b) store(u_, e_.b.CreateAdd(at, e_.i64c((P * a + b) * u_position())), u[a][b]);
+          for (int b = 0; b < P; ++b)
+            e_.b.CreateMaskedStore(
+                u[a][b], e_.b.CreateInBoundsGEP(e_.f32, u_, e_.b.CreateAdd(at, e_.i64c((P * a + b) * u_position()))),
+                kFloatAlign, mask);
       });
     });
   }

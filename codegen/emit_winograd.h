@@ -33,7 +33,8 @@ struct WinogradConv {
   int64_t n = 0, in = 0, out = 0, h = 0, w = 0;
   /// The flat index of the 3x3 correlation filter's tap (r, s) from input channel `i` to
   /// output channel `o` in the kernel's filter buffer: the forward product reads w[o, i, r, s],
-  /// the data gradient the flipped, transposed w[i, o, 2 - r, 2 - s].
+  /// the data gradient the flipped, transposed w[i, o, 2 - r, 2 - s]. Affine in o and i: the
+  /// filter transform gathers W filters at a time from its steps along each.
   std::function<llvm::Value*(llvm::Value* o, llvm::Value* i, int64_t r, int64_t s)> filter_index;
   int tile_size = 2;
 };
