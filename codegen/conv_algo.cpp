@@ -26,9 +26,9 @@ constexpr const char* kFilterGradientStaysDirect =
 /// x height x width) up. Its products cost 2.25 per output against 4, but every call (on each
 /// thread) first transforms every filter into 36 positions against 16, which the positions
 /// must amortize. Measured on cnn3's and rescnn's layers at 2 threads (docs/performance.md):
-/// 0.76-1.02x at 3,136 positions (7x7 maps, batch 64), 1.0-1.25x at 12,544 (14x14 maps at batch
-/// 64, 7x7 at 256) and up to 1.5x beyond.
-constexpr int64_t kMinF4Positions = 8192;
+/// with the filter transform vectorized, 1.00-1.32x (cnn3) at 3,136 positions (7x7 maps, batch
+/// 64), the fewest measured; with it scalar, 0.76-1.02x there. Smaller batches are unmeasured.
+constexpr int64_t kMinF4Positions = 3136;
 
 /// The forward or data-gradient form `auto` takes for a product reducing over `reduced`
 /// channels whose output planes hold `positions` values in all (batch x height x width).

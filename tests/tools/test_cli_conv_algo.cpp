@@ -27,15 +27,20 @@ TEST_CASE("dagger ir --stage fused --why names each convolution's algorithm and 
   const Outcome automatic = run_dagger("ir cnn3 --stage fused --why");  // auto is the commands' default
   REQUIRE(automatic.status == 0);
   // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more:
-  // at batch 64, F(4x4,3x3) on the 14x14 maps (conv2's forward, conv3's data gradient), F(2x2,3x3)
-  // on the 7x7 ones.
+  // F(4x4,3x3) at batch 64 (7x7 maps: 3136 output positions per channel), F(2x2,3x3) on the 7x7
+  // maps at batch 32.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): a reduction over 1 channel (< 16)"));
   CHECK_THAT(automatic.output,
              Catch::Contains("winograd F(4x4,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels (>= 16), 12544 output "
-                             "positions per channel (>= 8192)"));
+                             "positions per channel (>= 3136)"));
   CHECK_THAT(automatic.output,
+             Catch::Contains("winograd F(4x4,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 3136 output "
+                             "positions per channel (>= 3136)"));
+  const Outcome small = run_dagger("ir cnn3 --stage fused --why --batch 32");
+  REQUIRE(small.status == 0);
+  CHECK_THAT(small.output,
              Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 2.25x fewer "
-                             "multiplications; 3136 output positions per channel (< 8192)"));
+                             "multiplications; 1568 output positions per channel (< 3136)"));
   // Filter gradients stay direct under auto; --conv-algo winograd takes conv2's and conv3's.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not"));
   CHECK_THAT(automatic.output, !Catch::Contains("winograd F(3x3,2x2)"));
