@@ -186,7 +186,7 @@ TEST_CASE("the compiler says which convolutions get winograd, and why", "[jit][c
   CHECK(why.find(fmt::format("algo:  %{} direct: Winograd F(2x2,3x3) needs", strided)) != std::string::npos);
 }
 
-TEST_CASE("auto takes F(4x4,3x3) from 3136 output positions per channel", "[jit][conv][winograd]") {
+TEST_CASE("auto takes the 4x4 output tile from 3136 output positions per channel", "[jit][conv][winograd]") {
   for (const auto& [batch, tile_size] : std::vector<std::pair<int64_t, int>>{{63, 2}, {64, 4}}) {
     Graph g;  // 7x7 maps: 49 positions an image
     const NodeId conv = g.add(Op::conv2d, {input(g, "x", {batch, 16, 7, 7}), input(g, "w", {16, 16, 3, 3})}, kSame);
