@@ -11,6 +11,7 @@
 #include "codegen/jit_support.h"
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/fusion.h"
+#include "support.h"
 
 using namespace dagger;
 using namespace dagger::testing;
@@ -197,4 +198,19 @@ TEST_CASE("auto takes the 4x4 output tile from 3136 output positions per channel
     CHECK(choice.tile_size == tile_size);
     CHECK_THAT(choice.why, Catch::StartsWith(fmt::format("winograd F({0}x{0},3x3) (auto)", tile_size)));
   }
+}
+
+TEST_CASE("the kernel cache tells the two winograd forms apart", "[jit][conv][winograd][cache]") {
+  TempDir dir("kernel-cache-winograd");
+  ScopedEnv cache("DAGGER_CACHE_DIR", dir.path.string());
+  const Graph g = conv_graph(Op::conv2d, {2, 17, 9, 9, 5}, false);  // one kernel
+  auto cache_hits = [&](ConvAlgo algo) {
+    JitOptions options;
+    options.conv_algo = algo;
+    return compile_jit(g, options)->compile_stats().cache_hits;
+  };
+  CHECK(cache_hits(ConvAlgo::winograd) == 0);
+  CHECK(cache_hits(ConvAlgo::winograd4) == 0);  // another kernel, not F(2x2)'s from the cache
+  CHECK(cache_hits(ConvAlgo::winograd) == 1);
+  CHECK(cache_hits(ConvAlgo::winograd4) == 1);
 }
