@@ -10,6 +10,13 @@ packing) is checked separately, e.g. by training both binaries for an epoch with
 comparing the checkpoints byte for byte.
 
   bench/ab.py OLD_BIN build/dagger rescnn --batch 256 --threads 2 --rounds 3 --match backward_filter
+
+The two sides may be one binary under different options (--old-args, --new-args), and
+--per-kernel prints each matched kernel's median time and GFLOP/s (as `dagger bench` counts its
+FLOPs) and the JIT's SGEMM figure of the runs:
+
+  bench/ab.py build/dagger build/dagger cnn3 --old-args=--conv-algo=winograd \
+      --new-args=--conv-algo=winograd4 --match 'conv2d(_backward_data)?_' --per-kernel
 """
 import argparse
 import os
@@ -19,14 +26,17 @@ import statistics
 from compare import run_json
 
 
-def bench(binary, args):
+def bench(binary, extra, args):
     command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
-    model = run_json(command, os.environ)["models"][0]
+    report = run_json(command + extra.split(), os.environ)
+    model = report["models"][0]
     kernels = model["kernels"]
-    matched = sum(k["ms_per_step"] for k in kernels if args.match and re.search(args.match, k["name"]))
+    picked = {k["name"]: k for k in kernels if args.match and re.search(args.match, k["name"])}
+    matched = sum(k["ms_per_step"] for k in picked.values())
     share = matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9)
-    return model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share
+    return (model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share, picked,
+            report["machine"]["sgemm"].get("peak_gflops"), report["machine"].get("load_average"))
 
 
 def main():
@@ -40,12 +50,15 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--match", default="", help="sum the kernels whose name this regular expression finds")
+    parser.add_argument("--old-args", default="", help="more `dagger bench` options for the old side")
+    parser.add_argument("--new-args", default="", help="more `dagger bench` options for the new side")
+    parser.add_argument("--per-kernel", action="store_true", help="print each matched kernel's medians")
     args = parser.parse_args()
 
     results = {"old": [], "new": []}
     for r in range(args.rounds):
         for side in ("old", "new"):
-            figures = bench(getattr(args, side), args)
+            figures = bench(getattr(args, side), getattr(args, side + "_args"), args)
             results[side].append(figures)
             print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
                   + (f", {args.match} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if args.match else ""),
@@ -58,6 +71,20 @@ def main():
             line += (f", {args.match} {statistics.median(f[2] for f in runs):.2f} ms"
                      f" ({100 * statistics.median(f[3] for f in runs):.1f}% of the kernels' time)")
         print(line)
+
+    if args.per_kernel:
+        peaks = [f[5] for side in results.values() for f in side if f[5]]
+        loads = [f[6] for side in results.values() for f in side if f[6] is not None]
+        if peaks:
+            print(f"JIT SGEMM figure of the runs (median): {statistics.median(peaks):.1f} GFLOP/s"
+                  + (f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""))
+        for name in results["old"][0][4]:
+            cells = []
+            for side in ("old", "new"):
+                runs = [f[4][name] for f in results[side] if name in f[4]]
+                cells.append(f"{side} {statistics.median(k['ms_per_step'] for k in runs):.3f} ms "
+                             f"{statistics.median(k['gflops'] for k in runs):.0f} GFLOP/s")
+            print(f"  {name} {results['old'][0][4][name]['key']}: " + ", ".join(cells))
 
 
 if __name__ == "__main__":

@@ -22,32 +22,56 @@ constexpr const char* kFilterGradientStaysDirect =
     "direct (auto): the Winograd filter gradient F(3x3,2x2) has not measured faster over a whole training step "
     "(--conv-algo winograd takes it)";
 
+/// `auto` takes F(4x4,3x3) over F(2x2,3x3) from this many output positions per channel (batch
+/// x height x width) up. Its products cost 2.25 per output against 4, but every call (on each
+/// thread) first transforms every filter into 36 positions against 16, which the positions
+/// must amortize. Measured on cnn3's and rescnn's layers at 2 threads (docs/performance.md):
+/// with the filter transform vectorized, 1.00-1.32x (cnn3) at 3,136 positions (7x7 maps, batch
+/// 64), the fewest measured; with it scalar, 0.76-1.02x there. Smaller batches are unmeasured.
+constexpr int64_t kMinF4Positions = 3136;
+
+/// The forward or data-gradient form `auto` takes for a product reducing over `reduced`
+/// channels whose output planes hold `positions` values in all (batch x height x width).
+ConvChoice automatic_form(int64_t reduced, int64_t positions) {
+  const std::string over = fmt::format("3x3 stride 1 pad 1 over {} channels (>= {})", reduced, kMinWinogradChannels);
+  if (positions >= kMinF4Positions)
+    return {true, 4,
+            fmt::format("winograd F(4x4,3x3) (auto): {}, {} output positions per channel (>= {}), 4x fewer "
+                        "multiplications",
+                        over, positions, kMinF4Positions)};
+  return {true, 2,
+          fmt::format("winograd F(2x2,3x3) (auto): {}, 2.25x fewer multiplications; {} output positions per "
+                      "channel (< {}) do not pay for F(4x4,3x3)'s filter transform",
+                      over, positions, kMinF4Positions)};
+}
+
 }  // namespace
 
 ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested) {
   const bool filter_grad = conv.op == Op::conv2d_backward_filter;
-  const std::string form = filter_grad ? "F(3x3,2x2)" : "F(2x2,3x3)";
+  const int tile_size = requested == ConvAlgo::winograd4 && !filter_grad ? 4 : 2;
+  const std::string form = filter_grad ? "F(3x3,2x2)" : fmt::format("F({0}x{0},3x3)", tile_size);
   const Shape& filter = filter_grad ? conv.shape : g.shape(conv.operands[1]);
   if (filter[2] != 3 || filter[3] != 3 || conv.attrs.i("stride") != 1 || conv.attrs.i("pad") != 1)
-    return {false, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};
+    return {false, tile_size, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};
   switch (requested) {
     case ConvAlgo::direct:
-      return {false, "direct: --conv-algo direct"};
+      return {false, tile_size, "direct: --conv-algo direct"};
     case ConvAlgo::winograd:
-      return {true, fmt::format("winograd {}: --conv-algo winograd", form)};
+    case ConvAlgo::winograd4:
+      return {true, tile_size, fmt::format("winograd {}: --conv-algo {}", form, conv_algo_name(requested))};
     case ConvAlgo::automatic:
       break;
   }
-  if (filter_grad) return {false, kFilterGradientStaysDirect};
+  if (filter_grad) return {false, tile_size, kFilterGradientStaysDirect};
   // The product's reduction: x's channels forward, dy's (the filter count) for the data gradient.
   const int64_t reduced = conv.op == Op::conv2d ? filter[1] : filter[0];
   if (reduced < kMinWinogradChannels)
-    return {false, fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
-                               "Winograd transforms",
-                               reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
-  return {true, fmt::format("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over {} channels (>= {}), "
-                            "2.25x fewer multiplications",
-                            reduced, kMinWinogradChannels)};
+    return {false, tile_size,
+            fmt::format("direct (auto): a reduction over {} channel{} (< {}) does not pay for the "
+                        "Winograd transforms",
+                        reduced, reduced == 1 ? "" : "s", kMinWinogradChannels)};
+  return automatic_form(reduced, conv.shape[0] * conv.shape[2] * conv.shape[3]);
 }
 
 }  // namespace dagger

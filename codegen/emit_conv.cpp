@@ -446,19 +446,20 @@ WinogradFilterGrad winograd_filter_grad(const Graph& g, const Node& anchor) {
 }
 
 /// The Winograd form of a forward or data-gradient product (the data gradient is the
-/// same-size convolution of dy with the flipped, transposed filters); no filter_index yet.
-WinogradConv winograd_conv(const Graph& g, const Node& anchor) {
+/// same-size convolution of dy with the flipped, transposed filters) in output tiles of
+/// `tile_size`; no filter_index yet.
+WinogradConv winograd_conv(const Graph& g, const Node& anchor, int tile_size) {
   const Conv v = conv_of(g, anchor);
-  if (conv_product(anchor) == ConvProduct::forward) return {v.n, v.c, v.k, v.h, v.w, nullptr};
-  return {v.n, v.k, v.c, v.h, v.w, nullptr};
+  if (conv_product(anchor) == ConvProduct::forward) return {v.n, v.c, v.k, v.h, v.w, nullptr, tile_size};
+  return {v.n, v.k, v.c, v.h, v.w, nullptr, tile_size};
 }
 
-/// Emits the forward or data-gradient product by Winograd F(2x2,3x3), storing through the
-/// group's epilogue.
+/// Emits the forward or data-gradient product by Winograd F(m x m,3x3), m = `tile_size`,
+/// storing through the group's epilogue.
 void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf,
-                      const ConvOperands& operands) {
+                      const ConvOperands& operands, int tile_size) {
   const Node& anchor = g.node(group.anchor);
-  WinogradConv w = winograd_conv(g, anchor);
+  WinogradConv w = winograd_conv(g, anchor, tile_size);
   if (conv_product(anchor) == ConvProduct::forward)
     w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
       return operands.filter_index(o, i, e.i64c(r), e.i64c(s));
@@ -477,14 +478,15 @@ void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const K
 GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads, ConvAlgo algo) {
   const Node& anchor = g.node(group.anchor);
   GemmLayout layout = gemm_layout(sizes_of(g, anchor), width, threads);
-  if (!choose_conv_algo(g, anchor, algo).winograd) return layout;
+  const ConvChoice choice = choose_conv_algo(g, anchor, algo);
+  if (!choice.winograd) return layout;
   if (conv_product(anchor) == ConvProduct::backward_filter) {
     const WinogradFilterLayout w = winograd_filter_layout(winograd_filter_grad(g, anchor), width, threads);
     layout.items = w.items;
     layout.scratch_floats = w.scratch_floats;
     return layout;
   }
-  const WinogradLayout w = winograd_layout(winograd_conv(g, anchor), width, threads);
+  const WinogradLayout w = winograd_layout(winograd_conv(g, anchor, choice.tile_size), width, threads);
   layout.items = w.items;  // k_total stays the direct product's, the FLOPs its work is counted in
   layout.scratch_floats = w.scratch_floats;
   return layout;
@@ -500,13 +502,13 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
                               gemm_layout(p.sizes, e.width, e.threads).panel};
   p.c = kf.args[0];
-  if (choose_conv_algo(g, anchor, e.conv_algo).winograd) {
+  if (const ConvChoice choice = choose_conv_algo(g, anchor, e.conv_algo); choice.winograd) {
     if (conv_product(anchor) == ConvProduct::backward_filter) {
       check_no_epilogue(g, group);
       emit_winograd_filter(e, winograd_filter_grad(g, anchor), operands.first, operands.second, kf.args[0], kf.begin,
                            kf.end, kf.args.back());
     } else {
-      emit_by_winograd(e, g, group, kf, operands);
+      emit_by_winograd(e, g, group, kf, operands, choice.tile_size);
     }
     end_kernel(e);
     return;

@@ -7,8 +7,8 @@
 ///  conv2d_backward_data (dy, w)   per image: dx[C, H*W]  = w^T[C, K*R*S] col(dy)[K*R*S, H*W]
 ///  conv2d_backward_filter (x, dy) summed over images: dw[K, C*R*S] = dy[K, P*Q] im2col(x)^T
 ///
-/// 3x3 stride-1 same products may instead run as Winograd: F(2x2,3x3) for the forward and data
-/// gradient, F(3x3,2x2) for the filter gradient (codegen/emit_winograd.h).
+/// 3x3 stride-1 same products may instead run as Winograd: F(2x2,3x3) or F(4x4,3x3) for the
+/// forward and data gradient, F(3x3,2x2) for the filter gradient (codegen/emit_winograd.h).
 ///
 /// The first two take an elementwise epilogue (bias, residual add, activation) exactly like
 /// a matmul; the filter gradient, a sum over the batch accumulated in its output, takes none.

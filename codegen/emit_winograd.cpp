@@ -4,14 +4,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 
 namespace dagger {
 
 namespace {
 
 const llvm::Align kFloatAlign(4);
-
-constexpr int kPositions = kWinogradPositions;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
@@ -24,16 +23,27 @@ struct ScratchParts {
   int64_t total = 0;
 };
 
+/// The transform positions of F(tile_size x tile_size, 3x3): (tile_size + 2)^2.
+int64_t positions(int tile_size) { return (tile_size + 2) * (tile_size + 2); }
+
 ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
-  const int64_t row = l.vectors * width;
+  const int64_t row = l.vectors * width, xis = positions(l.tile_size);
   ScratchParts s;
-  s.panel = align16(kPositions * ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
-  s.m = s.panel + align16(kPositions * v.in * row);
-  s.total = s.m + align16(kPositions * l.tile.rows * row);
+  s.panel = align16(xis * ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
+  s.m = s.panel + align16(xis * v.in * row);
+  s.total = s.m + align16(xis * l.tile.rows * row);
   return s;
 }
 
+/// The emitter of F(M x M, 3x3): positions xi = P * row + column of a P x P block, P = M + 2.
+template <int M>
 class WinogradEmitter {
+  using Form = winograd::Form<M>;
+  static constexpr int P = static_cast<int>(Form::Patch);
+  static constexpr int kPositions = P * P;
+  using Block = std::array<std::array<llvm::Value*, P>, P>;
+  using Outputs = std::array<llvm::Value*, M * M>;  // a vector of tiles' outputs, [M * i + j]
+
  public:
   WinogradEmitter(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* scratch,
                   const StoreOutput& store)
@@ -70,40 +80,50 @@ class WinogradEmitter {
   /// Floats per transform position in the packed filters.
   int64_t u_position() const { return ceil_div(v_.out, l_.tile.rows) * l_.tile.rows * v_.in; }
 
-  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFAdd(a, b); }
-  llvm::Value* sub(llvm::Value* a, llvm::Value* b) { return e_.b.CreateFSub(a, b); }
-  /// A^T m along one axis of a 4x4 block of products: 2 outputs.
-  std::array<llvm::Value*, 2> output_1d(const std::array<llvm::Value*, 4>& m) {
-    return {add(add(m[0], m[1]), m[2]), sub(sub(m[1], m[2]), m[3])};
-  }
-
-  /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles.
+  /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles: per row
+  /// tile, W consecutive (input channel, row) slots of its [in][rows] block at a time, so each
+  /// position is one vector store; their taps are gathered (the filter index is affine in o
+  /// and i). Every lane computes what one filter alone would, so the vectors change no bit.
   void transform_filters() {
     const int64_t rows = l_.tile.rows;
-    llvm::Value* half = e_.f32c(0.5f);
-    // G g, one axis of a 3x3 filter: (g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2).
-    auto filter_1d = [&](const std::array<llvm::Value*, 3>& g) -> std::array<llvm::Value*, 4> {
-      llvm::Value* outer = add(g[0], g[2]);
-      return {g[0], e_.b.CreateFMul(add(outer, g[1]), half), e_.b.CreateFMul(sub(outer, g[1]), half), g[2]};
-    };
-    emit_for(e_, v_.out, 1, [&](llvm::Value* o) {
-      llvm::Value* tile_base = e_.b.CreateAdd(e_.b.CreateMul(e_.b.CreateUDiv(o, e_.i64c(rows)), e_.i64c(rows * v_.in)),
-                                              e_.b.CreateURem(o, e_.i64c(rows)));
-      emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
+    auto lanes64 = [&](llvm::Value* scalar) { return e_.b.CreateVectorSplat(e_.width, scalar); };
+    llvm::Value* zero = e_.i64c(0);
+    std::array<std::array<llvm::Value*, 3>, 3> tap, along_o, along_i;  // index of (o, i) = tap + o along_o + i along_i
+    for (int r = 0; r < 3; ++r)
+      for (int s = 0; s < 3; ++s) {
+        tap[r][s] = v_.filter_index(zero, zero, r, s);
+        along_o[r][s] = e_.b.CreateSub(v_.filter_index(e_.i64c(1), zero, r, s), tap[r][s]);
+        along_i[r][s] = e_.b.CreateSub(v_.filter_index(zero, e_.i64c(1), r, s), tap[r][s]);
+      }
+    llvm::Value* lane =
+        e_.b.CreateZExt(e_.lane_ids(), llvm::FixedVectorType::get(e_.i64, static_cast<unsigned>(e_.width)));
+    emit_for(e_, ceil_div(v_.out, rows), 1, [&](llvm::Value* t) {
+      emit_for(e_, ceil_div(v_.in * rows, e_.width), 1, [&](llvm::Value* c) {
+        llvm::Value* slot = e_.b.CreateAdd(lanes64(e_.b.CreateMul(c, e_.i64c(e_.width))), lane);  // i * rows + row
+        llvm::Value* i = e_.b.CreateUDiv(slot, lanes64(e_.i64c(rows)));
+        llvm::Value* o =
+            e_.b.CreateAdd(lanes64(e_.b.CreateMul(t, e_.i64c(rows))), e_.b.CreateURem(slot, lanes64(e_.i64c(rows))));
+        llvm::Value* mask = e_.b.CreateAnd(e_.b.CreateICmpULT(i, lanes64(e_.i64c(v_.in))),
+                                           e_.b.CreateICmpULT(o, lanes64(e_.i64c(v_.out))));
         std::array<std::array<llvm::Value*, 3>, 3> g;
         for (int r = 0; r < 3; ++r)
-          for (int s = 0; s < 3; ++s) g[r][s] = load(filter_, v_.filter_index(o, i, r, s), e_.f32);
+          for (int s = 0; s < 3; ++s) {
+            llvm::Value* index = e_.b.CreateAdd(
+                lanes64(tap[r][s]),
+                e_.b.CreateAdd(e_.b.CreateMul(o, lanes64(along_o[r][s])), e_.b.CreateMul(i, lanes64(along_i[r][s]))));
+            g[r][s] = e_.b.CreateMaskedGather(e_.vf, e_.b.CreateGEP(e_.f32, filter_, index), kFloatAlign, mask,
+                                              llvm::Constant::getNullValue(e_.vf));
+          }
         // Down the filter's rows first (G g), then along them ((G g) G^T).
-        std::array<std::array<llvm::Value*, 4>, 3> down;
-        for (int s = 0; s < 3; ++s) {
-          const std::array<llvm::Value*, 4> t = filter_1d({g[0][s], g[1][s], g[2][s]});
-          for (int a = 0; a < 4; ++a) down[s][a] = t[a];
-        }
-        llvm::Value* at = e_.b.CreateAdd(tile_base, e_.b.CreateMul(i, e_.i64c(rows)));
-        for (int a = 0; a < 4; ++a) {
-          const std::array<llvm::Value*, 4> u = filter_1d({down[0][a], down[1][a], down[2][a]});
-          for (int b = 0; b < 4; ++b) store(u_, e_.b.CreateAdd(at, e_.i64c((4 * a + b) * u_position())), u[b]);
-        }
+        const auto u =
+            winograd::two_d<3, P>(g, [&](const std::array<llvm::Value*, 3>& x) { return Form::filter(ops_, x); });
+        llvm::Value* at =
+            e_.b.CreateAdd(e_.b.CreateMul(t, e_.i64c(rows * v_.in)), e_.b.CreateMul(c, e_.i64c(e_.width)));
+        for (int a = 0; a < P; ++a)
+          for (int b = 0; b < P; ++b)
+            e_.b.CreateMaskedStore(
+                u[a][b], e_.b.CreateInBoundsGEP(e_.f32, u_, e_.b.CreateAdd(at, e_.i64c((P * a + b) * u_position()))),
+                kFloatAlign, mask);
       });
     });
   }
@@ -139,19 +159,19 @@ class WinogradEmitter {
     emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
       const std::vector<llvm::Value*> rows = patches.load(input_, i);
       for (int64_t u = 0; u < l_.vectors; ++u) {
-        std::array<std::array<llvm::Value*, 4>, 4> d;
-        for (int a = 0; a < 4; ++a)
-          for (int b = 0; b < 4; ++b) d[a][b] = patches.element(rows, u, a, b);
+        Block d;
+        for (int a = 0; a < P; ++a)
+          for (int b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, a, b);
         const auto transformed =
-            two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& x) { return winograd_input_1d(e_, x); });
+            winograd::two_d<P, P>(d, [&](const std::array<llvm::Value*, P>& x) { return Form::input(ops_, x); });
         llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), e_.i64c(u * e_.width));
         for (int xi = 0; xi < kPositions; ++xi)
-          store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / 4][xi % 4]);
+          store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / P][xi % P]);
       }
     });
   }
 
-  /// Output channels [o0, o0 + rows) of the panel: the 16 products on the register tile, then
+  /// Output channels [o0, o0 + rows) of the panel: the P^2 products on the register tile, then
   /// the output transform and the store, one channel at a time.
   void row_tile(const WinogradPanel& at, llvm::Value* o0, int rows) {
     const int vectors = static_cast<int>(l_.vectors);
@@ -178,35 +198,39 @@ class WinogradEmitter {
     emit_for(e_, rows, 1, [&](llvm::Value* r) { store_outputs(at, e_.b.CreateAdd(o0, r), transform_outputs(r)); });
   }
 
-  /// Y = A^T M A for row r of the register tile: per vector u of tiles, the four outputs
-  /// (i, j) of its tiles, at [u][2 * i + j].
-  std::vector<std::array<llvm::Value*, 4>> transform_outputs(llvm::Value* r) {
+  /// Y = A^T M A for row r of the register tile: per vector u of tiles, the M x M outputs
+  /// (i, j) of its tiles, at [u][M * i + j].
+  std::vector<Outputs> transform_outputs(llvm::Value* r) {
     const int64_t m_position = l_.tile.rows * row_;
-    std::vector<std::array<llvm::Value*, 4>> outputs;
+    std::vector<Outputs> outputs;
     for (int64_t u = 0; u < l_.vectors; ++u) {
       llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), e_.i64c(u * e_.width));
-      std::array<std::array<llvm::Value*, 4>, 4> m;
+      Block m;
       for (int xi = 0; xi < kPositions; ++xi)
-        m[xi / 4][xi % 4] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
-      const auto y = two_d<4, 2>(m, [&](const std::array<llvm::Value*, 4>& x) { return output_1d(x); });
-      outputs.push_back({y[0][0], y[0][1], y[1][0], y[1][1]});
+        m[xi / P][xi % P] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
+      const auto y =
+          winograd::two_d<P, M>(m, [&](const std::array<llvm::Value*, P>& x) { return Form::output(ops_, x); });
+      Outputs flat;
+      for (int i = 0; i < M; ++i)
+        for (int j = 0; j < M; ++j) flat[static_cast<size_t>(M * i + j)] = y[i][j];
+      outputs.push_back(flat);
     }
     return outputs;
   }
 
   /// Lanes [c * W, c * W + W) of output row `row` of the panel in its image `image` (panel
-  /// coordinates: 2 rows per tile row, 2 columns per tile), assembled from the tiles' outputs
-  /// `y` ([vector][2 * i + j]). Lanes past the panel are poison.
-  llvm::Value* output_row(const std::vector<std::array<llvm::Value*, 4>>& y, int64_t image, int64_t row, int64_t c) {
+  /// coordinates: M rows per tile row, M columns per tile), assembled from the tiles' outputs
+  /// `y` ([vector][M * i + j]). Lanes past the panel are poison.
+  llvm::Value* output_row(const std::vector<Outputs>& y, int64_t image, int64_t row, int64_t c) {
     std::vector<std::pair<llvm::Value*, int>> lanes;
     for (int64_t t = 0; t < e_.width; ++t) {
       const int64_t col = c * e_.width + t;
-      if (col >= 2 * l_.panel_cols) {
+      if (col >= M * l_.panel_cols) {
         lanes.push_back({nullptr, 0});
         continue;
       }
-      const int64_t l = image * image_tiles() + (row / 2) * l_.panel_cols + col / 2;
-      lanes.push_back({y[static_cast<size_t>(l / e_.width)][static_cast<size_t>(2 * (row % 2) + col % 2)],
+      const int64_t l = image * image_tiles() + (row / M) * l_.panel_cols + col / M;
+      lanes.push_back({y[static_cast<size_t>(l / e_.width)][static_cast<size_t>(M * (row % M) + col % M)],
                        static_cast<int>(l % e_.width)});
     }
     return assemble_lanes(e_, lanes);
@@ -214,15 +238,15 @@ class WinogradEmitter {
 
   /// Stores output channel o of the panel through the epilogue, image by image and output row
   /// by output row, W consecutive positions at a time (what lies past the images masked off).
-  void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<std::array<llvm::Value*, 4>>& y) {
-    const int64_t run = 2 * l_.panel_cols;
-    llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(2));
-    llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(2));
+  void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<Outputs>& y) {
+    const int64_t run = M * l_.panel_cols;
+    llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(M));
+    llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(M));
     llvm::Value* cols_here = e_.b.CreateTrunc(e_.b.CreateSub(e_.i64c(v_.w), ow0), e_.i32);  // may exceed the run
     for (int64_t image = 0; image < l_.images; ++image) {
       llvm::Value* b = e_.b.CreateAdd(at.b0, e_.i64c(image));
       emit_if(e_, e_.b.CreateICmpSLT(b, e_.i64c(v_.n)), [&] {
-        for (int64_t row = 0; row < 2 * l_.panel_rows; ++row) {
+        for (int64_t row = 0; row < M * l_.panel_rows; ++row) {
           llvm::Value* oh = e_.b.CreateAdd(oh0, e_.i64c(row));
           emit_if(e_, e_.b.CreateICmpSLT(oh, e_.i64c(v_.h)), [&] {
             llvm::Value* j0 = e_.b.CreateAdd(e_.b.CreateMul(oh, e_.i64c(v_.w)), ow0);
@@ -241,6 +265,7 @@ class WinogradEmitter {
   }
 
   Emit& e_;
+  WinogradOps ops_{e_};
   const WinogradConv& v_;
   WinogradLayout l_;
   ScratchParts parts_;
@@ -256,8 +281,9 @@ WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int thread
   WinogradLayout l;
   l.tile = register_tile(width);
   const int64_t target = static_cast<int64_t>(l.tile.vectors) * width;  // tiles per panel, as a GEMM panel's columns
-  l.tiles_h = ceil_div(v.h, 2);
-  l.tiles_w = ceil_div(v.w, 2);
+  l.tile_size = v.tile_size;
+  l.tiles_h = ceil_div(v.h, v.tile_size);
+  l.tiles_w = ceil_div(v.w, v.tile_size);
   // As few panels as fit the target, then as even as they can be: a last panel of one tile row
   // would cost as much as a full one.
   if (l.tiles_w <= target) {
@@ -282,7 +308,11 @@ WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int thread
 
 void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Value* filter, llvm::Value* begin,
                    llvm::Value* end, llvm::Value* scratch, const StoreOutput& store) {
-  WinogradEmitter(e, v, input, filter, scratch, store).emit(begin, end);
+  assert(v.tile_size == 2 || v.tile_size == 4);
+  if (v.tile_size == 4)
+    WinogradEmitter<4>(e, v, input, filter, scratch, store).emit(begin, end);
+  else
+    WinogradEmitter<2>(e, v, input, filter, scratch, store).emit(begin, end);
 }
 
 WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index) {
@@ -300,17 +330,17 @@ WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, in
       l_(l),
       channels_(channels),
       plane_(h * w),
-      rows_(2 * l.panel_rows + 2),
-      vectors_(ceil_div(2 * l.panel_cols + 2, e.width)) {
+      rows_(l.tile_size * l.panel_rows + 2),
+      vectors_(ceil_div(l.tile_size * l.panel_cols + 2, e.width)) {
   auto lanes_within = [&](llvm::Value* a, int64_t bound) {
     return e.b.CreateAnd(e.b.CreateICmpSGE(a, e.splat_i32(0)),
                          e.b.CreateICmpSLT(a, e.splat_i32(static_cast<uint32_t>(bound))));
   };
   group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
-  llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(2)), e.i64c(1));
+  llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(l.tile_size)), e.i64c(1));
   for (int64_t image = 0; image < l.images; ++image)
     for (int64_t r = 0; r < rows_; ++r) {
-      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(2)), e.i64c(r - 1));
+      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(l.tile_size)), e.i64c(r - 1));
       llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)),
                                           e.b.CreateICmpSLT(e.b.CreateAdd(at.b0, e.i64c(image)), e.i64c(n)));
       for (int64_t c = 0; c < vectors_; ++c) {
@@ -344,7 +374,7 @@ llvm::Value* WinogradPatches::element(const std::vector<llvm::Value*>& rows, int
       continue;
     }
     const int64_t image = tile / image_tiles, p = tile % image_tiles;
-    const int64_t row = 2 * (p / l_.panel_cols) + a, col = 2 * (p % l_.panel_cols) + b;
+    const int64_t row = l_.tile_size * (p / l_.panel_cols) + a, col = l_.tile_size * (p % l_.panel_cols) + b;
     lanes.push_back({rows[static_cast<size_t>((image * rows_ + row) * vectors_ + col / e_.width)],
                      static_cast<int>(col % e_.width)});
   }
@@ -371,8 +401,10 @@ llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, i
 }
 
 std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d) {
-  return {e.b.CreateFSub(d[0], d[2]), e.b.CreateFAdd(d[1], d[2]), e.b.CreateFSub(d[2], d[1]),
-          e.b.CreateFSub(d[1], d[3])};
+  WinogradOps ops{e};
+  return winograd::input_f2(ops, d);
 }
+
+llvm::Value* WinogradOps::constant(llvm::Value* like, double c) { return llvm::ConstantFP::get(like->getType(), c); }
 
 }  // namespace dagger

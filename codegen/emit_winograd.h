@@ -1,16 +1,18 @@
 #pragma once
 /// Internal to codegen/: a 3x3, stride-1, pad-1 convolution product by Winograd's minimal
-/// filtering F(2x2,3x3) (Lavin and Gray, 2016). Each 2x2 block of outputs ("tile") is
+/// filtering F(m x m, 3x3) with m = 2 or 4 (Lavin and Gray, 2016). Each m x m block of outputs
+/// ("tile") is
 ///
-///   Y = A^T [ (G g G^T) * (B^T d B) ] A       (* elementwise over 4x4 positions xi)
+///   Y = A^T [ (G g G^T) * (B^T d B) ] A       (* elementwise over (m+2)^2 positions xi)
 ///
-/// with d the 4x4 input patch around the tile and g the 3x3 filter: 16 products per tile and
-/// channel pair instead of 36. Summed over input channels, each of the 16 positions is a
-/// GEMM, M[xi][o, tile] = sum_i U[xi][o, i] V[xi][i, tile], run on the GEMM's register tile
+/// with d the (m+2)x(m+2) input patch around the tile and g the 3x3 filter: 16 products per
+/// tile and channel pair instead of 36 for m = 2, 36 instead of 144 for m = 4 (the matrices:
+/// codegen/winograd_transforms.h). Summed over input channels, each position is a GEMM,
+/// M[xi][o, tile] = sum_i U[xi][o, i] V[xi][i, tile], run on the GEMM's register tile
 /// (codegen/emit_gemm.h). The transforms are fused around it:
 ///   - the filter transform U = G g G^T once per call, packed in the microkernel's row tiles;
 ///   - the input transform V = B^T d B while packing a panel of tiles (a gather of each patch);
-///   - the output transform A^T M A and the group's epilogue in the store: the tiles' 2x2
+///   - the output transform A^T M A and the group's epilogue in the store: the tiles' m x m
 ///     outputs are reassembled into output rows by register shuffles (the lane pattern is
 ///     static), so the epilogue sees W consecutive positions as everywhere else.
 /// A parallel item is (images, panel of tiles, chunk of output-channel row tiles); every output
@@ -21,21 +23,26 @@
 #include <vector>
 
 #include "dagger/codegen/emit_gemm.h"
+#include "dagger/codegen/winograd_transforms.h"
 
 namespace dagger {
 
-/// A same-size convolution of `in` channels into `out` channels on h x w images, `n` of them.
+/// A same-size convolution of `in` channels into `out` channels on h x w images, `n` of them,
+/// in output tiles of tile_size x tile_size (2 or 4).
 struct WinogradConv {
   int64_t n = 0, in = 0, out = 0, h = 0, w = 0;
   /// The flat index of the 3x3 correlation filter's tap (r, s) from input channel `i` to
   /// output channel `o` in the kernel's filter buffer: the forward product reads w[o, i, r, s],
-  /// the data gradient the flipped, transposed w[i, o, 2 - r, 2 - s].
+  /// the data gradient the flipped, transposed w[i, o, 2 - r, 2 - s]. Affine in o and i: the
+  /// filter transform gathers W filters at a time from its steps along each.
   std::function<llvm::Value*(llvm::Value* o, llvm::Value* i, int64_t r, int64_t s)> filter_index;
+  int tile_size = 2;
 };
 
 /// How a WinogradConv is cut into parallel items, and its scratch.
 struct WinogradLayout {
   RegisterTile tile;
+  int tile_size = 2;                       // outputs per tile side: F(tile_size x tile_size, 3x3)
   int64_t tiles_h = 0, tiles_w = 0;        // output tiles down and across an image
   int64_t panel_rows = 0, panel_cols = 0;  // a panel: this many tile rows of this many tiles (<= 1 GEMM panel)
   int64_t images = 1;                      // images side by side in a panel (small maps)
@@ -97,8 +104,18 @@ void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, 
 
 // What the forward and the filter gradient (codegen/emit_winograd_filter.cpp) share.
 
-/// The transform positions xi = 4 * row + column of a 4x4 block.
+/// The transform positions xi = 4 * row + column of F(2x2,3x3)'s 4x4 block.
 inline constexpr int kWinogradPositions = 16;
+
+/// The arithmetic of codegen/winograd_transforms.h on LLVM values (scalars or vectors).
+struct WinogradOps {
+  Emit& e;
+  llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e.b.CreateFAdd(a, b); }
+  llvm::Value* sub(llvm::Value* a, llvm::Value* b) { return e.b.CreateFSub(a, b); }
+  llvm::Value* scale(llvm::Value* a, double c) { return e.b.CreateFMul(a, constant(a, c)); }
+  llvm::Value* fma(llvm::Value* a, double c, llvm::Value* b) { return e.fma(a, constant(a, c), b); }
+  static llvm::Value* constant(llvm::Value* like, double c);
+};
 
 /// Where a panel of tiles is: its first image and, in each image, its first tile row and column.
 struct WinogradPanel {
@@ -109,7 +126,8 @@ struct WinogradPanel {
 /// group its panels, row-major.
 WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index);
 
-/// The 4x4 input patches around a panel's tiles (rows and columns from 2 * tile - 1), lane t of
+/// The input patches around a panel's tiles (tile_size + 2 rows and columns from
+/// tile_size * tile - 1), lane t of
 /// vector u of tiles being the panel's tile u * W + t, read from an [n, channels, h, w] buffer
 /// one channel at a time: the rows the patches cover are read by masked vector loads (0 outside
 /// the image, which is the padding, and past the batch), and each element's vector is assembled
@@ -136,27 +154,8 @@ class WinogradPatches {
 /// null), built by two-source shuffles.
 llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
 
-/// B^T d along one axis of a 4x4 input patch: the input transform of both products.
+/// B^T d along one axis of a 4x4 input patch: F(2x2,3x3)'s input transform, also the filter
+/// gradient's.
 std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d);
-
-/// Applies `f` (In -> Out values) along the first index of an In x In block, then along the
-/// second: the 2-D transform X^T d X from the 1-D one, X^T applied to each column.
-template <size_t In, size_t Out, class T, class F>
-std::array<std::array<T, Out>, Out> two_d(const std::array<std::array<T, In>, In>& block, F f) {
-  std::array<std::array<T, Out>, In> down{};  // f along the rows' index, per column
-  for (size_t c = 0; c < In; ++c) {
-    std::array<T, In> column;
-    for (size_t r = 0; r < In; ++r) column[r] = block[r][c];
-    const std::array<T, Out> t = f(column);
-    for (size_t r = 0; r < Out; ++r) down[c][r] = t[r];
-  }
-  std::array<std::array<T, Out>, Out> out{};
-  for (size_t r = 0; r < Out; ++r) {
-    std::array<T, In> row;
-    for (size_t c = 0; c < In; ++c) row[c] = down[c][r];
-    out[r] = f(row);
-  }
-  return out;
-}
 
 }  // namespace dagger

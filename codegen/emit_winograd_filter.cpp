@@ -142,8 +142,8 @@ class FilterEmitter {
             std::array<std::array<llvm::Value*, 4>, 4> d;
             for (int a = 0; a < 4; ++a)
               for (int b = 0; b < 4; ++b) d[a][b] = patches.element(rows, u, a, b, true);
-            const auto t =
-                two_d<4, 4>(d, [&](const std::array<llvm::Value*, 4>& r) { return winograd_input_1d(e_, r); });
+            const auto t = winograd::two_d<4, 4>(
+                d, [&](const std::array<llvm::Value*, 4>& r) { return winograd_input_1d(e_, r); });
             for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), t[xi / 4][xi % 4]);
           }
         });
@@ -180,7 +180,7 @@ class FilterEmitter {
         std::array<std::array<llvm::Value*, 2>, 2> g;  // the tile is the patch's middle 2x2
         for (int a = 0; a < 2; ++a)
           for (int b = 0; b < 2; ++b) g[a][b] = patches.element(rows, u, a + 1, b + 1, true);
-        const auto t = two_d<2, 4>(g, tile_1d);
+        const auto t = winograd::two_d<2, 4>(g, tile_1d);
         for (int xi = 0; xi < kPositions; ++xi) {
           llvm::Value* at_xi = add(mul(add(i64(xi * z_.k_pad), kl), z_.pass_tiles), add(t0, i64(u * e_.width)));
           store(rows_, at_xi, t[xi / 4][xi % 4]);
@@ -245,7 +245,7 @@ class FilterEmitter {
         std::array<std::array<llvm::Value*, 4>, 4> m;
         for (int xi = 0; xi < kPositions; ++xi)
           m[xi / 4][xi % 4] = load(sums_, add(mul(add(i64(xi * z_.k_pad), kl), z_.cols), mul(group, e_.width)), e_.vf);
-        const auto y = two_d<4, 3>(m, output_1d);
+        const auto y = winograd::two_d<4, 3>(m, output_1d);
         llvm::Value* c = add(lanes(add(it.c0, mul(group, e_.width))), e_.lane_ids());
         llvm::Value* mask = e_.b.CreateICmpSLT(c, e_.splat_i32(static_cast<uint32_t>(v_.c)));
         llvm::Value* first = e_.b.CreateMul(add(lanes(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]

@@ -23,14 +23,16 @@ std::string executor_name(ExecutorKind kind) {
 ConvAlgo conv_algo(const std::string& name) {
   if (name == "direct") return ConvAlgo::direct;
   if (name == "winograd") return ConvAlgo::winograd;
+  if (name == "winograd4") return ConvAlgo::winograd4;
   if (name == "auto") return ConvAlgo::automatic;
-  throw Error(fmt::format("unknown convolution algorithm '{}' (valid: direct, winograd, auto)", name));
+  throw Error(fmt::format("unknown convolution algorithm '{}' (valid: direct, winograd, winograd4, auto)", name));
 }
 
 std::string conv_algo_name(ConvAlgo algo) {
   switch (algo) {
     case ConvAlgo::direct: return "direct";
     case ConvAlgo::winograd: return "winograd";
+    case ConvAlgo::winograd4: return "winograd4";
     case ConvAlgo::automatic: return "auto";
   }
   return "?";

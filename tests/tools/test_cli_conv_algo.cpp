@@ -12,28 +12,46 @@
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
 
-TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd or auto", "[cli][winograd]") {
+TEST_CASE("train, bench, ir and suite take --conv-algo direct, winograd, winograd4 or auto", "[cli][winograd]") {
   for (const std::string command : {"train mlp512", "bench mlp512", "ir mlp512", "suite --only E01"}) {
     const Outcome out = run_dagger(command + " --conv-algo fast");
     INFO(command << "\n" << out.output);
     CHECK(out.status == 2);
     CHECK_THAT(out.output,
-               Catch::Contains("--conv-algo: unknown convolution algorithm 'fast' (valid: direct, winograd, auto)"));
+               Catch::Contains(
+                   "--conv-algo: unknown convolution algorithm 'fast' (valid: direct, winograd, winograd4, auto)"));
   }
 }
 
 TEST_CASE("dagger ir --stage fused --why names each convolution's algorithm and why", "[cli][winograd]") {
   const Outcome automatic = run_dagger("ir cnn3 --stage fused --why");  // auto is the commands' default
   REQUIRE(automatic.status == 0);
-  // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more.
+  // conv1 reads one channel; conv2 and conv3, and their data gradients, reduce over 32 or more:
+  // F(4x4,3x3) at batch 64 (7x7 maps: 3136 output positions per channel), F(2x2,3x3) on the 7x7
+  // maps at batch 32.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): a reduction over 1 channel (< 16)"));
-  CHECK_THAT(automatic.output, Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels"));
+  CHECK_THAT(automatic.output,
+             Catch::Contains("winograd F(4x4,3x3) (auto): 3x3 stride 1 pad 1 over 32 channels (>= 16), 12544 output "
+                             "positions per channel (>= 3136)"));
+  CHECK_THAT(automatic.output,
+             Catch::Contains("winograd F(4x4,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 3136 output "
+                             "positions per channel (>= 3136)"));
+  const Outcome small = run_dagger("ir cnn3 --stage fused --why --batch 32");
+  REQUIRE(small.status == 0);
+  CHECK_THAT(small.output,
+             Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 2.25x fewer "
+                             "multiplications; 1568 output positions per channel (< 3136)"));
   // Filter gradients stay direct under auto; --conv-algo winograd takes conv2's and conv3's.
   CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not"));
   CHECK_THAT(automatic.output, !Catch::Contains("winograd F(3x3,2x2)"));
   const Outcome winograd = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd");
   REQUIRE(winograd.status == 0);
   CHECK_THAT(winograd.output, Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd"));
+  CHECK_THAT(winograd.output, !Catch::Contains("F(4x4,3x3)"));
+  const Outcome winograd4 = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd4");
+  REQUIRE(winograd4.status == 0);
+  CHECK_THAT(winograd4.output, Catch::Contains("winograd F(4x4,3x3): --conv-algo winograd4"));
+  CHECK_THAT(winograd4.output, Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd4"));
   const Outcome direct = run_dagger("ir cnn3 --stage fused --why --conv-algo direct");
   REQUIRE(direct.status == 0);
   CHECK_THAT(direct.output, Catch::Contains("direct: --conv-algo direct"));
