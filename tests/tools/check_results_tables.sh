@@ -1,0 +1,22 @@
+#!/bin/bash
+# scripts/results_tables.py --check must fail on a prose figure that is not the bundle's and on a
+# generated table edited by hand, and pass on the document as committed. Usage: SCRIPT DOCS_DIR
+set -u
+script=$1 docs=$(realpath "$2")
+work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
+ln -s "$docs/results" "$work/results"
+cp "$docs/results.md" "$work/results.md"
+/usr/bin/python3 "$script" --check "$work/results.md" > /dev/null || { echo "FAIL: the committed document"; exit 1; }
+
+# A figure of the prose, one digit off (E20's test accuracy as the summary quotes it).
+sed 's/| E20 | the tuned CNN | 0.9268 | 0.9298 |/| E20 | the tuned CNN | 0.9268 | 0.9297 |/' "$docs/results.md" > "$work/results.md"
+cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the edit found nothing to change"; exit 1; }
+out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: a wrong prose figure passed"; exit 1; }
+grep -q "0.9297 is not a figure of results/full" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
+
+# A generated table edited by hand.
+sed '0,/| E10 | test accuracy | 42 | 89.18 ± 0.00/s//| E10 | test accuracy | 42 | 89.19 ± 0.00/' "$docs/results.md" > "$work/results.md"
+cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the table edit found nothing to change"; exit 1; }
+out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: an edited table passed"; exit 1; }
+grep -q "differs from the bundle" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
+echo "ok"
