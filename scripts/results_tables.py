@@ -23,8 +23,10 @@ named by the last line above it of either form
   <!-- generated from results/full/results.json by scripts/results_tables.py -->
 
 and text between `<!-- unchecked: WHY -->` and `<!-- end unchecked -->` is left out (figures that
-come from elsewhere, e.g. benchmarks, and say where). Integers and one-decimal figures (sizes,
-counts, epochs) are not checked.
+come from elsewhere, e.g. benchmarks, and say where). Under a heading that names experiments
+("## E20: ...", "## E02-E06: ..."), a figure must be one of those experiments' (their sections of
+the report and their rows of its statistics and summary tables, their runs and records in
+results.json). Integers and one-decimal figures (sizes, counts, epochs) are not checked.
 """
 import json
 import re
@@ -108,44 +110,86 @@ def regenerate(doc):
     return "\n".join(out)
 
 
-class Bundle:
-    """The figures of one bundle folder: report.md's as printed, results.json's values."""
+SECTION_ID = re.compile(r"^## (E\d+b?) ")
+HEADING_IDS = re.compile(r"E\d+b?(?:-E\d+b?)?")
+ROW_ID = re.compile(r"^\| (E\d+b?) \|")
 
-    def __init__(self, folder):
-        report, results = folder / "report.md", folder / "results.json"
-        if not report.is_file() or not results.is_file():
-            raise FileNotFoundError(f"{folder} is not a results bundle (no report.md and results.json)")
-        self.printed = {m.replace("−", "-") for m in FIGURE.findall(report.read_text(encoding="utf-8"))}
-        self.values = []
-        self._collect(json.loads(results.read_text(encoding="utf-8")))
+
+class Bundle:
+    """The figures of one bundle folder: report.md's as printed, results.json's values, each by
+    experiment, so that prose under an experiment's heading is checked against that experiment."""
 
     # Per-epoch histories and per-class arrays hold thousands of values: a figure one digit off
     # would too often be one of them by chance. The report prints what the prose may quote of them.
     SKIPPED = {"history", "confusion", "class_f1", "class_precision", "class_recall", "support"}
 
-    def _collect(self, node):
+    def __init__(self, folder):
+        report, results = folder / "report.md", folder / "results.json"
+        if not report.is_file() or not results.is_file():
+            raise FileNotFoundError(f"{folder} is not a results bundle (no report.md and results.json)")
+        self.order, self.printed, self.values = [], {None: set()}, {None: []}
+        section = None
+        for line in report.read_text(encoding="utf-8").split("\n"):
+            if line.startswith("## "):
+                m = SECTION_ID.match(line)
+                section = m.group(1) if m else None
+                if section:
+                    self.order.append(section)
+                    self.printed.setdefault(section, set())
+            # A row of the sections of no experiment (statistics, summary) that names one is its.
+            row = ROW_ID.match(line) if section is None else None
+            owner = row.group(1) if row else section
+            self.printed.setdefault(owner, set()).update(f.replace("−", "-") for f in FIGURE.findall(line))
+        data = json.loads(results.read_text(encoding="utf-8"))
+        for key, v in data.items():
+            if key not in ("runs", "experiments"):
+                self._collect(v, self.values[None])
+        runs = data.get("runs", {})
+        for e in data.get("experiments", []):  # with every run it declares, also one trained for another
+            into = self.values.setdefault(e["id"], [])
+            self._collect(e, into)
+            for key in e.get("runs", []):
+                self._collect(runs.get(key), into)
+
+    def _collect(self, node, into):
         if isinstance(node, dict):
             for k, v in node.items():
                 if k not in self.SKIPPED:
-                    self._collect(v)
+                    self._collect(v, into)
         elif isinstance(node, list):
             for v in node:
-                self._collect(v)
+                self._collect(v, into)
         elif isinstance(node, (int, float)) and not isinstance(node, bool):
-            self.values.append(float(node))
+            into.append(float(node))
 
-    def has(self, figure):
+    def experiments(self, heading):
+        """The experiments a document heading names ("E20", "E02-E06", "E13-E14"); [] for none."""
+        ids = []
+        for item in HEADING_IDS.findall(heading):
+            first, _, last = item.partition("-")
+            if last and first in self.order and last in self.order:
+                ids += self.order[self.order.index(first):self.order.index(last) + 1]
+            else:
+                ids += [first] + ([last] if last else [])
+        return ids
+
+    def has(self, figure, ids):
+        """Whether `figure` is the bundle's: of experiments `ids` (their sections, their rows of
+        the statistics and summary, their records), or anywhere in it when there are none."""
         figure = figure.replace("−", "-").lstrip("+")
+        scopes = ids or list(set(self.printed) | set(self.values))
+        printed = set().union(*(self.printed.get(k, set()) for k in scopes))
         # A difference may be quoted by its size ("0.0004 under the study's"): either sign counts.
-        if {figure, "+" + figure, "-" + figure} & self.printed:
+        if {figure, "+" + figure, "-" + figure} & printed:
             return True
         decimals = len(figure.split(".")[1])
-        return any(f"{v:.{decimals}f}" == figure or f"{100 * v:.{decimals}f}" == figure for v in self.values)
+        return any(f"{v:.{decimals}f}" == figure or f"{100 * v:.{decimals}f}" == figure
+                   for k in scopes for v in self.values.get(k, []))
 
 
 def unmatched_figures(doc):
     """Lines 'DOC:N: FIGURE ...' for every prose figure of `doc` that its bundle lacks."""
-    problems, bundles, bundle, unchecked, generated = [], {}, None, False, False
+    problems, bundles, bundle, unchecked, generated, heading = [], {}, None, False, False, ""
     for n, line in enumerate(doc.read_text(encoding="utf-8").split("\n"), 1):
         begin, figures_from = BEGIN.match(line), FIGURES_FROM.match(line)
         if begin or figures_from:
@@ -164,15 +208,20 @@ def unmatched_figures(doc):
             unchecked = True
         elif line == UNCHECKED_END:
             unchecked = False
+        elif line.startswith("## "):
+            heading = line
         if generated or unchecked:
             continue
         for figure in FIGURE.findall(line):
             if bundle is None:
                 problems.append(f"{doc}:{n}: {figure}: no bundle named above it "
                                 "(a line '<!-- figures below from results/NAME -->')")
-            elif not bundle.has(figure):
+                continue
+            ids = bundle.experiments(heading)
+            if not bundle.has(figure, ids):
                 name = next(k for k, v in bundles.items() if v is bundle)
-                problems.append(f"{doc}:{n}: {figure} is not a figure of {name} (its report.md or results.json)")
+                where = f"{', '.join(ids)} of {name}" if ids else name
+                problems.append(f"{doc}:{n}: {figure} is not a figure of {where} (its report.md or results.json)")
     return problems
 
 

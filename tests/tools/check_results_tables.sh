@@ -1,6 +1,6 @@
 #!/bin/bash
-# scripts/results_tables.py --check must fail on a prose figure that is not the bundle's and on a
-# generated table edited by hand, and pass on the document as committed. Usage: SCRIPT DOCS_DIR
+# scripts/results_tables.py --check must fail on a prose figure that is not the bundle's, on one of
+# another experiment than its section's, and on a generated table edited by hand, and pass on the document as committed. Usage: SCRIPT DOCS_DIR
 set -u
 script=$1 docs=$(realpath "$2")
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
@@ -13,6 +13,12 @@ sed 's/| E20 | the tuned CNN | 0.9268 | 0.9298 |/| E20 | the tuned CNN | 0.9268 
 cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the edit found nothing to change"; exit 1; }
 out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: a wrong prose figure passed"; exit 1; }
 grep -q "0.9297 is not a figure of results/full" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
+
+# A figure of another experiment under E11's heading (E21's test accuracy for E11's best epoch).
+sed 's/At their best epochs the two test alike (0.8857 and 0.8865)/At their best epochs the two test alike (0.8857 and 0.9306)/' "$docs/results.md" > "$work/results.md"
+cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the E11 edit found nothing to change"; exit 1; }
+out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: another experiment's figure passed"; exit 1; }
+grep -q "0.9306 is not a figure of E11 of results/full" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
 
 # A generated table edited by hand.
 sed '0,/| E10 | test accuracy | 42 | 89.18 ± 0.00/s//| E10 | test accuracy | 42 | 89.19 ± 0.00/' "$docs/results.md" > "$work/results.md"
