@@ -227,8 +227,11 @@ def unmatched_figures(doc):
 
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in ("--check", "--write"):
-        sys.exit(__doc__.strip().splitlines()[2])
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
     doc = Path(sys.argv[2])
+    if not doc.is_file():
+        sys.exit(f"{doc}: no such file")
     old, new = doc.read_text(encoding="utf-8"), regenerate(doc)
     if sys.argv[1] == "--write":
         doc.write_text(new, encoding="utf-8")

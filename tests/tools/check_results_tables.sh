@@ -25,4 +25,8 @@ sed '0,/| E10 | test accuracy | 42 | 89.18 ± 0.00/s//| E10 | test accuracy | 42
 cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the table edit found nothing to change"; exit 1; }
 out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: an edited table passed"; exit 1; }
 grep -q "differs from the bundle" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
+# No such document: one line naming it, exit 1; no arguments: the usage, exit 2.
+out=$(/usr/bin/python3 "$script" --check "$work/missing.md" 2>&1); status=$?
+[ $status -eq 1 ] && [ "$out" = "$work/missing.md: no such file" ] || { echo "FAIL: missing document: $status $out"; exit 1; }
+/usr/bin/python3 "$script" > /dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: usage did not exit 2"; exit 1; }
 echo "ok"
