@@ -166,9 +166,8 @@ void record_session(const std::string& dir, const RunContext& context, int first
 /// validation loss: `dagger eval` scores them, and a run that carries on after its epochs
 /// (continuable_prefix) needs them. A run that restored its best has them in final/.
 void remove_resume_state(const RunConfig& config, const std::string& dir) {
-  const bool restored_best = config.patience > 0 && !config.keep_last;
   for (const std::string folder : {"last", "best"}) {
-    if (folder == "best" && !restored_best) {
+    if (folder == "best" && !config.restores_best()) {
       recover_checkpoint(dir + "/best");
       continue;
     }
@@ -349,7 +348,7 @@ RunPrefix continuable_prefix(const RunConfig& config, const std::string& runs_di
   RunPrefix found;
   for (const auto& [dir, c] : finished_runs(runs_dir)) {
     // final/ holds the state after the last epoch only when the run did not restore its best.
-    if (trajectory_of(c) != want || (c.patience > 0 && !c.keep_last)) continue;
+    if (trajectory_of(c) != want || c.restores_best()) continue;
     nlohmann::json metrics;
     try {
       metrics = nlohmann::json::parse(read_text(dir + "/" + kMetricsFile));

@@ -34,6 +34,9 @@ struct RunConfig {
   /// With early stopping: end with the last epoch's weights, as the study's framework does by
   /// default, rather than with those of the lowest validation loss.
   bool keep_last = false;
+  /// Whether the run ends with the weights of its lowest validation loss (early stopping without
+  /// keep_last): its final/ is then not its last epoch's, and it keeps no best/ apart.
+  bool restores_best() const { return patience > 0 && !keep_last; }
   // The recipe past the study's (E24); defaults are the study's plain training and are left out
   // of to_json(), so the runs of the study keep their keys.
   double weight_decay = 0;
