@@ -53,7 +53,6 @@ struct Draft {
   std::optional<RunConfig> config;  // none while a field waits on another experiment
   RunTemplate sketch;
   uint64_t seed = 0;  // its training seed, known even while the rest of its config is not
-  double flops = 0;   // to train it: the estimate's numerator
 };
 
 /// The experiments whose runs the runs of order[p] wait for: those its grid references, and
@@ -97,6 +96,15 @@ std::string recorded_key(const nlohmann::json& record, const nlohmann::json& res
   return keys.at(index).get<std::string>();
 }
 
+/// Training images a recorded run (its results.json entry) went through itself: its slice times
+/// its epochs, less those it continued from another run.
+double self_trained_images(const nlohmann::json& run) {
+  const RunConfig c = RunConfig::from_json(run.at("config"));
+  int epochs = static_cast<int>(run.at("history").size());
+  if (run.at("provenance").contains("continued")) epochs -= run.at("provenance").at("continued").at("epochs").get<int>();
+  return (c.train ? static_cast<double>(c.train) : kWholeTrainSplit) * epochs;
+}
+
 /// The runs of e as the suite expands them (grid_points): each one's time recorded in `record`
 /// (its results.json entry, or null) where that suite trained it, else estimated from its
 /// sketch, or from its combination's recorded run under another seed, which knows its model.
@@ -125,6 +133,7 @@ std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const 
       const bool reused = !keys_seen.insert(key).second;
       d.run.name = run_name(e.id, labels, point.seed, profile);
       d.run.seconds = reused ? 0.0 : r.at("train_seconds").get<double>();
+      if (!reused) d.run.flops = self_trained_images(r) * training_flops_per_image(d.config->model);
     } else {
       d.sketch = apply_labels(e.run, point.labels, e.id);
       d.config = sibling.empty() ? sketch_config(e, d.sketch, profile)
@@ -133,7 +142,7 @@ std::vector<Draft> drafts_of(const Experiment& e, const Profile& profile, const 
         train_under_seed(*d.config, point.seed, profile);
         if (!sibling.empty()) d.sketch.model = d.config->model;
       }
-      d.flops = images * planned_epochs(e, profile) * training_flops_per_image(priced_model(d.sketch.model));
+      d.run.flops = images * planned_epochs(e, profile) * training_flops_per_image(priced_model(d.sketch.model));
       d.run.name = run_name(e.id, point.labels, point.seed, profile);
       d.run.estimated = true;
     }
@@ -154,10 +163,8 @@ std::array<double, 2> recorded_rates(const nlohmann::json& results) {
     const RunConfig c = RunConfig::from_json(r.at("config"));
     auto [it, fresh] = per_image.try_emplace(c.model, 0.0);
     if (fresh) it->second = training_flops_per_image(c.model);
-    int epochs = static_cast<int>(r.at("history").size());
-    if (r.at("provenance").contains("continued")) epochs -= r.at("provenance").at("continued").at("epochs").get<int>();
     const size_t f = model_family(c.model);
-    flops[f] += (c.train ? static_cast<double>(c.train) : kWholeTrainSplit) * epochs * it->second;
+    flops[f] += self_trained_images(r) * it->second;
     seconds[f] += s;
   }
   return {seconds[0] > 0 ? flops[0] / seconds[0] : 0, seconds[1] > 0 ? flops[1] / seconds[1] : 0};
@@ -255,8 +262,21 @@ SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile&
                                      measured ? "measured now" : "their recorded runs' rate"));
   }
   for (size_t i = 0; i < drafts.size(); ++i)
-    if (plan.runs[i].estimated) plan.runs[i].seconds = drafts[i].flops / rates[model_family(plan.runs[i].model)];
+    if (plan.runs[i].estimated) plan.runs[i].seconds = plan.runs[i].flops / rates[model_family(plan.runs[i].model)];
   return plan;
+}
+
+void price_at(SuitePlan& plan, const std::function<double(const std::string& model)>& rate) {
+  std::map<std::string, double> rates;
+  for (PlannedRun& r : plan.runs) {
+    const std::string model = priced_model(r.model);
+    auto [it, fresh] = rates.try_emplace(model, 0.0);
+    if (fresh) it->second = rate(model);
+    r.seconds = r.flops / it->second;
+    r.estimated = true;
+  }
+  plan.rates.clear();
+  for (const auto& [model, r] : rates) plan.rates.push_back(fmt::format("{} at {:.1f} GFLOP/s (measured now)", model, r / 1e9));
 }
 
 std::vector<size_t> critical_path(const SuitePlan& plan) {

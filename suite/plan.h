@@ -20,6 +20,9 @@ struct PlannedRun {
   std::string model;              ///< as far as it is known
   double seconds = 0;             ///< recorded train_seconds, or the estimate
   bool estimated = false;         ///< no recorded time: FLOPs x epochs / throughput
+  /// FLOPs of its training steps: the epochs it trained itself where recorded (0 when reused),
+  /// else its planned epochs.
+  double flops = 0;
   std::vector<size_t> after;      ///< runs of the experiments it waits for (indices into SuitePlan::runs)
   std::optional<size_t> follows;  ///< the run before it of its trajectory, which it waits for too
 };
@@ -59,6 +62,11 @@ int planned_epochs(int epochs, const Budget& b);
 /// `results_path` when `results` lacks a field the plan reads or names an unknown model.
 SuitePlan build_plan(const std::vector<const Experiment*>& order, const Profile& profile, const nlohmann::json& results,
                      const std::string& results_path, const std::function<double(size_t family)>& measure_rate);
+
+/// Prices every run of `plan` at `rate(model)` FLOP/s, recorded or not (seconds = flops / rate):
+/// what the suite would take on this machine as it runs now, with the epochs each run recorded.
+/// `rate` is asked once per priced model (priced_model); plan.rates lists each.
+void price_at(SuitePlan& plan, const std::function<double(const std::string& model)>& rate);
 
 /// The longest chain of waiting runs, by time: the makespan no number of machines goes below.
 std::vector<size_t> critical_path(const SuitePlan& plan);

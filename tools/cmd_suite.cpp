@@ -141,9 +141,8 @@ std::vector<int> parse_machines(const std::string& text) {
   return counts;
 }
 
-/// FLOP/s of a training step of the family's yardstick model (mlp512, cnn3) at `threads` threads.
-double measure_family_rate(size_t family, int threads) {
-  const std::string model = family == 1 ? "cnn3" : "mlp512";
+/// FLOP/s of a training step of `model` (a zoo spec) at `threads` threads.
+double measure_training_rate(const std::string& model, int threads) {
   const bench::BenchConfig config{.threads = threads, .steps = 5, .warmup = 2, .repeats = 3};
   fmt::print(stderr, "measuring {} training at {} threads for the estimates...\n", model, threads);
   const bench::ModelResult r = bench::measure_model(model, zoo::find(model).build, config, bench::Machine{});
@@ -153,7 +152,7 @@ double measure_family_rate(size_t family, int threads) {
 /// --plan: the graph, critical path and makespans of the suite `options` describes, with the
 /// run times `from`/results.json recorded where it has them.
 void print_plan(const suite::SuiteOptions& options, const std::string& from, const std::vector<int>& machines,
-                int threads) {
+                int threads, bool pace_now) {
   const std::string path = from + "/results.json";
   nlohmann::json results;
   if (std::filesystem::exists(path)) {
@@ -169,9 +168,14 @@ void print_plan(const suite::SuiteOptions& options, const std::string& from, con
   } else {
     fmt::print("Run times: none recorded ({} does not exist): every run estimated\n", path);
   }
-  const suite::SuitePlan plan =
-      suite::build_plan(suite::plan(*options.experiments, options.only, options.profile.scope), options.profile, results, path,
-                        [threads](size_t family) { return measure_family_rate(family, threads); });
+  const auto rate = [threads](const std::string& model) { return measure_training_rate(model, threads); };
+  suite::SuitePlan plan = suite::build_plan(
+      suite::plan(*options.experiments, options.only, options.profile.scope), options.profile, results, path,
+      [&rate](size_t family) { return rate(family == 1 ? "cnn3" : "mlp512"); });
+  if (pace_now) {
+    fmt::print("Run times: every run priced at its model's rate measured now, with its recorded epochs\n");
+    suite::price_at(plan, rate);
+  }
   fmt::print("{}", suite::format_plan(plan, machines));
 }
 
@@ -211,7 +215,7 @@ Run add_suite(CLI::App& app) {
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int jobs = 1;
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
-    bool plan = false, distributed = false;
+    bool plan = false, distributed = false, pace_now = false;
     std::string machines = "1,2,4,8,16", from;
   };
   auto f = std::make_shared<Flags>();
@@ -239,6 +243,9 @@ Run add_suite(CLI::App& app) {
                 "machines, from the times a finished suite recorded (--from) or estimates");
   cmd->add_option("--machines", f->machines, "with --plan: machine counts to simulate, e.g. 1,2,4,8,16")
       ->capture_default_str();
+  cmd->add_flag("--pace-now", f->pace_now,
+                "with --plan: price every run, recorded ones too, at its own model's training FLOP/s measured now at "
+                "--threads threads (recorded runs keep their epochs): the suite's time on this machine as it is now");
   cmd->add_option("--from", f->from,
                   "with --plan: a suite folder whose results.json has the run times (default: --out's)")
       ->check(kExistingFolder);
@@ -266,6 +273,7 @@ Run add_suite(CLI::App& app) {
       return 0;
     }
     if (!f->plan && !f->from.empty()) throw UsageError("--from needs --plan");
+    if (!f->plan && f->pace_now) throw UsageError("--pace-now needs --plan");
     suite::SuiteOptions o;
     o.profile = suite::profile(f->profile);
     o.profile.keep_last = !f->restore_best;
@@ -283,7 +291,8 @@ Run add_suite(CLI::App& app) {
     }
     o.out_dir = f->out.empty() ? "runs/suite-" + f->profile : f->out;
     if (f->plan) {
-      print_plan(o, f->from.empty() ? o.out_dir : f->from, parse_machines(f->machines), f->threads);
+      print_plan(o, f->from.empty() ? o.out_dir : f->from, parse_machines(f->machines), f->threads,
+                 f->pace_now);
       return 0;
     }
     o.data_dir = f->data;

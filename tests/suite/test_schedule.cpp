@@ -210,6 +210,31 @@ TEST_CASE("the plan estimates the runs no suite recorded, and says so", "[suite]
   CHECK(fresh.runs[6].follows == std::optional<size_t>(5));
 }
 
+TEST_CASE("the plan paced now prices recorded runs too, by the epochs each trained itself", "[suite]") {
+  const std::vector<Experiment> catalog = timed_catalog();
+  nlohmann::json results = timed_results(catalog);
+  results["runs"]["run6"]["provenance"]["continued"] = {{"epochs", 1}};  // S carried on after R's first epoch
+  const auto never = [](size_t) -> double {
+    FAIL("every run has a recorded time");
+    return 0;
+  };
+  SuitePlan paced = build_plan(plan(catalog, {}), testing::tiny_profile(), results, "results.json", never);
+  std::vector<std::string> asked;
+  price_at(paced, [&](const std::string& model) {
+    asked.push_back(model);
+    return 2e9;
+  });
+  CHECK(asked == std::vector<std::string>{"shallow"});  // once per model
+  const double epoch = 200 * training_flops_per_image("shallow");
+  REQUIRE(paced.runs.size() == 7);
+  for (size_t i = 0; i < 6; ++i) {
+    CHECK(paced.runs[i].estimated);
+    CHECK(paced.runs[i].seconds == Approx(2 * epoch / 2e9));  // two epochs each, not the recorded seconds
+  }
+  CHECK(paced.runs[6].seconds == Approx(epoch / 2e9));  // its one epoch of its own
+  CHECK(paced.rates == std::vector<std::string>{"shallow at 2.0 GFLOP/s (measured now)"});
+}
+
 TEST_CASE("the plan has every seed's run of a seeded experiment, as the suite trains them", "[suite]") {
   const std::vector<Experiment> catalog = timed_catalog();
   Profile seeded = testing::tiny_profile();

@@ -76,6 +76,14 @@ TEST_CASE("dagger suite --plan plans every seed's runs, and names a results.json
   REQUIRE(seeds.status == 0);
   CHECK_THAT(seeds.output, Catch::Contains("E10    2 runs"));  // E10 is seeded; E05 and E06 are not
   CHECK_THAT(seeds.output, Catch::Contains("E06    1 run "));
+  const auto paced = run_dagger(plan + " --pace-now");
+  INFO(paced.output);
+  REQUIRE(paced.status == 0);
+  CHECK_THAT(paced.output, Catch::Contains("priced at its model's rate measured now") &&
+                               Catch::Contains("mlp512 at ") && Catch::Contains("E10    1 run "));
+  const auto unplanned = run_dagger("suite --pace-now --only E10");
+  CHECK(unplanned.status == 2);
+  CHECK_THAT(unplanned.output, Catch::Contains("--pace-now needs --plan"));
 
   dagger::testing::TempDir dir("suite-plan-from");
   std::ofstream(dir.file("results.json")) << R"({"profile": "quick", "experiments": [{"id": "E05"}]})";
