@@ -252,13 +252,14 @@ struct Pending {
 
 /// `text` with every occurrence of `name` replaced by "kernel".
 std::string with_name_replaced(std::string text, const std::string& name) {
-  for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 6))
-    text.replace(at, name.size(), "kernel");
+  const std::string neutral = "kernel";
+  for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + neutral.size()))
+    text.replace(at, name.size(), neutral);
   return text;
 }
 
 /// The MD5 of `settings` and of the module's bitcode, its own name replaced by "kernel" (in
-/// its functions' names and its source file name) so that identical kernels hash alike.
+/// its global names and its source file name) so that identical kernels hash alike.
 /// Bitcode serializes the whole module (the reader rebuilds it from nothing else), so a digest
 /// of it holds everything its text would, and writing it costs a fraction of printing that
 /// text, which formats every constant in decimal and tracks columns.
