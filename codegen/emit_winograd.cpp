@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <numeric>
 
 namespace dagger {
 
@@ -35,6 +36,28 @@ ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsig
   return s;
 }
 
+/// A panel's images in groups whose tiles fill their vectors alike: with image_tiles tiles per
+/// image, the lane pattern repeats every lcm(image_tiles, W) tiles, so when the panel holds
+/// that period several times over, the packer and the output stores loop over the groups
+/// instead of unrolling every image (a 7x7 map's F(4x4) panel of 12 images at W = 16 is 3
+/// groups of 4). Each lane's arithmetic is the same either way, so the results are too.
+struct ImageGroups {
+  int64_t count = 1;    // groups per panel
+  WinogradLayout each;  // the layout of a panel holding one group (its images and vectors)
+};
+
+ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
+  ImageGroups groups{1, l};
+  const int64_t image_tiles = l.panel_rows * l.panel_cols, tiles = l.images * image_tiles;
+  const int64_t period = std::lcm(image_tiles, static_cast<int64_t>(width));
+  if (tiles % period == 0 && tiles > period) {
+    groups.count = tiles / period;
+    groups.each.images = period / image_tiles;
+    groups.each.vectors = period / width;
+  }
+  return groups;
+}
+
 /// The emitter of F(M x M, 3x3): positions xi = P * row + column of a P x P block, P = M + 2.
 template <int M>
 class WinogradEmitter {
@@ -50,6 +73,7 @@ class WinogradEmitter {
       : e_(e),
         v_(v),
         l_(winograd_layout(v, e.width, e.threads)),
+        groups_(image_groups(l_, e.width)),
         parts_(scratch_parts(v, l_, e.width)),
         input_(input),
         filter_(filter),
@@ -153,21 +177,34 @@ class WinogradEmitter {
               [&] { row_tile(at, e_.i64c(l_.row_tiles * rows), leftover); });
   }
 
-  /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel.
+  /// Where group `g` of the panel at `at` starts: its first image (the tile rows and columns
+  /// are the panel's).
+  WinogradPanel group_panel(const WinogradPanel& at, llvm::Value* g) {
+    return {e_.b.CreateAdd(at.b0, e_.b.CreateMul(g, e_.i64c(groups_.each.images))), at.th0, at.tw0};
+  }
+  /// The offset in a panel row of group g's vector u.
+  llvm::Value* group_column(llvm::Value* g, int64_t u) {
+    return e_.b.CreateAdd(e_.b.CreateMul(g, e_.i64c(groups_.each.vectors * e_.width)), e_.i64c(u * e_.width));
+  }
+
+  /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel, group by
+  /// group of its images.
   void pack_panel(const WinogradPanel& at) {
-    const WinogradPatches patches(e_, l_, v_.n, v_.in, v_.h, v_.w, at);
-    emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
-      const std::vector<llvm::Value*> rows = patches.load(input_, i);
-      for (int64_t u = 0; u < l_.vectors; ++u) {
-        Block d;
-        for (int a = 0; a < P; ++a)
-          for (int b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, a, b);
-        const auto transformed =
-            winograd::two_d<P, P>(d, [&](const std::array<llvm::Value*, P>& x) { return Form::input(ops_, x); });
-        llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), e_.i64c(u * e_.width));
-        for (int xi = 0; xi < kPositions; ++xi)
-          store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / P][xi % P]);
-      }
+    emit_for(e_, groups_.count, 1, [&](llvm::Value* g) {
+      const WinogradPatches patches(e_, groups_.each, v_.n, v_.in, v_.h, v_.w, group_panel(at, g));
+      emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
+        const std::vector<llvm::Value*> rows = patches.load(input_, i);
+        for (int64_t u = 0; u < groups_.each.vectors; ++u) {
+          Block d;
+          for (int a = 0; a < P; ++a)
+            for (int b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, a, b);
+          const auto transformed =
+              winograd::two_d<P, P>(d, [&](const std::array<llvm::Value*, P>& x) { return Form::input(ops_, x); });
+          llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), group_column(g, u));
+          for (int xi = 0; xi < kPositions; ++xi)
+            store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / P][xi % P]);
+        }
+      });
     });
   }
 
@@ -195,16 +232,20 @@ class WinogradEmitter {
         for (int w = 0; w < vectors; ++w)
           store(m_, e_.b.CreateAdd(m_at, e_.i64c(r * row_ + w * e_.width)), acc[static_cast<size_t>(r * vectors + w)]);
     });
-    emit_for(e_, rows, 1, [&](llvm::Value* r) { store_outputs(at, e_.b.CreateAdd(o0, r), transform_outputs(r)); });
+    emit_for(e_, rows, 1, [&](llvm::Value* r) {
+      emit_for(e_, groups_.count, 1, [&](llvm::Value* g) {
+        store_outputs(group_panel(at, g), e_.b.CreateAdd(o0, r), transform_outputs(r, g));
+      });
+    });
   }
 
-  /// Y = A^T M A for row r of the register tile: per vector u of tiles, the M x M outputs
-  /// (i, j) of its tiles, at [u][M * i + j].
-  std::vector<Outputs> transform_outputs(llvm::Value* r) {
+  /// Y = A^T M A for row r of the register tile and group g of the panel's images: per vector
+  /// u of the group's tiles, the M x M outputs (i, j) of its tiles, at [u][M * i + j].
+  std::vector<Outputs> transform_outputs(llvm::Value* r, llvm::Value* g) {
     const int64_t m_position = l_.tile.rows * row_;
     std::vector<Outputs> outputs;
-    for (int64_t u = 0; u < l_.vectors; ++u) {
-      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), e_.i64c(u * e_.width));
+    for (int64_t u = 0; u < groups_.each.vectors; ++u) {
+      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), group_column(g, u));
       Block m;
       for (int xi = 0; xi < kPositions; ++xi)
         m[xi / P][xi % P] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
@@ -218,9 +259,9 @@ class WinogradEmitter {
     return outputs;
   }
 
-  /// Lanes [c * W, c * W + W) of output row `row` of the panel in its image `image` (panel
-  /// coordinates: M rows per tile row, M columns per tile), assembled from the tiles' outputs
-  /// `y` ([vector][M * i + j]). Lanes past the panel are poison.
+  /// Lanes [c * W, c * W + W) of output row `row` of the panel in image `image` of a group
+  /// (panel coordinates: M rows per tile row, M columns per tile), assembled from the group's
+  /// tile outputs `y` ([vector][M * i + j]). Lanes past the panel are poison.
   llvm::Value* output_row(const std::vector<Outputs>& y, int64_t image, int64_t row, int64_t c) {
     std::vector<std::pair<llvm::Value*, int>> lanes;
     for (int64_t t = 0; t < e_.width; ++t) {
@@ -236,14 +277,15 @@ class WinogradEmitter {
     return assemble_lanes(e_, lanes);
   }
 
-  /// Stores output channel o of the panel through the epilogue, image by image and output row
-  /// by output row, W consecutive positions at a time (what lies past the images masked off).
+  /// Stores output channel o of a group of the panel's images (starting at `at`) through the
+  /// epilogue, image by image and output row by output row, W consecutive positions at a time
+  /// (what lies past the images masked off).
   void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<Outputs>& y) {
     const int64_t run = M * l_.panel_cols;
     llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(M));
     llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(M));
     llvm::Value* cols_here = e_.b.CreateTrunc(e_.b.CreateSub(e_.i64c(v_.w), ow0), e_.i32);  // may exceed the run
-    for (int64_t image = 0; image < l_.images; ++image) {
+    for (int64_t image = 0; image < groups_.each.images; ++image) {
       llvm::Value* b = e_.b.CreateAdd(at.b0, e_.i64c(image));
       emit_if(e_, e_.b.CreateICmpSLT(b, e_.i64c(v_.n)), [&] {
         for (int64_t row = 0; row < M * l_.panel_rows; ++row) {
@@ -268,6 +310,7 @@ class WinogradEmitter {
   WinogradOps ops_{e_};
   const WinogradConv& v_;
   WinogradLayout l_;
+  ImageGroups groups_;
   ScratchParts parts_;
   llvm::Value *input_, *filter_;
   const StoreOutput& store_;

@@ -1,6 +1,7 @@
 #include "dagger/codegen/jit.h"
 
 #include <fmt/format.h>
+#include <llvm/Bitcode/BitcodeWriter.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
@@ -237,32 +238,55 @@ namespace {
 
 /// Bumped whenever the way kernels are compiled or cached changes in a way code_settings()
 /// does not show.
-constexpr const char* kCacheFormat = "dagger-kernel-v2";
+constexpr const char* kCacheFormat = "dagger-kernel-v3";
 
 /// One queued module and what compiling it produced.
 struct Pending {
   std::unique_ptr<KernelModule> km;
   std::string name;    // the module's (and its entry's) readable name
-  std::string symbol;  // "dk_" + the hash of its IR and the code settings
+  std::string symbol;  // "dk_" + kernel_digest(code settings, its IR)
   size_t text = 0;     // index into texts, when dumps are kept
   std::unique_ptr<llvm::MemoryBuffer> object;
   std::string error;
 };
 
-std::string hex_digest(const std::string& text) {
+/// `text` with every occurrence of `name` replaced by "kernel".
+std::string with_name_replaced(std::string text, const std::string& name) {
+  const std::string neutral = "kernel";
+  for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + neutral.size()))
+    text.replace(at, name.size(), neutral);
+  return text;
+}
+
+/// The MD5 of `settings` and of the module's bitcode, its own name replaced by "kernel" (in
+/// its global names and its source file name) so that identical kernels hash alike.
+/// Bitcode serializes the whole module (the reader rebuilds it from nothing else), so a digest
+/// of it holds everything its text would, and writing it costs a fraction of printing that
+/// text, which formats every constant in decimal and tracks columns.
+std::string kernel_digest(const std::string& settings, llvm::Module& m, const std::string& name) {
+  std::vector<std::pair<llvm::GlobalValue*, std::string>> renamed;  // restored below
+  for (llvm::GlobalValue& value : m.global_values()) {
+    const std::string old_name = value.getName().str();
+    if (old_name.find(name) == std::string::npos) continue;
+    value.setName(with_name_replaced(old_name, name));
+    renamed.emplace_back(&value, old_name);
+  }
+  const std::string source = m.getSourceFileName();
+  m.setSourceFileName(with_name_replaced(source, name));
+  llvm::SmallVector<char, 0> bitcode;
+  llvm::BitcodeWriter writer(bitcode);
+  writer.writeModule(m);
+  writer.writeStrtab();
+  for (auto& [value, old_name] : renamed) value->setName(old_name);
+  m.setSourceFileName(source);
+
   llvm::MD5 md5;
-  md5.update(text);
+  md5.update(settings);
+  md5.update(llvm::StringRef("\n"));
+  md5.update(llvm::StringRef(bitcode.data(), bitcode.size()));
   llvm::MD5::MD5Result result;
   md5.final(result);
   return result.digest().str().str();
-}
-
-/// The module's text with its own name replaced, so that identical kernels hash alike.
-std::string normalized_ir(const llvm::Module& m, const std::string& name) {
-  std::string text = print(m);
-  for (size_t at = text.find(name); at != std::string::npos; at = text.find(name, at + 1))
-    text.replace(at, name.size(), "kernel");
-  return text;
 }
 
 /// Object code the host's linker will accept: anything else in the cache is ignored.
@@ -418,7 +442,7 @@ void Jit::add(std::unique_ptr<KernelModule> km) {
   if (!m.getFunction(name)) throw Error(fmt::format("JIT: module {} has no function of its name", name));
   Pending p;
   p.name = name;
-  p.symbol = "dk_" + hex_digest(impl_->code_settings + "\n" + normalized_ir(m, name));
+  p.symbol = "dk_" + kernel_digest(impl_->code_settings, m, name);
   if (impl_->keep_dumps) {
     p.text = impl_->texts.size();
     impl_->texts.push_back(ModuleText{name, print(m), {}, {}});

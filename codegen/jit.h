@@ -68,10 +68,10 @@ struct CompileStats {
 ///
 /// Modules are queued by add() and compiled together by the first lookup(): optimized at O3
 /// and turned into object code on up to `compile_threads` threads, each module in its own
-/// context. A kernel's symbol is named by a hash of its IR and of everything else that shapes
-/// its code (code_settings()), so identical kernels in one plan share one compiled function,
-/// and the object code is kept on disk under that hash (see kernel_cache_dir) so that a later
-/// run loads it instead of invoking LLVM.
+/// context. A kernel's symbol is named by a hash of its IR (its bitcode, name aside) and of
+/// everything else that shapes its code (code_settings()), so identical kernels in one plan
+/// share one compiled function, and the object code is kept on disk under that hash (see
+/// kernel_cache_dir) so that a later run loads it instead of invoking LLVM.
 class Jit {
  public:
   /// keep_dumps: also record each module's IR before and after optimization and its assembly

@@ -68,7 +68,7 @@ std::vector<std::string> files_in(const std::filesystem::path& dir) {
 TEST_CASE("the kernel cache key changes with the target and holds every setting that shapes code", "[jit][cache]") {
   const Jit host(jit_target_named("host"), false, 1), v3(jit_target_named("x86-64-v3"), false, 1);
   CHECK(host.code_settings() != v3.code_settings());
-  for (const char* part : {"dagger-kernel-v2\n", "LLVM 19.", "cpu x86-64-v3\n", "codegen opt level 3", "fp-contract ",
+  for (const char* part : {"dagger-kernel-v3\n", "LLVM 19.", "cpu x86-64-v3\n", "codegen opt level 3", "fp-contract ",
                            "float-abi ", "no-signed-zeros ", "denormal ", "relocation model ", "subtarget features ",
                            "pipeline ", "instcombine", "loop-vectorize"}) {
     INFO(part);
@@ -189,4 +189,53 @@ TEST_CASE("a kernel cache write that fails (a full disk) only warns, leaves no f
   CHECK(small.run().second == 0);
   CHECK(files_in(dir.path).size() == 1);
   CHECK(small.run().second == 1);
+}
+
+TEST_CASE("a kernel that differs in any input of its emitter is never the cache's hit for another", "[jit][cache]") {
+  // y = dropout(leaky_relu(a * b, alpha), key): one kernel. Each variant changes one thing the
+  // emitter reads; all compile into one folder, so a key blind to that thing would make a
+  // later variant load an earlier one's code (a silent wrong result).
+  struct Variant {
+    const char* what;
+    Shape shape;
+    double alpha;
+    int64_t salt;
+    int width;
+  };
+  const std::vector<Variant> variants = {
+      {"the first", {13, 7}, 0.3, 5, 0},
+      {"alpha one float step larger", {13, 7}, std::nextafter(0.3f, 1.0f), 5, 0},
+      {"another dropout salt", {13, 7}, 0.3, 6, 0},
+      {"another shape", {13, 8}, 0.3, 5, 0},
+      {"another vector width", {13, 7}, 0.3, 5, 4},
+  };
+  TempDir dir("kernel-cache-inputs");
+  ScopedEnv cache("DAGGER_CACHE_DIR", dir.path.string());
+  auto compile = [](const Variant& v) {
+    Graph g;
+    const NodeId product = g.add(Op::mul, {input(g, "a", v.shape), input(g, "b", v.shape)});
+    const NodeId activated = g.add(Op::leaky_relu, {product}, {{"alpha", v.alpha}});
+    g.set_output("y", g.add(Op::dropout, {activated, input(g, "key", {})}, {{"p", 0.5}, {"salt", v.salt}}));
+    JitOptions options;
+    options.vector_width = v.width;
+    auto plan = compile_jit(g, options);
+    const StateMap feeds{
+        {"a", uniform(v.shape, -1, 1, 1)}, {"b", uniform(v.shape, -1, 1, 2)}, {"key", scalar_tensor(7)}};
+    StateMap none;
+    return std::make_pair(plan->run(feeds, none).at("y"), plan->compile_stats().cache_hits);
+  };
+  std::vector<Tensor> cold;
+  for (const Variant& v : variants) {
+    INFO(v.what);
+    const auto [y, hits] = compile(v);
+    CHECK(hits == 0);
+    cold.push_back(y);
+  }
+  CHECK(files_in(dir.path).size() == variants.size());
+  for (size_t k = 0; k < variants.size(); ++k) {  // and each finds its own code again
+    INFO(variants[k].what);
+    const auto [y, hits] = compile(variants[k]);
+    CHECK(hits == 1);
+    CHECK(bitwise_equal(y, cold[k]));
+  }
 }

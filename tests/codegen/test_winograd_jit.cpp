@@ -1,8 +1,9 @@
 // Winograd F(2x2,3x3) and F(4x4,3x3) convolution kernels (forward and data gradient, with and
 // without an epilogue) against the interpreter in double, on shapes that leave partial tiles
 // and panels: maps not a multiple of the tile (7x7, 5x9, 1x1, 2x3, 6x6, 9x9), maps wider than
-// one panel, small maps whose images share a panel (and a last, partial group of images), odd
-// channel counts (1, 3, 17), batches of 1, 3 and 7; and what chooses Winograd.
+// one panel, small maps whose images share a panel (and a last, partial group of images, and
+// panels of several groups of images), odd channel counts (1, 3, 17), batches of 1, 3, 7 and
+// 13; and what chooses Winograd.
 #include <fmt/format.h>
 
 #include <catch2/catch.hpp>
@@ -68,6 +69,8 @@ const std::vector<Geometry> kOdd = {
     {1, 3, 1, 7, 17}, {3, 1, 9, 5, 3},  {1, 3, 4, 130, 5},  // 65 tiles across: more than one panel per tile row
     {7, 2, 5, 5, 4},                     // 9 tiles an image: 5 images share a panel, the second group only 2
     {3, 17, 6, 6, 3}, {1, 3, 9, 9, 17},  // 4x4 tiles: one partial tile row and column, or two
+    {13, 5, 7, 7, 9},  // panels of several groups of images (F(4x4) at W = 16: 3 groups of 4), the last panel's
+                       // first group holding one image and the others none
 };
 
 // Measured over these shapes and the cnn3 and rescnn layers (below): F(2x2,3x3) in float is
@@ -161,6 +164,22 @@ TEST_CASE("winograd kernels: other vector widths, and the same bits at any width
       }
       for (size_t t = 1; t < outs.size(); ++t) CHECK(bitwise_equal(outs[0], outs[t]));
     }
+}
+
+TEST_CASE("a winograd kernel loops over a panel's groups of images rather than unrolling every image",
+          "[jit][conv][winograd]") {
+  // 7x7 maps at F(4x4): 4 tiles an image, so a group (the images whose tiles fill whole vectors
+  // alike) is W / 4 images, and a panel of batch 64 holds several groups. Its kernel emits one
+  // group's code, as a batch of one group does; unrolled, it grew with the images (3x at W = 16).
+  const int64_t width = jit_target().vector_width, group = width / 4;
+  auto lines = [](int64_t batch) {
+    const std::string ir = dump_kernels(conv_graph(Op::conv2d, {batch, 16, 7, 7, 16}, true), DumpStage::ir_before_opt,
+                                        ConvAlgo::winograd4);
+    return std::count(ir.begin(), ir.end(), '\n');
+  };
+  const auto one_group = lines(group), panel_of_groups = lines(64);
+  INFO("IR lines: batch " << group << " " << one_group << ", batch 64 " << panel_of_groups);
+  CHECK(panel_of_groups < one_group * 5 / 4);
 }
 
 TEST_CASE("the compiler says which convolutions get winograd, and why", "[jit][conv][winograd]") {
