@@ -144,3 +144,61 @@ TEST_CASE("a conv's bias and relu fuse; its filter gradient is a kernel of its o
   CHECK(plan.groups[1].nodes.size() == 1);  // the filter gradient alone
   CHECK(describe_fusion(g, plan).find("takes no epilogue") != std::string::npos);
 }
+
+namespace {
+
+/// dw[f, c] of a 1x1 filter as emit_pointwise_filter_grad sums it (codegen/partials.h): per
+/// (filter, channel) 16 float partials, position j of each image's plane into partial j % 16,
+/// images in order, then the partials folded partial 0 first.
+Tensor pointwise_sums(const Tensor& x, const Tensor& dy, const ConvCase& v) {
+  Tensor dw = make_tensor({v.k, v.c, 1, 1});
+  const int64_t positions = v.h * v.w;
+  for (int64_t f = 0; f < v.k; ++f)
+    for (int64_t c = 0; c < v.c; ++c) {
+      float partials[16] = {};
+      for (int64_t n = 0; n < v.n; ++n)
+        for (int64_t j = 0; j < positions; ++j) {
+          const float product = dy.data()[(n * v.k + f) * positions + j] * x.data()[(n * v.c + c) * positions + j];
+          partials[j % 16] += product;
+        }
+      float sum = partials[0];
+      for (int p = 1; p < 16; ++p) sum += partials[p];
+      dw.data()[f * v.c + c] = sum;
+    }
+  return dw;
+}
+
+}  // namespace
+
+TEST_CASE("a 1x1 filter gradient over few channels is summed per (filter, channel)", "[jit][conv]") {
+  // c <= 9 (rescnn's first projection skip reads one channel): the kernel sums each (filter,
+  // channel) along the positions. Its bits must be those of the order above at every vector
+  // width and thread count, within the GEMM's error of the interpreter; with 10 channels, or a
+  // 3x3 filter, the GEMM computes it (within the same error).
+  for (const ConvCase& v : std::vector<ConvCase>{{64, 1, 28, 28, 32, 1, 1, 1, 0},  // rescnn's first skip
+                                                 {3, 1, 5, 7, 5, 1, 1, 1, 0},
+                                                 {7, 9, 3, 17, 13, 1, 1, 1, 0},
+                                                 {2, 1, 1, 1, 3, 1, 1, 1, 0},
+                                                 {5, 2, 4, 9, 50, 1, 1, 1, 0},
+                                                 {1, 3, 2, 33, 1, 1, 1, 1, 0}}) {
+    INFO("N " << v.n << " C " << v.c << " H " << v.h << " W " << v.w << " K " << v.k);
+    const Shape x{v.n, v.c, v.h, v.w}, y{v.n, v.k, v.h, v.w};
+    Graph g;
+    g.set_output("dw", g.add(Op::conv2d_backward_filter, {input(g, "x", x), input(g, "dy", y)},
+                             {{"stride", v.stride}, {"pad", v.pad}, {"shape", Shape{v.k, v.c, 1, 1}}}));
+    const StateMap feeds{{"x", uniform(x, -1, 1, 51)}, {"dy", uniform(y, -1, 1, 52)}};
+    const Tensor want = pointwise_sums(feeds.at("x"), feeds.at("dy"), v);
+    for (auto [width, threads] :
+         {std::pair{0, 1}, std::pair{0, 2}, std::pair{4, 3}, std::pair{8, 2}, std::pair{16, 3}}) {
+      INFO("width " << width << ", " << threads << " threads");
+      JitOptions options;
+      options.vector_width = width;
+      options.threads = threads;
+      StateMap none;
+      CHECK(bitwise_equal(compile_jit(g, options)->run(feeds, none).at("dw"), want));
+    }
+    CHECK(check(Op::conv2d_backward_filter, v, false, 0, 2) < 1e-6);
+  }
+  for (const ConvCase& v : std::vector<ConvCase>{{3, 10, 5, 7, 5, 1, 1, 1, 0}, {3, 1, 5, 7, 5, 3, 3, 1, 1}})
+    CHECK(check(Op::conv2d_backward_filter, v, false, 0, 2) < 1e-6);
+}
