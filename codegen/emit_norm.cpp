@@ -12,8 +12,7 @@
 // one channel at a time instead jumps an image ahead after every run of `inner` floats (3 KiB
 // for a 28x28 map), which read from memory ran 1.2-2.3x slower (docs/performance.md, "What
 // each optimization bought"). Every channel still adds the same terms in the same order, so
-// the bits are those of a channel at a time. The same sweep sums a reduce_sum over every axis
-// but 1 (is_channel_sum: a convolution's bias gradient), in reduce_sum's own order.
+// the bits are those of a channel at a time.
 #include <fmt/format.h>
 #include <llvm/IR/Constants.h>
 
@@ -286,7 +285,7 @@ class BlockPartials {
 /// block_channels() (see the top of the file): the sums image by image, each channel's
 /// partials restored before its run and saved after it; then each channel's results, whose
 /// factors are kept as floats for the element pass, again image by image.
-void sweep_blocks(Norm& nm, Epilogue* ep, const ChannelWork& w, llvm::Value* begin, llvm::Value* end,
+void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* begin, llvm::Value* end,
                   llvm::Value* shifted) {
   Emit& e = nm.e;
   const int64_t block = block_channels(nm.d);
@@ -349,7 +348,7 @@ void sweep_blocks(Norm& nm, Epilogue* ep, const ChannelWork& w, llvm::Value* beg
         std::vector<llvm::Value*> factors;
         for (size_t f = 0; f < factor_count; ++f)
           factors.push_back(e.b.CreateVectorSplat(e.width, e.b.CreateLoad(e.f32, factor_at(j, f))));
-        ep->for_each({b, c}, [&](const ElementPos& pos) { return w.element(pos, factors); });
+        ep.for_each({b, c}, [&](const ElementPos& pos) { return w.element(pos, factors); });
       });
     });
   });
@@ -512,35 +511,7 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
   if (nm.lanes)
     sweep_lanes(nm, ep, w, kf.begin, kf.end, shifted);
   else
-    sweep_blocks(nm, &ep, w, kf.begin, kf.end, shifted);
-}
-
-bool is_channel_sum(const Graph& g, const Node& n) {
-  if (n.op != Op::reduce_sum) return false;
-  const Shape& x = g.shape(n.operands[0]);
-  const auto rank = static_cast<int64_t>(x.size());
-  if (rank < 3 || x[1] < 2 || channel_dims(x).inner < 2) return false;
-  std::vector<int64_t> axes;
-  for (int64_t a : n.attrs.ints("axes")) axes.push_back(a < 0 ? a + rank : a);
-  std::sort(axes.begin(), axes.end());
-  std::vector<int64_t> all_but_channels{0};
-  for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
-  return axes == all_but_channels;
-}
-
-void emit_channel_sum_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
-  const Node& n = g.node(group.anchor);
-  assert(is_channel_sum(g, n) && group.nodes.size() == 1);
-  Norm nm{e, channel_dims(g.shape(n.operands[0])), llvm::Type::getDoubleTy(e.ctx), nullptr};
-  nm.vd = llvm::FixedVectorType::get(nm.f64, e.width);
-  llvm::Value* x = operand_arg(kf, g, group, 0);
-  ChannelWork w;
-  w.float_term = [&](llvm::Value* offset, llvm::Value* mask) { return nm.load(x, offset, mask); };
-  w.finish = [&](const Stats& s) {
-    nm.store_sibling(kf.args[0], s[0]);
-    return Stats{};
-  };
-  sweep_blocks(nm, nullptr, w, kf.begin, kf.end, nullptr);
+    sweep_blocks(nm, ep, w, kf.begin, kf.end, shifted);
 }
 
 }  // namespace dagger

@@ -85,13 +85,6 @@ OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width);
 void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
 OpKernelLayout softmax_layout(const Graph& g, NodeId anchor);
 void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
-/// Whether `n` is a reduce_sum over every axis but 1 of x [batch, channels, inner...] with
-/// several channels and more than one inner position (a bias gradient of a convolution, dbeta).
-/// Its kernel is emit_channel_sum_kernel: each channel summed as reduce_sum sums it (16 float
-/// partials per image run), the channels swept image by image as batch norm's are.
-bool is_channel_sum(const Graph& g, const Node& n);
-void emit_channel_sum_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
-
 OpKernelLayout reduce_layout(const Graph& g, NodeId anchor, unsigned width);
 void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
 OpKernelLayout layout_copy_layout(const Graph& g, NodeId anchor);

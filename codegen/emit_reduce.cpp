@@ -93,8 +93,6 @@ OpKernelLayout reduce_layout(const Graph& g, NodeId anchor, unsigned width) {
 
 void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const Node& n = g.node(group.anchor);
-  // Its items are its channels either way (reduce_layout): the same split, the same sums.
-  if (is_channel_sum(g, n)) return emit_channel_sum_kernel(e, kf, g, group);
   const ReduceDims d = reduce_dims(g, group.anchor);
   llvm::Value* x = operand_arg(kf, g, group, 0);
   llvm::Value* out = kf.args[0];

@@ -167,9 +167,10 @@ std::vector<float> channel_sums(const Tensor& x) {
 
 }  // namespace
 
-TEST_CASE("a reduce_sum over every axis but the channels' keeps reduce_sum's order", "[jit][ops]") {
-  // Its kernel sweeps the channels image by image, as batch norm's do (is_channel_sum); each
-  // channel's sum must be the bits of the partials above at every width and thread count.
+TEST_CASE("a reduce_sum over every axis but the channels' sums 16 float partials per image run", "[jit][ops]") {
+  // The order dbeta's sibling sum in batch norm's kernel must follow (emit_norm.cpp) to give
+  // its bits: each channel's sum must be the bits of the partials above at every width and
+  // thread count, whether the sum keeps its dimensions or not.
   for (const Shape& shape : std::vector<Shape>{
            {1, 3, 5, 7}, {3, 17, 5, 7}, {7, 2, 1, 33}, {3, 70, 4, 4}, {2, 5, 17}, {64, 32, 28, 28}, {5, 130, 7, 7}}) {
     INFO("x " << to_string(shape));
