@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cassert>
-#include <optional>
 
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/emit_elementwise.h"
@@ -440,16 +439,6 @@ void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, co
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
 }
 
-/// The filter gradient as sums per (filter, channel), where it applies (stride 1, the output
-/// the input's size, a 1x1 filter over few channels: see kMaxPointwiseChannels).
-std::optional<PointwiseFilterGrad> pointwise_filter_grad(const Graph& g, const Node& anchor) {
-  if (conv_product(anchor) != ConvProduct::backward_filter) return std::nullopt;
-  const Conv v = conv_of(g, anchor);
-  const PointwiseFilterGrad t{v.n, v.c, v.h, v.w, v.k, v.r, v.s, v.pad};
-  if (v.stride != 1 || v.p != v.h || v.q != v.w || !pointwise_filter_grad_applies(t)) return std::nullopt;
-  return t;
-}
-
 /// The Winograd form of a filter-gradient product.
 WinogradFilterGrad winograd_filter_grad(const Graph& g, const Node& anchor) {
   const Conv v = conv_of(g, anchor);
@@ -490,13 +479,7 @@ GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width,
   const Node& anchor = g.node(group.anchor);
   GemmLayout layout = gemm_layout(sizes_of(g, anchor), width, threads);
   const ConvChoice choice = choose_conv_algo(g, anchor, algo);
-  if (!choice.winograd) {
-    if (const auto pointwise = pointwise_filter_grad(g, anchor)) {
-      layout.items = pointwise_filter_grad_items(*pointwise, width);
-      layout.scratch_floats = 0;
-    }
-    return layout;
-  }
+  if (!choice.winograd) return layout;
   if (conv_product(anchor) == ConvProduct::backward_filter) {
     const WinogradFilterLayout w = winograd_filter_layout(winograd_filter_grad(g, anchor), width, threads);
     layout.items = w.items;
@@ -544,11 +527,6 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
       emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
       break;
     case ConvProduct::backward_filter:
-      if (const auto pointwise = pointwise_filter_grad(g, anchor)) {
-        check_no_epilogue(g, group);
-        emit_pointwise_filter_grad(e, *pointwise, operands.first, operands.second, kf.args[0], kf.begin, kf.end);
-        break;
-      }
       set_backward_filter(operands, p);
       emit_without_epilogue(e, g, group, kf, p);
       break;
