@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <map>
 
 #include "dagger/autodiff/grad.h"
@@ -10,19 +11,43 @@ namespace dagger {
 
 namespace {
 
+/// reduce_sum's axes as sorted non-negative indices into its operand's shape.
+std::vector<int64_t> summed_axes(const Graph& g, const Node& sum) {
+  const auto rank = static_cast<int64_t>(g.shape(sum.operands[0]).size());
+  std::vector<int64_t> axes;
+  for (int64_t a : sum.attrs.ints("axes")) axes.push_back(a < 0 ? a + rank : a);
+  std::sort(axes.begin(), axes.end());
+  return axes;
+}
+
 /// A copy of `g` in which each channel_mean or channel_var is computed once per x (the running
 /// averages', which Model::batchnorm makes first, serve the gradient's too), and every
 /// batchnorm_train whose x has both is a batchnorm_infer on them: the batch statistics are then
 /// computed once per step, not once for the running averages and again inside the
 /// normalization and its gradient. Run after grad(), whose rule needs batchnorm_train itself.
+/// Likewise a reduce_sum of an operand over axes another reduce_sum of it already sums is a
+/// reshape of that one: where a residual add feeds a batch norm and a convolution's bias (a
+/// projection skip), dbeta and the bias's gradient are the same sum of dy. The kernel of a sum
+/// does not depend on keepdims, so the bits stay the same.
 Graph share_batch_statistics(const Graph& g) {
   Graph out;
   std::vector<NodeId> copy(g.size());
-  std::map<std::pair<NodeId, Op>, NodeId> statistic;  // (copied x, channel_mean or channel_var) -> copy
+  std::map<std::pair<NodeId, Op>, NodeId> statistic;               // (copied x, channel_mean or channel_var) -> copy
+  std::map<std::pair<NodeId, std::vector<int64_t>>, NodeId> sums;  // (copied operand, axes) -> reduce_sum
   for (const Node& n : g.nodes()) {
     std::vector<NodeId> operands;
     for (NodeId o : n.operands) operands.push_back(copy[static_cast<size_t>(o)]);
     Op op = n.op;
+    out.set_scope(n.scope);
+    if (op == Op::reduce_sum) {
+      const auto same = sums.find({operands[0], summed_axes(g, n)});
+      if (same != sums.end()) {
+        const NodeId sum = same->second;
+        copy[static_cast<size_t>(n.id)] =
+            out.shape(sum) == n.shape ? sum : out.add(Op::reshape, {sum}, {{"shape", n.shape}}, n.where);
+        continue;
+      }
+    }
     if (op == Op::channel_mean || op == Op::channel_var) {
       const auto same = statistic.find({operands[0], op});
       if (same != statistic.end()) {
@@ -39,9 +64,9 @@ Graph share_batch_statistics(const Graph& g) {
         operands.push_back(var->second);
       }
     }
-    out.set_scope(n.scope);
     const NodeId id = copy[static_cast<size_t>(n.id)] = out.add(op, std::move(operands), n.attrs, n.where);
     if (op == Op::channel_mean || op == Op::channel_var) statistic.emplace(std::pair{out.node(id).operands[0], op}, id);
+    if (op == Op::reduce_sum) sums.emplace(std::pair{out.node(id).operands[0], summed_axes(g, n)}, id);
   }
   out.set_scope(g.scope());
   for (const auto& [name, id] : g.outputs()) out.set_output(name, copy[static_cast<size_t>(id)]);

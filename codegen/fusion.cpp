@@ -164,14 +164,20 @@ bool is_sibling_statistic(const Graph& g, const Node& stat, const Node& anchor) 
   std::sort(axes.begin(), axes.end());
   std::vector<int64_t> all_but_channels{0};
   for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
-  return dy[1] > 1 && axes == all_but_channels && stat.shape == Shape{dy[1]};
+  return dy[1] > 1 && axes == all_but_channels && numel(stat.shape) == dy[1];  // keepdims or not
 }
 
 /// Moves each sibling statistic that is a kernel by itself into the kernel of its anchor, also
 /// alone in its kernel, when the statistic is made before the anchor and read only after it
-/// (the kernel runs where its root, the anchor, is). The statistic becomes a side output.
+/// (the kernel runs where its root, the anchor, is; a reshape only renames it, so its readers
+/// count instead). The statistic becomes a side output.
 void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) {
   const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::function<bool(NodeId, NodeId)> read_after = [&](NodeId value, NodeId anchor) {
+    return std::ranges::all_of(readers[value], [&](NodeId reader) {
+      return g.node(reader).op == Op::reshape ? read_after(reader, anchor) : reader > anchor;
+    });
+  };
   std::vector<int> alone(g.size(), -1);  // the group a node is the only node of
   for (size_t k = 0; k < groups.size(); ++k)
     if (groups[k].nodes.size() == 1) alone[groups[k].root] = static_cast<int>(k);
@@ -179,7 +185,7 @@ void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) 
   auto movable = [&](NodeId stat, const Node& anchor) {
     if (stat >= anchor.id || alone[stat] < 0 || moved[alone[stat]]) return false;
     if (!is_sibling_statistic(g, g.node(stat), anchor)) return false;
-    return std::ranges::all_of(readers[stat], [&](NodeId reader) { return reader > anchor.id; });
+    return read_after(stat, anchor.id);
   };
   for (FusionGroup& group : groups) {
     if (group.anchor < 0 || group.nodes.size() != 1) continue;

@@ -189,18 +189,30 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
 }
 
 /// The plan's steps in node order: a kernel where its group's root is, then each reshape and
-/// assign as itself. Fusion gives every other node that is not a source a group; one without
-/// a group is an internal error, thrown here rather than left unexecuted.
+/// assign as itself; a reshape of a value its kernel computes later (a sibling statistic, run
+/// where its anchor is) right after that kernel. Fusion gives every other node that is not a
+/// source a group; one without a group is an internal error, thrown here rather than left
+/// unexecuted.
 std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
   std::vector<Step> steps;
+  std::vector<NodeId> computed_at(g.size(), -1);  // the node whose step gives a value its data
+  std::map<NodeId, std::vector<NodeId>> aliases_after;
   for (const Node& n : g.nodes()) {
     const int group = fusion.group_of[n.id];
     if (group >= 0) {
-      if (fusion.groups[static_cast<size_t>(group)].root == n.id) steps.push_back({StepKind::kernel, n.id, group});
+      const NodeId root = fusion.groups[static_cast<size_t>(group)].root;
+      computed_at[n.id] = root;
+      if (root != n.id) continue;
+      steps.push_back({StepKind::kernel, n.id, group});
+      for (NodeId alias : aliases_after[n.id]) steps.push_back({StepKind::alias, alias, -1});
     } else if (n.op == Op::assign) {
       steps.push_back({StepKind::assign, n.id, -1});
     } else if (n.op == Op::reshape) {
-      steps.push_back({StepKind::alias, n.id, -1});
+      const NodeId at = computed_at[n.id] = computed_at[n.operands[0]];
+      if (at > n.id)
+        aliases_after[at].push_back(n.id);
+      else
+        steps.push_back({StepKind::alias, n.id, -1});
     } else if (op_info(n.op).category != OpCategory::Source) {
       throw Error(fmt::format("{}: internal error: no kernel computes this node", node_label(n)));
     }

@@ -144,3 +144,80 @@ TEST_CASE("a training step's batch norm reads x four times and dy twice", "[jit]
   }
   CHECK(describe_fusion(g, plan, true).find("in the same read of") != std::string::npos);
 }
+
+namespace {
+
+/// reduce_sum over every axis of x but 1 as the reduction kernels sum it (codegen/partials.h):
+/// per channel 16 float partials, position q of each image's run into partial q % 16, the
+/// images in order, then the partials folded partial 0 first.
+std::vector<float> channel_sums(const Tensor& x) {
+  const Shape shape(x.shape().begin(), x.shape().end());
+  const int64_t batch = shape[0], channels = shape[1], inner = numel(shape) / (batch * channels);
+  std::vector<float> sums;
+  for (int64_t c = 0; c < channels; ++c) {
+    float partials[16] = {};
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t q = 0; q < inner; ++q) partials[q % 16] += x.data()[(b * channels + c) * inner + q];
+    float sum = partials[0];
+    for (int p = 1; p < 16; ++p) sum += partials[p];
+    sums.push_back(sum);
+  }
+  return sums;
+}
+
+}  // namespace
+
+TEST_CASE("a reduce_sum over every axis but the channels' sums 16 float partials per image run", "[jit][ops]") {
+  // The order dbeta's sibling sum in batch norm's kernel must follow (emit_norm.cpp) to give
+  // its bits: each channel's sum must be the bits of the partials above at every width and
+  // thread count, whether the sum keeps its dimensions or not.
+  for (const Shape& shape : std::vector<Shape>{
+           {1, 3, 5, 7}, {3, 17, 5, 7}, {7, 2, 1, 33}, {3, 70, 4, 4}, {2, 5, 17}, {64, 32, 28, 28}, {5, 130, 7, 7}}) {
+    INFO("x " << to_string(shape));
+    const Tensor x = uniform(shape, -1, 1, 41);
+    const std::vector<float> want = channel_sums(x);
+    for (bool keepdims : {false, true}) {
+      Graph g;
+      NodeId in = input(g, "x", shape);
+      g.set_output("sum",
+                   g.add(Op::reduce_sum, {in}, {{"axes", all_but_channels(shape)}, {"keepdims", int64_t(keepdims)}}));
+      for (auto [width, threads] :
+           {std::pair{0, 1}, std::pair{0, 2}, std::pair{4, 3}, std::pair{8, 2}, std::pair{16, 3}}) {
+        INFO("keepdims " << keepdims << ", width " << width << ", " << threads << " threads");
+        const Tensor got = run(g, {{"x", x}}, width, threads).at("sum");
+        REQUIRE(got.size() == want.size());
+        CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("a projection skip's bias gradient is its batch norm's dbeta, summed once", "[jit][ops]") {
+  // relu(batchnorm(conv(x)) + conv1x1(x)): the add's gradient dy feeds dbeta and the 1x1
+  // convolution's bias gradient, one sum over the same axes; the training step keeps one
+  // reduce_sum of dy (a reshape gives the bias's shape), computed beside dgamma.
+  ModelFn model = [](Model& m, Value x) {
+    Value y = add(m.batchnorm(m.conv2d(x, 6, 3)), m.conv2d(x, 6, 1));
+    return m.dense(flatten(relu(y)), m.classes());
+  };
+  OptimizerConfig cfg;
+  const Graph g = build_training_step(model, 5, cfg, {2, 7, 7});
+  const std::vector<NodeId> grads = g.nodes_of(Op::batchnorm_grad_gamma);
+  REQUIRE(grads.size() == 1);
+  const NodeId dy = g.node(grads[0]).operands[1];
+  const auto sums_of_dy =
+      std::ranges::count_if(g.nodes_of(Op::reduce_sum), [&](NodeId id) { return g.node(id).operands[0] == dy; });
+  CHECK(sums_of_dy == 1);
+  const FusionPlan plan = fuse(g);
+  for (NodeId id : g.nodes_of(Op::reduce_sum)) {
+    if (g.node(id).operands[0] != dy) continue;
+    const FusionGroup& group = plan.groups[static_cast<size_t>(plan.group_of[id])];
+    CHECK(group.anchor == grads[0]);
+    CHECK(group.side_outputs == std::vector<NodeId>{id});
+  }
+  // The step computes what the interpreter does.
+  StateMap initial;
+  initialize_state(g, initial, 7);
+  const BothRuns both = run_both(g, training_feeds(g, 5, 0), initial);
+  CHECK(max_state_error(both.jit, both.ref) < 1e-5);
+}
