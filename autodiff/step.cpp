@@ -2,23 +2,14 @@
 
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <map>
 
 #include "dagger/autodiff/grad.h"
+#include "dagger/graph/axes.h"
 
 namespace dagger {
 
 namespace {
-
-/// reduce_sum's axes as sorted non-negative indices into its operand's shape.
-std::vector<int64_t> summed_axes(const Graph& g, const Node& sum) {
-  const auto rank = static_cast<int64_t>(g.shape(sum.operands[0]).size());
-  std::vector<int64_t> axes;
-  for (int64_t a : sum.attrs.ints("axes")) axes.push_back(a < 0 ? a + rank : a);
-  std::sort(axes.begin(), axes.end());
-  return axes;
-}
 
 /// A copy of `g` in which each channel_mean or channel_var is computed once per x (the running
 /// averages', which Model::batchnorm makes first, serve the gradient's too), and every
@@ -40,7 +31,7 @@ Graph share_batch_statistics(const Graph& g) {
     Op op = n.op;
     out.set_scope(n.scope);
     if (op == Op::reduce_sum) {
-      const auto same = sums.find({operands[0], summed_axes(g, n)});
+      const auto same = sums.find({operands[0], reduced_axes(g, n)});
       if (same != sums.end()) {
         const NodeId sum = same->second;
         copy[static_cast<size_t>(n.id)] =
@@ -66,7 +57,7 @@ Graph share_batch_statistics(const Graph& g) {
     }
     const NodeId id = copy[static_cast<size_t>(n.id)] = out.add(op, std::move(operands), n.attrs, n.where);
     if (op == Op::channel_mean || op == Op::channel_var) statistic.emplace(std::pair{out.node(id).operands[0], op}, id);
-    if (op == Op::reduce_sum) sums.emplace(std::pair{out.node(id).operands[0], summed_axes(g, n)}, id);
+    if (op == Op::reduce_sum) sums.emplace(std::pair{out.node(id).operands[0], reduced_axes(g, n)}, id);
   }
   out.set_scope(g.scope());
   for (const auto& [name, id] : g.outputs()) out.set_output(name, copy[static_cast<size_t>(id)]);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "dagger/codegen/conv_algo.h"
+#include "dagger/graph/axes.h"
 
 namespace dagger {
 
@@ -159,9 +160,7 @@ bool is_sibling_statistic(const Graph& g, const Node& stat, const Node& anchor) 
     return false;
   const Shape& dy = g.shape(anchor.operands[1]);
   const auto rank = static_cast<int64_t>(dy.size());
-  std::vector<int64_t> axes;
-  for (int64_t a : stat.attrs.ints("axes")) axes.push_back(a < 0 ? a + rank : a);
-  std::sort(axes.begin(), axes.end());
+  const std::vector<int64_t> axes = reduced_axes(g, stat);
   std::vector<int64_t> all_but_channels{0};
   for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
   return dy[1] > 1 && axes == all_but_channels && numel(stat.shape) == dy[1];  // keepdims or not
