@@ -1,4 +1,5 @@
-// The results bundle (see bundle.h): written after the report, imported by `--resume-from`.
+// The results bundle (see bundle.h): written after the report, imported by `--resume-from`; and
+// the partial bundle, kept up to date as runs finish.
 #include "dagger/suite/bundle.h"
 
 #include <fmt/format.h>
@@ -54,6 +55,10 @@ std::set<std::string> member_keys(const SuiteResult& result) {
   }
   return keys;
 }
+
+/// Written into every run folder import_bundle fills: where the run came from, and whether that
+/// was a complete bundle (whose runs a partial bundle leaves out: they travel with it already).
+constexpr const char* kImportedFile = "imported.json";
 
 void copy_run(const RunRecord& r, const fs::path& to, bool with_probs) {
   fs::create_directories(to);
@@ -113,10 +118,39 @@ void write_bundle(const SuiteResult& result, const SuiteOptions& options) {
   fs::rename(staging, bundle);
 }
 
+void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
+  const fs::path partial = fs::path(out_dir) / kPartialBundleFolder, to = partial / "runs" / r.key;
+  if (r.dir.empty() || !fs::exists(fs::path(r.dir) / "metrics.json")) return;
+  if (const fs::path imported = fs::path(r.dir) / kImportedFile; fs::exists(imported)) {
+    std::ifstream in(imported);
+    const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_object() || !j.value("partial", false)) return;  // from a complete bundle
+  }
+  if (fs::exists(to / "metrics.json")) return;
+  const fs::path staging = partial / "runs" / (r.key + ".tmp");
+  fs::remove_all(staging);
+  // Probabilities of every run, members or not: which runs an experiment combines is known only
+  // once the whole suite has run.
+  copy_run(r, staging, fs::exists(fs::path(r.dir) / "test_probs"));
+  fs::rename(staging, to);
+  // What the runs were trained on and with, which --resume-from compares with the new suite's.
+  if (const fs::path identity = fs::path(out_dir) / "suite.json"; fs::exists(identity))
+    write_file_atomically((partial / "suite.json").string(), read_bytes(identity));
+  nlohmann::json index = {{"partial", true}, {"runs", nlohmann::json::array()}};
+  std::vector<std::string> keys;
+  for (const auto& entry : fs::directory_iterator(partial / "runs"))
+    if (fs::exists(entry.path() / "metrics.json")) keys.push_back(entry.path().filename().string());
+  std::ranges::sort(keys);
+  for (const std::string& key : keys) index["runs"].push_back(key);
+  write_file_atomically((partial / kPartialIndexFile).string(), index.dump(1) + "\n");
+}
+
 size_t import_bundle(const std::string& bundle_dir, const std::string& runs_dir) {
   const fs::path runs = fs::path(bundle_dir) / "runs";
-  if (!fs::is_directory(runs) || !fs::exists(fs::path(bundle_dir) / "results.json"))
-    throw Error(fmt::format("--resume-from: '{}' is not a results bundle (no results.json and runs/)", bundle_dir));
+  const bool complete = fs::exists(fs::path(bundle_dir) / "results.json");
+  if (!fs::is_directory(runs) || (!complete && !fs::exists(fs::path(bundle_dir) / kPartialIndexFile)))
+    throw Error(fmt::format("--resume-from: '{}' is not a results bundle (no results.json or {}, and runs/)",
+                            bundle_dir, kPartialIndexFile));
   size_t imported = 0;
   std::vector<fs::path> dirs;
   for (const auto& entry : fs::directory_iterator(runs))
@@ -130,6 +164,8 @@ size_t import_bundle(const std::string& bundle_dir, const std::string& runs_dir)
     for (const auto& entry : fs::directory_iterator(from))
       if (entry.path().filename() != "metrics.json")
         fs::copy(entry.path(), to / entry.path().filename(), fs::copy_options::recursive);
+    write_file_atomically((to / kImportedFile).string(),
+                          nlohmann::json{{"from", bundle_dir}, {"partial", !complete}}.dump() + "\n");
     // Last and atomically: its presence marks the run finished.
     write_file_atomically((to / "metrics.json").string(), read_bytes(from / "metrics.json"));
     ++imported;

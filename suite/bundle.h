@@ -12,6 +12,13 @@
 ///                                                  other experiments combine or analyse (members)
 ///   BUNDLE/runs/KEY/best_test_probs/               those of their best epoch's weights, where the
 ///                                                  run was scored at its last epoch and stored them
+///
+/// The partial bundle, OUT/bundle-partial, grows as the suite runs: every run finished in OUT
+/// (trained, reused, or imported from another partial bundle) goes in as soon as it is filed,
+/// laid out as in a bundle's runs/ (with its test probabilities, member or not), with
+/// partial.json listing them in place of results.json. It is what a suite stopped mid-way, on a
+/// machine whose runs/ folder will not survive, commits so that the next machine can carry on
+/// with `--resume-from`; runs imported from a complete bundle are left out, as they travel in it.
 #include <string>
 
 #include "dagger/suite/suite.h"
@@ -21,9 +28,18 @@ namespace dagger::suite {
 /// Writes options.out_dir/bundle (replacing an older one) from the report already written there.
 void write_bundle(const SuiteResult& result, const SuiteOptions& options);
 
-/// Copies every finished run of `bundle_dir` into runs_dir where runs_dir has no finished run of
-/// that key (a partly trained one there is replaced: the imported result is the same). Returns
-/// how many runs were imported. Throws Error naming the folder when it is not a bundle.
+inline constexpr const char* kPartialBundleFolder = "bundle-partial";
+inline constexpr const char* kPartialIndexFile = "partial.json";
+
+/// Adds finished run `r` to out_dir's partial bundle (above), once; each run folder appears
+/// there whole or not at all, then partial.json is rewritten. Not thread-safe: call it with the
+/// suite's lock held.
+void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir);
+
+/// Copies every finished run of `bundle_dir` (a bundle or a partial one) into runs_dir where
+/// runs_dir has no finished run of that key (a partly trained one there is replaced: the imported
+/// result is the same), marking each with where it came from. Returns how many runs were
+/// imported. Throws Error naming the folder when it is not a bundle.
 size_t import_bundle(const std::string& bundle_dir, const std::string& runs_dir);
 
 /// `html` with every <img src="REL"> whose file base_dir/REL exists replaced by a data: URI.

@@ -13,6 +13,7 @@
 #include "dagger/graph/cost.h"
 #include "dagger/graph/error.h"
 #include "dagger/models/zoo.h"
+#include "dagger/suite/bundle.h"
 #include "dagger/suite/plan.h"
 #include "dagger/suite/progress.h"
 #include "dagger/suite/report.h"
@@ -311,6 +312,7 @@ class Runner {
     const std::lock_guard lock(mutex_);
     ExperimentResult& r = result_.experiments[id.experiment];
     ++(record.reused ? r.reused : r.trained);
+    add_to_partial_bundle(record, options_.out_dir);
     r.runs[id.index].record = std::move(record);
   }
 

@@ -211,7 +211,8 @@ Run add_suite(CLI::App& app) {
   auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
   struct Flags {
     std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto";
-    std::string seeds, resume_from;
+    std::string seeds;
+    std::vector<std::string> resume_from;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     int jobs = 1;
     bool list = false, json = false, quiet = false, no_plots = false, restore_best = false;
@@ -259,8 +260,9 @@ Run add_suite(CLI::App& app) {
       "comma-separated training seeds for the headline experiments (E10 E12 E14 E20 E21 E23), e.g. 42,1,2; the "
       "profile's seed 42 always runs and splits the data");
   cmd->add_option("--resume-from", f->resume_from,
-                  "a results bundle (OUT/bundle of an earlier suite, e.g. docs/results/quick): import its finished "
-                  "runs into --out before running")
+                  "results bundles, comma-separated (OUT/bundle of an earlier suite, e.g. docs/results/quick, or "
+                  "OUT/bundle-partial of one stopped mid-way): import their finished runs into --out before running")
+      ->delimiter(',')
       ->check(kExistingFolder);
   cmd->add_option("--data", f->data, "Fashion-MNIST folder (default: $DAGGER_DATA or the Debian package's)")
       ->check(kExistingFolder);
@@ -315,7 +317,7 @@ Run add_suite(CLI::App& app) {
     const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
       require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});
-    if (!f->resume_from.empty()) resume_from_bundle(f->resume_from, o);
+    for (const std::string& bundle : f->resume_from) resume_from_bundle(bundle, o);
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,
                "report: {0}/report.md, {0}/report.html, {0}/results.json ({1} runs trained, {2} reused, {3:.0f} s)\n",

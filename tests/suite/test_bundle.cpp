@@ -225,6 +225,57 @@ TEST_CASE("a suite resumed from a bundle, without runs/, ends as an uninterrupte
              Contains("is not a results bundle"));
 }
 
+TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle", "[suite][seeds][slow]") {
+  const std::vector<Experiment> experiments = small_catalog();
+  TempDir whole("partial-whole"), first("partial-first"), moved("partial-moved"), complete("partial-complete");
+  run_suite(small_options(whole.path.string(), experiments));
+
+  // The first machine stops in E17's first run, after E10's and E12's six runs finished.
+  SuiteOptions cut = small_options(first.path.string(), experiments);
+  cut.after_epoch = [](const RunConfig& c, const EpochStats&) {
+    if (c.model.starts_with("mlp1(6,")) throw std::runtime_error("session over");
+  };
+  CHECK_THROWS_WITH(run_suite(cut), Contains("session over"));
+  CHECK_FALSE(fs::exists(first.path / "bundle"));
+  const fs::path partial = first.path / kPartialBundleFolder;
+  const nlohmann::json index = read_json(partial / kPartialIndexFile);
+  CHECK(index.at("partial") == true);
+  REQUIRE(index.at("runs").size() == 6);
+  for (const auto& key : index.at("runs")) {
+    const fs::path run = partial / "runs" / key.get<std::string>();
+    CHECK(fs::exists(run / "metrics.json"));
+    CHECK(fs::exists(run / "test_probs"));  // members or not
+    CHECK(fs::exists(run / "test_predictions.txt"));
+    CHECK_FALSE(fs::exists(run / "final"));  // no checkpoints
+    CHECK_FALSE(fs::exists(run / "last"));
+  }
+  size_t folders = 0;
+  for ([[maybe_unused]] const auto& entry : fs::directory_iterator(partial / "runs")) ++folders;
+  CHECK(folders == 6);  // no staging folder left behind
+
+  // The next machine has only the partial bundle: it imports it and runs the whole suite.
+  fs::create_directories(moved.path / "runs");
+  CHECK(import_bundle(partial.string(), (moved.path / "runs").string()) == 6);
+  const SuiteResult r = run_suite(small_options(moved.path.string(), experiments));
+  CHECK(r.reused == 6);
+  const nlohmann::json a = read_json(whole.path / "results.json"), b = read_json(moved.path / "results.json");
+  REQUIRE(a.at("runs").size() == b.at("runs").size());
+  for (const auto& [key, run] : a.at("runs").items()) {
+    INFO(key);
+    REQUIRE(b.at("runs").contains(key));
+    CHECK(computed(run) == computed(b.at("runs").at(key)));
+  }
+  CHECK(a.at("statistics") == b.at("statistics"));
+  // Its partial bundle holds every run, the imported ones too: it could be stopped again.
+  CHECK(read_json(moved.path / kPartialBundleFolder / kPartialIndexFile).at("runs").size() == a.at("runs").size());
+
+  // Runs imported from a complete bundle stay out of the partial one: they travel in that bundle.
+  fs::create_directories(complete.path / "runs");
+  CHECK(import_bundle((whole.path / "bundle").string(), (complete.path / "runs").string()) == a.at("runs").size());
+  CHECK(run_suite(small_options(complete.path.string(), experiments)).reused == a.at("runs").size());
+  CHECK_FALSE(fs::exists(complete.path / kPartialBundleFolder / kPartialIndexFile));
+}
+
 TEST_CASE("embedded plots: an <img> of a file beside the page becomes a data: URI", "[suite]") {
   TempDir dir("embed");
   fs::create_directories(dir.path / "plots");

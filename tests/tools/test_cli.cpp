@@ -37,6 +37,7 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"suite --seeds 42,-1", {"--seeds: '-1' is not a seed (0 to"}},
       {"suite --seeds ,", {"--seeds needs at least one value, e.g. 42,1,2"}},
       {"suite --resume-from /no/such/bundle", {"--resume-from", "/no/such/bundle"}},
+      {"suite --resume-from /tmp,/no/such/partial", {"--resume-from", "/no/such/partial"}},
   };
   for (const auto& [args, texts] : cases) {
     Outcome out = run_dagger(args);
