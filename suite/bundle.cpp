@@ -127,12 +127,16 @@ void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
     if (!j.is_object() || !j.value("partial", false)) return;  // from a complete bundle
   }
   if (fs::exists(to / "metrics.json")) return;
-  const fs::path staging = partial / "runs" / (r.key + ".tmp");
+  // Staged beside runs/, not in it: a kill mid-copy leaves nothing an import would take for a run.
+  const fs::path staging = partial / "staging" / r.key;
   fs::remove_all(staging);
+  fs::create_directories(to.parent_path());
   // Probabilities of every run, members or not: which runs an experiment combines is known only
   // once the whole suite has run.
   copy_run(r, staging, fs::exists(fs::path(r.dir) / "test_probs"));
   fs::rename(staging, to);
+  std::error_code not_empty;  // another run's staging, had two suites shared the folder: it stays
+  fs::remove(staging.parent_path(), not_empty);
   // What the runs were trained on and with, which --resume-from compares with the new suite's.
   if (const fs::path identity = fs::path(out_dir) / "suite.json"; fs::exists(identity))
     write_file_atomically((partial / "suite.json").string(), read_bytes(identity));
