@@ -17,22 +17,49 @@ FLOPs) and the JIT's SGEMM figure of the runs:
 
   bench/ab.py build/dagger build/dagger cnn3 --old-args=--conv-algo=winograd \
       --new-args=--conv-algo=winograd4 --match 'conv2d(_backward_data)?_' --per-kernel
+
+Kernel names change when fusion changes, so two plans' kernels of one layer are better picked by
+where they come from: --source FILE:LINE sums the kernels whose first node `dagger ir MODEL
+--stage fused` attributes to that line of the model's source, optimizer updates excepted, each
+binary's plan read from that binary (cnn3's batch norm is models/zoo.cpp:55):
+
+  bench/ab.py OLD_BIN build/dagger cnn3 --threads 1 --steps 5 --source models/zoo.cpp:55
 """
 import argparse
 import os
 import re
 import statistics
+import subprocess
 
 from compare import run_json
 
 
-def bench(binary, extra, args):
+def kernels_from(binary, extra, args):
+    """The names of the kernels of `binary`'s training plan whose first node comes from
+    args.source (optimizer updates excepted), from `dagger ir --stage fused`."""
+    listing = subprocess.run([binary, "ir", args.model, "--stage", "fused", *extra.split()], capture_output=True,
+                             text=True, check=True).stdout
+    names, kernel = set(), None
+    for line in listing.splitlines():
+        if line.startswith("kernel "):
+            kernel = line.split()[1]
+        elif kernel and line.startswith("  %"):
+            if f"# {args.source} " in line + " " and " in optimizer" not in line:
+                names.add(kernel)
+            kernel = None
+    if not names:
+        raise SystemExit(f"--source {args.source}: no kernel of {binary}'s {args.model} plan comes from that line")
+    return names
+
+
+def bench(binary, extra, args, sources=None):
     command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
     report = run_json(command + extra.split(), os.environ)
     model = report["models"][0]
     kernels = model["kernels"]
-    picked = {k["name"]: k for k in kernels if args.match and re.search(args.match, k["name"])}
+    picked = {k["name"]: k for k in kernels
+              if (sources is not None and k["name"] in sources) or (args.match and re.search(args.match, k["name"]))}
     matched = sum(k["ms_per_step"] for k in picked.values())
     share = matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9)
     return (model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share, picked,
@@ -50,25 +77,29 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--match", default="", help="sum the kernels whose name this regular expression finds")
+    parser.add_argument("--source", default="", help="sum the kernels whose first node comes from FILE:LINE")
     parser.add_argument("--old-args", default="", help="more `dagger bench` options for the old side")
     parser.add_argument("--new-args", default="", help="more `dagger bench` options for the new side")
     parser.add_argument("--per-kernel", action="store_true", help="print each matched kernel's medians")
     args = parser.parse_args()
+    sources = {side: kernels_from(getattr(args, side), getattr(args, side + "_args"), args) if args.source else None
+               for side in ("old", "new")}
+    label = " or ".join(what for what in (args.source, args.match) if what)  # what the sums are of
 
     results = {"old": [], "new": []}
     for r in range(args.rounds):
         for side in ("old", "new"):
-            figures = bench(getattr(args, side), getattr(args, side + "_args"), args)
+            figures = bench(getattr(args, side), getattr(args, side + "_args"), args, sources[side])
             results[side].append(figures)
             print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
-                  + (f", {args.match} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if args.match else ""),
+                  + (f", {label} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if label else ""),
                   flush=True)
     for side in ("old", "new"):
         runs = results[side]
         line = (f"median {side}: {statistics.median(f[0] for f in runs):.0f} img/s, "
                 f"step {statistics.median(f[1] for f in runs):.1f} ms")
-        if args.match:
-            line += (f", {args.match} {statistics.median(f[2] for f in runs):.2f} ms"
+        if label:
+            line += (f", {label} {statistics.median(f[2] for f in runs):.2f} ms"
                      f" ({100 * statistics.median(f[3] for f in runs):.1f}% of the kernels' time)")
         print(line)
 
@@ -78,13 +109,15 @@ def main():
         if peaks:
             print(f"JIT SGEMM figure of the runs (median): {statistics.median(peaks):.1f} GFLOP/s"
                   + (f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""))
-        for name in results["old"][0][4]:
+        # By name: a kernel of one plan only (fusion changed, --source) shows on its side alone.
+        names = {name: k["key"] for side in ("old", "new") for f in results[side] for name, k in f[4].items()}
+        for name, key in sorted(names.items()):
             cells = []
             for side in ("old", "new"):
                 runs = [f[4][name] for f in results[side] if name in f[4]]
                 cells.append(f"{side} {statistics.median(k['ms_per_step'] for k in runs):.3f} ms "
-                             f"{statistics.median(k['gflops'] for k in runs):.0f} GFLOP/s")
-            print(f"  {name} {results['old'][0][4][name]['key']}: " + ", ".join(cells))
+                             f"{statistics.median(k['gflops'] for k in runs):.0f} GFLOP/s" if runs else f"{side} -")
+            print(f"  {name} {key}: " + ", ".join(cells))
 
 
 if __name__ == "__main__":
