@@ -22,8 +22,9 @@
 /// (256 rows of a 1024-long reduction). Like the slice, the block changes code, not results.
 ///
 /// The cache sizes come from cpu0's sysfs description (cache/index*/level, type, size); a level
-/// that is missing or unreadable falls back to 32 KiB L1d and 1 MiB L2 (the smallest of the
-/// x86-64 machines dagger is tuned for), and the source says so.
+/// sysfs does not describe (some virtual machines have no cache folder at all) comes from CPUID's
+/// cache leaves; a level neither gives falls back to 32 KiB L1d and 1 MiB L2 (the smallest of
+/// the x86-64 machines dagger is tuned for). The source says which was used.
 #include <cstdint>
 #include <string>
 
@@ -41,19 +42,33 @@ struct CacheSizes {
 /// missing or whose size does not parse as a positive size stays 0; never throws.
 CacheSizes read_cache_sizes(const std::string& sysfs_cache_dir);
 
+/// One subleaf of CPUID's deterministic cache parameters (leaf 4 on Intel, 0x8000001D on AMD),
+/// decoded from its EAX, EBX and ECX: type 0 none (the end of the list), 1 data, 2 instruction,
+/// 3 unified; level 1, 2, 3; size = ways x partitions x line size x sets.
+struct CacheLeaf {
+  int type = 0, level = 0;
+  int64_t bytes = 0;
+};
+CacheLeaf decode_cache_leaf(uint32_t eax, uint32_t ebx, uint32_t ecx);
+
+/// The L1d and L2 as this CPU's CPUID describes them: the deterministic cache leaves, else AMD's
+/// 0x80000005/0x80000006; zeros where it says nothing (and on other architectures).
+CacheSizes read_cpuid_cache_sizes();
+
 /// Sizes the emitters use, and where they came from.
 struct HostTuning {
-  CacheSizes measured;       // as read; zeros where unknown
+  CacheSizes measured;       // as read (sysfs, else CPUID); zeros where unknown
   CacheSizes used;           // with the fallbacks filled in
-  std::string source;        // "sysfs", or "sysfs, L2 fallback", "fallback (no sysfs cache description)", ...
+  std::string source;        // "sysfs", "cpuid", "sysfs, L2 from cpuid", "sysfs, L1d fallback", "fallback (...)"
   int64_t slice_floats = 0;  // the GEMM's panel slice, see the formula above
   int64_t a_block_floats = 0;  // the GEMM's largest block of A, likewise
 };
 
-/// The tuning for caches `measured` (zeros: unknown), following the formula above.
-HostTuning tuning_for(const CacheSizes& measured);
+/// The tuning for caches described by sysfs and by CPUID (zeros: unknown), each level from
+/// sysfs where it has it, following the formula above.
+HostTuning tuning_for(const CacheSizes& sysfs, const CacheSizes& cpuid = {});
 
-/// The tuning for this host, read from sysfs once per process.
+/// The tuning for this host, read from sysfs and CPUID once per process.
 const HostTuning& host_tuning();
 
 }  // namespace dagger
