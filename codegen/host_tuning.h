@@ -57,10 +57,10 @@ CacheSizes read_cpuid_cache_sizes();
 
 /// Sizes the emitters use, and where they came from.
 struct HostTuning {
-  CacheSizes measured;       // as read (sysfs, else CPUID); zeros where unknown
-  CacheSizes used;           // with the fallbacks filled in
-  std::string source;        // "sysfs", "cpuid", "sysfs, L2 from cpuid", "sysfs, L1d fallback", "fallback (...)"
-  int64_t slice_floats = 0;  // the GEMM's panel slice, see the formula above
+  CacheSizes measured;         // as read (sysfs, else CPUID); zeros where unknown
+  CacheSizes used;             // with the fallbacks filled in
+  std::string source;          // "sysfs", "cpuid", "sysfs, L2 from cpuid", "sysfs, L1d fallback", "fallback (...)"
+  int64_t slice_floats = 0;    // the GEMM's panel slice, see the formula above
   int64_t a_block_floats = 0;  // the GEMM's largest block of A, likewise
 };
 
