@@ -129,7 +129,7 @@ HostTuning tuning_for(const CacheSizes& sysfs, const CacheSizes& cpuid) {
   if (l1 == l2) {
     t.source = l1 == "fallback" ? "fallback (no sysfs or cpuid cache description)" : l1;
   } else {
-    // The first source that described a level, then how the other level differs.
+    // Named by the better of the two sources (sysfs, then cpuid), then where the other level came from.
     const bool l1_base = l1 == "sysfs" || (l1 == "cpuid" && l2 == "fallback");
     const std::string& base = l1_base ? l1 : l2;
     const std::string& other = l1_base ? l2 : l1;
