@@ -113,6 +113,17 @@ nlohmann::json computed(nlohmann::json run) {
   return run;
 }
 
+/// Two suites' results.json computed the same: every run, run by run, and the statistics.
+void check_same_results(const nlohmann::json& a, const nlohmann::json& b) {
+  REQUIRE(a.at("runs").size() == b.at("runs").size());
+  for (const auto& [key, run] : a.at("runs").items()) {
+    INFO(key);
+    REQUIRE(b.at("runs").contains(key));
+    CHECK(computed(run) == computed(b.at("runs").at(key)));
+  }
+  CHECK(a.at("statistics") == b.at("statistics"));
+}
+
 }  // namespace
 
 TEST_CASE("seeded experiments train every configuration under every seed on one data split", "[suite][seeds]") {
@@ -204,13 +215,7 @@ TEST_CASE("a suite resumed from a bundle, without runs/, ends as an uninterrupte
   // scratch, and that gives the same bits.
   CHECK_FALSE(r.by_id.at("E20")->runs[0].record.provenance.contains("continued"));
   const nlohmann::json a = read_json(whole.path / "results.json"), b = read_json(moved.path / "results.json");
-  CHECK(a.at("runs").size() == b.at("runs").size());
-  for (const auto& [key, run] : a.at("runs").items()) {
-    INFO(key);
-    REQUIRE(b.at("runs").contains(key));
-    CHECK(computed(run) == computed(b.at("runs").at(key)));
-  }
-  CHECK(a.at("statistics") == b.at("statistics"));
+  check_same_results(a, b);
   for (size_t i = 0; i < a.at("experiments").size(); ++i) {
     nlohmann::json x = a.at("experiments")[i], y = b.at("experiments")[i];
     for (const char* timing : {"wall_seconds", "trained", "reused"}) x.erase(timing), y.erase(timing);
@@ -260,13 +265,7 @@ TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle"
   const SuiteResult r = run_suite(small_options(moved.path.string(), experiments));
   CHECK(r.reused == 6);
   const nlohmann::json a = read_json(whole.path / "results.json"), b = read_json(moved.path / "results.json");
-  REQUIRE(a.at("runs").size() == b.at("runs").size());
-  for (const auto& [key, run] : a.at("runs").items()) {
-    INFO(key);
-    REQUIRE(b.at("runs").contains(key));
-    CHECK(computed(run) == computed(b.at("runs").at(key)));
-  }
-  CHECK(a.at("statistics") == b.at("statistics"));
+  check_same_results(a, b);
   // Its partial bundle holds every run, the imported ones too: it could be stopped again.
   CHECK(read_json(moved.path / kPartialBundleFolder / kPartialIndexFile).at("runs").size() == a.at("runs").size());
 
