@@ -46,6 +46,8 @@ struct Machine {
   double copy_gbps = 0;               // bytes read + written per second, on `threads` threads
   double load_average = -1;           // the system's 1-minute load average before measuring
   HostTuning tuning;                  // the caches the JIT's blocking sizes were derived from
+  std::string build_commit;           // the running libdagger's commit (runtime/build_info.h)
+  std::string library;                // the file it was loaded from
 };
 
 /// One SGEMM figure of the BLAS PyTorch uses, from `bench/torch_bench.py --sgemm` run as a child

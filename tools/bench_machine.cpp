@@ -15,6 +15,7 @@
 #include "dagger/codegen/jit_executable.h"
 #include "dagger/graph/cost.h"
 #include "dagger/graph/dsl.h"
+#include "dagger/runtime/build_info.h"
 #include "tools/bench.h"
 
 namespace dagger::bench {
@@ -200,6 +201,8 @@ Machine measure_machine(int threads) {
   m.vector_width = target.vector_width;
   m.threads = threads;
   m.tuning = host_tuning();
+  m.build_commit = build_commit();
+  m.library = library_path();
   if (double load[1]; getloadavg(load, 1) == 1) m.load_average = load[0];
   measure_copy(m);
   measure_fma(m);

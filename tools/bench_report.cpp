@@ -63,6 +63,7 @@ nlohmann::json to_json(const Machine& m) {
   return {{"cpu", m.cpu},
           {"features", m.features},
           {"jit_target", m.jit_target},
+          {"build", {{"commit", m.build_commit}, {"library", m.library}}},
           {"vector_width", m.vector_width},
           {"threads", m.threads},
           {"load_average", m.load_average},
@@ -114,6 +115,7 @@ void print_machine(const Machine& m) {
   fmt::print("machine: {} ({}), {} thread{}\n", m.cpu, fmt::join(vector_features, " "), m.threads,
              m.threads == 1 ? "" : "s");
   fmt::print("  JIT target: {} ({} floats per vector)\n", m.jit_target, m.vector_width);
+  fmt::print("  libdagger: {}, built from {}\n", m.library.empty() ? "(path unknown)" : m.library, m.build_commit);
   fmt::print("  load average before measuring: {:.2f} (other work on the machine disturbs every figure)\n",
              m.load_average);
   fmt::print("  SGEMM {}^3 through dagger's JIT, one plan:       {:8.1f} GFLOP/s\n", m.gemm_n, m.gemm_one_plan_gflops);

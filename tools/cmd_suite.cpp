@@ -13,6 +13,7 @@
 #include "dagger/codegen/jit.h"
 #include "dagger/models/zoo.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/runtime/build_info.h"
 #include "dagger/runtime/distributed.h"
 #include "dagger/suite/plan.h"
 #include "dagger/suite/bundle.h"
@@ -44,14 +45,8 @@ std::string command_output(const std::string& command) {
 
 /// The build and the machine, recorded with every run.
 nlohmann::json provenance() {
-  const std::string git = fmt::format("git -C '{}' ", DAGGER_SOURCE_DIR);
-  std::string commit = command_output(git + "rev-parse HEAD 2>/dev/null");
-  if (commit.empty())
-    commit = "unknown (not a git checkout)";
-  else if (!command_output(git + "status --porcelain --untracked-files=no 2>/dev/null").empty())
-    commit += " (with uncommitted changes)";
   const JitTarget target = jit_target();
-  return {{"git_commit", commit},
+  return {{"git_commit", build_commit()},  // of the library's build, not of a tree it may no longer match
           {"llvm_version", DAGGER_LLVM_VERSION},
           {"cpu", host_cpu()},
           {"cpu_features", fmt::format("{}", fmt::join(host_features(), ","))},

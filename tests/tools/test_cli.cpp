@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "dagger/runtime/build_info.h"
 #include "dagger/runtime/data.h"
 #include "support.h"
 #include "tools/cli_support.h"
@@ -171,6 +172,9 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   const nlohmann::json j = last_json_line(out.output);
   CHECK(j["machine"]["sgemm"]["peak_gflops"].get<double>() > 0);
   CHECK(j["machine"]["copy"]["gbps"].get<double>() > 0);
+  // The CLI runs the library this test links: the build folder's.
+  CHECK(j["machine"]["build"]["library"] == dagger::library_path());
+  CHECK(j["machine"]["build"]["commit"] == std::string(dagger::build_commit()));
   REQUIRE(j["models"].size() == 1);
   const nlohmann::json& model = j["models"][0];
   CHECK(model["model"] == "shallow");
