@@ -310,6 +310,7 @@ Run add_eval(CLI::App& app) {
   struct Flags {
     std::vector<std::string> checkpoints;
     std::string executor = "jit";
+    int threads = 1;
     DataFlags data;
     bool json = false, allow_nonfinite = false;
   };
@@ -319,6 +320,9 @@ Run add_eval(CLI::App& app) {
       ->required()
       ->check(kExistingFolder);
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
+  cmd->add_option("--threads", f->threads, "worker threads of the JIT (the results do not depend on them)")
+      ->check(kThreads)
+      ->capture_default_str();
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
   add_allow_nonfinite(*cmd, f->allow_nonfinite);
   f->data.add(*cmd);
@@ -331,6 +335,7 @@ Run add_eval(CLI::App& app) {
     for (const std::string& folder : f->checkpoints) {
       TrainConfig options;
       options.executor = executor_kind(f->executor);
+      options.threads = f->threads;
       options.progress = false;
       options.allow_nonfinite = f->allow_nonfinite;
       take_shape_from(data, options);

@@ -134,6 +134,14 @@ TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli][
   INFO(one.output);
   REQUIRE(one.status == 0);
   CHECK(last_json_line(one.output)["test"]["accuracy"].get<double>() == trained);
+  // The same figures on two threads: the JIT's results do not depend on its thread count.
+  Outcome two = run_dagger("eval --json --threads 2 --test-limit 200 --checkpoint " + dir.file("a/checkpoint"));
+  INFO(two.output);
+  REQUIRE(two.status == 0);
+  CHECK(last_json_line(two.output)["test"] == last_json_line(one.output)["test"]);
+  Outcome zero = run_dagger("eval --threads 0 --checkpoint " + dir.file("a/checkpoint"));
+  CHECK(zero.status == 2);
+  CHECK_THAT(zero.output, Catch::Contains("--threads"));
 
   Outcome both = run_dagger("eval --json --test-limit 200 --checkpoint " + dir.file("a/checkpoint") +
                             " --checkpoint " + dir.file("b/checkpoint"));
