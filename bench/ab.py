@@ -11,6 +11,11 @@ comparing the checkpoints byte for byte.
 
   bench/ab.py OLD_BIN build/dagger rescnn --batch 256 --threads 2 --rounds 3 --match backward_filter
 
+A copy of an older build's binary still loads the library its RUNPATH names, which is the build
+folder it came from: give it its own with a wrapper (`LD_LIBRARY_PATH=OLD_LIB exec OLD_BIN "$@"`).
+ab.py stops when both sides ran the same libdagger file with the same options (`dagger bench
+--json` says which file and which commit each side ran).
+
 The two sides may be one binary under different options (--old-args, --new-args), and
 --per-kernel prints each matched kernel's median time and GFLOP/s (as `dagger bench` counts its
 FLOPs) and the JIT's SGEMM figure of the runs:
@@ -37,8 +42,12 @@ from compare import run_json
 def kernels_from(binary, extra, args):
     """The names of the kernels of `binary`'s training plan whose first node comes from
     args.source (optimizer updates excepted), from `dagger ir --stage fused`."""
-    listing = subprocess.run([binary, "ir", args.model, "--stage", "fused", *extra.split()], capture_output=True,
-                             text=True, check=True).stdout
+    command = [binary, "ir", args.model, "--stage", "fused", *extra.split()]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # e.g. an --old-args option that `dagger bench` takes and `dagger ir` does not
+        reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise SystemExit(f"ab.py: --source needs `{' '.join(command)}`, which failed: {reason}")
+    listing = done.stdout
     names, kernel = set(), None
     for line in listing.splitlines():
         if line.startswith("kernel "):
@@ -63,7 +72,21 @@ def bench(binary, extra, args, sources=None):
     matched = sum(k["ms_per_step"] for k in picked.values())
     share = matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9)
     return (model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share, picked,
-            report["machine"]["sgemm"].get("peak_gflops"), report["machine"].get("load_average"))
+            report["machine"]["sgemm"].get("peak_gflops"), report["machine"].get("load_average"),
+            report["machine"].get("build", {}))
+
+
+def check_two_builds(args, old, new):
+    """Exits when both sides ran one libdagger with the same options: a binary finds its library
+    through LD_LIBRARY_PATH first and its RUNPATH (the build folder it was linked in) second, so a
+    copy of an older build/dagger run without its own LD_LIBRARY_PATH loads build/'s new library,
+    and the comparison measures one build twice. (Binaries older than the report's "build" field
+    are not checked.)"""
+    if not old.get("library") or old.get("library") != new.get("library") or args.old_args != args.new_args:
+        return
+    raise SystemExit(f"ab.py: {args.old} and {args.new} both ran {old['library']} (built from {old.get('commit')}): "
+                     "give the old binary its own library (a wrapper script that sets LD_LIBRARY_PATH) "
+                     "or compare options with --old-args/--new-args")
 
 
 def main():
@@ -91,6 +114,8 @@ def main():
         for side in ("old", "new"):
             figures = bench(getattr(args, side), getattr(args, side + "_args"), args, sources[side])
             results[side].append(figures)
+            if r == 0 and side == "new":
+                check_two_builds(args, results["old"][0][7], figures[7])
             print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
                   + (f", {label} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if label else ""),
                   flush=True)
