@@ -49,8 +49,8 @@ ConvChoice automatic_form(int64_t reduced, int64_t positions) {
 
 ConvChoice choose_conv_algo(const Graph& g, const Node& conv, ConvAlgo requested) {
   const bool filter_grad = conv.op == Op::conv2d_backward_filter;
-  const int tile_size = requested == ConvAlgo::winograd4 && !filter_grad ? 4 : 2;
-  const std::string form = filter_grad ? "F(3x3,2x2)" : fmt::format("F({0}x{0},3x3)", tile_size);
+  const int tile_size = requested == ConvAlgo::winograd4 ? 4 : 2;
+  const std::string form = filter_grad ? fmt::format("F(3x3,{0}x{0})", tile_size) : fmt::format("F({0}x{0},3x3)", tile_size);
   const Shape& filter = filter_grad ? conv.shape : g.shape(conv.operands[1]);
   if (filter[2] != 3 || filter[3] != 3 || conv.attrs.i("stride") != 1 || conv.attrs.i("pad") != 1)
     return {false, tile_size, fmt::format("direct: Winograd {} needs a 3x3 filter, stride 1 and pad 1", form)};

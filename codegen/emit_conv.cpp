@@ -439,10 +439,10 @@ void emit_without_epilogue(Emit& e, const Graph& g, const FusionGroup& group, co
   emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
 }
 
-/// The Winograd form of a filter-gradient product.
-WinogradFilterGrad winograd_filter_grad(const Graph& g, const Node& anchor) {
+/// The Winograd form of a filter-gradient product, in tiles of dy of `tile_size`.
+WinogradFilterGrad winograd_filter_grad(const Graph& g, const Node& anchor, int tile_size) {
   const Conv v = conv_of(g, anchor);
-  return {v.n, v.c, v.k, v.h, v.w};
+  return {v.n, v.c, v.k, v.h, v.w, tile_size};
 }
 
 /// The Winograd form of a forward or data-gradient product (the data gradient is the
@@ -481,7 +481,8 @@ GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width,
   const ConvChoice choice = choose_conv_algo(g, anchor, algo);
   if (!choice.winograd) return layout;
   if (conv_product(anchor) == ConvProduct::backward_filter) {
-    const WinogradFilterLayout w = winograd_filter_layout(winograd_filter_grad(g, anchor), width, threads);
+    const WinogradFilterLayout w =
+        winograd_filter_layout(winograd_filter_grad(g, anchor, choice.tile_size), width, threads);
     layout.items = w.items;
     layout.scratch_floats = w.scratch_floats;
     return layout;
@@ -505,8 +506,8 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   if (const ConvChoice choice = choose_conv_algo(g, anchor, e.conv_algo); choice.winograd) {
     if (conv_product(anchor) == ConvProduct::backward_filter) {
       check_no_epilogue(g, group);
-      emit_winograd_filter(e, winograd_filter_grad(g, anchor), operands.first, operands.second, kf.args[0], kf.begin,
-                           kf.end, kf.args.back());
+      emit_winograd_filter(e, winograd_filter_grad(g, anchor, choice.tile_size), operands.first, operands.second,
+                           kf.args[0], kf.begin, kf.end, kf.args.back());
     } else {
       emit_by_winograd(e, g, group, kf, operands, choice.tile_size);
     }

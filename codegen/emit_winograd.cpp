@@ -443,11 +443,6 @@ llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, i
   return result ? result : llvm::PoisonValue::get(e.vf);
 }
 
-std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d) {
-  WinogradOps ops{e};
-  return winograd::input_f2(ops, d);
-}
-
 llvm::Value* WinogradOps::constant(llvm::Value* like, double c) { return llvm::ConstantFP::get(like->getType(), c); }
 
 }  // namespace dagger

@@ -66,18 +66,20 @@ void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Val
                    llvm::Value* end, llvm::Value* scratch, const StoreOutput& store);
 
 /// The filter gradient of a 3x3 same convolution of n images (x [n, c, h, w], dy [n, k, h, w])
-/// by Winograd F(3x3,2x2), in codegen/emit_winograd_filter.cpp: per 2x2 tile of dy and its 4x4
-/// input patch d,
+/// by Winograd F(3x3, m x m), m = tile_size (2 or 4), in codegen/emit_winograd_filter.cpp: per
+/// m x m tile of dy and its (m+2)x(m+2) input patch d,
 ///
-///   dw[k, c] += G^T [ (A dy A^T) * (B^T d B) ] G      (* elementwise over 4x4 positions xi)
+///   dw[k, c] += G^T [ (A dy A^T) * (B^T d B) ] G      (* elementwise over (m+2)^2 positions xi)
 ///
-/// with the forward's matrices transposed (the gradient of its trilinear form with respect to
-/// the filter): 16 products per tile and (k, c) pair instead of 36. Summed over images and
-/// tiles, each position is a GEMM [k x c] with a long reduction, run on the GEMM's register
-/// tile (rows over k, vectors over c); dy's tiles are transformed while packing, x's patches
-/// too and then transposed in registers, and G^T M G is applied when dw is written.
+/// with the forward F(m x m,3x3)'s matrices transposed (the gradient of its trilinear form with
+/// respect to the filter): 16 products per 2x2 tile and (k, c) pair instead of 36, 36 per 4x4
+/// tile instead of 144. Summed over images and tiles, each position is a GEMM [k x c] with a
+/// long reduction, run on the GEMM's register tile (rows over k, vectors over c); dy's tiles
+/// are transformed while packing, x's patches too and then transposed in registers, and
+/// G^T M G is applied when dw is written.
 struct WinogradFilterGrad {
   int64_t n = 0, c = 0, k = 0, h = 0, w = 0;
+  int tile_size = 2;
 };
 
 /// How a WinogradFilterGrad is cut into parallel items, and its scratch. An item is a panel of
@@ -103,9 +105,6 @@ void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, 
                           llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);
 
 // What the forward and the filter gradient (codegen/emit_winograd_filter.cpp) share.
-
-/// The transform positions xi = 4 * row + column of F(2x2,3x3)'s 4x4 block.
-inline constexpr int kWinogradPositions = 16;
 
 /// The arithmetic of codegen/winograd_transforms.h on LLVM values (scalars or vectors).
 struct WinogradOps {
@@ -153,9 +152,5 @@ class WinogradPatches {
 /// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
 /// null), built by two-source shuffles.
 llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
-
-/// B^T d along one axis of a 4x4 input patch: F(2x2,3x3)'s input transform, also the filter
-/// gradient's.
-std::array<llvm::Value*, 4> winograd_input_1d(Emit& e, const std::array<llvm::Value*, 4>& d);
 
 }  // namespace dagger

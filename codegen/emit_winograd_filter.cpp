@@ -1,10 +1,12 @@
-// The filter gradient of a 3x3 same convolution by Winograd F(3x3,2x2) (codegen/emit_winograd.h).
+// The filter gradient of a 3x3 same convolution by Winograd F(3x3,2x2) or F(3x3,4x4)
+// (codegen/emit_winograd.h).
 //
-// Where the matrices come from: the forward's F(2x2,3x3) says y = A^T [(G g) * (B^T d)] for
-// every filter g and patch d (1-D), so the trilinear form sum_i dy_i y_i equals
+// Where the matrices come from: the forward's F(m,3) says y = A^T [(G g) * (B^T d)] for every
+// filter g and patch d (1-D), so the trilinear form sum_i dy_i y_i equals
 // sum_xi (A dy)_xi (G g)_xi (B^T d)_xi. Its derivative with respect to g_j is the filter
 // gradient sum_i dy_i d_(i + j), hence dw = G^T [(A dy) * (B^T d)]: the same input transform,
-// A (4x2) on the 2x2 tile of dy, and G^T (3x4) on the products. 2-D: G^T [...] G.
+// A ((m + 2) x m) on the m-element tile of dy, and G^T (3 x (m + 2)) on the products
+// (codegen/winograd_transforms.h, gradient_tile and gradient_output). 2-D: G^T [...] G.
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
@@ -17,12 +19,14 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-constexpr int kPositions = kWinogradPositions;
+/// The transform positions of F(3x3, m x m): (m + 2)^2.
+int64_t positions_of(int tile_size) { return int64_t(tile_size + 2) * (tile_size + 2); }
 
-/// Tiles transformed before each pass of the 16 GEMMs over them: the passes add their sums
-/// into the scratch, so longer passes read and write those sums less often, but their
-/// transformed operands (16 x tiles x (c + k) floats) must stay in L2. A pass carries each sum
-/// on from the one before, so its length changes no sum's order.
+/// Tiles of F(3x3,2x2) transformed before each pass of the 16 GEMMs over them: the passes add
+/// their sums into the scratch, so longer passes read and write those sums less often, but
+/// their transformed operands (16 x tiles x (c + k) floats) must stay in L2. F(3x3,4x4) takes
+/// as many positions' worth (36 per tile), 16/36 as many tiles. A pass carries each sum on from
+/// the one before, so its length changes no sum's order.
 constexpr int64_t kPassTiles = 128;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -37,27 +41,35 @@ struct ScratchParts {
   int64_t total = 0;
 };
 
-/// Tiles (lanes) of a panel and of a pass, an item's columns of c, and k rounded up to row tiles.
+/// Tiles (lanes) of a panel and of a pass, an item's columns of c, k rounded up to row tiles,
+/// and the transform positions.
 struct Sizes {
-  int64_t panel_tiles, pass_tiles, cols, k_pad;
+  int64_t panel_tiles, pass_tiles, cols, k_pad, positions;
 };
 
 Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const int64_t panel_tiles = l.tiles.vectors * width;
-  return {panel_tiles, l.pass_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows};
+  return {panel_tiles, l.pass_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows,
+          positions_of(v.tile_size)};
 }
 
 ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const Sizes z = sizes_of(v, l, width);
   ScratchParts s;
-  s.columns = align16(kPositions * width * z.panel_tiles);
-  s.rows = s.columns + align16(kPositions * z.pass_tiles * z.cols);
-  s.sums = s.rows + align16(kPositions * z.k_pad * z.pass_tiles);
-  s.total = s.sums + align16(kPositions * z.k_pad * z.cols);
+  s.columns = align16(z.positions * width * z.panel_tiles);
+  s.rows = s.columns + align16(z.positions * z.pass_tiles * z.cols);
+  s.sums = s.rows + align16(z.positions * z.k_pad * z.pass_tiles);
+  s.total = s.sums + align16(z.positions * z.k_pad * z.cols);
   return s;
 }
 
+/// The kernel of F(3x3, M x M): M x M tiles of dy, (M + 2) x (M + 2) patches of x.
+template <int M>
 class FilterEmitter {
+  using Form = winograd::Form<M>;
+  static constexpr size_t P = Form::Patch;
+  static constexpr int kPositions = int(P * P);
+
  public:
   FilterEmitter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, llvm::Value* dy, llvm::Value* dw,
                 llvm::Value* scratch)
@@ -139,12 +151,12 @@ class FilterEmitter {
         emit_if(e_, e_.b.CreateICmpSLT(c, i64(v_.c)), [&] {
           const std::vector<llvm::Value*> rows = patches.load(x_, c);
           for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
-            std::array<std::array<llvm::Value*, 4>, 4> d;
-            for (int a = 0; a < 4; ++a)
-              for (int b = 0; b < 4; ++b) d[a][b] = patches.element(rows, u, a, b, true);
-            const auto t = winograd::two_d<4, 4>(
-                d, [&](const std::array<llvm::Value*, 4>& r) { return winograd_input_1d(e_, r); });
-            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), t[xi / 4][xi % 4]);
+            std::array<std::array<llvm::Value*, P>, P> d;
+            for (size_t a = 0; a < P; ++a)
+              for (size_t b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, int(a), int(b), true);
+            const auto t = winograd::two_d<P, P>(
+                d, [&](const std::array<llvm::Value*, P>& r) { return Form::input(ops_, r); });
+            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), t[xi / P][xi % P]);
           }
         });
         emit_if(e_, e_.b.CreateICmpSGE(c, i64(v_.c)), [&] {  // a column past c: zeros
@@ -166,24 +178,21 @@ class FilterEmitter {
     });
   }
 
-  /// dy's 2x2 tiles of the panel transformed (A dy A^T), into pass columns t0.. of the rows.
+  /// dy's M x M tiles of the panel transformed (A dy A^T), into pass columns t0.. of the rows.
   void pack_tiles(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
     const WinogradPatches patches(e_, l_.tiles, v_.n, v_.k, v_.h, v_.w, at);
-    // A dy along one axis: (a, a + b, a - b, -b).
-    auto tile_1d = [&](const std::array<llvm::Value*, 2>& g) -> std::array<llvm::Value*, 4> {
-      return {g[0], e_.b.CreateFAdd(g[0], g[1]), e_.b.CreateFSub(g[0], g[1]), e_.b.CreateFNeg(g[1])};
-    };
     emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
       const std::vector<llvm::Value*> rows = patches.load(dy_, k);
       llvm::Value* kl = e_.b.CreateSub(k, it.k0);
       for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
-        std::array<std::array<llvm::Value*, 2>, 2> g;  // the tile is the patch's middle 2x2
-        for (int a = 0; a < 2; ++a)
-          for (int b = 0; b < 2; ++b) g[a][b] = patches.element(rows, u, a + 1, b + 1, true);
-        const auto t = winograd::two_d<2, 4>(g, tile_1d);
+        std::array<std::array<llvm::Value*, M>, M> g;  // the tile is the patch without its border
+        for (int a = 0; a < M; ++a)
+          for (int b = 0; b < M; ++b) g[a][b] = patches.element(rows, u, a + 1, b + 1, true);
+        const auto t = winograd::two_d<M, P>(
+            g, [&](const std::array<llvm::Value*, M>& y) { return Form::gradient_tile(ops_, y); });
         for (int xi = 0; xi < kPositions; ++xi) {
           llvm::Value* at_xi = add(mul(add(i64(xi * z_.k_pad), kl), z_.pass_tiles), add(t0, i64(u * e_.width)));
-          store(rows_, at_xi, t[xi / 4][xi % 4]);
+          store(rows_, at_xi, t[xi / P][xi % P]);
         }
       }
     });
@@ -229,23 +238,17 @@ class FilterEmitter {
   /// dw[k, c] = G^T M G for the item's rows and columns, W columns at a time (lanes past c
   /// masked off), scattered into the [k, c, 3, 3] filter.
   void write(const Item& it) {
-    llvm::Value* half = e_.splat(0.5f);
-    // G^T m along one axis: (m0 + (m1 + m2) / 2, (m1 - m2) / 2, (m1 + m2) / 2 + m3).
-    auto output_1d = [&](const std::array<llvm::Value*, 4>& m) -> std::array<llvm::Value*, 3> {
-      llvm::Value* sum = e_.b.CreateFMul(e_.b.CreateFAdd(m[1], m[2]), half);
-      return {e_.b.CreateFAdd(m[0], sum), e_.b.CreateFMul(e_.b.CreateFSub(m[1], m[2]), half),
-              e_.b.CreateFAdd(sum, m[3])};
-    };
     auto lanes = [&](llvm::Value* scalar) {
       return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
     };
     emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
       llvm::Value* kl = e_.b.CreateSub(k, it.k0);
       emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
-        std::array<std::array<llvm::Value*, 4>, 4> m;
+        std::array<std::array<llvm::Value*, P>, P> m;
         for (int xi = 0; xi < kPositions; ++xi)
-          m[xi / 4][xi % 4] = load(sums_, add(mul(add(i64(xi * z_.k_pad), kl), z_.cols), mul(group, e_.width)), e_.vf);
-        const auto y = winograd::two_d<4, 3>(m, output_1d);
+          m[xi / P][xi % P] = load(sums_, add(mul(add(i64(xi * z_.k_pad), kl), z_.cols), mul(group, e_.width)), e_.vf);
+        const auto y = winograd::two_d<P, 3>(
+            m, [&](const std::array<llvm::Value*, P>& x) { return Form::gradient_output(ops_, x); });
         llvm::Value* c = add(lanes(add(it.c0, mul(group, e_.width))), e_.lane_ids());
         llvm::Value* mask = e_.b.CreateICmpSLT(c, e_.splat_i32(static_cast<uint32_t>(v_.c)));
         llvm::Value* first = e_.b.CreateMul(add(lanes(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
@@ -260,6 +263,7 @@ class FilterEmitter {
   }
 
   Emit& e_;
+  WinogradOps ops_{e_};
   const WinogradFilterGrad& v_;
   WinogradFilterLayout l_;
   Sizes z_;
@@ -271,23 +275,40 @@ class FilterEmitter {
 
 WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigned width, int threads) {
   WinogradFilterLayout l;
-  l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr}, width, threads);
-  l.tile = register_tile(width);
-  // As few column panels as the register tile allows, then as even as they can be.
+  l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr, v.tile_size}, width, threads);
+  // As few column panels as the register tile allows, then as even as they can be; k split in
+  // chunks where there are fewer panels than threads.
   const int64_t c_vectors = ceil_div(v.c, width);
-  l.col_panels = ceil_div(c_vectors, l.tile.vectors);
-  l.col_vectors = ceil_div(c_vectors, l.col_panels);
-  l.row_tiles = v.k / l.tile.rows;
-  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
-  l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
-  l.pass_panels = std::max<int64_t>(1, kPassTiles / (l.tiles.vectors * width));
+  auto cut = [&](RegisterTile tile) {
+    l.tile = tile;
+    l.col_panels = ceil_div(c_vectors, l.tile.vectors);
+    l.col_vectors = ceil_div(c_vectors, l.col_panels);
+    l.row_tiles = v.k / l.tile.rows;
+    l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
+    l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
+  };
+  // The wide register tile (4 vectors of c) where the usual one leaves the threads uneven items
+  // and it does not: 128 channels at width 16 are 3 panels of the usual tile (one thread
+  // would run two of them, the other one) but 2 of the wide one. Items split the filters,
+  // never the tiles, so the choice changes no bits.
+  cut(register_tile(width));
+  if (width >= 16 && l.items % threads != 0) {
+    const WinogradFilterLayout usual = l;
+    cut(register_tile(width, true));
+    if (l.items % threads != 0) l = usual;
+  }
+  const int64_t pass_tiles = kPassTiles * positions_of(2) / positions_of(v.tile_size);
+  l.pass_panels = std::max<int64_t>(1, pass_tiles / (l.tiles.vectors * width));
   l.scratch_floats = scratch_parts(v, l, width).total;
   return l;
 }
 
 void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, llvm::Value* dy, llvm::Value* dw,
                           llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {
-  FilterEmitter(e, v, x, dy, dw, scratch).emit(begin, end);
+  if (v.tile_size == 4)
+    FilterEmitter<4>(e, v, x, dy, dw, scratch).emit(begin, end);
+  else
+    FilterEmitter<2>(e, v, x, dy, dw, scratch).emit(begin, end);
 }
 
 }  // namespace dagger

@@ -88,6 +88,47 @@ std::array<T, 4> output_f4(Ops& o, const std::array<T, 6>& m) {
           o.fma(m[4], 4.0, o.fma(m[3], 0.25, s)), o.add(o.fma(m[4], -8.0, o.fma(m[3], 0.125, d)), m[5])};
 }
 
+// The filter gradient by the same matrices transposed (codegen/emit_winograd_filter.cpp):
+// dw = G^T [ (A dy) * (B^T d) ] along each axis, dy an m-element tile of the output gradient.
+
+/// A y along one axis of a 2-element tile of dy, F(2,3): (y0, y0 + y1, y0 - y1, -y1).
+template <class Ops, class T>
+std::array<T, 4> gradient_tile_f2(Ops& o, const std::array<T, 2>& y) {
+  return {y[0], o.add(y[0], y[1]), o.sub(y[0], y[1]), o.scale(y[1], -1.0)};
+}
+
+/// G^T m along one axis of a 4x4 block of products, F(2,3): 3 filter taps,
+/// (m0 + (m1 + m2) / 2, (m1 - m2) / 2, (m1 + m2) / 2 + m3).
+template <class Ops, class T>
+std::array<T, 3> gradient_output_f2(Ops& o, const std::array<T, 4>& m) {
+  const T half_sum = o.scale(o.add(m[1], m[2]), 0.5);
+  return {o.add(m[0], half_sum), o.scale(o.sub(m[1], m[2]), 0.5), o.add(half_sum, m[3])};
+}
+
+/// A y along one axis of a 4-element tile of dy, F(4,3): y0, (y0 + y2) + (y1 + y3),
+/// (y0 + y2) - (y1 + y3), y0 + y1 / 2 + y2 / 4 + y3 / 8, y0 - 2 y1 + 4 y2 - 8 y3, y3.
+template <class Ops, class T>
+std::array<T, 6> gradient_tile_f4(Ops& o, const std::array<T, 4>& y) {
+  const T even = o.add(y[0], y[2]), odd = o.add(y[1], y[3]);
+  return {y[0],
+          o.add(even, odd),
+          o.sub(even, odd),
+          o.fma(y[3], 0.125, o.fma(y[2], 0.25, o.fma(y[1], 0.5, y[0]))),
+          o.fma(y[3], -8.0, o.fma(y[2], 4.0, o.fma(y[1], -2.0, y[0]))),
+          y[3]};
+}
+
+/// G^T m along one axis of a 6x6 block of products, F(4,3): 3 filter taps, with d = m1 - m2,
+/// m0 + d / 3 - 16/15 m3 + m4 / 15, (m1 + m2) / 3 - 8/15 m3 - 2/15 m4 and
+/// d / 3 - 4/15 m3 + 4/15 m4 + m5.
+template <class Ops, class T>
+std::array<T, 3> gradient_output_f4(Ops& o, const std::array<T, 6>& m) {
+  const T s = o.add(m[1], m[2]), d = o.sub(m[1], m[2]);
+  return {o.add(m[0], o.fma(d, 1.0 / 3.0, o.fma(m[3], -16.0 / 15.0, o.scale(m[4], 1.0 / 15.0)))),
+          o.fma(s, 1.0 / 3.0, o.fma(m[3], -8.0 / 15.0, o.scale(m[4], -2.0 / 15.0))),
+          o.add(m[5], o.fma(d, 1.0 / 3.0, o.fma(m[3], -4.0 / 15.0, o.scale(m[4], 4.0 / 15.0))))};
+}
+
 /// The transforms of F(m x m, 3x3) as one type: Patch = m + 2 input elements per axis.
 template <int M>
 struct Form;
@@ -107,6 +148,14 @@ struct Form<2> {
   static std::array<T, 2> output(Ops& o, const std::array<T, 4>& m) {
     return output_f2(o, m);
   }
+  template <class Ops, class T>
+  static std::array<T, 4> gradient_tile(Ops& o, const std::array<T, 2>& y) {
+    return gradient_tile_f2(o, y);
+  }
+  template <class Ops, class T>
+  static std::array<T, 3> gradient_output(Ops& o, const std::array<T, 4>& m) {
+    return gradient_output_f2(o, m);
+  }
 };
 
 template <>
@@ -123,6 +172,14 @@ struct Form<4> {
   template <class Ops, class T>
   static std::array<T, 4> output(Ops& o, const std::array<T, 6>& m) {
     return output_f4(o, m);
+  }
+  template <class Ops, class T>
+  static std::array<T, 6> gradient_tile(Ops& o, const std::array<T, 4>& y) {
+    return gradient_tile_f4(o, y);
+  }
+  template <class Ops, class T>
+  static std::array<T, 3> gradient_output(Ops& o, const std::array<T, 6>& m) {
+    return gradient_output_f4(o, m);
   }
 };
 

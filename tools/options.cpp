@@ -135,7 +135,7 @@ const CLI::Validator kExecutor = one_of("executor", {"jit", "reference"});
 void add_conv_algo(CLI::App& cmd, std::string& algo) {
   cmd.add_option("--conv-algo", algo,
                  "3x3 stride-1 convolutions: direct | winograd (F(2x2,3x3); filter gradients F(3x3,2x2)) | "
-                 "winograd4 (F(4x4,3x3); filter gradients F(3x3,2x2)) | auto (the compiler picks per layer)")
+                 "winograd4 (F(4x4,3x3); filter gradients F(3x3,4x4)) | auto (the compiler picks per layer)")
       ->check(one_of("convolution algorithm", {"direct", "winograd", "winograd4", "auto"}))
       ->capture_default_str();
 }

@@ -64,3 +64,53 @@ TEST_CASE("winograd transforms compute the 3x3 correlation exactly in double", "
     CHECK(err4 < 1e-13);
   }
 }
+
+namespace {
+
+/// The largest |Winograd - direct| over the 3x3 filter gradient of one random input patch and
+/// M x M tile of the output gradient, dw[r][s] = sum_ij dy[i][j] d[i + r][j + s], and the
+/// largest |dw| for scale.
+template <int M>
+std::pair<double, double> worst_gradient_error(uint32_t seed) {
+  constexpr size_t P = Form<M>::Patch;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> uniform(-1, 1);
+  std::array<std::array<double, P>, P> d;
+  std::array<std::array<double, M>, M> dy;
+  for (auto& row : d)
+    for (double& x : row) x = uniform(rng);
+  for (auto& row : dy)
+    for (double& x : row) x = uniform(rng);
+  DoubleOps ops;
+  const auto t = two_d<M, P>(dy, [&](const std::array<double, M>& x) { return Form<M>::gradient_tile(ops, x); });
+  const auto v = two_d<P, P>(d, [&](const std::array<double, P>& x) { return Form<M>::input(ops, x); });
+  std::array<std::array<double, P>, P> m;
+  for (size_t a = 0; a < P; ++a)
+    for (size_t b = 0; b < P; ++b) m[a][b] = t[a][b] * v[a][b];
+  const auto dw = two_d<P, 3>(m, [&](const std::array<double, P>& x) { return Form<M>::gradient_output(ops, x); });
+  double worst = 0, largest = 0;
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t s = 0; s < 3; ++s) {
+      double direct = 0;
+      for (size_t i = 0; i < M; ++i)
+        for (size_t j = 0; j < M; ++j) direct += dy[i][j] * d[i + r][j + s];
+      worst = std::max(worst, std::abs(dw[r][s] - direct));
+      largest = std::max(largest, std::abs(direct));
+    }
+  return {worst, largest};
+}
+
+}  // namespace
+
+TEST_CASE("winograd gradient transforms compute the 3x3 filter gradient exactly in double", "[winograd]") {
+  for (uint32_t seed = 1; seed <= 50; ++seed) {
+    INFO("seed " << seed);
+    const auto [err2, scale2] = worst_gradient_error<2>(seed);
+    const auto [err4, scale4] = worst_gradient_error<4>(seed);
+    CHECK(scale2 > 0.01);
+    CHECK(scale4 > 0.01);
+    // Each tap sums M^2 products of numbers below 1; a wrong matrix entry errs by O(0.1).
+    CHECK(err2 < 1e-14);
+    CHECK(err4 < 1e-13);
+  }
+}
