@@ -202,14 +202,25 @@ TEST_CASE("winograd filter gradients: other vector widths, and the same bits at 
 }
 
 TEST_CASE("the compiler says which filter gradients get winograd, and why", "[jit][conv][winograd]") {
-  // auto keeps every filter gradient direct, the deep ones too; winograd forces the eligible ones.
-  const Graph thin = filter_graph({2, 3, 8, 8, 32});
-  const Graph deep = filter_graph({2, 32, 8, 8, 32});
-  for (const Graph* g : {&thin, &deep}) {
+  // auto takes F(3x3,4x4) from 64 filters over 32 channels on 7x7 maps up, and keeps the rest
+  // direct; winograd and winograd4 force every eligible one.
+  const Graph thin = filter_graph({2, 3, 8, 8, 64});
+  const Graph few_filters = filter_graph({2, 32, 8, 8, 32});
+  const Graph small_map = filter_graph({2, 64, 6, 8, 128});
+  const Graph deep = filter_graph({2, 32, 7, 7, 64});
+  for (const Graph* g : {&thin, &few_filters, &small_map, &deep}) {
     const Node& grad = g->node(g->outputs()[0].second);
-    CHECK_FALSE(choose_conv_algo(*g, grad, ConvAlgo::automatic).winograd);
-    CHECK_THAT(choose_conv_algo(*g, grad, ConvAlgo::automatic).why,
-               Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not measured faster"));
+    const ConvChoice automatic = choose_conv_algo(*g, grad, ConvAlgo::automatic);
+    if (g == &deep) {
+      CHECK(automatic.winograd);
+      CHECK(automatic.tile_size == 4);
+      CHECK_THAT(automatic.why, Catch::Contains("winograd F(3x3,4x4) (auto): 3x3 stride 1 pad 1, 64 filters over 32 "
+                                                "channels on 7x7 maps"));
+    } else {
+      CHECK_FALSE(automatic.winograd);
+      CHECK_THAT(automatic.why, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,4x4) pays from 64 "
+                                                "filters over 32 channels on 7x7 maps up"));
+    }
     CHECK(choose_conv_algo(*g, grad, ConvAlgo::winograd).winograd);
     CHECK(choose_conv_algo(*g, grad, ConvAlgo::winograd).tile_size == 2);
     CHECK(choose_conv_algo(*g, grad, ConvAlgo::winograd4).winograd);
@@ -218,6 +229,8 @@ TEST_CASE("the compiler says which filter gradients get winograd, and why", "[ji
   }
   CHECK_THAT(describe_fusion(deep, fuse(deep), true, ConvAlgo::winograd),
              Catch::Contains("winograd F(3x3,2x2): --conv-algo winograd"));
+  CHECK_THAT(describe_fusion(deep, fuse(deep), true, ConvAlgo::automatic),
+             Catch::Contains("winograd F(3x3,4x4) (auto)"));
   CHECK_THAT(describe_fusion(deep, fuse(deep), true, ConvAlgo::winograd4),
              Catch::Contains("winograd F(3x3,4x4): --conv-algo winograd4"));
 }

@@ -41,8 +41,15 @@ TEST_CASE("dagger ir --stage fused --why names each convolution's algorithm and 
   CHECK_THAT(small.output,
              Catch::Contains("winograd F(2x2,3x3) (auto): 3x3 stride 1 pad 1 over 64 channels (>= 16), 2.25x fewer "
                              "multiplications; 1568 output positions per channel (< 3136)"));
-  // Filter gradients stay direct under auto; --conv-algo winograd takes conv2's and conv3's.
-  CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,2x2) has not"));
+  // auto takes F(3x3,4x4) for conv2's and conv3's filter gradients (64 and 128 filters over 32
+  // and 64 channels), not conv1's (one channel); --conv-algo winograd takes F(3x3,2x2) for all three.
+  CHECK_THAT(automatic.output, Catch::Contains("winograd F(3x3,4x4) (auto): 3x3 stride 1 pad 1, 64 filters over 32 "
+                                               "channels on 14x14 maps"));
+  CHECK_THAT(automatic.output, Catch::Contains("winograd F(3x3,4x4) (auto): 3x3 stride 1 pad 1, 128 filters over 64 "
+                                               "channels on 7x7 maps"));
+  CHECK_THAT(automatic.output, Catch::Contains("direct (auto): the Winograd filter gradient F(3x3,4x4) pays from 64 "
+                                               "filters over 32 channels on 7x7 maps up; this is 32 filters over 1 "
+                                               "channel on 28x28 maps"));
   CHECK_THAT(automatic.output, !Catch::Contains("winograd F(3x3,2x2)"));
   const Outcome winograd = run_dagger("ir cnn3 --stage fused --why --conv-algo winograd");
   REQUIRE(winograd.status == 0);
