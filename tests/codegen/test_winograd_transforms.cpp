@@ -18,26 +18,40 @@ struct DoubleOps {
   double fma(double a, double c, double b) { return std::fma(a, c, b); }
 };
 
+template <size_t N>
+using Block = std::array<std::array<double, N>, N>;
+
+/// An N x N block of values drawn uniformly from [-1, 1), row by row.
+template <size_t N>
+Block<N> random_block(std::mt19937& rng) {
+  std::uniform_real_distribution<double> uniform(-1, 1);
+  Block<N> block;
+  for (auto& row : block)
+    for (double& x : row) x = uniform(rng);
+  return block;
+}
+
+/// The elementwise product of two blocks: the per-position products of a Winograd form.
+template <size_t N>
+Block<N> times(const Block<N>& a, const Block<N>& b) {
+  Block<N> m;
+  for (size_t i = 0; i < N; ++i)
+    for (size_t j = 0; j < N; ++j) m[i][j] = a[i][j] * b[i][j];
+  return m;
+}
+
 /// The largest |Winograd - direct| over the M x M outputs of one random patch and filter, and
 /// the largest |output| for scale.
 template <int M>
 std::pair<double, double> worst_error(uint32_t seed) {
   constexpr size_t P = Form<M>::Patch;
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> uniform(-1, 1);
-  std::array<std::array<double, P>, P> d;
-  std::array<std::array<double, 3>, 3> g;
-  for (auto& row : d)
-    for (double& x : row) x = uniform(rng);
-  for (auto& row : g)
-    for (double& x : row) x = uniform(rng);
+  const Block<P> d = random_block<P>(rng);
+  const Block<3> g = random_block<3>(rng);
   DoubleOps ops;
   const auto u = two_d<3, P>(g, [&](const std::array<double, 3>& x) { return Form<M>::filter(ops, x); });
   const auto v = two_d<P, P>(d, [&](const std::array<double, P>& x) { return Form<M>::input(ops, x); });
-  std::array<std::array<double, P>, P> m;
-  for (size_t a = 0; a < P; ++a)
-    for (size_t b = 0; b < P; ++b) m[a][b] = u[a][b] * v[a][b];
-  const auto y = two_d<P, M>(m, [&](const std::array<double, P>& x) { return Form<M>::output(ops, x); });
+  const auto y = two_d<P, M>(times(u, v), [&](const std::array<double, P>& x) { return Form<M>::output(ops, x); });
   double worst = 0, largest = 0;
   for (size_t i = 0; i < M; ++i)
     for (size_t j = 0; j < M; ++j) {
@@ -74,20 +88,13 @@ template <int M>
 std::pair<double, double> worst_gradient_error(uint32_t seed) {
   constexpr size_t P = Form<M>::Patch;
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> uniform(-1, 1);
-  std::array<std::array<double, P>, P> d;
-  std::array<std::array<double, M>, M> dy;
-  for (auto& row : d)
-    for (double& x : row) x = uniform(rng);
-  for (auto& row : dy)
-    for (double& x : row) x = uniform(rng);
+  const Block<P> d = random_block<P>(rng);
+  const Block<M> dy = random_block<M>(rng);
   DoubleOps ops;
   const auto t = two_d<M, P>(dy, [&](const std::array<double, M>& x) { return Form<M>::gradient_tile(ops, x); });
   const auto v = two_d<P, P>(d, [&](const std::array<double, P>& x) { return Form<M>::input(ops, x); });
-  std::array<std::array<double, P>, P> m;
-  for (size_t a = 0; a < P; ++a)
-    for (size_t b = 0; b < P; ++b) m[a][b] = t[a][b] * v[a][b];
-  const auto dw = two_d<P, 3>(m, [&](const std::array<double, P>& x) { return Form<M>::gradient_output(ops, x); });
+  const auto dw =
+      two_d<P, 3>(times(t, v), [&](const std::array<double, P>& x) { return Form<M>::gradient_output(ops, x); });
   double worst = 0, largest = 0;
   for (size_t r = 0; r < 3; ++r)
     for (size_t s = 0; s < 3; ++s) {
