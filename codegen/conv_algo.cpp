@@ -20,9 +20,10 @@ constexpr int64_t kMinWinogradChannels = 16;
 /// "The filter gradient by Winograd F(3x3,4x4)"): 1.24-1.65x the direct product per layer on one
 /// thread (every 3x3 layer of cnn3 and rescnn but the first); on two, 1.3-1.6x from 64 filters
 /// up (7x7 and 14x14 maps), but 0.9x for 32 filters over 32 channels at 28x28, where both
-/// threads' items transform all of x (one column panel, k split in two) for few products. F(3x3,2x2)
-/// (`--conv-algo winograd`) gained less (0.92-1.32x). The choice depends on the shapes only, never
-/// on the thread count, so the bits stay those of any thread count.
+/// threads' items transform all of x (one column panel, k split in two) for few products.
+/// F(3x3,2x2) (`--conv-algo winograd`) gained 1.08-1.27x on one thread and 0.74-1.69x on two
+/// there. The choice depends on the shapes only, never on the thread count, so the bits stay
+/// those of any thread count.
 constexpr int64_t kMinWinogradFilters = 64;
 constexpr int64_t kMinWinogradFilterChannels = 32;
 constexpr int64_t kMinWinogradFilterMap = 49;  // 7x7, the smallest measured
