@@ -9,6 +9,7 @@
 #include "dagger/autodiff/model_text.h"
 #include "dagger/codegen/jit.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/runtime/build_info.h"
 #include "dagger/runtime/checkpoint.h"
 #include "dagger/runtime/distributed.h"
 #include "dagger/runtime/trainer.h"
@@ -286,6 +287,7 @@ Run add_train(CLI::App& app) {
                         {"threads", f->threads},
                         {"ranks", cfg.communicator ? cfg.communicator->size() : 1},
                         {"seed", cfg.seed},
+                        {"build_commit", std::string(build_commit())},  // of this invocation's libdagger
                         {"training", trainer.training_options()}};
     if (cfg.executor == ExecutorKind::jit) {  // the machine the kernels were compiled for
       const JitTarget target = jit_target();

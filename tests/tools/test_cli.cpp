@@ -128,6 +128,7 @@ TEST_CASE("dagger eval scores a checkpoint, and several as an ensemble", "[cli][
   REQUIRE(a.status == 0);
   REQUIRE(b.status == 0);
   const double trained = last_json_line(a.output)["test"]["accuracy"].get<double>();
+  CHECK(last_json_line(a.output)["build_commit"] == std::string(dagger::build_commit()));
 
   // The checkpoint alone scores what training reported on the same (seed-42) test slice.
   Outcome one = run_dagger("eval --json --test-limit 200 --checkpoint " + dir.file("a/checkpoint"));
