@@ -11,6 +11,7 @@
 
 #include "dagger/graph/error.h"
 #include "dagger/runtime/atomic_file.h"
+#include "dagger/suite/run.h"
 
 namespace dagger::suite {
 
@@ -126,17 +127,22 @@ void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
     const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
     if (!j.is_object() || !j.value("partial", false)) return;  // from a complete bundle
   }
-  if (fs::exists(to / "metrics.json")) return;
-  // Staged beside runs/, not in it: a kill mid-copy leaves nothing an import would take for a run.
-  const fs::path staging = partial / "staging" / r.key;
-  fs::remove_all(staging);
-  fs::create_directories(to.parent_path());
-  // Probabilities of every run, members or not: which runs an experiment combines is known only
-  // once the whole suite has run.
-  copy_run(r, staging, fs::exists(fs::path(r.dir) / "test_probs"));
-  fs::rename(staging, to);
-  std::error_code not_empty;  // another run's staging, had two suites shared the folder: it stays
-  fs::remove(staging.parent_path(), not_empty);
+  if (!fs::exists(to / "metrics.json")) {
+    // Staged beside runs/, not in it: a kill mid-copy leaves nothing an import would take for a run.
+    const fs::path staging = partial / "staging" / r.key;
+    fs::remove_all(staging);
+    fs::create_directories(to.parent_path());
+    // Probabilities of every run, members or not: which runs an experiment combines is known
+    // only once the whole suite has run.
+    copy_run(r, staging, fs::exists(fs::path(r.dir) / "test_probs"));
+    fs::rename(staging, to);
+    std::error_code not_empty;  // another run's staging, had two suites shared the folder: it stays
+    fs::remove(staging.parent_path(), not_empty);
+  }
+  // The index is written again even when the run was already in: a suite killed after the rename
+  // and before the index, and resumed, files the run again (reused) and lists it here. The
+  // temporaries of writes a kill cut short go first: this folder is the suite's alone.
+  remove_stale_temporaries_in(partial.string());
   // What the runs were trained on and with, which --resume-from compares with the new suite's.
   if (const fs::path identity = fs::path(out_dir) / "suite.json"; fs::exists(identity))
     write_file_atomically((partial / "suite.json").string(), read_bytes(identity));

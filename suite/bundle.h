@@ -32,8 +32,9 @@ inline constexpr const char* kPartialBundleFolder = "bundle-partial";
 inline constexpr const char* kPartialIndexFile = "partial.json";
 
 /// Adds finished run `r` to out_dir's partial bundle (above), once; each run folder appears
-/// there whole or not at all, then partial.json is rewritten. Not thread-safe: call it with the
-/// suite's lock held.
+/// there whole or not at all. partial.json is rewritten on every call, so a run filed again
+/// after a kill cut the first filing short is listed. Not thread-safe: call it with the suite's
+/// lock held.
 void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir);
 
 /// Copies every finished run of `bundle_dir` (a bundle or a partial one) into runs_dir where

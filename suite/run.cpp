@@ -176,20 +176,6 @@ void remove_resume_state(const RunConfig& config, const std::string& dir) {
   fs::remove(dir + "/" + kSessionsFile);  // in the provenance now
 }
 
-/// Removes the temporaries (`NAME.tmp-PID`) of atomic writes a killed process left in the run
-/// folder `dir`. write_file_atomically removes those of processes that no longer exist, but a
-/// killed rank may linger a moment, or stay a zombie no one reaps, or its pid come back: here
-/// the folder is this process's alone (the suite holds OUT's lock and gives each run to one
-/// rank), so every such file is stale.
-void remove_stale_temporaries_of_run(const std::string& dir) {
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-    if (it->is_regular_file() && it->path().filename().string().find(".tmp-") != std::string::npos) {
-      std::error_code ignored;
-      fs::remove(it->path(), ignored);
-    }
-}
-
 /// The weights and history of the last epoch a diverged run finished (its last/ checkpoint),
 /// or the initial weights and no history when it diverged in its first epoch.
 TrainResult last_finished_epoch(Trainer& trainer, const std::string& dir) {
@@ -227,6 +213,15 @@ std::vector<std::pair<std::string, RunConfig>> finished_runs(const std::string& 
 }
 
 }  // namespace
+
+void remove_stale_temporaries_in(const std::string& dir) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    if (it->is_regular_file() && it->path().filename().string().find(".tmp-") != std::string::npos) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+}
 
 double RunRecord::lowest_val_loss() const {
   double lowest = INFINITY;
@@ -387,7 +382,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   const std::string dir = context.runs_dir + "/" + config.key();
   if (fs::exists(dir + "/" + kMetricsFile)) {
     remove_resume_state(config, dir);  // a kill may have come between the metrics and the removal
-    remove_stale_temporaries_of_run(dir);
+    remove_stale_temporaries_in(dir);
     return load_finished(config, dir);
   }
   // The same run asked for under another spelling of its model (E21's rescnn(residual, 0.25,
@@ -397,7 +392,7 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
 
   zoo::Entry model = zoo::find(config.model);
   fs::create_directories(dir);
-  remove_stale_temporaries_of_run(dir);
+  remove_stale_temporaries_in(dir);
   write_file_atomically(dir + "/config.json", config.to_json().dump(2) + "\n");
   RunContext recorded = context;
   recorded.on_epoch = [&dir, &context, first = true](const EpochStats& s) mutable {

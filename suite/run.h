@@ -152,4 +152,12 @@ uint64_t fnv1a(const std::string& text);
 /// A report as to_json(report) writes it, read back.
 ClassificationReport report_from_json(const nlohmann::json& j);
 
+/// Removes the temporaries (`NAME.tmp-PID`) of atomic writes a killed process left in `dir`, a
+/// folder of the suite's (a run's, or the partial bundle's). write_file_atomically removes those
+/// of processes that no longer exist, but a killed rank may linger a moment, or stay a zombie no
+/// one reaps, or its pid come back: here the folder is this process's alone (the suite holds
+/// OUT's lock, gives each run to one rank and writes the partial bundle on rank 0 under its
+/// lock), so every such file is stale.
+void remove_stale_temporaries_in(const std::string& dir);
+
 }  // namespace dagger::suite

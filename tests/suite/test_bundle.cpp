@@ -1,5 +1,7 @@
 // Seeds as a suite dimension, the results bundle, and a suite resumed from a bundle on a machine
 // without the runs/ folder, on synthetic data.
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -274,6 +276,34 @@ TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle"
   CHECK(import_bundle((whole.path / "bundle").string(), (complete.path / "runs").string()) == a.at("runs").size());
   CHECK(run_suite(small_options(complete.path.string(), experiments)).reused == a.at("runs").size());
   CHECK_FALSE(fs::exists(complete.path / kPartialBundleFolder / kPartialIndexFile));
+}
+
+TEST_CASE("a partial bundle filed again after a kill lists the run and keeps no temporaries", "[suite]") {
+  // The suite killed after a run's folder was renamed into the partial bundle but before
+  // partial.json listed it, or while partial.json or suite.json was being written (their
+  // temporaries left, named after a writer that may still exist, here this test's parent).
+  TempDir out("partial-kill");
+  const fs::path run = out.path / "runs" / "mlp-1";
+  fs::create_directories(run);
+  for (const char* file : {"config.json", "metrics.json", "history.csv"}) std::ofstream(run / file) << "{}\n";
+  std::ofstream(out.path / "suite.json") << "{\"data\": \"x\"}\n";
+  RunRecord r;
+  r.key = "mlp-1";
+  r.dir = run.string();
+  r.test_predictions = {3, 1};
+  add_to_partial_bundle(r, out.path.string());
+  const fs::path partial = out.path / kPartialBundleFolder;
+  CHECK(read_json(partial / kPartialIndexFile).at("runs") == nlohmann::json{"mlp-1"});
+  fs::remove(partial / kPartialIndexFile);  // the kill: the run is in, the index is not
+  const std::string writer = std::to_string(::getppid());
+  for (const char* file : {"partial.json", "suite.json"})
+    std::ofstream(partial / (std::string(file) + ".tmp-" + writer)) << "{";
+  add_to_partial_bundle(r, out.path.string());  // the resumed suite files the run again
+  CHECK(read_json(partial / kPartialIndexFile).at("runs") == nlohmann::json{"mlp-1"});
+  for (const auto& entry : fs::directory_iterator(partial))
+    CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+  CHECK(fs::exists(partial / "runs" / "mlp-1" / "test_predictions.txt"));
+  CHECK_FALSE(fs::exists(partial / "staging"));
 }
 
 TEST_CASE("embedded plots: an <img> of a file beside the page becomes a data: URI", "[suite]") {
