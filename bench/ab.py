@@ -105,6 +105,10 @@ def main():
     parser.add_argument("--new-args", default="", help="more `dagger bench` options for the new side")
     parser.add_argument("--per-kernel", action="store_true", help="print each matched kernel's medians")
     args = parser.parse_args()
+    for side in ("old", "new"):
+        binary = getattr(args, side)
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            parser.exit(2, f"ab.py: {side.upper()} '{binary}' is not an executable file\n")
     sources = {side: kernels_from(getattr(args, side), getattr(args, side + "_args"), args) if args.source else None
                for side in ("old", "new")}
     label = " or ".join(what for what in (args.source, args.match) if what)  # what the sums are of
