@@ -27,19 +27,24 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 /// Runs `work(thread index)` on `threads` threads released together; returns the wall time
-/// from the release until the last one finishes.
+/// from the first thread's start to the last one's end. Each thread reads the clock itself:
+/// the caller, a thread more than the work's, may be scheduled out after the release while the
+/// workers run (2 workers on 2 cores), and a clock read there would start late.
 double run_together(int threads, const std::function<void(int)>& work) {
-  std::barrier start(threads + 1);
+  std::barrier start(threads);
+  std::vector<Clock::time_point> began(static_cast<size_t>(threads)), ended(began.size());
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
       start.arrive_and_wait();
+      began[static_cast<size_t>(t)] = Clock::now();
       work(t);
+      ended[static_cast<size_t>(t)] = Clock::now();
     });
-  start.arrive_and_wait();
-  const Clock::time_point t0 = Clock::now();
   for (std::thread& th : pool) th.join();
-  return seconds_since(t0);
+  return std::chrono::duration<double>(*std::max_element(ended.begin(), ended.end()) -
+                                       *std::min_element(began.begin(), began.end()))
+      .count();
 }
 
 constexpr int64_t kGemmN = 1024;
