@@ -20,6 +20,7 @@
 #include <cassert>
 #include <optional>
 
+#include "dagger/codegen/emit_elementwise.h"
 #include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/partials.h"
 
@@ -366,6 +367,43 @@ NodeId sibling_of(const Graph& g, const FusionGroup& group) {
 }
 
 }  // namespace
+
+NormPrologue::NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) : e_(e) {
+  assert(!group.prologue.empty());
+  const Node& n = g.node(group.prologue.front());
+  assert(n.op == Op::batchnorm_infer && !channels_in_lanes(g.shape(n.operands[0])));
+  x_ = input_arg(kf, group, n.operands[0]);
+  gamma_ = input_arg(kf, group, n.operands[1]);
+  beta_ = input_arg(kf, group, n.operands[2]);
+  mean_ = input_arg(kf, group, n.operands[3]);
+  var_ = input_arg(kf, group, n.operands[4]);
+  eps_ = n.attrs.f("eps");
+  // The prologue's epilogue, composed over the normalized value as the norm kernel composes it.
+  const FusionGroup own{group.prologue.back(), group.prologue, {}, n.id, {}, {}, {}, {}};
+  root_ = compose_group(e, g, own,
+                        [this](NodeId) -> ElementGen { return [this](const ElementPos&) { return normalized_; }; })[0];
+}
+
+void NormPrologue::enter_channel(llvm::Value* channel) {
+  // The factors as batchnorm_infer's kernel makes them (Norm::normalize): double, then float.
+  Norm nm{e_, {1, 1, 1}, llvm::Type::getDoubleTy(e_.ctx), nullptr};
+  nm.vd = llvm::FixedVectorType::get(nm.f64, e_.width);
+  nm.c = channel;
+  const Stats factors{nm.param(mean_), e_.b.CreateFMul(nm.param(gamma_), nm.rstd(nm.param(var_), eps_)),
+                      nm.param(beta_)};
+  factors_.clear();
+  for (llvm::Value* f : factors) factors_.push_back(e_.b.CreateVectorSplat(e_.width, nm.narrow(f)));
+}
+
+llvm::Value* NormPrologue::apply(llvm::Value* xv) {
+  assert(!factors_.empty());
+  normalized_ = e_.fma(e_.b.CreateFSub(xv, factors_[0]), factors_[1], factors_[2]);
+  return root_(ElementPos{{}, e_.i64c(0), nullptr});
+}
+
+llvm::Value* NormPrologue::at(llvm::Value* flat, llvm::Value* mask) {
+  return apply(load_vector(e_, x_, flat, mask, llvm::Constant::getNullValue(e_.vf)));
+}
 
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width) {
   const Shape& x = g.shape(g.node(anchor).operands[0]);

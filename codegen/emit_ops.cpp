@@ -91,13 +91,18 @@ void emit_op_kernel(Emit& e, const std::string& name, const Graph& g, const Fusi
 }
 
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k) {
-  const NodeId id = g.node(group.anchor).operands[k];
+  return input_arg(kf, group, g.node(group.anchor).operands[k]);
+}
+
+llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id) {
   const auto input = std::find(group.inputs.begin(), group.inputs.end(), id);
   assert(input != group.inputs.end());
   return kf.args[first_input_arg(group) + static_cast<size_t>(input - group.inputs.begin())];
 }
 
-Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep) : e_(e) {
+Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep,
+                   ElementGen recomputed)
+    : e_(e) {
   const Shape& out = g.shape(group.anchor);
   assert(g.shape(group.root) == out && keep <= out.size());
   // The values the epilogue reads: operands of its nodes computed outside the group.
@@ -132,6 +137,10 @@ Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const Kern
   };
   auto input = [&](NodeId id) -> ElementGen {
     if (id == group.anchor) return [this](const ElementPos&) { return current_; };
+    if (!group.prologue.empty() && id == group.prologue.back()) {
+      assert(recomputed);
+      return recomputed;
+    }
     const auto slot = std::find(group.inputs.begin(), group.inputs.end(), id);
     assert(slot != group.inputs.end());
     StridedBuffer buf{kf.args[first_input_arg(group) + static_cast<size_t>(slot - group.inputs.begin())],

@@ -43,7 +43,10 @@ void emit_op_kernel(Emit& e, const std::string& name, const Graph& g, const Fusi
 /// whose shape has no remaining axis gets one of size 1, so there is always a vector axis.
 class Epilogue {
  public:
-  Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep);
+  /// `recomputed` gives the value of the group's prologue (FusionGroup::prologue) where the
+  /// epilogue reads it; required when the group has one.
+  Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep,
+           ElementGen recomputed = nullptr);
 
   /// The remaining axes as seen (never empty).
   const Shape& tail() const { return tail_; }
@@ -65,6 +68,32 @@ class Epilogue {
 
 /// The kernel argument holding the anchor's operand `k` (inputs are deduplicated).
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k);
+/// The kernel argument holding input `id` of the group (one of group.inputs).
+llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id);
+
+/// A normalization recomputed by a pooling kernel (FusionGroup::prologue): the batchnorm_infer
+/// of x, (x - mean) * (gamma * rstd) + beta with the factors of its own kernel (emit_norm.cpp),
+/// then its elementwise epilogue, all per element of one channel.
+class NormPrologue {
+ public:
+  NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
+  /// x, the normalization's operand: what the kernel loads in place of the prologue's value.
+  llvm::Value* x() const { return x_; }
+  /// Computes the factors of `channel` (i64): every apply() until the next call is in it.
+  void enter_channel(llvm::Value* channel);
+  /// The prologue's value for x's values `xv` (<W x float>).
+  llvm::Value* apply(llvm::Value* xv);
+  /// The prologue's value at x's row-major index `flat` (W contiguous elements, `mask`).
+  llvm::Value* at(llvm::Value* flat, llvm::Value* mask);
+
+ private:
+  Emit& e_;
+  llvm::Value *x_, *gamma_, *beta_, *mean_, *var_;
+  double eps_;
+  std::vector<llvm::Value*> factors_;  // mean, gamma * rstd and beta as <W x float>
+  llvm::Value* normalized_ = nullptr;
+  ElementGen root_;
+};
 /// How many lanes a (constant) mask from emit_vector_nest sets; W for nullptr.
 unsigned active_lanes(Emit& e, llvm::Value* mask);
 /// W floats at base[offset ..] (only the lanes in `mask`; others hold `passthru`).

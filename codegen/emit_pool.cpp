@@ -1,10 +1,13 @@
 // Max pooling and its gradient, one (image, channel) plane per item. Vectors run along the
 // output row: lane l of a vector covers window q + l, whose elements are the stride apart in x
 // (a contiguous load for stride 1; for stride 2 two contiguous loads whose even elements a
-// shuffle picks; a gather otherwise).
+// shuffle picks; a gather otherwise). A kernel with a prologue (a normalization no kernel
+// stores, codegen/fusion.h) loads the normalization's x instead and computes each vector of
+// the pooled value from it: the factors once per plane, then per vector as the norm kernel does.
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "dagger/codegen/emit_ops.h"
 
@@ -55,9 +58,11 @@ WindowOrigins window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::V
 }
 
 /// The first maximum, in row-major window order, of the windows of output row `r` starting
-/// at column q (one per lane): its value and its offset in the plane (i32 lanes).
+/// at column q (one per lane): its value and its offset in the plane (i32 lanes). With a
+/// prologue, x holds its operand and each loaded vector goes through it first.
 std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
-                                                 llvm::Value* r, llvm::Value* q, llvm::Value* mask) {
+                                                 llvm::Value* r, llvm::Value* q, llvm::Value* mask,
+                                                 NormPrologue* prologue) {
   const auto [origin, lanes, lane_origin] = window_origins(e, d, r, q);
   llvm::Value* base = e.b.CreateAdd(plane, origin);
   llvm::Value *best = nullptr, *best_at = nullptr;
@@ -67,6 +72,7 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
       llvm::Value* v = d.stride == 1   ? load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf))
                        : d.stride == 2 ? load_every_other(e, x, at, active_lanes(e, mask))
                                        : gather_at(e, x, at, lanes, mask);
+      if (prologue) v = prologue->apply(v);
       llvm::Value* v_at = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
       if (!best) {
         best = v;
@@ -82,16 +88,19 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
 
 /// maxpool2d: each window's maximum, stored through the epilogue with vectors along the
 /// output row.
-void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d) {
-  llvm::Value* x = operand_arg(kf, g, group, 0);
+void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
+                       NormPrologue* prologue) {
+  llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
   Epilogue ep(e, g, group, kf, 3);
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
     llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
     llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
     llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
+    if (prologue) prologue->enter_channel(channel);
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-      ep.for_each({image, channel, r},
-                  [&](const ElementPos& pos) { return window_max(e, d, x, plane, r, pos.coords[3], pos.mask).first; });
+      ep.for_each({image, channel, r}, [&](const ElementPos& pos) {
+        return window_max(e, d, x, plane, r, pos.coords[3], pos.mask, prologue).first;
+      });
     });
   });
 }
@@ -102,6 +111,7 @@ struct PoolGradPlane {
   const PoolDims& d;
   llvm::Value *x, *dy, *dx;
   llvm::Value *plane, *dy_plane;
+  NormPrologue* prologue;
 
   /// dy at output row r, the output columns of `cols` (one per lane).
   llvm::Value* dy_vector(llvm::Value* r, const ElementPos& cols) {
@@ -114,7 +124,7 @@ struct PoolGradPlane {
   /// interleaved into contiguous vectors.
   void write_tiled_windows(llvm::Value* r, const ElementPos& cols) {
     llvm::Value* q = cols.coords[0];
-    llvm::Value* best_at = window_max(e, d, x, plane, r, q, cols.mask).second;
+    llvm::Value* best_at = window_max(e, d, x, plane, r, q, cols.mask, prologue).second;
     llvm::Value* grad = dy_vector(r, cols);
     llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
     const WindowOrigins w = window_origins(e, d, r, q);
@@ -158,7 +168,7 @@ struct PoolGradPlane {
   }
   void add_window_grads(llvm::Value* r, const ElementPos& cols) {
     const llvm::Align align(4);
-    llvm::Value* best_at = window_max(e, d, x, plane, r, cols.coords[0], cols.mask).second;
+    llvm::Value* best_at = window_max(e, d, x, plane, r, cols.coords[0], cols.mask, prologue).second;
     llvm::Value* grad = dy_vector(r, cols);
     for (unsigned l = 0; l < active_lanes(e, cols.mask); ++l) {
       llvm::Value* offset = e.b.CreateAdd(plane, e.b.CreateZExt(e.b.CreateExtractElement(best_at, uint64_t(l)), e.i64));
@@ -172,16 +182,19 @@ struct PoolGradPlane {
 
 /// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
 /// is applied over the plane in place.
-void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
-                        const PoolDims& d) {
-  llvm::Value* x = operand_arg(kf, g, group, 0);
-  Epilogue ep(e, g, group, kf, 2);
+void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
+                        NormPrologue* prologue) {
+  llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
+  ElementGen recomputed;
+  if (prologue) recomputed = [prologue](const ElementPos& pos) { return prologue->at(pos.flat, pos.mask); };
+  Epilogue ep(e, g, group, kf, 2, recomputed);
   llvm::Value* dy = operand_arg(kf, g, group, 1);
   llvm::Value* dx = kf.args[0];
   const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
-    PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr};
+    PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
+    if (prologue) prologue->enter_channel(e.b.CreateURem(p, e.i64c(d.channels)));
     if (!tiled) pg.zero_plane();
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
       emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
@@ -209,10 +222,13 @@ OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
 
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const PoolDims d = pool_dims(g, group.anchor);
+  std::optional<NormPrologue> prologue;
+  if (!group.prologue.empty()) prologue.emplace(e, kf, g, group);
+  NormPrologue* recompute = prologue ? &*prologue : nullptr;
   if (g.node(group.anchor).op == Op::maxpool2d)
-    emit_pool_forward(e, kf, g, group, d);
+    emit_pool_forward(e, kf, g, group, d, recompute);
   else
-    emit_pool_backward(e, kf, g, group, d);
+    emit_pool_backward(e, kf, g, group, d, recompute);
 }
 
 }  // namespace dagger

@@ -127,17 +127,23 @@ std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_drop
 }
 
 /// The values `group` reads from memory: the anchor's operands first, then the rest in the
-/// order a depth-first walk from the root meets them. `group.nodes` must be sorted.
+/// order a depth-first walk from the root meets them; a value the prologue recomputes is
+/// replaced by the values the prologue reads. `group.nodes` must be sorted.
 std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
   std::vector<NodeId> inputs;
   auto add = [&](NodeId id) {
     if (std::find(inputs.begin(), inputs.end(), id) == inputs.end()) inputs.push_back(id);
   };
+  const NodeId recomputed = group.prologue.empty() ? -1 : group.prologue.back();
+  if (recomputed >= 0)
+    for (NodeId id : inputs_of(g, FusionGroup{recomputed, group.prologue, {}, group.prologue.front(), {}, {}, {}, {}}))
+      add(id);
   if (group.anchor >= 0)
-    for (NodeId o : g.node(group.anchor).operands) add(o);
+    for (NodeId o : g.node(group.anchor).operands)
+      if (o != recomputed) add(o);
   std::function<void(NodeId)> walk = [&](NodeId id) {
     for (NodeId o : g.node(id).operands) {
-      if (o == group.anchor) continue;
+      if (o == group.anchor || o == recomputed) continue;
       if (std::binary_search(group.nodes.begin(), group.nodes.end(), o))
         walk(o);
       else
@@ -201,6 +207,56 @@ void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) 
   std::vector<FusionGroup> kept;
   for (size_t k = 0; k < groups.size(); ++k)
     if (!moved[k]) kept.push_back(std::move(groups[k]));
+  groups = std::move(kept);
+}
+
+/// Makes each normalization group whose value only pooling reads (see fusion.h) the prologue
+/// of its readers' kernels, and drops its own kernel; marks its nodes in `recomputed`.
+void recompute_normalizations(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups,
+                              std::vector<bool>& recomputed) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<int> group_at(g.size(), -1);
+  for (size_t k = 0; k < groups.size(); ++k)
+    for (NodeId id : groups[k].nodes) group_at[id] = static_cast<int>(k);
+  std::vector<bool> dropped(groups.size(), false);
+  for (size_t k = 0; k < groups.size(); ++k) {
+    const FusionGroup& norm = groups[k];
+    if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer || norm.root == norm.anchor) continue;
+    const NodeId value = norm.root;
+    if (g.shape(value).size() != 4 || r.is_output[value]) continue;
+    // Its epilogue: elementwise nodes of x's shape reading nothing from outside the group.
+    const bool pure = std::ranges::all_of(norm.nodes, [&](NodeId id) {
+      if (r.assigns[id] > 0) return false;
+      if (id == norm.anchor) return true;
+      const Node& n = g.node(id);
+      return is_elementwise(n) && n.op != Op::dropout && n.shape == g.shape(value) &&
+             std::ranges::all_of(n.operands, [&](NodeId o) { return std::ranges::binary_search(norm.nodes, o); });
+    });
+    if (!pure) continue;
+    // Every reader: a pooling anchor reading it as x (not as dy), or an elementwise node in the
+    // kernel of a maxpool2d_backward reading it as x.
+    std::vector<int> kernels;
+    bool only_pooling = !readers[value].empty();
+    for (NodeId reader : readers[value]) {
+      const Node& n = g.node(reader);
+      const int at = group_at[reader];
+      const NodeId anchor = at < 0 ? -1 : groups[static_cast<size_t>(at)].anchor;
+      const bool pooled = anchor >= 0 && kernel_family(g.node(anchor).op) == KernelFamily::pool &&
+                          g.node(anchor).operands[0] == value &&
+                          (g.node(anchor).op == Op::maxpool2d || g.node(anchor).operands[1] != value) &&
+                          groups[static_cast<size_t>(at)].prologue.empty() &&
+                          (reader == anchor || (is_elementwise(n) && g.node(anchor).op == Op::maxpool2d_backward));
+      only_pooling = only_pooling && pooled;
+      if (pooled && std::ranges::find(kernels, at) == kernels.end()) kernels.push_back(at);
+    }
+    if (!only_pooling) continue;
+    for (int at : kernels) groups[static_cast<size_t>(at)].prologue = norm.nodes;
+    for (NodeId id : norm.nodes) recomputed[id] = true;
+    dropped[k] = true;
+  }
+  std::vector<FusionGroup> kept;
+  for (size_t k = 0; k < groups.size(); ++k)
+    if (!dropped[k]) kept.push_back(std::move(groups[k]));
   groups = std::move(kept);
 }
 
@@ -332,6 +388,9 @@ FusionPlan fuse(const Graph& g) {
   // Groups were created in root order, but a split-off contraction came later: restore the order.
   std::sort(plan.groups.begin(), plan.groups.end(), [](const auto& a, const auto& b) { return a.root < b.root; });
   merge_sibling_statistics(g, plan.groups);
+  plan.recomputed.assign(g.size(), false);
+  for (FusionGroup& group : plan.groups) std::sort(group.nodes.begin(), group.nodes.end());
+  recompute_normalizations(g, readers, plan.groups, plan.recomputed);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -348,9 +407,11 @@ FusionPlan fuse(const Graph& g) {
 std::string kernel_name(const Graph& g, const FusionGroup& group) {
   std::string name = fmt::format("k{}", group.root);
   constexpr size_t kMaxOpsInName = 4;
-  for (size_t k = 0; k < group.nodes.size() && k < kMaxOpsInName; ++k)
-    name += "_" + std::string(op_info(g.node(group.nodes[k]).op).name);
-  if (group.nodes.size() > kMaxOpsInName) name += "_etc";
+  std::vector<NodeId> ops = group.prologue;  // what it computes, in order
+  ops.insert(ops.end(), group.nodes.begin(), group.nodes.end());
+  for (size_t k = 0; k < ops.size() && k < kMaxOpsInName; ++k)
+    name += "_" + std::string(op_info(g.node(ops[k]).op).name);
+  if (ops.size() > kMaxOpsInName) name += "_etc";
   return name;
 }
 
@@ -385,6 +446,11 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
   for (const FusionGroup& group : plan.groups) {
     out += fmt::format("kernel {}  ({} node{})\n", kernel_name(g, group), group.nodes.size(),
                        group.nodes.size() == 1 ? "" : "s");
+    for (NodeId id : group.prologue) {
+      const Node& n = g.node(id);
+      out += fmt::format("  %{} = {} {}  # {}{}  (recomputed, not stored)\n", id, op_info(n.op).name,
+                         to_string(n.shape), describe(n.where), n.scope.empty() ? "" : " in " + n.scope);
+    }
     for (NodeId id : group.nodes) {
       const Node& n = g.node(id);
       out += fmt::format("  %{} = {} {}  # {}{}\n", id, op_info(n.op).name, to_string(n.shape), describe(n.where),
@@ -404,6 +470,11 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (!why) continue;
+    if (!group.prologue.empty())
+      out += fmt::format(
+          "  why:   %{} is recomputed where %{} ({}) reads it: only pooling reads it, so no kernel stores it "
+          "(normalization fused into its consumers)\n",
+          group.prologue.back(), group.anchor, op_info(g.node(group.anchor).op).name);
     for (NodeId id : group.nodes)
       if (id != group.root) out += fmt::format("  why:   %{} {}\n", id, join_reason(g, group, id));
     if (group.anchor >= 0 && kernel_family(g.node(group.anchor).op) == KernelFamily::conv)

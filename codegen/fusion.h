@@ -19,7 +19,13 @@
 ///  - a per-channel statistic that needs the same read as another is computed by that one's
 ///    kernel and stored beside it (a sibling statistic): the channel_mean of a channel_var's x,
 ///    and a batchnorm_grad_gamma's dbeta (the reduce_sum of its dy), when the statistic is made
-///    before the kernel's anchor and read only after it; the bits are those of its own kernel.
+///    before the kernel's anchor and read only after it; the bits are those of its own kernel;
+///  - a batchnorm_infer with an elementwise epilogue of its own (a ReLU) whose value is read only
+///    by pooling, as the x of a maxpool2d and of the maxpool2d_backward of its gradient (and by
+///    that kernel's epilogue, relu's gradient), is stored by no kernel: each of those kernels
+///    recomputes it from the normalization's operands where it would read it (a prologue),
+///    with the same operations, so the same bits. It saves the normalization's pass over x and
+///    the write and re-reads of its output.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -39,7 +45,8 @@ KernelFamily kernel_family(Op op);
 struct FusionGroup {
   NodeId root = -1;            // the node whose value the group writes to memory
   std::vector<NodeId> nodes;   // every node the group computes, ascending; root last
-  std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first
+  std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first (for operand 0
+                               // recomputed by the prologue, the prologue's operands)
   NodeId anchor = -1;          // the node computed by a kernel of its own (a contraction or an op kernel), if any
   std::string why_root;        // why the root was not fused into a reader
   /// Nodes inside the group that assigns also read: the kernel stores them beside the root
@@ -50,6 +57,10 @@ struct FusionGroup {
   /// they replace, as (output, source) pairs. Set by the JIT plan, never by fuse(): the
   /// kernel then must not assume the two buffers are distinct.
   std::vector<std::pair<NodeId, NodeId>> in_place;
+  /// A normalization this kernel recomputes where its anchor reads operand 0 (and where its
+  /// epilogue reads that value): the nodes of its group, ascending, the batchnorm_infer first
+  /// and the value read last. Empty for most kernels. Not in `nodes`; its operands are in `inputs`.
+  std::vector<NodeId> prologue;
 };
 
 /// A kernel's buffers: its outputs (the root, then the side outputs), its inputs, and last
@@ -60,6 +71,8 @@ struct FusionPlan {
   std::vector<FusionGroup> groups;  // ordered by root, which is the order they can run in
   /// For each node, the index of the group that computes it, or -1.
   std::vector<int> group_of;
+  /// For each node, whether kernels recompute it as their prologue instead of one storing it.
+  std::vector<bool> recomputed;
 };
 
 /// Groups the graph's elementwise and contraction nodes into kernels.

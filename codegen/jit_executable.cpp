@@ -91,6 +91,8 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
       step_of[id] = s;
       group_of[id] = step.index;
     }
+    // A recomputed node reads its operands in every kernel that recomputes it: the last counts.
+    for (NodeId id : groups[static_cast<size_t>(step.index)].prologue) step_of[id] = s;
   }
   const std::vector<std::vector<NodeId>> readers = readers_of(g);
   std::vector<bool> output(g.size(), false);
@@ -191,14 +193,15 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
 /// The plan's steps in node order: a kernel where its group's root is, then each reshape and
 /// assign as itself; a reshape of a value its kernel computes later (a sibling statistic, run
 /// where its anchor is) right after that kernel. Fusion gives every other node that is not a
-/// source a group; one without a group is an internal error, thrown here rather than left
-/// unexecuted.
+/// source a group, or has its readers' kernels recompute it; one with neither is an internal
+/// error, thrown here rather than left unexecuted.
 std::vector<Step> plan_steps(const Graph& g, const FusionPlan& fusion) {
   std::vector<Step> steps;
   std::vector<NodeId> computed_at(g.size(), -1);  // the node whose step gives a value its data
   std::map<NodeId, std::vector<NodeId>> aliases_after;
   for (const Node& n : g.nodes()) {
     const int group = fusion.group_of[n.id];
+    if (fusion.recomputed[n.id]) continue;
     if (group >= 0) {
       const NodeId root = fusion.groups[static_cast<size_t>(group)].root;
       computed_at[n.id] = root;
@@ -401,7 +404,9 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
-    p.infos.push_back(KernelInfo{p.compiled[k].name, group.nodes, group.root});
+    std::vector<NodeId> computed;  // a prologue's nodes too: the kernel computes them
+    std::ranges::merge(group.prologue, group.nodes, std::back_inserter(computed));
+    p.infos.push_back(KernelInfo{p.compiled[k].name, std::move(computed), group.root});
     std::vector<KeyCheck> checks;
     for (NodeId id : group.nodes)
       if (g.node(id).op == Op::dropout && fusion.group_of[g.node(id).operands[1]] != static_cast<int>(k))

@@ -31,14 +31,14 @@ struct JitOptions {
 /// One compiled kernel of a plan.
 struct KernelInfo {
   std::string name;
-  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending
+  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending (a recomputed prologue's too)
   NodeId root = -1;           // the node whose value it stores
 };
 
 /// Where one kernel of a plan spent its time while profiling was on.
 struct KernelProfile {
   std::string name;           // the kernel's name
-  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending
+  std::vector<NodeId> nodes;  // the graph nodes it computes, ascending (a recomputed prologue's too)
   NodeId root = -1;           // the node whose value it stores
   int64_t calls = 0;
   double seconds = 0;  // summed over the calls

@@ -199,6 +199,66 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   }
 }
 
+TEST_CASE("a normalization only pooling reads is recomputed by the pooling kernels to the same bits", "[jit][ops]") {
+  // y = relu(batchnorm_infer(x)) read only by a maxpool, its gradient and relu's gradient: the
+  // plan stores no y, and the pooling kernels compute it from x (FusionGroup::prologue). The
+  // same graph with y also an output stores it and reads it back: every value must be the
+  // same bits. Geometries: 2x2 windows tiling the plane (a partial vector per row, and rows of
+  // more than one vector), windows that leave a last row and column out, overlapping windows
+  // (stride 2 and 1) and a gathered stride of 3; one image and odd channel counts.
+  struct Case {
+    Shape x;
+    int64_t window, stride;
+  };
+  const std::vector<Case> cases = {{{3, 5, 10, 10}, 2, 2}, {{2, 3, 4, 36}, 2, 2}, {{1, 7, 9, 9}, 2, 2},
+                                   {{3, 2, 13, 13}, 3, 2}, {{2, 3, 9, 9}, 3, 1},  {{2, 3, 10, 11}, 3, 3},
+                                   {{64, 3, 28, 28}, 2, 2}};
+  for (const Case& c : cases) {
+    INFO("x " << to_string(c.x) << " window " << c.window << " stride " << c.stride);
+    const Shape channels{c.x[1]};
+    Graph g;
+    StateMap feeds{{"x", uniform(c.x, -1, 3, 21)},
+                   {"gamma", uniform(channels, 0.5, 1.5, 22)},
+                   {"beta", uniform(channels, -1, 1, 23)},
+                   {"mean", uniform(channels, 0, 2, 24)},
+                   {"var", uniform(channels, 0.5, 2, 25)}};
+    std::vector<NodeId> bn_operands;
+    for (const char* name : {"x", "gamma", "beta", "mean", "var"})
+      bn_operands.push_back(input(g, name, std::string(name) == "x" ? c.x : channels));
+    const NodeId y = g.add(Op::relu, {g.add(Op::batchnorm_infer, bn_operands, {{"eps", 1e-5}})});
+    const NodeId pooled = g.add(Op::maxpool2d, {y}, pool_attrs(c.window, c.stride));
+    feeds["dy"] = uniform(g.shape(pooled), -1, 1, 26);
+    const NodeId back =
+        g.add(Op::maxpool2d_backward, {y, input(g, "dy", g.shape(pooled))}, pool_attrs(c.window, c.stride));
+    g.set_output("pooled", pooled);
+    g.set_output("dx", g.add(Op::relu_grad, {y, back}));
+    Graph stored = g;
+    stored.set_output("y", y);
+
+    const FusionPlan plan = fuse(g);
+    REQUIRE(plan.recomputed[y]);
+    CHECK(!fuse(stored).recomputed[y]);
+    for (const FusionGroup& group : plan.groups) CHECK(group.prologue.size() == (group.anchor >= 0 ? 2u : 0u));
+
+    StateMap none;
+    const Tensor want = interpret<float>(g, feeds, none).at("pooled");
+    for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 2}}) {
+      INFO("width " << width << " threads " << threads);
+      JitOptions options;
+      options.vector_width = width;
+      options.threads = threads;
+      auto fused = compile_jit(g, options);
+      auto unfused = compile_jit(stored, options);
+      CHECK(fused->kernels().size() + 1 == unfused->kernels().size());
+      StateMap state;
+      const auto got = fused->run(feeds, state), reference = unfused->run(feeds, state);
+      CHECK(bitwise_equal(got.at("pooled"), reference.at("pooled")));
+      CHECK(bitwise_equal(got.at("dx"), reference.at("dx")));
+      CHECK(max_floored_error(got.at("pooled"), want, max_abs(want)) < 2e-6);
+    }
+  }
+}
+
 TEST_CASE("batch normalization over blocks of channels matches the interpreter on odd shapes", "[jit][ops]") {
   // A kernel sweeps its channels in blocks, image by image (codegen/emit_norm.cpp): channels 1,
   // 3 and 17 over batches of 1 and 3 and maps of 1x1, 5x7 and 28x28, then shapes of several
