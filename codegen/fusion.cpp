@@ -221,10 +221,10 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
   std::vector<bool> dropped(groups.size(), false);
   for (size_t k = 0; k < groups.size(); ++k) {
     const FusionGroup& norm = groups[k];
-    if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer || norm.root == norm.anchor) continue;
+    if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer) continue;
     const NodeId value = norm.root;
     if (g.shape(value).size() != 4 || r.is_output[value]) continue;
-    // Its epilogue: elementwise nodes of x's shape reading nothing from outside the group.
+    // Its epilogue, if any: elementwise nodes of x's shape reading nothing from outside the group.
     const bool pure = std::ranges::all_of(norm.nodes, [&](NodeId id) {
       if (r.assigns[id] > 0) return false;
       if (id == norm.anchor) return true;
