@@ -380,17 +380,8 @@ NormPrologue::NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, co
   eps_ = n.attrs.f("eps");
   // The prologue's epilogue, composed over the normalized value as the norm kernel composes it.
   const FusionGroup own{group.prologue.back(), group.prologue, {}, n.id, {}, {}, {}, {}};
-  const Shape& shape = g.shape(group.prologue.back());
-  root_ = compose_group(e, g, own, [&](NodeId id) -> ElementGen {
-    if (id == n.id) return [this](const ElementPos&) { return normalized_; };
-    // A value of x's shape is loaded where x is; one of a value per channel, per channel.
-    const bool per_channel = g.shape(id) != shape;
-    std::vector<std::pair<NodeId, llvm::Value*>>& list = per_channel ? channel_reads_ : reads_;
-    const size_t k = list.size();
-    list.emplace_back(id, input_arg(kf, group, id));
-    if (per_channel) return [this, k](const ElementPos&) { return channel_values_[k]; };
-    return [this, k](const ElementPos&) { return loaded_[k]; };
-  })[0];
+  root_ = compose_group(e, g, own,
+                        [this](NodeId) -> ElementGen { return [this](const ElementPos&) { return normalized_; }; })[0];
 }
 
 void NormPrologue::enter_channel(llvm::Value* channel) {
@@ -402,22 +393,16 @@ void NormPrologue::enter_channel(llvm::Value* channel) {
                       nm.param(beta_)};
   factors_.clear();
   for (llvm::Value* f : factors) factors_.push_back(e_.b.CreateVectorSplat(e_.width, nm.narrow(f)));
-  channel_values_.clear();
-  for (const auto& [id, buffer] : channel_reads_)
-    channel_values_.push_back(e_.b.CreateVectorSplat(e_.width, load_scalar(e_, buffer, channel)));
 }
 
-llvm::Value* NormPrologue::at(const Load& load) {
+llvm::Value* NormPrologue::apply(llvm::Value* xv) {
   assert(!factors_.empty());
-  normalized_ = e_.fma(e_.b.CreateFSub(load(x_), factors_[0]), factors_[1], factors_[2]);
-  loaded_.clear();
-  for (const auto& [id, buffer] : reads_) loaded_.push_back(load(buffer));
+  normalized_ = e_.fma(e_.b.CreateFSub(xv, factors_[0]), factors_[1], factors_[2]);
   return root_(ElementPos{{}, e_.i64c(0), nullptr});
 }
 
 llvm::Value* NormPrologue::at(llvm::Value* flat, llvm::Value* mask) {
-  return at(
-      [&](llvm::Value* buffer) { return load_vector(e_, buffer, flat, mask, llvm::Constant::getNullValue(e_.vf)); });
+  return apply(load_vector(e_, x_, flat, mask, llvm::Constant::getNullValue(e_.vf)));
 }
 
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width) {

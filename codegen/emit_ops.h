@@ -73,33 +73,27 @@ llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeI
 
 /// A normalization recomputed by a pooling kernel (FusionGroup::prologue): the batchnorm_infer
 /// of x, (x - mean) * (gamma * rstd) + beta with the factors of its own kernel (emit_norm.cpp),
-/// then its elementwise epilogue (a residual add, a ReLU), all per element of one channel.
+/// then its elementwise epilogue, all per element of one channel.
 class NormPrologue {
  public:
   NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
-  /// Computes the factors of `channel` (i64): every value until the next call is in it.
+  /// x, the normalization's operand: what the kernel loads in place of the prologue's value.
+  llvm::Value* x() const { return x_; }
+  /// Computes the factors of `channel` (i64): every apply() until the next call is in it.
   void enter_channel(llvm::Value* channel);
-  /// W floats of one of the kernel's buffers, at the positions where the value is wanted.
-  using Load = std::function<llvm::Value*(llvm::Value* buffer)>;
-  /// The prologue's value at the positions `load` reads: x there, and every other value its
-  /// epilogue reads of x's shape there too (those of one value per channel: enter_channel's).
-  llvm::Value* at(const Load& load);
-  /// The same at x's row-major index `flat` (W contiguous elements, `mask`).
+  /// The prologue's value for x's values `xv` (<W x float>).
+  llvm::Value* apply(llvm::Value* xv);
+  /// The prologue's value at x's row-major index `flat` (W contiguous elements, `mask`).
   llvm::Value* at(llvm::Value* flat, llvm::Value* mask);
 
  private:
   Emit& e_;
   llvm::Value *x_, *gamma_, *beta_, *mean_, *var_;
   double eps_;
-  // The epilogue's other values and their buffers: of x's shape, and of one value per channel.
-  std::vector<std::pair<NodeId, llvm::Value*>> reads_, channel_reads_;
   std::vector<llvm::Value*> factors_;  // mean, gamma * rstd and beta as <W x float>
   llvm::Value* normalized_ = nullptr;
-  std::vector<llvm::Value*> loaded_;          // reads_' values at the current positions
-  std::vector<llvm::Value*> channel_values_;  // channel_reads_' values in the current channel
   ElementGen root_;
 };
-
 /// How many lanes a (constant) mask from emit_vector_nest sets; W for nullptr.
 unsigned active_lanes(Emit& e, llvm::Value* mask);
 /// W floats at base[offset ..] (only the lanes in `mask`; others hold `passthru`).

@@ -59,7 +59,7 @@ WindowOrigins window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::V
 
 /// The first maximum, in row-major window order, of the windows of output row `r` starting
 /// at column q (one per lane): its value and its offset in the plane (i32 lanes). With a
-/// prologue, x is not read: the prologue's value is computed at the same positions instead.
+/// prologue, x holds its operand and each loaded vector goes through it first.
 std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane,
                                                  llvm::Value* r, llvm::Value* q, llvm::Value* mask,
                                                  NormPrologue* prologue) {
@@ -69,12 +69,10 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
   for (int64_t i = 0; i < d.window; ++i)
     for (int64_t j = 0; j < d.window; ++j) {
       llvm::Value* at = e.b.CreateAdd(base, e.i64c(i * d.w + j));
-      auto load = [&](llvm::Value* buffer) {
-        return d.stride == 1   ? load_vector(e, buffer, at, mask, llvm::Constant::getNullValue(e.vf))
-               : d.stride == 2 ? load_every_other(e, buffer, at, active_lanes(e, mask))
-                               : gather_at(e, buffer, at, lanes, mask);
-      };
-      llvm::Value* v = prologue ? prologue->at(load) : load(x);
+      llvm::Value* v = d.stride == 1   ? load_vector(e, x, at, mask, llvm::Constant::getNullValue(e.vf))
+                       : d.stride == 2 ? load_every_other(e, x, at, active_lanes(e, mask))
+                                       : gather_at(e, x, at, lanes, mask);
+      if (prologue) v = prologue->apply(v);
       llvm::Value* v_at = e.b.CreateAdd(lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
       if (!best) {
         best = v;
@@ -92,7 +90,7 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
 /// output row.
 void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
                        NormPrologue* prologue) {
-  llvm::Value* x = prologue ? nullptr : operand_arg(kf, g, group, 0);
+  llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
   Epilogue ep(e, g, group, kf, 3);
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
     llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
@@ -186,7 +184,7 @@ struct PoolGradPlane {
 /// is applied over the plane in place.
 void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
                         NormPrologue* prologue) {
-  llvm::Value* x = prologue ? nullptr : operand_arg(kf, g, group, 0);
+  llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
   ElementGen recomputed;
   if (prologue) recomputed = [prologue](const ElementPos& pos) { return prologue->at(pos.flat, pos.mask); };
   Epilogue ep(e, g, group, kf, 2, recomputed);

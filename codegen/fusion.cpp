@@ -7,7 +7,6 @@
 #include <string_view>
 
 #include "dagger/codegen/conv_algo.h"
-#include "dagger/codegen/iteration.h"
 #include "dagger/graph/axes.h"
 
 namespace dagger {
@@ -211,13 +210,6 @@ void merge_sibling_statistics(const Graph& g, std::vector<FusionGroup>& groups) 
   groups = std::move(kept);
 }
 
-/// Whether `operand`, broadcast to `out` ([N, C, H, W]), holds one value per channel.
-bool is_per_channel(const Shape& operand, const Shape& out) {
-  const std::vector<int64_t> strides = broadcast_strides(operand, out);
-  return numel(operand) == out[1] && strides[1] == 1 &&
-         std::ranges::count(strides, 0) == static_cast<std::ptrdiff_t>(strides.size()) - 1;
-}
-
 /// Makes each normalization group whose value only pooling reads (see fusion.h) the prologue
 /// of its readers' kernels, and drops its own kernel; marks its nodes in `recomputed`.
 void recompute_normalizations(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups,
@@ -232,18 +224,13 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
     if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer) continue;
     const NodeId value = norm.root;
     if (g.shape(value).size() != 4 || r.is_output[value]) continue;
-    // Its epilogue, if any: elementwise nodes of x's shape reading nothing from outside the group
-    // but values of that shape too (a residual), read where the normalization reads x, and
-    // per-channel values (a bias), read once per channel.
+    // Its epilogue, if any: elementwise nodes of x's shape reading nothing from outside the group.
     const bool pure = std::ranges::all_of(norm.nodes, [&](NodeId id) {
       if (r.assigns[id] > 0) return false;
       if (id == norm.anchor) return true;
       const Node& n = g.node(id);
       return is_elementwise(n) && n.op != Op::dropout && n.shape == g.shape(value) &&
-             std::ranges::all_of(n.operands, [&](NodeId o) {
-               return std::ranges::binary_search(norm.nodes, o) || g.shape(o) == g.shape(value) ||
-                      is_per_channel(g.shape(o), g.shape(value));
-             });
+             std::ranges::all_of(n.operands, [&](NodeId o) { return std::ranges::binary_search(norm.nodes, o); });
     });
     if (!pure) continue;
     // Every reader: a pooling anchor reading it as x (not as dy), or an elementwise node in the

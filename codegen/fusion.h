@@ -20,8 +20,8 @@
 ///    kernel and stored beside it (a sibling statistic): the channel_mean of a channel_var's x,
 ///    and a batchnorm_grad_gamma's dbeta (the reduce_sum of its dy), when the statistic is made
 ///    before the kernel's anchor and read only after it; the bits are those of its own kernel;
-///  - a batchnorm_infer (with or without an elementwise epilogue of its own: a ReLU, a residual
-///    add of x's shape, a per-channel bias) whose value is read only by pooling, as the x of a maxpool2d and of the maxpool2d_backward of its
+///  - a batchnorm_infer (with or without an elementwise epilogue of its own, a ReLU) whose
+///    value is read only by pooling, as the x of a maxpool2d and of the maxpool2d_backward of its
 ///    gradient (and by that kernel's epilogue, relu's gradient), is stored by no kernel: each of
 ///    those kernels recomputes it from the normalization's operands where it would read it (a
 ///    prologue), with the same operations, so the same bits. It saves the normalization's pass
