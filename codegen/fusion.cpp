@@ -367,7 +367,7 @@ FusionPlan fuse(const Graph& g) {
   for (const Node& n : g.nodes()) {
     if (joins[n.id] >= 0 || (!is_elementwise(n) && !is_anchor(n))) continue;
     group_at[n.id] = static_cast<int>(plan.groups.size());
-    plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id], {}, {}});
+    plan.groups.push_back(FusionGroup{n.id, {}, {}, -1, why[n.id], {}, {}, {}});
   }
   for (const Node& n : g.nodes()) {
     if (!is_elementwise(n) && !is_anchor(n)) continue;
@@ -378,7 +378,7 @@ FusionPlan fuse(const Graph& g) {
         why[n.id] = fmt::format("group %{} already holds %{} ({})", group.root, group.anchor,
                                 op_info(g.node(group.anchor).op).name);
         group_at[n.id] = static_cast<int>(plan.groups.size());
-        plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id], {}, {}});
+        plan.groups.push_back(FusionGroup{n.id, {n.id}, {}, n.id, why[n.id], {}, {}, {}});
         continue;
       }
       group.anchor = n.id;
