@@ -167,12 +167,6 @@ struct Norm {
   llvm::Value* rstd(llvm::Value* var, double eps) {
     return e.b.CreateFDiv(f64c(1.0), e.intrinsic(llvm::Intrinsic::sqrt, {e.b.CreateFAdd(var, f64c(eps))}));
   }
-  /// batchnorm_grad_gamma from the sums of stats(x, dy, extra): sum(dy * xhat) = rstd *
-  /// sum(dy * (x - mean)) in double, and with Extra::dbeta the float sum of dy.
-  std::pair<llvm::Value*, llvm::Value*> gamma_grad(const Stats& s, Extra extra, double eps) {
-    const Moments st = moments(s, true, extra);
-    return {e.b.CreateFMul(st.sum_dy_xc, rstd(st.var, eps)), st.dy_float};
-  }
 
   /// Stores a float statistic per channel (a scalar, or a vector with lanes) at out[c], not
   /// through the epilogue: a sibling statistic's own output.
@@ -288,44 +282,6 @@ class BlockPartials {
   llvm::Value* saved_;
 };
 
-/// A block of channels' sums of `w` (its double sums and its float term), each channel's kept
-/// in memory between its runs.
-class ChannelSums {
- public:
-  ChannelSums(Norm& nm, const ChannelWork& w, int64_t block) : nm_(nm), w_(w) {
-    if (w.sums > 0) doubles_.emplace(nm.e, nm.f64, w.sums, block);
-    if (w.float_term) floats_.emplace(nm.e, nm.e.f32, 1, block);
-  }
-  bool any() const { return doubles_ || floats_; }
-  /// Starts channel j's sums at zero.
-  void start(llvm::Value* j) {
-    if (doubles_) doubles_->start(j);
-    if (floats_) floats_->start(j);
-  }
-  /// Adds channel j's run of one image, the `inner` elements at `base`.
-  void add_run(llvm::Value* j, llvm::Value* base) {
-    Emit& e = nm_.e;
-    if (doubles_)
-      doubles_->add_run(j, nm_.d.inner,
-                        [&](llvm::Value* at, llvm::Value* m) { return w_.terms(e.b.CreateAdd(base, at), m); });
-    if (floats_)
-      floats_->add_run(j, nm_.d.inner, [&](llvm::Value* at, llvm::Value* m) {
-        return std::vector{w_.float_term(e.b.CreateAdd(base, at), m)};
-      });
-  }
-  /// Channel j's sums: the double sums, then the float term's.
-  Stats results(llvm::Value* j) {
-    Stats sums = doubles_ ? doubles_->results(j, w_.sums) : Stats{};
-    if (floats_) sums.push_back(floats_->results(j, 1)[0]);
-    return sums;
-  }
-
- private:
-  Norm& nm_;
-  const ChannelWork& w_;
-  std::optional<BlockPartials> doubles_, floats_;
-};
-
 /// The per-channel work of one channel per item, the items [begin, end) in blocks of
 /// block_channels() (see the top of the file): the sums image by image, each channel's
 /// partials restored before its run and saved after it; then each channel's results, whose
@@ -334,7 +290,9 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
                   llvm::Value* shifted) {
   Emit& e = nm.e;
   const int64_t block = block_channels(nm.d);
-  ChannelSums sums(nm, w, block);
+  std::optional<BlockPartials> doubles, floats;
+  if (w.sums > 0) doubles.emplace(e, nm.f64, w.sums, block);
+  if (w.float_term) floats.emplace(e, e.f32, 1, block);
   // Enough float factors for every kernel (normalize: 3, batchnorm_backward: 4).
   llvm::ArrayType* factor_type = llvm::ArrayType::get(e.f32, 4);
   llvm::Value* factors_saved = per_channel_slots(e, factor_type, block);
@@ -355,18 +313,31 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
     llvm::Value* c0 = e.b.CreateAdd(begin, e.b.CreateMul(k, e.i64c(block)));
     llvm::Value* c1 = e.b.CreateAdd(c0, e.i64c(block));
     c1 = e.b.CreateSelect(e.b.CreateICmpSLT(c1, end), c1, end);
-    if (sums.any()) {
-      emit_range(e, c0, c1, [&](llvm::Value* c) { sums.start(enter(c0, c)); });
+    if (doubles || floats) {
+      emit_range(e, c0, c1, [&](llvm::Value* c) {
+        llvm::Value* j = enter(c0, c);
+        if (doubles) doubles->start(j);
+        if (floats) floats->start(j);
+      });
       emit_for(e, nm.d.batch, 1, [&](llvm::Value* b) {
         emit_range(e, c0, c1, [&](llvm::Value* c) {
           llvm::Value* j = enter(c0, c);
-          sums.add_run(j, nm.run_offset(b));
+          llvm::Value* base = nm.run_offset(b);
+          if (doubles)
+            doubles->add_run(j, nm.d.inner,
+                             [&](llvm::Value* at, llvm::Value* m) { return w.terms(e.b.CreateAdd(base, at), m); });
+          if (floats)
+            floats->add_run(j, nm.d.inner, [&](llvm::Value* at, llvm::Value* m) {
+              return std::vector{w.float_term(e.b.CreateAdd(base, at), m)};
+            });
         });
       });
     }
     emit_range(e, c0, c1, [&](llvm::Value* c) {
       llvm::Value* j = enter(c0, c);
-      const Stats factors = w.finish(sums.results(j));
+      Stats sums = doubles ? doubles->results(j, w.sums) : Stats{};
+      if (floats) sums.push_back(floats->results(j, 1)[0]);
+      const Stats factors = w.finish(sums);
       factor_count = factors.size();
       assert(factor_count <= factor_type->getNumElements());
       for (size_t f = 0; f < factor_count; ++f) e.b.CreateStore(nm.narrow(factors[f]), factor_at(j, f));
@@ -434,59 +405,6 @@ llvm::Value* NormPrologue::at(llvm::Value* flat, llvm::Value* mask) {
   return apply(load_vector(e_, x_, flat, mask, llvm::Constant::getNullValue(e_.vf)));
 }
 
-struct GammaGradSums::State {
-  State(Emit& e, const Shape& x, double eps)
-      : nm{e, channel_dims(x), llvm::Type::getDoubleTy(e.ctx), nullptr}, eps(eps) {
-    nm.vd = llvm::FixedVectorType::get(nm.f64, e.width);
-  }
-  Norm nm;
-  double eps;
-  Norm::Extra extra = Norm::Extra::none;
-  llvm::Value *x = nullptr, *dgamma = nullptr, *dbeta = nullptr;
-  ChannelWork w;
-  std::optional<ChannelSums> sums;
-};
-
-GammaGradSums::GammaGradSums(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
-                             llvm::Value* dy) {
-  auto output = [&](NodeId id) {
-    return kf.args[1 + static_cast<size_t>(std::ranges::find(group.side_outputs, id) - group.side_outputs.begin())];
-  };
-  for (NodeId id : group.side_outputs) {
-    const Node& n = g.node(id);
-    if (n.op == Op::batchnorm_grad_gamma) {
-      s_ = std::make_unique<State>(e, g.shape(n.operands[0]), n.attrs.f("eps"));
-      s_->x = input_arg(kf, group, n.operands[0]);
-      s_->dgamma = output(id);
-    }
-  }
-  assert(s_ && !s_->nm.lanes);
-  for (NodeId id : group.side_outputs)
-    if (g.node(id).op == Op::reduce_sum) {
-      s_->dbeta = output(id);
-      s_->extra = Norm::Extra::dbeta;
-    }
-  s_->w = s_->nm.stats(s_->x, dy, s_->extra);
-  s_->sums.emplace(s_->nm, s_->w, 1);
-}
-
-GammaGradSums::~GammaGradSums() = default;
-
-void GammaGradSums::start(llvm::Value* channel) {
-  s_->nm.c = channel;
-  s_->nm.shift = s_->nm.first_of(s_->x);
-  s_->sums->start(s_->nm.e.i64c(0));
-}
-
-void GammaGradSums::add_image(llvm::Value* image) { s_->sums->add_run(s_->nm.e.i64c(0), s_->nm.run_offset(image)); }
-
-void GammaGradSums::finish() {
-  Norm& nm = s_->nm;
-  const auto [dgamma, dbeta] = nm.gamma_grad(s_->sums->results(nm.e.i64c(0)), s_->extra, s_->eps);
-  nm.store_sibling(s_->dgamma, nm.narrow(dgamma));
-  if (s_->dbeta) nm.store_sibling(s_->dbeta, dbeta);
-}
-
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width) {
   const Shape& x = g.shape(g.node(anchor).operands[0]);
   const ChannelDims d = channel_dims(x);
@@ -510,11 +428,16 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
   const bool per_channel = n.op == Op::channel_mean || n.op == Op::channel_var || n.op == Op::batchnorm_grad_gamma;
   // The epilogue iterates what one item does not: one channel's inner positions, or W channels.
   const size_t keep = (per_channel ? 1 : 2) - (nm.lanes ? 1 : 0);
-  // A sibling statistic is stored at its own argument (the first side output's), not through
-  // the epilogue.
+  // A sibling statistic is stored at its own argument (the first side output's); the epilogue
+  // composes the rest of the group, which is then the anchor alone.
   const NodeId sibling = sibling_of(g, group);
-  assert(sibling < 0 || (group.nodes.size() == 2 && group.side_outputs.size() == 1));
-  Epilogue ep(e, g, group, kf, keep);
+  FusionGroup composed = group;
+  if (sibling >= 0) {
+    std::erase(composed.nodes, sibling);
+    std::erase(composed.side_outputs, sibling);
+    assert(composed.nodes.size() == 1 && composed.side_outputs.empty() && group.side_outputs.size() == 1);
+  }
+  Epilogue ep(e, g, composed, kf, keep);
   const double eps = n.op == Op::channel_mean || n.op == Op::channel_var ? 0.0 : n.attrs.f("eps");
   const double m = double(nm.d.count());
 
@@ -553,12 +476,12 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
         return std::pair{nm.param(arg(3)), nm.rstd(nm.param(arg(4)), eps)};
       });
       break;
-    case Op::batchnorm_grad_gamma:
+    case Op::batchnorm_grad_gamma:  // sum(dy * xhat) = rstd * sum(dy * (x - mean))
       w = nm.stats(x, arg(1), extra);
       w.finish = [&](const Stats& s) {
-        const auto [dgamma, dbeta] = nm.gamma_grad(s, extra, eps);
-        nm.store_channel(ep, dgamma);
-        if (sibling >= 0) nm.store_sibling(kf.args[1], dbeta);
+        const Norm::Moments st = nm.moments(s, true, extra);
+        nm.store_channel(ep, e.b.CreateFMul(st.sum_dy_xc, nm.rstd(st.var, eps)));
+        if (sibling >= 0) nm.store_sibling(kf.args[1], st.dy_float);  // dbeta
         return Stats{};
       };
       break;

@@ -45,7 +45,7 @@ OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsign
   const NodeId anchor = group.anchor;
   switch (kernel_family(g.node(anchor).op)) {
     case KernelFamily::pool:
-      return pool_layout(g, group);
+      return pool_layout(g, anchor);
     case KernelFamily::norm:
       return norm_layout(g, anchor, width);
     case KernelFamily::softmax:
@@ -105,20 +105,12 @@ Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const Kern
     : e_(e) {
   const Shape& out = g.shape(group.anchor);
   assert(g.shape(group.root) == out && keep <= out.size());
-  // Statistics computed beside the anchor (FusionGroup::side_outputs) are the kernel's to
-  // store; the epilogue is the rest, with the outputs' and inputs' arguments of the whole group.
-  FusionGroup own = group;
-  auto statistic = [&](NodeId id) {
-    return id != group.anchor && kernel_family(g.node(id).op) != KernelFamily::elementwise;
-  };
-  std::erase_if(own.nodes, statistic);
-  std::erase_if(own.side_outputs, statistic);
   // The values the epilogue reads: operands of its nodes computed outside the group.
   std::vector<NodeId> reads;
-  for (NodeId id : own.nodes) {
+  for (NodeId id : group.nodes) {
     if (id == group.anchor) continue;
     for (NodeId o : g.node(id).operands)
-      if (!std::binary_search(own.nodes.begin(), own.nodes.end(), o)) reads.push_back(o);
+      if (!std::binary_search(group.nodes.begin(), group.nodes.end(), o)) reads.push_back(o);
   }
   bool merge = out.size() > keep;
   for (NodeId id : reads) merge = merge && tail_read(g.shape(id), out, keep) != TailRead::mixed;
@@ -155,12 +147,8 @@ Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const Kern
                       view_strides(g.shape(id))};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  outputs_ = compose_group(e, g, own, input);
-  out_.push_back(StridedBuffer{kf.args[0], contiguous_strides(view_)});
-  for (NodeId id : own.side_outputs) {
-    const auto at = static_cast<size_t>(std::ranges::find(group.side_outputs, id) - group.side_outputs.begin());
-    out_.push_back(StridedBuffer{kf.args[1 + at], contiguous_strides(view_)});
-  }
+  outputs_ = compose_group(e, g, group, input);
+  for (size_t o = 0; o < outputs_.size(); ++o) out_.push_back(StridedBuffer{kf.args[o], contiguous_strides(view_)});
 }
 
 void Epilogue::for_each(const std::vector<llvm::Value*>& outer,

@@ -6,8 +6,7 @@
 ///
 /// Parallel items, chosen so that every output value is computed by one item in an order that
 /// does not depend on which items a call gets (results are the same bits for any split):
-///   maxpool2d, maxpool2d_backward      one (image, channel) plane; one channel's planes
-///                                      when it sums a gamma gradient (GammaGradSums)
+///   maxpool2d, maxpool2d_backward      one (image, channel) plane
 ///   batchnorm_*, channel_mean/var      one channel (its statistics summed in double)
 ///   softmax, softmax_xent_grad         one row
 ///   softmax_xent                       the whole batch (its mean loss is one scalar)
@@ -15,7 +14,6 @@
 ///   transpose, broadcast               one index of the output's first axis
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -96,28 +94,6 @@ class NormPrologue {
   llvm::Value* normalized_ = nullptr;
   ElementGen root_;
 };
-/// The gamma gradient (a batchnorm_grad_gamma, with its dbeta sibling when the group has it)
-/// that a pooling gradient's kernel sums beside its root (codegen/fusion.h): one channel at a
-/// time, that channel's run of x and of the root's buffer in each image in turn, in the order
-/// of the statistic's own kernel (emit_norm.cpp), so the same bits.
-class GammaGradSums {
- public:
-  /// `dy`: the buffer the kernel writes the statistic's dy into (its root's).
-  GammaGradSums(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, llvm::Value* dy);
-  ~GammaGradSums();
-  GammaGradSums(const GammaGradSums&) = delete;
-  GammaGradSums& operator=(const GammaGradSums&) = delete;
-  /// Starts `channel` (i64) with its sums at zero.
-  void start(llvm::Value* channel);
-  /// Adds the channel's elements in `image` (i64), once the kernel has written its dy there.
-  void add_image(llvm::Value* image);
-  /// Stores the channel's dgamma (and dbeta).
-  void finish();
-
- private:
-  struct State;
-  std::unique_ptr<State> s_;
-};
 /// How many lanes a (constant) mask from emit_vector_nest sets; W for nullptr.
 unsigned active_lanes(Emit& e, llvm::Value* mask);
 /// W floats at base[offset ..] (only the lanes in `mask`; others hold `passthru`).
@@ -132,7 +108,7 @@ std::vector<llvm::Value*> unflatten(Emit& e, llvm::Value* flat, const Shape& dim
 llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset);
 
 // ---- The per-op emitters (the group's anchor decides). ----
-OpKernelLayout pool_layout(const Graph& g, const FusionGroup& group);
+OpKernelLayout pool_layout(const Graph& g, NodeId anchor);
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width);
 void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);

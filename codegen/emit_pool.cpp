@@ -15,11 +15,6 @@ namespace dagger {
 
 namespace {
 
-/// Whether the kernel sums a gamma gradient beside its root (codegen/fusion.h).
-bool sums_statistics(const Graph& g, const FusionGroup& group) {
-  return std::ranges::any_of(group.side_outputs, [&](NodeId id) { return g.node(id).op == Op::batchnorm_grad_gamma; });
-}
-
 struct PoolDims {
   int64_t images, channels, h, w, oh, ow, window, stride;
   int64_t planes() const { return images * channels; }
@@ -186,9 +181,7 @@ struct PoolGradPlane {
 };
 
 /// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
-/// is applied over the plane in place. A kernel that also sums a gamma gradient over what it
-/// writes (GammaGradSums) takes one channel per item and its planes image by image, adding
-/// each to the channel's sums once written.
+/// is applied over the plane in place.
 void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
                         NormPrologue* prologue) {
   llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
@@ -198,11 +191,10 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
   llvm::Value* dy = operand_arg(kf, g, group, 1);
   llvm::Value* dx = kf.args[0];
   const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
-  std::optional<GammaGradSums> sums;
-  if (sums_statistics(g, group)) sums.emplace(e, kf, g, group, dx);
-  auto write_plane = [&](llvm::Value* p) {
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
     PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
+    if (prologue) prologue->enter_channel(e.b.CreateURem(p, e.i64c(d.channels)));
     if (!tiled) pg.zero_plane();
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
       emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
@@ -218,32 +210,14 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
                     return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
                   });
     }
-  };
-  if (!sums) {
-    emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
-      if (prologue) prologue->enter_channel(e.b.CreateURem(p, e.i64c(d.channels)));
-      write_plane(p);
-    });
-    return;
-  }
-  emit_range(e, kf.begin, kf.end, [&](llvm::Value* c) {
-    if (prologue) prologue->enter_channel(c);
-    sums->start(c);
-    emit_for(e, d.images, 1, [&](llvm::Value* image) {
-      write_plane(e.b.CreateAdd(e.b.CreateMul(image, e.i64c(d.channels)), c));
-      sums->add_image(image);
-    });
-    sums->finish();
   });
 }
 
 }  // namespace
 
-OpKernelLayout pool_layout(const Graph& g, const FusionGroup& group) {
-  const PoolDims d = pool_dims(g, group.anchor);
-  const double plane = double(d.h * d.w + d.oh * d.ow);
-  if (sums_statistics(g, group)) return {d.channels, double(d.images) * (plane + double(d.h * d.w))};
-  return {d.planes(), plane};
+OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
+  const PoolDims d = pool_dims(g, anchor);
+  return {d.planes(), double(d.h * d.w + d.oh * d.ow)};
 }
 
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {

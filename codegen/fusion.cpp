@@ -151,11 +151,6 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
     }
   };
   if (group.root != group.anchor) walk(group.root);
-  // A statistic the anchor's kernel computes beside its root (not reached from the root).
-  for (NodeId id : group.nodes)
-    if (id != group.anchor && is_anchor(g.node(id)))
-      for (NodeId o : g.node(id).operands)
-        if (o != recomputed && !std::binary_search(group.nodes.begin(), group.nodes.end(), o)) add(o);
   return inputs;
 }
 
@@ -265,46 +260,8 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
   groups = std::move(kept);
 }
 
-/// Moves each batchnorm_grad_gamma kernel (the gamma gradient, with its dbeta sibling if it has
-/// one and nothing else) into the kernel of the maxpool2d_backward that writes its dy, when that
-/// kernel recomputes the normalization of the same x (see fusion.h): the pooling gradient then
-/// sums each channel over its planes as it writes them, and the statistics' own pass over x and
-/// dy goes. The statistics are read only after the pooling gradient's root (they read it).
-void sum_statistics_in_pooling(const Graph& g, std::vector<FusionGroup>& groups) {
-  const std::vector<std::vector<NodeId>> readers = readers_of(g);
-  std::vector<int> group_at(g.size(), -1);
-  for (size_t k = 0; k < groups.size(); ++k)
-    for (NodeId id : groups[k].nodes) group_at[id] = static_cast<int>(k);
-  std::vector<bool> moved(groups.size(), false);
-  for (FusionGroup& pool : groups) {
-    if (pool.prologue.empty() || g.node(pool.anchor).op != Op::maxpool2d_backward) continue;
-    const NodeId x = g.node(pool.prologue.front()).operands[0];
-    for (NodeId reader : readers[pool.root]) {
-      const Node& gamma = g.node(reader);
-      const int at = group_at[reader];
-      if (gamma.op != Op::batchnorm_grad_gamma || gamma.operands != std::vector<NodeId>{x, pool.root} || at < 0 ||
-          moved[static_cast<size_t>(at)])
-        continue;
-      const FusionGroup& stats = groups[static_cast<size_t>(at)];
-      const bool alone = stats.root == reader && std::ranges::all_of(stats.nodes, [&](NodeId id) {
-                           return id == reader || is_sibling_statistic(g, g.node(id), gamma);
-                         });
-      if (!alone) continue;
-      moved[static_cast<size_t>(at)] = true;
-      pool.nodes.insert(pool.nodes.end(), stats.nodes.begin(), stats.nodes.end());
-      std::ranges::sort(pool.nodes);
-      break;
-    }
-  }
-  std::vector<FusionGroup> kept;
-  for (size_t k = 0; k < groups.size(); ++k)
-    if (!moved[k]) kept.push_back(std::move(groups[k]));
-  groups = std::move(kept);
-}
-
-/// Whether `id` is a statistic its group's anchor computes beside its own value (see
-/// is_sibling_statistic and sum_statistics_in_pooling): a node of a group besides its anchor
-/// that is not elementwise.
+/// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
+/// only node of a group besides its anchor that is not elementwise.
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
   return id != group.anchor && is_anchor(g.node(id));
 }
@@ -434,7 +391,6 @@ FusionPlan fuse(const Graph& g) {
   plan.recomputed.assign(g.size(), false);
   for (FusionGroup& group : plan.groups) std::sort(group.nodes.begin(), group.nodes.end());
   recompute_normalizations(g, readers, plan.groups, plan.recomputed);
-  sum_statistics_in_pooling(g, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -469,11 +425,6 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
-  if (is_sibling(g, group, id) && g.node(group.anchor).op == Op::maxpool2d_backward)
-    return fmt::format(
-        "is summed over each channel's planes of %{} as this kernel writes them, in the order of its own kernel (a "
-        "gradient statistic of the normalization this kernel recomputes), and stored for its {} readers",
-        group.root, readers_of(g)[id].size());
   if (is_sibling(g, group, id))
     return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", group.anchor,
                        op_info(g.node(group.anchor).op).name, n.operands[0], readers_of(g)[id].size());
@@ -515,10 +466,7 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
     };
     std::vector<std::string> writes{written(group.root, "")};
     for (NodeId id : group.side_outputs)
-      writes.push_back(written(id, !is_sibling(g, group, id) ? " (for its assigns)"
-                                   : g.node(group.anchor).op == Op::maxpool2d_backward
-                                       ? " (summed as it is written)"
-                                       : " (beside it, in the same read)"));
+      writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)" : " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (!why) continue;

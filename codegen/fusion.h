@@ -25,11 +25,7 @@
 ///    gradient (and by that kernel's epilogue, relu's gradient), is stored by no kernel: each of
 ///    those kernels recomputes it from the normalization's operands where it would read it (a
 ///    prologue), with the same operations, so the same bits. It saves the normalization's pass
-///    over x and the write and re-reads of its output;
-///  - the gamma gradient of such a normalization (a batchnorm_grad_gamma of the same x, with its
-///    dbeta sibling) whose dy is what the maxpool2d_backward kernel writes is summed by that
-///    kernel, channel by channel over its planes as it writes them, in the order of its own
-///    kernel, so the same bits; it saves that kernel's read of x and dy.
+///    over x and the write and re-reads of its output.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -48,15 +44,14 @@ KernelFamily kernel_family(Op op);
 
 struct FusionGroup {
   NodeId root = -1;            // the node whose value the group writes to memory
-  std::vector<NodeId> nodes;   // every node the group computes, ascending; root last but for statistics
-                               // a pooling gradient sums beside it (see the rules)
+  std::vector<NodeId> nodes;   // every node the group computes, ascending; root last
   std::vector<NodeId> inputs;  // values it reads from memory: the anchor's operands first (for operand 0
                                // recomputed by the prologue, the prologue's operands)
   NodeId anchor = -1;          // the node computed by a kernel of its own (a contraction or an op kernel), if any
   std::string why_root;        // why the root was not fused into a reader
   /// Nodes inside the group that assigns also read: the kernel stores them beside the root
-  /// (an optimizer's new moments, next to the new parameter they produce), of the root's shape;
-  /// and sibling statistics, summed in the anchor's read or beside it (see the rules above).
+  /// (an optimizer's new moments, next to the new parameter they produce); and a sibling
+  /// statistic, summed in the anchor's read (see the rules above). Same shape as root.
   std::vector<NodeId> side_outputs;
   /// Outputs (the root or side outputs) stored straight into the parameter or state tensor
   /// they replace, as (output, source) pairs. Set by the JIT plan, never by fuse(): the

@@ -202,28 +202,21 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
 TEST_CASE("a normalization only pooling reads is recomputed by the pooling kernels to the same bits", "[jit][ops]") {
   // y = relu(batchnorm_infer(x)), or batchnorm_infer(x) alone, read only by a maxpool, its
   // gradient and a relu_grad: the plan stores no y, and the pooling kernels compute it from x
-  // (FusionGroup::prologue); the gradient's kernel also sums the gamma gradient of x and its
-  // dbeta over the relu_grad it writes. The same graph with y also an output stores y, reads it
-  // back and sums the statistics in a kernel of their own: every value must be the same bits.
-  // Geometries: 2x2 windows tiling the plane (a partial vector per row, and rows of more than
-  // one vector), windows that leave a last row and column out, overlapping windows (stride 2
-  // and 1) and a gathered stride of 3; one image, odd channel counts, and one channel (whose
-  // dbeta is summed by a reduction kernel of its own in both plans).
+  // (FusionGroup::prologue). The same graph with y also an output stores it and reads it back:
+  // every value must be the same bits. Geometries: 2x2 windows tiling the plane (a partial
+  // vector per row, and rows of more than one vector), windows that leave a last row and column
+  // out, overlapping windows (stride 2 and 1) and a gathered stride of 3; one image and odd
+  // channel counts.
   struct Case {
     Shape x;
     int64_t window, stride;
   };
-  const std::vector<Case> cases = {{{3, 5, 10, 10}, 2, 2},  {{2, 3, 4, 36}, 2, 2}, {{1, 7, 9, 9}, 2, 2},
-                                   {{3, 2, 13, 13}, 3, 2},  {{2, 3, 9, 9}, 3, 1},  {{2, 3, 10, 11}, 3, 3},
-                                   {{64, 3, 28, 28}, 2, 2}, {{3, 1, 6, 6}, 2, 2}};
-  for (const auto& [c, activated] : std::vector<std::pair<Case, bool>>{{cases[0], false},
-                                                                       {cases[1], true},
-                                                                       {cases[2], true},
-                                                                       {cases[3], false},
-                                                                       {cases[4], true},
-                                                                       {cases[5], true},
-                                                                       {cases[6], true},
-                                                                       {cases[7], true}}) {
+  const std::vector<Case> cases = {{{3, 5, 10, 10}, 2, 2}, {{2, 3, 4, 36}, 2, 2}, {{1, 7, 9, 9}, 2, 2},
+                                   {{3, 2, 13, 13}, 3, 2}, {{2, 3, 9, 9}, 3, 1},  {{2, 3, 10, 11}, 3, 3},
+                                   {{64, 3, 28, 28}, 2, 2}};
+  for (const auto& [c, activated] : std::vector<std::pair<Case, bool>>{
+           {cases[0], false}, {cases[1], true}, {cases[2], true}, {cases[3], false}, {cases[4], true},
+           {cases[5], true}, {cases[6], true}}) {
     INFO("x " << to_string(c.x) << " window " << c.window << " stride " << c.stride << " relu " << activated);
     const Shape channels{c.x[1]};
     Graph g;
@@ -241,31 +234,19 @@ TEST_CASE("a normalization only pooling reads is recomputed by the pooling kerne
     feeds["dy"] = uniform(g.shape(pooled), -1, 1, 26);
     const NodeId back =
         g.add(Op::maxpool2d_backward, {y, input(g, "dy", g.shape(pooled))}, pool_attrs(c.window, c.stride));
-    const NodeId dx = g.add(Op::relu_grad, {y, back});
     g.set_output("pooled", pooled);
-    g.set_output("dx", dx);
-    // dbeta first, as the autodiff makes them (a sibling statistic is made before its anchor).
-    g.set_output("dbeta",
-                 g.add(Op::reduce_sum, {dx}, {{"axes", std::vector<int64_t>{0, 2, 3}}, {"keepdims", int64_t(0)}}));
-    const NodeId dgamma = g.add(Op::batchnorm_grad_gamma, {bn_operands[0], dx}, {{"eps", 1e-5}});
-    g.set_output("dgamma", dgamma);
+    g.set_output("dx", g.add(Op::relu_grad, {y, back}));
     Graph stored = g;
     stored.set_output("y", y);
 
     const FusionPlan plan = fuse(g);
     REQUIRE(plan.recomputed[y]);
     CHECK(!fuse(stored).recomputed[y]);
-    const FusionGroup& backward = plan.groups[static_cast<size_t>(plan.group_of[back])];
-    CHECK(plan.group_of[dgamma] == plan.group_of[back]);
-    CHECK(backward.side_outputs.size() == (c.x[1] > 1 ? 2u : 1u));
     for (const FusionGroup& group : plan.groups)
-      CHECK(group.prologue.size() ==
-            (kernel_family(g.node(group.anchor).op) == KernelFamily::pool ? (activated ? 2u : 1u) : 0u));
+      CHECK(group.prologue.size() == (group.anchor >= 0 ? (activated ? 2u : 1u) : 0u));
 
     StateMap none;
-    const auto want = interpret<float>(g, feeds, none);
-    TensorMap<double> none_exact;
-    const TensorMap<double> exact = interpret<double>(g, to_double(feeds), none_exact);
+    const Tensor want = interpret<float>(g, feeds, none).at("pooled");
     for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 2}}) {
       INFO("width " << width << " threads " << threads);
       JitOptions options;
@@ -273,19 +254,12 @@ TEST_CASE("a normalization only pooling reads is recomputed by the pooling kerne
       options.threads = threads;
       auto fused = compile_jit(g, options);
       auto unfused = compile_jit(stored, options);
-      CHECK(fused->kernels().size() + 2 == unfused->kernels().size());
+      CHECK(fused->kernels().size() + 1 == unfused->kernels().size());
       StateMap state;
       const auto got = fused->run(feeds, state), reference = unfused->run(feeds, state);
-      for (const char* name : {"pooled", "dx", "dgamma", "dbeta"}) {
-        INFO(name);
-        CHECK(bitwise_equal(got.at(name), reference.at(name)));
-        if (std::string(name) != "dbeta")
-          CHECK(max_floored_error(got.at(name), want.at(name), max_abs(want.at(name))) < 2e-6);
-      }
-      // dbeta, a float sum of terms in (-1, 1) that cancel: to 1e-7 of its term count.
-      const xt::xarray<double>& sums = exact.at("dbeta");
-      for (size_t i = 0; i < sums.size(); ++i)
-        CHECK(std::abs(double(got.at("dbeta").data()[i]) - sums.data()[i]) <= 1e-7 * double(numel(c.x) / c.x[1]));
+      CHECK(bitwise_equal(got.at("pooled"), reference.at("pooled")));
+      CHECK(bitwise_equal(got.at("dx"), reference.at("dx")));
+      CHECK(max_floored_error(got.at("pooled"), want, max_abs(want)) < 2e-6);
     }
   }
 }
