@@ -57,10 +57,6 @@ std::set<std::string> member_keys(const SuiteResult& result) {
   return keys;
 }
 
-/// Written into every run folder import_bundle fills: where the run came from, and whether that
-/// was a complete bundle (whose runs a partial bundle leaves out: they travel with it already).
-constexpr const char* kImportedFile = "imported.json";
-
 void copy_run(const RunRecord& r, const fs::path& to, bool with_probs) {
   fs::create_directories(to);
   for (const char* file : {"config.json", "history.csv", "metrics.json", "provenance.json"})
@@ -119,7 +115,7 @@ void write_bundle(const SuiteResult& result, const SuiteOptions& options) {
   fs::rename(staging, bundle);
 }
 
-void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
+void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir, bool with_probs) {
   const fs::path partial = fs::path(out_dir) / kPartialBundleFolder, to = partial / "runs" / r.key;
   if (r.dir.empty() || !fs::exists(fs::path(r.dir) / "metrics.json")) return;
   if (const fs::path imported = fs::path(r.dir) / kImportedFile; fs::exists(imported)) {
@@ -127,15 +123,25 @@ void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
     const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
     if (!j.is_object() || !j.value("partial", false)) return;  // from a complete bundle
   }
-  if (!fs::exists(to / "metrics.json")) {
+  with_probs = with_probs && fs::exists(fs::path(r.dir) / "test_probs");
+  const bool filed = fs::exists(to / "metrics.json");
+  if (!filed || (with_probs && !fs::exists(to / "test_probs"))) {
     // Staged beside runs/, not in it: a kill mid-copy leaves nothing an import would take for a run.
     const fs::path staging = partial / "staging" / r.key;
     fs::remove_all(staging);
     fs::create_directories(to.parent_path());
-    // Probabilities of every run, members or not: which runs an experiment combines is known
-    // only once the whole suite has run.
-    copy_run(r, staging, fs::exists(fs::path(r.dir) / "test_probs"));
-    fs::rename(staging, to);
+    copy_run(r, staging, with_probs);
+    if (filed) {
+      // Filed before without its probabilities, now by an experiment that may combine it: the
+      // folder is replaced whole. A kill between the renames leaves the run out, to be filed again.
+      const fs::path old = partial / "staging" / (r.key + ".old");
+      fs::remove_all(old);
+      fs::rename(to, old);
+      fs::rename(staging, to);
+      fs::remove_all(old);
+    } else {
+      fs::rename(staging, to);
+    }
     std::error_code not_empty;  // another run's staging, had two suites shared the folder: it stays
     fs::remove(staging.parent_path(), not_empty);
   }
@@ -153,6 +159,26 @@ void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir) {
   std::ranges::sort(keys);
   for (const std::string& key : keys) index["runs"].push_back(key);
   write_file_atomically((partial / kPartialIndexFile).string(), index.dump(1) + "\n");
+}
+
+void prune_partial_bundle(const std::string& out_dir, const std::set<std::string>& keep) {
+  const fs::path partial = fs::path(out_dir) / kPartialBundleFolder;
+  if (!fs::is_directory(partial / "runs")) return;
+  for (const auto& entry : fs::directory_iterator(partial / "runs")) {
+    const std::string key = entry.path().filename().string();
+    if (keep.contains(key)) continue;
+    // Each folder leaves by a rename first, so an import never finds half of one.
+    for (const std::string folder : {"test_probs", kBestTestProbsFolder}) {
+      if (!fs::exists(entry.path() / folder)) continue;
+      const fs::path gone = partial / "staging" / (key + "." + folder);
+      fs::create_directories(gone.parent_path());
+      fs::remove_all(gone);
+      fs::rename(entry.path() / folder, gone);
+      fs::remove_all(gone);
+    }
+  }
+  std::error_code not_empty;
+  fs::remove(partial / "staging", not_empty);
 }
 
 size_t import_bundle(const std::string& bundle_dir, const std::string& runs_dir) {

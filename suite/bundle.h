@@ -15,10 +15,14 @@
 ///
 /// The partial bundle, OUT/bundle-partial, grows as the suite runs: every run finished in OUT
 /// (trained, reused, or imported from another partial bundle) goes in as soon as it is filed,
-/// laid out as in a bundle's runs/ (with its test probabilities, member or not), with
-/// partial.json listing them in place of results.json. It is what a suite stopped mid-way, on a
-/// machine whose runs/ folder will not survive, commits so that the next machine can carry on
-/// with `--resume-from`; runs imported from a complete bundle are left out, as they travel in it.
+/// laid out as in a bundle's runs/, with partial.json listing them in place of results.json. It
+/// is what a suite stopped mid-way, on a machine whose runs/ folder will not survive, commits so
+/// that the next machine can carry on with `--resume-from`; runs imported from a complete bundle
+/// are left out, as they travel in it. Test probabilities go in only for runs of experiments
+/// whose chosen runs others combine, and leave again when the experiment has chosen others: the
+/// partial bundle of a long suite stays small enough to commit. A suite that chooses a run
+/// imported without them trains it again (suite.cpp, retrain_chosen_without_probabilities).
+#include <set>
 #include <string>
 
 #include "dagger/suite/suite.h"
@@ -31,11 +35,19 @@ void write_bundle(const SuiteResult& result, const SuiteOptions& options);
 inline constexpr const char* kPartialBundleFolder = "bundle-partial";
 inline constexpr const char* kPartialIndexFile = "partial.json";
 
-/// Adds finished run `r` to out_dir's partial bundle (above), once; each run folder appears
-/// there whole or not at all. partial.json is rewritten on every call, so a run filed again
-/// after a kill cut the first filing short is listed. Not thread-safe: call it with the suite's
-/// lock held.
-void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir);
+/// Written into every run folder import_bundle fills: where the run came from, and whether that
+/// was a complete bundle (whose runs a partial bundle leaves out: they travel with it already).
+inline constexpr const char* kImportedFile = "imported.json";
+
+/// Adds finished run `r` to out_dir's partial bundle (above), once, with its test probabilities
+/// when `with_probs` (a run already in without them gets them); each run folder appears there
+/// whole or not at all. partial.json is rewritten on every call, so a run filed again after a
+/// kill cut the first filing short is listed. Not thread-safe: call it with the suite's lock held.
+void add_to_partial_bundle(const RunRecord& r, const std::string& out_dir, bool with_probs);
+
+/// Removes the test probabilities (both epochs') of every run in out_dir's partial bundle whose
+/// key `keep` lacks. Not thread-safe, as add_to_partial_bundle.
+void prune_partial_bundle(const std::string& out_dir, const std::set<std::string>& keep);
 
 /// Copies every finished run of `bundle_dir` (a bundle or a partial one) into runs_dir where
 /// runs_dir has no finished run of that key (a partly trained one there is replaced: the imported

@@ -387,7 +387,8 @@ RunRecord run_or_reuse(const RunConfig& config, const RunData& data, const RunCo
   }
   // The same run asked for under another spelling of its model (E21's rescnn(residual, 0.25,
   // 256) is E18's rescnn(residual) when E20 keeps the defaults) is the same result: reuse it.
-  if (const std::string same = finished_equivalent(config, context.runs_dir); !same.empty())
+  if (const std::string same = context.reuse_equivalent ? finished_equivalent(config, context.runs_dir) : "";
+      !same.empty())
     return load_finished(config, same);
 
   zoo::Entry model = zoo::find(config.model);

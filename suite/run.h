@@ -108,6 +108,9 @@ struct RunContext {
   ConvAlgo conv_algo = ConvAlgo::automatic;
   nlohmann::json provenance;  ///< shared part of every run's provenance (commit, LLVM, CPU, ...)
   std::function<void(const EpochStats&)> on_epoch;
+  /// false: train the run rather than load an equivalent run's folder (finished_equivalent), one
+  /// that lacks what the caller needs.
+  bool reuse_equivalent = true;
 };
 
 /// The data `config` trains and is scored on.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <mutex>
 #include <new>
+#include <set>
 
 #include "dagger/autodiff/step.h"
 #include "dagger/graph/cost.h"
@@ -103,6 +104,10 @@ class Runner {
     }
     result_.experiments.resize(order_.size());  // filled in place: by_id points into it
     started_.resize(order_.size());
+    for (const Experiment* e : order_) {
+      for (const std::string& id : e->members) combined_.insert(id);
+      if (e->members.empty() && std::ranges::count(e->shows, Show::ensemble)) combined_.insert(e->id);
+    }
   }
 
   /// The data of one slice, loaded once.
@@ -250,8 +255,14 @@ class Runner {
   /// train_run, its error naming the run: with several runs under way (--jobs, MPI ranks) the
   /// one line that ends the suite must say which failed. Out of memory stays itself.
   RunRecord train_named(RunId id, const RunConfig& c, const nlohmann::json* remote = nullptr) {
+    return named(id, c, [&] { return train_run(id, c, remote); });
+  }
+
+  /// What `train` returns, its error naming run `id` (as train_named).
+  template <class Train>
+  RunRecord named(RunId id, const RunConfig& c, const Train& train) const {
     try {
-      return train_run(id, c, remote);
+      return train();
     } catch (const std::bad_alloc&) {
       throw;
     } catch (const std::exception& e) {
@@ -312,14 +323,80 @@ class Runner {
     const std::lock_guard lock(mutex_);
     ExperimentResult& r = result_.experiments[id.experiment];
     ++(record.reused ? r.reused : r.trained);
-    add_to_partial_bundle(record, options_.out_dir);
+    add_to_partial_bundle(record, options_.out_dir, combined_.contains(order_[id.experiment]->id));
     r.runs[id.index].record = std::move(record);
+  }
+
+  /// The keys of the runs whose test probabilities the partial bundle keeps: every run of a
+  /// combined experiment still under way (which it chooses is not known yet), the chosen runs of
+  /// one that has ended. Call it holding mutex_.
+  std::set<std::string> runs_to_combine() const {
+    std::set<std::string> keys;
+    for (const ExperimentResult& r : result_.experiments) {
+      if (!r.experiment || !combined_.contains(r.experiment->id)) continue;
+      if (!result_.by_id.contains(r.experiment->id)) {
+        for (const GridRun& g : r.runs)
+          if (!g.record.key.empty()) keys.insert(g.record.key);
+      } else {
+        for (const GridRun* g : r.chosen_runs()) keys.insert(g->record.key);
+      }
+    }
+    return keys;
+  }
+
+  /// Trains again each chosen run of a combined experiment that was imported from a bundle
+  /// without its test probabilities (a complete bundle keeps only its own choices' ones, and a
+  /// suite averaging over seeds may choose another combination), on this thread. The same
+  /// configuration trains to the same result, now with its probabilities.
+  void retrain_chosen_without_probabilities(size_t position) {
+    const Experiment& e = *order_[position];
+    ExperimentResult& r = result_.experiments[position];
+    std::vector<size_t> stale;
+    {
+      const std::lock_guard lock(mutex_);
+      if (!combined_.contains(e.id) || r.runs.empty()) return;
+      const size_t first = chosen_combination(r), seeds = std::max<size_t>(1, r.seeds.size());
+      for (size_t i = first; i < first + seeds; ++i)
+        if (const RunRecord& m = r.runs[i].record;
+            m.test_probs.dimension() != 2 && fs::exists(fs::path(m.dir) / kImportedFile))
+          stale.push_back(i);
+    }
+    for (const size_t i : stale) {
+      const RunConfig c = r.runs[i].record.config;
+      const size_t count = r.runs.size();
+      if (options_.progress)
+        fmt::print(stderr, "{}: chosen, but imported without its test probabilities: trained again\n",
+                   label({position, i}, c));
+      RunContext ctx;
+      const Splits* d = nullptr;
+      {
+        const std::lock_guard lock(mutex_);
+        Clock::time_point tick = Clock::now();
+        double done = 0;
+        ctx = context(e, i, count, c, tick, done);
+        ctx.on_epoch = nullptr;  // its work was counted when it was imported
+        d = &data(c.train, c.val, c.test, c.raw_pixels);
+      }
+      // An equivalent run's folder (another experiment's, under another spelling) stays for that
+      // experiment; this one trains in its own.
+      if (r.runs[i].record.key == c.key())
+        fs::remove_all(r.runs[i].record.dir);
+      else
+        ctx.reuse_equivalent = false;
+      RunRecord record = named({position, i}, c, [&] { return run_or_reuse(c, {&d->train, &d->val, &d->test}, ctx); });
+      const std::lock_guard lock(mutex_);
+      --r.reused;
+      ++r.trained;
+      add_to_partial_bundle(record, options_.out_dir, true);
+      r.runs[i].record = std::move(record);
+    }
   }
 
   /// Derives what the experiment at `position` publishes, its runs finished and the experiments
   /// it depends on derived.
   void end_experiment(size_t position) {
     const Experiment& e = *order_[position];
+    retrain_chosen_without_probabilities(position);
     const std::lock_guard lock(mutex_);
     ExperimentResult& r = result_.experiments[position];
     derive(e, r);
@@ -327,23 +404,31 @@ class Runner {
     result_.trained += r.trained;
     result_.reused += r.reused;
     result_.by_id[e.id] = &r;
+    if (combined_.contains(e.id)) prune_partial_bundle(options_.out_dir, runs_to_combine());
     if (options_.progress)
       fmt::print(stderr, "== {} done in {}: {} runs trained, {} reused\n", e.id, format_duration(r.wall_seconds),
                  r.trained, r.reused);
   }
 
-  /// What an experiment publishes and measures once its runs are done.
-  void derive(const Experiment& e, ExperimentResult& r) const {
-    // The lowest validation loss reached, averaged over the seeds of a combination (its runs are
-    // consecutive, the profile's seed first): a diverged run's NaN epochs never win.
+  /// The first run of the combination with the lowest validation loss reached, averaged over the
+  /// seeds of a combination (its runs are consecutive, the profile's seed first): a diverged
+  /// run's NaN epochs never win. `r` has runs.
+  static size_t chosen_combination(const ExperimentResult& r) {
     const size_t seeds = std::max<size_t>(1, r.seeds.size());
     auto loss = [&](size_t first) {
       double sum = 0;
       for (size_t s = 0; s < seeds; ++s) sum += r.runs[first + s].record.lowest_val_loss();
       return sum / static_cast<double>(seeds);
     };
-    for (size_t i = 0; i < r.runs.size(); i += seeds)
-      if (r.chosen < 0 || loss(i) < loss(static_cast<size_t>(r.chosen))) r.chosen = static_cast<int>(i);
+    size_t chosen = 0;
+    for (size_t i = seeds; i < r.runs.size(); i += seeds)
+      if (loss(i) < loss(chosen)) chosen = i;
+    return chosen;
+  }
+
+  /// What an experiment publishes and measures once its runs are done.
+  void derive(const Experiment& e, ExperimentResult& r) const {
+    if (!r.runs.empty()) r.chosen = static_cast<int>(chosen_combination(r));
     if (const GridRun* best = r.chosen_run()) {
       const RunConfig& c = best->record.config;
       r.values = best->labels;
@@ -460,6 +545,7 @@ class Runner {
   double planned_images_ = 0;
   std::map<std::string, std::vector<double>> planned_flops_;  // per experiment, per run: the plan's price
   std::map<std::string, double> flops_per_image_;             // per model
+  std::set<std::string> combined_;  // experiments whose chosen runs an ensemble or analysis combines
 };
 
 }  // namespace

@@ -224,10 +224,20 @@ TEST_CASE("a suite resumed from a bundle, without runs/, ends as an uninterrupte
     CHECK(x == y);
   }
 
-  // A member imported without its probabilities is named, not combined.
-  fs::remove_all(r.by_id.at("E10")->chosen_run()->record.dir + "/test_probs");
+  // A chosen member imported without its probabilities (a bundle that chose another) is trained
+  // again, to the same result; one trained here without them is named, not retrained.
+  const std::string member = r.by_id.at("E10")->chosen_run()->record.dir;
+  REQUIRE(fs::exists(member + "/" + kImportedFile));
+  fs::remove_all(member + "/test_probs");
+  const SuiteResult again = run_suite(small_options(moved.path.string(), experiments, {"E14"}));
+  CHECK(again.by_id.at("E10")->trained == 1);
+  CHECK(again.by_id.at("E10")->reused == 1);
+  CHECK(fs::exists(member + "/test_probs"));
+  CHECK_FALSE(fs::exists(member + "/" + kImportedFile));
+  CHECK(again.by_id.at("E14")->measures == r.by_id.at("E14")->measures);
+  fs::remove_all(member + "/test_probs");
   CHECK_THAT(error_of([&] { run_suite(small_options(moved.path.string(), experiments, {"E14"})); }),
-             Contains("has no test probabilities"));
+             Contains("no checkpoint folder '" + member + "/test_probs'"));
   CHECK_THAT(error_of([&] { import_bundle(first.file("runs"), moved.file("runs")); }),
              Contains("is not a results bundle"));
 }
@@ -248,10 +258,11 @@ TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle"
   const nlohmann::json index = read_json(partial / kPartialIndexFile);
   CHECK(index.at("partial") == true);
   REQUIRE(index.at("runs").size() == 6);
+  size_t with_probs = 0;
   for (const auto& key : index.at("runs")) {
     const fs::path run = partial / "runs" / key.get<std::string>();
     CHECK(fs::exists(run / "metrics.json"));
-    CHECK(fs::exists(run / "test_probs"));  // members or not
+    with_probs += fs::exists(run / "test_probs");
     CHECK(fs::exists(run / "test_predictions.txt"));
     CHECK_FALSE(fs::exists(run / "final"));  // no checkpoints
     CHECK_FALSE(fs::exists(run / "last"));
@@ -259,6 +270,8 @@ TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle"
   size_t folders = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(partial / "runs")) ++folders;
   CHECK(folders == 6);
+  // E14 combines E10's and E12's chosen runs: E12's other two left once it had chosen.
+  CHECK(with_probs == 4);
   CHECK_FALSE(fs::exists(partial / "staging"));  // nothing left half-copied
 
   // The next machine has only the partial bundle: it imports it and runs the whole suite.
@@ -291,19 +304,59 @@ TEST_CASE("a partial bundle filed again after a kill lists the run and keeps no 
   r.key = "mlp-1";
   r.dir = run.string();
   r.test_predictions = {3, 1};
-  add_to_partial_bundle(r, out.path.string());
+  add_to_partial_bundle(r, out.path.string(), true);
   const fs::path partial = out.path / kPartialBundleFolder;
   CHECK(read_json(partial / kPartialIndexFile).at("runs") == nlohmann::json{"mlp-1"});
   fs::remove(partial / kPartialIndexFile);  // the kill: the run is in, the index is not
   const std::string writer = std::to_string(::getppid());
   for (const char* file : {"partial.json", "suite.json"})
     std::ofstream(partial / (std::string(file) + ".tmp-" + writer)) << "{";
-  add_to_partial_bundle(r, out.path.string());  // the resumed suite files the run again
+  add_to_partial_bundle(r, out.path.string(), true);  // the resumed suite files the run again
   CHECK(read_json(partial / kPartialIndexFile).at("runs") == nlohmann::json{"mlp-1"});
   for (const auto& entry : fs::directory_iterator(partial))
     CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
   CHECK(fs::exists(partial / "runs" / "mlp-1" / "test_predictions.txt"));
   CHECK_FALSE(fs::exists(partial / "staging"));
+}
+
+TEST_CASE("a partial bundle keeps test probabilities only for the runs it is told to", "[suite]") {
+  TempDir out("partial-probs");
+  const fs::path run = out.path / "runs" / "mlp-2";
+  fs::create_directories(run);
+  for (const char* file : {"config.json", "metrics.json", "history.csv"}) std::ofstream(run / file) << "{}\n";
+  for (const std::string folder : {"test_probs", kBestTestProbsFolder}) {
+    fs::create_directories(run / folder);
+    std::ofstream(run / folder / "probs.npy") << folder;
+  }
+  RunRecord r;
+  r.key = "mlp-2";
+  r.dir = run.string();
+  r.test_predictions = {0, 2};
+  const fs::path in = out.path / kPartialBundleFolder / "runs" / "mlp-2";
+  const auto probs_in = [&] {
+    return static_cast<int>(fs::exists(in / "test_probs" / "probs.npy")) +
+           static_cast<int>(fs::exists(in / kBestTestProbsFolder / "probs.npy"));
+  };
+  // Filed by an experiment nothing combines: its predictions alone.
+  add_to_partial_bundle(r, out.path.string(), false);
+  CHECK(fs::exists(in / "metrics.json"));
+  CHECK(probs_in() == 0);
+  add_to_partial_bundle(r, out.path.string(), false);
+  CHECK(probs_in() == 0);
+  // Filed again by one that may combine it: the probabilities of both epochs come in.
+  add_to_partial_bundle(r, out.path.string(), true);
+  CHECK(probs_in() == 2);
+  CHECK(fs::exists(in / "test_predictions.txt"));
+  // Kept while wanted, dropped when not.
+  prune_partial_bundle(out.path.string(), {"mlp-2"});
+  CHECK(probs_in() == 2);
+  prune_partial_bundle(out.path.string(), {"other"});
+  CHECK(probs_in() == 0);
+  CHECK(fs::exists(in / "metrics.json"));
+  CHECK(fs::exists(in / "test_predictions.txt"));
+  CHECK(read_json(out.path / kPartialBundleFolder / kPartialIndexFile).at("runs") == nlohmann::json{"mlp-2"});
+  CHECK_FALSE(fs::exists(out.path / kPartialBundleFolder / "staging"));
+  CHECK(fs::exists(run / "test_probs" / "probs.npy"));  // the run's own folder keeps them
 }
 
 TEST_CASE("embedded plots: an <img> of a file beside the page becomes a data: URI", "[suite]") {
