@@ -57,6 +57,14 @@ std::set<std::string> member_keys(const SuiteResult& result) {
   return keys;
 }
 
+/// Removes `folder` by renaming it to `aside` first, so that an import never finds half of it.
+void discard(const fs::path& folder, const fs::path& aside) {
+  fs::create_directories(aside.parent_path());
+  fs::remove_all(aside);
+  fs::rename(folder, aside);
+  fs::remove_all(aside);
+}
+
 void copy_run(const RunRecord& r, const fs::path& to, bool with_probs) {
   fs::create_directories(to);
   for (const char* file : {"config.json", "history.csv", "metrics.json", "provenance.json"})
@@ -167,15 +175,8 @@ void prune_partial_bundle(const std::string& out_dir, const std::set<std::string
   for (const auto& entry : fs::directory_iterator(partial / "runs")) {
     const std::string key = entry.path().filename().string();
     if (keep.contains(key)) continue;
-    // Each folder leaves by a rename first, so an import never finds half of one.
-    for (const std::string folder : {"test_probs", kBestTestProbsFolder}) {
-      if (!fs::exists(entry.path() / folder)) continue;
-      const fs::path gone = partial / "staging" / (key + "." + folder);
-      fs::create_directories(gone.parent_path());
-      fs::remove_all(gone);
-      fs::rename(entry.path() / folder, gone);
-      fs::remove_all(gone);
-    }
+    for (const std::string folder : {"test_probs", kBestTestProbsFolder})
+      if (fs::exists(entry.path() / folder)) discard(entry.path() / folder, partial / "staging" / (key + "." + folder));
   }
   std::error_code not_empty;
   fs::remove(partial / "staging", not_empty);
