@@ -188,6 +188,13 @@ size_t import_bundle(const std::string& bundle_dir, const std::string& runs_dir)
   if (!fs::is_directory(runs) || (!complete && !fs::exists(fs::path(bundle_dir) / kPartialIndexFile)))
     throw Error(fmt::format("--resume-from: '{}' is not a results bundle (no results.json or {}, and runs/)",
                             bundle_dir, kPartialIndexFile));
+  if (const fs::path index = fs::path(bundle_dir) / kPartialIndexFile; !complete) {
+    const nlohmann::json j = nlohmann::json::parse(read_bytes(index), nullptr, false);
+    if (!j.is_object() || !j.value("partial", false) || !j.contains("runs"))
+      throw Error(fmt::format("--resume-from: '{}' is not a partial bundle's index (not JSON with \"partial\": true "
+                              "and \"runs\")",
+                              index.string()));
+  }
   size_t imported = 0;
   std::vector<fs::path> dirs;
   for (const auto& entry : fs::directory_iterator(runs))

@@ -240,6 +240,12 @@ TEST_CASE("a suite resumed from a bundle, without runs/, ends as an uninterrupte
              Contains("no checkpoint folder '" + member + "/test_probs'"));
   CHECK_THAT(error_of([&] { import_bundle(first.file("runs"), moved.file("runs")); }),
              Contains("is not a results bundle"));
+  // A partial bundle whose index is cut short is named, not taken for an empty one.
+  TempDir cut("bundle-cut");
+  fs::create_directories(cut.path / "runs");
+  std::ofstream(cut.path / kPartialIndexFile) << "{";
+  CHECK_THAT(error_of([&] { import_bundle(cut.path.string(), moved.file("runs")); }),
+             Contains("partial.json' is not a partial bundle's index"));
 }
 
 TEST_CASE("a suite stopped mid-way carries on elsewhere from its partial bundle", "[suite][seeds][slow]") {
