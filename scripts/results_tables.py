@@ -61,13 +61,13 @@ def tables(results):
     out += [f"Headline figures in percent: mean ± std over the seeds, and a {100 * boot.get('level', 0.95):.0f}% "
             f"bootstrap interval of that mean over the test images ({boot.get('resamples')} resamples, "
             f"generator seed {boot.get('seed')}).", ""]
-    out += ["| experiment | quantity | seeds | mean ± std | 95% interval | study's | study's figure |",
-            "|---|---|---|---|---|---|---|"]
+    out += ["| experiment | quantity | seeds | per seed | mean ± std | 95% interval | study's | study's figure |",
+            "|---|---|---|---|---|---|---|---|"]
     for f in stats.get("figures", []):
         study = f.get("study")
         verdict = "—" if study is None else ("within the interval" if f["study_within"] else "**outside it**")
         out.append(f"| {f['experiment']} | {f['quantity']} | {', '.join(map(str, f['seeds']))} | "
-                   f"{pct(f['mean'])} ± {pct(f['std'])} | [{pct(f['interval'][0])}, {pct(f['interval'][1])}] | "
+                   f"{', '.join(pct(v) for v in f['values'])} | {pct(f['mean'])} ± {pct(f['std'])} | [{pct(f['interval'][0])}, {pct(f['interval'][1])}] | "
                    f"{'—' if study is None else pct(study)} | {verdict} |")
     out += ["", "Every number the study reports, beside ours (seed 42):", "",
             "| experiment | quantity | study's | ours | ours − study's |", "|---|---|---|---|---|"]

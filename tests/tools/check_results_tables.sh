@@ -20,8 +20,8 @@ cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the E11 edit found
 out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: another experiment's figure passed"; exit 1; }
 grep -q "0.9301 is not a figure of E11 of results/full" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
 
-# A generated table edited by hand.
-sed '0,/| E10 | test accuracy | 42 | 88.70 ± 0.00/s//| E10 | test accuracy | 42 | 88.71 ± 0.00/' "$docs/results.md" > "$work/results.md"
+# A generated table edited by hand (the seeds profile's mean of E10).
+sed 's/| E10 | test accuracy | 42, 1, 2 | 88.70, 88.67, 87.99 | 88.45 ± 0.40/| E10 | test accuracy | 42, 1, 2 | 88.70, 88.67, 87.99 | 88.46 ± 0.40/' "$docs/results.md" > "$work/results.md"
 cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the table edit found nothing to change"; exit 1; }
 out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: an edited table passed"; exit 1; }
 grep -q "differs from the bundle" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
