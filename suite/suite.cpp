@@ -188,10 +188,9 @@ class Runner {
                          [&](const std::string& value) { return resolve(value, e); });
   }
 
-  /// How run `index` of `e` trains; its epochs add their FLOPs to `done` (guarded by mutex_).
-  /// Call it holding mutex_.
-  RunContext context(const Experiment& e, size_t index, size_t count, const RunConfig& c, Clock::time_point& tick,
-                     double& done) {
+  /// Where and how the suite's runs train (folder, executor, threads, provenance), without a
+  /// progress hook.
+  RunContext base_context() const {
     RunContext ctx;
     ctx.runs_dir = options_.out_dir + "/runs";
     ctx.executor = options_.executor;
@@ -199,6 +198,14 @@ class Runner {
     ctx.conv_algo = options_.conv_algo;
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
+    return ctx;
+  }
+
+  /// How run `index` of `e` trains; its epochs add their FLOPs to `done` (guarded by mutex_).
+  /// Call it holding mutex_.
+  RunContext context(const Experiment& e, size_t index, size_t count, const RunConfig& c, Clock::time_point& tick,
+                     double& done) {
+    RunContext ctx = base_context();
     const size_t f = model_family(c.model);
     const bool stops = stops_early(e);
     const double flops =
@@ -363,18 +370,13 @@ class Runner {
     }
     for (const size_t i : stale) {
       const RunConfig c = r.runs[i].record.config;
-      const size_t count = r.runs.size();
       if (options_.progress)
         fmt::print(stderr, "{}: chosen, but imported without its test probabilities: trained again\n",
                    label({position, i}, c));
-      RunContext ctx;
+      RunContext ctx = base_context();  // no progress hook: its work was counted when it was imported
       const Splits* d = nullptr;
       {
         const std::lock_guard lock(mutex_);
-        Clock::time_point tick = Clock::now();
-        double done = 0;
-        ctx = context(e, i, count, c, tick, done);
-        ctx.on_epoch = nullptr;  // its work was counted when it was imported
         d = &data(c.train, c.val, c.test, c.raw_pixels);
       }
       // An equivalent run's folder (another experiment's, under another spelling) stays for that
