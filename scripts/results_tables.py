@@ -29,6 +29,7 @@ the report and their rows of its statistics and summary tables, their runs and r
 results.json). Integers and one-decimal figures (sizes, counts, epochs) are not checked.
 """
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -101,7 +102,12 @@ def regenerate(doc):
         bundle = doc.parent / begin.group(1)
         if not bundle.is_file():
             sys.exit(f"{doc}: line {i}: no bundle {bundle}")
-        out += [""] + tables(json.loads(bundle.read_text(encoding="utf-8"))) + ["", END]
+        try:
+            generated = tables(json.loads(bundle.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, IndexError, TypeError) as err:  # not JSON, or not a bundle's fields
+            sys.exit(f"{doc}: line {i}: {bundle} is not a results bundle's results.json "
+                     f"({type(err).__name__}: {err})")
+        out += [""] + generated + ["", END]
         i = end + 1
         blocks += 1
     if blocks == 0:
@@ -234,7 +240,9 @@ def main():
         sys.exit(f"{doc}: no such file")
     old, new = doc.read_text(encoding="utf-8"), regenerate(doc)
     if sys.argv[1] == "--write":
-        doc.write_text(new, encoding="utf-8")
+        partial = doc.with_name(doc.name + ".partial")  # replaced whole, never left half-written
+        partial.write_text(new, encoding="utf-8")
+        os.replace(partial, doc)
         return 0
     if old == new:
         problems = unmatched_figures(doc)

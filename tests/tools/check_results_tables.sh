@@ -25,6 +25,21 @@ sed 's/| E10 | test accuracy | 42, 1, 2 | 88.70, 88.67, 87.99 | 88.45 ± 0.40/| 
 cmp -s "$docs/results.md" "$work/results.md" && { echo "FAIL: the table edit found nothing to change"; exit 1; }
 out=$(/usr/bin/python3 "$script" --check "$work/results.md") && { echo "FAIL: an edited table passed"; exit 1; }
 grep -q "differs from the bundle" <<< "$out" || { echo "FAIL: unexpected message: $out"; exit 1; }
+# A bundle that is not one (cut short; a figure without its per-seed values): one line naming
+# it, exit 1, and --write leaves the document as it was.
+mkdir -p "$work/bad/results/x"
+printf '<!-- generated from results/x/results.json by scripts/results_tables.py -->\n<!-- end of generated tables -->\n' > "$work/bad/r.md"
+cp "$work/bad/r.md" "$work/bad/r.md.orig"
+echo '{' > "$work/bad/results/x/results.json"
+out=$(/usr/bin/python3 "$script" --write "$work/bad/r.md" 2>&1); status=$?
+[ $status -eq 1 ] && [ "$(wc -l <<< "$out")" -eq 1 ] && grep -q "is not a results bundle's results.json (JSONDecodeError" <<< "$out" \
+  || { echo "FAIL: a cut-short results.json: $status $out"; exit 1; }
+cmp -s "$work/bad/r.md" "$work/bad/r.md.orig" || { echo "FAIL: --write changed the document on a bad bundle"; exit 1; }
+/usr/bin/python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); del r["statistics"]["figures"][0]["values"]; json.dump(r, open(sys.argv[2], "w"))' \
+  "$docs/results/seeds/results.json" "$work/bad/results/x/results.json"
+out=$(/usr/bin/python3 "$script" --check "$work/bad/r.md" 2>&1); status=$?
+[ $status -eq 1 ] && grep -q "is not a results bundle's results.json (KeyError: 'values')" <<< "$out" \
+  || { echo "FAIL: a figure without values: $status $out"; exit 1; }
 # No such document: one line naming it, exit 1; no arguments: the usage, exit 2.
 out=$(/usr/bin/python3 "$script" --check "$work/missing.md" 2>&1); status=$?
 [ $status -eq 1 ] && [ "$out" = "$work/missing.md: no such file" ] || { echo "FAIL: missing document: $status $out"; exit 1; }
