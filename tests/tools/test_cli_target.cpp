@@ -1,7 +1,8 @@
 // DAGGER_TARGET: every command compiles for the named x86-64 level, and the same seed and
 // thread count give byte-identical checkpoints whichever level (and so vector width) the
-// kernels were built for.
+// kernels were built for; and on whichever CPU they run, the bits a committed file records.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
@@ -48,7 +49,44 @@ int train_for(const std::string& model, const std::string& target, const testing
   return j["vector_width"].get<int>();
 }
 
+/// Every tensor's XXH3-64 checksum in the manifest of `run`'s checkpoint/, by tensor name.
+nlohmann::json checkpoint_checksums(const std::filesystem::path& run) {
+  std::ifstream in(run / "checkpoint" / "manifest.json");
+  const nlohmann::json manifest = nlohmann::json::parse(in);
+  nlohmann::json sums = nlohmann::json::object();
+  for (const auto& tensor : manifest.at("tensors"))
+    sums[tensor.at("name").get<std::string>()] = tensor.at("xxh3").get<std::string>();
+  return sums;
+}
+
 }  // namespace
+
+// The same seed and thread count give the same bits on every x86-64 CPU with AVX2 and FMA
+// (docs/guarantees.md): tests/tools/bits_golden.json records the checkpoints one machine
+// trained, and every machine that runs this test trains them again and compares. The file
+// changes only with a commit that changes training's rounding on purpose (and says so in
+// docs/performance.md); the failure prints what to put in it.
+TEST_CASE("mlp512 and cnn3 train to the checkpoints tests/tools/bits_golden.json records on this CPU too",
+          "[cli][target][slow]") {
+  testing::require_fashion_mnist(default_data_dir());
+  std::ifstream in(std::string(DAGGER_TESTS_DIR) + "/tools/bits_golden.json");
+  REQUIRE(in);
+  const nlohmann::json golden = nlohmann::json::parse(in);
+  testing::TempDir dir("golden");
+  nlohmann::json trained = nlohmann::json::object();
+  for (const auto& [model, sums] : golden.at("models").items()) {
+    const int width = train_for(model, "host", dir);
+    trained[model] = checkpoint_checksums(dir.path / (model + "-host"));
+    std::vector<std::string> differ;
+    for (const auto& [name, sum] : sums.items())
+      if (trained[model].value(name, "") != sum) differ.push_back(name);
+    INFO(fmt::format("{} at vector width {}: {} of {} tensors differ from the file's ({}), which {} made", model,
+                     width, differ.size(), sums.size(), fmt::join(differ, ", "), golden.at("made_by").dump()));
+    INFO("this machine's checksums, for a commit that changes the bits on purpose: " << trained.dump(2));
+    CHECK(trained[model].size() == sums.size());
+    CHECK(differ.empty());
+  }
+}
 
 TEST_CASE("mlp512 and cnn3 checkpoints are byte-identical at every DAGGER_TARGET", "[cli][target][slow]") {
   testing::require_fashion_mnist(default_data_dir());
