@@ -66,7 +66,7 @@ nlohmann::json checkpoint_checksums(const std::filesystem::path& run) {
 // trained, and every machine that runs this test trains them again and compares. The file
 // changes only with a commit that changes training's rounding on purpose (and says so in
 // docs/performance.md); the failure prints what to put in it.
-TEST_CASE("mlp512 and cnn3 train to the checkpoints tests/tools/bits_golden.json records on this CPU too",
+TEST_CASE("mlp512/cnn3/rescnn train to the checkpoints tests/tools/bits_golden.json records on this CPU too",
           "[cli][target][slow]") {
   testing::require_fashion_mnist(default_data_dir());
   std::ifstream in(std::string(DAGGER_TESTS_DIR) + "/tools/bits_golden.json");
