@@ -80,8 +80,8 @@ TEST_CASE("mlp512/cnn3/rescnn train to the checkpoints tests/tools/bits_golden.j
     std::vector<std::string> differ;
     for (const auto& [name, sum] : sums.items())
       if (trained[model].value(name, "") != sum) differ.push_back(name);
-    INFO(fmt::format("{} at vector width {}: {} of {} tensors differ from the file's ({}), which {} made", model,
-                     width, differ.size(), sums.size(), fmt::join(differ, ", "), golden.at("made_by").dump()));
+    INFO(fmt::format("{} at vector width {}: {} of {} tensors differ from the file's ({}), which {} made", model, width,
+                     differ.size(), sums.size(), fmt::join(differ, ", "), golden.at("made_by").dump()));
     INFO("this machine's checksums, for a commit that changes the bits on purpose: " << trained.dump(2));
     CHECK(trained[model].size() == sums.size());
     CHECK(differ.empty());
