@@ -52,30 +52,47 @@ class GemmEmitter {
   }
 
  private:
-  /// One item (problem, panel, chunk of row tiles) in reduction block `kb`, limited to the row
-  /// tiles of block `block` of A (nullptr: A is not blocked).
+  /// One item (problem, group of panels, chunk of row tiles) in reduction block `kb`, limited
+  /// to the row tiles of block `block` of A (nullptr: A is not blocked).
   void item_body(llvm::Value* item, llvm::Value* kb, llvm::Value* block) {
-    const int64_t per_problem = l_.panels * l_.row_chunks;
+    const int64_t per_problem = l_.groups * l_.row_chunks;
     llvm::Value* b = e_.b.CreateUDiv(item, e_.i64c(per_problem));
     llvm::Value* rest = e_.b.CreateURem(item, e_.i64c(per_problem));
-    llvm::Value* panel = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
+    llvm::Value* group = e_.b.CreateUDiv(rest, e_.i64c(l_.row_chunks));
     llvm::Value* chunk = e_.b.CreateURem(rest, e_.i64c(l_.row_chunks));
-    llvm::Value* j0 = e_.b.CreateMul(panel, e_.i64c(l_.panel));
-    const int64_t tail_cols = p_.sizes.n - (l_.panels - 1) * l_.panel;
-    if (tail_cols == l_.panel) {
-      panel_body(b, kb, j0, chunk, block, l_.panel);
+    const int64_t group_cols = l_.group * l_.panel;
+    llvm::Value* j0 = e_.b.CreateMul(group, e_.i64c(group_cols));
+    const int64_t tail_cols = p_.sizes.n - (l_.groups - 1) * group_cols;
+    if (tail_cols == group_cols) {
+      group_body(b, kb, j0, chunk, block, group_cols);
       return;
     }
-    llvm::Value* is_tail = e_.b.CreateICmpEQ(panel, e_.i64c(l_.panels - 1));
-    emit_if(e_, is_tail, [&] { panel_body(b, kb, j0, chunk, block, tail_cols); });
-    emit_if(e_, e_.b.CreateNot(is_tail), [&] { panel_body(b, kb, j0, chunk, block, l_.panel); });
+    llvm::Value* is_tail = e_.b.CreateICmpEQ(group, e_.i64c(l_.groups - 1));
+    emit_if(e_, is_tail, [&] { group_body(b, kb, j0, chunk, block, tail_cols); });
+    emit_if(e_, e_.b.CreateNot(is_tail), [&] { group_body(b, kb, j0, chunk, block, group_cols); });
   }
 
-  /// Packs one panel of `cols` columns and, a slice of the reduction at a time, runs this
-  /// item's row tiles (those of `block`, unless nullptr) over it.
-  void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
+  /// Packs the `cols` columns of a group from j0 on (a whole number of panels but for the last
+  /// one) and runs the item's row tiles over each of its panels in turn.
+  void group_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
                   int64_t cols) {
     p_.pack_b(b, kb, j0, cols, scratch_);
+    const int64_t full = cols / l_.panel, tail = cols % l_.panel;
+    auto run = [&](llvm::Value* q, int64_t panel_cols) {
+      panel_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
+      panel_body(b, kb, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), chunk, block, panel_cols);
+    };
+    if (full == 1)
+      run(e_.i64c(0), l_.panel);
+    else if (full > 1)
+      emit_for(e_, full, 1, [&](llvm::Value* q) { run(q, l_.panel); });
+    if (tail > 0) run(e_.i64c(full), tail);
+  }
+
+  /// Runs, a slice of the reduction at a time, this item's row tiles (those of `block`, unless
+  /// nullptr) over the packed panel at panel_ of `cols` columns from j0 on.
+  void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
+                  int64_t cols) {
     const int vectors = static_cast<int>(ceil_div(cols, e_.width));
     const unsigned last_lanes = static_cast<unsigned>(cols - (vectors - 1) * static_cast<int64_t>(e_.width));
     const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
@@ -181,7 +198,7 @@ class GemmEmitter {
     llvm::Value* row_start = e_.b.CreateMul(kk, e_.i64c(l_.panel));
     std::vector<llvm::Value*> bv;
     for (int v = 0; v < vectors; ++v) {
-      llvm::Value* at = e_.b.CreateInBoundsGEP(e_.f32, scratch_,
+      llvm::Value* at = e_.b.CreateInBoundsGEP(e_.f32, panel_,
                                                e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width)));
       bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
     }
@@ -201,6 +218,7 @@ class GemmEmitter {
   const GemmProblem& p_;
   GemmLayout l_;
   llvm::Value* scratch_;
+  llvm::Value* panel_ = nullptr;  // the packed panel the tiles being emitted read
   llvm::Value* packed_a_ = nullptr;
 };
 
@@ -229,6 +247,18 @@ std::vector<llvm::Value*> tile_fmas(Emit& e, const std::vector<llvm::Value*>& a,
   return next;
 }
 
+/// Panels packed together: as many as fit in the share of L2 a block of A has (host_tuning.h),
+/// dividing each thread's share of the panels so that the threads' items stay as even as
+/// single panels would leave them.
+int64_t panel_group(int64_t panels, int64_t panel_floats, int threads) {
+  const int64_t budget = host_tuning().a_block_floats;
+  const int64_t share = ceil_div(panels, std::max(1, threads));
+  int64_t best = 1;
+  for (int64_t g = 1; g <= share && g * panel_floats <= budget; ++g)
+    if (share % g == 0) best = g;
+  return best;
+}
+
 GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   GemmLayout l;
   const RegisterTile tile = register_tile(width, s.wide_tile);
@@ -237,12 +267,14 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   l.panel = static_cast<int64_t>(l.vectors) * width;
   l.panels = std::max<int64_t>(1, ceil_div(s.n, l.panel));
   l.row_tiles = s.m / l.rows;
-  const int64_t per_problem = s.batch * l.panels;
-  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
-  l.items = s.m > 0 && s.n > 0 ? per_problem * l.row_chunks : 0;
   l.k = numel(s.k_dims);
   l.k_total = l.k * s.k_blocks;
-  l.scratch_floats = l.k * l.panel;
+  l.group = s.b_groupable ? panel_group(l.panels, l.k * l.panel, threads) : 1;
+  l.groups = ceil_div(l.panels, l.group);
+  const int64_t per_problem = s.batch * l.groups;
+  l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
+  l.items = s.m > 0 && s.n > 0 ? per_problem * l.row_chunks : 0;
+  l.scratch_floats = l.group * l.k * l.panel;
   // A is packed when its tiles are then reused by more than one panel or problem: a row tile
   // of A read in place walks K rows of memory (a transposed A: one cache line per k, lines M
   // floats apart, which for M a multiple of 1024 all fall in one L1 set), for every panel again.
@@ -260,7 +292,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   // Blocks of A (host_tuning.h) where A is larger than its share of L2 and is read by more
   // than one panel: without them, every panel streams all of A from L3.
   const int64_t a_block_floats = host_tuning().a_block_floats;
-  if (s.k_blocks == 1 && l.row_chunks == 1 && per_problem >= 2 && a_floats > a_block_floats) {
+  if (s.k_blocks == 1 && l.row_chunks == 1 && s.batch * l.panels >= 2 && a_floats > a_block_floats) {
     l.block_tiles = std::max(kMinBlockTiles, a_block_floats / (l.rows * std::max<int64_t>(1, l.k)));
     l.m_blocks = ceil_div(l.row_tiles, l.block_tiles);
     if (l.m_blocks < 2) l.m_blocks = 1, l.block_tiles = 0;

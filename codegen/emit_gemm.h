@@ -10,8 +10,11 @@
 /// problem-specific packer (a plain copy for a matmul, an im2col gather for a convolution), so
 /// the microkernel always streams a contiguous panel.
 ///
-/// Parallel items: (problem, panel, chunk of row tiles). Row tiles are chunked only when there
-/// are fewer problems x panels than threads, since every chunk packs its panel again. Every
+/// Parallel items: (problem, group of panels, chunk of row tiles). A problem whose packer reads
+/// B along its rows (a matmul's [K, N] operand) packs several panels in one pass, so that each
+/// row of B is read as one run rather than one cache line per panel, lines N floats apart that
+/// the caches cannot keep (GemmLayout::group). Row tiles are chunked only when there are fewer
+/// problems x groups than threads, since every chunk packs its group again. Every
 /// element of C is computed by one item with the same reduction order whatever the chunking
 /// and the item range, so results do not depend on the thread count. Reduction blocks (see
 /// GemmSizes::k_blocks) are the outermost loop of a call, around its whole range of items.
@@ -35,6 +38,7 @@ struct GemmSizes {
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
   bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
+  bool b_groupable = false;  // pack_b fills several consecutive panels in one pass (GemmLayout::group)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -42,9 +46,11 @@ struct GemmLayout {
   int rows = 0, vectors = 0;  // the register tile: rows x (vectors * width)
   int64_t panel = 0;          // columns per panel (vectors * width)
   int64_t panels = 0;         // panels per problem, the last one possibly partial
+  int64_t group = 1;          // panels packed in one pass and run by one item (the last group may have fewer)
+  int64_t groups = 0;         // groups per problem
   int64_t row_tiles = 0;      // full tiles of `rows` rows; a remainder tile follows when m % rows != 0
-  int64_t row_chunks = 0;     // row tiles are split into this many items per panel
-  int64_t items = 0;          // parallel items: batch * panels * row_chunks
+  int64_t row_chunks = 0;     // row tiles are split into this many items per group
+  int64_t items = 0;          // parallel items: batch * groups * row_chunks
   int64_t k = 0;              // the reduction length of one block
   int64_t k_total = 0;        // of all blocks
   int64_t k_slice = 0;        // the reduction's outer axis is walked this many at a time, the
@@ -53,7 +59,7 @@ struct GemmLayout {
   int64_t block_tiles = 0;    // full row tiles per block (the last block may have fewer)
   bool pack_a = false;         // A is packed once per call into the scratch, at a_offset
   int64_t a_offset = 0;        // floats from the scratch's start to the packed A
-  int64_t scratch_floats = 0; // one packed panel (and the packed A), per thread
+  int64_t scratch_floats = 0;  // one group of packed panels (and the packed A), per thread
 };
 
 GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
@@ -78,6 +84,8 @@ struct GemmProblem {
   std::function<llvm::Value*(llvm::Value* b, llvm::Value* kb, llvm::Value* i, const std::vector<llvm::Value*>& k)> a_at;
   /// Fills `panel` with B's columns [j0, j0 + cols) as K rows of layout.panel floats each,
   /// columns from cols to layout.panel zeroed; `cols` is static (the last panel is shorter).
+  /// Where sizes.b_groupable, `cols` may span up to layout.group panels: panel q of them is
+  /// then K rows from panel + q * K * layout.panel on, the last one's columns past `cols` zeroed.
   std::function<void(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, int64_t cols, llvm::Value* panel)> pack_b;
   /// Where sizes.a_packable: copies A into `dst` as row tiles of `rows`: A[i, k] at
   /// (i / rows) * rows * K + k * rows + i % rows (k the flat reduction index); places past M are

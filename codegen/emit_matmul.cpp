@@ -32,7 +32,9 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
 /// The wide register tile where the output has 64 columns or more (see register_tile).
-GemmSizes sizes_of(const MatmulDims& d) { return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64}; }
+GemmSizes sizes_of(const MatmulDims& d) {
+  return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
+}
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
 /// consecutive floats of A's row k, moved by masked vectors.
@@ -57,9 +59,6 @@ void pack_a_transposed(Emit& e, const MatmulDims& d, llvm::Value* a, int rows, l
 /// Copies op(B)'s columns [j0, j0 + cols) into a panel of `stride` floats per row.
 void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64_t cols, int64_t stride,
             llvm::Value* panel) {
-  auto panel_at = [&](llvm::Value* k, int64_t c) {
-    return e.b.CreateInBoundsGEP(e.f32, panel, e.b.CreateAdd(e.b.CreateMul(k, e.i64c(stride)), e.i64c(c)));
-  };
   if (d.trans_b) {
     // B is [N, K]: each panel column is a row of B. W rows of W columns at a time: one vector
     // along each of W rows of B, transposed in registers into W panel rows.
@@ -77,15 +76,18 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
     return;
   }
   // B is [K, N]: vectors along each row, the last one masked; the padding is stored as zeros.
+  // A group's panels are filled together, so that each row of B is read as one run.
+  const int64_t padded = (cols + stride - 1) / stride * stride;
   emit_for(e, d.k, 1, [&](llvm::Value* k) {
     llvm::Value* row = e.b.CreateAdd(e.b.CreateMul(k, e.i64c(d.n)), j0);
-    for (int64_t c = 0; c < stride; c += e.width) {
+    for (int64_t c = 0; c < padded; c += e.width) {
       llvm::Value* v = e.splat(0.0f);
       if (c < cols)
         v = load_at(e, StridedBuffer{b, {1}},
                     ElementPos{{e.b.CreateAdd(row, e.i64c(c))}, nullptr,
                                e.prefix_mask(static_cast<unsigned>(std::min<int64_t>(cols - c, e.width)))});
-      e.b.CreateAlignedStore(v, panel_at(k, c), kFloatAlign);
+      llvm::Value* at = e.b.CreateAdd(e.b.CreateMul(k, e.i64c(stride)), e.i64c(c / stride * d.k * stride + c % stride));
+      e.b.CreateAlignedStore(v, e.b.CreateInBoundsGEP(e.f32, panel, at), kFloatAlign);
     }
   });
 }

@@ -20,6 +20,8 @@
 /// and, for each block, every panel of its item range; so each block of A is read from L2 by
 /// all those panels instead of from L3 by each (emit_gemm.h). 2 MiB of L2 gives 262144 floats
 /// (256 rows of a 1024-long reduction). Like the slice, the block changes code, not results.
+/// The same budget bounds a group of B's panels packed in one pass (GemmLayout::group): the
+/// block of A and the group then share L2 half and half.
 ///
 /// The cache sizes come from cpu0's sysfs description (cache/index*/level, type, size); a level
 /// sysfs does not describe (some virtual machines have no cache folder at all) comes from CPUID's

@@ -91,3 +91,26 @@ TEST_CASE("a matmul whose A outgrows its share of L2 runs in blocks of A with th
     CHECK(differing_elements(c) == 0);
   }
 }
+
+TEST_CASE("a matmul that packs several panels of B in one pass keeps each element's FMA chain", "[jit]") {
+  // A [K, N] operand's panels are packed in groups (emit_gemm.h), as many as fit the host's
+  // block budget (at least 32768 floats, host_tuning.h) and divide each thread's share of the
+  // panels. At width 8 (16-column panels) N 203 is 13 panels, the last of 11 columns: 2 threads
+  // make groups of 7 (the second of 6 panels, the last partial), 3 threads groups of 5, 5 and 3.
+  // At width 16 N 203 takes the wide tile, 4 panels of 64: one group of 4 on 1 thread, two of 2
+  // on 3. At width 4 (8-column panels) it is 26 panels. M 128 with a transposed A also packs A
+  // behind the group in the scratch. K `budget_k` lets only two width-8 panels into a group:
+  // N 125 is then 4 groups of 2 on one thread, the last panel partial.
+  const int64_t budget_k = host_tuning().a_block_floats / 40;
+  for (const MatmulCase& c : std::vector<MatmulCase>{{19, 203, 37, false, false, 8, 2},
+                                                     {19, 203, 37, false, false, 8, 3},
+                                                     {19, 203, 37, false, false, 16, 1},
+                                                     {19, 203, 37, false, false, 16, 3},
+                                                     {13, 203, 37, false, false, 4, 2},
+                                                     {128, 203, 64, true, false, 8, 2},
+                                                     {7, 125, budget_k, false, false, 8, 1}}) {
+    INFO("M " << c.m << " N " << c.n << " K " << c.k << " trans " << c.ta << c.tb << " width " << c.width << " threads "
+              << c.threads);
+    CHECK(differing_elements(c) == 0);
+  }
+}
