@@ -93,21 +93,25 @@ TEST_CASE("a matmul whose A outgrows its share of L2 runs in blocks of A with th
 }
 
 TEST_CASE("a matmul that packs several panels of B in one pass keeps each element's FMA chain", "[jit]") {
-  // A [K, N] operand's panels are packed in groups (emit_gemm.h), as many as fit the host's
-  // block budget (at least 32768 floats, host_tuning.h) and divide each thread's share of the
-  // panels. At width 8 (16-column panels) N 203 is 13 panels, the last of 11 columns: 2 threads
-  // make groups of 7 (the second of 6 panels, the last partial), 3 threads groups of 5, 5 and 3.
-  // At width 16 N 203 takes the wide tile, 4 panels of 64: one group of 4 on 1 thread, two of 2
-  // on 3. At width 4 (8-column panels) it is 26 panels. M 128 with a transposed A also packs A
-  // behind the group in the scratch. K `budget_k` lets only two width-8 panels into a group:
-  // N 125 is then 4 groups of 2 on one thread, the last panel partial.
-  const int64_t budget_k = host_tuning().a_block_floats / 40;
-  for (const MatmulCase& c : std::vector<MatmulCase>{{19, 203, 37, false, false, 8, 2},
-                                                     {19, 203, 37, false, false, 8, 3},
-                                                     {19, 203, 37, false, false, 16, 1},
-                                                     {19, 203, 37, false, false, 16, 3},
-                                                     {13, 203, 37, false, false, 4, 2},
-                                                     {128, 203, 64, true, false, 8, 2},
+  // A [K, N] operand whose panels outgrow their L1 slice is packed in groups of panels
+  // (emit_gemm.h): as many as fit the block budget and divide each thread's share of the
+  // panels. K is sized from the host so that a panel is about two slices at every width tested
+  // and the budget holds several; on a host of 32 KiB L1d and 512 KiB L2 (slice 4096 floats,
+  // budget 65536) the cases make: width 8 (16-column panels), N 203 = 13 panels, the last of 11
+  // columns: groups of 7 and 6 on 2 threads, 5, 5 and 3 on 3; width 16 (the wide tile, 64
+  // columns): 4 panels, one group of 4 on 1 thread, two of 2 on 3; width 4 (8 columns): 26
+  // panels in 13 groups of 2; M 128 with a transposed A also packs A behind the group in the
+  // scratch; and a K that lets only two width-8 panels into a group, N 125: 4 groups of 2.
+  const HostTuning& t = host_tuning();
+  const int64_t k8 = t.slice_floats / 8 + 3, k16 = t.slice_floats / 32 + 3, k4 = t.slice_floats / 4 + 3;
+  const int64_t budget_k = t.a_block_floats / 40;
+  REQUIRE(t.a_block_floats >= 4 * 16 * k8);  // room for groups of several panels
+  for (const MatmulCase& c : std::vector<MatmulCase>{{19, 203, k8, false, false, 8, 2},
+                                                     {19, 203, k8, false, false, 8, 3},
+                                                     {19, 203, k16, false, false, 16, 1},
+                                                     {19, 203, k16, false, false, 16, 3},
+                                                     {13, 203, k4, false, false, 4, 1},
+                                                     {128, 203, k8, true, false, 8, 2},
                                                      {7, 125, budget_k, false, false, 8, 1}}) {
     INFO("M " << c.m << " N " << c.n << " K " << c.k << " trans " << c.ta << c.tb << " width " << c.width << " threads "
               << c.threads);
