@@ -1,7 +1,8 @@
 // The JIT's GEMM computes each element of a matmul as one chain of float FMAs over k, in order
-// from zero, whatever its tiling: register tile and vector width, panels, slices of the
-// reduction, blocks of A (codegen/emit_gemm.h) and threads. The checks are bit for bit against
-// that chain written as a plain loop, so a tiling that reorders or splits a sum fails them.
+// from zero, whatever its tiling: register tile and vector width, panels and their groups,
+// slices of the reduction, blocks of A (codegen/emit_gemm.h) and threads. The checks are bit for
+// bit against that chain written as a plain loop, so a tiling that reorders or splits a sum
+// fails them.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
