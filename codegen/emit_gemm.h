@@ -11,16 +11,17 @@
 /// the microkernel always streams a contiguous panel.
 ///
 /// Parallel items: (problem, group of panels, chunk of row tiles). A problem whose packer reads
-/// B along its rows (a matmul's [K, N] operand) packs several panels in one pass, so that each
-/// row of B is read as one run rather than one cache line per panel, lines N floats apart that
-/// the caches cannot keep (GemmLayout::group). Row tiles are chunked only when there are fewer
-/// problems x groups than threads, since every chunk packs its group again. Every
-/// element of C is computed by one item with the same reduction order whatever the chunking
-/// and the item range, so results do not depend on the thread count. Reduction blocks (see
+/// B along its rows (a matmul's [K, N] operand) packs several panels in one pass where a panel
+/// outgrows its L1 slice, so that each row of B is read as one run rather than one cache line
+/// per panel, lines N floats apart that the caches cannot keep (GemmLayout::group). Row tiles
+/// are chunked only when there are fewer problems x groups than threads, since every chunk
+/// packs its group again. Every element of C is computed by one item with the same reduction
+/// order whatever the grouping, the chunking and the item range, so results do not depend on
+/// the thread count. Reduction blocks (see
 /// GemmSizes::k_blocks) are the outermost loop of a call, around its whole range of items.
 /// Where A outgrows its share of L2 (host_tuning.h), the row tiles are split into blocks of A
 /// (GemmLayout::m_blocks), the next loop in: each block runs every item of the range, packing
-/// each item's panel again, so that the block is read from L2 by every panel rather than all of
+/// each item's panels again, so that the block is read from L2 by every panel rather than all of
 /// A from L3 by each. Neither loop changes any element's chain of FMAs over k.
 #include <cstdint>
 #include <functional>
