@@ -24,6 +24,8 @@ struct Emit {
   int threads = 1;
   /// How 3x3 stride-1 same convolutions are computed (codegen/conv_algo.h).
   ConvAlgo conv_algo = ConvAlgo::automatic;
+  /// Dense layers keep their weight matrix packed between calls (JitOptions::keep_packed_parameters).
+  bool keep_packed_parameters = false;
   llvm::Type* f32;
   llvm::Type* i32;
   llvm::Type* i64;

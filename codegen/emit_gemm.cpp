@@ -73,13 +73,24 @@ class GemmEmitter {
   }
 
   /// Packs the `cols` columns of a group from j0 on (a whole number of panels but for the last
-  /// one) and runs the item's row tiles over each of its panels in turn.
+  /// one) into the scratch, or finds them in the kept B (packing them there first when told to),
+  /// and runs the item's row tiles over each of its panels in turn.
   void group_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
                   int64_t cols) {
-    p_.pack_b(b, kb, j0, cols, scratch_);
+    llvm::Value* packed = scratch_;
+    if (p_.kept_b) {
+      // The group's panels in the kept B: j0 / panel panels of K rows precede them. With A in
+      // blocks, the first block's pass packs them for the later ones (the same thread's items).
+      packed = e_.b.CreateInBoundsGEP(e_.f32, p_.kept_b, e_.b.CreateMul(j0, e_.i64c(l_.k)));
+      llvm::Value* pack_now = p_.repack;
+      if (block) pack_now = e_.b.CreateAnd(pack_now, e_.b.CreateICmpEQ(block, e_.i64c(0)));
+      emit_if(e_, pack_now, [&] { p_.pack_b(b, kb, j0, cols, packed); });
+    } else {
+      p_.pack_b(b, kb, j0, cols, scratch_);
+    }
     const int64_t full = cols / l_.panel, tail = cols % l_.panel;
     auto run = [&](llvm::Value* q, int64_t panel_cols) {
-      panel_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
+      panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
       panel_body(b, kb, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), chunk, block, panel_cols);
     };
     if (full == 1)
@@ -303,7 +314,13 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   return l;
 }
 
+bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout) {
+  return sizes.batch == 1 && sizes.k_blocks == 1 && layout.row_chunks == 1 && layout.items > 0;
+}
+
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {
+  assert((!problem.kept_b || kept_b_usable(problem.sizes, gemm_layout(problem.sizes, e.width, e.threads))) &&
+         "a kept B needs one item per group");
   GemmEmitter(e, problem, scratch).emit(begin, end);
 }
 

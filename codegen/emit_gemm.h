@@ -99,7 +99,18 @@ struct GemmProblem {
   /// and blocks. A kernel whose epilogue is not the identity therefore writes its output
   /// buffer twice, but only ever reads back what it wrote.
   llvm::Value* c = nullptr;
+  /// Where set, B is packed whole into this buffer and kept there between calls: panel q of B
+  /// K rows from kept_b + q * K * layout.panel on (the concatenation of the groups pack_b
+  /// fills). An item packs its group there only when `repack` (an i1) is true, and reads it
+  /// from there in any case. Only for one problem of one reduction block whose layout has one
+  /// chunk of row tiles per group (kept_b_usable), so that each group is packed by the item
+  /// that reads it.
+  llvm::Value* kept_b = nullptr;
+  llvm::Value* repack = nullptr;
 };
+
+/// Whether a GEMM of this layout may keep its packed B between calls (GemmProblem::kept_b).
+bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout);
 
 /// Emits the GEMM's items [begin, end), packing into `scratch` (layout.scratch_floats floats).
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);

@@ -98,15 +98,30 @@ GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned widt
   return gemm_layout(sizes_of(dims_of(g, group.anchor)), width, threads);
 }
 
+int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
+  const Node& matmul = g.node(group.anchor);
+  const NodeId b = matmul.operands[1];
+  if (g.node(b).op != Op::parameter || group.inputs.size() < 2 || group.inputs[1] != b) return 0;
+  const std::string& name = g.node(b).attrs.s("name");
+  for (NodeId a : g.nodes_of(Op::assign))
+    if (g.node(a).attrs.s("target") == name) return 0;  // a training step's weights change every run
+  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor));
+  const GemmLayout layout = gemm_layout(sizes, width, threads);
+  return kept_b_usable(sizes, layout) ? layout.panels * layout.k * layout.panel : 0;
+}
+
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   assert(group.anchor >= 0);
   const MatmulDims d = dims_of(g, group.anchor);
   const size_t first_input = first_input_arg(group);
-  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
+  const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e.width, e.threads) > 0;
+  // + the scratch panel, and the kept B and the repack pointer
+  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1 + (keep_b ? 2 : 0);
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
   const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
+  llvm::Value* scratch = kf.args[first_input + group.inputs.size()];
 
   llvm::Value* current = nullptr;
   const Shape out{d.m, d.n};
@@ -137,7 +152,11 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
   };
-  emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
+  if (keep_b) {
+    p.kept_b = kf.args[first_input + group.inputs.size() + 1];
+    p.repack = e.b.CreateIsNotNull(kf.args[first_input + group.inputs.size() + 2]);
+  }
+  emit_gemm(e, p, kf.begin, kf.end, scratch);
   end_kernel(e);
 }
 

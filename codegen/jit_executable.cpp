@@ -247,6 +247,15 @@ struct JitExecutable::Plan {
   /// the microkernel's vector loads of a panel never straddle two cache lines.
   std::vector<std::vector<float>> scratch_storage;
   std::vector<float*> scratch;
+  /// Per kernel that keeps its packed B between runs (CompiledKernel::kept_b_floats): the
+  /// packed copy, the B tensor it was packed from, and whether it still holds that tensor's values.
+  struct KeptB {
+    std::vector<float> storage;
+    float* data = nullptr;  // storage's first 64-byte boundary
+    const float* source = nullptr;
+    bool current = false;
+  };
+  std::vector<KeptB> kept_b;
   std::vector<Step> steps;
   std::vector<FusionGroup> groups;  // per kernel
   std::vector<Tensor> storage;      // per node: the constants' values
@@ -366,17 +375,31 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
   std::vector<float*> args{buffer_of(root, data_of)};
   for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, data_of));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(data_of[id]));
+  // After the scratch: a kept packed B and, not null when it must be packed again, B itself.
+  std::vector<float*> after_scratch;
+  KeptB& kept = kept_b[static_cast<size_t>(k)];
+  if (kernel.kept_b_floats > 0) {
+    const float* b = data_of[kernel.group.inputs[1]];
+    const bool repack = !kept.current || kept.source != b;
+    after_scratch = {kept.data, repack ? const_cast<float*>(b) : nullptr};
+  }
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
     if (kernel.scratch_floats > 0) args.push_back(scratch[0]);
+    args.insert(args.end(), after_scratch.begin(), after_scratch.end());
     kernel.entry(args.data(), 0, kernel.items);
   } else {
     pool.run([&](int t) {
       std::vector<float*> mine = args;
       if (kernel.scratch_floats > 0) mine.push_back(scratch[static_cast<size_t>(t)]);
+      mine.insert(mine.end(), after_scratch.begin(), after_scratch.end());
       const int64_t threads = pool.size();
       kernel.entry(mine.data(), kernel.items * t / threads, kernel.items * (t + 1) / threads);
     });
+  }
+  if (kernel.kept_b_floats > 0) {
+    kept.source = data_of[kernel.group.inputs[1]];
+    kept.current = true;
   }
   data_of[root] = args[0];
   for (size_t i = 0; i < kernel.group.side_outputs.size(); ++i) data_of[kernel.group.side_outputs[i]] = args[1 + i];
@@ -400,7 +423,14 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.width = width;
-  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size(), options.conv_algo);
+  p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size(), options.conv_algo,
+                              options.keep_packed_parameters);
+  p.kept_b.resize(p.compiled.size());
+  for (size_t k = 0; k < p.compiled.size(); ++k)
+    if (const int64_t floats = p.compiled[k].kept_b_floats; floats > 0) {
+      p.kept_b[k].storage.assign(static_cast<size_t>(floats + kArenaAlignFloats), 0.0f);
+      p.kept_b[k].data = first_aligned(p.kept_b[k].storage);
+    }
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
@@ -428,6 +458,16 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
 }
 
 JitExecutable::~JitExecutable() = default;
+
+void JitExecutable::parameters_changed() {
+  for (Plan::KeptB& kept : plan_->kept_b) kept.current = false;
+}
+
+int64_t JitExecutable::kept_packed_bytes() const {
+  int64_t floats = 0;
+  for (const CompiledKernel& k : plan_->compiled) floats += k.kept_b_floats;
+  return floats * static_cast<int64_t>(sizeof(float));
+}
 
 StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   Plan& p = *plan_;

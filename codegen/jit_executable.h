@@ -26,6 +26,8 @@ struct JitOptions {
   /// How 3x3 stride-1 same convolutions are computed: direct, Winograd, or the compiler's
   /// per-layer choice (codegen/conv_algo.h). Winograd rounds differently, so it changes bits.
   ConvAlgo conv_algo = ConvAlgo::automatic;
+  /// Keep dense layers' packed weight matrices between runs (ExecutorOptions::keep_packed_parameters).
+  bool keep_packed_parameters = false;
 };
 
 /// One compiled kernel of a plan.
@@ -50,6 +52,7 @@ class JitExecutable final : public Executable {
   ~JitExecutable() override;
 
   StateMap run(const StateMap& feeds, StateMap& state) override;
+  void parameters_changed() override;
 
   /// Floats per vector in the compiled kernels.
   int vector_width() const;
@@ -57,6 +60,8 @@ class JitExecutable final : public Executable {
   const std::vector<KernelInfo>& kernels() const;
   /// The bytes of the arena that holds every kernel's output, placed by liveness.
   int64_t arena_bytes() const;
+  /// The bytes of the packed weight matrices kept between runs (keep_packed_parameters).
+  int64_t kept_packed_bytes() const;
   /// What compiling the plan cost: kernels, distinct kernels, disk-cache hits, seconds.
   const CompileStats& compile_stats() const;
   /// Every kernel's text at `stage`, each under a comment naming its nodes and their source

@@ -27,10 +27,12 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
       k.scratch_floats = layout.scratch_floats;
       k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) /
                double(std::max<int64_t>(1, layout.items));
-      if (family == KernelFamily::matmul)
+      if (family == KernelFamily::matmul) {
+        if (e.keep_packed_parameters) k.kept_b_floats = matmul_kept_b_floats(g, group, e.width, e.threads);
         emit_matmul_kernel(e, k.name, g, group);
-      else
+      } else {
         emit_conv_kernel(e, k.name, g, group);
+      }
       return;
     }
     case KernelFamily::pool:
@@ -59,7 +61,7 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
 }  // namespace
 
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
-                                           int threads, ConvAlgo conv_algo) {
+                                           int threads, ConvAlgo conv_algo, bool keep_packed_parameters) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {
     CompiledKernel k{kernel_name(g, group), group};
@@ -68,6 +70,7 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
       Emit e(*km->module, width);
       e.threads = threads;
       e.conv_algo = conv_algo;
+      e.keep_packed_parameters = keep_packed_parameters;
       emit_group(e, g, group, k);
     }
     jit.add(std::move(km));

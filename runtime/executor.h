@@ -24,6 +24,10 @@ class Executable {
   virtual ~Executable() = default;
   /// Runs one step: reads feeds and state, applies the graph's assigns to state, returns its outputs.
   virtual StateMap run(const StateMap& feeds, StateMap& state) = 0;
+  /// Tells a plan built with ExecutorOptions::keep_packed_parameters that the parameters'
+  /// values may have changed since its last run, so the next run packs them again. Others
+  /// ignore it.
+  virtual void parameters_changed() {}
 };
 
 /// How an executable runs. The reference interpreter ignores threads; the JIT splits each
@@ -32,6 +36,13 @@ class Executable {
 struct ExecutorOptions {
   int threads = 1;
   ConvAlgo conv_algo = ConvAlgo::automatic;  ///< the JIT's; the interpreter ignores it
+  /// The JIT's, for plans that only read their parameters (inference): a dense layer's weight
+  /// matrix is packed into the microkernel's panels at the first run and kept, not packed again
+  /// by every run. The plan packs again after parameters_changed(), or when a parameter's data
+  /// is at another address than when it packed; a value changed at the same address without
+  /// parameters_changed() is not seen, and runs go on computing with the kept copy. The results
+  /// are the same bits as without it. Parameters the graph assigns are never kept.
+  bool keep_packed_parameters = false;
 };
 
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options = {});

@@ -283,7 +283,7 @@ Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
   if (!slot)
     slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
-                           config_.executor, {config_.threads, config_.conv_algo});
+                           config_.executor, {config_.threads, config_.conv_algo, true});
   return *slot;
 }
 
@@ -325,6 +325,9 @@ std::pair<Tensor, Tensor> Trainer::infer(const Tensor& images) {
   const int64_t n = expected[0];
   if (n == 0) throw Error("there are no images to run the model on");
   const size_t per_image = static_cast<size_t>(numel(config_.input_shape));
+  // The eval plans keep their packed weights while this call runs its batches; the state may
+  // have changed since the last call (training, load_state, the caller through state()).
+  for (auto& [size, plan] : eval_plans_) plan->parameters_changed();
   Tensor logits_all, probs_all, batch;
   for (int64_t begin = 0; begin < n; begin += config_.eval_batch) {
     const int64_t count = std::min(config_.eval_batch, n - begin);

@@ -183,7 +183,8 @@ class Trainer {
   bool writes_files() const;
   /// Whether out_dir holds a run to resume; data-parallel, rank 0 recovers it before the others read it.
   bool find_run_to_resume(const std::string& last_dir, const std::string& best_dir) const;
-  /// Logits and probabilities of `images` [n, input_shape...] through the inference plan.
+  /// Logits and probabilities of `images` [n, input_shape...] through the inference plan, whose
+  /// dense layers pack their weights once per call (ExecutorOptions::keep_packed_parameters).
   std::pair<Tensor, Tensor> infer(const Tensor& images);
   /// infer() with each rank running its shard of the images and every rank receiving all of them.
   std::pair<Tensor, Tensor> infer_sharded(const Tensor& images);

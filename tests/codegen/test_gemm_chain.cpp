@@ -1,6 +1,7 @@
 // The JIT's GEMM computes each element of a matmul as one chain of float FMAs over k, in order
 // from zero, whatever its tiling: register tile and vector width, panels and their groups,
-// slices of the reduction, blocks of A (codegen/emit_gemm.h) and threads. The checks are bit for
+// slices of the reduction, blocks of A (codegen/emit_gemm.h), threads, and a packed B kept
+// between runs. The checks are bit for
 // bit against that chain written as a plain loop, so a tiling that reorders or splits a sum
 // fails them.
 #include <catch2/catch.hpp>
@@ -25,6 +26,21 @@ struct MatmulCase {
   int width, threads;
 };
 
+/// The elements of `got` [m, n] that differ in any bit from the chain over k of a [m, k] b [k, n].
+int64_t differing_from_chain(const Tensor& got, const Tensor& a, const Tensor& b) {
+  const size_t m = a.shape(0), k = a.shape(1), n = b.shape(1);
+  REQUIRE(got.shape() == std::vector<size_t>{m, n});
+  int64_t differing = 0;
+  std::vector<float> row(n);
+  for (size_t i = 0; i < m; ++i) {
+    std::fill(row.begin(), row.end(), 0.0f);
+    for (size_t r = 0; r < k; ++r)
+      for (size_t j = 0; j < n; ++j) row[j] = std::fma(a(i, r), b(r, j), row[j]);
+    for (size_t j = 0; j < n; ++j) differing += !same_bits(got(i, j), row[j]);
+  }
+  return differing;
+}
+
 /// The JIT's op(A) op(B) compared bit for bit with c[i, j] = fma(a[i, k], b[k, j], c[i, j])
 /// for k = 0, 1, ... from c = 0; returns the number of elements that differ.
 int64_t differing_elements(const MatmulCase& c) {
@@ -41,17 +57,8 @@ int64_t differing_elements(const MatmulCase& c) {
   options.threads = c.threads;
   StateMap state;
   const Tensor got = compile_jit(g, options)->run({{"a", a_in}, {"b", b_in}}, state).at("c");
-  REQUIRE(got.shape() == std::vector<size_t>{size_t(c.m), size_t(c.n)});
 
-  int64_t differing = 0;
-  std::vector<float> row(static_cast<size_t>(c.n));
-  for (int64_t i = 0; i < c.m; ++i) {
-    std::fill(row.begin(), row.end(), 0.0f);
-    for (int64_t k = 0; k < c.k; ++k)
-      for (int64_t j = 0; j < c.n; ++j) row[size_t(j)] = std::fma(a(i, k), b(k, j), row[size_t(j)]);
-    for (int64_t j = 0; j < c.n; ++j) differing += !same_bits(got(i, j), row[size_t(j)]);
-  }
-  return differing;
+  return differing_from_chain(got, a, b);
 }
 
 }  // namespace
@@ -117,5 +124,70 @@ TEST_CASE("a matmul that packs several panels of B in one pass keeps each elemen
     INFO("M " << c.m << " N " << c.n << " K " << c.k << " trans " << c.ta << c.tb << " width " << c.width << " threads "
               << c.threads);
     CHECK(differing_elements(c) == 0);
+  }
+}
+
+TEST_CASE("an inference plan keeps its packed weights between runs with the same bits and packs again when told", "[jit]") {
+  // B is a parameter the graph never assigns, so with keep_packed_parameters the kernel packs it
+  // into the plan's buffer at the first run and reads it from there after (emit_matmul.h). Each
+  // case runs three times: the first run packs, the second reuses the packs, and the third
+  // follows new weights written in place after parameters_changed(). Writing new weights in
+  // place without it leaves the old ones in use, which shows that the second run read the kept
+  // copy. The shapes: groups of panels with a partial last one on 2 and 3 threads, a transposed
+  // B, A in blocks (packed by the first block's pass), tiny and odd sizes at width 4; and a
+  // 10-column layer at 2 threads, whose one panel is split into chunks of row tiles and so is
+  // not kept (kept_b_usable), computed as before.
+  const HostTuning& t = host_tuning();
+  const int64_t k8 = t.slice_floats / 8 + 3, blocked_k = 515;
+  const int64_t blocked_m = 2 * t.a_block_floats / blocked_k + 13;
+  struct KeptCase {
+    MatmulCase c;
+    bool kept;
+  };
+  for (const KeptCase& kc : std::vector<KeptCase>{{{64, 203, k8, false, false, 8, 2}, true},
+                                                  {{64, 203, k8, false, false, 8, 3}, true},
+                                                  {{19, 100, 300, false, true, 16, 1}, true},
+                                                  {{blocked_m, 100, blocked_k, false, false, 8, 2}, true},
+                                                  {{7, 13, 5, false, false, 4, 1}, true},
+                                                  {{9, 21, 600, false, false, 4, 2}, true},
+                                                  {{64, 10, 512, false, false, 8, 2}, false}}) {
+    const MatmulCase& c = kc.c;
+    INFO("M " << c.m << " N " << c.n << " K " << c.k << " trans_b " << c.tb << " width " << c.width << " threads "
+              << c.threads);
+    Graph g;
+    const Shape b_shape = c.tb ? Shape{c.n, c.k} : Shape{c.k, c.n};
+    const NodeId w = g.add(Op::parameter, {}, {{"name", "w"}, {"shape", b_shape}, {"init", "zeros"}});
+    g.set_output("c", g.add(Op::matmul, {input(g, "a", {c.m, c.k}), w}, {{"trans_b", int64_t(c.tb)}}));
+    JitOptions options;
+    options.vector_width = c.width;
+    options.threads = c.threads;
+    options.keep_packed_parameters = true;
+    const auto plan = compile_jit(g, options);
+    CHECK((plan->kept_packed_bytes() > 0) == kc.kept);
+
+    const Tensor a = uniform({c.m, c.k}, -1, 1, 31);
+    auto weights = [&](uint32_t seed) {
+      const Tensor b = uniform({c.k, c.n}, -1, 1, seed);
+      return std::pair{b, c.tb ? Tensor(xt::transpose(b)) : b};
+    };
+    auto [b1, b1_in] = weights(32);
+    StateMap state{{"w", b1_in}};
+    const StateMap feeds{{"a", a}};
+    CHECK(differing_from_chain(plan->run(feeds, state).at("c"), a, b1) == 0);
+    CHECK(differing_from_chain(plan->run(feeds, state).at("c"), a, b1) == 0);
+
+    const auto [b2, b2_in] = weights(33);
+    float* at = state.at("w").data();
+    std::copy(b2_in.begin(), b2_in.end(), state.at("w").begin());  // same address, new values
+    REQUIRE(state.at("w").data() == at);
+    const Tensor unannounced = plan->run(feeds, state).at("c");
+    CHECK(differing_from_chain(unannounced, a, kc.kept ? b1 : b2) == 0);
+    plan->parameters_changed();
+    CHECK(differing_from_chain(plan->run(feeds, state).at("c"), a, b2) == 0);
+
+    // A tensor at another address (the old one still alive) is packed again without being told.
+    const auto [b3, b3_in] = weights(34);
+    StateMap moved{{"w", b3_in}};
+    CHECK(differing_from_chain(plan->run(feeds, moved).at("c"), a, b3) == 0);
   }
 }
