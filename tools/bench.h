@@ -104,6 +104,7 @@ struct ModelResult {
   // over the cores they use.
   double compile_train_cpu_seconds = 0, compile_train_cached_cpu_seconds = 0;
   int64_t arena_bytes = 0;                  // the training plan's planned arena (JIT)
+  int64_t kept_packed_bytes = 0;            // the inference plan's packed weights, kept between runs (JIT)
   double unplanned_bytes = 0;         // every value of the training graph held at once
   int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
   bool peak_rss_since_model = false;  // ...or, when false, of the whole process so far

@@ -278,6 +278,7 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   initialize_state(infer, state, config.seed);
   Compiled forward = compile(infer, config);
   r.compile_inference_seconds = forward.seconds;
+  if (forward.jit) r.kept_packed_bytes = forward.jit->kept_packed_bytes();
   r.inference = time_steps(infer, forward, state, config);
   r.peak_rss_bytes = peak_rss_bytes(r.peak_rss_since_model);
   return r;

@@ -101,6 +101,7 @@ nlohmann::json to_json(const ModelResult& r) {
             {"inference", r.compile_inference_seconds}}},
           {"memory",
            {{"planned_bytes", r.arena_bytes},
+            {"inference_kept_packed_bytes", r.kept_packed_bytes},
             {"unplanned_upper_bound_bytes", r.unplanned_bytes},
             {"peak_rss_bytes", r.peak_rss_bytes},
             {"peak_rss_of", r.peak_rss_since_model ? "this model" : "the process"}}},
@@ -153,6 +154,9 @@ void print_model(const ModelResult& r) {
   fmt::print("  memory    planned arena {:.1f} MiB (every value at once would be {:.1f} MiB), peak RSS {:.1f} MiB{}\n",
              static_cast<double>(r.arena_bytes) / kMiB, r.unplanned_bytes / kMiB,
              static_cast<double>(r.peak_rss_bytes) / kMiB, r.peak_rss_since_model ? "" : " (whole process)");
+  if (r.kept_packed_bytes > 0)
+    fmt::print("            inference plan: {:.1f} MiB of packed dense-layer weights kept between runs\n",
+               static_cast<double>(r.kept_packed_bytes) / kMiB);
   if (r.kernels.empty()) return;
   fmt::print("\n  {:<34} {:>6} {:>9} {:>6} {:>9} {:>8} {:>7} {:>7}  {}\n", "kernel (training step)", "calls", "ms/step",
              "share", "GFLOP/s", "GB/s", "ratio", "of BLAS", "ops");

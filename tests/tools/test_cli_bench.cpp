@@ -56,6 +56,9 @@ TEST_CASE("dagger bench measures its contractions against the BLAS SGEMM the chi
     CHECK(k["ratio_of_blas_sgemm"].get<double>() == Approx(k["gflops"].get<double>() / 100.0));
   }
   CHECK(contractions > 0);
+  // shallow's one layer has 10 columns: one panel, split by rows over the 2 threads, so its
+  // inference plan keeps no packed weights (emit_matmul.h), and says so.
+  CHECK(j["models"][0]["memory"]["inference_kept_packed_bytes"] == 0);
 
   Outcome text = run_dagger(kQuick, "env DAGGER_PYTHON=" + python + " ");
   CHECK_THAT(text.output, Catch::Contains("SGEMM 1024^3 through PyTorch's BLAS (torch 9.9, BLAS open):") &&
