@@ -127,7 +127,8 @@ TEST_CASE("a matmul that packs several panels of B in one pass keeps each elemen
   }
 }
 
-TEST_CASE("an inference plan keeps its packed weights between runs with the same bits and packs again when told", "[jit]") {
+TEST_CASE("an inference plan keeps its packed weights between runs with the same bits and packs again when told",
+          "[jit]") {
   // B is a parameter the graph never assigns, so with keep_packed_parameters the kernel packs it
   // into the plan's buffer at the first run and reads it from there after (emit_matmul.h). Each
   // case runs three times: the first run packs, the second reuses the packs, and the third
