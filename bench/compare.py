@@ -12,8 +12,8 @@ Run it with Debian's python3 (/usr/bin/python3), which sees python3-torch.
 
 Below the table: the yardsticks dagger bench measured in each configuration (its JIT's SGEMM
 peak and OpenBLAS's SGEMM through PyTorch, both 1024^3 at the configuration's thread count, in
-alternating rounds inside dagger bench), and every contraction kernel of each training step with
-its GFLOP/s as a fraction of both (medians over rounds).
+alternating rounds inside dagger bench), and every contraction kernel of each training step and
+of each inference plan with its GFLOP/s as a fraction of both (medians over rounds).
 """
 import argparse
 import json
@@ -62,18 +62,22 @@ def print_yardsticks(raw):
         else:
             blas_text = f"OpenBLAS through PyTorch {blas:.1f} GFLOP/s ({runs[0]['machine']['blas_sgemm']['library']})"
         print(f"\nbatch {batch}, {threads} thread(s): SGEMM {n}^3 through dagger's JIT {jit:.1f} GFLOP/s, {blas_text}")
-        print(f"  {'model':<8} {'contraction kernel (training step)':<44} {'GFLOP/s':>8} {'of JIT':>7} {'of BLAS':>7}")
-        for model in runs[0]["models"]:
-            name = model["model"]
-            for kernel in model["kernels"]:
-                if not kernel["contraction"]:
-                    continue
-                same = [k for m in runs for mm in m["models"] if mm["model"] == name
-                        for k in mm["kernels"] if k["key"] == kernel["key"]]
-                gflops = statistics.median(k["gflops"] for k in same)
-                print(f"  {name:<8} {kernel['name'][:44]:<44} {gflops:>8.1f} "
-                      f"{percent(statistics.median(k['ratio'] for k in same)):>7} "
-                      f"{percent(median_or_none(k.get('ratio_of_blas_sgemm') for k in same)):>7}")
+        for plan, title in (("kernels", "training step"), ("inference_kernels", "inference")):
+            if not any(model.get(plan) for model in runs[0]["models"]):
+                continue
+            heading = f"contraction kernel ({title})"
+            print(f"  {'model':<8} {heading:<44} {'GFLOP/s':>8} {'of JIT':>7} {'of BLAS':>7}")
+            for model in runs[0]["models"]:
+                name = model["model"]
+                for kernel in model.get(plan, []):
+                    if not kernel["contraction"]:
+                        continue
+                    same = [k for m in runs for mm in m["models"] if mm["model"] == name
+                            for k in mm.get(plan, []) if k["key"] == kernel["key"]]
+                    gflops = statistics.median(k["gflops"] for k in same)
+                    print(f"  {name:<8} {kernel['name'][:44]:<44} {gflops:>8.1f} "
+                          f"{percent(statistics.median(k['ratio'] for k in same)):>7} "
+                          f"{percent(median_or_none(k.get('ratio_of_blas_sgemm') for k in same)):>7}")
 
 
 def main():

@@ -109,6 +109,7 @@ struct ModelResult {
   int64_t peak_rss_bytes = 0;         // resident-set high-water mark while this model ran...
   bool peak_rss_since_model = false;  // ...or, when false, of the whole process so far
   std::vector<KernelRow> kernels;     // training step, JIT only, in plan order
+  std::vector<KernelRow> inference_kernels;  // the inference plan's, likewise
 };
 
 /// Compiles and times `model`'s training step and inference plan.

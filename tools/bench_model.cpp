@@ -280,6 +280,8 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   r.compile_inference_seconds = forward.seconds;
   if (forward.jit) r.kept_packed_bytes = forward.jit->kept_packed_bytes();
   r.inference = time_steps(infer, forward, state, config);
+  if (forward.jit)
+    r.inference_kernels = kernel_rows(infer, *forward.jit, int64_t{config.repeats} * config.steps, machine);
   r.peak_rss_bytes = peak_rss_bytes(r.peak_rss_since_model);
   return r;
 }

@@ -44,11 +44,37 @@ nlohmann::json blas_json(const Machine& m) {
   return {{"n", m.gemm_n}, {"gflops", m.blas_sgemm_gflops}, {"library", m.blas_library}, {"rounds", m.sgemm_rounds}};
 }
 
-/// Milliseconds per training step spent inside the profiled kernels.
-double kernel_ms(const ModelResult& r) {
+/// Milliseconds per step spent inside the profiled kernels.
+double kernel_ms(const std::vector<KernelRow>& kernels) {
   double ms = 0;
-  for (const KernelRow& k : r.kernels) ms += k.ms_per_step;
+  for (const KernelRow& k : kernels) ms += k.ms_per_step;
   return ms;
+}
+
+nlohmann::json kernels_json(const std::vector<KernelRow>& rows) {
+  nlohmann::json kernels = nlohmann::json::array();
+  for (const KernelRow& k : rows) kernels.push_back(to_json(k));
+  return kernels;
+}
+
+/// One plan's kernels, slowest first, and what the step spent outside them.
+void print_kernels(const std::string& title, const std::vector<KernelRow>& kernels, double mean_step_ms) {
+  fmt::print("\n  {:<34} {:>6} {:>9} {:>6} {:>9} {:>8} {:>7} {:>7}  {}\n", title, "calls", "ms/step", "share",
+             "GFLOP/s", "GB/s", "ratio", "of BLAS", "ops");
+  std::vector<const KernelRow*> rows;
+  for (const KernelRow& k : kernels) rows.push_back(&k);
+  std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->ms_per_step > b->ms_per_step; });
+  for (const KernelRow* k : rows) {
+    const std::string ratio = fmt::format("{:.1f}%{}", 100 * k->ratio, k->contraction ? "pk" : "bw");
+    const std::string of_blas = k->ratio_blas > 0 ? fmt::format("{:.1f}%", 100 * k->ratio_blas) : "-";
+    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7} {:>7}  {}\n", k->name, k->calls,
+               k->ms_per_step, 100 * k->share, k->gflops, k->gbps, ratio, of_blas, k->ops);
+  }
+  const double inside = kernel_ms(kernels);
+  fmt::print(
+      "  kernels: {:.3f} ms/step; the rest of the mean step of {:.3f} ms ({:.3f} ms) is "
+      "the plan's own work: binding feeds, copying outputs and the new state\n",
+      inside, mean_step_ms, mean_step_ms - inside);
 }
 
 std::string throughput_line(const Throughput& t) {
@@ -85,8 +111,6 @@ nlohmann::json to_json(const Machine& m) {
 }
 
 nlohmann::json to_json(const ModelResult& r) {
-  nlohmann::json kernels = nlohmann::json::array();
-  for (const KernelRow& k : r.kernels) kernels.push_back(to_json(k));
   return {{"model", r.model},
           {"batch", r.batch},
           {"threads", r.threads},
@@ -105,8 +129,10 @@ nlohmann::json to_json(const ModelResult& r) {
             {"unplanned_upper_bound_bytes", r.unplanned_bytes},
             {"peak_rss_bytes", r.peak_rss_bytes},
             {"peak_rss_of", r.peak_rss_since_model ? "this model" : "the process"}}},
-          {"kernels", kernels},
-          {"kernels_ms_per_step", kernel_ms(r)}};
+          {"kernels", kernels_json(r.kernels)},
+          {"kernels_ms_per_step", kernel_ms(r.kernels)},
+          {"inference_kernels", kernels_json(r.inference_kernels)},
+          {"inference_kernels_ms_per_step", kernel_ms(r.inference_kernels)}};
 }
 
 void print_machine(const Machine& m) {
@@ -157,23 +183,8 @@ void print_model(const ModelResult& r) {
   if (r.kept_packed_bytes > 0)
     fmt::print("            inference plan: {:.1f} MiB of packed dense-layer weights kept between runs\n",
                static_cast<double>(r.kept_packed_bytes) / kMiB);
-  if (r.kernels.empty()) return;
-  fmt::print("\n  {:<34} {:>6} {:>9} {:>6} {:>9} {:>8} {:>7} {:>7}  {}\n", "kernel (training step)", "calls", "ms/step",
-             "share", "GFLOP/s", "GB/s", "ratio", "of BLAS", "ops");
-  std::vector<const KernelRow*> rows;
-  for (const KernelRow& k : r.kernels) rows.push_back(&k);
-  std::stable_sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->ms_per_step > b->ms_per_step; });
-  for (const KernelRow* k : rows) {
-    const std::string ratio = fmt::format("{:.1f}%{}", 100 * k->ratio, k->contraction ? "pk" : "bw");
-    const std::string of_blas = k->ratio_blas > 0 ? fmt::format("{:.1f}%", 100 * k->ratio_blas) : "-";
-    fmt::print("  {:<34} {:>6} {:>9.4f} {:>5.1f}% {:>9.2f} {:>8.2f} {:>7} {:>7}  {}\n", k->name, k->calls,
-               k->ms_per_step, 100 * k->share, k->gflops, k->gbps, ratio, of_blas, k->ops);
-  }
-  const double inside = kernel_ms(r);
-  fmt::print(
-      "  kernels: {:.3f} ms/step; the rest of the mean step of {:.3f} ms ({:.3f} ms) is "
-      "the plan's own work: binding feeds, copying outputs and the new state\n",
-      inside, r.train.mean_step_ms, r.train.mean_step_ms - inside);
+  if (!r.kernels.empty()) print_kernels("kernel (training step)", r.kernels, r.train.mean_step_ms);
+  if (!r.inference_kernels.empty()) print_kernels("kernel (inference)", r.inference_kernels, r.inference.mean_step_ms);
 }
 
 namespace {

@@ -46,23 +46,27 @@ TEST_CASE("dagger bench measures its contractions against the BLAS SGEMM the chi
   CHECK(blas["gflops"].get<double>() == 100.0);
   CHECK(blas["library"] == "torch 9.9, BLAS open");
   CHECK(j["machine"]["sgemm"]["rounds"] == 3);
-  int contractions = 0;
-  for (const nlohmann::json& k : j["models"][0]["kernels"]) {
-    if (!k["contraction"].get<bool>()) {
-      CHECK(k["ratio_of_blas_sgemm"].is_null());
-      continue;
+  for (const char* plan : {"kernels", "inference_kernels"}) {
+    INFO(plan);
+    int contractions = 0;
+    for (const nlohmann::json& k : j["models"][0][plan]) {
+      if (!k["contraction"].get<bool>()) {
+        CHECK(k["ratio_of_blas_sgemm"].is_null());
+        continue;
+      }
+      ++contractions;
+      CHECK(k["ratio_of_blas_sgemm"].get<double>() == Approx(k["gflops"].get<double>() / 100.0));
     }
-    ++contractions;
-    CHECK(k["ratio_of_blas_sgemm"].get<double>() == Approx(k["gflops"].get<double>() / 100.0));
+    CHECK(contractions > 0);
   }
-  CHECK(contractions > 0);
   // shallow's one layer has 10 columns: one panel, split by rows over the 2 threads, so its
   // inference plan keeps no packed weights (emit_matmul.h), and says so.
   CHECK(j["models"][0]["memory"]["inference_kept_packed_bytes"] == 0);
 
   Outcome text = run_dagger(kQuick, "env DAGGER_PYTHON=" + python + " ");
   CHECK_THAT(text.output, Catch::Contains("SGEMM 1024^3 through PyTorch's BLAS (torch 9.9, BLAS open):") &&
-                              Catch::Contains("100.0 GFLOP/s") && Catch::Contains("of BLAS"));
+                              Catch::Contains("100.0 GFLOP/s") && Catch::Contains("of BLAS") &&
+                              Catch::Contains("kernel (inference)"));
 }
 
 TEST_CASE("dagger bench says why the BLAS SGEMM was not measured", "[cli][bench][slow]") {
