@@ -248,7 +248,8 @@ Dataset load_idx(const std::string& images_file, const std::string& labels_file,
 Tensor load_images(const std::string& file, bool scale) {
   char magic[6] = {};
   std::ifstream(file, std::ios::binary).read(magic, sizeof magic);
-  const bool npy = std::string_view(magic, sizeof magic) == "\x93NUMPY";
+  // A file named .npy is read as one whatever it holds, so that a damaged one is reported as such.
+  const bool npy = std::string_view(magic, sizeof magic) == "\x93NUMPY" || file.ends_with(".npy");
   const RawImages raw = npy ? data_source::read_npy_images(file) : data_source::read_idx_images(file);
   std::vector<size_t> all(raw.count);
   std::iota(all.begin(), all.end(), size_t{0});

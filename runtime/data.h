@@ -49,8 +49,8 @@ struct Dataset {
 /// file, a bad magic number, a truncated file, or image and label files that disagree on the count.
 Dataset load_idx(const std::string& images_file, const std::string& labels_file, bool scale = true);
 
-/// The images of one file, [N, C, H, W], for inference: a .npy array (by its magic bytes) or
-/// else an IDX image file, gzip-compressed or plain. 8-bit pixels become 0..1 when `scale`,
+/// The images of one file, [N, C, H, W], for inference: a .npy array (by its magic bytes or its
+/// name) or else an IDX image file, gzip-compressed or plain. 8-bit pixels become 0..1 when `scale`,
 /// float pixels stay as stored. Throws Error naming the file for anything malformed.
 Tensor load_images(const std::string& file, bool scale = true);
 

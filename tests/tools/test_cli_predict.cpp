@@ -141,6 +141,11 @@ TEST_CASE("dagger predict names what is wrong with its inputs", "[predict][cli]"
   const auto garbage = run_dagger(base + dir.file("text.png"));
   CHECK(garbage.status == 1);
   CHECK_THAT(garbage.output, Catch::Contains("text.png"));
+  // A file named .npy that is not one is reported as a bad .npy file, not as a bad IDX file.
+  std::ofstream(dir.file("text.npy")) << "not an array, and long enough for a header";
+  const auto not_npy = run_dagger(base + dir.file("text.npy"));
+  CHECK(not_npy.status == 1);
+  CHECK_THAT(not_npy.output, Catch::Contains("text.npy") && Catch::Contains("\\x93NUMPY") && !Catch::Contains("IDX"));
 }
 
 TEST_CASE("dagger summary describes a checkpoint's model and a call for any input", "[summary][cli]") {
