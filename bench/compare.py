@@ -8,7 +8,10 @@ reports the median over rounds of each program's own median (of `--repeats` runs
 steps), so a burst of load on the machine hits both sides alike and is voted out. The last
 column is the system's 1-minute load average as dagger bench saw it (median over rounds): above
 the thread count, other programs shared the cores and every figure in the row is disturbed.
-Run it with Debian's python3 (/usr/bin/python3), which sees python3-torch.
+Run it with Debian's python3 (/usr/bin/python3), which sees python3-torch. PyTorch runs with
+glibc's malloc told to keep its heap (torch_bench.py, keep_heap): under the defaults a training
+step can fault its memory in again, and a model's figure depended on which models ran before it
+in the process; `--default-malloc` measures PyTorch as it comes.
 
 Below the table: the yardsticks dagger bench measured in each configuration (its JIT's SGEMM
 peak and OpenBLAS's SGEMM through PyTorch, both 1024^3 at the configuration's thread count, in
@@ -92,6 +95,9 @@ def main():
     parser.add_argument("--dagger", default=os.path.join(ROOT, "build", "dagger"))
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--save", help="write every raw report and the table rows to this JSON file")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="run PyTorch with glibc's malloc thresholds as they are (torch_bench.py keeps its heap "
+                             "otherwise)")
     args = parser.parse_args()
     if not os.access(args.dagger, os.X_OK):
         sys.exit(f"compare: no dagger binary at {args.dagger} (build first, or pass --dagger)")
@@ -107,7 +113,8 @@ def main():
             rounds, loads = [], []
             for _ in range(args.rounds):
                 ours = run_json([args.dagger, "bench", *args.models, "--json", *config], env)
-                theirs = run_json([sys.executable, os.path.join(HERE, "torch_bench.py"), *args.models, *config], env)
+                theirs = run_json([sys.executable, os.path.join(HERE, "torch_bench.py"), *args.models, *config,
+                                   *(["--default-malloc"] if args.default_malloc else [])], env)
                 rounds.append((by_model(ours), by_model(theirs)))
                 loads.append(ours["machine"]["load_average"])
                 raw.append({"batch": batch, "threads": threads, "dagger": ours, "torch": theirs})
