@@ -234,8 +234,8 @@ void pack_filter_panel(Emit& e, const Conv& v, llvm::Value* x, llvm::Value* imag
       return;
     }
     // Every tap's row inside for every row of the block, with a row to spare on both sides
-    // (1 <= oh + r - pad <= h - 2 for every r), and every tap's column inside (0 <= ow + s -
-    // pad < w for every s).
+    // (1 <= oh + r - pad <= h - 2 for every r: the spare row is for the blocks that cross an
+    // edge, below), and every tap's column inside (0 <= ow + s - pad < w for every s).
     llvm::Value* rows_inside = e.b.CreateAndReduce(ix.within(ix.add(oh, ix.c(-v.pad - 1)), v.h - (v.r - 1) - 2));
     llvm::Value* cols_inside = e.b.CreateAndReduce(ix.within(ix.add(ow, ix.c(-v.pad)), v.w - (v.s - 1)));
     auto plain = [&](bool select_columns) {
