@@ -62,6 +62,9 @@ struct ChannelWork {
   FloatTerm float_term;
   std::function<Stats(const Stats&)> finish;
   std::function<llvm::Value*(const ElementPos&, const std::vector<llvm::Value*>&)> element;
+  /// With sweep_blocks: called with the image before each of the channel's runs is summed
+  /// (the channel is Norm::c), for a kernel that writes the run there (NormGradSums).
+  std::function<void(llvm::Value*)> before_run;
 };
 
 /// The channels one kernel item covers and how their statistics are held. In general an item
@@ -162,6 +165,19 @@ struct Norm {
     if (extra == Extra::mean) r.sum_x = s.back();
     if (extra == Extra::dbeta) r.dy_float = s.back();
     return r;
+  }
+  /// batchnorm_grad_gamma's work: sum(dy * xhat) = rstd * sum(dy * (x - mean)), the batch
+  /// statistics summed again in the same read; with Extra::dbeta also sum(dy) as reduce_sum
+  /// sums it. Its finish gives store() dgamma (double) and dbeta (float; nullptr without it).
+  ChannelWork grad_gamma(llvm::Value* x, llvm::Value* dy, double eps, Extra extra,
+                         const std::function<void(llvm::Value*, llvm::Value*)>& store) {
+    ChannelWork w = stats(x, dy, extra);
+    w.finish = [this, eps, extra, store](const Stats& s) {
+      const Moments st = moments(s, true, extra);
+      store(e.b.CreateFMul(st.sum_dy_xc, rstd(st.var, eps)), st.dy_float);
+      return Stats{};
+    };
+    return w;
   }
   /// 1 / sqrt(var + eps) in double.
   llvm::Value* rstd(llvm::Value* var, double eps) {
@@ -286,7 +302,7 @@ class BlockPartials {
 /// block_channels() (see the top of the file): the sums image by image, each channel's
 /// partials restored before its run and saved after it; then each channel's results, whose
 /// factors are kept as floats for the element pass, again image by image.
-void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* begin, llvm::Value* end,
+void sweep_blocks(Norm& nm, Epilogue* ep, const ChannelWork& w, llvm::Value* begin, llvm::Value* end,
                   llvm::Value* shifted) {
   Emit& e = nm.e;
   const int64_t block = block_channels(nm.d);
@@ -323,6 +339,7 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
         emit_range(e, c0, c1, [&](llvm::Value* c) {
           llvm::Value* j = enter(c0, c);
           llvm::Value* base = nm.run_offset(b);
+          if (w.before_run) w.before_run(b);
           if (doubles)
             doubles->add_run(j, nm.d.inner,
                              [&](llvm::Value* at, llvm::Value* m) { return w.terms(e.b.CreateAdd(base, at), m); });
@@ -349,7 +366,7 @@ void sweep_blocks(Norm& nm, Epilogue& ep, const ChannelWork& w, llvm::Value* beg
         std::vector<llvm::Value*> factors;
         for (size_t f = 0; f < factor_count; ++f)
           factors.push_back(e.b.CreateVectorSplat(e.width, e.b.CreateLoad(e.f32, factor_at(j, f))));
-        ep.for_each({b, c}, [&](const ElementPos& pos) { return w.element(pos, factors); });
+        ep->for_each({b, c}, [&](const ElementPos& pos) { return w.element(pos, factors); });
       });
     });
   });
@@ -476,14 +493,11 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
         return std::pair{nm.param(arg(3)), nm.rstd(nm.param(arg(4)), eps)};
       });
       break;
-    case Op::batchnorm_grad_gamma:  // sum(dy * xhat) = rstd * sum(dy * (x - mean))
-      w = nm.stats(x, arg(1), extra);
-      w.finish = [&](const Stats& s) {
-        const Norm::Moments st = nm.moments(s, true, extra);
-        nm.store_channel(ep, e.b.CreateFMul(st.sum_dy_xc, nm.rstd(st.var, eps)));
-        if (sibling >= 0) nm.store_sibling(kf.args[1], st.dy_float);  // dbeta
-        return Stats{};
-      };
+    case Op::batchnorm_grad_gamma:
+      w = nm.grad_gamma(x, arg(1), eps, extra, [&](llvm::Value* dgamma, llvm::Value* dbeta) {
+        nm.store_channel(ep, dgamma);
+        if (dbeta) nm.store_sibling(kf.args[1], dbeta);
+      });
       break;
     case Op::batchnorm_backward: {
       // dx = gamma rstd (dy - sum(dy)/M - (x - mean) rstd^2 sum(dy (x - mean))/M): the factors
@@ -549,7 +563,28 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
   if (nm.lanes)
     sweep_lanes(nm, ep, w, kf.begin, kf.end, shifted);
   else
-    sweep_blocks(nm, ep, w, kf.begin, kf.end, shifted);
+    sweep_blocks(nm, &ep, w, kf.begin, kf.end, shifted);
+}
+
+void emit_grad_gamma_beside(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
+                            const PlaneWriter& write_plane) {
+  const Node& n = g.node(group.root);
+  assert(n.op == Op::batchnorm_grad_gamma && !channels_in_lanes(g.shape(n.operands[0])));
+  Norm nm{e, channel_dims(g.shape(n.operands[0])), llvm::Type::getDoubleTy(e.ctx), nullptr};
+  nm.vd = llvm::FixedVectorType::get(nm.f64, e.width);
+  // dbeta: the side output that is a statistic (the others are dy and what assigns read).
+  NodeId dbeta = -1;
+  for (NodeId id : group.side_outputs)
+    if (g.node(id).op == Op::reduce_sum) dbeta = id;
+  llvm::Value* x = input_arg(kf, group, n.operands[0]);
+  ChannelWork w = nm.grad_gamma(x, output_arg(kf, group, n.operands[1]), n.attrs.f("eps"),
+                                dbeta >= 0 ? Norm::Extra::dbeta : Norm::Extra::none,
+                                [&](llvm::Value* dgamma, llvm::Value* dbeta_sum) {
+                                  nm.store_sibling(kf.args[0], nm.narrow(dgamma));
+                                  if (dbeta_sum) nm.store_sibling(output_arg(kf, group, dbeta), dbeta_sum);
+                                });
+  w.before_run = [&](llvm::Value* image) { write_plane(image, nm.c); };
+  sweep_blocks(nm, nullptr, w, kf.begin, kf.end, x);
 }
 
 }  // namespace dagger

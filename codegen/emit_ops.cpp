@@ -45,7 +45,7 @@ OpKernelLayout op_kernel_layout(const Graph& g, const FusionGroup& group, unsign
   const NodeId anchor = group.anchor;
   switch (kernel_family(g.node(anchor).op)) {
     case KernelFamily::pool:
-      return pool_layout(g, anchor);
+      return pool_layout(g, group);
     case KernelFamily::norm:
       return norm_layout(g, anchor, width);
     case KernelFamily::softmax:
@@ -98,6 +98,13 @@ llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeI
   const auto input = std::find(group.inputs.begin(), group.inputs.end(), id);
   assert(input != group.inputs.end());
   return kf.args[first_input_arg(group) + static_cast<size_t>(input - group.inputs.begin())];
+}
+
+llvm::Value* output_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id) {
+  if (id == group.root) return kf.args[0];
+  const auto side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id);
+  assert(side != group.side_outputs.end());
+  return kf.args[1 + static_cast<size_t>(side - group.side_outputs.begin())];
 }
 
 Epilogue::Epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, size_t keep,

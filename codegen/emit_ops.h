@@ -6,7 +6,8 @@
 ///
 /// Parallel items, chosen so that every output value is computed by one item in an order that
 /// does not depend on which items a call gets (results are the same bits for any split):
-///   maxpool2d, maxpool2d_backward      one (image, channel) plane
+///   maxpool2d, maxpool2d_backward      one (image, channel) plane; one channel when the kernel
+///                                      also sums batchnorm_grad_gamma (emit_grad_gamma_beside)
 ///   batchnorm_*, channel_mean/var      one channel (its statistics summed in double)
 ///   softmax, softmax_xent_grad         one row
 ///   softmax_xent                       the whole batch (its mean loss is one scalar)
@@ -70,6 +71,8 @@ class Epilogue {
 llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionGroup& group, size_t k);
 /// The kernel argument holding input `id` of the group (one of group.inputs).
 llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id);
+/// The kernel argument holding output `id` of the group (its root or a side output).
+llvm::Value* output_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id);
 
 /// A normalization recomputed by a pooling kernel (FusionGroup::prologue): the batchnorm_infer
 /// of x, (x - mean) * (gamma * rstd) + beta with the factors of its own kernel (emit_norm.cpp),
@@ -107,8 +110,18 @@ std::vector<llvm::Value*> unflatten(Emit& e, llvm::Value* flat, const Shape& dim
 /// One scalar float of `base` at `offset`.
 llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset);
 
+/// A batchnorm_grad_gamma, the group's root, and its dbeta if that is a side output, summed
+/// in the kernel that writes their dy, a side output (a maxpool2d_backward group, see
+/// codegen/fusion.h): the channels [kf.begin, kf.end) are swept as the norm kernel sweeps them
+/// (emit_norm.cpp), and write_plane(image, channel) (i64 values) is called just before that
+/// plane of dy is summed, so the sums read it from cache. The same terms in the same order as
+/// the norm kernel's: the same bits.
+using PlaneWriter = std::function<void(llvm::Value* image, llvm::Value* channel)>;
+void emit_grad_gamma_beside(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group,
+                            const PlaneWriter& write_plane);
+
 // ---- The per-op emitters (the group's anchor decides). ----
-OpKernelLayout pool_layout(const Graph& g, NodeId anchor);
+OpKernelLayout pool_layout(const Graph& g, const FusionGroup& group);
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
 OpKernelLayout norm_layout(const Graph& g, NodeId anchor, unsigned width);
 void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);

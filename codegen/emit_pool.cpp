@@ -181,9 +181,12 @@ struct PoolGradPlane {
 };
 
 /// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
-/// is applied over the plane in place.
+/// is applied over the plane in place. The planes are the items, or with `sums` (a
+/// batchnorm_grad_gamma summed beside, see emit_grad_gamma_beside: `group` is then the
+/// pooling's own part and `kf` its view of the arguments) the channels, each plane written
+/// where the sums read it.
 void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
-                        NormPrologue* prologue) {
+                        NormPrologue* prologue, const std::function<void(const PlaneWriter&)>& sums) {
   llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
   ElementGen recomputed;
   if (prologue) recomputed = [prologue](const ElementPos& pos) { return prologue->at(pos.flat, pos.mask); };
@@ -191,10 +194,11 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
   llvm::Value* dy = operand_arg(kf, g, group, 1);
   llvm::Value* dx = kf.args[0];
   const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
-  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+  const PlaneWriter write_plane = [&](llvm::Value* image, llvm::Value* channel) {
+    llvm::Value* p = e.b.CreateAdd(e.b.CreateMul(image, e.i64c(d.channels)), channel);
     PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
-    if (prologue) prologue->enter_channel(e.b.CreateURem(p, e.i64c(d.channels)));
+    if (prologue) prologue->enter_channel(channel);
     if (!tiled) pg.zero_plane();
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
       emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
@@ -205,30 +209,62 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
       });
     });
     if (group.root != group.anchor) {
-      ep.for_each({e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels))},
-                  [&](const ElementPos& pos) {
-                    return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
-                  });
+      ep.for_each({image, channel}, [&](const ElementPos& pos) {
+        return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
+      });
     }
+  };
+  if (sums) {
+    sums(write_plane);
+    return;
+  }
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
+    write_plane(e.b.CreateUDiv(p, e.i64c(d.channels)), e.b.CreateURem(p, e.i64c(d.channels)));
   });
+}
+
+/// Whether the group also sums a batchnorm_grad_gamma of the gradient it writes (its root).
+bool sums_grad_gamma(const Graph& g, const FusionGroup& group) {
+  return g.node(group.root).op == Op::batchnorm_grad_gamma;
 }
 
 }  // namespace
 
-OpKernelLayout pool_layout(const Graph& g, NodeId anchor) {
-  const PoolDims d = pool_dims(g, anchor);
+OpKernelLayout pool_layout(const Graph& g, const FusionGroup& group) {
+  const PoolDims d = pool_dims(g, group.anchor);
+  if (sums_grad_gamma(g, group))  // a channel: its planes, and the sums' second read of x and dx
+    return {d.channels, double(d.images * (3 * d.h * d.w + d.oh * d.ow))};
   return {d.planes(), double(d.h * d.w + d.oh * d.ow)};
 }
 
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const PoolDims d = pool_dims(g, group.anchor);
+  if (sums_grad_gamma(g, group)) {
+    // The pooling gradient's own group: dy of the sums is its root, stored at that side
+    // output's argument; its inputs follow as in the whole kernel's arguments.
+    const NodeId dy = g.node(group.root).operands[1];
+    FusionGroup own = group;
+    own.root = dy;
+    std::erase_if(own.nodes, [&](NodeId id) { return id > dy; });
+    own.side_outputs.clear();
+    KernelFunction own_kf = kf;
+    own_kf.args = {output_arg(kf, group, dy)};
+    own_kf.args.insert(own_kf.args.end(), kf.args.begin() + static_cast<std::ptrdiff_t>(first_input_arg(group)),
+                       kf.args.end());
+    std::optional<NormPrologue> prologue;
+    if (!own.prologue.empty()) prologue.emplace(e, own_kf, g, own);
+    emit_pool_backward(e, own_kf, g, own, d, prologue ? &*prologue : nullptr, [&](const PlaneWriter& write_plane) {
+      emit_grad_gamma_beside(e, kf, g, group, write_plane);
+    });
+    return;
+  }
   std::optional<NormPrologue> prologue;
   if (!group.prologue.empty()) prologue.emplace(e, kf, g, group);
   NormPrologue* recompute = prologue ? &*prologue : nullptr;
   if (g.node(group.anchor).op == Op::maxpool2d)
     emit_pool_forward(e, kf, g, group, d, recompute);
   else
-    emit_pool_backward(e, kf, g, group, d, recompute);
+    emit_pool_backward(e, kf, g, group, d, recompute, nullptr);
 }
 
 }  // namespace dagger

@@ -260,6 +260,51 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
   groups = std::move(kept);
 }
 
+/// Moves each batchnorm_grad_gamma kernel (with its dbeta sibling, if any) whose dy is the root
+/// of a maxpool2d_backward kernel into that kernel (see fusion.h): the merged group is rooted at
+/// the batchnorm_grad_gamma, so it runs where that one ran, and stores dy as a side output.
+/// Only when every other reader of dy comes after it, and no assign reads the pooling group's
+/// nodes.
+void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<int> rooted_at(g.size(), -1);
+  for (size_t k = 0; k < groups.size(); ++k) rooted_at[groups[k].root] = static_cast<int>(k);
+  std::vector<bool> moved(groups.size(), false);
+  for (FusionGroup& sums : groups) {
+    if (sums.anchor < 0 || sums.anchor != sums.root || g.node(sums.anchor).op != Op::batchnorm_grad_gamma ||
+        !sums.prologue.empty())
+      continue;
+    const Node& grad_gamma = g.node(sums.anchor);
+    const NodeId dy = grad_gamma.operands[1];
+    if (g.shape(dy).size() != 4 || rooted_at[dy] < 0) continue;
+    const auto at = static_cast<size_t>(rooted_at[dy]);
+    const FusionGroup& pool = groups[at];
+    if (moved[at] || pool.anchor < 0 || g.node(pool.anchor).op != Op::maxpool2d_backward) continue;
+    if (std::ranges::any_of(pool.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) continue;
+    if (!std::ranges::all_of(readers[dy], [&](NodeId reader) {
+          return reader >= sums.root || std::ranges::binary_search(sums.nodes, reader);
+        }))
+      continue;
+    moved[at] = true;
+    std::vector<NodeId> nodes = pool.nodes;
+    nodes.insert(nodes.end(), sums.nodes.begin(), sums.nodes.end());
+    std::ranges::sort(nodes);
+    sums.nodes = std::move(nodes);
+    sums.anchor = pool.anchor;
+    sums.prologue = pool.prologue;
+  }
+  std::vector<FusionGroup> kept;
+  for (size_t k = 0; k < groups.size(); ++k)
+    if (!moved[k]) kept.push_back(std::move(groups[k]));
+  groups = std::move(kept);
+}
+
+/// Whether the group is a maxpool2d_backward with a batchnorm_grad_gamma summed beside it
+/// (merge_grad_gamma_sums): its root is the batchnorm_grad_gamma, its anchor the pooling.
+bool sums_beside_pool(const Graph& g, const FusionGroup& group) {
+  return group.anchor >= 0 && group.anchor != group.root && g.node(group.root).op == Op::batchnorm_grad_gamma;
+}
+
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
 /// only node of a group besides its anchor that is not elementwise.
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
@@ -391,13 +436,16 @@ FusionPlan fuse(const Graph& g) {
   plan.recomputed.assign(g.size(), false);
   for (FusionGroup& group : plan.groups) std::sort(group.nodes.begin(), group.nodes.end());
   recompute_normalizations(g, readers, plan.groups, plan.recomputed);
+  merge_grad_gamma_sums(g, readers, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
     std::sort(group.nodes.begin(), group.nodes.end());
+    const NodeId dy = sums_beside_pool(g, group) ? g.node(group.root).operands[1] : -1;
     for (NodeId id : group.nodes) {
       plan.group_of[id] = static_cast<int>(k);
-      if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id))) group.side_outputs.push_back(id);
+      if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id) || id == dy))
+        group.side_outputs.push_back(id);
     }
     group.inputs = inputs_of(g, group);
   }
@@ -425,9 +473,15 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
+  const bool sums = sums_beside_pool(g, group);
+  const NodeId summed = sums ? group.root : group.anchor;  // what a sibling statistic is summed beside
   if (is_sibling(g, group, id))
-    return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", group.anchor,
-                       op_info(g.node(group.anchor).op).name, n.operands[0], readers_of(g)[id].size());
+    return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", summed,
+                       op_info(g.node(summed).op).name, n.operands[0], readers_of(g)[id].size());
+  if (sums && id == g.node(group.root).operands[1])
+    return fmt::format("ends the pooling gradient ({} readers): stored, and each plane summed for %{} just after it is "
+                       "written",
+                       readers_of(g)[id].size(), group.root);
   NodeId reader = -1;
   for (NodeId other : group.nodes)
     for (NodeId o : g.node(other).operands)
@@ -465,8 +519,11 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
       return value_label(g, id) + why;
     };
     std::vector<std::string> writes{written(group.root, "")};
+    const NodeId dy = sums_beside_pool(g, group) ? g.node(group.root).operands[1] : -1;
     for (NodeId id : group.side_outputs)
-      writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)" : " (for its assigns)"));
+      writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)"
+                                   : id == dy                ? " (for its readers)"
+                                                             : " (for its assigns)"));
     out += fmt::format("  writes {}\n", fmt::join(writes, ", "));
     out += fmt::format("  ends:  %{} {}\n", group.root, group.why_root);
     if (!why) continue;
@@ -475,6 +532,12 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
           "  why:   %{} is recomputed where %{} ({}) reads it: only pooling reads it, so no kernel stores it "
           "(normalization fused into its consumers)\n",
           group.prologue.back(), group.anchor, op_info(g.node(group.anchor).op).name);
+    if (sums_beside_pool(g, group))
+      out += fmt::format(
+          "  why:   %{} ({}) is summed where %{} ({}) writes its dy %{}: each plane read again while in cache, "
+          "channel by channel in its own kernel's order (same bits), so no kernel of its own reads x and dy again\n",
+          group.root, op_info(g.node(group.root).op).name, group.anchor, op_info(g.node(group.anchor).op).name,
+          g.node(group.root).operands[1]);
     for (NodeId id : group.nodes)
       if (id != group.root) out += fmt::format("  why:   %{} {}\n", id, join_reason(g, group, id));
     if (group.anchor >= 0 && kernel_family(g.node(group.anchor).op) == KernelFamily::conv)

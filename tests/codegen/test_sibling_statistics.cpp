@@ -221,3 +221,123 @@ TEST_CASE("a projection skip's bias gradient is its batch norm's dbeta, summed o
   const BothRuns both = run_both(g, training_feeds(g, 5, 0), initial);
   CHECK(max_state_error(both.jit, both.ref) < 1e-5);
 }
+
+namespace {
+
+/// The graph of a pooled batch norm's backward pass in small: y = relu(batchnorm_infer(x)) (or y
+/// = x, no normalization to recompute), pooled; dy_bn = relu_grad(y, maxpool2d_backward(y, dy))
+/// (or the pooling gradient alone), its dbeta (with `dbeta`) and dgamma. With `early_reader`, a
+/// node made before the sums also reads dy_bn, so they keep a kernel of their own.
+struct PoolSumsCase {
+  Shape x;
+  int64_t window, stride;
+  bool normalized, activated, dbeta;
+};
+
+Graph pool_sums_graph(const PoolSumsCase& c, bool early_reader) {
+  Graph g;
+  const Shape channels{c.x[1]};
+  const NodeId x = input(g, "x", c.x);
+  NodeId y = x;
+  if (c.normalized) {
+    std::vector<NodeId> operands{x};
+    for (const char* name : {"gamma", "beta", "mean", "var"}) operands.push_back(input(g, name, channels));
+    y = g.add(Op::batchnorm_infer, operands, {{"eps", 1e-5}});
+  }
+  if (c.activated) y = g.add(Op::relu, {y});
+  const Attrs pool{{"window", c.window}, {"stride", c.stride}};
+  const NodeId pooled = g.add(Op::maxpool2d, {y}, pool);
+  g.set_output("pooled", pooled);
+  NodeId dy = g.add(Op::maxpool2d_backward, {y, input(g, "dy", g.shape(pooled))}, pool);
+  if (c.activated) dy = g.add(Op::relu_grad, {y, dy});
+  g.set_output("dy_bn", dy);
+  if (early_reader) g.set_output("early", g.add(Op::neg, {dy}));
+  if (c.dbeta)
+    g.set_output("dbeta", g.add(Op::reduce_sum, {dy}, {{"axes", all_but_channels(c.x)}, {"keepdims", int64_t(0)}}));
+  g.set_output("dgamma", g.add(Op::batchnorm_grad_gamma, {x, dy}, {{"eps", 1e-5}}));
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("batchnorm_grad_gamma summed in the pooling gradient's kernel gives the bits of its own kernel",
+          "[jit][ops]") {
+  // The kernel that writes dy of a pooled batch norm also sums dgamma (and dbeta) over each
+  // plane just written (codegen/fusion.h): its items become channels, swept in the norm
+  // kernel's blocks. Geometries as the pooling tests': 2x2 windows tiling the plane, windows
+  // leaving a row and column out, overlapping ones, a gathered stride of 3; then several blocks
+  // of channels with a ragged last one (20 per block on 28x28 maps, 64 on 2x2), which 3 threads
+  // split. Every output must be the bits of the same graph whose sums keep their own kernel.
+  const std::vector<PoolSumsCase> cases = {
+      {{3, 5, 10, 10}, 2, 2, true, true, true},   {{2, 3, 4, 36}, 2, 2, true, false, true},
+      {{1, 7, 9, 9}, 2, 2, false, true, true},    {{3, 2, 13, 13}, 3, 2, true, true, false},
+      {{2, 3, 9, 9}, 3, 1, false, false, true},   {{2, 3, 10, 11}, 3, 3, true, true, true},
+      {{2, 45, 28, 28}, 2, 2, true, true, true},  {{3, 70, 4, 4}, 2, 2, true, true, true},
+      {{64, 3, 28, 28}, 2, 2, true, true, true}};
+  for (const PoolSumsCase& c : cases) {
+    INFO("x " << to_string(c.x) << " window " << c.window << " stride " << c.stride << " normalized "
+              << c.normalized << " relu " << c.activated << " dbeta " << c.dbeta);
+    const Graph g = pool_sums_graph(c, false), apart = pool_sums_graph(c, true);
+    const NodeId dgamma = *g.output("dgamma");
+    const FusionPlan plan = fuse(g);
+    const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[dgamma])];
+    CHECK(merged.root == dgamma);
+    CHECK(g.node(merged.anchor).op == Op::maxpool2d_backward);
+    CHECK(std::ranges::count(merged.side_outputs, *g.output("dy_bn")) == 1);
+    CHECK(merged.side_outputs.size() == (c.dbeta ? 2u : 1u));
+    const FusionPlan kept = fuse(apart);
+    CHECK(kept.groups[static_cast<size_t>(kept.group_of[*apart.output("dgamma")])].anchor == *apart.output("dgamma"));
+    CHECK(describe_fusion(g, plan, true).find("is summed where") != std::string::npos);
+
+    const Shape channels{c.x[1]};
+    const StateMap feeds{{"x", uniform(c.x, -1, 3, 51)},
+                         {"gamma", uniform(channels, 0.5, 1.5, 52)},
+                         {"beta", uniform(channels, -1, 1, 53)},
+                         {"mean", uniform(channels, 0, 2, 54)},
+                         {"var", uniform(channels, 0.5, 2, 55)},
+                         {"dy", uniform(g.shape(*g.output("pooled")), -1, 1, 56)}};
+    TensorMap<double> none;
+    const TensorMap<double> exact = interpret<double>(g, to_double(feeds), none);
+    for (auto [width, threads] :
+         {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{8, 2}, std::pair{16, 3}}) {
+      INFO("width " << width << ", " << threads << " threads");
+      const StateMap got = run(g, feeds, width, threads), want = run(apart, feeds, width, threads);
+      for (const char* name : {"pooled", "dy_bn", "dgamma", "dbeta"}) {
+        if (!got.contains(name)) continue;
+        INFO(name);
+        CHECK(bitwise_equal(got.at(name), want.at(name)));
+      }
+      // dgamma against the interpreter in double: float rounding of its double sums.
+      const xt::xarray<double>& exact_dgamma = exact.at("dgamma");
+      double worst = 0;
+      for (size_t i = 0; i < exact_dgamma.size(); ++i)
+        worst = std::max(worst, std::abs(double(got.at("dgamma").data()[i]) - exact_dgamma.data()[i]) /
+                                    std::max(std::abs(exact_dgamma.data()[i]), 1e-3));
+      CHECK(worst < 2e-6);
+    }
+  }
+}
+
+TEST_CASE("a pooled batch norm's training step sums dgamma where dy is written", "[jit][ops]") {
+  // conv -> batchnorm -> relu -> maxpool -> dense: the pooling gradient's kernel writes dy and
+  // sums dgamma and dbeta from it, so dy is read by one kernel (dx's) and no kernel of
+  // batchnorm_grad_gamma's own is left; the step computes what the interpreter does.
+  ModelFn model = [](Model& m, Value x) {
+    return m.dense(flatten(maxpool(relu(m.batchnorm(m.conv2d(x, 6, 3))), 2)), m.classes());
+  };
+  OptimizerConfig cfg;
+  const Graph g = build_training_step(model, 5, cfg, {2, 8, 8});
+  const FusionPlan plan = fuse(g);
+  const std::vector<NodeId> grads = g.nodes_of(Op::batchnorm_grad_gamma);
+  REQUIRE(grads.size() == 1);
+  const NodeId dy = g.node(grads[0]).operands[1];
+  const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[grads[0]])];
+  CHECK(g.node(merged.anchor).op == Op::maxpool2d_backward);
+  CHECK(merged.side_outputs.size() == 2);  // dy, dbeta
+  CHECK(std::ranges::count_if(plan.groups, [&](const FusionGroup& k) { return std::ranges::count(k.inputs, dy) > 0; }) ==
+        1);
+  StateMap initial;
+  initialize_state(g, initial, 7);
+  const BothRuns both = run_both(g, training_feeds(g, 5, 0), initial);
+  CHECK(max_state_error(both.jit, both.ref) < 1e-5);
+}
