@@ -112,6 +112,7 @@ struct PoolGradPlane {
   llvm::Value *x, *dy, *dx;
   llvm::Value *plane, *dy_plane;
   NormPrologue* prologue;
+  bool gated = false;  // relu's gradient of x applied at each window's maximum (relu_gated)
 
   /// dy at output row r, the output columns of `cols` (one per lane).
   llvm::Value* dy_vector(llvm::Value* r, const ElementPos& cols) {
@@ -121,12 +122,13 @@ struct PoolGradPlane {
 
   /// 2x2 windows of stride 2 tiling the plane: every element belongs to one window, so each
   /// window row is written once, dy where the maximum is and 0 elsewhere, its two columns
-  /// interleaved into contiguous vectors.
+  /// interleaved into contiguous vectors. `gated`: dy only where that maximum is also > 0.
   void write_tiled_windows(llvm::Value* r, const ElementPos& cols) {
     llvm::Value* q = cols.coords[0];
-    llvm::Value* best_at = window_max(e, d, x, plane, r, q, cols.mask, prologue).second;
+    const auto [best, best_at] = window_max(e, d, x, plane, r, q, cols.mask, prologue);
     llvm::Value* grad = dy_vector(r, cols);
     llvm::Value* zero = llvm::Constant::getNullValue(e.vf);
+    llvm::Value* positive = gated ? e.b.CreateFCmpOGT(best, zero) : nullptr;
     const WindowOrigins w = window_origins(e, d, r, q);
     const unsigned active = active_lanes(e, cols.mask);
     std::vector<int> low(e.width), high(e.width);  // interleave (a0 b0 a1 b1 ...) over two vectors
@@ -138,8 +140,10 @@ struct PoolGradPlane {
       llvm::Value* columns[2];
       for (int64_t j = 0; j < 2; ++j) {
         llvm::Value* here = e.b.CreateAdd(w.lane_origin, e.splat_i32(static_cast<uint32_t>(i * d.w + j)));
+        llvm::Value* at_max = e.b.CreateICmpEQ(best_at, here);
+        if (positive) at_max = e.b.CreateAnd(at_max, positive);
         // + 0 as the zero-filled sum would: a -0 gradient lands as +0.
-        columns[j] = e.b.CreateFAdd(e.b.CreateSelect(e.b.CreateICmpEQ(best_at, here), grad, zero), zero);
+        columns[j] = e.b.CreateFAdd(e.b.CreateSelect(at_max, grad, zero), zero);
       }
       llvm::Value* row = e.b.CreateAdd(plane, e.b.CreateAdd(w.origin, e.i64c(i * d.w)));
       llvm::Value* halves[2] = {e.b.CreateShuffleVector(columns[0], columns[1], low),
@@ -180,8 +184,18 @@ struct PoolGradPlane {
   }
 };
 
+/// Whether the group's epilogue is relu's gradient of the pooled x alone, relu_grad(x, dx):
+/// dx where x > 0, else 0. Where windows tile the plane, dx is 0 but at each window's maximum,
+/// whose x the window holds: there the epilogue is dy where that x > 0, and 0 elsewhere, the
+/// same bits (relu_grad selects +0), with no pass over the plane after it is written.
+bool relu_gated(const Graph& g, const FusionGroup& group) {
+  const Node& root = g.node(group.root);
+  return group.nodes.size() == 2 && root.op == Op::relu_grad && root.operands[1] == group.anchor &&
+         root.operands[0] == g.node(group.anchor).operands[0] && group.side_outputs.empty();
+}
+
 /// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
-/// is applied over the plane in place. The planes are the items, or with `sums` (a
+/// is applied over the plane in place (or in the writes, relu_gated). The planes are the items, or with `sums` (a
 /// batchnorm_grad_gamma summed beside, see emit_grad_gamma_beside: `group` is then the
 /// pooling's own part and `kf` its view of the arguments) the channels, each plane written
 /// where the sums read it.
@@ -193,10 +207,11 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
   Epilogue ep(e, g, group, kf, 2, recomputed);
   llvm::Value* dy = operand_arg(kf, g, group, 1);
   llvm::Value* dx = kf.args[0];
-  const bool tiled = d.window == 2 && d.stride == 2 && d.h % 2 == 0 && d.w % 2 == 0;
+  const bool tiled = pool_windows_tile(g, group.anchor);
+  const bool gated = tiled && relu_gated(g, group);
   const PlaneWriter write_plane = [&](llvm::Value* image, llvm::Value* channel) {
     llvm::Value* p = e.b.CreateAdd(e.b.CreateMul(image, e.i64c(d.channels)), channel);
-    PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue};
+    PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue, gated};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
     if (prologue) prologue->enter_channel(channel);
     if (!tiled) pg.zero_plane();
@@ -208,7 +223,7 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
           pg.add_window_grads(r, cols);
       });
     });
-    if (group.root != group.anchor) {
+    if (group.root != group.anchor && !gated) {
       ep.for_each({image, channel}, [&](const ElementPos& pos) {
         return load_vector(e, dx, pos.flat, pos.mask, llvm::Constant::getNullValue(e.vf));
       });
