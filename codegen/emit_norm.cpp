@@ -399,30 +399,17 @@ NormPrologue::NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, co
   const FusionGroup own{group.prologue.back(), group.prologue, {}, n.id, {}, {}, {}, {}};
   root_ = compose_group(e, g, own,
                         [this](NodeId) -> ElementGen { return [this](const ElementPos&) { return normalized_; }; })[0];
-  // Every channel's factors, once per call, as batchnorm_infer's kernel makes them
-  // (Norm::normalize): double, then float. Per plane they cost a double square root and divide
-  // each, which on cnn3's 7x7 maps was about a fifth of the pooling kernels' time.
-  const int64_t channels = g.shape(n.operands[0])[1];
-  factor_table_ = per_channel_slots(e, llvm::ArrayType::get(e.f32, kFactors), channels);
-  table_type_ = llvm::ArrayType::get(llvm::ArrayType::get(e.f32, kFactors), uint64_t(channels));
-  Norm nm{e_, {1, 1, 1}, llvm::Type::getDoubleTy(e_.ctx), nullptr};
-  nm.vd = llvm::FixedVectorType::get(nm.f64, e_.width);
-  emit_for(e, channels, 1, [&](llvm::Value* channel) {
-    nm.c = channel;
-    const Stats factors{nm.param(mean_), e_.b.CreateFMul(nm.param(gamma_), nm.rstd(nm.param(var_), eps_)),
-                        nm.param(beta_)};
-    for (size_t k = 0; k < kFactors; ++k) e_.b.CreateStore(nm.narrow(factors[k]), factor_at(channel, k));
-  });
-}
-
-llvm::Value* NormPrologue::factor_at(llvm::Value* channel, size_t k) {
-  return e_.b.CreateInBoundsGEP(table_type_, factor_table_, {e_.i64c(0), channel, e_.i64c(int64_t(k))});
 }
 
 void NormPrologue::enter_channel(llvm::Value* channel) {
+  // The factors as batchnorm_infer's kernel makes them (Norm::normalize): double, then float.
+  Norm nm{e_, {1, 1, 1}, llvm::Type::getDoubleTy(e_.ctx), nullptr};
+  nm.vd = llvm::FixedVectorType::get(nm.f64, e_.width);
+  nm.c = channel;
+  const Stats factors{nm.param(mean_), e_.b.CreateFMul(nm.param(gamma_), nm.rstd(nm.param(var_), eps_)),
+                      nm.param(beta_)};
   factors_.clear();
-  for (size_t k = 0; k < kFactors; ++k)
-    factors_.push_back(e_.b.CreateVectorSplat(e_.width, e_.b.CreateLoad(e_.f32, factor_at(channel, k))));
+  for (llvm::Value* f : factors) factors_.push_back(e_.b.CreateVectorSplat(e_.width, nm.narrow(f)));
 }
 
 llvm::Value* NormPrologue::apply(llvm::Value* xv) {

@@ -82,8 +82,7 @@ class NormPrologue {
   NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group);
   /// x, the normalization's operand: what the kernel loads in place of the prologue's value.
   llvm::Value* x() const { return x_; }
-  /// Takes the factors of `channel` (i64), computed for every channel when the prologue is made:
-  /// every apply() until the next call is in it.
+  /// Computes the factors of `channel` (i64): every apply() until the next call is in it.
   void enter_channel(llvm::Value* channel);
   /// The prologue's value for x's values `xv` (<W x float>).
   llvm::Value* apply(llvm::Value* xv);
@@ -91,16 +90,10 @@ class NormPrologue {
   llvm::Value* at(llvm::Value* flat, llvm::Value* mask);
 
  private:
-  static constexpr size_t kFactors = 3;  // mean, gamma * rstd and beta
-  /// Where channel's factor k is kept (a float in the table filled once per call).
-  llvm::Value* factor_at(llvm::Value* channel, size_t k);
-
   Emit& e_;
   llvm::Value *x_, *gamma_, *beta_, *mean_, *var_;
   double eps_;
-  llvm::Value* factor_table_ = nullptr;  // [channels x kFactors] floats on the stack
-  llvm::Type* table_type_ = nullptr;
-  std::vector<llvm::Value*> factors_;  // the entered channel's, as <W x float>
+  std::vector<llvm::Value*> factors_;  // mean, gamma * rstd and beta as <W x float>
   llvm::Value* normalized_ = nullptr;
   ElementGen root_;
 };
