@@ -63,7 +63,7 @@ struct ChannelWork {
   std::function<Stats(const Stats&)> finish;
   std::function<llvm::Value*(const ElementPos&, const std::vector<llvm::Value*>&)> element;
   /// With sweep_blocks: called with the image before each of the channel's runs is summed
-  /// (the channel is Norm::c), for a kernel that writes the run there (NormGradSums).
+  /// (the channel is Norm::c), for a kernel that writes the run there (emit_grad_gamma_beside).
   std::function<void(llvm::Value*)> before_run;
 };
 
