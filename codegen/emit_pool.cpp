@@ -195,10 +195,10 @@ bool relu_gated(const Graph& g, const FusionGroup& group) {
 }
 
 /// maxpool2d_backward: each plane's gradient is written into dx, then the epilogue, if any,
-/// is applied over the plane in place (or in the writes, relu_gated). The planes are the items, or with `sums` (a
-/// batchnorm_grad_gamma summed beside, see emit_grad_gamma_beside: `group` is then the
-/// pooling's own part and `kf` its view of the arguments) the channels, each plane written
-/// where the sums read it.
+/// is applied over the plane in place (or in the writes, relu_gated). The planes are the
+/// items, or with `sums` (a batchnorm_grad_gamma summed beside, see emit_grad_gamma_beside:
+/// `group` is then the pooling's own part and `kf` its view of the arguments) the channels,
+/// each plane written where the sums read it.
 void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, const PoolDims& d,
                         NormPrologue* prologue, const std::function<void(const PlaneWriter&)>& sums) {
   llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
