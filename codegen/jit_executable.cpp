@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <optional>
 
@@ -231,7 +232,7 @@ constexpr double kMinParallelWork = 1 << 15;
 
 struct JitExecutable::Plan {
   explicit Plan(const Graph& g, const JitOptions& options)
-      : graph(g), jit(options.keep_dumps), pool(std::max(1, options.threads)) {}
+      : graph(g), jit(options.keep_dumps), pool(std::max(1, options.threads)), poison_arena(options.poison_arena) {}
 
   Graph graph;
   Jit jit;
@@ -260,6 +261,7 @@ struct JitExecutable::Plan {
   std::vector<FusionGroup> groups;  // per kernel
   std::vector<Tensor> storage;      // per node: the constants' values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
+  bool poison_arena;  // JitOptions::poison_arena
   std::vector<float> arena_storage;
   float* arena = nullptr;  // arena_storage's first 64-byte boundary
   int64_t arena_floats = 0;
@@ -408,7 +410,8 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
 void JitExecutable::Plan::place_buffers() {
   const MemoryLayout layout = lay_out_memory(graph, steps, groups, in_place_source);
   arena_floats = layout.arena.floats;
-  arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats), 0.0f);
+  arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats),
+                       poison_arena ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
   arena = first_aligned(arena_storage);
   arena_offset.assign(graph.size(), -1);
   for (size_t k = 0; k < layout.nodes.size(); ++k) arena_offset[layout.nodes[k]] = layout.arena.offsets[k];

@@ -28,6 +28,9 @@ struct JitOptions {
   ConvAlgo conv_algo = ConvAlgo::automatic;
   /// Keep dense layers' packed weight matrices between runs (ExecutorOptions::keep_packed_parameters).
   bool keep_packed_parameters = false;
+  /// Fill the arena with NaN when the plan is made rather than zeros (for tests: a kernel that
+  /// leaves part of its output unwritten then shows NaN there on the first run).
+  bool poison_arena = false;
 };
 
 /// One compiled kernel of a plan.

@@ -41,6 +41,7 @@ StateMap run(const Graph& g, const StateMap& feeds, int width, int threads) {
   JitOptions options;
   options.vector_width = width;
   options.threads = threads;
+  options.poison_arena = true;  // an element no kernel writes reads NaN
   StateMap state;
   return compile_jit(g, options)->run(feeds, state);
 }
@@ -283,7 +284,7 @@ TEST_CASE("batchnorm_grad_gamma summed in the pooling gradient's kernel gives th
     const FusionPlan plan = fuse(g);
     const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[dgamma])];
     // Merged where the windows tile the plane; elsewhere the sums keep their kernel.
-    const bool tiled = c.window == 2 && c.stride == 2 && c.x[2] % 2 == 0 && c.x[3] % 2 == 0;
+    const bool tiled = c.window == 2 && c.stride == 2;
     CHECK(merged.root == dgamma);
     CHECK(g.node(merged.anchor).op == (tiled ? Op::maxpool2d_backward : Op::batchnorm_grad_gamma));
     CHECK(std::ranges::count(merged.side_outputs, *g.output("dy_bn")) == (tiled ? 1 : 0));
@@ -327,23 +328,28 @@ TEST_CASE("batchnorm_grad_gamma summed in the pooling gradient's kernel gives th
 TEST_CASE("a pooled batch norm's training step sums dgamma where dy is written", "[jit][ops]") {
   // conv -> batchnorm -> relu -> maxpool -> dense: the pooling gradient's kernel writes dy and
   // sums dgamma and dbeta from it, so dy is read by one kernel (dx's) and no kernel of
-  // batchnorm_grad_gamma's own is left; the step computes what the interpreter does.
+  // batchnorm_grad_gamma's own is left; the step computes what the interpreter does, on an even
+  // map and on an odd one, whose last row and column no window covers (their zeros are written
+  // into a buffer the plan gave an earlier value first).
   ModelFn model = [](Model& m, Value x) {
     return m.dense(flatten(maxpool(relu(m.batchnorm(m.conv2d(x, 6, 3))), 2)), m.classes());
   };
-  OptimizerConfig cfg;
-  const Graph g = build_training_step(model, 5, cfg, {2, 8, 8});
-  const FusionPlan plan = fuse(g);
-  const std::vector<NodeId> grads = g.nodes_of(Op::batchnorm_grad_gamma);
-  REQUIRE(grads.size() == 1);
-  const NodeId dy = g.node(grads[0]).operands[1];
-  const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[grads[0]])];
-  CHECK(g.node(merged.anchor).op == Op::maxpool2d_backward);
-  CHECK(merged.side_outputs.size() == 2);  // dy, dbeta
-  CHECK(std::ranges::count_if(plan.groups, [&](const FusionGroup& k) { return std::ranges::count(k.inputs, dy) > 0; }) ==
-        1);
-  StateMap initial;
-  initialize_state(g, initial, 7);
-  const BothRuns both = run_both(g, training_feeds(g, 5, 0), initial);
-  CHECK(max_state_error(both.jit, both.ref) < 1e-5);
+  for (int64_t size : {8, 7}) {
+    INFO("images " << size << "x" << size);
+    OptimizerConfig cfg;
+    const Graph g = build_training_step(model, 5, cfg, {2, size, size});
+    const FusionPlan plan = fuse(g);
+    const std::vector<NodeId> grads = g.nodes_of(Op::batchnorm_grad_gamma);
+    REQUIRE(grads.size() == 1);
+    const NodeId dy = g.node(grads[0]).operands[1];
+    const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[grads[0]])];
+    CHECK(g.node(merged.anchor).op == Op::maxpool2d_backward);
+    CHECK(merged.side_outputs.size() == 2);  // dy, dbeta
+    CHECK(std::ranges::count_if(plan.groups,
+                                [&](const FusionGroup& k) { return std::ranges::count(k.inputs, dy) > 0; }) == 1);
+    StateMap initial;
+    initialize_state(g, initial, 7);
+    const BothRuns both = run_both(g, training_feeds(g, 5, 0), initial);
+    CHECK(max_state_error(both.jit, both.ref) < 1e-5);
+  }
 }
