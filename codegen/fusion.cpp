@@ -264,8 +264,12 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
 /// of a maxpool2d_backward kernel into that kernel (see fusion.h): the merged group is rooted at
 /// the batchnorm_grad_gamma, so it runs where that one ran, and stores dy as a side output.
 /// Only when every other reader of dy comes after it, no assign reads the pooling group's
-/// nodes, and the windows tile the plane (with the general path's scalar adds into the plane,
-/// the merged kernel of cnn3's 7x7 maps ran 22% slower than the two apart).
+/// nodes, the windows tile the plane, and a plane holds at least kMinSummedPlane floats: each
+/// plane adds a fixed cost (its channel's partial sums restored and saved), and on cnn3's 7x7
+/// maps (49 floats) the merged kernel ran 18-22% slower than the two apart, on its 14x14 and
+/// 28x28 maps 8-24% faster (docs/performance.md, session 19).
+constexpr int64_t kMinSummedPlane = 100;
+
 void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
   const std::vector<std::vector<NodeId>> readers = readers_of(g);
   std::vector<int> rooted_at(g.size(), -1);
@@ -277,7 +281,7 @@ void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionG
       continue;
     const Node& grad_gamma = g.node(sums.anchor);
     const NodeId dy = grad_gamma.operands[1];
-    if (g.shape(dy).size() != 4 || rooted_at[dy] < 0) continue;
+    if (g.shape(dy).size() != 4 || g.shape(dy)[2] * g.shape(dy)[3] < kMinSummedPlane || rooted_at[dy] < 0) continue;
     const auto at = static_cast<size_t>(rooted_at[dy]);
     const FusionGroup& pool = groups[at];
     if (moved[at] || pool.anchor < 0 || g.node(pool.anchor).op != Op::maxpool2d_backward ||

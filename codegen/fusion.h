@@ -27,10 +27,10 @@
 ///    prologue), with the same operations, so the same bits. It saves the normalization's pass
 ///    over x and the write and re-reads of its output;
 ///  - a batchnorm_grad_gamma (with its dbeta) whose dy is written by a maxpool2d_backward kernel
-///    whose 2x2 windows tile the planes is summed in that kernel, each plane just after it is
-///    written, in its own kernel's order (same bits): the group is rooted at the
-///    batchnorm_grad_gamma and stores dy as a side output, when every other reader of dy comes
-///    after it. It saves the re-read of x and dy from memory.
+///    whose 2x2 windows tile planes of 100 floats or more is summed in that kernel, each plane
+///    just after it is written, in its own kernel's order (same bits): the group is rooted at
+///    the batchnorm_grad_gamma and stores dy as a side output, when every other reader of dy
+///    comes after it. It saves the re-read of x and dy from memory.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
