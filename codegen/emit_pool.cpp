@@ -120,9 +120,9 @@ struct PoolGradPlane {
     return load_vector(e, dy, offset, cols.mask, llvm::Constant::getNullValue(e.vf));
   }
 
-  /// 2x2 windows of stride 2 tiling the plane: every element belongs to one window (but an odd
-  /// size's last row or column, zero_uncovered), so each window row is written once, dy where
-  /// the maximum is and 0 elsewhere, its two columns interleaved into contiguous vectors. `gated`: dy only where that
+  /// 2x2 windows of stride 2 tiling the plane: every element belongs to one window, so each
+  /// window row is written once, dy where the maximum is and 0 elsewhere, its two columns
+  /// interleaved into contiguous vectors. `gated`: dy only where that
   /// maximum is also > 0.
   void write_tiled_windows(llvm::Value* r, const ElementPos& cols) {
     llvm::Value* q = cols.coords[0];
@@ -159,22 +159,6 @@ struct PoolGradPlane {
                  halves[k]);
       }
     }
-  }
-
-  /// With 2x2 windows of stride 2 over an odd height or width, the last row or column no window
-  /// covers: zeros (where the general path's zeroed plane would leave them).
-  void zero_uncovered() {
-    for (int64_t row = 2 * d.oh; row < d.h; ++row)
-      emit_vector_nest(e, {d.w}, [&](const ElementPos& element) {
-        ElementPos pos = element;
-        pos.coords[0] = e.b.CreateAdd(plane, e.b.CreateAdd(e.i64c(row * d.w), element.coords[0]));
-        store_at(e, StridedBuffer{dx, {1}}, pos, e.splat(0.0f));
-      });
-    if (2 * d.ow == d.w) return;
-    emit_for(e, 2 * d.oh, 1, [&](llvm::Value* row) {
-      llvm::Value* last = e.b.CreateAdd(plane, e.b.CreateAdd(e.b.CreateMul(row, e.i64c(d.w)), e.i64c(d.w - 1)));
-      e.b.CreateAlignedStore(llvm::ConstantFP::get(e.f32, 0.0), e.b.CreateInBoundsGEP(e.f32, dx, last), llvm::Align(4));
-    });
   }
 
   /// Any other geometry: the plane is zeroed first (zero_plane), then each window adds its dy
@@ -231,10 +215,7 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
     PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue, gated};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
     if (prologue) prologue->enter_channel(channel);
-    if (!tiled)
-      pg.zero_plane();
-    else
-      pg.zero_uncovered();
+    if (!tiled) pg.zero_plane();
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
       emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
         if (tiled)

@@ -323,7 +323,7 @@ bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
 bool pool_windows_tile(const Graph& g, NodeId pool) {
   const Node& n = g.node(pool);
   const Shape& x = g.shape(n.operands[0]);
-  return n.attrs.i("window") == 2 && n.attrs.i("stride") == 2 && x.size() == 4;
+  return n.attrs.i("window") == 2 && n.attrs.i("stride") == 2 && x.size() == 4 && x[2] % 2 == 0 && x[3] % 2 == 0;
 }
 
 KernelFamily kernel_family(Op op) {
