@@ -239,26 +239,20 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
   });
 }
 
-/// Whether the group also sums a batchnorm_grad_gamma of the gradient it writes (its root).
-bool sums_grad_gamma(const Graph& g, const FusionGroup& group) {
-  return g.node(group.root).op == Op::batchnorm_grad_gamma;
-}
-
 }  // namespace
 
 OpKernelLayout pool_layout(const Graph& g, const FusionGroup& group) {
   const PoolDims d = pool_dims(g, group.anchor);
-  if (sums_grad_gamma(g, group))  // a channel: its planes, and the sums' second read of x and dx
+  if (summed_dy(g, group) >= 0)  // a channel: its planes, and the sums' second read of x and dx
     return {d.channels, double(d.images * (3 * d.h * d.w + d.oh * d.ow))};
   return {d.planes(), double(d.h * d.w + d.oh * d.ow)};
 }
 
 void emit_pool_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
   const PoolDims d = pool_dims(g, group.anchor);
-  if (sums_grad_gamma(g, group)) {
+  if (const NodeId dy = summed_dy(g, group); dy >= 0) {
     // The pooling gradient's own group: dy of the sums is its root, stored at that side
     // output's argument; its inputs follow as in the whole kernel's arguments.
-    const NodeId dy = g.node(group.root).operands[1];
     FusionGroup own = group;
     own.root = dy;
     std::erase_if(own.nodes, [&](NodeId id) { return id > dy; });

@@ -306,12 +306,6 @@ void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionG
   groups = std::move(kept);
 }
 
-/// Whether the group is a maxpool2d_backward with a batchnorm_grad_gamma summed beside it
-/// (merge_grad_gamma_sums): its root is the batchnorm_grad_gamma, its anchor the pooling.
-bool sums_beside_pool(const Graph& g, const FusionGroup& group) {
-  return group.anchor >= 0 && group.anchor != group.root && g.node(group.root).op == Op::batchnorm_grad_gamma;
-}
-
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
 /// only node of a group besides its anchor that is not elementwise.
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
@@ -319,6 +313,12 @@ bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
 }
 
 }  // namespace
+
+NodeId summed_dy(const Graph& g, const FusionGroup& group) {
+  const bool merged =
+      group.anchor >= 0 && group.anchor != group.root && g.node(group.root).op == Op::batchnorm_grad_gamma;
+  return merged ? g.node(group.root).operands[1] : -1;
+}
 
 bool pool_windows_tile(const Graph& g, NodeId pool) {
   const Node& n = g.node(pool);
@@ -454,7 +454,7 @@ FusionPlan fuse(const Graph& g) {
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
     std::sort(group.nodes.begin(), group.nodes.end());
-    const NodeId dy = sums_beside_pool(g, group) ? g.node(group.root).operands[1] : -1;
+    const NodeId dy = summed_dy(g, group);
     for (NodeId id : group.nodes) {
       plan.group_of[id] = static_cast<int>(k);
       if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id) || id == dy))
@@ -486,12 +486,12 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
-  const bool sums = sums_beside_pool(g, group);
-  const NodeId summed = sums ? group.root : group.anchor;  // what a sibling statistic is summed beside
+  const NodeId dy = summed_dy(g, group);
+  const NodeId summed = dy >= 0 ? group.root : group.anchor;  // what a sibling statistic is summed beside
   if (is_sibling(g, group, id))
     return fmt::format("is summed beside %{} ({}) in the same read of %{}, and stored for its {} readers", summed,
                        op_info(g.node(summed).op).name, n.operands[0], readers_of(g)[id].size());
-  if (sums && id == g.node(group.root).operands[1])
+  if (id == dy)
     return fmt::format("ends the pooling gradient ({} readers): stored, and each plane summed for %{} just after it is "
                        "written",
                        readers_of(g)[id].size(), group.root);
@@ -532,7 +532,7 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
       return value_label(g, id) + why;
     };
     std::vector<std::string> writes{written(group.root, "")};
-    const NodeId dy = sums_beside_pool(g, group) ? g.node(group.root).operands[1] : -1;
+    const NodeId dy = summed_dy(g, group);
     for (NodeId id : group.side_outputs)
       writes.push_back(written(id, is_sibling(g, group, id) ? " (beside it, in the same read)"
                                    : id == dy                ? " (for its readers)"
@@ -545,7 +545,7 @@ std::string describe_fusion(const Graph& g, const FusionPlan& plan, bool why, Co
           "  why:   %{} is recomputed where %{} ({}) reads it: only pooling reads it, so no kernel stores it "
           "(normalization fused into its consumers)\n",
           group.prologue.back(), group.anchor, op_info(g.node(group.anchor).op).name);
-    if (sums_beside_pool(g, group))
+    if (summed_dy(g, group) >= 0)
       out += fmt::format(
           "  why:   %{} ({}) is summed where %{} ({}) writes its dy %{}: each plane read again while in cache, "
           "channel by channel in its own kernel's order (same bits), so no kernel of its own reads x and dy again\n",

@@ -86,6 +86,10 @@ struct FusionPlan {
 /// odd maps too, their last row and column zeroed apart, made cnn3's 7x7 gradient 1.8x slower.)
 bool pool_windows_tile(const Graph& g, NodeId pool);
 
+/// The dy of the batchnorm_grad_gamma a maxpool2d_backward group sums beside it (the group's
+/// root, see the rules above), or -1 when the group is not such a merge.
+NodeId summed_dy(const Graph& g, const FusionGroup& group);
+
 /// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);
 
