@@ -77,7 +77,9 @@ Run add_ir(CLI::App& app) {
                   "carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
       ->check(one_of("stage", {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"}))
       ->capture_default_str();
-  cmd->add_option("--format", f->format, "text | dot")->check(one_of("format", {"text", "dot"}))->capture_default_str();
+  cmd->add_option("--format", f->format, "text | dot (dot with graph | eval | grad)")
+      ->check(one_of("format", {"text", "dot"}))
+      ->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
   cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason, and each convolution's algorithm");
   add_conv_algo(*cmd, f->conv_algo);
@@ -88,6 +90,14 @@ Run add_ir(CLI::App& app) {
       ->check(one_of("optimizer", {"sgd", "momentum", "adam"}))
       ->capture_default_str();
   return [f] {
+    // A flag that does not apply to the stage asked for would be ignored in silence: refuse it.
+    const bool kernel_stage = f->stage == "llvm" || f->stage == "opt" || f->stage == "asm";
+    if (!f->kernel.empty() && !kernel_stage)
+      throw UsageError(fmt::format("--kernel applies to --stage llvm, opt or asm, not {}", f->stage));
+    if (f->why && f->stage != "fused")
+      throw UsageError(fmt::format("--why applies to --stage fused, not {}", f->stage));
+    if (f->format == "dot" && f->stage != "graph" && f->stage != "eval" && f->stage != "grad")
+      throw UsageError(fmt::format("--format dot applies to --stage graph, eval or grad, not {}", f->stage));
     const ModelArg model = resolve_model(f->model);
     const Shape input_shape = model.input_shape.value_or(Shape{1, 28, 28});
     const int64_t classes = model.classes.value_or(10);

@@ -27,6 +27,10 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
   const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"train mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
       {"ir mlp512 --stage nope", {"graph, eval, grad"}},
+      {"ir cnn3 --stage fused --kernel k6_matmul_add_relu",
+       {"--kernel applies to --stage llvm, opt or asm, not fused"}},
+      {"ir mlp512 --stage grad --why", {"--why applies to --stage fused, not grad"}},
+      {"ir mlp512 --stage asm --format dot", {"--format dot applies to --stage graph, eval or grad, not asm"}},
       {"frobnicate", {"unknown command 'frobnicate'", "gradcheck"}},
       {"train mlp512 --no-such-flag", {"--no-such-flag"}},
       {"bench mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
