@@ -88,6 +88,7 @@ inline BothRuns run_both(const Graph& g, const StateMap& feeds, const StateMap& 
   BothRuns r;
   StateMap jit_state = state, ref_state = state;
   JitOptions options;
+  options.poison_arena = true;  // an element no kernel writes reads NaN
   options.vector_width = width;
   options.threads = threads;
   auto plan = compile_jit(g, options);

@@ -53,6 +53,7 @@ int64_t differing_elements(const MatmulCase& c) {
                       {{"trans_a", int64_t(c.ta)}, {"trans_b", int64_t(c.tb)}});
   g.set_output("c", node);
   JitOptions options;
+  options.poison_arena = true;  // an element no kernel writes reads NaN
   options.vector_width = c.width;
   options.threads = c.threads;
   StateMap state;
@@ -160,6 +161,7 @@ TEST_CASE("an inference plan keeps its packed weights between runs with the same
     const NodeId w = g.add(Op::parameter, {}, {{"name", "w"}, {"shape", b_shape}, {"init", "zeros"}});
     g.set_output("c", g.add(Op::matmul, {input(g, "a", {c.m, c.k}), w}, {{"trans_b", int64_t(c.tb)}}));
     JitOptions options;
+    options.poison_arena = true;  // an element no kernel writes reads NaN
     options.vector_width = c.width;
     options.threads = c.threads;
     options.keep_packed_parameters = true;

@@ -50,6 +50,7 @@ double check_graph(const Graph& g, const StateMap& feeds, double floor, size_t k
   Tensor host;
   for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 3}}) {
     JitOptions options;
+    options.poison_arena = true;  // an element no kernel writes reads NaN
     options.vector_width = width;
     options.threads = threads;
     auto plan = compile_jit(g, options);
@@ -250,6 +251,7 @@ TEST_CASE("a normalization only pooling reads is recomputed by the pooling kerne
     for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 2}}) {
       INFO("width " << width << " threads " << threads);
       JitOptions options;
+      options.poison_arena = true;  // an element no kernel writes reads NaN
       options.vector_width = width;
       options.threads = threads;
       auto fused = compile_jit(g, options);
@@ -503,6 +505,7 @@ TEST_CASE(
     initialize_state(g, initial, 42);
     JitOptions two, other_width;
     two.threads = 2;
+    two.poison_arena = true;  // an element no kernel writes reads NaN in one plan, zero in the other
     // AVX-512's width on an AVX2 host, and AVX2's on an AVX-512 one.
     auto plan = compile_jit(g), plan2 = compile_jit(g, two);
     other_width.vector_width = plan->vector_width() == 16 ? 8 : 16;

@@ -51,6 +51,7 @@ Errors errors(Op op, const Geometry& v, bool epilogue, ConvAlgo algo, int width 
     abs_feeds[name] = xt::abs(exact_feeds[name]);
   }
   JitOptions options;
+  options.poison_arena = true;  // an element no kernel writes reads NaN
   options.vector_width = width;
   options.threads = threads;
   options.conv_algo = algo;
@@ -157,6 +158,7 @@ TEST_CASE("winograd kernels: other vector widths, and the same bits at any width
       for (const auto& [width, threads] :
            std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}}) {
         JitOptions options;
+        options.poison_arena = true;  // an element no kernel writes reads NaN
         options.vector_width = width;
         options.threads = threads;
         options.conv_algo = algo;
@@ -225,6 +227,7 @@ TEST_CASE("the kernel cache tells the two winograd forms apart", "[jit][conv][wi
   const Graph g = conv_graph(Op::conv2d, {2, 17, 9, 9, 5}, false);  // one kernel
   auto cache_hits = [&](ConvAlgo algo) {
     JitOptions options;
+    options.poison_arena = true;  // an element no kernel writes reads NaN
     options.conv_algo = algo;
     return compile_jit(g, options)->compile_stats().cache_hits;
   };
