@@ -149,20 +149,6 @@ std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup
   return outputs;
 }
 
-void allow_in_place(const KernelFunction& kf, const FusionGroup& group) {
-  for (const auto& [output, source] : group.in_place) {
-    const size_t o =
-        output == group.root
-            ? 0
-            : 1 + static_cast<size_t>(std::ranges::find(group.side_outputs, output) - group.side_outputs.begin());
-    kf.body->getArg(static_cast<unsigned>(o))->removeAttr(llvm::Attribute::NoAlias);
-    auto in = std::ranges::find(group.inputs, source);
-    if (in != group.inputs.end())
-      kf.body->getArg(static_cast<unsigned>(first_input_arg(group) + static_cast<size_t>(in - group.inputs.begin())))
-          ->removeAttr(llvm::Attribute::NoAlias);
-  }
-}
-
 namespace {
 
 IterationSpace space_of(const Graph& g, const FusionGroup& group) {
@@ -180,7 +166,19 @@ void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, c
 
   const size_t first_input = first_input_arg(group);
   KernelFunction kf = begin_kernel(e, name, static_cast<int>(first_input + group.inputs.size()));
-  allow_in_place(kf, group);
+  // An output stored into the tensor of a source it reads shares that buffer: neither pointer
+  // may be marked noalias. Every output of an element is computed before any is stored, so each
+  // element of the source is read before it is overwritten.
+  for (const auto& [output, source] : group.in_place) {
+    const size_t o = output == group.root
+                         ? 0
+                         : 1 + static_cast<size_t>(std::ranges::find(group.side_outputs, output) - group.side_outputs.begin());
+    kf.body->getArg(static_cast<unsigned>(o))->removeAttr(llvm::Attribute::NoAlias);
+    auto in = std::ranges::find(group.inputs, source);
+    if (in != group.inputs.end())
+      kf.body->getArg(static_cast<unsigned>(first_input + static_cast<size_t>(in - group.inputs.begin())))
+          ->removeAttr(llvm::Attribute::NoAlias);
+  }
   auto input = [&](NodeId id) -> ElementGen {
     const size_t k =
         static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());

@@ -20,12 +20,6 @@ ElementGen elementwise_gen(Emit& e, const Node& n, std::vector<ElementGen> opera
 std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup& group,
                                       const std::function<ElementGen(NodeId)>& input);
 
-/// An output stored into the tensor of a source it reads (group.in_place) shares that buffer:
-/// removes noalias from both arguments of the kernel. The kernel must then compute every
-/// output of an element before it stores any, so that each element of the source is read
-/// before it is overwritten.
-void allow_in_place(const KernelFunction& kf, const FusionGroup& group);
-
 /// The parallel items of an elementwise group's kernel (see nest_items).
 int64_t elementwise_items(const Graph& g, const FusionGroup& group);
 

@@ -303,7 +303,6 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
   l.k_slice =
       s.k_dims.empty() ? 1 : std::clamp<int64_t>(slice_floats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
-  if (s.whole_reduction && !s.k_dims.empty()) l.k_slice = s.k_dims[0];
   // Blocks of A (host_tuning.h) where A is larger than its share of L2 and is read by more
   // than one panel: without them, every panel streams all of A from L3.
   const int64_t a_block_floats = host_tuning().a_block_floats;
@@ -322,7 +321,6 @@ bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout) {
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {
   assert((!problem.kept_b || kept_b_usable(problem.sizes, gemm_layout(problem.sizes, e.width, e.threads))) &&
          "a kept B needs one item per group");
-  assert((!problem.sizes.whole_reduction || problem.sizes.k_blocks == 1) && "blocks sum in C");
   GemmEmitter(e, problem, scratch).emit(begin, end);
 }
 

@@ -40,8 +40,6 @@ struct GemmSizes {
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
   bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
   bool b_groupable = false;  // pack_b fills several consecutive panels in one pass (GemmLayout::group)
-  bool whole_reduction = false;  // one slice (GemmLayout::k_slice) spans the reduction, so C never
-                                 // holds partial sums: its epilogue may read C's buffer (in place)
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.

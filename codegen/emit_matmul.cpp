@@ -118,7 +118,6 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   // + the scratch panel, and the kept B and the repack pointer
   const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1 + (keep_b ? 2 : 0);
   KernelFunction kf = begin_kernel(e, name, num_args);
-  allow_in_place(kf, group);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
   const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
@@ -135,18 +134,9 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
-  std::vector<std::pair<llvm::Value*, bool>> full_inputs;  // (buffer, written in place)
-  for (size_t k = 2; k < group.inputs.size(); ++k) {
-    const NodeId id = group.inputs[k];
-    if (g.shape(id) != out) continue;
-    const bool written = std::ranges::any_of(group.in_place, [&](const auto& pair) { return pair.second == id; });
-    full_inputs.emplace_back(kf.args[first_input + k], written);
-  }
 
   GemmProblem p;
   p.sizes = sizes_of(d);
-  // An output written in place may hold no partial sums (its source is read by the epilogue).
-  p.sizes.whole_reduction = !group.in_place.empty();
   p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
@@ -160,16 +150,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;
-    // The epilogue's [M, N] operands are read a tile at a time, rows N floats apart, which no
-    // hardware prefetcher follows: fetch the same place of the next row tile ahead.
-    for (const auto& [buffer, written] : full_inputs) {
-      llvm::Value* ahead = e.b.CreateAdd(pos.flat, e.i64c(layout.rows * d.n));
-      e.intrinsic(llvm::Intrinsic::prefetch, {e.b.CreateGEP(e.f32, buffer, ahead), e.b.getInt32(written ? 1 : 0),
-                                              e.b.getInt32(3), e.b.getInt32(1)});
-    }
-    std::vector<llvm::Value*> values;  // all computed before any is stored (allow_in_place)
-    for (const ElementGen& output : epilogue) values.push_back(output(pos));
-    for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
+    for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
   };
   if (keep_b) {
     p.kept_b = kf.args[first_input + group.inputs.size() + 1];

@@ -126,30 +126,6 @@ std::string blocker(const Graph& g, const Readers& r, NodeId id, bool holds_drop
   return "";
 }
 
-/// A matmul read several times, every read by an elementwise node of its shape in one group
-/// that holds no anchor and whose every node has that shape, anchors that group: its reads are
-/// all in the epilogue (an optimizer's update of a weight gradient, which Adam reads for both
-/// moments, so the gradient never goes to memory). Runs once the single-reader joins are made.
-void join_reads_in_one_group(const Graph& g, const Readers& r, std::vector<NodeId>& joins,
-                             std::vector<bool>& holds_anchor, const std::function<NodeId(NodeId)>& root_of) {
-  const std::vector<std::vector<NodeId>> readers = readers_of(g);
-  for (const Node& n : g.nodes()) {
-    if (n.op != Op::matmul || joins[n.id] >= 0 || r.is_output[n.id] || r.assigns[n.id] > 0 || readers[n.id].size() < 2)
-      continue;
-    const NodeId root = root_of(readers[n.id].front());
-    const bool one_group = std::ranges::all_of(readers[n.id], [&](NodeId reader) {
-      return is_elementwise(g.node(reader)) && g.shape(reader) == n.shape && root_of(reader) == root;
-    });
-    if (!one_group || holds_anchor[root]) continue;
-    bool same_shape = true;
-    for (const Node& m : g.nodes())
-      if (joins[m.id] >= 0 || m.id == root) same_shape = same_shape && (root_of(m.id) != root || m.shape == n.shape);
-    if (!same_shape) continue;
-    joins[n.id] = readers[n.id].back();
-    for (NodeId id = n.id; id >= 0; id = joins[id]) holds_anchor[id] = true;
-  }
-}
-
 /// The values `group` reads from memory: the anchor's operands first, then the rest in the
 /// order a depth-first walk from the root meets them; a value the prologue recomputes is
 /// replaced by the values the prologue reads. `group.nodes` must be sorted.
@@ -435,7 +411,6 @@ FusionPlan fuse(const Graph& g) {
     while (joins[id] >= 0) id = joins[id];
     return id;
   };
-  join_reads_in_one_group(g, readers, joins, holds_anchor, root_of);
   // A joined node that assigns also read is stored by its group as a side output, at the
   // group's own positions: only when the group's root has its shape.
   for (const Node& n : g.nodes())
@@ -508,16 +483,9 @@ std::string value_label(const Graph& g, NodeId id) { return fmt::format("%{} {}"
 /// Why a non-root node is computed inside its group's kernel.
 std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   const Node& n = g.node(id);
-  if (id == group.anchor) {
-    const size_t reads = readers_of(g)[id].size();
-    if (reads > 1)
-      return fmt::format(
-          "anchors the kernel: its {} reads are all in the elementwise nodes after it, its epilogue, "
-          "applied in registers before the store",
-          reads);
+  if (id == group.anchor)
     return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
                        "before the store");
-  }
   const NodeId dy = summed_dy(g, group);
   const NodeId summed = dy >= 0 ? group.root : group.anchor;  // what a sibling statistic is summed beside
   if (is_sibling(g, group, id))

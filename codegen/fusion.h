@@ -10,11 +10,6 @@
 ///  - a contraction (matmul, conv2d, conv2d_backward_data) whose only reader is such an
 ///    elementwise node becomes the anchor of that node's group: the group is then the
 ///    contraction's epilogue, applied in registers before the store;
-///  - a matmul read several times, every read by an elementwise node of its shape in one group
-///    whose nodes all have that shape and which holds no anchor, anchors that group too (an
-///    optimizer's update of a weight gradient: Adam reads the gradient for both moments). The
-///    update's outputs then still go in place (jit_executable.cpp, plan_in_place): the GEMM stores
-///    each element once, after its whole reduction (GemmSizes::whole_reduction);
 ///  - a contraction with no such reader is a group by itself, and so is every
 ///    conv2d_backward_filter (it sums over the batch in its output);
 ///  - pooling, batch normalization, softmax heads, transpose and broadcast anchor groups the
