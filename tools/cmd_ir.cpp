@@ -89,11 +89,20 @@ Run add_ir(CLI::App& app) {
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")
       ->check(one_of("optimizer", {"sgd", "momentum", "adam"}))
       ->capture_default_str();
-  return [f] {
+  return [f, cmd] {
     // A flag that does not apply to the stage asked for would be ignored in silence: refuse it.
     const bool kernel_stage = f->stage == "llvm" || f->stage == "opt" || f->stage == "asm";
     if (!f->kernel.empty() && !kernel_stage)
       throw UsageError(fmt::format("--kernel applies to --stage llvm, opt or asm, not {}", f->stage));
+    const bool step_stage = kernel_stage || f->stage == "fused" || f->stage == "grad";
+    if (cmd->count("--optimizer") > 0 && !step_stage)
+      throw UsageError(
+          fmt::format("--optimizer applies to the training step's stages (grad, fused, llvm, opt, asm), "
+                      "not {}",
+                      f->stage));
+    if (cmd->count("--conv-algo") > 0 && !kernel_stage && f->stage != "fused")
+      throw UsageError(
+          fmt::format("--conv-algo applies to --stage fused, llvm, opt or asm (the kernels), not {}", f->stage));
     if (f->why && f->stage != "fused")
       throw UsageError(fmt::format("--why applies to --stage fused, not {}", f->stage));
     if (f->format == "dot" && f->stage != "graph" && f->stage != "eval" && f->stage != "grad")
