@@ -2,12 +2,13 @@
 /// Shared pieces of the `dagger` command line: each subcommand registers itself on the
 /// CLI11 app and returns the function that runs it.
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <limits>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "dagger/autodiff/optimizer.h"
 
 namespace dagger::cli {
 
@@ -79,6 +80,10 @@ extern const CLI::Validator kExecutor;    ///< jit | reference
 /// commands default to "auto", measured faster on cnn3 and rescnn (docs/performance.md), as do
 /// the library's options (JitOptions, ExecutorOptions, TrainConfig, SuiteOptions).
 void add_conv_algo(CLI::App& cmd, std::string& algo);
+
+/// --momentum and --nesterov (train, ir) belong to the momentum optimizer: throws UsageError
+/// when either was given with another, which would otherwise ignore it.
+void require_momentum_flags(const CLI::App& cmd, const OptimizerConfig& optimizer);
 
 /// --allow-nonfinite (train, eval, predict): load checkpoints whose tensors hold NaN or
 /// infinite values, which are refused otherwise.

@@ -65,8 +65,9 @@ Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
     std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto";
-    bool why = false;
+    bool why = false, nesterov = false;
     int64_t batch = 64;
+    double weight_decay = 0;
   };
   auto f = std::make_shared<Flags>();
   cmd->add_option("model", f->model, "model name or call, or a model text (FILE.dagger, or a checkpoint folder)")
@@ -86,8 +87,13 @@ Run add_ir(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")
       ->check(at_least(1))
       ->capture_default_str();
-  cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam")
-      ->check(one_of("optimizer", {"sgd", "momentum", "adam"}))
+  cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam | adamw")
+      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->capture_default_str();
+  cmd->add_flag("--nesterov", f->nesterov, "with --optimizer momentum: Nesterov momentum, as dagger train takes it");
+  cmd->add_option("--weight-decay", f->weight_decay,
+                  "weight decay of the training step (adamw: decoupled), as dagger train takes it")
+      ->check(number_in({.low = 0}))
       ->capture_default_str();
   return [f, cmd] {
     // A flag that does not apply to the stage asked for would be ignored in silence: refuse it.
@@ -95,11 +101,10 @@ Run add_ir(CLI::App& app) {
     if (!f->kernel.empty() && !kernel_stage)
       throw UsageError(fmt::format("--kernel applies to --stage llvm, opt or asm, not {}", f->stage));
     const bool step_stage = kernel_stage || f->stage == "fused" || f->stage == "grad";
-    if (cmd->count("--optimizer") > 0 && !step_stage)
-      throw UsageError(
-          fmt::format("--optimizer applies to the training step's stages (grad, fused, llvm, opt, asm), "
-                      "not {}",
-                      f->stage));
+    for (const char* flag : {"--optimizer", "--nesterov", "--weight-decay"})
+      if (cmd->count(flag) > 0 && !step_stage)
+        throw UsageError(fmt::format("{} applies to the training step's stages (grad, fused, llvm, opt, asm), not {}",
+                                     flag, f->stage));
     if (cmd->count("--conv-algo") > 0 && !kernel_stage && f->stage != "fused")
       throw UsageError(
           fmt::format("--conv-algo applies to --stage fused, llvm, opt or asm (the kernels), not {}", f->stage));
@@ -112,6 +117,9 @@ Run add_ir(CLI::App& app) {
     const int64_t classes = model.classes.value_or(10);
     OptimizerConfig opt;
     opt.kind = optimizer_kind(f->optimizer);
+    opt.nesterov = f->nesterov;
+    opt.weight_decay = f->weight_decay;
+    require_momentum_flags(*cmd, opt);
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {

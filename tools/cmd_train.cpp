@@ -205,7 +205,7 @@ Run add_train(CLI::App& app) {
   add_allow_nonfinite(*cmd, f->config.allow_nonfinite);
   f->data.add(*cmd);
   f->recipe.add(*cmd);
-  return [f] {
+  return [f, cmd] {
     if (!f->rank_states.empty() && !f->distributed) throw UsageError("--rank-states needs --distributed");
     if (f->distributed) {
       if (!mpi_built()) throw UsageError("--distributed: this dagger was built without MPI (see docs/scale-out.md)");
@@ -222,6 +222,7 @@ Run add_train(CLI::App& app) {
     cfg.model_spec = f->model;
     cfg.optimizer.kind = optimizer_kind(f->optimizer);
     cfg.optimizer.nesterov = f->nesterov;
+    require_momentum_flags(*cmd, cfg.optimizer);
     cfg.restore_best = !f->keep_last;
     cfg.executor = executor_kind(f->executor);
     cfg.threads = f->threads;

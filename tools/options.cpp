@@ -140,6 +140,13 @@ void add_conv_algo(CLI::App& cmd, std::string& algo) {
       ->capture_default_str();
 }
 
+void require_momentum_flags(const CLI::App& cmd, const OptimizerConfig& optimizer) {
+  if (optimizer.kind == OptimizerConfig::Kind::momentum) return;
+  for (const char* flag : {"--momentum", "--nesterov"})
+    if (cmd.get_option_no_throw(flag) && cmd.count(flag) > 0)
+      throw UsageError(fmt::format("{} applies to --optimizer momentum, not {}", flag, optimizer_name(optimizer.kind)));
+}
+
 const CLI::Validator kInputShape(
     [](std::string& text) -> std::string {
       try {

@@ -84,7 +84,8 @@ TEST_CASE("every command's numbers, choices and paths are checked while parsing,
     CHECK(std::count(out.output.begin(), out.output.end(), '\n') == 1);
   }
   // The options pass: the run fails on the empty data folder instead, exit 1.
-  const auto valid = run_dagger(train + " --momentum 0.9 --threads 2 --out " + scratch.file("run"));
+  const auto valid =
+      run_dagger(train + " --optimizer momentum --momentum 0.9 --threads 2 --out " + scratch.file("run"));
   CHECK(valid.status == 1);
   CHECK_THAT(valid.output, Catch::Contains("no data in"));
 }
