@@ -26,6 +26,8 @@ struct Emit {
   ConvAlgo conv_algo = ConvAlgo::automatic;
   /// Dense layers keep their weight matrix packed between calls (JitOptions::keep_packed_parameters).
   bool keep_packed_parameters = false;
+  /// Dense layers' products take their operands in bfloat16 (JitOptions::precision).
+  bool bf16 = false;
   llvm::Type* f32;
   llvm::Type* i32;
   llvm::Type* i64;

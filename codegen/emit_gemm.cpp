@@ -1,6 +1,7 @@
 #include "dagger/codegen/emit_gemm.h"
 
 #include <llvm/IR/Constants.h>
+#include <llvm/IR/IntrinsicsX86.h>
 
 #include <algorithm>
 #include <cassert>
@@ -213,6 +214,7 @@ class GemmEmitter {
                                                e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width)));
       bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
     }
+    if (p_.sizes.bf16) return bf16_step(i0, rows, bv, acc, kk);
     // Packed A: the tile's rows for this k are consecutive, at i0 * K + k * rows.
     llvm::Value* a_row = l_.pack_a ? e_.b.CreateAdd(e_.b.CreateMul(i0, e_.i64c(l_.k)), e_.b.CreateMul(kk, e_.i64c(l_.rows)))
                                    : nullptr;
@@ -223,6 +225,28 @@ class GemmEmitter {
                                                      kFloatAlign)
                             : p_.a_at(b, kb, e_.b.CreateAdd(i0, e_.i64c(r)), k_coords));
     return tile_fmas(e_, a, bv, acc);
+  }
+
+  /// A reduction step over the pair kp of every tile row: each accumulator gains the two
+  /// products of its row's pair of A with its panel vector's pairs (AVX512_BF16's dot product).
+  std::vector<llvm::Value*> bf16_step(llvm::Value* i0, int rows, const std::vector<llvm::Value*>& b,
+                                      const std::vector<llvm::Value*>& acc, llvm::Value* kp) {
+    llvm::Function* dot = llvm::Intrinsic::getDeclaration(&e_.module, llvm::Intrinsic::x86_avx512bf16_dpbf16ps_512);
+    llvm::Type* pairs = llvm::FixedVectorType::get(e_.b.getBFloatTy(), 2 * e_.width);
+    std::vector<llvm::Value*> bp;
+    for (llvm::Value* v : b) bp.push_back(e_.b.CreateBitCast(v, pairs));
+    llvm::Value* a_k = e_.b.CreateMul(kp, e_.i64c(p_.a_stride_k));
+    std::vector<llvm::Value*> next(acc.size());
+    for (int r = 0; r < rows; ++r) {
+      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(e_.b.CreateAdd(i0, e_.i64c(r)), e_.i64c(p_.a_stride_i)), a_k);
+      llvm::Value* pair = e_.b.CreateAlignedLoad(e_.i32, e_.b.CreateInBoundsGEP(e_.i32, packed_a_, at), kFloatAlign);
+      llvm::Value* splat = e_.b.CreateBitCast(e_.b.CreateVectorSplat(e_.width, pair), pairs);
+      for (size_t v = 0; v < bp.size(); ++v) {
+        const size_t k = static_cast<size_t>(r) * bp.size() + v;
+        next[k] = e_.b.CreateCall(dot, {acc[k], splat, bp[v]});
+      }
+    }
+    return next;
   }
 
   Emit& e_;
@@ -294,7 +318,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   // of A read in place walks K rows of memory (a transposed A: one cache line per k, lines M
   // floats apart, which for M a multiple of 1024 all fall in one L1 set), for every panel again.
   const int64_t a_floats = ceil_div(s.m, l.rows) * l.rows * l.k;
-  l.pack_a = s.a_packable && s.k_blocks == 1 && s.batch * l.panels >= 2 && a_floats <= kPackedAFloats;
+  l.pack_a = s.bf16 || (s.a_packable && s.k_blocks == 1 && s.batch * l.panels >= 2 && a_floats <= kPackedAFloats);
   if (l.pack_a) {
     l.a_offset = ceil_div(l.scratch_floats, 16) * 16;  // 64-byte aligned
     l.scratch_floats = l.a_offset + a_floats;
@@ -357,6 +381,26 @@ void pack_rows_transposed(Emit& e, llvm::Value* panel, int64_t stride, llvm::Val
       e.b.CreateAlignedStore(vectors[static_cast<size_t>(r)], e.b.CreateInBoundsGEP(e.f32, panel, offset), kFloatAlign);
     }
   }
+}
+
+llvm::Value* bf16_pairs_across(Emit& e, llvm::Value* lo, llvm::Value* hi) {
+  assert(e.width == 16 && "bfloat16 pairs need AVX-512 vectors");
+  llvm::Function* round = llvm::Intrinsic::getDeclaration(&e.module, llvm::Intrinsic::x86_avx512bf16_cvtneps2bf16_512);
+  llvm::Type* halves = llvm::FixedVectorType::get(e.b.getInt16Ty(), e.width);
+  llvm::Type* lanes = llvm::FixedVectorType::get(e.i32, e.width);
+  auto rounded = [&](llvm::Value* v) {
+    return e.b.CreateZExt(e.b.CreateBitCast(e.b.CreateCall(round, {v}), halves), lanes);
+  };
+  llvm::Value* low = rounded(lo);
+  llvm::Value* high = e.b.CreateShl(rounded(hi), 16);
+  return e.b.CreateBitCast(e.b.CreateOr(low, high), e.vf);
+}
+
+llvm::Value* bf16_pairs_along(Emit& e, llvm::Value* first, llvm::Value* second) {
+  assert(e.width == 16 && "bfloat16 pairs need AVX-512 vectors");
+  // The instruction takes the upper half's source first: lanes 0-15 of its result are `first`'s.
+  llvm::Function* round = llvm::Intrinsic::getDeclaration(&e.module, llvm::Intrinsic::x86_avx512bf16_cvtne2ps2bf16_512);
+  return e.b.CreateBitCast(e.b.CreateCall(round, {second, first}), e.vf);
 }
 
 llvm::Value* gather(Emit& e, llvm::Value* base, llvm::Value* index, llvm::Value* mask) {

@@ -40,6 +40,12 @@ struct GemmSizes {
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
   bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
   bool b_groupable = false;  // pack_b fills several consecutive panels in one pass (GemmLayout::group)
+  /// The operands are rounded to bfloat16 and multiplied in pairs along the reduction with
+  /// float accumulation (AVX512_BF16's dot product; width 16 only). k_dims is then one axis
+  /// counting pairs of the reduction, a panel row and a packed A element hold a pair (the even
+  /// index in the low 16 bits, the odd one in the high; a missing odd one is zero), and A is
+  /// always packed (GemmProblem::pack_a, a_stride_i, a_stride_k).
+  bool bf16 = false;
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -92,6 +98,9 @@ struct GemmProblem {
   /// (i / rows) * rows * K + k * rows + i % rows (k the flat reduction index); places past M are
   /// never read.
   std::function<void(int rows, llvm::Value* dst)> pack_a;
+  /// Where sizes.bf16: pack_a stores pair (i, kp) of A at i * a_stride_i + kp * a_stride_k
+  /// (in 32-bit units), in whichever order its A is read contiguously.
+  int64_t a_stride_i = 0, a_stride_k = 0;
   /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
   /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
@@ -114,6 +123,12 @@ bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout);
 
 /// Emits the GEMM's items [begin, end), packing into `scratch` (layout.scratch_floats floats).
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch);
+
+/// bfloat16 pairs (sizes.bf16), as <W x float> vectors whose lanes hold two bfloat16 each:
+/// lane l pairs lo[l] (low half) with hi[l] (high half), both rounded to nearest even.
+llvm::Value* bf16_pairs_across(Emit& e, llvm::Value* lo, llvm::Value* hi);
+/// The same for 2W consecutive floats, `first` the W lower ones: lane l pairs elements 2l and 2l + 1.
+llvm::Value* bf16_pairs_along(Emit& e, llvm::Value* first, llvm::Value* second);
 
 /// Transposes W vectors of W lanes in registers: afterwards rows[i] lane l holds what rows[l]
 /// lane i held. Packers use it to turn runs down a matrix's columns into rows of a panel.

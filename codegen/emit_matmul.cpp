@@ -1,5 +1,7 @@
 #include "dagger/codegen/emit_matmul.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cassert>
 
@@ -31,9 +33,116 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 /// set). Such an A is offered for packing; other strides measured no better packed.
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
-/// The wide register tile where the output has 64 columns or more (see register_tile).
-GemmSizes sizes_of(const MatmulDims& d) {
+/// The wide register tile where the output has 64 columns or more (see register_tile). In
+/// bfloat16 the reduction counts pairs, and A is always packed (into pairs).
+GemmSizes sizes_of(const MatmulDims& d, bool bf16) {
+  if (bf16) return GemmSizes{1, d.m, d.n, {(d.k + 1) / 2}, 1, true, d.n >= 64, !d.trans_b, true};
   return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
+}
+
+/// Where A's pair (i, kp) goes when packed for bfloat16: A in its own reading order, [M][K/2]
+/// for an A read along its rows, [K/2][M] for a transposed one.
+void set_bf16_a_strides(const MatmulDims& d, GemmProblem& p) {
+  const int64_t pairs = (d.k + 1) / 2;
+  p.a_stride_i = d.trans_a ? 1 : pairs;
+  p.a_stride_k = d.trans_a ? d.m : 1;
+}
+
+/// `count` floats of `base` from `at` (at most W; lanes past them, all when count <= 0, zero).
+llvm::Value* load_up_to(Emit& e, llvm::Value* base, llvm::Value* at, int64_t count) {
+  const int64_t w = e.width;
+  if (count <= 0) return e.splat(0.0f);
+  llvm::Value* mask = count < w ? e.prefix_mask(static_cast<unsigned>(count)) : nullptr;
+  return load_at(e, StridedBuffer{base, {1}}, ElementPos{{at}, nullptr, mask});
+}
+
+/// The W bfloat16 pairs of the 2W floats of `base` from `at`, of which `floats` exist (zeros after).
+llvm::Value* pairs_along(Emit& e, llvm::Value* base, llvm::Value* at, int64_t floats) {
+  const int64_t w = e.width;
+  return bf16_pairs_along(e, load_up_to(e, base, at, std::min(w, floats)),
+                          load_up_to(e, base, e.b.CreateAdd(at, e.i64c(w)), std::min(w, floats - w)));
+}
+
+/// Packs A into bfloat16 pairs (set_bf16_a_strides). A row of A: 2W floats at a time become W
+/// pairs, the last ones masked (past K they read as zeros). A transposed A ([K, M]): rows 2kp
+/// and 2kp + 1 of its storage, W columns at a time, paired lane by lane (a missing row 2kp + 1
+/// pairs with zeros).
+void pack_a_bf16(Emit& e, const MatmulDims& d, llvm::Value* a, llvm::Value* dst) {
+  const int64_t w = e.width, pairs = (d.k + 1) / 2;
+  auto store = [&](llvm::Value* at, llvm::Value* v, int64_t count) {
+    llvm::Value* mask = count < w ? e.prefix_mask(static_cast<unsigned>(count)) : nullptr;
+    store_at(e, StridedBuffer{dst, {1}}, ElementPos{{at}, nullptr, mask}, v);
+  };
+  if (!d.trans_a) {
+    const int64_t full = d.k / (2 * w) * w;  // pairs in whole blocks of W; the rest in one masked block
+    emit_for(e, d.m, 1, [&](llvm::Value* i) {
+      llvm::Value* row = e.b.CreateMul(i, e.i64c(d.k));
+      llvm::Value* out = e.b.CreateMul(i, e.i64c(pairs));
+      auto block = [&](llvm::Value* kp, int64_t count, int64_t floats) {
+        store(e.b.CreateAdd(out, kp), pairs_along(e, a, e.b.CreateAdd(row, e.b.CreateMul(kp, e.i64c(2))), floats),
+              count);
+      };
+      emit_for(e, full, w, [&](llvm::Value* kp) { block(kp, w, 2 * w); });
+      if (full < pairs) block(e.i64c(full), pairs - full, d.k - 2 * full);
+    });
+    return;
+  }
+  auto pack_pair_rows = [&](llvm::Value* kp, bool has_odd) {
+    llvm::Value* even = e.b.CreateMul(e.b.CreateMul(kp, e.i64c(2)), e.i64c(d.m));
+    llvm::Value* odd = e.b.CreateAdd(even, e.i64c(d.m));
+    llvm::Value* out = e.b.CreateMul(kp, e.i64c(d.m));
+    auto block = [&](llvm::Value* i, int64_t count) {
+      llvm::Value* lo = load_up_to(e, a, e.b.CreateAdd(even, i), count);
+      llvm::Value* hi = has_odd ? load_up_to(e, a, e.b.CreateAdd(odd, i), count) : e.splat(0.0f);
+      store(e.b.CreateAdd(out, i), bf16_pairs_across(e, lo, hi), count);
+    };
+    const int64_t full = d.m / w * w;
+    emit_for(e, full, w, [&](llvm::Value* i) { block(i, w); });
+    if (full < d.m) block(e.i64c(full), d.m - full);
+  };
+  emit_for(e, d.k / 2, 1, [&](llvm::Value* kp) { pack_pair_rows(kp, true); });
+  if (d.k % 2 != 0) pack_pair_rows(e.i64c(d.k / 2), false);
+}
+
+/// Copies op(B)'s columns [j0, j0 + cols) into a panel of bfloat16 pairs, `stride` pairs per
+/// pair row (pack_b's layout with pairs for floats). B [K, N]: rows 2kp and 2kp + 1 paired lane
+/// by lane. B [N, K] (transposed): each panel column is a row of B whose floats pair up in
+/// place, W pairs of W columns at a time transposed in registers into W pair rows.
+void pack_b_bf16(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64_t cols, int64_t stride,
+                 llvm::Value* panel) {
+  const int64_t w = e.width, pairs = (d.k + 1) / 2;
+  if (d.trans_b) {
+    // `count` pair rows from kp0 on, from `floats` floats of each row of B.
+    auto block = [&](llvm::Value* kp0, int64_t count, int64_t floats) {
+      pack_rows_transposed(e, panel, stride, kp0, count, cols, [&](int64_t c) {
+        llvm::Value* row = e.b.CreateMul(e.b.CreateAdd(j0, e.i64c(c)), e.i64c(d.k));
+        return pairs_along(e, b, e.b.CreateAdd(row, e.b.CreateMul(kp0, e.i64c(2))), floats);
+      });
+    };
+    const int64_t full = d.k / (2 * w) * w;
+    emit_for(e, full, w, [&](llvm::Value* kp0) { block(kp0, w, 2 * w); });
+    if (full < pairs) block(e.i64c(full), pairs - full, d.k - 2 * full);
+    return;
+  }
+  const int64_t padded = (cols + stride - 1) / stride * stride;
+  auto pair_row = [&](llvm::Value* kp, bool has_odd) {
+    llvm::Value* even = e.b.CreateAdd(e.b.CreateMul(e.b.CreateMul(kp, e.i64c(2)), e.i64c(d.n)), j0);
+    llvm::Value* odd = e.b.CreateAdd(even, e.i64c(d.n));
+    for (int64_t c = 0; c < padded; c += w) {
+      llvm::Value* v = e.splat(0.0f);
+      if (c < cols) {
+        const int64_t count = std::min<int64_t>(cols - c, w);
+        llvm::Value* lo = load_up_to(e, b, e.b.CreateAdd(even, e.i64c(c)), count);
+        llvm::Value* hi = has_odd ? load_up_to(e, b, e.b.CreateAdd(odd, e.i64c(c)), count) : e.splat(0.0f);
+        v = bf16_pairs_across(e, lo, hi);
+      }
+      llvm::Value* at =
+          e.b.CreateAdd(e.b.CreateMul(kp, e.i64c(stride)), e.i64c(c / stride * pairs * stride + c % stride));
+      e.b.CreateAlignedStore(v, e.b.CreateInBoundsGEP(e.f32, panel, at), kFloatAlign);
+    }
+  };
+  emit_for(e, d.k / 2, 1, [&](llvm::Value* kp) { pair_row(kp, true); });
+  if (d.k % 2 != 0) pair_row(e.i64c(d.k / 2), false);
 }
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
@@ -94,19 +203,19 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
 
 }  // namespace
 
-GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
-  return gemm_layout(sizes_of(dims_of(g, group.anchor)), width, threads);
+GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, const Emit& e) {
+  return gemm_layout(sizes_of(dims_of(g, group.anchor), e.bf16), e.width, e.threads);
 }
 
-int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, unsigned width, int threads) {
+int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, const Emit& e) {
   const Node& matmul = g.node(group.anchor);
   const NodeId b = matmul.operands[1];
   if (g.node(b).op != Op::parameter || group.inputs.size() < 2 || group.inputs[1] != b) return 0;
   const std::string& name = g.node(b).attrs.s("name");
   for (NodeId a : g.nodes_of(Op::assign))
     if (g.node(a).attrs.s("target") == name) return 0;  // a training step's weights change every run
-  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor));
-  const GemmLayout layout = gemm_layout(sizes, width, threads);
+  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor), e.bf16);
+  const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
   return kept_b_usable(sizes, layout) ? layout.panels * layout.k * layout.panel : 0;
 }
 
@@ -114,13 +223,15 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   assert(group.anchor >= 0);
   const MatmulDims d = dims_of(g, group.anchor);
   const size_t first_input = first_input_arg(group);
-  const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e.width, e.threads) > 0;
+  if (e.bf16 && e.width != 16)
+    throw Error(fmt::format("bfloat16 matmuls need vectors of 16 floats (AVX-512), not {}", e.width));
+  const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
   // + the scratch panel, and the kept B and the repack pointer
   const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1 + (keep_b ? 2 : 0);
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
-  const GemmLayout layout = gemm_layout(sizes_of(d), e.width, e.threads);
+  const GemmLayout layout = gemm_layout(sizes_of(d, e.bf16), e.width, e.threads);
   llvm::Value* scratch = kf.args[first_input + group.inputs.size()];
 
   llvm::Value* current = nullptr;
@@ -136,17 +247,25 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
 
   GemmProblem p;
-  p.sizes = sizes_of(d);
+  p.sizes = sizes_of(d, e.bf16);
   p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
                                    : e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.k)), k[0]);
     return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, a, index), kFloatAlign);
   };
-  if (p.sizes.a_packable) p.pack_a = [&](int rows, llvm::Value* dst) { pack_a_transposed(e, d, a, rows, dst); };
-  p.pack_b = [&](llvm::Value*, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
-    pack_b(e, d, b, j0, cols, layout.panel, panel);
-  };
+  if (e.bf16) {
+    set_bf16_a_strides(d, p);
+    p.pack_a = [&](int, llvm::Value* dst) { pack_a_bf16(e, d, a, dst); };
+    p.pack_b = [&](llvm::Value*, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+      pack_b_bf16(e, d, b, j0, cols, layout.panel, panel);
+    };
+  } else {
+    if (p.sizes.a_packable) p.pack_a = [&](int rows, llvm::Value* dst) { pack_a_transposed(e, d, a, rows, dst); };
+    p.pack_b = [&](llvm::Value*, llvm::Value*, llvm::Value* j0, int64_t cols, llvm::Value* panel) {
+      pack_b(e, d, b, j0, cols, layout.panel, panel);
+    };
+  }
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;

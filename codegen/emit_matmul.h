@@ -9,15 +9,15 @@
 
 namespace dagger {
 
-/// The tiling of the group's matmul: its parallel items and the scratch (one packed panel of
-/// op(B)) each thread passes as the kernel's last argument.
-GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, unsigned width, int threads);
+/// The tiling of the group's matmul under e's width, threads and precision: its parallel items
+/// and the scratch (one packed panel of op(B)) each thread passes as the kernel's last argument.
+GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, const Emit& e);
 
 /// The floats of the packed B the group's kernel keeps between calls when emitted with
 /// Emit::keep_packed_parameters, or 0 when it keeps none: B must be a parameter that the graph
 /// never assigns (an inference plan's weights), and the layout must have one item per group of
 /// panels (kept_b_usable).
-int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, unsigned width, int threads);
+int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, const Emit& e);
 
 /// Emits kernel `name` for a group anchored on a matmul. Arguments: the root's output, then
 /// group.inputs (A, B, the epilogue's inputs), then the scratch panel; where

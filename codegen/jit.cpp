@@ -189,6 +189,12 @@ bool has(const std::vector<std::string>& features, const char* f) {
 
 }  // namespace
 
+std::string bf16_refusal(const JitTarget& target) {
+  if (has(target.features, "avx512bf16")) return "";
+  return target.name == "host" ? fmt::format("needs a CPU with AVX512_BF16, which this CPU ({}) lacks", target.cpu)
+                               : fmt::format("needs AVX512_BF16, which DAGGER_TARGET={} excludes", target.name);
+}
+
 JitTarget jit_target_named(const std::string& name) { return jit_target_for(name, host_cpu(), host_features()); }
 
 JitTarget jit_target_for(const std::string& name, const std::string& cpu, const std::vector<std::string>& features) {

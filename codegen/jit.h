@@ -27,6 +27,9 @@ struct JitTarget {
 /// The target $DAGGER_TARGET names (host when unset or empty). Throws dagger::Error, naming
 /// DAGGER_TARGET, for an unknown value or a level whose instructions this CPU lacks.
 JitTarget jit_target();
+/// Why code for `target` cannot take its products in bfloat16 (Precision::bf16), as the end of
+/// a sentence ("needs a CPU with AVX512_BF16, which ... lacks"), or "" when it can.
+std::string bf16_refusal(const JitTarget& target);
 /// The target called `name` ("host", "x86-64-v3", "x86-64-v4"), checked as jit_target() does.
 JitTarget jit_target_named(const std::string& name);
 /// jit_target_named on a host whose CPU is `cpu` with `features` (so tests can ask what

@@ -426,8 +426,13 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   const int width = options.vector_width > 0 ? options.vector_width : p.jit.target().vector_width;
   if (width & (width - 1)) throw Error(fmt::format("vector width {} is not a power of two", width));
   p.width = width;
+  if (options.precision == Precision::bf16) {
+    if (const std::string refusal = bf16_refusal(p.jit.target()); !refusal.empty())
+      throw Error("precision bf16 " + refusal);
+    if (width != 16) throw Error(fmt::format("precision bf16 needs vectors of 16 floats, not {}", width));
+  }
   p.compiled = compile_groups(p.jit, g, fusion, static_cast<unsigned>(width), p.pool.size(), options.conv_algo,
-                              options.keep_packed_parameters);
+                              options.keep_packed_parameters, options.precision);
   p.kept_b.resize(p.compiled.size());
   for (size_t k = 0; k < p.compiled.size(); ++k)
     if (const int64_t floats = p.compiled[k].kept_b_floats; floats > 0) {
@@ -595,10 +600,11 @@ std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& opt
   return std::make_unique<JitExecutable>(g, options);
 }
 
-std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo) {
+std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo, Precision precision) {
   JitOptions options;
   options.keep_dumps = true;
   options.conv_algo = conv_algo;
+  options.precision = precision;
   return compile_jit(g, options)->dump(stage);
 }
 

@@ -28,6 +28,9 @@ struct JitOptions {
   ConvAlgo conv_algo = ConvAlgo::automatic;
   /// Keep dense layers' packed weight matrices between runs (ExecutorOptions::keep_packed_parameters).
   bool keep_packed_parameters = false;
+  /// The dense layers' products in float32 or bfloat16 (runtime/precision.h). bf16 needs a JIT
+  /// target with AVX512_BF16 and vectors of 16 floats; the plan throws dagger::Error otherwise.
+  Precision precision = Precision::f32;
   /// Fill the arena with NaN when the plan is made rather than zeros (for tests: a kernel that
   /// leaves part of its output unwritten then shows NaN there on the first run).
   bool poison_arena = false;
@@ -96,7 +99,8 @@ int64_t planned_arena_bytes(const Graph& g);
 FusionPlan plan_fusion(const Graph& g);
 
 /// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for
-/// `g` with convolutions computed as `conv_algo` says.
-std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo = ConvAlgo::automatic);
+/// `g` with convolutions computed as `conv_algo` says and dense layers' products in `precision`.
+std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo = ConvAlgo::automatic,
+                         Precision precision = Precision::f32);
 
 }  // namespace dagger

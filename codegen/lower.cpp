@@ -21,14 +21,14 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
   switch (family) {
     case KernelFamily::matmul:
     case KernelFamily::conv: {
-      const GemmLayout layout = family == KernelFamily::matmul ? matmul_layout(g, group, e.width, e.threads)
+      const GemmLayout layout = family == KernelFamily::matmul ? matmul_layout(g, group, e)
                                                                : conv_layout(g, group, e.width, e.threads, e.conv_algo);
       k.items = layout.items;
       k.scratch_floats = layout.scratch_floats;
       k.work = 2.0 * double(numel(g.shape(group.anchor))) * double(layout.k_total) /
                double(std::max<int64_t>(1, layout.items));
       if (family == KernelFamily::matmul) {
-        if (e.keep_packed_parameters) k.kept_b_floats = matmul_kept_b_floats(g, group, e.width, e.threads);
+        if (e.keep_packed_parameters) k.kept_b_floats = matmul_kept_b_floats(g, group, e);
         emit_matmul_kernel(e, k.name, g, group);
       } else {
         emit_conv_kernel(e, k.name, g, group);
@@ -61,7 +61,8 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
 }  // namespace
 
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
-                                           int threads, ConvAlgo conv_algo, bool keep_packed_parameters) {
+                                           int threads, ConvAlgo conv_algo, bool keep_packed_parameters,
+                                           Precision precision) {
   std::vector<CompiledKernel> kernels;
   for (const FusionGroup& group : plan.groups) {
     CompiledKernel k{kernel_name(g, group), group};
@@ -71,6 +72,7 @@ std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const Fusio
       e.threads = threads;
       e.conv_algo = conv_algo;
       e.keep_packed_parameters = keep_packed_parameters;
+      e.bf16 = precision == Precision::bf16;
       emit_group(e, g, group, k);
     }
     jit.add(std::move(km));

@@ -6,6 +6,7 @@
 
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/jit.h"
+#include "dagger/runtime/precision.h"
 
 namespace dagger {
 
@@ -29,8 +30,9 @@ struct CompiledKernel {
 /// Emits, optimizes and compiles a kernel for every group of `plan`, with vectors of `width` floats,
 /// for a plan that runs on `threads` workers, computing 3x3 stride-1 same convolutions as
 /// `conv_algo` says (codegen/conv_algo.h), dense layers keeping their packed weights between
-/// runs where `keep_packed_parameters` (JitOptions).
+/// runs where `keep_packed_parameters`, their products in `precision` (JitOptions).
 std::vector<CompiledKernel> compile_groups(Jit& jit, const Graph& g, const FusionPlan& plan, unsigned width,
-                                           int threads, ConvAlgo conv_algo, bool keep_packed_parameters);
+                                           int threads, ConvAlgo conv_algo, bool keep_packed_parameters,
+                                           Precision precision);
 
 }  // namespace dagger

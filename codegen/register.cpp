@@ -10,6 +10,7 @@ std::unique_ptr<Executable> make_jit(const Graph& g, const ExecutorOptions& opti
   JitOptions jit;
   jit.threads = options.threads;
   jit.conv_algo = options.conv_algo;
+  jit.precision = options.precision;
   jit.keep_packed_parameters = options.keep_packed_parameters;
   return compile_jit(g, jit);
 }

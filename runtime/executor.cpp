@@ -38,6 +38,14 @@ std::string conv_algo_name(ConvAlgo algo) {
   return "?";
 }
 
+Precision precision(const std::string& name) {
+  if (name == "f32") return Precision::f32;
+  if (name == "bf16") return Precision::bf16;
+  throw Error(fmt::format("unknown precision '{}' (valid: f32, bf16)", name));
+}
+
+std::string precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "f32"; }
+
 namespace {
 
 /// Runs the graph node by node with the interpreter.

@@ -7,6 +7,7 @@
 
 #include "dagger/graph/graph.h"
 #include "dagger/runtime/conv_algo.h"
+#include "dagger/runtime/precision.h"
 #include "dagger/runtime/tensor.h"
 
 namespace dagger {
@@ -43,6 +44,9 @@ struct ExecutorOptions {
   /// parameters_changed() is not seen, and runs go on computing with the kept copy. The results
   /// are the same bits as without it. Parameters the graph assigns are never kept.
   bool keep_packed_parameters = false;
+  /// The JIT's (runtime/precision.h); bf16 throws dagger::Error on a CPU without AVX512_BF16.
+  /// The interpreter computes in float32 whatever this says.
+  Precision precision = Precision::f32;
 };
 
 std::unique_ptr<Executable> make_executable(const Graph& g, ExecutorKind kind, const ExecutorOptions& options = {});

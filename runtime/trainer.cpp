@@ -116,6 +116,10 @@ void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, 
   nlohmann::json then = meta.at("training");
   // Records from before the option trained every convolution directly.
   if (now.contains("conv_algo") && !then.contains("conv_algo")) then["conv_algo"] = "direct";
+  // A record names its precision only when it is not float32.
+  nlohmann::json asked = now;
+  if (!asked.contains("precision")) asked["precision"] = "f32";
+  if (!then.contains("precision")) then["precision"] = "f32";
   // A data-parallel run records its rank count; one process records none, and each refuses the other.
   if (then.contains("ranks") != now.contains("ranks"))
     throw ResumeConflict(fmt::format("cannot resume from '{}': it was trained with ranks = {}, this run asks for {}",
@@ -123,7 +127,7 @@ void check_same_training(const nlohmann::json& meta, const nlohmann::json& now, 
                                      now.value("ranks", nlohmann::json("none (one process)")).dump()));
   // The data last: another seed also splits the data differently, and the seed is the cause.
   for (bool data : {false, true})
-    for (const auto& [key, value] : now.items())
+    for (const auto& [key, value] : asked.items())
       if ((key == "data") == data && then.contains(key) && then.at(key) != value)
         throw ResumeConflict(fmt::format("cannot resume from '{}': it was trained with {} = {}, this run asks for {}",
                                          dir, key, then.at(key).dump(), value.dump()));
@@ -274,7 +278,7 @@ Executable& Trainer::train_plan(int64_t batch) {
   if (!slot) {
     slot = make_executable(build_training_step(model_, batch, config_.optimizer, config_.input_shape, config_.classes,
                                                config_.label_smoothing),
-                           config_.executor, {config_.threads, config_.conv_algo});
+                           config_.executor, {config_.threads, config_.conv_algo, false, config_.precision});
   }
   return *slot;
 }
@@ -283,7 +287,7 @@ Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
   if (!slot)
     slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
-                           config_.executor, {config_.threads, config_.conv_algo, true});
+                           config_.executor, {config_.threads, config_.conv_algo, true, config_.precision});
   return *slot;
 }
 
@@ -406,6 +410,8 @@ nlohmann::json Trainer::training_options() const {
                             {"executor", executor_name(config_.executor)}};
   // The algorithm changes the bits of convolutions only: a model without one may resume under any.
   if (model_text().find("= conv2d(") != std::string::npos) options["conv_algo"] = conv_algo_name(config_.conv_algo);
+  // Float32 is not recorded, so that records (and checkpoints) stay as they were before the option.
+  if (config_.precision != Precision::f32) options["precision"] = precision_name(config_.precision);
   if (config_.communicator) options["ranks"] = config_.communicator->size();
   if (!data_fingerprint_.empty()) options["data"] = data_fingerprint_;
   return options;

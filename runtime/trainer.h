@@ -38,6 +38,10 @@ struct TrainConfig {
   int threads = 1;           ///< the JIT's worker threads; results do not depend on it (docs/architecture.md)
   /// The JIT's 3x3 stride-1 convolutions: direct, winograd or auto (codegen/conv_algo.h).
   ConvAlgo conv_algo = ConvAlgo::automatic;
+  /// The JIT's dense layers' products (runtime/precision.h), in training and in the trainer's
+  /// evaluation plans. A checkpoint's record names bf16 (a resumed run must ask for the same);
+  /// loading one for evaluation or prediction keeps the precision the caller's config asks for.
+  Precision precision = Precision::f32;
   std::string out_dir;       ///< "" = keep nothing on disk; else history.csv, last/ and best/ checkpoints
   bool allow_nonfinite = false;  ///< load (resume from, evaluate) checkpoints holding NaN or infinite values
   bool progress = true;

@@ -81,14 +81,14 @@ Executable& Trainer::gradient_plan(int64_t batch, int64_t first) {
   if (!slot)
     slot = make_executable(
         build_gradient_step(model_, batch, config_.input_shape, config_.classes, config_.label_smoothing, first),
-        config_.executor, {config_.threads, config_.conv_algo});
+        config_.executor, {config_.threads, config_.conv_algo, false, config_.precision});
   return *slot;
 }
 
 Executable& Trainer::update_plan() {
   if (!update_plan_)
     update_plan_ = make_executable(build_update_step(model_, config_.optimizer, config_.input_shape, config_.classes),
-                                   config_.executor, {config_.threads, config_.conv_algo});
+                                   config_.executor, {config_.threads, config_.conv_algo, false, config_.precision});
   return *update_plan_;
 }
 

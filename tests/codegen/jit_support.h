@@ -2,10 +2,12 @@
 // Shared by the JIT tests: seeded inputs, error measures, and running one graph on both the
 // JIT and the reference interpreter.
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 
@@ -96,6 +98,20 @@ inline BothRuns run_both(const Graph& g, const StateMap& feeds, const StateMap& 
   r.jit = plan->run(feeds, jit_state);
   r.ref = interpret<float>(g, feeds, ref_state);
   return r;
+}
+
+/// Calls fn(m, n, k, trans_a, trans_b, epilogue) for every size [m, n, k] and every
+/// combination of the three flags, each under an INFO naming them.
+inline void for_each_matmul_case(const std::vector<std::array<int64_t, 3>>& sizes,
+                                 const std::function<void(int64_t, int64_t, int64_t, bool, bool, bool)>& fn) {
+  for (const auto& [m, n, k] : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (bool epilogue : {false, true}) {
+          INFO("M " << m << " N " << n << " K " << k << " trans_a " << ta << " trans_b " << tb << " epilogue "
+                    << epilogue);
+          fn(m, n, k, ta, tb, epilogue);
+        }
 }
 
 inline NodeId input(Graph& g, const std::string& name, const Shape& shape) {

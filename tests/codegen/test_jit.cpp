@@ -383,18 +383,13 @@ TEST_CASE("matmul matches the interpreter for every transpose combination", "[ji
                                                      {7, 19, 601},   // and its last slice not whole vectors
                                                      {128, 37, 300}};  // M % 64 == 0: a transposed A is packed
   double worst = 0;
-  for (const auto& [m, n, k] : sizes)
-    for (bool ta : {false, true})
-      for (bool tb : {false, true})
-        for (bool epilogue : {false, true}) {
-          INFO("M " << m << " N " << n << " K " << k << " trans_a " << ta << " trans_b " << tb << " epilogue "
-                    << epilogue);
-          size_t kernels = 0;
-          const double err = check_matmul(m, n, k, ta, tb, epilogue, kernels);
-          CHECK(kernels == 1);  // the bias add and relu ride in the matmul's epilogue
-          CHECK(err < 1e-6);
-          worst = std::max(worst, err);
-        }
+  for_each_matmul_case(sizes, [&](int64_t m, int64_t n, int64_t k, bool ta, bool tb, bool epilogue) {
+    size_t kernels = 0;
+    const double err = check_matmul(m, n, k, ta, tb, epilogue, kernels);
+    CHECK(kernels == 1);  // the bias add and relu ride in the matmul's epilogue
+    CHECK(err < 1e-6);
+    worst = std::max(worst, err);
+  });
   std::cout << "jit matmul: max error relative to sum |a||b| " << worst << "\n";
 }
 
