@@ -22,6 +22,7 @@ struct BenchConfig {
   int repeats = 5;  // the median of these is reported
   ExecutorKind executor = ExecutorKind::jit;
   ConvAlgo conv_algo = ConvAlgo::automatic;  // the JIT's 3x3 convolutions (codegen/conv_algo.h)
+  Precision precision = Precision::f32;      // the JIT's dense layers' products (runtime/precision.h)
   uint64_t seed = 42;
 };
 
@@ -97,6 +98,7 @@ struct ModelResult {
   int64_t batch = 0;
   int threads = 1;
   std::string executor;
+  std::string precision = "f32";  // the dense layers' products (runtime/precision.h)
   Throughput train, inference;
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)

@@ -107,6 +107,7 @@ Compiled compile(const Graph& g, const BenchConfig& config) {
     JitOptions options;
     options.threads = config.threads;
     options.conv_algo = config.conv_algo;
+    options.precision = config.precision;
     // As the trainer's inference plans; a training step assigns every parameter, so keeps none.
     options.keep_packed_parameters = true;
     FreshKernelCache cache;
@@ -257,6 +258,7 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   r.batch = config.batch;
   r.threads = config.threads;
   r.executor = executor_name(config.executor);
+  r.precision = precision_name(config.precision);
   r.peak_rss_since_model = reset_peak_rss();
 
   const Graph train = build_training_step(model, config.batch, OptimizerConfig{});

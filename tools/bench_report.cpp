@@ -115,6 +115,7 @@ nlohmann::json to_json(const ModelResult& r) {
           {"batch", r.batch},
           {"threads", r.threads},
           {"executor", r.executor},
+          {"precision", r.precision},
           {"train", to_json(r.train)},
           {"inference", to_json(r.inference)},
           {"compile_seconds",
@@ -168,8 +169,8 @@ void print_machine(const Machine& m) {
 }
 
 void print_model(const ModelResult& r) {
-  fmt::print("\n{}: batch {}, {} thread{}, {} executor\n", r.model, r.batch, r.threads, r.threads == 1 ? "" : "s",
-             r.executor);
+  fmt::print("\n{}: batch {}, {} thread{}, {} executor{}\n", r.model, r.batch, r.threads, r.threads == 1 ? "" : "s",
+             r.executor, r.precision == "f32" ? "" : fmt::format(", dense products in {}", r.precision));
   fmt::print("  train     {}\n", throughput_line(r.train));
   fmt::print("  inference {}\n", throughput_line(r.inference));
   fmt::print(

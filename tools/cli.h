@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dagger/autodiff/optimizer.h"
+#include "dagger/runtime/executor.h"
 
 namespace dagger::cli {
 
@@ -81,6 +82,14 @@ extern const CLI::Validator kExecutor;    ///< jit | reference
 /// the library's options (JitOptions, ExecutorOptions, TrainConfig, SuiteOptions).
 void add_conv_algo(CLI::App& cmd, std::string& algo);
 
+/// --precision (train, eval, predict, bench, ir): "f32" | "bf16" (runtime/precision.h), read with
+/// dagger::precision. bf16 needs the JIT and a CPU with AVX512_BF16; the plan refuses it
+/// otherwise (dagger::Error, exit 1).
+void add_precision(CLI::App& cmd, std::string& precision);
+/// The --precision flag's value for `executor`, checked before any work: bf16 with the
+/// reference interpreter is a UsageError, bf16 on a JIT target without AVX512_BF16 an Error.
+Precision read_precision(const std::string& name, ExecutorKind executor);
+
 /// --momentum and --nesterov (train, ir) belong to the momentum optimizer: throws UsageError
 /// when either was given with another, which would otherwise ignore it.
 void require_momentum_flags(const CLI::App& cmd, const OptimizerConfig& optimizer);
@@ -114,10 +123,12 @@ namespace dagger::cli {
 /// Splits a kernel dump into (kernel name, text) at its "==== kernel NAME ====" headers.
 std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& dump);
 
-/// `label_smoothing` as the run trains with it (the loss op's "smoothing" attribute).
+/// `label_smoothing` as the run trains with it (the loss op's "smoothing" attribute), its
+/// kernels compiled with the run's `conv_algo` and `precision`.
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
                     const std::string& title, const Shape& input_shape = {1, 28, 28}, int64_t classes = 10,
-                    double label_smoothing = 0);
+                    double label_smoothing = 0, ConvAlgo conv_algo = ConvAlgo::automatic,
+                    Precision precision = Precision::f32);
 
 /// A model named on the command line: a zoo name or call, or a model text (a `.dagger` file,
 /// or a checkpoint folder holding model.dagger) with the input shape and class count it has.

@@ -33,7 +33,7 @@ Run add_bench(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     bench::BenchConfig config;
-    std::string executor = "jit", check, save_baseline, conv_algo = "auto";
+    std::string executor = "jit", check, save_baseline, conv_algo = "auto", precision = "f32";
     double tolerance = 0.2, min_share = 0.01;
     bool json = false;
   };
@@ -53,6 +53,7 @@ Run add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
   add_conv_algo(*cmd, f->conv_algo);
+  add_precision(*cmd, f->precision);
   cmd->add_option("--save-baseline", f->save_baseline,
                   "store the per-kernel ratios in FILE (merged with its other runs)")
       ->check(kOutputFile);
@@ -68,6 +69,7 @@ Run add_bench(CLI::App& app) {
     bench::BenchConfig config = f->config;
     config.executor = executor_kind(f->executor);
     config.conv_algo = conv_algo(f->conv_algo);
+    config.precision = read_precision(f->precision, config.executor);
     if ((!f->check.empty() || !f->save_baseline.empty()) && config.executor != ExecutorKind::jit)
       throw UsageError("--check and --save-baseline compare JIT kernels: use --executor jit");
     std::vector<zoo::Entry> models;
@@ -114,6 +116,7 @@ Run add_bench(CLI::App& app) {
                            {{"batch", config.batch},
                             {"threads", config.threads},
                             {"conv_algo", conv_algo_name(config.conv_algo)},
+                            {"precision", precision_name(config.precision)},
                             {"steps", config.steps},
                             {"warmup", config.warmup},
                             {"repeats", config.repeats},

@@ -64,7 +64,8 @@ Run add_summary(CLI::App& app) {
 Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
-    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto";
+    std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto",
+                       precision = "f32";
     bool why = false, nesterov = false;
     int64_t batch = 64;
     double weight_decay = 0;
@@ -84,6 +85,7 @@ Run add_ir(CLI::App& app) {
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
   cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason, and each convolution's algorithm");
   add_conv_algo(*cmd, f->conv_algo);
+  add_precision(*cmd, f->precision);
   cmd->add_option("--batch", f->batch, "batch size the graph is specialized to")
       ->check(at_least(1))
       ->capture_default_str();
@@ -108,6 +110,9 @@ Run add_ir(CLI::App& app) {
     if (cmd->count("--conv-algo") > 0 && !kernel_stage && f->stage != "fused")
       throw UsageError(
           fmt::format("--conv-algo applies to --stage fused, llvm, opt or asm (the kernels), not {}", f->stage));
+    if (cmd->count("--precision") > 0 && !kernel_stage)
+      throw UsageError(
+          fmt::format("--precision applies to --stage llvm, opt or asm (the kernels' code), not {}", f->stage));
     if (f->why && f->stage != "fused")
       throw UsageError(fmt::format("--why applies to --stage fused, not {}", f->stage));
     if (f->format == "dot" && f->stage != "graph" && f->stage != "eval" && f->stage != "grad")
@@ -123,8 +128,9 @@ Run add_ir(CLI::App& app) {
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
-      const std::string dump = dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes),
-                                            it->second, conv_algo(f->conv_algo));
+      const std::string dump =
+          dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes), it->second,
+                       conv_algo(f->conv_algo), read_precision(f->precision, ExecutorKind::jit));
       if (f->kernel.empty()) {
         fmt::print("{}", dump);
         return 0;

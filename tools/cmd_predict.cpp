@@ -81,7 +81,7 @@ Run add_predict(CLI::App& app) {
   auto* cmd = app.add_subcommand("predict",
                                  "classify PNG images, .npy batches or IDX image files with a checkpoint's model");
   struct Flags {
-    std::string checkpoint, executor = "jit";
+    std::string checkpoint, executor = "jit", precision = "f32";
     std::vector<std::string> files;
     int top = 3, threads = 1;
     int64_t batch = 256;
@@ -99,12 +99,14 @@ Run add_predict(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "images per inference step")->check(at_least(1))->capture_default_str();
   cmd->add_option("--threads", f->threads, "worker threads of the JIT")->check(kThreads)->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
+  add_precision(*cmd, f->precision);
   cmd->add_flag("--json", f->json, "print one JSON object instead of the table");
   add_allow_nonfinite(*cmd, f->allow_nonfinite);
   return [f] {
     TrainConfig options;
     options.executor = executor_kind(f->executor);
     options.threads = f->threads;
+    options.precision = read_precision(f->precision, options.executor);
     options.eval_batch = f->batch;
     options.progress = false;
     options.allow_nonfinite = f->allow_nonfinite;

@@ -145,7 +145,8 @@ void print_per_class(const ClassificationReport& r) {
 Run add_train(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "train a model of the zoo (on Fashion-MNIST unless --data says otherwise)");
   struct Flags {
-    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states, conv_algo = "auto";
+    std::string model, optimizer = "adam", executor = "jit", out, dump_dir, rank_states, conv_algo = "auto",
+                       precision = "f32";
     TrainConfig config;
     DataFlags data;
     RecipeFlags recipe;
@@ -185,6 +186,7 @@ Run add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--executor", f->executor, "reference | jit")->check(kExecutor)->capture_default_str();
   add_conv_algo(*cmd, f->conv_algo);
+  add_precision(*cmd, f->precision);
   CLI::Option* out =
       cmd->add_option("--out", f->out,
                       "folder for history.csv, metrics.json and checkpoints; a rerun of the same run resumes")
@@ -227,6 +229,7 @@ Run add_train(CLI::App& app) {
     cfg.executor = executor_kind(f->executor);
     cfg.threads = f->threads;
     cfg.conv_algo = conv_algo(f->conv_algo);
+    cfg.precision = read_precision(f->precision, cfg.executor);
     cfg.out_dir = f->out;
     cfg.progress = !f->quiet && leader;
     f->recipe.apply(cfg);
@@ -248,15 +251,16 @@ Run add_train(CLI::App& app) {
     try {
       if (!f->dump_dir.empty() && leader)
         write_dump_dir(f->dump_dir, model.build, cfg.batch, cfg.optimizer, f->model, cfg.input_shape, cfg.classes,
-                       cfg.label_smoothing);
+                       cfg.label_smoothing, cfg.conv_algo, cfg.precision);
     } catch (const std::filesystem::filesystem_error& e) {
       throw Error(
           fmt::format("--dump-dir '{}': cannot write '{}': {}", f->dump_dir, e.path1().string(), e.code().message()));
     }
     if (leader)
-      fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor{}\n", f->model,
+      fmt::print(stderr, "{}: {} train / {} val / {} test images, {} parameters, {} executor{}{}\n", f->model,
                  data.train.size(), data.val.size(), data.test.size(),
                  zoo::parameter_count(model.build, cfg.input_shape, cfg.classes), executor_name(cfg.executor),
+                 cfg.precision == Precision::f32 ? "" : ", dense products in bf16",
                  cfg.communicator ? fmt::format(", {} ranks", cfg.communicator->size()) : "");
     Trainer trainer(model.build, cfg);
     if (f->restart && leader)
@@ -295,6 +299,7 @@ Run add_train(CLI::App& app) {
       j["jit_target"] = target.name;
       j["vector_width"] = target.vector_width;
       j["conv_algo"] = conv_algo_name(cfg.conv_algo);
+      j["precision"] = precision_name(cfg.precision);
     }
     for (const auto& [name, r] : rows) j[name] = report_json(r);
     if (cfg.communicator) j["gradient_sum_seconds"] = result.sum_seconds;
@@ -312,7 +317,7 @@ Run add_eval(CLI::App& app) {
       "eval", "evaluate a checkpoint on the test set; given several, also their ensemble (summed softmax outputs)");
   struct Flags {
     std::vector<std::string> checkpoints;
-    std::string executor = "jit";
+    std::string executor = "jit", precision = "f32";
     int threads = 1;
     DataFlags data;
     bool json = false, allow_nonfinite = false;
@@ -326,10 +331,12 @@ Run add_eval(CLI::App& app) {
   cmd->add_option("--threads", f->threads, "worker threads of the JIT (the results do not depend on them)")
       ->check(kThreads)
       ->capture_default_str();
+  add_precision(*cmd, f->precision);
   cmd->add_flag("--json", f->json, "print the metrics as one JSON object");
   add_allow_nonfinite(*cmd, f->allow_nonfinite);
   f->data.add(*cmd);
   return [f] {
+    const Precision precision = read_precision(f->precision, executor_kind(f->executor));
     f->data.validate();
     Splits data = f->data.load();
     std::vector<std::pair<std::string, ClassificationReport>> rows;
@@ -339,6 +346,7 @@ Run add_eval(CLI::App& app) {
       TrainConfig options;
       options.executor = executor_kind(f->executor);
       options.threads = f->threads;
+      options.precision = precision;
       options.progress = false;
       options.allow_nonfinite = f->allow_nonfinite;
       take_shape_from(data, options);
@@ -356,7 +364,8 @@ Run add_eval(CLI::App& app) {
     if (f->checkpoints.size() == 1) {
       print_table(rows);
       print_per_class(rows[0].second);
-      if (f->json) fmt::print("{}\n", nlohmann::json{{"model", members[0]["model"]}, {"test", members[0]["test"]}}.dump());
+      if (f->json)
+        fmt::print("{}\n", nlohmann::json{{"model", members[0]["model"]}, {"test", members[0]["test"]}}.dump());
       return 0;
     }
     std::vector<const Tensor*> inputs;

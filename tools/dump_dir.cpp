@@ -33,8 +33,8 @@ std::vector<std::pair<std::string, std::string>> per_kernel(const std::string& d
 }
 
 void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch, const OptimizerConfig& opt,
-                    const std::string& title, const Shape& input_shape, int64_t classes,
-                    double label_smoothing) {
+                    const std::string& title, const Shape& input_shape, int64_t classes, double label_smoothing,
+                    ConvAlgo conv_algo, Precision precision) {
   namespace fs = std::filesystem;
   fs::create_directories(fs::path(dir) / "kernels");
   Graph forward = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
@@ -43,11 +43,11 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
   write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
   write(fs::path(dir) / "grad.txt", print_text(step));
   write(fs::path(dir) / "grad.dot", print_dot(step, title + " grad"));
-  write(fs::path(dir) / "fused.txt", describe_fusion(step, plan_fusion(step)));
+  write(fs::path(dir) / "fused.txt", describe_fusion(step, plan_fusion(step), false, conv_algo));
   const std::vector<std::pair<DumpStage, std::string>> stages = {
       {DumpStage::ir_before_opt, ".ll"}, {DumpStage::ir_after_opt, ".opt.ll"}, {DumpStage::assembly, ".s"}};
   for (const auto& [stage, suffix] : stages)
-    for (const auto& [name, text] : per_kernel(dump_kernels(step, stage)))
+    for (const auto& [name, text] : per_kernel(dump_kernels(step, stage, conv_algo, precision)))
       write(fs::path(dir) / "kernels" / (name + suffix), text);
 }
 

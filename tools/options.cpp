@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 
+#include "dagger/codegen/jit.h"
 #include "tools/cli.h"
 
 namespace dagger::cli {
@@ -138,6 +139,23 @@ void add_conv_algo(CLI::App& cmd, std::string& algo) {
                  "winograd4 (F(4x4,3x3); filter gradients F(3x3,4x4)) | auto (the compiler picks per layer)")
       ->check(one_of("convolution algorithm", {"direct", "winograd", "winograd4", "auto"}))
       ->capture_default_str();
+}
+
+void add_precision(CLI::App& cmd, std::string& precision) {
+  cmd.add_option("--precision", precision,
+                 "f32 | bf16 (dense layers' products on bfloat16 operands with float32 sums; needs AVX512_BF16)")
+      ->check(one_of("precision", {"f32", "bf16"}))
+      ->capture_default_str();
+}
+
+Precision read_precision(const std::string& name, ExecutorKind executor) {
+  const Precision p = precision(name);
+  if (p == Precision::f32) return p;
+  if (executor != ExecutorKind::jit)
+    throw UsageError("--precision bf16 applies to --executor jit; the reference interpreter computes in float32");
+  if (const std::string refusal = bf16_refusal(jit_target()); !refusal.empty())
+    throw Error("--precision bf16 " + refusal);
+  return p;
 }
 
 void require_momentum_flags(const CLI::App& cmd, const OptimizerConfig& optimizer) {

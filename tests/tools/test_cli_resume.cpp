@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "dagger/codegen/jit.h"
 #include "dagger/runtime/data.h"
 #include "data_files.h"
 #include "support.h"
@@ -35,6 +36,19 @@ TEST_CASE("a rerun into the same --out with other settings or data is refused, n
     const auto out = run_dagger(args + data);
     CHECK(out.status == 1);
     CHECK_THAT(out.output, Catch::Contains(message));
+  }
+  // Another precision: refused both ways where the CPU can take bf16 (elsewhere bf16 itself is).
+  const auto bf16 = run_dagger("train \"mlp1(16,relu,0.2)\" --precision bf16" + data);
+  CHECK(bf16.status == 1);
+  if (bf16_refusal(jit_target()).empty()) {
+    CHECK_THAT(bf16.output, Catch::Contains("precision = \"f32\", this run asks for \"bf16\""));
+    const std::string other = " --data " + dir.path.string() + " --quiet --epochs 1 --out " + dir.file("bf16");
+    REQUIRE(run_dagger("train \"mlp1(16,relu,0.2)\" --precision bf16" + other).status == 0);
+    const auto f32 = run_dagger("train \"mlp1(16,relu,0.2)\"" + other);
+    CHECK(f32.status == 1);
+    CHECK_THAT(f32.output, Catch::Contains("precision = \"bf16\", this run asks for \"f32\""));
+  } else {
+    CHECK_THAT(bf16.output, Catch::Contains("needs a CPU with AVX512_BF16"));
   }
   // The same command resumes (and, its epochs done, trains nothing more).
   const auto same = run_dagger("train \"mlp1(16,relu,0.2)\"" + data + " --json");

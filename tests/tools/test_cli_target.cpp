@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "tools/cli_support.h"
 
 using namespace dagger;
+namespace fs = std::filesystem;
 using dagger::testing::last_json_line;
 using dagger::testing::Outcome;
 using dagger::testing::run_dagger;
@@ -113,6 +115,22 @@ TEST_CASE("mlp512 and cnn3 checkpoints are byte-identical at every DAGGER_TARGET
           "x86-64-v3) was compared; tests/codegen/test_vector_width.cpp compares the widths in-process");
     }
   }
+}
+
+TEST_CASE("precision bf16 under a target without AVX512_BF16 is one error line, before any file is written",
+          "[cli][target]") {
+  const fs::path dir = fs::temp_directory_path() / "dagger_bf16_refused";
+  fs::remove_all(dir);
+  testing::ScopedEnv env("DAGGER_TARGET", "x86-64-v3");  // every x86-64 host can take it; it excludes AVX-512
+  for (const std::string& args :
+       {"train mlp512 --precision bf16 --out " + (dir / "run").string(), std::string("bench mlp512 --precision bf16"),
+        std::string("ir mlp512 --stage asm --precision bf16")}) {
+    const Outcome out = run_dagger(args);
+    INFO(args);
+    CHECK(out.status == 1);
+    CHECK(out.output == "error: --precision bf16 needs AVX512_BF16, which DAGGER_TARGET=x86-64-v3 excludes\n");
+  }
+  CHECK(!fs::exists(dir));
 }
 
 TEST_CASE("an unknown DAGGER_TARGET, or a level the CPU lacks, is one error line", "[cli][target]") {
