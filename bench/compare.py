@@ -93,6 +93,9 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both programs per configuration")
     parser.add_argument("--dagger", default=os.path.join(ROOT, "build", "dagger"))
+    parser.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                        help="bf16: dagger bench --precision bf16 (dense layers' products) against PyTorch's "
+                             "autocast to bfloat16 on the CPU (its dense layers and convolutions)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--save", help="write every raw report and the table rows to this JSON file")
     parser.add_argument("--default-malloc", action="store_true",
@@ -105,7 +108,8 @@ def main():
     env = dict(os.environ)
     env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its best kernel for this CPU
     env.setdefault("DAGGER_PYTHON", sys.executable)  # dagger bench times OpenBLAS through this Python's torch
-    common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
+    common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
+              "--precision", args.precision]
     rows, raw = [], []
     for batch in args.batch:
         for threads in args.threads:

@@ -10,7 +10,9 @@ seed. A training step is zero_grad + forward + loss + backward + step; an infere
 the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
 `steps` steps are timed and the median images/s is reported, as JSON on stdout. glibc's malloc
 is told to keep its heap (see keep_heap; `--default-malloc` to leave it), so a model's figure
-does not depend on which models ran before it in the process.
+does not depend on which models ran before it in the process. With --precision bf16 the
+forward passes (and so their backward) run under torch.autocast("cpu", dtype=torch.bfloat16),
+PyTorch's own mixed precision: its dense layers and convolutions take bfloat16 operands.
 
 With --sgemm N instead of models, it times torch.mm of two random float32 N x N matrices (the
 BLAS PyTorch was built with: OpenBLAS for Debian's python3-torch) at --threads threads, the best
@@ -18,6 +20,7 @@ of as many calls as fit in 0.4 s (at least three), as `dagger bench` times its o
 prints one JSON line, and `dagger bench` runs it as a child to report the BLAS beside the JIT.
 """
 import argparse
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -179,13 +182,20 @@ def bench(name, args):
     labels = torch.randint(0, 10, (args.batch,))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
+    def autocast():
+        if args.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def train_step():
         optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), labels).backward()
+        with autocast():
+            loss = F.cross_entropy(model(x), labels)
+        loss.backward()
         optimizer.step()
 
     def inference_step():
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             F.softmax(model(x), dim=1)
 
     model.train()
@@ -262,6 +272,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--precision", choices=["f32", "bf16"], default="f32",
+                        help="bf16: the forward passes under torch.autocast on the CPU in bfloat16")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds as they are (see keep_heap)")
     args = parser.parse_args()
