@@ -82,6 +82,7 @@ std::string data_identity(const std::string& dir) {
 /// Throws unless the suite folder `out` was started with the same `identity` (what its runs
 /// depend on beyond each run's own configuration, which names its folder); records it in
 /// OUT/suite.json on the first invocation. Reusing runs computed otherwise would mix results.
+/// A key the record lacks (written before that key was recorded) is trusted and added.
 void require_same_suite(const std::string& out, const nlohmann::json& identity) {
   const std::string path = out + "/suite.json";
   if (!std::filesystem::exists(path)) {
@@ -89,12 +90,19 @@ void require_same_suite(const std::string& out, const nlohmann::json& identity) 
     return;
   }
   std::ifstream in(path);
-  const nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
+  nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
   if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
-  for (const auto& [key, value] : identity.items())
-    if (then.contains(key) && then.at(key) != value)
+  bool added = false;
+  for (const auto& [key, value] : identity.items()) {
+    if (!then.contains(key)) {
+      then[key] = value;
+      added = true;
+    } else if (then.at(key) != value) {
       throw Error(fmt::format("{} holds runs trained with {} = {}, this run asks for {}; give another --out", out, key,
                               then.at(key).dump(), value.dump()));
+    }
+  }
+  if (added) write_file_atomically(path, then.dump(2) + "\n");
 }
 
 std::vector<std::string> split_ids(const std::string& text) {
@@ -311,7 +319,9 @@ Run add_suite(CLI::App& app) {
     }
     const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
-      require_same_suite(o.out_dir, {{"executor", f->executor}, {"data", data_identity(o.data_dir)}});
+      require_same_suite(
+          o.out_dir,
+          {{"executor", f->executor}, {"data", data_identity(o.data_dir)}, {"conv_algo", conv_algo_name(o.conv_algo)}});
     for (const std::string& bundle : f->resume_from) resume_from_bundle(bundle, o);
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,

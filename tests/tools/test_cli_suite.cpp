@@ -1,8 +1,10 @@
 // A suite folder's runs are reused by a rerun only when they were computed alike: the run
-// configuration names each run's folder, and OUT/suite.json records the rest (executor, data).
+// configuration names each run's folder, and OUT/suite.json records the rest (executor, data,
+// convolution algorithm).
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "dagger/runtime/data.h"
@@ -12,7 +14,8 @@
 
 using dagger::testing::run_dagger;
 
-TEST_CASE("a suite rerun with another executor or other data is refused, naming the difference", "[cli][suite]") {
+TEST_CASE("a suite rerun with another executor, other data or another --conv-algo is refused, naming the difference",
+          "[cli][suite]") {
   namespace fs = std::filesystem;
   const fs::path fashion = dagger::default_data_dir();
   dagger::testing::require_fashion_mnist(fashion);
@@ -36,6 +39,20 @@ TEST_CASE("a suite rerun with another executor or other data is refused, naming 
   const auto data = run_dagger(suite + " --data " + dir.file("other"));
   CHECK(data.status == 1);
   CHECK_THAT(data.output, Catch::Contains("holds runs trained with data = \"4 files, "));
+  // The convolution algorithm is not in a run's folder name either: its finished runs would be
+  // reported as another algorithm's.
+  const auto algo = run_dagger(suite + " --conv-algo direct");
+  CHECK(algo.status == 1);
+  CHECK_THAT(algo.output,
+             Catch::Contains("holds runs trained with conv_algo = \"auto\", this run asks for \"direct\""));
+  // A record from before conv_algo was kept is trusted, and completed by the next rerun.
+  const std::string identity = dir.file("out/suite.json");
+  nlohmann::json record = nlohmann::json::parse(std::ifstream(identity));
+  CHECK(record.at("conv_algo") == "auto");
+  record.erase("conv_algo");
+  std::ofstream(identity) << record.dump(2);
+  CHECK(run_dagger(suite).status == 0);
+  CHECK(nlohmann::json::parse(std::ifstream(identity)).at("conv_algo") == "auto");
 }
 
 // Experiments with references (E04 on E03's lr), members (E05) and a run that carries on after
