@@ -71,6 +71,7 @@ TrainConfig train_config(const RunConfig& c, const RunContext& context, const st
   t.executor = context.executor;
   t.threads = context.threads;
   t.conv_algo = context.conv_algo;
+  t.precision = context.precision;
   t.out_dir = dir;
   t.progress = false;
   t.on_epoch = context.on_epoch;

@@ -106,6 +106,7 @@ struct RunContext {
   ExecutorKind executor = ExecutorKind::jit;
   int threads = 1;
   ConvAlgo conv_algo = ConvAlgo::automatic;
+  Precision precision = Precision::f32;
   nlohmann::json provenance;  ///< shared part of every run's provenance (commit, LLVM, CPU, ...)
   std::function<void(const EpochStats&)> on_epoch;
   /// false: train the run rather than load an equivalent run's folder (finished_equivalent), one

@@ -196,6 +196,7 @@ class Runner {
     ctx.executor = options_.executor;
     ctx.threads = options_.threads;
     ctx.conv_algo = options_.conv_algo;
+    ctx.precision = options_.precision;
     ctx.provenance = options_.provenance;
     ctx.provenance["profile"] = options_.profile.name;
     return ctx;

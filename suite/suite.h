@@ -35,6 +35,8 @@ struct SuiteOptions {
   const Communicator* communicator = nullptr;
   /// The JIT's 3x3 stride-1 convolutions: direct, winograd or auto (codegen/conv_algo.h).
   ConvAlgo conv_algo = ConvAlgo::automatic;
+  /// The JIT's dense layers' products (runtime/precision.h).
+  Precision precision = Precision::f32;
   nlohmann::json provenance;  ///< the build and machine (commit, LLVM, CPU, features), from the caller
   bool progress = true;       ///< progress lines and the ETA on stderr
   bool plots = true;          ///< draw the report's plots with gnuplot

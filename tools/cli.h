@@ -82,7 +82,7 @@ extern const CLI::Validator kExecutor;    ///< jit | reference
 /// the library's options (JitOptions, ExecutorOptions, TrainConfig, SuiteOptions).
 void add_conv_algo(CLI::App& cmd, std::string& algo);
 
-/// --precision (train, eval, predict, bench, ir): "f32" | "bf16" (runtime/precision.h), read with
+/// --precision (train, eval, predict, bench, ir, suite): "f32" | "bf16" (runtime/precision.h), read with
 /// dagger::precision. bf16 needs the JIT and a CPU with AVX512_BF16; the plan refuses it
 /// otherwise (dagger::Error, exit 1).
 void add_precision(CLI::App& cmd, std::string& precision);

@@ -92,7 +92,8 @@ void require_same_suite(const std::string& out, const nlohmann::json& identity) 
   std::ifstream in(path);
   nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
   if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
-  bool added = false;
+  bool added = !then.contains("precision");
+  if (added) then["precision"] = "f32";  // every suite before --precision computed in float32
   for (const auto& [key, value] : identity.items()) {
     if (!then.contains(key)) {
       then[key] = value;
@@ -188,15 +189,16 @@ std::vector<uint64_t> parse_seeds(const std::string& text) {
 }
 
 /// Imports the finished runs of a results bundle into the suite's runs/ folder, once the bundle
-/// is known to come from a suite of the same data and executor.
+/// is known to come from a suite of the same data, executor, convolution algorithm and precision.
 void resume_from_bundle(const std::string& bundle, const suite::SuiteOptions& o) {
   const std::string identity = bundle + "/suite.json";
   if (std::filesystem::exists(identity)) {
     std::ifstream in(identity);
-    const nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
+    nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
     std::ifstream now_in(o.out_dir + "/suite.json");
     const nlohmann::json now = nlohmann::json::parse(now_in, nullptr, false);
     if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", identity));
+    if (!then.contains("precision")) then["precision"] = "f32";  // bundles from before --precision
     if (now.is_object())
       for (const auto& [key, value] : then.items())
         if (now.contains(key) && now.at(key) != value)
@@ -213,7 +215,8 @@ void resume_from_bundle(const std::string& bundle, const suite::SuiteOptions& o)
 Run add_suite(CLI::App& app) {
   auto* cmd = app.add_subcommand("suite", "run the study's experiments (E01-E23) and write the report");
   struct Flags {
-    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto";
+    std::string profile = "quick", only, out, executor = "jit", data = default_data_dir(), conv_algo = "auto",
+                precision = "f32";
     std::string seeds;
     std::vector<std::string> resume_from;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -255,6 +258,7 @@ Run add_suite(CLI::App& app) {
       ->check(kExistingFolder);
   cmd->add_option("--executor", f->executor, "jit | reference")->check(kExecutor)->capture_default_str();
   add_conv_algo(*cmd, f->conv_algo);
+  add_precision(*cmd, f->precision);
   cmd->add_flag(
       "--restore-best", f->restore_best,
       "early-stopped runs end with the weights of their lowest validation loss instead of their last epoch's");
@@ -305,7 +309,9 @@ Run add_suite(CLI::App& app) {
     o.threads = f->threads;
     o.jobs = f->jobs;
     o.conv_algo = conv_algo(f->conv_algo);
+    o.precision = read_precision(f->precision, o.executor);
     o.provenance = provenance();
+    if (o.precision != Precision::f32) o.provenance["precision"] = precision_name(o.precision);
     o.progress = !f->quiet;
     o.plots = !f->no_plots;
     if (f->distributed) {
@@ -319,9 +325,10 @@ Run add_suite(CLI::App& app) {
     }
     const FolderLock lock(o.out_dir, "--out");      // the runs inside train without locks of their own
     if (std::filesystem::is_directory(o.data_dir))  // else the suite says where it looked for the data
-      require_same_suite(
-          o.out_dir,
-          {{"executor", f->executor}, {"data", data_identity(o.data_dir)}, {"conv_algo", conv_algo_name(o.conv_algo)}});
+      require_same_suite(o.out_dir, {{"executor", f->executor},
+                                     {"data", data_identity(o.data_dir)},
+                                     {"conv_algo", conv_algo_name(o.conv_algo)},
+                                     {"precision", precision_name(o.precision)}});
     for (const std::string& bundle : f->resume_from) resume_from_bundle(bundle, o);
     suite::SuiteResult result = suite::run_suite(o);
     fmt::print(stderr,

@@ -45,6 +45,11 @@ TEST_CASE("a suite rerun with another executor, other data or another --conv-alg
   CHECK(algo.status == 1);
   CHECK_THAT(algo.output,
              Catch::Contains("holds runs trained with conv_algo = \"auto\", this run asks for \"direct\""));
+  // Nor is the precision: refused where the CPU can take bf16 (elsewhere bf16 itself is).
+  const auto bf16 = run_dagger(suite + " --precision bf16");
+  CHECK(bf16.status == 1);
+  CHECK_THAT(bf16.output, Catch::Contains("holds runs trained with precision = \"f32\", this run asks for \"bf16\"") ||
+                              Catch::Contains("--precision bf16 needs a CPU with AVX512_BF16"));
   // A record from before conv_algo was kept is trusted, and completed by the next rerun.
   const std::string identity = dir.file("out/suite.json");
   nlohmann::json record = nlohmann::json::parse(std::ifstream(identity));
@@ -52,7 +57,9 @@ TEST_CASE("a suite rerun with another executor, other data or another --conv-alg
   record.erase("conv_algo");
   std::ofstream(identity) << record.dump(2);
   CHECK(run_dagger(suite).status == 0);
-  CHECK(nlohmann::json::parse(std::ifstream(identity)).at("conv_algo") == "auto");
+  const nlohmann::json completed = nlohmann::json::parse(std::ifstream(identity));
+  CHECK(completed.at("conv_algo") == "auto");
+  CHECK(completed.at("precision") == "f32");
 }
 
 // Experiments with references (E04 on E03's lr), members (E05) and a run that carries on after
