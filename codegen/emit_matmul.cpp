@@ -1,9 +1,8 @@
 #include "dagger/codegen/emit_matmul.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <cassert>
+#include <functional>
 
 #include "dagger/codegen/emit_elementwise.h"
 #include "dagger/codegen/iteration.h"
@@ -63,6 +62,21 @@ llvm::Value* pairs_along(Emit& e, llvm::Value* base, llvm::Value* at, int64_t fl
                           load_up_to(e, base, e.b.CreateAdd(at, e.i64c(w)), std::min(w, floats - w)));
 }
 
+/// Calls fn(kp, has_odd) for every pair of rows (2kp, 2kp + 1) of a matrix of k rows, in a
+/// loop; k odd, then for its last row alone (has_odd false: it pairs with zeros).
+void for_each_row_pair(Emit& e, int64_t k, const std::function<void(llvm::Value*, bool)>& fn) {
+  emit_for(e, k / 2, 1, [&](llvm::Value* kp) { fn(kp, true); });
+  if (k % 2 != 0) fn(e.i64c(k / 2), false);
+}
+
+/// The pairs of `count` floats (at most W) of `base` from `at` with the floats `row` further on
+/// (the next row), lane by lane; zeros in the high halves when !has_odd.
+llvm::Value* pairs_across(Emit& e, llvm::Value* base, llvm::Value* at, int64_t row, int64_t count, bool has_odd) {
+  llvm::Value* lo = load_up_to(e, base, at, count);
+  llvm::Value* hi = has_odd ? load_up_to(e, base, e.b.CreateAdd(at, e.i64c(row)), count) : e.splat(0.0f);
+  return bf16_pairs_across(e, lo, hi);
+}
+
 /// Packs A into bfloat16 pairs (set_bf16_a_strides). A row of A: 2W floats at a time become W
 /// pairs, the last ones masked (past K they read as zeros). A transposed A ([K, M]): rows 2kp
 /// and 2kp + 1 of its storage, W columns at a time, paired lane by lane (a missing row 2kp + 1
@@ -87,21 +101,16 @@ void pack_a_bf16(Emit& e, const MatmulDims& d, llvm::Value* a, llvm::Value* dst)
     });
     return;
   }
-  auto pack_pair_rows = [&](llvm::Value* kp, bool has_odd) {
+  for_each_row_pair(e, d.k, [&](llvm::Value* kp, bool has_odd) {
     llvm::Value* even = e.b.CreateMul(e.b.CreateMul(kp, e.i64c(2)), e.i64c(d.m));
-    llvm::Value* odd = e.b.CreateAdd(even, e.i64c(d.m));
     llvm::Value* out = e.b.CreateMul(kp, e.i64c(d.m));
     auto block = [&](llvm::Value* i, int64_t count) {
-      llvm::Value* lo = load_up_to(e, a, e.b.CreateAdd(even, i), count);
-      llvm::Value* hi = has_odd ? load_up_to(e, a, e.b.CreateAdd(odd, i), count) : e.splat(0.0f);
-      store(e.b.CreateAdd(out, i), bf16_pairs_across(e, lo, hi), count);
+      store(e.b.CreateAdd(out, i), pairs_across(e, a, e.b.CreateAdd(even, i), d.m, count, has_odd), count);
     };
     const int64_t full = d.m / w * w;
     emit_for(e, full, w, [&](llvm::Value* i) { block(i, w); });
     if (full < d.m) block(e.i64c(full), d.m - full);
-  };
-  emit_for(e, d.k / 2, 1, [&](llvm::Value* kp) { pack_pair_rows(kp, true); });
-  if (d.k % 2 != 0) pack_pair_rows(e.i64c(d.k / 2), false);
+  });
 }
 
 /// Copies op(B)'s columns [j0, j0 + cols) into a panel of bfloat16 pairs, `stride` pairs per
@@ -125,24 +134,17 @@ void pack_b_bf16(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, 
     return;
   }
   const int64_t padded = (cols + stride - 1) / stride * stride;
-  auto pair_row = [&](llvm::Value* kp, bool has_odd) {
+  for_each_row_pair(e, d.k, [&](llvm::Value* kp, bool has_odd) {
     llvm::Value* even = e.b.CreateAdd(e.b.CreateMul(e.b.CreateMul(kp, e.i64c(2)), e.i64c(d.n)), j0);
-    llvm::Value* odd = e.b.CreateAdd(even, e.i64c(d.n));
     for (int64_t c = 0; c < padded; c += w) {
-      llvm::Value* v = e.splat(0.0f);
-      if (c < cols) {
-        const int64_t count = std::min<int64_t>(cols - c, w);
-        llvm::Value* lo = load_up_to(e, b, e.b.CreateAdd(even, e.i64c(c)), count);
-        llvm::Value* hi = has_odd ? load_up_to(e, b, e.b.CreateAdd(odd, e.i64c(c)), count) : e.splat(0.0f);
-        v = bf16_pairs_across(e, lo, hi);
-      }
+      llvm::Value* v = c < cols
+                           ? pairs_across(e, b, e.b.CreateAdd(even, e.i64c(c)), d.n, std::min(cols - c, w), has_odd)
+                           : e.splat(0.0f);
       llvm::Value* at =
           e.b.CreateAdd(e.b.CreateMul(kp, e.i64c(stride)), e.i64c(c / stride * pairs * stride + c % stride));
       e.b.CreateAlignedStore(v, e.b.CreateInBoundsGEP(e.f32, panel, at), kFloatAlign);
     }
-  };
-  emit_for(e, d.k / 2, 1, [&](llvm::Value* kp) { pair_row(kp, true); });
-  if (d.k % 2 != 0) pair_row(e.i64c(d.k / 2), false);
+  });
 }
 
 /// Copies a transposed A ([K, M]) into row tiles of `rows`: for each k, each tile's rows are
@@ -223,8 +225,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   assert(group.anchor >= 0);
   const MatmulDims d = dims_of(g, group.anchor);
   const size_t first_input = first_input_arg(group);
-  if (e.bf16 && e.width != 16)
-    throw Error(fmt::format("bfloat16 matmuls need vectors of 16 floats (AVX-512), not {}", e.width));
+  assert((!e.bf16 || e.width == 16) && "JitExecutable refuses bf16 at other widths");
   const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
   // + the scratch panel, and the kept B and the repack pointer
   const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1 + (keep_b ? 2 : 0);

@@ -79,6 +79,13 @@ std::string data_identity(const std::string& dir) {
   return fmt::format("{} files, {:016x}", files.size(), suite::fnv1a(listing));
 }
 
+/// A suite.json record as read back: one from before --precision (a suite folder's or a bundle's)
+/// was float32.
+nlohmann::json with_old_defaults(nlohmann::json record) {
+  if (record.is_object() && !record.contains("precision")) record["precision"] = "f32";
+  return record;
+}
+
 /// Throws unless the suite folder `out` was started with the same `identity` (what its runs
 /// depend on beyond each run's own configuration, which names its folder); records it in
 /// OUT/suite.json on the first invocation. Reusing runs computed otherwise would mix results.
@@ -90,10 +97,10 @@ void require_same_suite(const std::string& out, const nlohmann::json& identity) 
     return;
   }
   std::ifstream in(path);
-  nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
-  if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
-  bool added = !then.contains("precision");
-  if (added) then["precision"] = "f32";  // every suite before --precision computed in float32
+  const nlohmann::json read = nlohmann::json::parse(in, nullptr, false);
+  if (read.is_discarded() || !read.is_object()) throw Error(fmt::format("'{}' is not valid JSON", path));
+  nlohmann::json then = with_old_defaults(read);
+  bool added = then != read;
   for (const auto& [key, value] : identity.items()) {
     if (!then.contains(key)) {
       then[key] = value;
@@ -194,11 +201,10 @@ void resume_from_bundle(const std::string& bundle, const suite::SuiteOptions& o)
   const std::string identity = bundle + "/suite.json";
   if (std::filesystem::exists(identity)) {
     std::ifstream in(identity);
-    nlohmann::json then = nlohmann::json::parse(in, nullptr, false);
+    const nlohmann::json then = with_old_defaults(nlohmann::json::parse(in, nullptr, false));
     std::ifstream now_in(o.out_dir + "/suite.json");
     const nlohmann::json now = nlohmann::json::parse(now_in, nullptr, false);
     if (then.is_discarded() || !then.is_object()) throw Error(fmt::format("'{}' is not valid JSON", identity));
-    if (!then.contains("precision")) then["precision"] = "f32";  // bundles from before --precision
     if (now.is_object())
       for (const auto& [key, value] : then.items())
         if (now.contains(key) && now.at(key) != value)
