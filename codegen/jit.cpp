@@ -4,7 +4,9 @@
 #include <llvm/Bitcode/BitcodeWriter.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
+#include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Verifier.h>
@@ -26,12 +28,17 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dagger/codegen/kernel_cache.h"
 #include "dagger/codegen/kernel_module.h"
@@ -233,6 +240,15 @@ const std::string& ModuleText::at(DumpStage stage) const {
   return assembly;
 }
 
+PerfOutput perf_output() {
+  const char* value = std::getenv("DAGGER_PERF");
+  const std::string name = value ? value : "";
+  if (name.empty() || name == "off") return PerfOutput::none;
+  if (name == "map") return PerfOutput::map;
+  if (name == "jitdump") return PerfOutput::jitdump;
+  throw Error(fmt::format("DAGGER_PERF={}: unknown output (valid: off, map, jitdump)", name));
+}
+
 std::string kernel_cache_dir() {
   if (const char* dir = std::getenv("DAGGER_CACHE_DIR")) return std::string(dir) == "off" ? "" : dir;
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg) return std::string(xdg) + "/dagger/kernels";
@@ -306,6 +322,131 @@ bool valid_object(const llvm::MemoryBuffer& buffer) {
 }
 
 }  // namespace
+
+/// Where perf finds the kernels (PerfOutput), one per process: /tmp/perf-PID.map, and with
+/// jitdump also /tmp/jit-PID.dump (the format of perf's tools/perf/Documentation/
+/// jitdump-specification.txt: a header, then a JIT_CODE_LOAD record with the code of each
+/// kernel; the file stays mapped, which is how `perf inject --jit` finds it).
+class PerfFiles {
+ public:
+  static PerfFiles& get(PerfOutput output) {
+    static PerfFiles files(output);
+    return files;
+  }
+
+  /// Appends one kernel: its address, code and name.
+  void add(uint64_t address, llvm::ArrayRef<char> code, const std::string& name) {
+    std::lock_guard lock(mutex_);
+    const std::string line = fmt::format("{:x} {:x} {}\n", address, code.size(), name);
+    write(map_, line.data(), line.size(), "/tmp/perf-PID.map");
+    if (!dump_) return;
+    struct {
+      uint32_t id = 0;  // JIT_CODE_LOAD
+      uint32_t total_size;
+      uint64_t timestamp;
+      uint32_t pid, tid;
+      uint64_t vma, code_addr, code_size, code_index;
+    } record;
+    record.total_size = static_cast<uint32_t>(sizeof(record) + name.size() + 1 + code.size());
+    record.timestamp = now();
+    record.pid = static_cast<uint32_t>(::getpid());
+    record.tid = static_cast<uint32_t>(::gettid());
+    record.vma = record.code_addr = address;
+    record.code_size = code.size();
+    record.code_index = index_++;
+    write(dump_, &record, sizeof(record), "/tmp/jit-PID.dump");
+    write(dump_, name.c_str(), name.size() + 1, "/tmp/jit-PID.dump");
+    write(dump_, code.data(), code.size(), "/tmp/jit-PID.dump");
+  }
+
+ private:
+  explicit PerfFiles(PerfOutput output) {
+    const int pid = ::getpid();
+    map_ = open_file(fmt::format("/tmp/perf-{}.map", pid), "a");
+    if (output != PerfOutput::jitdump) return;
+    const std::string path = fmt::format("/tmp/jit-{}.dump", pid);
+    dump_ = open_file(path, "w+");
+    struct {
+      uint32_t magic = 0x4A695444;  // "JiTD"
+      uint32_t version = 1;
+      uint32_t total_size = 40;
+      uint32_t elf_mach = 62;  // EM_X86_64
+      uint32_t pad = 0;
+      uint32_t pid;
+      uint64_t timestamp;
+      uint64_t flags = 0;  // timestamps are CLOCK_MONOTONIC (perf record -k mono)
+    } header;
+    header.pid = static_cast<uint32_t>(pid);
+    header.timestamp = now();
+    write(dump_, &header, sizeof(header), path.c_str());
+    std::fflush(dump_);
+    // perf inject learns of the file from this mapping's event in perf.data.
+    const long page = ::sysconf(_SC_PAGESIZE);
+    if (::mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_EXEC, MAP_PRIVATE, ::fileno(dump_), 0) == MAP_FAILED)
+      throw Error(fmt::format("DAGGER_PERF=jitdump: cannot map {} for perf to see", path));
+  }
+
+  static std::FILE* open_file(const std::string& path, const char* mode) {
+    std::FILE* f = std::fopen(path.c_str(), mode);
+    if (!f) throw Error(fmt::format("DAGGER_PERF: cannot open {}", path));
+    return f;
+  }
+  static void write(std::FILE* f, const void* data, size_t size, const char* what) {
+    if (std::fwrite(data, 1, size, f) != size || std::fflush(f) != 0)
+      throw Error(fmt::format("DAGGER_PERF: cannot write {}", what));
+  }
+  static uint64_t now() {
+    timespec t{};
+    ::clock_gettime(CLOCK_MONOTONIC, &t);
+    return static_cast<uint64_t>(t.tv_sec) * 1000000000u + static_cast<uint64_t>(t.tv_nsec);
+  }
+
+  std::mutex mutex_;
+  std::FILE* map_ = nullptr;
+  std::FILE* dump_ = nullptr;
+  uint64_t index_ = 0;
+};
+
+/// Gives PerfFiles each kernel the JIT links, with its code as linked, once its address is
+/// final. A kernel's symbol is a digest of its code (Jit::add), so perf names it by the kernels
+/// it serves, "k12_matmul_add_relu/k40_matmul_add_relu", as `dagger ir --stage fused` prints them.
+class PerfPlugin : public llvm::orc::ObjectLinkingLayer::Plugin {
+ public:
+  PerfPlugin(PerfFiles& files, const std::map<std::string, std::string>& symbol_of)
+      : files_(files), symbol_of_(symbol_of) {}
+
+  void modifyPassConfig(llvm::orc::MaterializationResponsibility&, llvm::jitlink::LinkGraph&,
+                        llvm::jitlink::PassConfiguration& config) override {
+    config.PostFixupPasses.push_back([this](llvm::jitlink::LinkGraph& graph) { return record(graph); });
+  }
+  llvm::Error notifyFailed(llvm::orc::MaterializationResponsibility&) override { return llvm::Error::success(); }
+  llvm::Error notifyRemovingResources(llvm::orc::JITDylib&, llvm::orc::ResourceKey) override {
+    return llvm::Error::success();
+  }
+  void notifyTransferringResources(llvm::orc::JITDylib&, llvm::orc::ResourceKey, llvm::orc::ResourceKey) override {}
+
+ private:
+  llvm::Error record(llvm::jitlink::LinkGraph& graph) {
+    try {
+      for (const llvm::jitlink::Symbol* symbol : graph.defined_symbols()) {
+        if (!symbol->hasName() || !symbol->isCallable() || symbol->getSize() == 0) continue;
+        const std::string name = symbol->getName().str();
+        std::string readable;
+        for (const auto& [kernel, compiled] : symbol_of_)
+          if (compiled == name) readable += (readable.empty() ? "" : "/") + kernel;
+        const llvm::ArrayRef<char> content = symbol->getBlock().getContent();
+        files_.add(symbol->getAddress().getValue(), content.slice(symbol->getOffset(), symbol->getSize()),
+                   readable.empty() ? name : readable);
+      }
+    } catch (const std::exception& err) {
+      return llvm::createStringError(llvm::inconvertibleErrorCode(), err.what());
+    }
+    return llvm::Error::success();
+  }
+
+  PerfFiles& files_;
+  const std::map<std::string, std::string>& symbol_of_;
+};
 
 struct Jit::Impl {
   bool keep_dumps = false;
@@ -416,6 +557,12 @@ Jit::Jit(const JitTarget& target, bool keep_dumps, int compile_threads) : impl_(
   dylib.addGenerator(take(
       llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(impl_->jit->getDataLayout().getGlobalPrefix()),
       "opening the process's symbols"));
+  const PerfOutput perf = perf_output();
+  if (perf != PerfOutput::none) {
+    auto* layer = llvm::dyn_cast<llvm::orc::ObjectLinkingLayer>(&impl_->jit->getObjLinkingLayer());
+    if (!layer) throw Error("DAGGER_PERF: this LLVM links JIT code without JITLink, which perf's outputs need");
+    layer->addPlugin(std::make_unique<PerfPlugin>(PerfFiles::get(perf), impl_->symbol_of));
+  }
 }
 
 Jit::~Jit() = default;
