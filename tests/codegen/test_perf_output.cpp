@@ -5,7 +5,6 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <sstream>
 
@@ -40,14 +39,6 @@ TEST_CASE("DAGGER_PERF names what perf is told, and refuses anything else", "[ji
 }
 
 namespace {
-
-/// The file's bytes.
-std::string contents(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 template <class T>
 T read_at(const std::string& bytes, size_t at) {
@@ -89,7 +80,7 @@ TEST_CASE("with DAGGER_PERF=jitdump each kernel is in perf's map and jitdump wit
 
   // The map: "ADDRESS SIZE NAME" per kernel, hexadecimal.
   std::map<std::string, std::pair<uint64_t, uint64_t>> mapped;
-  std::istringstream map_lines(contents(map_path));
+  std::istringstream map_lines(file_bytes(map_path));
   for (std::string line; std::getline(map_lines, line);) {
     std::istringstream fields(line);
     uint64_t address = 0, size = 0;
@@ -104,7 +95,7 @@ TEST_CASE("with DAGGER_PERF=jitdump each kernel is in perf's map and jitdump wit
   }
 
   // The dump: a 40-byte header, then JIT_CODE_LOAD records (id 0) with the name and the code.
-  const std::string dump = contents(dump_path);
+  const std::string dump = file_bytes(dump_path);
   CHECK(read_at<uint32_t>(dump, 0) == 0x4A695444);  // "JiTD"
   CHECK(read_at<uint32_t>(dump, 4) == 1);
   CHECK(read_at<uint32_t>(dump, 8) == 40);

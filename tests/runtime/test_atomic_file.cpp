@@ -17,16 +17,10 @@ using namespace dagger;
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using testing::error_of;
+using testing::file_bytes;
 using testing::TempDir;
 
 namespace {
-
-std::string contents(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
 
 /// The names of the files in `dir`, sorted.
 std::vector<std::string> listing(const fs::path& dir) {
@@ -60,7 +54,7 @@ TEST_CASE("write_file_atomically replaces a file and leaves nothing else", "[ato
   const std::string path = tmp.file("metrics.json");
   write_file_atomically(path, "first");
   write_file_atomically(path, {"sec", "", "ond"});
-  CHECK(contents(path) == "second");
+  CHECK(file_bytes(path) == "second");
   CHECK(listing(tmp.path) == std::vector<std::string>{"metrics.json"});
 }
 
@@ -76,7 +70,7 @@ TEST_CASE("a failed write throws naming the file and keeps the old one", "[atomi
                  Contains("cannot write '" + path + "'") && Contains("too large"));
       CHECK_THAT(error_of([&] { write_file_synced(tmp.file("part.npy"), {big}); }), Contains("part.npy"));
     }
-    CHECK(contents(path) == "old contents");
+    CHECK(file_bytes(path) == "old contents");
     CHECK(listing(tmp.path) == std::vector<std::string>{"history.csv"});  // no temporary, no partial file
   }
   SECTION("the folder is gone") {
@@ -101,7 +95,7 @@ TEST_CASE("commit_file puts a file written by another program in place", "[atomi
   const std::string path = tmp.file("plot.png");
   std::ofstream(temporary_path(path)) << "drawn";
   commit_file(path);
-  CHECK(contents(path) == "drawn");
+  CHECK(file_bytes(path) == "drawn");
   CHECK(listing(tmp.path) == std::vector<std::string>{"plot.png"});
   CHECK_THAT(error_of([&] { commit_file(tmp.file("never-drawn.png")); }), Contains("never-drawn.png"));
 }

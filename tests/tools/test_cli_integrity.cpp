@@ -15,6 +15,7 @@
 #include "tools/cli_support.h"
 
 using namespace dagger;
+using dagger::testing::file_bytes;
 using dagger::testing::run_dagger;
 using dagger::testing::TempDir;
 namespace fs = std::filesystem;
@@ -36,13 +37,6 @@ struct SmallRun {
   std::string data() const { return " --data " + dir.path.string(); }
 };
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 /// Rewrites the checkpoint with `count` values of `tensor` set to NaN, checksums and all, as a
 /// run that diverged (or a hand edit) would leave it.
 void poison(const std::string& folder, const std::string& tensor, size_t count) {
@@ -55,7 +49,7 @@ void poison(const std::string& folder, const std::string& tensor, size_t count) 
 /// Sets a field of the checkpoint's metadata, keeping the rest of its manifest.
 void edit_meta(const std::string& folder, const nlohmann::json::json_pointer& field, const nlohmann::json& value) {
   const std::string path = folder + "/manifest.json";
-  nlohmann::json manifest = nlohmann::json::parse(read_text(path));
+  nlohmann::json manifest = nlohmann::json::parse(file_bytes(path));
   manifest["meta"][field] = value;
   std::ofstream(path) << manifest.dump(2);
 }
@@ -121,12 +115,12 @@ TEST_CASE("a rerun rewrites the history.csv a kill left one epoch behind", "[cli
   SmallRun run;
   REQUIRE(run_dagger("train " + run.args).status == 0);
   const std::string history = run.out() + "/history.csv";
-  const std::string whole = read_text(history);
+  const std::string whole = file_bytes(history);
   REQUIRE(whole.find("\n2,") != std::string::npos);
   // last/ holds epoch 2, but the kill came before history.csv was replaced.
   std::ofstream(history) << whole.substr(0, whole.find("\n2,") + 1);
   REQUIRE(run_dagger("train " + run.args).status == 0);
-  CHECK(read_text(history) == whole);
+  CHECK(file_bytes(history) == whole);
 }
 
 /// `dagger` run with files limited to `kib` KiB, as a disk that fills up would limit them: bash's
