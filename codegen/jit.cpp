@@ -2,28 +2,30 @@
 
 #include <fmt/format.h>
 #include <llvm/Bitcode/BitcodeWriter.h>
+#include <llvm/Config/llvm-config.h>
+#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/ExecutionUtils.h>
 #include <llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h>
-#include <llvm/ExecutionEngine/JITLink/JITLink.h>
 #include <llvm/ExecutionEngine/Orc/LLJIT.h>
 #include <llvm/ExecutionEngine/Orc/ObjectLinkingLayer.h>
 #include <llvm/ExecutionEngine/Orc/ThreadSafeModule.h>
 #include <llvm/IR/LegacyPassManager.h>
 #include <llvm/IR/Verifier.h>
+#include <llvm/MC/MCSubtargetInfo.h>
 #include <llvm/MC/TargetRegistry.h>
+#include <llvm/Object/ObjectFile.h>
 #include <llvm/Passes/PassBuilder.h>
+#include <llvm/Support/MD5.h>
+#include <llvm/Support/MemoryBuffer.h>
+#include <llvm/Support/SmallVectorMemoryBuffer.h>
 #include <llvm/Support/TargetSelect.h>
 #include <llvm/Support/raw_ostream.h>
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/TargetParser/Host.h>
 #include <llvm/Transforms/Utils/Cloning.h>
-
-#include <llvm/Config/llvm-config.h>
-#include <llvm/MC/MCSubtargetInfo.h>
-#include <llvm/Object/ObjectFile.h>
-#include <llvm/Support/MD5.h>
-#include <llvm/Support/MemoryBuffer.h>
-#include <llvm/Support/SmallVectorMemoryBuffer.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -35,10 +37,6 @@
 #include <optional>
 #include <set>
 #include <thread>
-
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "dagger/codegen/kernel_cache.h"
 #include "dagger/codegen/kernel_module.h"
@@ -382,7 +380,8 @@ class PerfFiles {
     std::fflush(dump_);
     // perf inject learns of the file from this mapping's event in perf.data.
     const long page = ::sysconf(_SC_PAGESIZE);
-    if (::mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_EXEC, MAP_PRIVATE, ::fileno(dump_), 0) == MAP_FAILED)
+    if (::mmap(nullptr, static_cast<size_t>(page), PROT_READ | PROT_EXEC, MAP_PRIVATE, ::fileno(dump_), 0) ==
+        MAP_FAILED)
       throw Error(fmt::format("DAGGER_PERF=jitdump: cannot map {} for perf to see", path));
   }
 
