@@ -56,17 +56,19 @@ struct ModuleText {
 /// codegen/kernel_cache.h for what makes a folder usable and how its size is capped.
 std::string kernel_cache_dir();
 
-/// What the JIT tells perf about its kernels, from the environment variable DAGGER_PERF: none
-/// (unset or "off"); "map", each kernel's address, size and names appended to /tmp/perf-PID.map
-/// as it is linked, so that `perf record` / `perf top` attribute samples to kernels; "jitdump",
-/// the map and LLVM's jitdump of the kernels' code as well, so that `perf inject --jit` makes
-/// their instructions annotatable (docs/performance.md, "Profiling kernels with perf"). Throws
-/// on another value.
-enum class PerfOutput { none, map, jitdump };
-PerfOutput perf_output();
 /// The cap on the cache folder's size in bytes: $DAGGER_CACHE_MAX_MB MiB, 512 MiB when unset.
 /// Throws dagger::Error naming DAGGER_CACHE_MAX_MB unless it is a whole number from 1 on.
 uint64_t kernel_cache_max_bytes();
+
+/// What the JIT tells perf about its kernels, from the environment variable DAGGER_PERF: none
+/// (unset or "off"); "map", each kernel's address, size and names appended to /tmp/perf-PID.map
+/// as it is linked, so that `perf report` / `perf top` attribute samples to kernels; "jitdump",
+/// the map and also /tmp/jit-PID.dump, the kernels' code in perf's jitdump format, so that
+/// `perf inject --jit` makes their instructions annotatable (docs/performance.md, "Profiling
+/// kernels with perf"). The first Jit that asks opens the files for the whole process. Throws
+/// on another value.
+enum class PerfOutput { none, map, jitdump };
+PerfOutput perf_output();
 
 /// What compiling a plan's modules cost.
 struct CompileStats {
