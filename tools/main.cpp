@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
     // The JIT's environment is checked before any work, whichever command runs.
     dagger::jit_target();
     dagger::kernel_cache_max_bytes();
+    dagger::perf_output();
     for (const auto& [name, run] : runs)
       if (app.got_subcommand(name)) return run();
   } catch (const UsageError& e) {

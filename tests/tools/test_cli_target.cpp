@@ -183,3 +183,15 @@ TEST_CASE("a DAGGER_CACHE_MAX_MB that is no size is one error line", "[cli][cach
                                     bad));
   }
 }
+
+TEST_CASE("a DAGGER_PERF that names no output is one error line, before a run writes anything", "[cli]") {
+  testing::TempDir dir("perf");
+  const std::string out_dir = dir.file("run");
+  for (const char* bad : {"perf", "JITDUMP"}) {
+    testing::ScopedEnv env("DAGGER_PERF", bad);
+    const Outcome out = run_dagger(fmt::format("train mlp512 --epochs 1 --train-limit 64 --out {}", out_dir));
+    CHECK(out.status == 1);
+    CHECK(out.output == fmt::format("error: DAGGER_PERF={}: unknown output (valid: off, map, jitdump)\n", bad));
+    CHECK(!std::filesystem::exists(out_dir));
+  }
+}
