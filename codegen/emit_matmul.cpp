@@ -232,7 +232,9 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
-  const GemmLayout layout = gemm_layout(sizes_of(d, e.bf16), e.width, e.threads);
+  GemmProblem p;
+  p.sizes = sizes_of(d, e.bf16);
+  const GemmLayout layout = gemm_layout(p.sizes, e.width, e.threads);
   llvm::Value* scratch = kf.args[first_input + group.inputs.size()];
 
   llvm::Value* current = nullptr;
@@ -247,8 +249,6 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   };
   const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
 
-  GemmProblem p;
-  p.sizes = sizes_of(d, e.bf16);
   p.c = kf.args[0];
   p.a_at = [&](llvm::Value*, llvm::Value*, llvm::Value* i, const std::vector<llvm::Value*>& k) {
     llvm::Value* index = d.trans_a ? e.b.CreateAdd(e.b.CreateMul(k[0], e.i64c(d.m)), i)
