@@ -27,12 +27,21 @@ struct ScratchParts {
 /// The transform positions of F(tile_size x tile_size, 3x3): (tile_size + 2)^2.
 int64_t positions(int tile_size) { return (tile_size + 2) * (tile_size + 2); }
 
+/// Floats per transform position in the transformed filters, the input panel and the products.
+int64_t u_step(const WinogradConv& v, const WinogradLayout& l) {
+  return position_step(ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
+}
+int64_t panel_step(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
+  return position_step(v.in * l.vectors * width);
+}
+int64_t m_step(const WinogradLayout& l, unsigned width) { return position_step(l.tile.rows * l.vectors * width); }
+
 ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
-  const int64_t row = l.vectors * width, xis = positions(l.tile_size);
+  const int64_t xis = positions(l.tile_size);
   ScratchParts s;
-  s.panel = align16(xis * ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
-  s.m = s.panel + align16(xis * v.in * row);
-  s.total = s.m + align16(xis * l.tile.rows * row);
+  s.panel = align16(xis * u_step(v, l));
+  s.m = s.panel + align16(xis * panel_step(v, l, width));
+  s.total = s.m + align16(xis * m_step(l, width));
   return s;
 }
 
@@ -101,8 +110,6 @@ class WinogradEmitter {
   void store(llvm::Value* base, llvm::Value* index, llvm::Value* value) {
     e_.b.CreateAlignedStore(value, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
   }
-  /// Floats per transform position in the packed filters.
-  int64_t u_position() const { return ceil_div(v_.out, l_.tile.rows) * l_.tile.rows * v_.in; }
 
   /// U[xi][o, i] = (G g G^T)[xi] for every filter, into the microkernel's row tiles: per row
   /// tile, W consecutive (input channel, row) slots of its [in][rows] block at a time, so each
@@ -146,7 +153,7 @@ class WinogradEmitter {
         for (int a = 0; a < P; ++a)
           for (int b = 0; b < P; ++b)
             e_.b.CreateMaskedStore(
-                u[a][b], e_.b.CreateInBoundsGEP(e_.f32, u_, e_.b.CreateAdd(at, e_.i64c((P * a + b) * u_position()))),
+                u[a][b], e_.b.CreateInBoundsGEP(e_.f32, u_, e_.b.CreateAdd(at, e_.i64c((P * a + b) * u_step(v_, l_)))),
                 kFloatAlign, mask);
       });
     });
@@ -202,7 +209,7 @@ class WinogradEmitter {
               winograd::two_d<P, P>(d, [&](const std::array<llvm::Value*, P>& x) { return Form::input(ops_, x); });
           llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), group_column(g, u));
           for (int xi = 0; xi < kPositions; ++xi)
-            store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * v_.in * row_)), transformed[xi / P][xi % P]);
+            store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * panel_step(v_, l_, e_.width))), transformed[xi / P][xi % P]);
         }
       });
     });
@@ -212,11 +219,11 @@ class WinogradEmitter {
   /// the output transform and the store, one channel at a time.
   void row_tile(const WinogradPanel& at, llvm::Value* o0, int rows) {
     const int vectors = static_cast<int>(l_.vectors);
-    const int64_t m_position = l_.tile.rows * row_;
+    const int64_t m_position = m_step(l_, e_.width);
     emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
       llvm::Value* a_base =
-          e_.b.CreateAdd(e_.b.CreateMul(xi, e_.i64c(u_position())), e_.b.CreateMul(o0, e_.i64c(v_.in)));
-      llvm::Value* b_base = e_.b.CreateMul(xi, e_.i64c(v_.in * row_));
+          e_.b.CreateAdd(e_.b.CreateMul(xi, e_.i64c(u_step(v_, l_))), e_.b.CreateMul(o0, e_.i64c(v_.in)));
+      llvm::Value* b_base = e_.b.CreateMul(xi, e_.i64c(panel_step(v_, l_, e_.width)));
       std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
       acc = emit_loop(e_, v_.in, 1, acc, [&](llvm::Value* i, const std::vector<llvm::Value*>& in) {
         llvm::Value* a_at = e_.b.CreateAdd(a_base, e_.b.CreateMul(i, e_.i64c(l_.tile.rows)));
@@ -242,7 +249,7 @@ class WinogradEmitter {
   /// Y = A^T M A for row r of the register tile and group g of the panel's images: per vector
   /// u of the group's tiles, the M x M outputs (i, j) of its tiles, at [u][M * i + j].
   std::vector<Outputs> transform_outputs(llvm::Value* r, llvm::Value* g) {
-    const int64_t m_position = l_.tile.rows * row_;
+    const int64_t m_position = m_step(l_, e_.width);
     std::vector<Outputs> outputs;
     for (int64_t u = 0; u < groups_.each.vectors; ++u) {
       llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), group_column(g, u));
@@ -357,6 +364,8 @@ void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Val
   else
     WinogradEmitter<2>(e, v, input, filter, scratch, store).emit(begin, end);
 }
+
+int64_t position_step(int64_t floats) { return floats + 16; }
 
 WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index) {
   llvm::Value* group = e.b.CreateUDiv(index, e.i64c(l.panels));

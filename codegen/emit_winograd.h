@@ -106,6 +106,13 @@ void emit_winograd_filter(Emit& e, const WinogradFilterGrad& v, llvm::Value* x, 
 
 // What the forward and the filter gradient (codegen/emit_winograd_filter.cpp) share.
 
+/// The floats from one transform position's part of a scratch array to the next: `floats`
+/// and one cache line more. A tile's transform stores its (m+2)^2 positions together, and
+/// parts a multiple of 4 KiB apart (a panel of 48 tiles over 64 channels is 12 KiB) would all
+/// fall in one set of the L1 cache, more lines than its ways; a line more puts each position
+/// in a set of its own. Addresses only: no sum changes.
+int64_t position_step(int64_t floats);
+
 /// The arithmetic of codegen/winograd_transforms.h on LLVM values (scalars or vectors).
 struct WinogradOps {
   Emit& e;

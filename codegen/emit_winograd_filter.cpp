@@ -45,21 +45,31 @@ struct ScratchParts {
 /// and the transform positions.
 struct Sizes {
   int64_t panel_tiles, pass_tiles, cols, k_pad, positions;
+  // Floats from one position's part of each scratch array to the next.
+  int64_t patches_step, columns_step, rows_step, sums_step;
 };
 
 Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
-  const int64_t panel_tiles = l.tiles.vectors * width;
-  return {panel_tiles, l.pass_panels * panel_tiles, l.col_vectors * width, ceil_div(v.k, l.tile.rows) * l.tile.rows,
-          positions_of(v.tile_size)};
+  Sizes z;
+  z.panel_tiles = l.tiles.vectors * width;
+  z.pass_tiles = l.pass_panels * z.panel_tiles;
+  z.cols = l.col_vectors * width;
+  z.k_pad = ceil_div(v.k, l.tile.rows) * l.tile.rows;
+  z.positions = positions_of(v.tile_size);
+  z.patches_step = position_step(width * z.panel_tiles);
+  z.columns_step = position_step(z.pass_tiles * z.cols);
+  z.rows_step = position_step(z.k_pad * z.pass_tiles);
+  z.sums_step = position_step(z.k_pad * z.cols);
+  return z;
 }
 
 ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const Sizes z = sizes_of(v, l, width);
   ScratchParts s;
-  s.columns = align16(z.positions * width * z.panel_tiles);
-  s.rows = s.columns + align16(z.positions * z.pass_tiles * z.cols);
-  s.sums = s.rows + align16(z.positions * z.k_pad * z.pass_tiles);
-  s.total = s.sums + align16(z.positions * z.k_pad * z.cols);
+  s.columns = align16(z.positions * z.patches_step);
+  s.rows = s.columns + align16(z.positions * z.columns_step);
+  s.sums = s.rows + align16(z.positions * z.rows_step);
+  s.total = s.sums + align16(z.positions * z.sums_step);
   return s;
 }
 
@@ -122,7 +132,7 @@ class FilterEmitter {
     it.last_chunk = e_.b.CreateICmpEQ(chunk, i64(l_.row_chunks - 1));
     it.k_end = e_.b.CreateSelect(it.last_chunk, i64(v_.k), mul(it.last_tile, l_.tile.rows));
 
-    emit_for(e_, kPositions * z_.k_pad * z_.cols, e_.width, [&](llvm::Value* i) { store(sums_, i, e_.splat(0.0f)); });
+    emit_for(e_, kPositions * z_.sums_step, e_.width, [&](llvm::Value* i) { store(sums_, i, e_.splat(0.0f)); });
     // The panels of tiles in their fixed order, pass_panels at a time.
     const int64_t panels = ceil_div(v_.n, l_.tiles.images) * l_.tiles.panels;
     emit_for(e_, ceil_div(panels, l_.pass_panels), 1, [&](llvm::Value* pass) {
@@ -147,7 +157,9 @@ class FilterEmitter {
       llvm::Value* c_group = add(it.c0, mul(group, w));
       emit_for(e_, w, 1, [&](llvm::Value* lane) {
         llvm::Value* c = add(c_group, lane);
-        auto to = [&](int xi, int64_t u) { return add(mul(add(i64(xi * w), lane), z_.panel_tiles), i64(u * w)); };
+        auto to = [&](int xi, int64_t u) {
+          return add(i64(xi * z_.patches_step), add(mul(lane, z_.panel_tiles), i64(u * w)));
+        };
         emit_if(e_, e_.b.CreateICmpSLT(c, i64(v_.c)), [&] {
           const std::vector<llvm::Value*> rows = patches.load(x_, c);
           for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
@@ -168,11 +180,12 @@ class FilterEmitter {
         for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
           std::vector<llvm::Value*> lanes;  // per channel, W tiles
           for (int64_t ch = 0; ch < w; ++ch)
-            lanes.push_back(load(patches_, add(mul(add(mul(xi, w), i64(ch)), z_.panel_tiles), i64(u * w)), e_.vf));
+            lanes.push_back(load(patches_, add(mul(xi, z_.patches_step), i64(ch * z_.panel_tiles + u * w)), e_.vf));
           transpose(e_, lanes);  // per tile, W channels
-          llvm::Value* row = add(add(mul(xi, z_.pass_tiles), t0), i64(u * w));
+          llvm::Value* row = add(t0, i64(u * w));
+          llvm::Value* at = add(mul(xi, z_.columns_step), mul(group, w));
           for (int64_t r = 0; r < w; ++r)
-            store(columns_, add(mul(add(row, i64(r)), z_.cols), mul(group, w)), lanes[static_cast<size_t>(r)]);
+            store(columns_, add(at, mul(add(row, i64(r)), z_.cols)), lanes[static_cast<size_t>(r)]);
         }
       });
     });
@@ -191,7 +204,7 @@ class FilterEmitter {
         const auto t = winograd::two_d<M, P>(
             g, [&](const std::array<llvm::Value*, M>& y) { return Form::gradient_tile(ops_, y); });
         for (int xi = 0; xi < kPositions; ++xi) {
-          llvm::Value* at_xi = add(mul(add(i64(xi * z_.k_pad), kl), z_.pass_tiles), add(t0, i64(u * e_.width)));
+          llvm::Value* at_xi = add(add(i64(xi * z_.rows_step), mul(kl, z_.pass_tiles)), add(t0, i64(u * e_.width)));
           store(rows_, at_xi, t[xi / P][xi % P]);
         }
       }
@@ -217,13 +230,13 @@ class FilterEmitter {
   /// chain per sum along the tiles in order.
   void row_tile(llvm::Value* xi, llvm::Value* kl, int rows, llvm::Value* tiles) {
     const int vectors = static_cast<int>(l_.col_vectors);
-    llvm::Value* sums_at = mul(add(mul(xi, z_.k_pad), kl), z_.cols);
+    llvm::Value* sums_at = add(mul(xi, z_.sums_step), mul(kl, z_.cols));
     auto sum_index = [&](int r, int v) { return add(sums_at, i64(r * z_.cols + v * e_.width)); };
     std::vector<llvm::Value*> acc;
     for (int r = 0; r < rows; ++r)
       for (int v = 0; v < vectors; ++v) acc.push_back(load(sums_, sum_index(r, v), e_.vf));
-    llvm::Value* a_base = mul(add(mul(xi, z_.k_pad), kl), z_.pass_tiles);
-    llvm::Value* b_base = mul(xi, z_.pass_tiles * z_.cols);
+    llvm::Value* a_base = add(mul(xi, z_.rows_step), mul(kl, z_.pass_tiles));
+    llvm::Value* b_base = mul(xi, z_.columns_step);
     acc = emit_range_loop(e_, i64(0), tiles, acc, [&](llvm::Value* t, const std::vector<llvm::Value*>& in) {
       std::vector<llvm::Value*> a, b;
       for (int r = 0; r < rows; ++r) a.push_back(load(rows_, add(a_base, add(t, i64(r * z_.pass_tiles))), e_.f32));
@@ -246,7 +259,8 @@ class FilterEmitter {
       emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
         std::array<std::array<llvm::Value*, P>, P> m;
         for (int xi = 0; xi < kPositions; ++xi)
-          m[xi / P][xi % P] = load(sums_, add(mul(add(i64(xi * z_.k_pad), kl), z_.cols), mul(group, e_.width)), e_.vf);
+          m[xi / P][xi % P] =
+              load(sums_, add(add(i64(xi * z_.sums_step), mul(kl, z_.cols)), mul(group, e_.width)), e_.vf);
         const auto y = winograd::two_d<P, 3>(
             m, [&](const std::array<llvm::Value*, P>& x) { return Form::gradient_output(ops_, x); });
         llvm::Value* c = add(lanes(add(it.c0, mul(group, e_.width))), e_.lane_ids());
