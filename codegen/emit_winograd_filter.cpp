@@ -299,6 +299,9 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
     l.col_vectors = ceil_div(c_vectors, l.col_panels);
     l.row_tiles = v.k / l.tile.rows;
     l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
+    // Chunks of ceil(row_tiles / row_chunks) tiles: as many as it takes, so that none starts
+    // past the last tile (5 row tiles for 4 threads are 3 chunks of 2, 2 and 1).
+    if (l.row_tiles > 0) l.row_chunks = ceil_div(l.row_tiles, ceil_div(l.row_tiles, l.row_chunks));
     l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
   };
   // The wide register tile (4 vectors of c) where the usual one leaves the threads uneven items

@@ -185,6 +185,17 @@ TEST_CASE("winograd filter gradients: other vector widths, and the same bits at 
       INFO("width " << width << " threads " << threads);
       CHECK(bitwise_equal(one, run(g, feeds, algo, width, threads)));
     }
+    // 43 filters at width 16 are 5 row tiles and a remainder of 3: four threads would cut them
+    // in chunks of 2 tiles, and a fourth chunk would start past the last tile; the layout
+    // makes three.
+    const Graph chunks = filter_graph({3, 10, 6, 6, 43});
+    const StateMap chunk_feeds = feeds_of(chunks, 70);
+    const Tensor chunks_one = run(chunks, chunk_feeds, algo, 16, 1);
+    for (int threads : {4, 5}) {
+      INFO("43 filters, threads " << threads);
+      CHECK(bitwise_equal(chunks_one, run(chunks, chunk_feeds, algo, 16, threads)));
+    }
+    CHECK(errors({3, 10, 6, 6, 43}, algo, 16, 4).scaled < bound(algo));
     // 35 tiles across at F(3x3,2x2), 18 at F(3x3,4x4): panels split tile rows at width 4 (and 8)
     const Graph wide = filter_graph({3, 5, 6, 70, 7});
     const StateMap wide_feeds = feeds_of(wide, 80);
