@@ -74,9 +74,11 @@ void emit_winograd(Emit& e, const WinogradConv& v, llvm::Value* input, llvm::Val
 /// with the forward F(m x m,3x3)'s matrices transposed (the gradient of its trilinear form with
 /// respect to the filter): 16 products per 2x2 tile and (k, c) pair instead of 36, 36 per 4x4
 /// tile instead of 144. Summed over images and tiles, each position is a GEMM [k x c] with a
-/// long reduction, run on the GEMM's register tile (rows over k, vectors over c); dy's tiles
-/// are transformed while packing, x's patches too and then transposed in registers, and
-/// G^T M G is applied when dw is written.
+/// long reduction, run on the GEMM's register tile (rows over k, vectors over c). x and dy are
+/// staged a panel of rows and W channels at a time with the channels in the lanes (row runs
+/// transposed in registers), so each tile's transform is plain vector arithmetic on W
+/// channels and stores whole rows of the GEMM's operands; G^T M G is applied when dw is
+/// written.
 struct WinogradFilterGrad {
   int64_t n = 0, c = 0, k = 0, h = 0, w = 0;
   int tile_size = 2;

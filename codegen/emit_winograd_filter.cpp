@@ -10,6 +10,7 @@
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "dagger/codegen/emit_winograd.h"
 
@@ -34,19 +35,37 @@ int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
 
 /// Where the scratch's parts start, in floats (each on a 64-byte boundary).
 struct ScratchParts {
-  int64_t patches = 0;  // x's transformed patches for W channels of one panel, [xi][W][panel tiles]
-  int64_t columns = 0;  // the same transposed, for a pass: [xi][pass tiles][item columns]
-  int64_t rows = 0;     // dy's transformed tiles for a pass, [xi][k][pass tiles]
+  int64_t staged = 0;   // one panel's rows of x or dy for W channels, channels in the lanes
+  int64_t columns = 0;  // x's transformed patches for a pass: [xi][pass tiles][item columns]
+  int64_t rows = 0;     // dy's transformed tiles for a pass: [xi][pass tiles][item rows]
   int64_t sums = 0;     // the item's products summed so far, [xi][k][item columns]
   int64_t total = 0;
 };
 
-/// Tiles (lanes) of a panel and of a pass, an item's columns of c, k rounded up to row tiles,
-/// and the transform positions.
+/// A panel's rows staged for W channels (x's with the patches' border of one, dy's without):
+/// `rows` rows per image of `vectors` x W columns, each column a vector of W channels.
+struct Staged {
+  int border;
+  int64_t rows, vectors;
+};
+
+Staged staged_of(const WinogradLayout& l, int border, unsigned width) {
+  return {border, l.tile_size * l.panel_rows + 2 * border, ceil_div(l.tile_size * l.panel_cols + 2 * border, width)};
+}
+
+/// The most rows of k an item has: a chunk of row tiles, the last chunk with the remainder.
+int64_t item_rows(const WinogradFilterGrad& v, const WinogradFilterLayout& l) {
+  const int64_t per_chunk = ceil_div(l.row_tiles, l.row_chunks) * l.tile.rows;
+  return std::max(std::min(per_chunk, v.k), v.k - (l.row_chunks - 1) * per_chunk);
+}
+
+/// Tiles of a panel and of a pass, an item's columns of c, k rounded up to row tiles, an item's
+/// rows of k rounded up to W (dy's transformed tiles are stored W filters at a time), and the
+/// transform positions.
 struct Sizes {
-  int64_t panel_tiles, pass_tiles, cols, k_pad, positions;
+  int64_t panel_tiles, pass_tiles, cols, k_pad, k_stride, positions;
   // Floats from one position's part of each scratch array to the next.
-  int64_t patches_step, columns_step, rows_step, sums_step;
+  int64_t columns_step, rows_step, sums_step;
 };
 
 Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
@@ -55,18 +74,23 @@ Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsig
   z.pass_tiles = l.pass_panels * z.panel_tiles;
   z.cols = l.col_vectors * width;
   z.k_pad = ceil_div(v.k, l.tile.rows) * l.tile.rows;
+  z.k_stride = ceil_div(item_rows(v, l), width) * width;
   z.positions = positions_of(v.tile_size);
-  z.patches_step = position_step(width * z.panel_tiles);
   z.columns_step = position_step(z.pass_tiles * z.cols);
-  z.rows_step = position_step(z.k_pad * z.pass_tiles);
+  z.rows_step = position_step(z.pass_tiles * z.k_stride);
   z.sums_step = position_step(z.k_pad * z.cols);
   return z;
 }
 
 ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const Sizes z = sizes_of(v, l, width);
+  int64_t staged = 0;
+  for (int border : {1, 0}) {
+    const Staged g = staged_of(l.tiles, border, width);
+    staged = std::max(staged, l.tiles.images * g.rows * g.vectors * width * width);
+  }
   ScratchParts s;
-  s.columns = align16(z.positions * z.patches_step);
+  s.columns = align16(staged);
   s.rows = s.columns + align16(z.positions * z.columns_step);
   s.sums = s.rows + align16(z.positions * z.rows_step);
   s.total = s.sums + align16(z.positions * z.sums_step);
@@ -92,7 +116,7 @@ class FilterEmitter {
         dw_(dw) {
     const ScratchParts parts = scratch_parts(v, l_, e.width);
     auto at = [&](int64_t offset) { return e_.b.CreateInBoundsGEP(e_.f32, scratch, e_.i64c(offset)); };
-    patches_ = at(parts.patches);
+    staged_ = at(parts.staged);
     columns_ = at(parts.columns);
     rows_ = at(parts.rows);
     sums_ = at(parts.sums);
@@ -113,6 +137,10 @@ class FilterEmitter {
   llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateAdd(a, b); }
   llvm::Value* mul(llvm::Value* a, int64_t b) { return e_.b.CreateMul(a, i64(b)); }
   llvm::Value* min(llvm::Value* a, llvm::Value* b) { return e_.b.CreateSelect(e_.b.CreateICmpSLT(a, b), a, b); }
+  /// A <W x i32> of the i64 `scalar`.
+  llvm::Value* lanes_of(llvm::Value* scalar) {
+    return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
+  }
   llvm::Value* load(llvm::Value* base, llvm::Value* index, llvm::Type* type) {
     return e_.b.CreateAlignedLoad(type, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
   }
@@ -148,66 +176,123 @@ class FilterEmitter {
     write(it);
   }
 
-  /// x's patches of the panel transformed (B^T d B), into pass rows t0.. of the columns: for W
-  /// channels at a time, with the tiles in the lanes, then transposed in registers.
-  void pack_patches(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
-    const WinogradPatches patches(e_, l_.tiles, v_.n, v_.c, v_.h, v_.w, at);
-    const int64_t w = e_.width;
-    emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
-      llvm::Value* c_group = add(it.c0, mul(group, w));
-      emit_for(e_, w, 1, [&](llvm::Value* lane) {
-        llvm::Value* c = add(c_group, lane);
-        auto to = [&](int xi, int64_t u) {
-          return add(i64(xi * z_.patches_step), add(mul(lane, z_.panel_tiles), i64(u * w)));
-        };
-        emit_if(e_, e_.b.CreateICmpSLT(c, i64(v_.c)), [&] {
-          const std::vector<llvm::Value*> rows = patches.load(x_, c);
-          for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
-            std::array<std::array<llvm::Value*, P>, P> d;
-            for (size_t a = 0; a < P; ++a)
-              for (size_t b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, int(a), int(b), true);
-            const auto t = winograd::two_d<P, P>(
-                d, [&](const std::array<llvm::Value*, P>& r) { return Form::input(ops_, r); });
-            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), t[xi / P][xi % P]);
-          }
-        });
-        emit_if(e_, e_.b.CreateICmpSGE(c, i64(v_.c)), [&] {  // a column past c: zeros
-          for (int64_t u = 0; u < l_.tiles.vectors; ++u)
-            for (int xi = 0; xi < kPositions; ++xi) store(patches_, to(xi, u), e_.splat(0.0f));
-        });
-      });
-      emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
-        for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
-          std::vector<llvm::Value*> lanes;  // per channel, W tiles
-          for (int64_t ch = 0; ch < w; ++ch)
-            lanes.push_back(load(patches_, add(mul(xi, z_.patches_step), i64(ch * z_.panel_tiles + u * w)), e_.vf));
-          transpose(e_, lanes);  // per tile, W channels
-          llvm::Value* row = add(t0, i64(u * w));
-          llvm::Value* at = add(mul(xi, z_.columns_step), mul(group, w));
-          for (int64_t r = 0; r < w; ++r)
-            store(columns_, add(at, mul(add(row, i64(r)), z_.cols)), lanes[static_cast<size_t>(r)]);
+  /// Stages the panel's rows of W channels [first, first + W) of `buffer` ([n, channels, h, w];
+  /// channels from `end` on, and whatever lies outside the images, read as 0): each row's runs
+  /// of W columns are loaded channel by channel and transposed in registers, so that every
+  /// column is one vector of the channels.
+  void stage(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end, const WinogradPanel& at,
+             const Staged& g) {
+    const WinogradLayout& l = l_.tiles;
+    const int64_t w = e_.width, plane = v_.h * v_.w;
+    llvm::Value* top = e_.b.CreateSub(mul(at.th0, l.tile_size), i64(g.border));
+    llvm::Value* left = e_.b.CreateSub(mul(at.tw0, l.tile_size), i64(g.border));
+    std::vector<llvm::Value*> columns_in;  // per run of W columns: the lanes inside the image
+    for (int64_t u = 0; u < g.vectors; ++u) {
+      llvm::Value* iw = e_.b.CreateAdd(lanes_of(add(left, i64(u * w))), e_.lane_ids());
+      columns_in.push_back(e_.b.CreateAnd(e_.b.CreateICmpSGE(iw, e_.splat_i32(0)),
+                                          e_.b.CreateICmpSLT(iw, e_.splat_i32(static_cast<uint32_t>(v_.w)))));
+    }
+    emit_for(e_, l.images * g.rows, 1, [&](llvm::Value* row) {
+      llvm::Value* image = add(at.b0, e_.b.CreateUDiv(row, i64(g.rows)));
+      llvm::Value* ih = add(top, e_.b.CreateURem(row, i64(g.rows)));
+      llvm::Value* row_in = e_.b.CreateAnd(e_.b.CreateICmpULT(ih, i64(v_.h)), e_.b.CreateICmpSLT(image, i64(v_.n)));
+      // Channel `first` of the row, at column `left`; masked-off lanes are never read.
+      llvm::Value* start = add(mul(add(mul(image, channels), first), plane), add(mul(ih, v_.w), left));
+      for (int64_t u = 0; u < g.vectors; ++u) {
+        std::vector<llvm::Value*> lanes;  // per channel, W columns
+        for (int64_t ch = 0; ch < w; ++ch) {
+          llvm::Value* in = e_.b.CreateAnd(row_in, e_.b.CreateICmpSLT(add(first, i64(ch)), end));
+          llvm::Value* mask = e_.b.CreateAnd(columns_in[static_cast<size_t>(u)], e_.b.CreateVectorSplat(e_.width, in));
+          llvm::Value* from = e_.b.CreateGEP(e_.f32, buffer, add(start, i64(ch * plane + u * w)));
+          lanes.push_back(
+              e_.b.CreateMaskedLoad(e_.vf, from, kFloatAlign, mask, llvm::Constant::getNullValue(e_.vf)));
         }
-      });
+        transpose(e_, lanes);  // per column, W channels
+        llvm::Value* column0 = mul(add(mul(row, g.vectors), i64(u)), w);
+        for (int64_t col = 0; col < w; ++col)
+          store(staged_, mul(add(column0, i64(col)), w), lanes[static_cast<size_t>(col)]);
+      }
     });
   }
 
-  /// dy's M x M tiles of the panel transformed (A dy A^T), into pass columns t0.. of the rows.
+  /// Calls `tile(index, at)` for each of the panel's tiles (image, then tile row and column),
+  /// `at` being the staged offset of its first row and column, then `past(index)` for the
+  /// panel's lanes past its tiles.
+  void each_tile(const Staged& g, const std::function<void(llvm::Value*, llvm::Value*)>& tile,
+                 const std::function<void(llvm::Value*)>& past) {
+    const WinogradLayout& l = l_.tiles;
+    const int64_t ts = l.tile_size, row_floats = g.vectors * e_.width * e_.width;
+    emit_for(e_, l.images * l.panel_rows, 1, [&](llvm::Value* image_row) {
+      llvm::Value* image = e_.b.CreateUDiv(image_row, i64(l.panel_rows));
+      llvm::Value* tile_row = e_.b.CreateURem(image_row, i64(l.panel_rows));
+      llvm::Value* row0 = add(mul(image, g.rows), mul(tile_row, ts));
+      emit_for(e_, l.panel_cols, 1, [&](llvm::Value* tile_col) {
+        tile(add(mul(image_row, l.panel_cols), tile_col), add(mul(row0, row_floats), mul(tile_col, ts * e_.width)));
+      });
+    });
+    const int64_t tiles = l.images * l.panel_rows * l.panel_cols;
+    emit_for(e_, z_.panel_tiles - tiles, 1, [&](llvm::Value* t) { past(add(t, i64(tiles))); });
+  }
+
+  /// The staged element (a, b) of the tile whose first is at `at`.
+  llvm::Value* staged_at(const Staged& g, llvm::Value* at, int64_t a, int64_t b) {
+    return load(staged_, add(at, i64((a * g.vectors * e_.width + b) * e_.width)), e_.vf);
+  }
+
+  /// Transforms the panel's tiles for W channels [first, first + W) of `buffer`, staged with
+  /// `border`: each tile's In x In elements from its first, `transform` (1-D, In -> P values)
+  /// down and across, position xi stored in `dest` at to(xi, tile). The lanes past the panel's
+  /// tiles get the transform of zeros, as a tile outside the images does.
+  template <size_t In, class Transform>
+  void transform_tiles(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end,
+                       const WinogradPanel& at, int border, Transform transform, llvm::Value* dest,
+                       const std::function<llvm::Value*(int, llvm::Value*)>& to) {
+    const Staged g = staged_of(l_.tiles, border, e_.width);
+    stage(buffer, channels, first, end, at, g);
+    auto put = [&](llvm::Value* tile, const std::array<std::array<llvm::Value*, In>, In>& block) {
+      const auto t = winograd::two_d<In, P>(block, transform);
+      for (int xi = 0; xi < kPositions; ++xi) store(dest, to(xi, tile), t[xi / P][xi % P]);
+    };
+    std::array<std::array<llvm::Value*, In>, In> block;
+    each_tile(
+        g,
+        [&](llvm::Value* tile, llvm::Value* first_element) {
+          for (size_t a = 0; a < In; ++a)
+            for (size_t b = 0; b < In; ++b) block[a][b] = staged_at(g, first_element, int64_t(a), int64_t(b));
+          put(tile, block);
+        },
+        [&](llvm::Value* tile) {
+          for (auto& row : block) row.fill(e_.splat(0.0f));
+          put(tile, block);
+        });
+  }
+
+  /// x's patches of the panel transformed (B^T d B), W channels at a time, into pass rows t0..
+  /// of the columns.
+  void pack_patches(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
+    emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
+      llvm::Value* column = mul(group, e_.width);
+      transform_tiles<P>(
+          x_, v_.c, add(it.c0, column), i64(v_.c), at, 1,
+          [&](const std::array<llvm::Value*, P>& r) { return Form::input(ops_, r); }, columns_,
+          [&](int xi, llvm::Value* tile) {
+            return add(i64(xi * z_.columns_step), add(mul(add(t0, tile), z_.cols), column));
+          });
+    });
+  }
+
+  /// dy's M x M tiles of the panel transformed (A dy A^T), W filters at a time, into pass rows
+  /// t0.. of the rows.
   void pack_tiles(const Item& it, const WinogradPanel& at, llvm::Value* t0) {
-    const WinogradPatches patches(e_, l_.tiles, v_.n, v_.k, v_.h, v_.w, at);
-    emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
-      const std::vector<llvm::Value*> rows = patches.load(dy_, k);
-      llvm::Value* kl = e_.b.CreateSub(k, it.k0);
-      for (int64_t u = 0; u < l_.tiles.vectors; ++u) {
-        std::array<std::array<llvm::Value*, M>, M> g;  // the tile is the patch without its border
-        for (int a = 0; a < M; ++a)
-          for (int b = 0; b < M; ++b) g[a][b] = patches.element(rows, u, a + 1, b + 1, true);
-        const auto t = winograd::two_d<M, P>(
-            g, [&](const std::array<llvm::Value*, M>& y) { return Form::gradient_tile(ops_, y); });
-        for (int xi = 0; xi < kPositions; ++xi) {
-          llvm::Value* at_xi = add(add(i64(xi * z_.rows_step), mul(kl, z_.pass_tiles)), add(t0, i64(u * e_.width)));
-          store(rows_, at_xi, t[xi / P][xi % P]);
-        }
-      }
+    llvm::Value* groups = e_.b.CreateUDiv(add(e_.b.CreateSub(it.k_end, it.k0), i64(e_.width - 1)), i64(e_.width));
+    emit_range(e_, i64(0), groups, [&](llvm::Value* group) {
+      llvm::Value* kl = mul(group, e_.width);
+      transform_tiles<M>(
+          dy_, v_.k, add(it.k0, kl), it.k_end, at, 0,
+          [&](const std::array<llvm::Value*, M>& y) { return Form::gradient_tile(ops_, y); }, rows_,
+          [&](int xi, llvm::Value* tile) {
+            return add(i64(xi * z_.rows_step), add(mul(add(t0, tile), z_.k_stride), kl));
+          });
     });
   }
 
@@ -235,11 +320,12 @@ class FilterEmitter {
     std::vector<llvm::Value*> acc;
     for (int r = 0; r < rows; ++r)
       for (int v = 0; v < vectors; ++v) acc.push_back(load(sums_, sum_index(r, v), e_.vf));
-    llvm::Value* a_base = add(mul(xi, z_.rows_step), mul(kl, z_.pass_tiles));
+    llvm::Value* a_base = add(mul(xi, z_.rows_step), kl);
     llvm::Value* b_base = mul(xi, z_.columns_step);
     acc = emit_range_loop(e_, i64(0), tiles, acc, [&](llvm::Value* t, const std::vector<llvm::Value*>& in) {
       std::vector<llvm::Value*> a, b;
-      for (int r = 0; r < rows; ++r) a.push_back(load(rows_, add(a_base, add(t, i64(r * z_.pass_tiles))), e_.f32));
+      llvm::Value* a_at = add(a_base, mul(t, z_.k_stride));
+      for (int r = 0; r < rows; ++r) a.push_back(load(rows_, add(a_at, i64(r)), e_.f32));
       llvm::Value* b_at = add(b_base, mul(t, z_.cols));
       for (int v = 0; v < vectors; ++v) b.push_back(load(columns_, add(b_at, i64(v * e_.width)), e_.vf));
       return tile_fmas(e_, a, b, in);
@@ -251,9 +337,6 @@ class FilterEmitter {
   /// dw[k, c] = G^T M G for the item's rows and columns, W columns at a time (lanes past c
   /// masked off), scattered into the [k, c, 3, 3] filter.
   void write(const Item& it) {
-    auto lanes = [&](llvm::Value* scalar) {
-      return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
-    };
     emit_range(e_, it.k0, it.k_end, [&](llvm::Value* k) {
       llvm::Value* kl = e_.b.CreateSub(k, it.k0);
       emit_for(e_, l_.col_vectors, 1, [&](llvm::Value* group) {
@@ -263,9 +346,9 @@ class FilterEmitter {
               load(sums_, add(add(i64(xi * z_.sums_step), mul(kl, z_.cols)), mul(group, e_.width)), e_.vf);
         const auto y = winograd::two_d<P, 3>(
             m, [&](const std::array<llvm::Value*, P>& x) { return Form::gradient_output(ops_, x); });
-        llvm::Value* c = add(lanes(add(it.c0, mul(group, e_.width))), e_.lane_ids());
+        llvm::Value* c = add(lanes_of(add(it.c0, mul(group, e_.width))), e_.lane_ids());
         llvm::Value* mask = e_.b.CreateICmpSLT(c, e_.splat_i32(static_cast<uint32_t>(v_.c)));
-        llvm::Value* first = e_.b.CreateMul(add(lanes(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
+        llvm::Value* first = e_.b.CreateMul(add(lanes_of(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
         for (int r = 0; r < 3; ++r)
           for (int s = 0; s < 3; ++s) {
             llvm::Value* index = e_.b.CreateSExt(add(first, e_.splat_i32(static_cast<uint32_t>(3 * r + s))),
@@ -282,7 +365,7 @@ class FilterEmitter {
   WinogradFilterLayout l_;
   Sizes z_;
   llvm::Value *x_, *dy_, *dw_;
-  llvm::Value *patches_ = nullptr, *columns_ = nullptr, *rows_ = nullptr, *sums_ = nullptr;
+  llvm::Value *staged_ = nullptr, *columns_ = nullptr, *rows_ = nullptr, *sums_ = nullptr;
 };
 
 }  // namespace
