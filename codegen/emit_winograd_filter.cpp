@@ -30,12 +30,17 @@ int64_t positions_of(int tile_size) { return int64_t(tile_size + 2) * (tile_size
 /// the one before, so its length changes no sum's order.
 constexpr int64_t kPassTiles = 128;
 
+/// Planes of up to this many floats are staged whole (FilterEmitter::stage_planes): 14x14 maps
+/// and smaller, whose rows fill few of a vector's lanes.
+constexpr int64_t kWholePlane = 256;
+
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
 
 /// Where the scratch's parts start, in floats (each on a 64-byte boundary).
 struct ScratchParts {
-  int64_t staged = 0;   // one panel's rows of x or dy for W channels, channels in the lanes
+  int64_t staged_x = 0;   // one panel's rows of x for W channels, channels in the lanes
+  int64_t staged_dy = 0;  // the same of dy
   int64_t columns = 0;  // x's transformed patches for a pass: [xi][pass tiles][item columns]
   int64_t rows = 0;     // dy's transformed tiles for a pass: [xi][pass tiles][item rows]
   int64_t sums = 0;     // the item's products summed so far, [xi][k][item columns]
@@ -84,13 +89,13 @@ Sizes sizes_of(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsig
 
 ScratchParts scratch_parts(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
   const Sizes z = sizes_of(v, l, width);
-  int64_t staged = 0;
-  for (int border : {1, 0}) {
+  auto staged = [&](int border) {
     const Staged g = staged_of(l.tiles, border, width);
-    staged = std::max(staged, l.tiles.images * g.rows * g.vectors * width * width);
-  }
+    return align16(l.tiles.images * g.rows * g.vectors * width * width);
+  };
   ScratchParts s;
-  s.columns = align16(staged);
+  s.staged_dy = staged(1);
+  s.columns = s.staged_dy + staged(0);
   s.rows = s.columns + align16(z.positions * z.columns_step);
   s.sums = s.rows + align16(z.positions * z.rows_step);
   s.total = s.sums + align16(z.positions * z.sums_step);
@@ -116,7 +121,9 @@ class FilterEmitter {
         dw_(dw) {
     const ScratchParts parts = scratch_parts(v, l_, e.width);
     auto at = [&](int64_t offset) { return e_.b.CreateInBoundsGEP(e_.f32, scratch, e_.i64c(offset)); };
-    staged_ = at(parts.staged);
+    staged_x_ = at(parts.staged_x);
+    staged_dy_ = at(parts.staged_dy);
+    staged_floats_ = parts.columns;
     columns_ = at(parts.columns);
     rows_ = at(parts.rows);
     sums_ = at(parts.sums);
@@ -161,6 +168,10 @@ class FilterEmitter {
     it.k_end = e_.b.CreateSelect(it.last_chunk, i64(v_.k), mul(it.last_tile, l_.tile.rows));
 
     emit_for(e_, kPositions * z_.sums_step, e_.width, [&](llvm::Value* i) { store(sums_, i, e_.splat(0.0f)); });
+    // Staged plane by plane, the border and the rows and columns past the images are never
+    // written: zeros from here on.
+    if (whole_planes())
+      emit_for(e_, staged_floats_, e_.width, [&](llvm::Value* i) { store(staged_x_, i, e_.splat(0.0f)); });
     // The panels of tiles in their fixed order, pass_panels at a time.
     const int64_t panels = ceil_div(v_.n, l_.tiles.images) * l_.tiles.panels;
     emit_for(e_, ceil_div(panels, l_.pass_panels), 1, [&](llvm::Value* pass) {
@@ -182,6 +193,7 @@ class FilterEmitter {
   /// column is one vector of the channels.
   void stage(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end, const WinogradPanel& at,
              const Staged& g) {
+    if (whole_planes()) return stage_planes(buffer, channels, first, end, at, g);
     const WinogradLayout& l = l_.tiles;
     const int64_t w = e_.width, plane = v_.h * v_.w;
     llvm::Value* top = e_.b.CreateSub(mul(at.th0, l.tile_size), i64(g.border));
@@ -210,10 +222,49 @@ class FilterEmitter {
         transpose(e_, lanes);  // per column, W channels
         llvm::Value* column0 = mul(add(mul(row, g.vectors), i64(u)), w);
         for (int64_t col = 0; col < w; ++col)
-          store(staged_, mul(add(column0, i64(col)), w), lanes[static_cast<size_t>(col)]);
+          store(area(g), mul(add(column0, i64(col)), w), lanes[static_cast<size_t>(col)]);
       }
     });
   }
+
+  /// Whether a panel is whole images (so its first tile row and column are 0) of planes small
+  /// enough to stage as one run each, unrolled.
+  bool whole_planes() const { return l_.tiles.panels == 1 && v_.h * v_.w <= kWholePlane; }
+
+  /// stage() for whole_planes(): each plane's runs of W positions are loaded channel by
+  /// channel and transposed, and every position stored where its row and column are staged;
+  /// the rest stays 0. A 7x7 map's rows are 7 of a vector's 16 lanes, its plane 49 of 64.
+  void stage_planes(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end,
+                    const WinogradPanel& at, const Staged& g) {
+    const int64_t w = e_.width, plane = v_.h * v_.w, row_floats = g.vectors * w * w;
+    emit_for(e_, l_.tiles.images, 1, [&](llvm::Value* i) {
+      llvm::Value* image = add(at.b0, i);
+      llvm::Value* in_batch = e_.b.CreateICmpSLT(image, i64(v_.n));
+      llvm::Value* start = mul(add(mul(image, channels), first), plane);
+      llvm::Value* staged = mul(i, g.rows * row_floats);
+      for (int64_t j0 = 0; j0 < plane; j0 += w) {
+        const int64_t positions = std::min(w, plane - j0);
+        llvm::Value* tail = e_.prefix_mask(static_cast<unsigned>(positions));
+        std::vector<llvm::Value*> lanes;  // per channel, W positions
+        for (int64_t ch = 0; ch < w; ++ch) {
+          llvm::Value* in = e_.b.CreateAnd(in_batch, e_.b.CreateICmpSLT(add(first, i64(ch)), end));
+          llvm::Value* mask = e_.b.CreateVectorSplat(e_.width, in);
+          if (tail) mask = e_.b.CreateAnd(mask, tail);
+          llvm::Value* from = e_.b.CreateGEP(e_.f32, buffer, add(start, i64(ch * plane + j0)));
+          lanes.push_back(
+              e_.b.CreateMaskedLoad(e_.vf, from, kFloatAlign, mask, llvm::Constant::getNullValue(e_.vf)));
+        }
+        transpose(e_, lanes);  // per position, W channels
+        for (int64_t q = 0; q < positions; ++q) {
+          const int64_t row = (j0 + q) / v_.w + g.border, col = (j0 + q) % v_.w + g.border;
+          store(area(g), add(staged, i64(row * row_floats + col * w)), lanes[static_cast<size_t>(q)]);
+        }
+      }
+    });
+  }
+
+  /// Where x (staged with a border) or dy (without) is staged.
+  llvm::Value* area(const Staged& g) const { return g.border ? staged_x_ : staged_dy_; }
 
   /// Calls `tile(index, at)` for each of the panel's tiles (image, then tile row and column),
   /// `at` being the staged offset of its first row and column, then `past(index)` for the
@@ -236,7 +287,7 @@ class FilterEmitter {
 
   /// The staged element (a, b) of the tile whose first is at `at`.
   llvm::Value* staged_at(const Staged& g, llvm::Value* at, int64_t a, int64_t b) {
-    return load(staged_, add(at, i64((a * g.vectors * e_.width + b) * e_.width)), e_.vf);
+    return load(area(g), add(at, i64((a * g.vectors * e_.width + b) * e_.width)), e_.vf);
   }
 
   /// Transforms the panel's tiles for W channels [first, first + W) of `buffer`, staged with
@@ -365,7 +416,8 @@ class FilterEmitter {
   WinogradFilterLayout l_;
   Sizes z_;
   llvm::Value *x_, *dy_, *dw_;
-  llvm::Value *staged_ = nullptr, *columns_ = nullptr, *rows_ = nullptr, *sums_ = nullptr;
+  llvm::Value *staged_x_ = nullptr, *staged_dy_ = nullptr, *columns_ = nullptr, *rows_ = nullptr, *sums_ = nullptr;
+  int64_t staged_floats_ = 0;  // both staged parts
 };
 
 }  // namespace
