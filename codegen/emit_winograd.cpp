@@ -6,6 +6,7 @@
 #include <array>
 #include <cassert>
 #include <numeric>
+#include <utility>
 
 namespace dagger {
 
@@ -65,6 +66,110 @@ ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
     groups.each.vectors = period / width;
   }
   return groups;
+}
+
+/// The input patches around a panel's tiles (tile_size + 2 rows and columns from
+/// tile_size * tile - 1), lane t of
+/// vector u of tiles being the panel's tile u * W + t, read from an [n, channels, h, w] buffer
+/// one channel at a time: the rows the patches cover are read by masked vector loads (0 outside
+/// the image, which is the padding, and past the batch), and each element's vector is assembled
+/// from them by shuffles, whose pattern is known when the kernel is compiled.
+class WinogradPatches {
+ public:
+  WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
+                  const WinogradPanel& at);
+  /// The covered rows of channel `c` of the buffer at `base`.
+  std::vector<llvm::Value*> load(llvm::Value* base, llvm::Value* c) const;
+  /// Element (a, b) of the patch of each tile of vector u, from `rows` (load's); lanes past the
+  /// panel's tiles are poison.
+  llvm::Value* element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b) const;
+
+ private:
+  Emit& e_;
+  const WinogradLayout& l_;
+  int64_t channels_, plane_, rows_, vectors_;  // rows_ x vectors_ loads per image
+  llvm::Value* group_;                         // the panel's first image, as an offset in floats
+  std::vector<llvm::Value*> offsets_, masks_;  // per (image, row, vector) from the channel's start
+};
+
+/// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
+/// null), built by two-source shuffles.
+llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
+
+
+WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
+                                 const WinogradPanel& at)
+    : e_(e),
+      l_(l),
+      channels_(channels),
+      plane_(h * w),
+      rows_(l.tile_size * l.panel_rows + 2),
+      vectors_(ceil_div(l.tile_size * l.panel_cols + 2, e.width)) {
+  auto lanes_within = [&](llvm::Value* a, int64_t bound) {
+    return e.b.CreateAnd(e.b.CreateICmpSGE(a, e.splat_i32(0)),
+                         e.b.CreateICmpSLT(a, e.splat_i32(static_cast<uint32_t>(bound))));
+  };
+  group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
+  llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(l.tile_size)), e.i64c(1));
+  for (int64_t image = 0; image < l.images; ++image)
+    for (int64_t r = 0; r < rows_; ++r) {
+      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(l.tile_size)), e.i64c(r - 1));
+      llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)),
+                                          e.b.CreateICmpSLT(e.b.CreateAdd(at.b0, e.i64c(image)), e.i64c(n)));
+      for (int64_t c = 0; c < vectors_; ++c) {
+        llvm::Value* iw = e.b.CreateAdd(left, e.i64c(c * e.width));
+        offsets_.push_back(
+            e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, e.i64c(image * channels * plane_))));
+        llvm::Value* lanes = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(iw, e.i32)), e.lane_ids());
+        masks_.push_back(e.b.CreateAnd(lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
+      }
+    }
+}
+
+std::vector<llvm::Value*> WinogradPatches::load(llvm::Value* base, llvm::Value* c) const {
+  llvm::Value* channel =
+      e_.b.CreateInBoundsGEP(e_.f32, base, e_.b.CreateAdd(group_, e_.b.CreateMul(c, e_.i64c(plane_))));
+  std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
+  for (size_t k = 0; k < offsets_.size(); ++k)
+    loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets_[k]), kFloatAlign, masks_[k],
+                                           llvm::Constant::getNullValue(e_.vf)));
+  return loaded;
+}
+
+llvm::Value* WinogradPatches::element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b) const {
+  const int64_t image_tiles = l_.panel_rows * l_.panel_cols;
+  std::vector<std::pair<llvm::Value*, int>> lanes;
+  for (int64_t t = 0; t < e_.width; ++t) {
+    const int64_t tile = u * e_.width + t;  // image, then tile row and column in the panel
+    if (tile >= l_.images * image_tiles) {
+      lanes.push_back({nullptr, 0});
+      continue;
+    }
+    const int64_t image = tile / image_tiles, p = tile % image_tiles;
+    const int64_t row = l_.tile_size * (p / l_.panel_cols) + a, col = l_.tile_size * (p % l_.panel_cols) + b;
+    lanes.push_back({rows[static_cast<size_t>((image * rows_ + row) * vectors_ + col / e_.width)],
+                     static_cast<int>(col % e_.width)});
+  }
+  return assemble_lanes(e_, lanes);
+}
+
+llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes) {
+  const int w = static_cast<int>(e.width);
+  std::vector<llvm::Value*> sources;  // in first-use order
+  for (const auto& [from, lane] : lanes)
+    if (from && std::find(sources.begin(), sources.end(), from) == sources.end()) sources.push_back(from);
+  llvm::Value* result = nullptr;
+  std::vector<int> mask(static_cast<size_t>(w), -1);
+  for (llvm::Value* from : sources) {
+    std::vector<int> next = mask;
+    for (int t = 0; t < w; ++t)
+      if (lanes[static_cast<size_t>(t)].first == from)
+        next[static_cast<size_t>(t)] = (result ? w : 0) + lanes[static_cast<size_t>(t)].second;
+    result = result ? e.b.CreateShuffleVector(result, from, next) : e.b.CreateShuffleVector(from, next);
+    for (int t = 0; t < w; ++t)
+      if (next[static_cast<size_t>(t)] >= 0) mask[static_cast<size_t>(t)] = t;
+  }
+  return result ? result : llvm::PoisonValue::get(e.vf);
 }
 
 /// The emitter of F(M x M, 3x3): positions xi = P * row + column of a P x P block, P = M + 2.
@@ -374,82 +479,6 @@ WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* inde
   return {e.b.CreateMul(group, e.i64c(l.images)),
           e.b.CreateMul(e.b.CreateUDiv(panel, e.i64c(col_blocks)), e.i64c(l.panel_rows)),
           e.b.CreateMul(e.b.CreateURem(panel, e.i64c(col_blocks)), e.i64c(l.panel_cols))};
-}
-
-WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
-                                 const WinogradPanel& at)
-    : e_(e),
-      l_(l),
-      channels_(channels),
-      plane_(h * w),
-      rows_(l.tile_size * l.panel_rows + 2),
-      vectors_(ceil_div(l.tile_size * l.panel_cols + 2, e.width)) {
-  auto lanes_within = [&](llvm::Value* a, int64_t bound) {
-    return e.b.CreateAnd(e.b.CreateICmpSGE(a, e.splat_i32(0)),
-                         e.b.CreateICmpSLT(a, e.splat_i32(static_cast<uint32_t>(bound))));
-  };
-  group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
-  llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(l.tile_size)), e.i64c(1));
-  for (int64_t image = 0; image < l.images; ++image)
-    for (int64_t r = 0; r < rows_; ++r) {
-      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(l.tile_size)), e.i64c(r - 1));
-      llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)),
-                                          e.b.CreateICmpSLT(e.b.CreateAdd(at.b0, e.i64c(image)), e.i64c(n)));
-      for (int64_t c = 0; c < vectors_; ++c) {
-        llvm::Value* iw = e.b.CreateAdd(left, e.i64c(c * e.width));
-        offsets_.push_back(
-            e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, e.i64c(image * channels * plane_))));
-        llvm::Value* lanes = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(iw, e.i32)), e.lane_ids());
-        masks_.push_back(e.b.CreateAnd(lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
-      }
-    }
-}
-
-std::vector<llvm::Value*> WinogradPatches::load(llvm::Value* base, llvm::Value* c) const {
-  llvm::Value* channel =
-      e_.b.CreateInBoundsGEP(e_.f32, base, e_.b.CreateAdd(group_, e_.b.CreateMul(c, e_.i64c(plane_))));
-  std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
-  for (size_t k = 0; k < offsets_.size(); ++k)
-    loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets_[k]), kFloatAlign, masks_[k],
-                                           llvm::Constant::getNullValue(e_.vf)));
-  return loaded;
-}
-
-llvm::Value* WinogradPatches::element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b,
-                                      bool zero_past) const {
-  const int64_t image_tiles = l_.panel_rows * l_.panel_cols;
-  std::vector<std::pair<llvm::Value*, int>> lanes;
-  for (int64_t t = 0; t < e_.width; ++t) {
-    const int64_t tile = u * e_.width + t;  // image, then tile row and column in the panel
-    if (tile >= l_.images * image_tiles) {
-      lanes.push_back({zero_past ? llvm::Constant::getNullValue(e_.vf) : nullptr, 0});
-      continue;
-    }
-    const int64_t image = tile / image_tiles, p = tile % image_tiles;
-    const int64_t row = l_.tile_size * (p / l_.panel_cols) + a, col = l_.tile_size * (p % l_.panel_cols) + b;
-    lanes.push_back({rows[static_cast<size_t>((image * rows_ + row) * vectors_ + col / e_.width)],
-                     static_cast<int>(col % e_.width)});
-  }
-  return assemble_lanes(e_, lanes);
-}
-
-llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes) {
-  const int w = static_cast<int>(e.width);
-  std::vector<llvm::Value*> sources;  // in first-use order
-  for (const auto& [from, lane] : lanes)
-    if (from && std::find(sources.begin(), sources.end(), from) == sources.end()) sources.push_back(from);
-  llvm::Value* result = nullptr;
-  std::vector<int> mask(static_cast<size_t>(w), -1);
-  for (llvm::Value* from : sources) {
-    std::vector<int> next = mask;
-    for (int t = 0; t < w; ++t)
-      if (lanes[static_cast<size_t>(t)].first == from)
-        next[static_cast<size_t>(t)] = (result ? w : 0) + lanes[static_cast<size_t>(t)].second;
-    result = result ? e.b.CreateShuffleVector(result, from, next) : e.b.CreateShuffleVector(from, next);
-    for (int t = 0; t < w; ++t)
-      if (next[static_cast<size_t>(t)] >= 0) mask[static_cast<size_t>(t)] = t;
-  }
-  return result ? result : llvm::PoisonValue::get(e.vf);
 }
 
 llvm::Value* WinogradOps::constant(llvm::Value* like, double c) { return llvm::ConstantFP::get(like->getType(), c); }

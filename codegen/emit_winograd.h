@@ -19,7 +19,6 @@
 /// is computed by one item in a fixed order, so the bits do not depend on the thread count.
 #include <array>
 #include <functional>
-#include <utility>
 #include <vector>
 
 #include "dagger/codegen/emit_gemm.h"
@@ -133,33 +132,5 @@ struct WinogradPanel {
 /// Panel `index` of a layout's sequence: groups of `images` images in order, and within a
 /// group its panels, row-major.
 WinogradPanel winograd_panel(Emit& e, const WinogradLayout& l, llvm::Value* index);
-
-/// The input patches around a panel's tiles (tile_size + 2 rows and columns from
-/// tile_size * tile - 1), lane t of
-/// vector u of tiles being the panel's tile u * W + t, read from an [n, channels, h, w] buffer
-/// one channel at a time: the rows the patches cover are read by masked vector loads (0 outside
-/// the image, which is the padding, and past the batch), and each element's vector is assembled
-/// from them by shuffles, whose pattern is known when the kernel is compiled.
-class WinogradPatches {
- public:
-  WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
-                  const WinogradPanel& at);
-  /// The covered rows of channel `c` of the buffer at `base`.
-  std::vector<llvm::Value*> load(llvm::Value* base, llvm::Value* c) const;
-  /// Element (a, b) of the patch of each tile of vector u, from `rows` (load's); lanes past the
-  /// panel's tiles are poison, or 0 where `zero_past`.
-  llvm::Value* element(const std::vector<llvm::Value*>& rows, int64_t u, int a, int b, bool zero_past = false) const;
-
- private:
-  Emit& e_;
-  const WinogradLayout& l_;
-  int64_t channels_, plane_, rows_, vectors_;  // rows_ x vectors_ loads per image
-  llvm::Value* group_;                         // the panel's first image, as an offset in floats
-  std::vector<llvm::Value*> offsets_, masks_;  // per (image, row, vector) from the channel's start
-};
-
-/// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
-/// null), built by two-source shuffles.
-llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
 
 }  // namespace dagger
