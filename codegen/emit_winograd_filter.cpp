@@ -426,11 +426,19 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
   WinogradFilterLayout l;
   l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr, v.tile_size}, width, threads);
   // As few column panels as the register tile allows, then as even as they can be; k split in
-  // chunks where there are fewer panels than threads.
+  // chunks where there are fewer panels than threads. Each chunk of k transforms all of the
+  // panel's x, each panel all of its chunk's dy: where k is under 1.5 c, c is split across the
+  // threads instead (narrower panels), because a channel of x costs more to transform than a
+  // filter of dy (6x6 patches against 4x4 tiles). Measured in rescnn on the Zen 5 host
+  // (docs/performance.md, "Winograd's scratch and staging"): 32 filters over 32 channels at
+  // 28x28 ran 4-6% faster split along c, 64 over 32 at 14x14 up to 12% slower, so the
+  // break-even lies between k = c and k = 2c. The split is of dw's columns, never of the
+  // tiles, so it changes no bits.
   const int64_t c_vectors = ceil_div(v.c, width);
   auto cut = [&](RegisterTile tile) {
     l.tile = tile;
     l.col_panels = ceil_div(c_vectors, l.tile.vectors);
+    if (l.col_panels < threads && 2 * v.k < 3 * v.c) l.col_panels = std::min<int64_t>(c_vectors, threads);
     l.col_vectors = ceil_div(c_vectors, l.col_panels);
     l.row_tiles = v.k / l.tile.rows;
     l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));

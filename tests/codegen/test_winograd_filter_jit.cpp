@@ -213,6 +213,21 @@ TEST_CASE("winograd filter gradients: other vector widths, and the same bits at 
   }
 }
 
+TEST_CASE("winograd filter gradients split c across the threads where k is under 1.5 c", "[jit][conv][winograd]") {
+  // 32 filters over 32 channels at width 16: one column panel of the register tile would serve
+  // both threads, each transforming all of x, so its two vectors of c go one to each thread
+  // (winograd_filter_layout); on one thread they stay one panel.
+  // Either way each element of dw is one item's sum over every tile in order: the same bits.
+  for (ConvAlgo algo : kForms) {
+    INFO(conv_algo_name(algo));
+    const Graph g = filter_graph({3, 32, 9, 9, 32});
+    const StateMap feeds = feeds_of(g, 40);
+    const Tensor one = run(g, feeds, algo, 16, 1);
+    for (int threads : {2, 3}) CHECK(bitwise_equal(one, run(g, feeds, algo, 16, threads)));
+    CHECK(errors({3, 32, 9, 9, 32}, algo, 16, 2).scaled < bound(algo));
+  }
+}
+
 TEST_CASE("the compiler says which filter gradients get winograd, and why", "[jit][conv][winograd]") {
   // auto takes F(3x3,4x4) from 32 filters over 32 channels on 7x7 maps up, and keeps the rest
   // direct; winograd and winograd4 force every eligible one.
