@@ -32,6 +32,13 @@ llvm::Value* Emit::lane_ids() {
   return llvm::ConstantVector::get(lanes);
 }
 
+llvm::Value* Emit::lanes_of(llvm::Value* index) { return b.CreateVectorSplat(width, b.CreateTrunc(index, i32)); }
+
+llvm::Value* Emit::lanes_within(llvm::Value* a, int64_t bound) {
+  return b.CreateAnd(b.CreateICmpSGE(a, splat_i32(0)),
+                     b.CreateICmpSLT(a, splat_i32(static_cast<uint32_t>(static_cast<int32_t>(bound)))));
+}
+
 llvm::Value* Emit::prefix_mask(unsigned active) {
   if (active >= width) return nullptr;
   std::vector<llvm::Constant*> lanes;

@@ -44,6 +44,10 @@ struct Emit {
   llvm::Value* i64c(int64_t v);
   /// <0, 1, ..., W-1> as i32 lanes.
   llvm::Value* lane_ids();
+  /// The integer `index` (i64, or already i32) in every lane, as i32.
+  llvm::Value* lanes_of(llvm::Value* index);
+  /// Per lane, 0 <= a < bound, for signed i32 lanes (which lanes of an index vector are inside).
+  llvm::Value* lanes_within(llvm::Value* a, int64_t bound);
   /// A <W x i1> whose first `active` lanes are set; nullptr when all W are (no mask needed).
   llvm::Value* prefix_mask(unsigned active);
   /// An overloaded intrinsic keyed on its first argument's type (exp, fma, sqrt, ...).

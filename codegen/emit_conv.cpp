@@ -127,12 +127,10 @@ struct IndexLanes {
   llvm::Value* div(llvm::Value* a, int64_t b) { return b == 1 ? a : e.b.CreateUDiv(a, c(b)); }
   llvm::Value* rem(llvm::Value* a, int64_t b) { return e.b.CreateURem(a, c(b)); }
   /// 0 <= a < bound, for signed lanes.
-  llvm::Value* within(llvm::Value* a, int64_t bound) {
-    return e.b.CreateAnd(e.b.CreateICmpSGE(a, c(0)), e.b.CreateICmpSLT(a, c(bound)));
-  }
+  llvm::Value* within(llvm::Value* a, int64_t bound) { return e.lanes_within(a, bound); }
   llvm::Value* all(llvm::Value* a, llvm::Value* b) { return e.b.CreateAnd(a, b); }
   /// The i64 scalar `v` in every lane, as i32.
-  llvm::Value* splat(llvm::Value* v) { return e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(v, e.i32)); }
+  llvm::Value* splat(llvm::Value* v) { return e.lanes_of(v); }
   /// Columns j0 + offset + lane of a panel.
   llvm::Value* columns(llvm::Value* j0, int64_t offset) { return add(splat(j0), add(e.lane_ids(), c(offset))); }
 };

@@ -54,7 +54,7 @@ struct WindowOrigins {
 WindowOrigins window_origins(Emit& e, const PoolDims& d, llvm::Value* r, llvm::Value* q) {
   llvm::Value* origin = e.b.CreateAdd(e.b.CreateMul(r, e.i64c(d.stride * d.w)), e.b.CreateMul(q, e.i64c(d.stride)));
   llvm::Value* lanes = e.b.CreateMul(e.lane_ids(), e.splat_i32(static_cast<uint32_t>(d.stride)));
-  return {origin, lanes, e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(origin, e.i32)), lanes)};
+  return {origin, lanes, e.b.CreateAdd(e.lanes_of(origin), lanes)};
 }
 
 /// The first maximum, in row-major window order, of the windows of output row `r` starting

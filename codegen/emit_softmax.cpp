@@ -120,11 +120,10 @@ void emit_softmax_kernel(Emit& e, const KernelFunction& kf, const Graph& g, cons
     const auto [id, valid] = class_of(e, load_scalar(e, operand_arg(kf, g, group, 1), r), k);
     llvm::Value* scale =
         e.b.CreateFDiv(load_scalar(e, operand_arg(kf, g, group, 2), e.i64c(0)), e.f32c(static_cast<float>(rows)));
-    llvm::Value* label = e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(id, e.i32));
+    llvm::Value* label = e.lanes_of(id);
     ep.for_each(coords, [&](const ElementPos& pos) {
       llvm::Value* p = probability(e, row, x, pos.flat, pos.mask);
-      llvm::Value* column =
-          e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(pos.coords.back(), e.i32)), e.lane_ids());
+      llvm::Value* column = e.b.CreateAdd(e.lanes_of(pos.coords.back()), e.lane_ids());
       if (smoothing != 0) p = e.b.CreateFSub(p, e.splat(static_cast<float>(smoothing) / static_cast<float>(k)));
       const float hit = 1.0f - static_cast<float>(smoothing);
       p = e.b.CreateSelect(e.b.CreateICmpEQ(column, label), e.b.CreateFSub(p, e.splat(hit)), p);

@@ -105,10 +105,6 @@ WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, in
       plane_(h * w),
       rows_(l.tile_size * l.panel_rows + 2),
       vectors_(ceil_div(l.tile_size * l.panel_cols + 2, e.width)) {
-  auto lanes_within = [&](llvm::Value* a, int64_t bound) {
-    return e.b.CreateAnd(e.b.CreateICmpSGE(a, e.splat_i32(0)),
-                         e.b.CreateICmpSLT(a, e.splat_i32(static_cast<uint32_t>(bound))));
-  };
   group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
   llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(l.tile_size)), e.i64c(1));
   for (int64_t image = 0; image < l.images; ++image)
@@ -120,8 +116,8 @@ WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, in
         llvm::Value* iw = e.b.CreateAdd(left, e.i64c(c * e.width));
         offsets_.push_back(
             e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, e.i64c(image * channels * plane_))));
-        llvm::Value* lanes = e.b.CreateAdd(e.b.CreateVectorSplat(e.width, e.b.CreateTrunc(iw, e.i32)), e.lane_ids());
-        masks_.push_back(e.b.CreateAnd(lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
+        llvm::Value* lanes = e.b.CreateAdd(e.lanes_of(iw), e.lane_ids());
+        masks_.push_back(e.b.CreateAnd(e.lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
       }
     }
 }

@@ -144,10 +144,6 @@ class FilterEmitter {
   llvm::Value* add(llvm::Value* a, llvm::Value* b) { return e_.b.CreateAdd(a, b); }
   llvm::Value* mul(llvm::Value* a, int64_t b) { return e_.b.CreateMul(a, i64(b)); }
   llvm::Value* min(llvm::Value* a, llvm::Value* b) { return e_.b.CreateSelect(e_.b.CreateICmpSLT(a, b), a, b); }
-  /// A <W x i32> of the i64 `scalar`.
-  llvm::Value* lanes_of(llvm::Value* scalar) {
-    return e_.b.CreateVectorSplat(e_.width, e_.b.CreateTrunc(scalar, e_.i32));
-  }
   llvm::Value* load(llvm::Value* base, llvm::Value* index, llvm::Type* type) {
     return e_.b.CreateAlignedLoad(type, e_.b.CreateInBoundsGEP(e_.f32, base, index), kFloatAlign);
   }
@@ -200,9 +196,7 @@ class FilterEmitter {
     llvm::Value* left = e_.b.CreateSub(mul(at.tw0, l.tile_size), i64(g.border));
     std::vector<llvm::Value*> columns_in;  // per run of W columns: the lanes inside the image
     for (int64_t u = 0; u < g.vectors; ++u) {
-      llvm::Value* iw = e_.b.CreateAdd(lanes_of(add(left, i64(u * w))), e_.lane_ids());
-      columns_in.push_back(e_.b.CreateAnd(e_.b.CreateICmpSGE(iw, e_.splat_i32(0)),
-                                          e_.b.CreateICmpSLT(iw, e_.splat_i32(static_cast<uint32_t>(v_.w)))));
+      columns_in.push_back(e_.lanes_within(e_.b.CreateAdd(e_.lanes_of(add(left, i64(u * w))), e_.lane_ids()), v_.w));
     }
     emit_for(e_, l.images * g.rows, 1, [&](llvm::Value* row) {
       llvm::Value* image = add(at.b0, e_.b.CreateUDiv(row, i64(g.rows)));
@@ -211,20 +205,31 @@ class FilterEmitter {
       // Channel `first` of the row, at column `left`; masked-off lanes are never read.
       llvm::Value* start = add(mul(add(mul(image, channels), first), plane), add(mul(ih, v_.w), left));
       for (int64_t u = 0; u < g.vectors; ++u) {
-        std::vector<llvm::Value*> lanes;  // per channel, W columns
-        for (int64_t ch = 0; ch < w; ++ch) {
-          llvm::Value* in = e_.b.CreateAnd(row_in, e_.b.CreateICmpSLT(add(first, i64(ch)), end));
-          llvm::Value* mask = e_.b.CreateAnd(columns_in[static_cast<size_t>(u)], e_.b.CreateVectorSplat(e_.width, in));
-          llvm::Value* from = e_.b.CreateGEP(e_.f32, buffer, add(start, i64(ch * plane + u * w)));
-          lanes.push_back(
-              e_.b.CreateMaskedLoad(e_.vf, from, kFloatAlign, mask, llvm::Constant::getNullValue(e_.vf)));
-        }
-        transpose(e_, lanes);  // per column, W channels
+        const std::vector<llvm::Value*> lanes =
+            channel_run(buffer, add(start, i64(u * w)), row_in, first, end, columns_in[static_cast<size_t>(u)]);
         llvm::Value* column0 = mul(add(mul(row, g.vectors), i64(u)), w);
         for (int64_t col = 0; col < w; ++col)
           store(area(g), mul(add(column0, i64(col)), w), lanes[static_cast<size_t>(col)]);
       }
     });
+  }
+
+  /// W consecutive floats of each of the W channels [first, first + W) of `buffer`, from flat
+  /// index `at` in channel `first` (a plane further per channel), transposed: vector q holds
+  /// position q of every channel. Only the lanes in `lanes` (nullptr: all) of the channels
+  /// before `end` are read, and only where `in` holds; the rest are 0.
+  std::vector<llvm::Value*> channel_run(llvm::Value* buffer, llvm::Value* at, llvm::Value* in, llvm::Value* first,
+                                        llvm::Value* end, llvm::Value* lanes) {
+    std::vector<llvm::Value*> runs;  // per channel, W floats
+    for (int64_t ch = 0; ch < e_.width; ++ch) {
+      llvm::Value* mask = e_.b.CreateVectorSplat(
+          e_.width, e_.b.CreateAnd(in, e_.b.CreateICmpSLT(add(first, i64(ch)), end)));
+      if (lanes) mask = e_.b.CreateAnd(lanes, mask);
+      llvm::Value* from = e_.b.CreateGEP(e_.f32, buffer, add(at, i64(ch * v_.h * v_.w)));
+      runs.push_back(e_.b.CreateMaskedLoad(e_.vf, from, kFloatAlign, mask, llvm::Constant::getNullValue(e_.vf)));
+    }
+    transpose(e_, runs);
+    return runs;
   }
 
   /// Whether a panel is whole images (so its first tile row and column are 0) of planes small
@@ -244,17 +249,8 @@ class FilterEmitter {
       llvm::Value* staged = mul(i, g.rows * row_floats);
       for (int64_t j0 = 0; j0 < plane; j0 += w) {
         const int64_t positions = std::min(w, plane - j0);
-        llvm::Value* tail = e_.prefix_mask(static_cast<unsigned>(positions));
-        std::vector<llvm::Value*> lanes;  // per channel, W positions
-        for (int64_t ch = 0; ch < w; ++ch) {
-          llvm::Value* in = e_.b.CreateAnd(in_batch, e_.b.CreateICmpSLT(add(first, i64(ch)), end));
-          llvm::Value* mask = e_.b.CreateVectorSplat(e_.width, in);
-          if (tail) mask = e_.b.CreateAnd(mask, tail);
-          llvm::Value* from = e_.b.CreateGEP(e_.f32, buffer, add(start, i64(ch * plane + j0)));
-          lanes.push_back(
-              e_.b.CreateMaskedLoad(e_.vf, from, kFloatAlign, mask, llvm::Constant::getNullValue(e_.vf)));
-        }
-        transpose(e_, lanes);  // per position, W channels
+        const std::vector<llvm::Value*> lanes = channel_run(buffer, add(start, i64(j0)), in_batch, first, end,
+                                                            e_.prefix_mask(static_cast<unsigned>(positions)));
         for (int64_t q = 0; q < positions; ++q) {
           const int64_t row = (j0 + q) / v_.w + g.border, col = (j0 + q) % v_.w + g.border;
           store(area(g), add(staged, i64(row * row_floats + col * w)), lanes[static_cast<size_t>(q)]);
@@ -397,9 +393,9 @@ class FilterEmitter {
               load(sums_, add(add(i64(xi * z_.sums_step), mul(kl, z_.cols)), mul(group, e_.width)), e_.vf);
         const auto y = winograd::two_d<P, 3>(
             m, [&](const std::array<llvm::Value*, P>& x) { return Form::gradient_output(ops_, x); });
-        llvm::Value* c = add(lanes_of(add(it.c0, mul(group, e_.width))), e_.lane_ids());
+        llvm::Value* c = add(e_.lanes_of(add(it.c0, mul(group, e_.width))), e_.lane_ids());
         llvm::Value* mask = e_.b.CreateICmpSLT(c, e_.splat_i32(static_cast<uint32_t>(v_.c)));
-        llvm::Value* first = e_.b.CreateMul(add(lanes_of(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
+        llvm::Value* first = e_.b.CreateMul(add(e_.lanes_of(mul(k, v_.c)), c), e_.splat_i32(9));  // dw[k, c, 0, 0]
         for (int r = 0; r < 3; ++r)
           for (int s = 0; s < 3; ++s) {
             llvm::Value* index = e_.b.CreateSExt(add(first, e_.splat_i32(static_cast<uint32_t>(3 * r + s))),
