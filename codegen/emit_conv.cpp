@@ -522,7 +522,7 @@ GemmLayout conv_layout(const Graph& g, const FusionGroup& group, unsigned width,
     layout.scratch_floats = w.scratch_floats;
     return layout;
   }
-  const WinogradLayout w = winograd_layout(winograd_conv(g, anchor, choice.tile_size), width, threads);
+  const WinogradLayout w = winograd_layout(winograd_conv(g, anchor, choice.tile_size), width, threads, true);
   layout.items = w.items;  // k_total stays the direct product's, the FLOPs its work is counted in
   layout.scratch_floats = w.scratch_floats;
   return layout;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dagger/codegen/loops.h"
+#include "dagger/codegen/register_tile.h"
 
 namespace dagger {
 
@@ -70,15 +71,6 @@ struct GemmLayout {
 };
 
 GemmLayout gemm_layout(const GemmSizes& sizes, unsigned width, int threads);
-
-/// The microkernel's register tile for vectors of `width` floats: `rows` x `vectors` vector
-/// accumulators, sized so that they, one B vector per column vector and one broadcast of A
-/// fit in the register file. `wide` asks for more columns and fewer rows where the register
-/// file allows it (AVX-512).
-struct RegisterTile {
-  int rows = 0, vectors = 0;
-};
-RegisterTile register_tile(unsigned width, bool wide = false);
 
 /// One reduction step of a register tile: returns acc[r * b.size() + v] + a[r] * b[v] as fused
 /// multiply-adds, `a` holding one float per tile row and `b` one vector per column vector.

@@ -68,6 +68,15 @@ ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
   return groups;
 }
 
+/// The image of unit `image` of the panel at `at`, and its first tile row: image b0 + image at
+/// tile row th0, or with across_images the batch's tile row b0 + image.
+std::pair<llvm::Value*, llvm::Value*> unit_origin(Emit& e, const WinogradLayout& l, const WinogradPanel& at,
+                                                  int64_t image) {
+  llvm::Value* unit = e.b.CreateAdd(at.b0, e.i64c(image));
+  if (!l.across_images) return {unit, at.th0};
+  return {e.b.CreateUDiv(unit, e.i64c(l.tiles_h)), e.b.CreateURem(unit, e.i64c(l.tiles_h))};
+}
+
 /// The input patches around a panel's tiles (tile_size + 2 rows and columns from
 /// tile_size * tile - 1), lane t of
 /// vector u of tiles being the panel's tile u * W + t, read from an [n, channels, h, w] buffer
@@ -88,14 +97,12 @@ class WinogradPatches {
   Emit& e_;
   const WinogradLayout& l_;
   int64_t channels_, plane_, rows_, vectors_;  // rows_ x vectors_ loads per image
-  llvm::Value* group_;                         // the panel's first image, as an offset in floats
-  std::vector<llvm::Value*> offsets_, masks_;  // per (image, row, vector) from the channel's start
+  std::vector<llvm::Value*> offsets_, masks_;  // per (image, row, vector) from channel 0's start
 };
 
 /// A vector whose lane t is lane lanes[t].second of lanes[t].first (poison where first is
 /// null), built by two-source shuffles.
 llvm::Value* assemble_lanes(Emit& e, const std::vector<std::pair<llvm::Value*, int>>& lanes);
-
 
 WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, int64_t channels, int64_t h, int64_t w,
                                  const WinogradPanel& at)
@@ -105,26 +112,25 @@ WinogradPatches::WinogradPatches(Emit& e, const WinogradLayout& l, int64_t n, in
       plane_(h * w),
       rows_(l.tile_size * l.panel_rows + 2),
       vectors_(ceil_div(l.tile_size * l.panel_cols + 2, e.width)) {
-  group_ = e.b.CreateMul(at.b0, e.i64c(channels * plane_));
   llvm::Value* left = e.b.CreateSub(e.b.CreateMul(at.tw0, e.i64c(l.tile_size)), e.i64c(1));
-  for (int64_t image = 0; image < l.images; ++image)
+  for (int64_t image = 0; image < l.images; ++image) {
+    const auto [b, th0] = unit_origin(e, l, at, image);
+    llvm::Value* start = e.b.CreateMul(b, e.i64c(channels * plane_));
     for (int64_t r = 0; r < rows_; ++r) {
-      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(at.th0, e.i64c(l.tile_size)), e.i64c(r - 1));
-      llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)),
-                                          e.b.CreateICmpSLT(e.b.CreateAdd(at.b0, e.i64c(image)), e.i64c(n)));
+      llvm::Value* ih = e.b.CreateAdd(e.b.CreateMul(th0, e.i64c(l.tile_size)), e.i64c(r - 1));
+      llvm::Value* row_ok = e.b.CreateAnd(e.b.CreateICmpULT(ih, e.i64c(h)), e.b.CreateICmpSLT(b, e.i64c(n)));
       for (int64_t c = 0; c < vectors_; ++c) {
         llvm::Value* iw = e.b.CreateAdd(left, e.i64c(c * e.width));
-        offsets_.push_back(
-            e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, e.i64c(image * channels * plane_))));
+        offsets_.push_back(e.b.CreateAdd(e.b.CreateMul(ih, e.i64c(w)), e.b.CreateAdd(iw, start)));
         llvm::Value* lanes = e.b.CreateAdd(e.lanes_of(iw), e.lane_ids());
         masks_.push_back(e.b.CreateAnd(e.lanes_within(lanes, w), e.b.CreateVectorSplat(e.width, row_ok)));
       }
     }
+  }
 }
 
 std::vector<llvm::Value*> WinogradPatches::load(llvm::Value* base, llvm::Value* c) const {
-  llvm::Value* channel =
-      e_.b.CreateInBoundsGEP(e_.f32, base, e_.b.CreateAdd(group_, e_.b.CreateMul(c, e_.i64c(plane_))));
+  llvm::Value* channel = e_.b.CreateInBoundsGEP(e_.f32, base, e_.b.CreateMul(c, e_.i64c(plane_)));
   std::vector<llvm::Value*> loaded;  // masked-off lanes are never touched, even outside the buffer
   for (size_t k = 0; k < offsets_.size(); ++k)
     loaded.push_back(e_.b.CreateMaskedLoad(e_.vf, e_.b.CreateGEP(e_.f32, channel, offsets_[k]), kFloatAlign, masks_[k],
@@ -182,7 +188,7 @@ class WinogradEmitter {
                   const StoreOutput& store)
       : e_(e),
         v_(v),
-        l_(winograd_layout(v, e.width, e.threads)),
+        l_(winograd_layout(v, e.width, e.threads, true)),
         groups_(image_groups(l_, e.width)),
         parts_(scratch_parts(v, l_, e.width)),
         input_(input),
@@ -390,11 +396,12 @@ class WinogradEmitter {
   /// (what lies past the images masked off).
   void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<Outputs>& y) {
     const int64_t run = M * l_.panel_cols;
-    llvm::Value* oh0 = e_.b.CreateMul(at.th0, e_.i64c(M));
     llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(M));
     llvm::Value* cols_here = e_.b.CreateTrunc(e_.b.CreateSub(e_.i64c(v_.w), ow0), e_.i32);  // may exceed the run
     for (int64_t image = 0; image < groups_.each.images; ++image) {
-      llvm::Value* b = e_.b.CreateAdd(at.b0, e_.i64c(image));
+      const auto origin = unit_origin(e_, l_, at, image);
+      llvm::Value* b = origin.first;
+      llvm::Value* oh0 = e_.b.CreateMul(origin.second, e_.i64c(M));
       emit_if(e_, e_.b.CreateICmpSLT(b, e_.i64c(v_.n)), [&] {
         for (int64_t row = 0; row < M * l_.panel_rows; ++row) {
           llvm::Value* oh = e_.b.CreateAdd(oh0, e_.i64c(row));
@@ -428,7 +435,32 @@ class WinogradEmitter {
 
 }  // namespace
 
-WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads) {
+/// Panels of whole tile rows that run on from one image into the next, where they leave fewer
+/// lanes idle over the batch than panels inside an image: a 28x28 map's 7 x 7 F(4x4) tiles
+/// fill 49 of 64 lanes per image in panels of 4 and 3 tile rows (W = 16, 48 lanes a panel),
+/// 63 of 64 in panels of 9 tile rows on the wide register tile. Each tile's outputs are the
+/// same sums either way; only the vectors they share change.
+void run_rows_across_images(WinogradLayout& l, int64_t n, unsigned width) {
+  int64_t best = n * l.panels * l.vectors;  // vectors of tiles over the batch, as laid out
+  const int64_t tile_rows = n * l.tiles_h;
+  for (const bool wide : {false, true}) {
+    const RegisterTile tile = register_tile(width, wide);
+    for (int64_t rows = 1; rows * l.tiles_w <= static_cast<int64_t>(tile.vectors) * width; ++rows) {
+      const int64_t vectors = ceil_div(rows * l.tiles_w, width), cost = ceil_div(tile_rows, rows) * vectors;
+      if (cost < best || (cost == best && l.across_images && rows > l.images)) {
+        best = cost;
+        l.across_images = true;
+        l.tile = tile;
+        l.images = rows;
+        l.panel_rows = 1;
+        l.panels = 1;
+        l.vectors = vectors;
+      }
+    }
+  }
+}
+
+WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads, bool rows_across_images) {
   WinogradLayout l;
   l.tile = register_tile(width);
   const int64_t target = static_cast<int64_t>(l.tile.vectors) * width;  // tiles per panel, as a GEMM panel's columns
@@ -449,8 +481,9 @@ WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int thread
   l.images = tiles * 2 <= target ? std::min(v.n, target / tiles) : 1;
   l.panels = ceil_div(l.tiles_h, l.panel_rows) * ceil_div(l.tiles_w, l.panel_cols);
   l.vectors = ceil_div(l.images * l.panel_rows * l.panel_cols, width);
+  if (rows_across_images && l.images == 1 && l.panel_cols == l.tiles_w) run_rows_across_images(l, v.n, width);
   l.row_tiles = v.out / l.tile.rows;
-  const int64_t per_problem = ceil_div(v.n, l.images) * l.panels;
+  const int64_t per_problem = ceil_div(l.across_images ? v.n * l.tiles_h : v.n, l.images) * l.panels;
   l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
   l.items = v.n > 0 && v.out > 0 ? per_problem * l.row_chunks : 0;
   l.scratch_floats = scratch_parts(v, l, width).total;

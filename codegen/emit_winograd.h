@@ -22,38 +22,10 @@
 #include <vector>
 
 #include "dagger/codegen/emit_gemm.h"
+#include "dagger/codegen/winograd_layout.h"
 #include "dagger/codegen/winograd_transforms.h"
 
 namespace dagger {
-
-/// A same-size convolution of `in` channels into `out` channels on h x w images, `n` of them,
-/// in output tiles of tile_size x tile_size (2 or 4).
-struct WinogradConv {
-  int64_t n = 0, in = 0, out = 0, h = 0, w = 0;
-  /// The flat index of the 3x3 correlation filter's tap (r, s) from input channel `i` to
-  /// output channel `o` in the kernel's filter buffer: the forward product reads w[o, i, r, s],
-  /// the data gradient the flipped, transposed w[i, o, 2 - r, 2 - s]. Affine in o and i: the
-  /// filter transform gathers W filters at a time from its steps along each.
-  std::function<llvm::Value*(llvm::Value* o, llvm::Value* i, int64_t r, int64_t s)> filter_index;
-  int tile_size = 2;
-};
-
-/// How a WinogradConv is cut into parallel items, and its scratch.
-struct WinogradLayout {
-  RegisterTile tile;
-  int tile_size = 2;                       // outputs per tile side: F(tile_size x tile_size, 3x3)
-  int64_t tiles_h = 0, tiles_w = 0;        // output tiles down and across an image
-  int64_t panel_rows = 0, panel_cols = 0;  // a panel: this many tile rows of this many tiles (<= 1 GEMM panel)
-  int64_t images = 1;                      // images side by side in a panel (small maps)
-  int64_t panels = 0;                      // per group of `images` images
-  int64_t vectors = 0;                     // of W tiles, covering a panel
-  int64_t row_tiles = 0;                   // full row tiles of output channels (a remainder may follow)
-  int64_t row_chunks = 0;                  // per panel, as GemmLayout::row_chunks
-  int64_t items = 0;
-  int64_t scratch_floats = 0;
-};
-
-WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads);
 
 /// Stores the finished outputs of image `b`, channel `o`, flat positions [j, j + W) (only the
 /// lanes in `mask`) through the group's epilogue.
@@ -124,7 +96,8 @@ struct WinogradOps {
   static llvm::Value* constant(llvm::Value* like, double c);
 };
 
-/// Where a panel of tiles is: its first image and, in each image, its first tile row and column.
+/// Where a panel of tiles is: its first image and, in each image, its first tile row and column
+/// (across_images: b0 is its first tile row of the batch, th0 and tw0 are 0).
 struct WinogradPanel {
   llvm::Value *b0, *th0, *tw0;
 };

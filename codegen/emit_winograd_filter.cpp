@@ -420,7 +420,7 @@ class FilterEmitter {
 
 WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigned width, int threads) {
   WinogradFilterLayout l;
-  l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr, v.tile_size}, width, threads);
+  l.tiles = winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr, v.tile_size}, width, threads, false);
   // As few column panels as the register tile allows, then as even as they can be; k split in
   // chunks where there are fewer panels than threads. Each chunk of k transforms all of the
   // panel's x, each panel all of its chunk's dy: where k is under 1.5 c, c is split across the

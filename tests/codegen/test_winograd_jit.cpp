@@ -12,6 +12,7 @@
 #include "codegen/jit_support.h"
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/fusion.h"
+#include "dagger/codegen/winograd_layout.h"
 #include "support.h"
 
 using namespace dagger;
@@ -90,6 +91,8 @@ constexpr double kWinograd4OneChannelScaled = 4e-5;
 double tolerance(ConvAlgo algo) { return algo == ConvAlgo::winograd4 ? kWinograd4Scaled : kWinogradScaled; }
 
 const std::vector<ConvAlgo> kForms = {ConvAlgo::winograd, ConvAlgo::winograd4};
+
+int64_t ceil_div_test(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
 
@@ -235,4 +238,55 @@ TEST_CASE("the kernel cache tells the two winograd forms apart", "[jit][conv][wi
   CHECK(cache_hits(ConvAlgo::winograd4) == 0);  // another kernel, not F(2x2)'s from the cache
   CHECK(cache_hits(ConvAlgo::winograd) == 1);
   CHECK(cache_hits(ConvAlgo::winograd4) == 1);
+}
+
+TEST_CASE("winograd panels of whole tile rows run on from one image into the next, with the same bits",
+          "[jit][conv][winograd]") {
+  // 28x28 maps at F(4x4) (7 x 7 tiles: 49 of an image's 64 lanes filled at W = 16 inside each
+  // image), 27x25 maps (a partial last tile row and column; at F(2x2) 14 x 13 tiles), batches
+  // whose tile rows leave the last panel partial. Their panels cross image boundaries at the
+  // widths listed (W = 4 leaves them inside: 7 tiles fill 2 vectors either way); each output is
+  // the same sum in the same order, so every width and thread count gives W = 4's bits.
+  struct Case {
+    Geometry v;
+    ConvAlgo algo;
+    std::vector<unsigned> across;  // the widths whose panels cross images
+  };
+  const std::vector<Case> cases = {{{5, 3, 28, 28, 7}, ConvAlgo::winograd4, {8, 16}},
+                                   {{3, 5, 27, 25, 9}, ConvAlgo::winograd4, {8, 16}},
+                                   {{3, 5, 27, 25, 9}, ConvAlgo::winograd, {16}}};  // 13 tiles fill 2 x 8 lanes
+  for (const auto& [v, algo, across] : cases) {
+    const int tile_size = algo == ConvAlgo::winograd4 ? 4 : 2;
+    const WinogradConv conv{v.n, v.c, v.k, v.h, v.w, nullptr, tile_size};
+    CHECK_FALSE(winograd_layout(conv, 4, 1, true).across_images);
+    CHECK_FALSE(winograd_layout(conv, 16, 1, false).across_images);  // the filter gradient's
+    for (unsigned width : across) {
+      const WinogradLayout l = winograd_layout(conv, width, 2, true);
+      INFO(conv_algo_name(algo) << " N " << v.n << " H " << v.h << " W " << v.w << " width " << width);
+      CHECK(l.across_images);
+      CHECK(l.images * l.panel_cols <= l.vectors * static_cast<int64_t>(width));
+      CHECK(ceil_div_test(v.n * l.tiles_h, l.images) * l.vectors <
+            v.n * winograd_layout(conv, width, 2, false).panels * winograd_layout(conv, width, 2, false).vectors);
+    }
+    for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
+      INFO(conv_algo_name(algo) << " " << op_info(op).name << " N " << v.n << " H " << v.h << " W " << v.w);
+      const Graph g = conv_graph(op, v, true);
+      StateMap feeds;
+      uint32_t seed = 80;
+      for (NodeId id : g.nodes_of(Op::input))
+        feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
+      StateMap none;
+      std::vector<Tensor> outs;
+      for (const auto& [width, threads] : std::vector<std::pair<int, int>>{{4, 1}, {8, 1}, {8, 3}, {16, 1}, {16, 2}}) {
+        JitOptions options;
+        options.poison_arena = true;  // an element no kernel writes reads NaN
+        options.vector_width = width;
+        options.threads = threads;
+        options.conv_algo = algo;
+        outs.push_back(compile_jit(g, options)->run(feeds, none).at("out"));
+      }
+      for (size_t t = 1; t < outs.size(); ++t) CHECK(bitwise_equal(outs[0], outs[t]));
+      for (int width : {8, 16}) CHECK(errors(op, v, true, algo, width, 2).scaled < tolerance(algo));
+    }
+  }
 }
