@@ -28,14 +28,64 @@ struct ScratchParts {
 /// The transform positions of F(tile_size x tile_size, 3x3): (tile_size + 2)^2.
 int64_t positions(int tile_size) { return (tile_size + 2) * (tile_size + 2); }
 
+/// A panel's images in groups whose code is the same, so that a loop over the groups runs one
+/// group's code instead of unrolling every image. With image_tiles tiles per image, the lane
+/// pattern repeats every lcm(image_tiles, W) tiles, so a panel that holds that period several
+/// times over is that many groups (a 7x7 map's F(4x4) panel of 12 images at W = 16 is 3 groups
+/// of 4). Each lane's arithmetic is the same either way, so the results are too.
+struct ImageGroups {
+  int64_t count = 1;    // groups per panel
+  int64_t stride = 0;   // tiles from one group's first to the next one's, along a panel row
+  bool dense = false;   // output_groups' kind: a group's vector has lanes past its tiles
+  WinogradLayout each;  // the layout of a panel holding one group (its images and vectors)
+};
+
+ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
+  ImageGroups groups{1, 0, false, l};
+  const int64_t image_tiles = l.panel_rows * l.panel_cols, tiles = l.images * image_tiles;
+  const int64_t period = std::lcm(image_tiles, static_cast<int64_t>(width));
+  if (tiles % period == 0 && tiles > period) {
+    groups.count = tiles / period;
+    groups.stride = period;
+    groups.each.images = period / image_tiles;
+    groups.each.vectors = period / width;
+  }
+  return groups;
+}
+
+/// The groups the output transform and stores loop over. A panel of tile rows across images
+/// (WinogradLayout::across_images), whose lane pattern does not repeat within it, is read back
+/// as groups of as many tile rows as one vector holds, one after another with no lanes between
+/// them (a 28x28 map's 9 rows of 7 F(4x4) tiles at W = 16: groups of 2 rows, 14 tiles apart,
+/// the last one holding a single row): one group's code in a loop instead of every row's
+/// unrolled, which kept those kernels 3.5x the size. The input transform stays unrolled over
+/// the panel's vectors (its dense groups would transform 14 tiles per vector instead of 16 and
+/// were slower). Other panels: image_groups.
+ImageGroups output_groups(const WinogradLayout& l, unsigned width) {
+  const int64_t image_tiles = l.panel_rows * l.panel_cols, per_vector = static_cast<int64_t>(width) / image_tiles;
+  if (!l.across_images || per_vector < 1 || l.images <= per_vector) return image_groups(l, width);
+  ImageGroups groups{ceil_div(l.images, per_vector), per_vector * image_tiles, true, l};
+  groups.each.images = per_vector;
+  groups.each.vectors = 1;
+  return groups;
+}
+
+/// Floats per panel row (one input channel's tiles, or one output channel's products): the
+/// GEMM's vectors, and room for a dense last group's whole vector.
+int64_t row_floats(const WinogradLayout& l, unsigned width) {
+  const ImageGroups groups = output_groups(l, width);
+  const int64_t last = (groups.count - 1) * groups.stride + groups.each.vectors * static_cast<int64_t>(width);
+  return align16(std::max(l.vectors * static_cast<int64_t>(width), last));
+}
+
 /// Floats per transform position in the transformed filters, the input panel and the products.
 int64_t u_step(const WinogradConv& v, const WinogradLayout& l) {
   return position_step(ceil_div(v.out, l.tile.rows) * l.tile.rows * v.in);
 }
 int64_t panel_step(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
-  return position_step(v.in * l.vectors * width);
+  return position_step(v.in * row_floats(l, width));
 }
-int64_t m_step(const WinogradLayout& l, unsigned width) { return position_step(l.tile.rows * l.vectors * width); }
+int64_t m_step(const WinogradLayout& l, unsigned width) { return position_step(l.tile.rows * row_floats(l, width)); }
 
 ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsigned width) {
   const int64_t xis = positions(l.tile_size);
@@ -44,28 +94,6 @@ ScratchParts scratch_parts(const WinogradConv& v, const WinogradLayout& l, unsig
   s.m = s.panel + align16(xis * panel_step(v, l, width));
   s.total = s.m + align16(xis * m_step(l, width));
   return s;
-}
-
-/// A panel's images in groups whose tiles fill their vectors alike: with image_tiles tiles per
-/// image, the lane pattern repeats every lcm(image_tiles, W) tiles, so when the panel holds
-/// that period several times over, the packer and the output stores loop over the groups
-/// instead of unrolling every image (a 7x7 map's F(4x4) panel of 12 images at W = 16 is 3
-/// groups of 4). Each lane's arithmetic is the same either way, so the results are too.
-struct ImageGroups {
-  int64_t count = 1;    // groups per panel
-  WinogradLayout each;  // the layout of a panel holding one group (its images and vectors)
-};
-
-ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
-  ImageGroups groups{1, l};
-  const int64_t image_tiles = l.panel_rows * l.panel_cols, tiles = l.images * image_tiles;
-  const int64_t period = std::lcm(image_tiles, static_cast<int64_t>(width));
-  if (tiles % period == 0 && tiles > period) {
-    groups.count = tiles / period;
-    groups.each.images = period / image_tiles;
-    groups.each.vectors = period / width;
-  }
-  return groups;
 }
 
 /// The image of unit `image` of the panel at `at`, and its first tile row: image b0 + image at
@@ -190,6 +218,7 @@ class WinogradEmitter {
         v_(v),
         l_(winograd_layout(v, e.width, e.threads, true)),
         groups_(image_groups(l_, e.width)),
+        out_groups_(output_groups(l_, e.width)),
         parts_(scratch_parts(v, l_, e.width)),
         input_(input),
         filter_(filter),
@@ -198,7 +227,7 @@ class WinogradEmitter {
     u_ = at(parts_.u);
     panel_ = at(parts_.panel);
     m_ = at(parts_.m);
-    row_ = l_.vectors * e_.width;
+    row_ = row_floats(l_, e_.width);
   }
 
   void emit(llvm::Value* begin, llvm::Value* end) {
@@ -293,19 +322,19 @@ class WinogradEmitter {
 
   /// Where group `g` of the panel at `at` starts: its first image (the tile rows and columns
   /// are the panel's).
-  WinogradPanel group_panel(const WinogradPanel& at, llvm::Value* g) {
-    return {e_.b.CreateAdd(at.b0, e_.b.CreateMul(g, e_.i64c(groups_.each.images))), at.th0, at.tw0};
+  WinogradPanel group_panel(const ImageGroups& groups, const WinogradPanel& at, llvm::Value* g) {
+    return {e_.b.CreateAdd(at.b0, e_.b.CreateMul(g, e_.i64c(groups.each.images))), at.th0, at.tw0};
   }
   /// The offset in a panel row of group g's vector u.
-  llvm::Value* group_column(llvm::Value* g, int64_t u) {
-    return e_.b.CreateAdd(e_.b.CreateMul(g, e_.i64c(groups_.each.vectors * e_.width)), e_.i64c(u * e_.width));
+  llvm::Value* group_column(const ImageGroups& groups, llvm::Value* g, int64_t u) {
+    return e_.b.CreateAdd(e_.b.CreateMul(g, e_.i64c(groups.stride)), e_.i64c(u * e_.width));
   }
 
   /// V[xi][i, tile] = (B^T d B)[xi] for every input channel i and tile of the panel, group by
   /// group of its images.
   void pack_panel(const WinogradPanel& at) {
     emit_for(e_, groups_.count, 1, [&](llvm::Value* g) {
-      const WinogradPatches patches(e_, groups_.each, v_.n, v_.in, v_.h, v_.w, group_panel(at, g));
+      const WinogradPatches patches(e_, groups_.each, v_.n, v_.in, v_.h, v_.w, group_panel(groups_, at, g));
       emit_for(e_, v_.in, 1, [&](llvm::Value* i) {
         const std::vector<llvm::Value*> rows = patches.load(input_, i);
         for (int64_t u = 0; u < groups_.each.vectors; ++u) {
@@ -314,7 +343,7 @@ class WinogradEmitter {
             for (int b = 0; b < P; ++b) d[a][b] = patches.element(rows, u, a, b);
           const auto transformed =
               winograd::two_d<P, P>(d, [&](const std::array<llvm::Value*, P>& x) { return Form::input(ops_, x); });
-          llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), group_column(g, u));
+          llvm::Value* to = e_.b.CreateAdd(e_.b.CreateMul(i, e_.i64c(row_)), group_column(groups_, g, u));
           for (int xi = 0; xi < kPositions; ++xi)
             store(panel_, e_.b.CreateAdd(to, e_.i64c(xi * panel_step(v_, l_, e_.width))), transformed[xi / P][xi % P]);
         }
@@ -347,8 +376,8 @@ class WinogradEmitter {
           store(m_, e_.b.CreateAdd(m_at, e_.i64c(r * row_ + w * e_.width)), acc[static_cast<size_t>(r * vectors + w)]);
     });
     emit_for(e_, rows, 1, [&](llvm::Value* r) {
-      emit_for(e_, groups_.count, 1, [&](llvm::Value* g) {
-        store_outputs(group_panel(at, g), e_.b.CreateAdd(o0, r), transform_outputs(r, g));
+      emit_for(e_, out_groups_.count, 1, [&](llvm::Value* g) {
+        store_outputs(group_panel(out_groups_, at, g), g, e_.b.CreateAdd(o0, r), transform_outputs(r, g));
       });
     });
   }
@@ -358,8 +387,8 @@ class WinogradEmitter {
   std::vector<Outputs> transform_outputs(llvm::Value* r, llvm::Value* g) {
     const int64_t m_position = m_step(l_, e_.width);
     std::vector<Outputs> outputs;
-    for (int64_t u = 0; u < groups_.each.vectors; ++u) {
-      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), group_column(g, u));
+    for (int64_t u = 0; u < out_groups_.each.vectors; ++u) {
+      llvm::Value* at = e_.b.CreateAdd(e_.b.CreateMul(r, e_.i64c(row_)), group_column(out_groups_, g, u));
       Block m;
       for (int xi = 0; xi < kPositions; ++xi)
         m[xi / P][xi % P] = load(m_, e_.b.CreateAdd(at, e_.i64c(xi * m_position)), e_.vf);
@@ -391,18 +420,24 @@ class WinogradEmitter {
     return assemble_lanes(e_, lanes);
   }
 
-  /// Stores output channel o of a group of the panel's images (starting at `at`) through the
+  /// Stores output channel o of group g of the panel's images (starting at `at`) through the
   /// epilogue, image by image and output row by output row, W consecutive positions at a time
   /// (what lies past the images masked off).
-  void store_outputs(const WinogradPanel& at, llvm::Value* o, const std::vector<Outputs>& y) {
+  void store_outputs(const WinogradPanel& at, llvm::Value* g, llvm::Value* o, const std::vector<Outputs>& y) {
     const int64_t run = M * l_.panel_cols;
     llvm::Value* ow0 = e_.b.CreateMul(at.tw0, e_.i64c(M));
     llvm::Value* cols_here = e_.b.CreateTrunc(e_.b.CreateSub(e_.i64c(v_.w), ow0), e_.i32);  // may exceed the run
-    for (int64_t image = 0; image < groups_.each.images; ++image) {
+    for (int64_t image = 0; image < out_groups_.each.images; ++image) {
       const auto origin = unit_origin(e_, l_, at, image);
       llvm::Value* b = origin.first;
       llvm::Value* oh0 = e_.b.CreateMul(origin.second, e_.i64c(M));
-      emit_if(e_, e_.b.CreateICmpSLT(b, e_.i64c(v_.n)), [&] {
+      llvm::Value* inside = e_.b.CreateICmpSLT(b, e_.i64c(v_.n));
+      if (out_groups_.dense)  // a dense last group's units may lie past the panel's
+        inside = e_.b.CreateAnd(
+            inside,
+            e_.b.CreateICmpSLT(e_.b.CreateAdd(e_.b.CreateMul(g, e_.i64c(out_groups_.each.images)), e_.i64c(image)),
+                               e_.i64c(l_.images)));
+      emit_if(e_, inside, [&] {
         for (int64_t row = 0; row < M * l_.panel_rows; ++row) {
           llvm::Value* oh = e_.b.CreateAdd(oh0, e_.i64c(row));
           emit_if(e_, e_.b.CreateICmpSLT(oh, e_.i64c(v_.h)), [&] {
@@ -425,12 +460,12 @@ class WinogradEmitter {
   WinogradOps ops_{e_};
   const WinogradConv& v_;
   WinogradLayout l_;
-  ImageGroups groups_;
+  ImageGroups groups_, out_groups_;  // the input transform's, the output transform's
   ScratchParts parts_;
   llvm::Value *input_, *filter_;
   const StoreOutput& store_;
   llvm::Value *u_, *panel_, *m_;
-  int64_t row_ = 0;  // floats per panel row: vectors * W
+  int64_t row_ = 0;  // floats per panel row (row_floats)
 };
 
 }  // namespace

@@ -290,3 +290,18 @@ TEST_CASE("winograd panels of whole tile rows run on from one image into the nex
     }
   }
 }
+
+TEST_CASE("a winograd kernel whose panels cross images loops over their output groups", "[jit][conv][winograd]") {
+  // 28x28 maps at F(4x4): one image's panels (batch 1) against panels of 9 tile rows across
+  // images (batch 64 at W = 16, 2 rows at W = 8). The input transform is unrolled over the
+  // panel's vectors either way; the output transform and stores run one group's code (one
+  // vector of tile rows) in a loop. Unrolled over the 9 rows, the kernel was about 3x batch 1's.
+  auto lines = [](int64_t batch) {
+    const std::string ir = dump_kernels(conv_graph(Op::conv2d, {batch, 32, 28, 28, 32}, true), DumpStage::ir_before_opt,
+                                        ConvAlgo::winograd4);
+    return std::count(ir.begin(), ir.end(), '\n');
+  };
+  const auto one_image = lines(1), across = lines(64);
+  INFO("IR lines: batch 1 " << one_image << ", batch 64 " << across);
+  CHECK(across < one_image * 2);
+}
