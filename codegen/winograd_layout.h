@@ -1,7 +1,7 @@
 #pragma once
-/// Internal to codegen/: how a Winograd convolution product (codegen/emit_winograd.h) is cut
-/// into panels of tiles and parallel items. Free of LLVM's headers, so that tests can check a
-/// layout's choices.
+/// Internal to codegen/: how a Winograd convolution product and filter gradient
+/// (codegen/emit_winograd.h) are cut into panels of tiles and parallel items. Free of LLVM's headers, so that tests can
+/// check a layout's choices.
 #include <cstdint>
 #include <functional>
 
@@ -47,5 +47,43 @@ struct WinogradLayout {
 /// next where that leaves fewer lanes idle (the forward and data-gradient products; the filter
 /// gradient's staging wants a panel inside one image).
 WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads, bool rows_across_images);
+
+/// The filter gradient of a 3x3 same convolution of n images (x [n, c, h, w], dy [n, k, h, w])
+/// by Winograd F(3x3, m x m), m = tile_size (2 or 4), in codegen/emit_winograd_filter.cpp: per
+/// m x m tile of dy and its (m+2)x(m+2) input patch d,
+///
+///   dw[k, c] += G^T [ (A dy A^T) * (B^T d B) ] G      (* elementwise over (m+2)^2 positions xi)
+///
+/// with the forward F(m x m,3x3)'s matrices transposed (the gradient of its trilinear form with
+/// respect to the filter): 16 products per 2x2 tile and (k, c) pair instead of 36, 36 per 4x4
+/// tile instead of 144. Summed over images and tiles, each position is a GEMM [k x c] with a
+/// long reduction, run on the GEMM's register tile (rows over k, vectors over c). x and dy are
+/// staged a panel of rows and W channels at a time with the channels in the lanes (row runs
+/// transposed in registers), so each tile's transform is plain vector arithmetic on W
+/// channels and stores whole rows of the GEMM's operands; G^T M G is applied when dw is
+/// written.
+struct WinogradFilterGrad {
+  int64_t n = 0, c = 0, k = 0, h = 0, w = 0;
+  int tile_size = 2;
+};
+
+/// How a WinogradFilterGrad is cut into parallel items, and its scratch. An item is a panel of
+/// c columns and a chunk of k's row tiles and runs the whole reduction. Every sum visits the
+/// tiles image by image, tile row by tile row (the forward's panels never reorder them; a tile
+/// of a panel outside the images adds an exact 0), so the bits depend on neither the thread
+/// count nor the width.
+struct WinogradFilterLayout {
+  WinogradLayout tiles;     // the forward's panels of tiles (items unused), an image that fits a pass whole
+  RegisterTile tile;        // rows over k
+  int64_t col_vectors = 0;  // vectors of c columns per item
+  int64_t col_panels = 0;   // items across c
+  int64_t row_tiles = 0;    // full row tiles of k (a remainder may follow)
+  int64_t row_chunks = 0;   // items down k
+  int64_t pass_panels = 0;  // panels of tiles transformed together, then reduced
+  int64_t items = 0;
+  int64_t scratch_floats = 0;
+};
+
+WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigned width, int threads);
 
 }  // namespace dagger

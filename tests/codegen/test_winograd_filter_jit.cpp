@@ -15,6 +15,7 @@
 #include "codegen/jit_support.h"
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/fusion.h"
+#include "dagger/codegen/winograd_layout.h"
 
 using namespace dagger;
 using namespace dagger::testing;
@@ -225,6 +226,33 @@ TEST_CASE("winograd filter gradients split c across the threads where k is under
     const Tensor one = run(g, feeds, algo, 16, 1);
     for (int threads : {2, 3}) CHECK(bitwise_equal(one, run(g, feeds, algo, 16, threads)));
     CHECK(errors({3, 32, 9, 9, 32}, algo, 16, 2).scaled < bound(algo));
+  }
+}
+
+TEST_CASE("winograd filter gradients take an image whose tiles fit a pass as one panel", "[jit][conv][winograd]") {
+  // 27x26 maps at F(3x3,4x4) (7 x 7 tiles, partial at the edges) and 18x17 maps at F(3x3,2x2)
+  // (9 x 9 tiles): the forward's panels cut such an image in two or more at W = 8 and 16, the
+  // filter gradient keeps it whole (its tiles are rows of the reduction), in the same order of
+  // tiles: the same bits at every width and thread count, and within the bound.
+  for (const auto& [v, algo] : std::vector<std::pair<Geometry, ConvAlgo>>{{{3, 5, 27, 26, 7}, ConvAlgo::winograd4},
+                                                                          {{3, 5, 18, 17, 7}, ConvAlgo::winograd}}) {
+    INFO(conv_algo_name(algo) << " H " << v.h << " W " << v.w);
+    const WinogradFilterGrad grad{v.n, v.c, v.k, v.h, v.w, algo == ConvAlgo::winograd4 ? 4 : 2};
+    for (unsigned width : {8u, 16u}) {
+      const WinogradLayout& tiles = winograd_filter_layout(grad, width, 2).tiles;
+      INFO("width " << width);
+      CHECK(winograd_layout(WinogradConv{v.n, v.c, v.k, v.h, v.w, nullptr, grad.tile_size}, width, 2, false).panels >
+            1);
+      CHECK(tiles.panels == 1);
+      CHECK(tiles.panel_rows == tiles.tiles_h);
+      CHECK(tiles.panel_cols == tiles.tiles_w);
+    }
+    const Graph g = filter_graph(v);
+    const StateMap feeds = feeds_of(g, 70);
+    const Tensor one = run(g, feeds, algo, 4, 1);
+    for (const auto& [width, threads] : std::vector<std::pair<int, int>>{{8, 1}, {8, 3}, {16, 1}, {16, 2}})
+      CHECK(bitwise_equal(one, run(g, feeds, algo, width, threads)));
+    CHECK(errors(v, algo, 16, 2).scaled < bound(algo));
   }
 }
 
