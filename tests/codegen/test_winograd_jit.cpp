@@ -94,6 +94,26 @@ const std::vector<ConvAlgo> kForms = {ConvAlgo::winograd, ConvAlgo::winograd4};
 
 int64_t ceil_div_test(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/// The JIT's output of conv_graph(op, v, true) under `algo` at each (vector width, threads),
+/// on one set of random feeds drawn from `seed`.
+std::vector<Tensor> outputs_at(Op op, const Geometry& v, ConvAlgo algo, uint32_t seed,
+                               const std::vector<std::pair<int, int>>& configs) {
+  const Graph g = conv_graph(op, v, true);
+  StateMap feeds;
+  for (NodeId id : g.nodes_of(Op::input)) feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
+  StateMap none;
+  std::vector<Tensor> outs;
+  for (const auto& [width, threads] : configs) {
+    JitOptions options;
+    options.poison_arena = true;  // an element no kernel writes reads NaN
+    options.vector_width = width;
+    options.threads = threads;
+    options.conv_algo = algo;
+    outs.push_back(compile_jit(g, options)->run(feeds, none).at("out"));
+  }
+  return outs;
+}
+
 }  // namespace
 
 TEST_CASE("winograd convolutions match the interpreter on odd shapes", "[jit][conv][winograd]") {
@@ -151,22 +171,8 @@ TEST_CASE("winograd kernels: other vector widths, and the same bits at any width
   for (ConvAlgo algo : kForms)
     for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
       INFO(conv_algo_name(algo) << " " << op_info(op).name);
-      const Graph g = conv_graph(op, {3, 5, 9, 11, 19}, true);
-      StateMap feeds;
-      uint32_t seed = 60;
-      for (NodeId id : g.nodes_of(Op::input))
-        feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
-      StateMap none;
-      std::vector<Tensor> outs;
-      for (const auto& [width, threads] :
-           std::vector<std::pair<int, int>>{{0, 1}, {0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}}) {
-        JitOptions options;
-        options.poison_arena = true;  // an element no kernel writes reads NaN
-        options.vector_width = width;
-        options.threads = threads;
-        options.conv_algo = algo;
-        outs.push_back(compile_jit(g, options)->run(feeds, none).at("out"));
-      }
+      const std::vector<Tensor> outs =
+          outputs_at(op, {3, 5, 9, 11, 19}, algo, 60, {{0, 1}, {0, 2}, {0, 3}, {0, 8}, {4, 1}, {8, 2}, {16, 3}});
       for (size_t t = 1; t < outs.size(); ++t) CHECK(bitwise_equal(outs[0], outs[t]));
     }
 }
@@ -270,21 +276,7 @@ TEST_CASE("winograd panels of whole tile rows run on from one image into the nex
     }
     for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
       INFO(conv_algo_name(algo) << " " << op_info(op).name << " N " << v.n << " H " << v.h << " W " << v.w);
-      const Graph g = conv_graph(op, v, true);
-      StateMap feeds;
-      uint32_t seed = 80;
-      for (NodeId id : g.nodes_of(Op::input))
-        feeds[g.node(id).attrs.s("name")] = uniform(g.node(id).shape, -1, 1, ++seed);
-      StateMap none;
-      std::vector<Tensor> outs;
-      for (const auto& [width, threads] : std::vector<std::pair<int, int>>{{4, 1}, {8, 1}, {8, 3}, {16, 1}, {16, 2}}) {
-        JitOptions options;
-        options.poison_arena = true;  // an element no kernel writes reads NaN
-        options.vector_width = width;
-        options.threads = threads;
-        options.conv_algo = algo;
-        outs.push_back(compile_jit(g, options)->run(feeds, none).at("out"));
-      }
+      const std::vector<Tensor> outs = outputs_at(op, v, algo, 80, {{4, 1}, {8, 1}, {8, 3}, {16, 1}, {16, 2}});
       for (size_t t = 1; t < outs.size(); ++t) CHECK(bitwise_equal(outs[0], outs[t]));
       for (int width : {8, 16}) CHECK(errors(op, v, true, algo, width, 2).scaled < tolerance(algo));
     }
