@@ -58,7 +58,7 @@ ImageGroups image_groups(const WinogradLayout& l, unsigned width) {
 /// as groups of as many tile rows as one vector holds, one after another with no lanes between
 /// them (a 28x28 map's 9 rows of 7 F(4x4) tiles at W = 16: groups of 2 rows, 14 tiles apart,
 /// the last one holding a single row): one group's code in a loop instead of every row's
-/// unrolled, which kept those kernels 3.5x the size. The input transform stays unrolled over
+/// unrolled, which made those kernels about 3x the size. The input transform stays unrolled over
 /// the panel's vectors (its dense groups would transform 14 tiles per vector instead of 16 and
 /// were slower). Other panels: image_groups.
 ImageGroups output_groups(const WinogradLayout& l, unsigned width) {
@@ -468,8 +468,6 @@ class WinogradEmitter {
   int64_t row_ = 0;  // floats per panel row (row_floats)
 };
 
-}  // namespace
-
 /// Panels of whole tile rows that run on from one image into the next, where they leave fewer
 /// lanes idle over the batch than panels inside an image: a 28x28 map's 7 x 7 F(4x4) tiles
 /// fill 49 of 64 lanes per image in panels of 4 and 3 tile rows (W = 16, 48 lanes a panel),
@@ -494,6 +492,8 @@ void run_rows_across_images(WinogradLayout& l, int64_t n, unsigned width) {
     }
   }
 }
+
+}  // namespace
 
 WinogradLayout winograd_layout(const WinogradConv& v, unsigned width, int threads, bool rows_across_images) {
   WinogradLayout l;

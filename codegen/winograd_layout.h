@@ -1,7 +1,7 @@
 #pragma once
 /// Internal to codegen/: how a Winograd convolution product and filter gradient
-/// (codegen/emit_winograd.h) are cut into panels of tiles and parallel items. Free of LLVM's headers, so that tests can
-/// check a layout's choices.
+/// (codegen/emit_winograd.h) are cut into panels of tiles and parallel items. Free of LLVM's
+/// headers, so that tests can check a layout's choices.
 #include <cstdint>
 #include <functional>
 
