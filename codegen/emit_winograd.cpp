@@ -14,14 +14,11 @@ namespace {
 
 const llvm::Align kFloatAlign(4);
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
-
 /// Where the scratch's parts start, in floats (each on a 64-byte boundary).
 struct ScratchParts {
   int64_t u = 0;      // the transformed filters, [xi][row tile][in][rows]
-  int64_t panel = 0;  // the transformed input panel, [xi][in][vectors * W]
-  int64_t m = 0;      // one row tile's products, [xi][rows][vectors * W]
+  int64_t panel = 0;  // the transformed input panel, [xi][in][row_floats]
+  int64_t m = 0;      // one row tile's products, [xi][rows][row_floats]
   int64_t total = 0;
 };
 

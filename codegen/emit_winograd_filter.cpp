@@ -34,9 +34,6 @@ constexpr int64_t kPassTiles = 128;
 /// and smaller, whose rows fill few of a vector's lanes.
 constexpr int64_t kWholePlane = 256;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
-
 /// Where the scratch's parts start, in floats (each on a 64-byte boundary).
 struct ScratchParts {
   int64_t staged_x = 0;   // one panel's rows of x for W channels, channels in the lanes

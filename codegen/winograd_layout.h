@@ -13,6 +13,11 @@ class Value;
 
 namespace dagger {
 
+/// The integer arithmetic of the layouts: a / b rounded up, and floats rounded up to a 64-byte
+/// line.
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t align16(int64_t floats) { return ceil_div(floats, 16) * 16; }
+
 /// A same-size convolution of `in` channels into `out` channels on h x w images, `n` of them,
 /// in output tiles of tile_size x tile_size (2 or 4).
 struct WinogradConv {
@@ -73,7 +78,7 @@ struct WinogradFilterGrad {
 /// of a panel outside the images adds an exact 0), so the bits depend on neither the thread
 /// count nor the width.
 struct WinogradFilterLayout {
-  WinogradLayout tiles;     // the forward's panels of tiles (items unused), an image that fits a pass whole
+  WinogradLayout tiles;     // the forward's panels of tiles, an image that fits a pass whole (vectors, items unused)
   RegisterTile tile;        // rows over k
   int64_t col_vectors = 0;  // vectors of c columns per item
   int64_t col_panels = 0;   // items across c

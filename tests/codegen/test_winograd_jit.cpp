@@ -92,8 +92,6 @@ double tolerance(ConvAlgo algo) { return algo == ConvAlgo::winograd4 ? kWinograd
 
 const std::vector<ConvAlgo> kForms = {ConvAlgo::winograd, ConvAlgo::winograd4};
 
-int64_t ceil_div_test(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 /// The JIT's output of conv_graph(op, v, true) under `algo` at each (vector width, threads),
 /// on one set of random feeds drawn from `seed`.
 std::vector<Tensor> outputs_at(Op op, const Geometry& v, ConvAlgo algo, uint32_t seed,
@@ -271,7 +269,7 @@ TEST_CASE("winograd panels of whole tile rows run on from one image into the nex
       INFO(conv_algo_name(algo) << " N " << v.n << " H " << v.h << " W " << v.w << " width " << width);
       CHECK(l.across_images);
       CHECK(l.images * l.panel_cols <= l.vectors * static_cast<int64_t>(width));
-      CHECK(ceil_div_test(v.n * l.tiles_h, l.images) * l.vectors <
+      CHECK(ceil_div(v.n * l.tiles_h, l.images) * l.vectors <
             v.n * winograd_layout(conv, width, 2, false).panels * winograd_layout(conv, width, 2, false).vectors);
     }
     for (Op op : {Op::conv2d, Op::conv2d_backward_data}) {
