@@ -19,6 +19,13 @@ const llvm::Align kFloatAlign(4);
 /// memory, not a cache fit, so not derived from the host's caches (host_tuning.h).
 constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 
+/// B is read where it stands (GemmLayout::b_in_place) by a matmul of at most this many rows.
+/// Packing B reads and writes all of it once per call, which pays only when many row tiles
+/// then read each panel. mlp512's first layer at M = 64 (784 x 512 B) ran 14% faster in place,
+/// M = 128 8%, mlp2048's 784 x 2048 B at M = 64 even; at M = 256 in place was slower (mlp2048's
+/// first layer +10%), with B's rows 8 KiB apart read from L2 again by each of 43 row tiles.
+constexpr int64_t kMaxRowsForBInPlace = 128;
+
 /// The fewest row tiles in a block of A: every block packs each panel again, so a long
 /// reduction gets blocks over budget rather than blocks too short to pay for their packing.
 constexpr int64_t kMinBlockTiles = 16;
@@ -79,7 +86,9 @@ class GemmEmitter {
   void group_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
                   int64_t cols) {
     llvm::Value* packed = scratch_;
-    if (p_.kept_b) {
+    if (l_.b_in_place) {
+      packed = e_.b.CreateInBoundsGEP(e_.f32, p_.b_in_place, j0);  // B's rows, N floats apart
+    } else if (p_.kept_b) {
       // The group's panels in the kept B: j0 / panel panels of K rows precede them. With A in
       // blocks, the first block's pass packs them for the later ones (the same thread's items).
       packed = e_.b.CreateInBoundsGEP(e_.f32, p_.kept_b, e_.b.CreateMul(j0, e_.i64c(l_.k)));
@@ -91,7 +100,8 @@ class GemmEmitter {
     }
     const int64_t full = cols / l_.panel, tail = cols % l_.panel;
     auto run = [&](llvm::Value* q, int64_t panel_cols) {
-      panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
+      const int64_t panel_step = l_.b_in_place ? l_.panel : l_.k * l_.panel;  // in place: the next columns
+      panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(panel_step)));
       panel_body(b, kb, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), chunk, block, panel_cols);
     };
     if (full == 1)
@@ -157,6 +167,7 @@ class GemmEmitter {
   void tile(llvm::Value* b, llvm::Value* kb, const Slice& slice, llvm::Value* i0, llvm::Value* j0, int rows,
             int vectors, unsigned last_lanes) {
     auto mask_of = [&](int v) { return v == vectors - 1 ? e_.prefix_mask(last_lanes) : nullptr; };
+    last_lanes_ = last_lanes;
     auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
     auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
 
@@ -207,12 +218,15 @@ class GemmEmitter {
       llvm::Value* term = k_strides[d] == 1 ? k_coords[d] : e_.b.CreateMul(k_coords[d], e_.i64c(k_strides[d]));
       kk = kk ? e_.b.CreateAdd(kk, term) : term;
     }
-    llvm::Value* row_start = e_.b.CreateMul(kk, e_.i64c(l_.panel));
+    llvm::Value* row_start = e_.b.CreateMul(kk, e_.i64c(l_.b_in_place ? p_.sizes.n : l_.panel));
     std::vector<llvm::Value*> bv;
     for (int v = 0; v < vectors; ++v) {
-      llvm::Value* at = e_.b.CreateInBoundsGEP(e_.f32, panel_,
-                                               e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width)));
-      bv.push_back(e_.b.CreateAlignedLoad(e_.vf, at, kFloatAlign));
+      llvm::Value* at = e_.b.CreateAdd(row_start, e_.i64c(static_cast<int64_t>(v) * e_.width));
+      // In place, B's columns end with the row: the last vector of a partial panel is masked.
+      if (l_.b_in_place && v == vectors - 1 && last_lanes_ < e_.width)
+        bv.push_back(load_at(e_, StridedBuffer{panel_, {1}}, ElementPos{{at}, nullptr, e_.prefix_mask(last_lanes_)}));
+      else
+        bv.push_back(e_.b.CreateAlignedLoad(e_.vf, e_.b.CreateInBoundsGEP(e_.f32, panel_, at), kFloatAlign));
     }
     if (p_.sizes.bf16) return bf16_step(i0, rows, bv, acc, kk);
     // Packed A: the tile's rows for this k are consecutive, at i0 * K + k * rows.
@@ -253,7 +267,8 @@ class GemmEmitter {
   const GemmProblem& p_;
   GemmLayout l_;
   llvm::Value* scratch_;
-  llvm::Value* panel_ = nullptr;  // the packed panel the tiles being emitted read
+  llvm::Value* panel_ = nullptr;  // the packed panel the tiles being emitted read (in place: B's column j0)
+  unsigned last_lanes_ = 0;       // the active lanes of the last vector of the tile being emitted
   llvm::Value* packed_a_ = nullptr;
 };
 
@@ -308,12 +323,16 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   // stays in L1 as it is, and a group of them only takes L2 from A (measured: mlp2048's weight
   // gradients, K 64, 8-10% slower grouped).
   const int64_t slice_floats = host_tuning().slice_floats;
-  l.group = s.b_groupable && l.k * l.panel > slice_floats ? panel_group(l.panels, l.k * l.panel, threads) : 1;
+  l.b_in_place = s.b_readable && s.batch == 1 && s.k_blocks == 1 && !s.bf16 && s.m <= kMaxRowsForBInPlace;
+  // Groups are panels packed in one pass; B read in place has none.
+  l.group = !l.b_in_place && s.b_groupable && l.k * l.panel > slice_floats
+                ? panel_group(l.panels, l.k * l.panel, threads)
+                : 1;
   l.groups = ceil_div(l.panels, l.group);
   const int64_t per_problem = s.batch * l.groups;
   l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
   l.items = s.m > 0 && s.n > 0 ? per_problem * l.row_chunks : 0;
-  l.scratch_floats = l.group * l.k * l.panel;
+  l.scratch_floats = l.b_in_place ? 0 : l.group * l.k * l.panel;
   // A is packed when its tiles are then reused by more than one panel or problem: a row tile
   // of A read in place walks K rows of memory (a transposed A: one cache line per k, lines M
   // floats apart, which for M a multiple of 1024 all fall in one L1 set), for every panel again.
@@ -339,7 +358,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
 }
 
 bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout) {
-  return sizes.batch == 1 && sizes.k_blocks == 1 && layout.row_chunks == 1 && layout.items > 0;
+  return sizes.batch == 1 && sizes.k_blocks == 1 && layout.row_chunks == 1 && layout.items > 0 && !layout.b_in_place;
 }
 
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {

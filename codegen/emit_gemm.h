@@ -8,7 +8,8 @@
 /// chooses it, copied once per call into the scratch as row tiles ([tile][k][rows]); B is
 /// copied, one panel of P = tile-width columns at a time, into the caller's scratch by a
 /// problem-specific packer (a plain copy for a matmul, an im2col gather for a convolution), so
-/// the microkernel always streams a contiguous panel.
+/// the microkernel streams a contiguous panel; or, for a matmul of few rows whose B is a [K, N]
+/// matrix (GemmSizes::b_readable), read where it stands (GemmLayout::b_in_place).
 ///
 /// Parallel items: (problem, group of panels, chunk of row tiles). A problem whose packer reads
 /// B along its rows (a matmul's [K, N] operand) packs several panels in one pass where a panel
@@ -47,6 +48,9 @@ struct GemmSizes {
   /// index in the low 16 bits, the odd one in the high; a missing odd one is zero), and A is
   /// always packed (GemmProblem::pack_a, a_stride_i, a_stride_k).
   bool bf16 = false;
+  /// B is a [K, N] matrix in memory, row after row (GemmProblem::b_in_place), which the
+  /// tiles may read where they stand instead of from a packed panel; the layout decides.
+  bool b_readable = false;
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.
@@ -65,6 +69,7 @@ struct GemmLayout {
                               // panel's slice then staying in L1 across the row tiles
   int64_t m_blocks = 1;       // blocks of A's row tiles, each run over all of a call's items
   int64_t block_tiles = 0;    // full row tiles per block (the last block may have fewer)
+  bool b_in_place = false;    // the tiles read B where it stands (GemmProblem::b_in_place): nothing packed
   bool pack_a = false;         // A is packed once per call into the scratch, at a_offset
   int64_t a_offset = 0;        // floats from the scratch's start to the packed A
   int64_t scratch_floats = 0;  // one group of packed panels (and the packed A), per thread
@@ -108,6 +113,8 @@ struct GemmProblem {
   /// that reads it.
   llvm::Value* kept_b = nullptr;
   llvm::Value* repack = nullptr;
+  /// Where sizes.b_readable: B itself, [K, N] with rows N floats apart.
+  llvm::Value* b_in_place = nullptr;
 };
 
 /// Whether a GEMM of this layout may keep its packed B between calls (GemmProblem::kept_b).

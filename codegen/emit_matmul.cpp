@@ -33,10 +33,13 @@ MatmulDims dims_of(const Graph& g, NodeId matmul) {
 bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0; }
 
 /// The wide register tile where the output has 64 columns or more (see register_tile). In
-/// bfloat16 the reduction counts pairs, and A is always packed (into pairs).
-GemmSizes sizes_of(const MatmulDims& d, bool bf16) {
+/// bfloat16 the reduction counts pairs, and A is always packed (into pairs). A [K, N] B may be
+/// read in place (`b_readable`) unless the plan keeps it packed (GemmProblem::kept_b).
+GemmSizes sizes_of(const MatmulDims& d, bool bf16, bool b_kept) {
   if (bf16) return GemmSizes{1, d.m, d.n, {(d.k + 1) / 2}, 1, true, d.n >= 64, !d.trans_b, true};
-  return GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
+  GemmSizes s{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
+  s.b_readable = !d.trans_b && !b_kept;
+  return s;
 }
 
 /// Where A's pair (i, kp) goes when packed for bfloat16: A in its own reading order, [M][K/2]
@@ -205,10 +208,6 @@ void pack_b(Emit& e, const MatmulDims& d, llvm::Value* b, llvm::Value* j0, int64
 
 }  // namespace
 
-GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, const Emit& e) {
-  return gemm_layout(sizes_of(dims_of(g, group.anchor), e.bf16), e.width, e.threads);
-}
-
 int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, const Emit& e) {
   const Node& matmul = g.node(group.anchor);
   const NodeId b = matmul.operands[1];
@@ -216,9 +215,14 @@ int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, const Emi
   const std::string& name = g.node(b).attrs.s("name");
   for (NodeId a : g.nodes_of(Op::assign))
     if (g.node(a).attrs.s("target") == name) return 0;  // a training step's weights change every run
-  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor), e.bf16);
+  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor), e.bf16, true);
   const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
   return kept_b_usable(sizes, layout) ? layout.panels * layout.k * layout.panel : 0;
+}
+
+GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, const Emit& e) {
+  const bool b_kept = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
+  return gemm_layout(sizes_of(dims_of(g, group.anchor), e.bf16, b_kept), e.width, e.threads);
 }
 
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -227,15 +231,18 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   const size_t first_input = first_input_arg(group);
   assert((!e.bf16 || e.width == 16) && "JitExecutable refuses bf16 at other widths");
   const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
-  // + the scratch panel, and the kept B and the repack pointer
-  const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1 + (keep_b ? 2 : 0);
+  GemmProblem p;
+  p.sizes = sizes_of(d, e.bf16, keep_b);
+  const GemmLayout layout = gemm_layout(p.sizes, e.width, e.threads);
+  // + the scratch, where there is one (the runtime passes it only then), and the kept B and
+  // the repack pointer
+  const bool has_scratch = layout.scratch_floats > 0;
+  const size_t scratch_arg = first_input + group.inputs.size();
+  const int num_args = static_cast<int>(scratch_arg) + (has_scratch ? 1 : 0) + (keep_b ? 2 : 0);
   KernelFunction kf = begin_kernel(e, name, num_args);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
-  GemmProblem p;
-  p.sizes = sizes_of(d, e.bf16);
-  const GemmLayout layout = gemm_layout(p.sizes, e.width, e.threads);
-  llvm::Value* scratch = kf.args[first_input + group.inputs.size()];
+  llvm::Value* scratch = has_scratch ? kf.args[scratch_arg] : nullptr;
 
   llvm::Value* current = nullptr;
   const Shape out{d.m, d.n};
@@ -272,9 +279,11 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
   };
+  if (layout.b_in_place) p.b_in_place = b;
   if (keep_b) {
-    p.kept_b = kf.args[first_input + group.inputs.size() + 1];
-    p.repack = e.b.CreateIsNotNull(kf.args[first_input + group.inputs.size() + 2]);
+    assert(has_scratch && "a kept B is packed, so its layout has a scratch panel");
+    p.kept_b = kf.args[scratch_arg + 1];
+    p.repack = e.b.CreateIsNotNull(kf.args[scratch_arg + 2]);
   }
   emit_gemm(e, p, kf.begin, kf.end, scratch);
   end_kernel(e);

@@ -477,6 +477,12 @@ int64_t JitExecutable::kept_packed_bytes() const {
   return floats * static_cast<int64_t>(sizeof(float));
 }
 
+int64_t JitExecutable::scratch_bytes() const {
+  int64_t floats = 0;
+  for (const CompiledKernel& k : plan_->compiled) floats = std::max(floats, k.scratch_floats);
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
 StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   Plan& p = *plan_;
   const Graph& g = p.graph;

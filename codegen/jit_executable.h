@@ -68,6 +68,9 @@ class JitExecutable final : public Executable {
   int64_t arena_bytes() const;
   /// The bytes of the packed weight matrices kept between runs (keep_packed_parameters).
   int64_t kept_packed_bytes() const;
+  /// The bytes of each thread's scratch, where kernels pack their operands: the most any
+  /// kernel of the plan needs.
+  int64_t scratch_bytes() const;
   /// What compiling the plan cost: kernels, distinct kernels, disk-cache hits, seconds.
   const CompileStats& compile_stats() const;
   /// Every kernel's text at `stage`, each under a comment naming its nodes and their source

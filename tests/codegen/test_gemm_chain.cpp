@@ -1,7 +1,7 @@
 // The JIT's GEMM computes each element of a matmul as one chain of float FMAs over k, in order
 // from zero, whatever its tiling: register tile and vector width, panels and their groups,
-// slices of the reduction, blocks of A (codegen/emit_gemm.h), threads, and a packed B kept
-// between runs. The checks are bit for
+// slices of the reduction, blocks of A (codegen/emit_gemm.h), threads, a packed B kept
+// between runs, and a B read where it stands. The checks are bit for
 // bit against that chain written as a plain loop, so a tiling that reorders or splits a sum
 // fails them.
 #include <catch2/catch.hpp>
@@ -41,23 +41,32 @@ int64_t differing_from_chain(const Tensor& got, const Tensor& a, const Tensor& b
   return differing;
 }
 
-/// The JIT's op(A) op(B) compared bit for bit with c[i, j] = fma(a[i, k], b[k, j], c[i, j])
-/// for k = 0, 1, ... from c = 0; returns the number of elements that differ.
-int64_t differing_elements(const MatmulCase& c) {
-  const Tensor a = uniform({c.m, c.k}, -1, 1, 21), b = uniform({c.k, c.n}, -1, 1, 22);
-  const Tensor a_in = c.ta ? Tensor(xt::transpose(a)) : a, b_in = c.tb ? Tensor(xt::transpose(b)) : b;
+/// op(A) op(B) of a case's shapes, as the graph's output "c".
+Graph matmul_graph(const MatmulCase& c) {
   Graph g;
   NodeId node = g.add(Op::matmul,
                       {input(g, "a", c.ta ? Shape{c.k, c.m} : Shape{c.m, c.k}),
                        input(g, "b", c.tb ? Shape{c.n, c.k} : Shape{c.k, c.n})},
                       {{"trans_a", int64_t(c.ta)}, {"trans_b", int64_t(c.tb)}});
   g.set_output("c", node);
+  return g;
+}
+
+std::unique_ptr<JitExecutable> compile_case(const MatmulCase& c) {
   JitOptions options;
   options.poison_arena = true;  // an element no kernel writes reads NaN
   options.vector_width = c.width;
   options.threads = c.threads;
+  return compile_jit(matmul_graph(c), options);
+}
+
+/// The JIT's op(A) op(B) compared bit for bit with c[i, j] = fma(a[i, k], b[k, j], c[i, j])
+/// for k = 0, 1, ... from c = 0; returns the number of elements that differ.
+int64_t differing_elements(const MatmulCase& c) {
+  const Tensor a = uniform({c.m, c.k}, -1, 1, 21), b = uniform({c.k, c.n}, -1, 1, 22);
+  const Tensor a_in = c.ta ? Tensor(xt::transpose(a)) : a, b_in = c.tb ? Tensor(xt::transpose(b)) : b;
   StateMap state;
-  const Tensor got = compile_jit(g, options)->run({{"a", a_in}, {"b", b_in}}, state).at("c");
+  const Tensor got = compile_case(c)->run({{"a", a_in}, {"b", b_in}}, state).at("c");
 
   return differing_from_chain(got, a, b);
 }
@@ -193,4 +202,31 @@ TEST_CASE("an inference plan keeps its packed weights between runs with the same
     StateMap moved{{"w", b3_in}};
     CHECK(differing_from_chain(plan->run(feeds, moved).at("c"), a, b3) == 0);
   }
+}
+
+TEST_CASE("a matmul of at most 128 rows reads B where it stands, each element one FMA chain", "[jit]") {
+  // A [K, N] B is not packed where few row tiles read each panel (emit_gemm.cpp): the tiles
+  // load B's rows N floats apart, the last vector of a partial panel masked at the row's end.
+  // The cases: full wide panels (N 512) and a 10-column layer at width 16 on 2 threads; a
+  // partial panel (N 70 = 64 + 6) on 3; reductions of several L1 slices (partial sums in C);
+  // M 128 with a transposed A, which is packed alone; width 8 and 4; a single row.
+  for (const MatmulCase& c : std::vector<MatmulCase>{{64, 512, 37, false, false, 16, 2},
+                                                     {64, 10, 51, false, false, 16, 2},
+                                                     {5, 70, 33, false, false, 16, 3},
+                                                     {128, 203, 1029, false, false, 16, 2},
+                                                     {128, 100, 300, true, false, 16, 2},
+                                                     {61, 203, 129, false, false, 8, 2},
+                                                     {13, 21, 600, false, false, 4, 1},
+                                                     {1, 33, 17, false, false, 8, 1}}) {
+    INFO("M " << c.m << " N " << c.n << " K " << c.k << " trans " << c.ta << c.tb << " width " << c.width << " threads "
+              << c.threads);
+    CHECK(differing_elements(c) == 0);
+  }
+  // Nothing is packed there, so such a plan needs no scratch; from 129 rows, or with a
+  // transposed B, B is packed as before.
+  CHECK(compile_case({64, 512, 37, false, false, 16, 2})->scratch_bytes() == 0);
+  CHECK(compile_case({128, 100, 300, false, false, 8, 1})->scratch_bytes() == 0);
+  CHECK(compile_case({129, 100, 300, false, false, 8, 1})->scratch_bytes() > 0);
+  CHECK(compile_case({64, 100, 300, false, true, 8, 1})->scratch_bytes() > 0);
+  CHECK(differing_elements({129, 100, 300, false, false, 8, 2}) == 0);
 }
