@@ -86,26 +86,62 @@ std::pair<llvm::Value*, llvm::Value*> window_max(Emit& e, const PoolDims& d, llv
   return {best, best_at};
 }
 
-/// Fetches into L1 the part of the next plane of x that output row `r` reads in this one, the
-/// rows [r * stride, (r + 1) * stride) (a cache line per 16 floats): the pooling kernels walk x
-/// plane by plane, the next plane just after this one in memory, and with the hardware
-/// prefetchers alone they waited on x's loads (`perf annotate` with DAGGER_PERF=jitdump,
-/// docs/performance.md). Nothing past x's last plane is fetched, and nothing for planes under
-/// kMinPrefetchPlane floats: on 14x14 and 28x28 maps the kernels ran 9-39% faster, on 7x7 maps
-/// (49 floats, three lines) the gradient's ran 5-14% slower.
-constexpr int64_t kMinPrefetchPlane = 128;
+/// The pooling kernels walk their planes in memory order, and with the hardware prefetchers
+/// alone they waited on x's loads (`perf annotate` with DAGGER_PERF=jitdump,
+/// docs/performance.md) and on the stores of their output, whose lines must be read before
+/// they are written. So they fetch into L1 what is coming: x for reading, the output for
+/// writing. Planes of kMinRowPrefetchPlane floats or more a row at a time: as output row r is
+/// computed, the part of the next plane that row r touches (of x the rows [r * stride,
+/// (r + 1) * stride), the gradient's dx the same rows, the forward's output row r). Smaller
+/// planes (a 7x7 map's 49 floats, three or four lines) whole, kSmallPlanesAhead planes ahead,
+/// as each plane starts: row by row one plane ahead, the 7x7 gradient ran 5-14% slower.
+constexpr int64_t kMinRowPrefetchPlane = 128;
+constexpr int64_t kSmallPlanesAhead = 4;
 
-void prefetch_next_plane(Emit& e, const PoolDims& d, llvm::Value* x, llvm::Value* plane, llvm::Value* r) {
+/// The `floats` floats from offset `at` of the plane `ahead` planes after `plane` in a buffer
+/// of `planes` planes of `plane_floats` each (nothing past the last), every cache line of them.
+void prefetch_plane_part(Emit& e, llvm::Value* buffer, llvm::Value* plane, int64_t ahead, int64_t plane_floats,
+                         int64_t planes, llvm::Value* at, int64_t floats, bool for_write) {
   constexpr int64_t kLineFloats = 16;
-  if (d.h * d.w < kMinPrefetchPlane) return;
-  llvm::Value* next = e.b.CreateAdd(plane, e.i64c(d.h * d.w));
-  emit_if(e, e.b.CreateICmpULT(next, e.i64c(d.planes() * d.h * d.w)), [&] {
-    llvm::Value* start = e.b.CreateAdd(next, e.b.CreateMul(r, e.i64c(d.stride * d.w)));
-    for (int64_t f = 0; f < d.stride * d.w; f += kLineFloats)
-      e.intrinsic(llvm::Intrinsic::prefetch, {e.b.CreateInBoundsGEP(e.f32, x, e.b.CreateAdd(start, e.i64c(f))),
-                                              e.b.getInt32(0), e.b.getInt32(3), e.b.getInt32(1)});
+  llvm::Value* next = e.b.CreateAdd(plane, e.i64c(ahead * plane_floats));
+  emit_if(e, e.b.CreateICmpULT(next, e.i64c(planes * plane_floats)), [&] {
+    llvm::Value* start = e.b.CreateAdd(next, at);
+    // One address in each line from the first float's to the last's, whatever their alignment.
+    for (int64_t f = 0; f < floats + kLineFloats - 1; f += kLineFloats)
+      e.intrinsic(llvm::Intrinsic::prefetch,
+                  {e.b.CreateInBoundsGEP(e.f32, buffer, e.b.CreateAdd(start, e.i64c(std::min(f, floats - 1)))),
+                   e.b.getInt32(for_write ? 1 : 0), e.b.getInt32(3), e.b.getInt32(1)});
   });
 }
+
+/// A pooling kernel's prefetches: of x, and of `out` (the gradient's dx, or the forward's
+/// pooled output), each given the offset of the plane being worked on.
+struct PoolPrefetch {
+  Emit& e;
+  const PoolDims& d;
+  llvm::Value *x, *out;
+  bool gradient;  // out is dx, shaped like x; else the pooled output
+
+  bool small() const { return d.h * d.w < kMinRowPrefetchPlane; }
+  int64_t out_plane_floats() const { return gradient ? d.h * d.w : d.oh * d.ow; }
+  /// As a plane starts: small planes, kSmallPlanesAhead on.
+  void plane_start(llvm::Value* plane, llvm::Value* out_plane) {
+    if (!small()) return;
+    prefetch_plane_part(e, x, plane, kSmallPlanesAhead, d.h * d.w, d.planes(), e.i64c(0), d.h * d.w, false);
+    prefetch_plane_part(e, out, out_plane, kSmallPlanesAhead, out_plane_floats(), d.planes(), e.i64c(0),
+                        out_plane_floats(), true);
+  }
+  /// As output row r is computed: larger planes, the next plane's part that row touches.
+  void row(llvm::Value* plane, llvm::Value* out_plane, llvm::Value* r) {
+    if (small()) return;
+    llvm::Value* rows = e.b.CreateMul(r, e.i64c(d.stride * d.w));
+    prefetch_plane_part(e, x, plane, 1, d.h * d.w, d.planes(), rows, d.stride * d.w, false);
+    if (gradient)
+      prefetch_plane_part(e, out, out_plane, 1, d.h * d.w, d.planes(), rows, d.stride * d.w, true);
+    else
+      prefetch_plane_part(e, out, out_plane, 1, d.oh * d.ow, d.planes(), e.b.CreateMul(r, e.i64c(d.ow)), d.ow, true);
+  }
+};
 
 /// maxpool2d: each window's maximum, stored through the epilogue with vectors along the
 /// output row.
@@ -113,13 +149,17 @@ void emit_pool_forward(Emit& e, const KernelFunction& kf, const Graph& g, const 
                        NormPrologue* prologue) {
   llvm::Value* x = prologue ? prologue->x() : operand_arg(kf, g, group, 0);
   Epilogue ep(e, g, group, kf, 3);
+  // The root's output: pooled planes, the epilogue being elementwise.
+  PoolPrefetch prefetch{e, d, x, kf.args[0], false};
   emit_range(e, kf.begin, kf.end, [&](llvm::Value* p) {
     llvm::Value* image = e.b.CreateUDiv(p, e.i64c(d.channels));
     llvm::Value* channel = e.b.CreateURem(p, e.i64c(d.channels));
     llvm::Value* plane = e.b.CreateMul(p, e.i64c(d.h * d.w));
+    llvm::Value* out_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
     if (prologue) prologue->enter_channel(channel);
+    prefetch.plane_start(plane, out_plane);
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-      prefetch_next_plane(e, d, x, plane, r);
+      prefetch.row(plane, out_plane, r);
       ep.for_each({image, channel, r}, [&](const ElementPos& pos) {
         return window_max(e, d, x, plane, r, pos.coords[3], pos.mask, prologue).first;
       });
@@ -232,14 +272,16 @@ void emit_pool_backward(Emit& e, const KernelFunction& kf, const Graph& g, const
   llvm::Value* dx = kf.args[0];
   const bool tiled = pool_windows_tile(g, group.anchor);
   const bool gated = tiled && relu_gated(g, group);
+  PoolPrefetch prefetch{e, d, x, dx, true};
   const PlaneWriter write_plane = [&](llvm::Value* image, llvm::Value* channel) {
     llvm::Value* p = e.b.CreateAdd(e.b.CreateMul(image, e.i64c(d.channels)), channel);
     PoolGradPlane pg{e, d, x, dy, dx, e.b.CreateMul(p, e.i64c(d.h * d.w)), nullptr, prologue, gated};
     pg.dy_plane = e.b.CreateMul(p, e.i64c(d.oh * d.ow));
     if (prologue) prologue->enter_channel(channel);
+    prefetch.plane_start(pg.plane, pg.plane);
     if (!tiled) pg.zero_plane();
     emit_for(e, d.oh, 1, [&](llvm::Value* r) {
-      prefetch_next_plane(e, d, x, pg.plane, r);
+      prefetch.row(pg.plane, pg.plane, r);
       emit_vector_nest(e, {d.ow}, [&](const ElementPos& cols) {
         if (tiled)
           pg.write_tiled_windows(r, cols);
