@@ -65,6 +65,8 @@ struct ChannelWork {
   /// With sweep_blocks: called with the image before each of the channel's runs is summed
   /// (the channel is Norm::c), for a kernel that writes the run there (emit_grad_gamma_beside).
   std::function<void(llvm::Value*)> before_run;
+  /// The buffers the sums read along each run (x, and dy where summed), for prefetch_run_ahead.
+  std::vector<llvm::Value*> streams;
 };
 
 /// The channels one kernel item covers and how their statistics are held. In general an item
@@ -116,6 +118,7 @@ struct Norm {
   ChannelWork mean(llvm::Value* x) {
     ChannelWork w;
     w.sums = 1;
+    w.streams = {x};
     w.terms = [this, x](llvm::Value* off, llvm::Value* m) { return std::vector<llvm::Value*>{widen(load(x, off, m))}; };
     return w;
   }
@@ -138,6 +141,8 @@ struct Norm {
   ChannelWork stats(llvm::Value* x, llvm::Value* dy, Extra extra = Extra::none) {
     ChannelWork w;
     w.sums = (dy ? 4 : 2) + (extra == Extra::mean ? 1 : 0);
+    w.streams = {x};
+    if (dy) w.streams.push_back(dy);
     w.terms = [this, x, dy, extra](llvm::Value* off, llvm::Value* m) {
       llvm::Value* xd = widen(load(x, off, m));
       llvm::Value* xk = masked(e.b.CreateFSub(xd, lanes ? shift : e.b.CreateVectorSplat(e.width, shift)), m);
@@ -298,6 +303,33 @@ class BlockPartials {
   llvm::Value* saved_;
 };
 
+/// The sums' sweep reads a block's runs one after another within an image, then jumps to the
+/// next image's (an image's block of channels ahead in memory), and the hardware prefetchers
+/// lose the stream at each jump. So each run fetches into L1 the run about this many floats
+/// further on in the sweep's order (whole runs, counted in runs of `inner` floats): cnn3's
+/// statistics kernels ran 13-40% faster with it (the 7x7 and 14x14 ones most), 1024 floats
+/// as well, 4096 no better than none.
+constexpr int64_t kSweepAheadFloats = 2048;
+
+/// Prefetches the streams' run that the sums reach kSweepAheadFloats after the run of image b
+/// and channel c0 + j of the block [c0, c1) (nothing past the batch). Not for a sweep whose runs
+/// are first written (before_run): the pooling gradient fetches those planes itself.
+void prefetch_run_ahead(Norm& nm, const ChannelWork& w, llvm::Value* b, llvm::Value* j, llvm::Value* c0,
+                        llvm::Value* c1) {
+  Emit& e = nm.e;
+  if (w.before_run || w.streams.empty()) return;
+  const int64_t inner = nm.d.inner, runs_ahead = std::max<int64_t>(1, (kSweepAheadFloats + inner - 1) / inner);
+  llvm::Value* block = e.b.CreateSub(c1, c0);
+  llvm::Value* ahead = e.b.CreateAdd(e.b.CreateMul(b, block), e.b.CreateAdd(j, e.i64c(runs_ahead)));
+  llvm::Value* image = e.b.CreateUDiv(ahead, block);
+  llvm::Value* channel = e.b.CreateAdd(c0, e.b.CreateURem(ahead, block));
+  emit_if(e, e.b.CreateICmpULT(image, e.i64c(nm.d.batch)), [&] {
+    llvm::Value* start =
+        e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(image, e.i64c(nm.d.channels)), channel), e.i64c(inner));
+    for (llvm::Value* stream : w.streams) prefetch_floats(e, stream, start, inner, false);
+  });
+}
+
 /// The per-channel work of one channel per item, the items [begin, end) in blocks of
 /// block_channels() (see the top of the file): the sums image by image, each channel's
 /// partials restored before its run and saved after it; then each channel's results, whose
@@ -339,6 +371,7 @@ void sweep_blocks(Norm& nm, Epilogue* ep, const ChannelWork& w, llvm::Value* beg
         emit_range(e, c0, c1, [&](llvm::Value* c) {
           llvm::Value* j = enter(c0, c);
           llvm::Value* base = nm.run_offset(b);
+          prefetch_run_ahead(nm, w, b, j, c0, c1);
           if (w.before_run) w.before_run(b);
           if (doubles)
             doubles->add_run(j, nm.d.inner,

@@ -221,6 +221,14 @@ llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset) {
   return e.b.CreateAlignedLoad(e.f32, e.b.CreateInBoundsGEP(e.f32, base, offset), kFloatAlign);
 }
 
+void prefetch_floats(Emit& e, llvm::Value* base, llvm::Value* start, int64_t floats, bool for_write) {
+  constexpr int64_t kLineFloats = 16;
+  for (int64_t f = 0; f < floats + kLineFloats - 1; f += kLineFloats)
+    e.intrinsic(llvm::Intrinsic::prefetch,
+                {e.b.CreateInBoundsGEP(e.f32, base, e.b.CreateAdd(start, e.i64c(std::min(f, floats - 1)))),
+                 e.b.getInt32(for_write ? 1 : 0), e.b.getInt32(3), e.b.getInt32(1)});
+}
+
 unsigned active_lanes(Emit& e, llvm::Value* mask) {
   if (!mask) return e.width;
   auto* constant = llvm::cast<llvm::Constant>(mask);

@@ -109,6 +109,10 @@ llvm::Value* entry_slot(Emit& e, llvm::Type* type, llvm::Value* init);
 std::vector<llvm::Value*> unflatten(Emit& e, llvm::Value* flat, const Shape& dims);
 /// One scalar float of `base` at `offset`.
 llvm::Value* load_scalar(Emit& e, llvm::Value* base, llvm::Value* offset);
+/// Fetches into L1 every cache line of base[start .. start + floats), whatever its alignment
+/// (one prefetch per 16 floats and one at the last float), for reading or, where the kernel
+/// will store there, for writing.
+void prefetch_floats(Emit& e, llvm::Value* base, llvm::Value* start, int64_t floats, bool for_write);
 
 /// A batchnorm_grad_gamma, the group's root, and its dbeta if that is a side output, summed
 /// in the kernel that writes their dy, a side output (a maxpool2d_backward group, see

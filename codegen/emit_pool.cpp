@@ -99,19 +99,12 @@ constexpr int64_t kMinRowPrefetchPlane = 128;
 constexpr int64_t kSmallPlanesAhead = 4;
 
 /// The `floats` floats from offset `at` of the plane `ahead` planes after `plane` in a buffer
-/// of `planes` planes of `plane_floats` each (nothing past the last), every cache line of them.
+/// of `planes` planes of `plane_floats` each (nothing past the last).
 void prefetch_plane_part(Emit& e, llvm::Value* buffer, llvm::Value* plane, int64_t ahead, int64_t plane_floats,
                          int64_t planes, llvm::Value* at, int64_t floats, bool for_write) {
-  constexpr int64_t kLineFloats = 16;
   llvm::Value* next = e.b.CreateAdd(plane, e.i64c(ahead * plane_floats));
-  emit_if(e, e.b.CreateICmpULT(next, e.i64c(planes * plane_floats)), [&] {
-    llvm::Value* start = e.b.CreateAdd(next, at);
-    // One address in each line from the first float's to the last's, whatever their alignment.
-    for (int64_t f = 0; f < floats + kLineFloats - 1; f += kLineFloats)
-      e.intrinsic(llvm::Intrinsic::prefetch,
-                  {e.b.CreateInBoundsGEP(e.f32, buffer, e.b.CreateAdd(start, e.i64c(std::min(f, floats - 1)))),
-                   e.b.getInt32(for_write ? 1 : 0), e.b.getInt32(3), e.b.getInt32(1)});
-  });
+  emit_if(e, e.b.CreateICmpULT(next, e.i64c(planes * plane_floats)),
+          [&] { prefetch_floats(e, buffer, e.b.CreateAdd(next, at), floats, for_write); });
 }
 
 /// A pooling kernel's prefetches: of x, and of `out` (the gradient's dx, or the forward's
