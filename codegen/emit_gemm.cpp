@@ -21,9 +21,9 @@ constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 
 /// B is read where it stands (GemmLayout::b_in_place) by a matmul of at most this many rows.
 /// Packing B reads and writes all of it once per call, which pays only when many row tiles
-/// then read each panel. mlp512's first layer at M = 64 (784 x 512 B) ran 14% faster in place,
-/// M = 128 8%, mlp2048's 784 x 2048 B at M = 64 even; at M = 256 in place was slower (mlp2048's
-/// first layer +10%), with B's rows 8 KiB apart read from L2 again by each of 43 row tiles.
+/// then read each panel. mlp512's first layer at M = 64 (784 x 512 B) ran 10-14% faster in
+/// place, at M = 128 8%, mlp2048's (784 x 2048 B) at M = 64 even; at M = 256 in place was
+/// slower (mlp2048's first layer +10%, its B's rows 8 KiB apart read by each of 43 row tiles).
 constexpr int64_t kMaxRowsForBInPlace = 128;
 
 /// The fewest row tiles in a block of A: every block packs each panel again, so a long
