@@ -67,6 +67,9 @@ struct ChannelWork {
   std::function<void(llvm::Value*)> before_run;
   /// The buffers the sums read along each run (x, and dy where summed), for prefetch_run_ahead.
   std::vector<llvm::Value*> streams;
+  /// The buffers shaped like x that the element pass reads (x, an epilogue's operands) and
+  /// writes (the outputs), for prefetch_run_ahead in that pass.
+  std::vector<llvm::Value*> element_reads, element_writes;
 };
 
 /// The channels one kernel item covers and how their statistics are held. In general an item
@@ -311,13 +314,16 @@ class BlockPartials {
 /// 1024 floats ahead did as well, 4096 worse.
 constexpr int64_t kSweepAheadFloats = 2048;
 
-/// Prefetches the streams' run that the sums reach kSweepAheadFloats after the run of image b
-/// and channel c0 + j of the block [c0, c1) (nothing past the batch). Not for a sweep whose runs
-/// are first written (before_run): the pooling gradient fetches those planes itself.
+/// Prefetches the run that the sweep reaches kSweepAheadFloats after the run of image b and
+/// channel c0 + j of the block [c0, c1) (nothing past the batch): in the sums, of the streams
+/// they read; in the element pass, of what it reads, and of what it writes for writing (rescnn's
+/// normalization kernels ran 6-30% faster with the latter). Not for a sweep whose runs are
+/// first written (before_run): the pooling gradient fetches those planes itself.
 void prefetch_run_ahead(Norm& nm, const ChannelWork& w, llvm::Value* b, llvm::Value* j, llvm::Value* c0,
-                        llvm::Value* c1) {
+                        llvm::Value* c1, bool element_pass = false) {
   Emit& e = nm.e;
-  if (w.before_run || w.streams.empty()) return;
+  const std::vector<llvm::Value*>& streams = element_pass ? w.element_reads : w.streams;
+  if (w.before_run || (streams.empty() && (!element_pass || w.element_writes.empty()))) return;
   const int64_t inner = nm.d.inner, runs_ahead = std::max<int64_t>(1, (kSweepAheadFloats + inner - 1) / inner);
   llvm::Value* block = e.b.CreateSub(c1, c0);
   llvm::Value* ahead = e.b.CreateAdd(e.b.CreateMul(b, block), e.b.CreateAdd(j, e.i64c(runs_ahead)));
@@ -326,7 +332,9 @@ void prefetch_run_ahead(Norm& nm, const ChannelWork& w, llvm::Value* b, llvm::Va
   emit_if(e, e.b.CreateICmpULT(image, e.i64c(nm.d.batch)), [&] {
     llvm::Value* start =
         e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(image, e.i64c(nm.d.channels)), channel), e.i64c(inner));
-    for (llvm::Value* stream : w.streams) prefetch_floats(e, stream, start, inner, false);
+    for (llvm::Value* stream : streams) prefetch_floats(e, stream, start, inner, false);
+    if (element_pass)
+      for (llvm::Value* stream : w.element_writes) prefetch_floats(e, stream, start, inner, true);
   });
 }
 
@@ -396,6 +404,7 @@ void sweep_blocks(Norm& nm, Epilogue* ep, const ChannelWork& w, llvm::Value* beg
     emit_for(e, nm.d.batch, 1, [&](llvm::Value* b) {
       emit_range(e, c0, c1, [&](llvm::Value* c) {
         llvm::Value* j = enter(c0, c);
+        prefetch_run_ahead(nm, w, b, j, c0, c1, true);
         std::vector<llvm::Value*> factors;
         for (size_t f = 0; f < factor_count; ++f)
           factors.push_back(e.b.CreateVectorSplat(e.width, e.b.CreateLoad(e.f32, factor_at(j, f))));
@@ -593,6 +602,12 @@ void emit_norm_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const F
       throw Error(
           fmt::format("internal error: codegen: %{} ({}) has no normalization kernel", n.id, op_info(n.op).name));
   }
+  // What the element pass streams, image by image as the sums do (prefetch_run_ahead).
+  for (NodeId id : group.inputs)
+    if (g.shape(id) == shape) w.element_reads.push_back(input_arg(kf, group, id));
+  if (g.shape(group.root) == shape) w.element_writes.push_back(output_arg(kf, group, group.root));
+  for (NodeId id : group.side_outputs)
+    if (g.shape(id) == shape) w.element_writes.push_back(output_arg(kf, group, id));
   if (nm.lanes)
     sweep_lanes(nm, ep, w, kf.begin, kf.end, shifted);
   else
