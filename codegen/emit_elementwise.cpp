@@ -166,9 +166,9 @@ void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, c
 
   const size_t first_input = first_input_arg(group);
   KernelFunction kf = begin_kernel(e, name, static_cast<int>(first_input + group.inputs.size()));
-  // An output stored into the tensor of a source it reads shares that buffer: neither pointer
-  // may be marked noalias. Every output of an element is computed before any is stored, so each
-  // element of the source is read before it is overwritten.
+  // An output stored into the tensor of a source it reads, or over an input it is the last
+  // reader of, shares that buffer: neither pointer may be marked noalias. Every output of an element is computed before
+  // any is stored, so each element of the source is read before it is overwritten.
   for (const auto& [output, source] : group.in_place) {
     const size_t o = output == group.root
                          ? 0

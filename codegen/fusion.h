@@ -59,8 +59,9 @@ struct FusionGroup {
   /// statistic, summed in the anchor's read (see the rules above). Same shape as root.
   std::vector<NodeId> side_outputs;
   /// Outputs (the root or side outputs) stored straight into the parameter or state tensor
-  /// they replace, as (output, source) pairs. Set by the JIT plan, never by fuse(): the
-  /// kernel then must not assume the two buffers are distinct.
+  /// they replace, or over an input of theirs that nothing reads afterwards, as (output,
+  /// source) pairs. Set by the JIT plan, never by fuse(): the kernel then must not assume the
+  /// two buffers are distinct.
   std::vector<std::pair<NodeId, NodeId>> in_place;
   /// A normalization this kernel recomputes where its anchor reads operand 0 (and where its
   /// epilogue reads that value): the nodes of its group, ascending, the batchnorm_infer first

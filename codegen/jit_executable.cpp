@@ -155,22 +155,35 @@ struct MemoryLayout {
   ArenaPlan arena;
 };
 
-/// Lifetimes in steps: a kernel's output is born at its step and dies after its last reader
-/// (reads of a reshape are reads of what it aliases); outputs and assigned values are read
-/// after the last step. Values written in place (`in_place_source`) take no arena space.
-MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
-                            const std::vector<NodeId>& in_place_source) {
+/// Which buffer each node's data is in: a reshape's is its operand's, a value written over
+/// another (`in_place_source`) is that one's; every other node is its own.
+std::vector<NodeId> buffer_owners(const Graph& g, const std::vector<NodeId>& in_place_source) {
   std::vector<NodeId> owner(g.size());
-  for (const Node& n : g.nodes()) owner[n.id] = n.op == Op::reshape ? owner[n.operands[0]] : n.id;
+  for (const Node& n : g.nodes())
+    owner[n.id] = n.op == Op::reshape          ? owner[n.operands[0]]
+                  : in_place_source[n.id] >= 0 ? owner[in_place_source[n.id]]
+                                               : n.id;
+  return owner;
+}
+
+/// The step that writes each node (-1 for none) and the last step that reads each buffer
+/// (indexed by `owner`; -1 for none): a kernel reads its inputs, an alias its operand;
+/// outputs and assigned values are read after the last step (steps.size()).
+struct Lifetimes {
+  std::vector<int> first, last;
+};
+
+Lifetimes lifetimes(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
+                    const std::vector<NodeId>& owner) {
   const int end = static_cast<int>(steps.size());
-  std::vector<int> first(g.size(), -1), last(g.size(), -1);
-  auto read = [&](NodeId id, int step) { last[owner[id]] = std::max(last[owner[id]], step); };
+  Lifetimes t{std::vector<int>(g.size(), -1), std::vector<int>(g.size(), -1)};
+  auto read = [&](NodeId id, int step) { t.last[owner[id]] = std::max(t.last[owner[id]], step); };
   for (int s = 0; s < end; ++s) {
     const Step& step = steps[static_cast<size_t>(s)];
     const Node& n = g.node(step.node);
     if (step.kind == StepKind::kernel) {
-      first[n.id] = s;
-      for (NodeId id : groups[static_cast<size_t>(step.index)].side_outputs) first[id] = s;
+      t.first[n.id] = s;
+      for (NodeId id : groups[static_cast<size_t>(step.index)].side_outputs) t.first[id] = s;
       for (NodeId id : groups[static_cast<size_t>(step.index)].inputs) read(id, s);
     } else if (step.kind == StepKind::assign) {
       read(n.operands[0], end);
@@ -179,13 +192,64 @@ MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, cons
     }
   }
   for (const auto& [name, id] : g.outputs()) read(id, end);
+  return t;
+}
 
+/// Where an elementwise kernel can store an output over one of its inputs, so the output takes
+/// no arena space and its stores meet lines the kernel has just read: an output O of a kernel
+/// with no contraction and no prologue goes into the buffer of an input I of O's shape when
+///  - the kernel is I's last reader, and I is no output, is read by no assign and through no
+///    reshape (nothing reads I after this kernel, or under another shape);
+///  - every node of the kernel reading I is elementwise of I's shape: element i of I is read
+///    only for element i of the outputs, all of which are computed before any is stored;
+///  - I is computed by a kernel (the arena holds it) and no other output of the kernel took it.
+/// I's buffer then lives until O's last reader (buffer_owners). The assign rule above
+/// (plan_in_place) comes first. cnn3's batch-norm dx, for one, overwrites the dy it reads.
+void plan_overwrites(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
+                     std::vector<NodeId>& in_place_source) {
+  const Lifetimes t = lifetimes(g, steps, groups, buffer_owners(g, std::vector<NodeId>(g.size(), -1)));
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<bool> taken(g.size(), false);
+  for (int s = 0; s < static_cast<int>(steps.size()); ++s) {
+    const Step& step = steps[static_cast<size_t>(s)];
+    if (step.kind != StepKind::kernel) continue;
+    const FusionGroup& group = groups[static_cast<size_t>(step.index)];
+    if (group.anchor >= 0 || !group.prologue.empty()) continue;
+    std::vector<NodeId> outputs{group.root};
+    outputs.insert(outputs.end(), group.side_outputs.begin(), group.side_outputs.end());
+    for (NodeId o : outputs) {
+      if (in_place_source[o] >= 0) continue;
+      for (NodeId i : group.inputs) {
+        if (taken[i] || g.shape(i) != g.shape(o) || t.first[i] < 0 || t.last[i] != s) continue;
+        // Readers in other kernels ran before this one (it is I's last reader).
+        const bool element_by_element = std::ranges::all_of(readers[i], [&](NodeId r) {
+          const Node& reader = g.node(r);
+          if (reader.op == Op::reshape) return false;
+          return !std::ranges::binary_search(group.nodes, r) ||
+                 (op_info(reader.op).category == OpCategory::Elementwise && reader.shape == g.shape(i));
+        });
+        if (!element_by_element) continue;
+        in_place_source[o] = i;
+        taken[i] = true;
+        break;
+      }
+    }
+  }
+}
+
+/// Lifetimes in steps: a kernel's output is born at its step and dies after its last reader
+/// (reads of a reshape are reads of what it aliases, reads of a value written over another are
+/// reads of that one); outputs and assigned values are read after the last step. Values written
+/// in place (`in_place_source`) take no arena space.
+MemoryLayout lay_out_memory(const Graph& g, const std::vector<Step>& steps, const std::vector<FusionGroup>& groups,
+                            const std::vector<NodeId>& in_place_source) {
+  const Lifetimes t = lifetimes(g, steps, groups, buffer_owners(g, in_place_source));
   MemoryLayout layout;
   std::vector<BufferUse> uses;
   for (const Node& n : g.nodes())
-    if (first[n.id] >= 0 && in_place_source[n.id] < 0) {
+    if (t.first[n.id] >= 0 && in_place_source[n.id] < 0) {
       layout.nodes.push_back(n.id);
-      uses.push_back({numel(n.shape), first[n.id], std::max(first[n.id], last[n.id])});
+      uses.push_back({numel(n.shape), t.first[n.id], std::max(t.first[n.id], t.last[n.id])});
     }
   layout.arena = plan_arena(uses);
   return layout;
@@ -372,8 +436,9 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
   const CompiledKernel& kernel = compiled[k];
   const NodeId root = kernel.group.root;
   // Every buffer is passed as float*: a kernel writes its root's and side outputs' buffers (and
-  // its scratch) and only reads its inputs. An output written in place (plan_in_place) is the
-  // very tensor of the source it replaces, which the kernel also reads as an input.
+  // its scratch) and only reads its inputs. An output written in place is the very tensor of
+  // the source it replaces (plan_in_place) or the buffer of an input it overwrites
+  // (plan_overwrites), which the kernel also reads.
   std::vector<float*> args{buffer_of(root, data_of)};
   for (NodeId id : kernel.group.side_outputs) args.push_back(buffer_of(id, data_of));
   for (NodeId id : kernel.group.inputs) args.push_back(const_cast<float*>(data_of[id]));
@@ -520,7 +585,8 @@ StateMap JitExecutable::run(const StateMap& feeds, StateMap& state) {
   std::vector<std::pair<std::string, Tensor>> copies;
   for (NodeId id : g.nodes_of(Op::assign)) {
     data_of[id] = data_of[g.node(id).operands[0]];
-    if (p.in_place_source[g.node(id).operands[0]] >= 0) continue;  // already in its state tensor
+    const NodeId source = p.in_place_source[g.node(id).operands[0]];
+    if (source >= 0 && op_info(g.node(source).op).category == OpCategory::Source) continue;  // in its state tensor
     const std::string& target = g.node(id).attrs.s("target");
     const Shape& shape = g.shape(id);
     auto it = state.find(target);
@@ -545,7 +611,9 @@ int64_t JitExecutable::arena_bytes() const { return plan_->arena_floats * static
 
 FusionPlan plan_fusion(const Graph& g) {
   FusionPlan fusion = fuse(g);
-  const std::vector<NodeId> in_place_source = plan_in_place(g, plan_steps(g, fusion), fusion.groups);
+  const std::vector<Step> steps = plan_steps(g, fusion);
+  std::vector<NodeId> in_place_source = plan_in_place(g, steps, fusion.groups);
+  plan_overwrites(g, steps, fusion.groups, in_place_source);
   for (const Node& n : g.nodes())
     if (in_place_source[n.id] >= 0)
       fusion.groups[static_cast<size_t>(fusion.group_of[n.id])].in_place.push_back({n.id, in_place_source[n.id]});

@@ -7,6 +7,7 @@
 #include "codegen/jit_support.h"
 #include "dagger/autodiff/step.h"
 #include "dagger/codegen/fusion.h"
+#include "dagger/codegen/jit_executable.h"
 #include "dagger/runtime/init.h"
 #include "support.h"
 
@@ -144,6 +145,13 @@ TEST_CASE("a training step's batch norm reads x four times and dy twice", "[jit]
     }
   }
   CHECK(describe_fusion(g, plan, true).find("in the same read of") != std::string::npos);
+  // dx's elementwise kernel is dy's last reader: the JIT plan stores dx over dy.
+  const FusionPlan jit_plan = plan_fusion(g);
+  const auto dx = std::ranges::find_if(jit_plan.groups, [&](const FusionGroup& k) {
+    return k.anchor < 0 && std::ranges::count(k.inputs, dy) > 0 && std::ranges::count(k.inputs, x) > 0;
+  });
+  REQUIRE(dx != jit_plan.groups.end());
+  CHECK(dx->in_place == std::vector<std::pair<NodeId, NodeId>>{{dx->root, dy}});
 }
 
 namespace {
