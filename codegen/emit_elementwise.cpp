@@ -161,24 +161,26 @@ IterationSpace space_of(const Graph& g, const FusionGroup& group) {
 
 int64_t elementwise_items(const Graph& g, const FusionGroup& group) { return nest_items(space_of(g, group).dims); }
 
+void share_in_place_buffers(const KernelFunction& kf, const FusionGroup& group) {
+  for (const auto& [output, source] : group.in_place) {
+    const size_t o =
+        output == group.root
+            ? 0
+            : 1 + static_cast<size_t>(std::ranges::find(group.side_outputs, output) - group.side_outputs.begin());
+    kf.body->getArg(static_cast<unsigned>(o))->removeAttr(llvm::Attribute::NoAlias);
+    auto in = std::ranges::find(group.inputs, source);
+    if (in != group.inputs.end())
+      kf.body->getArg(static_cast<unsigned>(first_input_arg(group) + static_cast<size_t>(in - group.inputs.begin())))
+          ->removeAttr(llvm::Attribute::NoAlias);
+  }
+}
+
 void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
   const IterationSpace space = space_of(g, group);
 
   const size_t first_input = first_input_arg(group);
   KernelFunction kf = begin_kernel(e, name, static_cast<int>(first_input + group.inputs.size()));
-  // An output stored into the tensor of a source it reads, or over an input it is the last
-  // reader of, shares that buffer: neither pointer may be marked noalias. Every output of an element is computed before
-  // any is stored, so each element of the source is read before it is overwritten.
-  for (const auto& [output, source] : group.in_place) {
-    const size_t o = output == group.root
-                         ? 0
-                         : 1 + static_cast<size_t>(std::ranges::find(group.side_outputs, output) - group.side_outputs.begin());
-    kf.body->getArg(static_cast<unsigned>(o))->removeAttr(llvm::Attribute::NoAlias);
-    auto in = std::ranges::find(group.inputs, source);
-    if (in != group.inputs.end())
-      kf.body->getArg(static_cast<unsigned>(first_input + static_cast<size_t>(in - group.inputs.begin())))
-          ->removeAttr(llvm::Attribute::NoAlias);
-  }
+  share_in_place_buffers(kf, group);
   auto input = [&](NodeId id) -> ElementGen {
     const size_t k =
         static_cast<size_t>(std::find(group.inputs.begin(), group.inputs.end(), id) - group.inputs.begin());

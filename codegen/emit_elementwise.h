@@ -23,6 +23,11 @@ std::vector<ElementGen> compose_group(Emit& e, const Graph& g, const FusionGroup
 /// The parallel items of an elementwise group's kernel (see nest_items).
 int64_t elementwise_items(const Graph& g, const FusionGroup& group);
 
+/// Drops `noalias` from each output written in place (group.in_place) and from the input it
+/// shares a buffer with. Each element of such an input must be read before the same element of
+/// the output is stored (every output of an element computed before any is stored).
+void share_in_place_buffers(const KernelFunction& kf, const FusionGroup& group);
+
 /// Emits kernel `name` for an elementwise group (no anchor). Arguments: the root's output
 /// buffer, then group.inputs in order.
 void emit_elementwise_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group);

@@ -8,6 +8,7 @@
 
 #include <limits>
 
+#include "dagger/codegen/emit_elementwise.h"
 #include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/partials.h"
 
@@ -81,6 +82,46 @@ llvm::Value* kept_offset(Emit& e, const ReduceDims& d, const std::vector<llvm::V
   return offset;
 }
 
+/// A reduce_sum over every axis but 1 of the value its elementwise nodes compute, which it also
+/// stores (fusion.h's last rule). An item is a channel: image by image, each run of the
+/// channel's inner positions is computed a vector at a time, stored, and added to the
+/// channel's partials exactly as the reduction's own kernel adds what it loads (the inner run
+/// of [batch (reduced), channels (kept), inner (reduced)] above), so the same bits.
+void emit_sums_beside(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group, NodeId value) {
+  const Shape& shape = g.shape(value);
+  const int64_t batch = shape[0], channels = shape[1], inner = numel(shape) / (batch * channels);
+  FusionGroup chain = group;  // the elementwise nodes, rooted at the value
+  std::erase(chain.nodes, group.anchor);
+  chain.root = value;
+  chain.anchor = -1;
+  chain.side_outputs.clear();
+  share_in_place_buffers(kf, group);
+  // What the group reads, by position (R's shape), by channel (pos.coords[0]) or once.
+  const std::vector<ElementGen> outputs = compose_group(e, g, chain, [&](NodeId id) -> ElementGen {
+    llvm::Value* buffer = input_arg(kf, group, id);
+    const int64_t floats = numel(g.shape(id));
+    return [&e, buffer, floats, channels, whole = numel(shape)](const ElementPos& pos) -> llvm::Value* {
+      if (floats == whole) return load_vector(e, buffer, pos.flat, pos.mask, e.splat(0.0f));
+      llvm::Value* at = floats == channels ? pos.coords[0] : e.i64c(0);
+      return e.b.CreateVectorSplat(e.width, load_scalar(e, buffer, at));
+    };
+  });
+  llvm::Value* stored = output_arg(kf, group, value);
+  emit_range(e, kf.begin, kf.end, [&](llvm::Value* c) {
+    Partials partials(e, e.f32, Fold::sum);
+    emit_for(e, batch, 1, [&](llvm::Value* b) {
+      llvm::Value* run = e.b.CreateMul(e.b.CreateAdd(e.b.CreateMul(b, e.i64c(channels)), c), e.i64c(inner));
+      partials.add_run(inner, [&](llvm::Value* at, llvm::Value* mask) {
+        const ElementPos pos{{c}, e.b.CreateAdd(run, at), mask};
+        llvm::Value* v = outputs[0](pos);
+        store_at(e, StridedBuffer{stored, {1}}, ElementPos{{pos.flat}, nullptr, mask}, v);
+        return mask ? e.select(mask, v, e.splat(0.0f)) : v;  // masked-off lanes hold the sum's identity
+      });
+    });
+    e.b.CreateAlignedStore(partials.result(), e.b.CreateInBoundsGEP(e.f32, kf.args[0], c), llvm::Align(4));
+  });
+}
+
 }  // namespace
 
 OpKernelLayout reduce_layout(const Graph& g, NodeId anchor, unsigned width) {
@@ -92,6 +133,7 @@ OpKernelLayout reduce_layout(const Graph& g, NodeId anchor, unsigned width) {
 }
 
 void emit_reduce_kernel(Emit& e, const KernelFunction& kf, const Graph& g, const FusionGroup& group) {
+  if (const NodeId value = value_summed_beside(g, group); value >= 0) return emit_sums_beside(e, kf, g, group, value);
   const Node& n = g.node(group.anchor);
   const ReduceDims d = reduce_dims(g, group.anchor);
   llvm::Value* x = operand_arg(kf, g, group, 0);

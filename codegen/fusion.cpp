@@ -138,10 +138,11 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
   if (recomputed >= 0)
     for (NodeId id : inputs_of(g, FusionGroup{recomputed, group.prologue, {}, group.prologue.front(), {}, {}, {}, {}}))
       add(id);
+  std::function<void(NodeId)> walk;
   if (group.anchor >= 0)
     for (NodeId o : g.node(group.anchor).operands)
-      if (o != recomputed) add(o);
-  std::function<void(NodeId)> walk = [&](NodeId id) {
+      if (o != recomputed && !std::binary_search(group.nodes.begin(), group.nodes.end(), o)) add(o);
+  walk = [&](NodeId id) {
     for (NodeId o : g.node(id).operands) {
       if (o == group.anchor || o == recomputed) continue;
       if (std::binary_search(group.nodes.begin(), group.nodes.end(), o))
@@ -151,7 +152,22 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
     }
   };
   if (group.root != group.anchor) walk(group.root);
+  if (group.anchor >= 0 && group.anchor == group.root) walk(group.anchor);  // a value it sums and stores
   return inputs;
+}
+
+/// Whether `stat` is a reduce_sum of `x` over every axis but 1 (keeping its dimensions or not),
+/// with more than one channel: reduce_sum's own kernel then sums each channel image by image,
+/// a run of inner positions at a time (codegen/emit_reduce.cpp). With one channel it merges the
+/// batch and inner axes into a single run, summed in another order.
+bool sums_channels(const Graph& g, const Node& stat, NodeId x) {
+  if (stat.op != Op::reduce_sum || stat.operands[0] != x) return false;
+  const Shape& shape = g.shape(x);
+  const auto rank = static_cast<int64_t>(shape.size());
+  if (rank < 2) return false;
+  std::vector<int64_t> all_but_channels{0};
+  for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
+  return shape[1] > 1 && reduced_axes(g, stat) == all_but_channels && numel(stat.shape) == shape[1];
 }
 
 /// Whether `stat` can be computed by the kernel of `anchor` in the same read of the operand they
@@ -162,14 +178,7 @@ std::vector<NodeId> inputs_of(const Graph& g, const FusionGroup& group) {
 /// the reduction merges the batch and inner axes into a single run, summed in another order.
 bool is_sibling_statistic(const Graph& g, const Node& stat, const Node& anchor) {
   if (anchor.op == Op::channel_var) return stat.op == Op::channel_mean && stat.operands[0] == anchor.operands[0];
-  if (anchor.op != Op::batchnorm_grad_gamma || stat.op != Op::reduce_sum || stat.operands[0] != anchor.operands[1])
-    return false;
-  const Shape& dy = g.shape(anchor.operands[1]);
-  const auto rank = static_cast<int64_t>(dy.size());
-  const std::vector<int64_t> axes = reduced_axes(g, stat);
-  std::vector<int64_t> all_but_channels{0};
-  for (int64_t a = 2; a < rank; ++a) all_but_channels.push_back(a);
-  return dy[1] > 1 && axes == all_but_channels && numel(stat.shape) == dy[1];  // keepdims or not
+  return anchor.op == Op::batchnorm_grad_gamma && sums_channels(g, stat, anchor.operands[1]);
 }
 
 /// Moves each sibling statistic that is a kernel by itself into the kernel of its anchor, also
@@ -306,6 +315,52 @@ void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionG
   groups = std::move(kept);
 }
 
+/// Moves each elementwise group into the reduce_sum kernel that sums its value R per channel
+/// (sums_channels; a convolution's bias gradient summing batch norm's dx): the merged group is
+/// rooted at the reduce_sum, so it runs where that one ran, and stores R as a side output; each
+/// run of a channel's inner positions is computed, stored and added to the channel's partials
+/// in the order of the reduction's own kernel, so the bits stay the same. Only when R's plane
+/// has more than one position, every other reader of R comes after the sum, no assign reads the
+/// group's nodes, and each value the group reads is of R's shape, one per channel or a scalar
+/// (what the sweep indexes by position, by channel, or not at all). It saves the re-read of R.
+void merge_channel_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<int> rooted_at(g.size(), -1);
+  for (size_t k = 0; k < groups.size(); ++k) rooted_at[groups[k].root] = static_cast<int>(k);
+  std::vector<bool> moved(groups.size(), false);
+  for (FusionGroup& sum : groups) {
+    if (sum.anchor < 0 || sum.anchor != sum.root || sum.nodes.size() != 1) continue;
+    const NodeId value = g.node(sum.anchor).operands[0];
+    if (!sums_channels(g, g.node(sum.anchor), value) || rooted_at[value] < 0) continue;
+    const Shape& shape = g.shape(value);
+    const int64_t channels = shape[1];
+    if (numel(shape) / (shape[0] * channels) < 2) continue;
+    const auto at = static_cast<size_t>(rooted_at[value]);
+    const FusionGroup& chain = groups[at];
+    if (moved[at] || chain.anchor >= 0 || !chain.prologue.empty()) continue;
+    if (std::ranges::any_of(chain.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) continue;
+    const bool indexable = std::ranges::all_of(inputs_of(g, chain), [&](NodeId id) {
+      const Shape& in = g.shape(id);
+      if (in == shape || numel(in) == 1) return true;
+      // One value per channel: [C, 1, ...] aligned with R's axis 1 (or with its leading 1s).
+      const auto lead = static_cast<int64_t>(shape.size()) - static_cast<int64_t>(in.size());
+      if (lead < 0 || lead > 1 || numel(in) != channels) return false;
+      return in[static_cast<size_t>(1 - lead)] == channels;
+    });
+    if (!indexable) continue;
+    if (!std::ranges::all_of(readers[value], [&](NodeId reader) { return reader >= sum.root; })) continue;
+    moved[at] = true;
+    std::vector<NodeId> nodes = chain.nodes;
+    nodes.push_back(sum.anchor);
+    std::ranges::sort(nodes);
+    sum.nodes = std::move(nodes);
+  }
+  std::vector<FusionGroup> kept;
+  for (size_t k = 0; k < groups.size(); ++k)
+    if (!moved[k]) kept.push_back(std::move(groups[k]));
+  groups = std::move(kept);
+}
+
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
 /// only node of a group besides its anchor that is not elementwise.
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
@@ -318,6 +373,12 @@ NodeId summed_dy(const Graph& g, const FusionGroup& group) {
   const bool merged =
       group.anchor >= 0 && group.anchor != group.root && g.node(group.root).op == Op::batchnorm_grad_gamma;
   return merged ? g.node(group.root).operands[1] : -1;
+}
+
+NodeId value_summed_beside(const Graph& g, const FusionGroup& group) {
+  const bool merged = group.anchor >= 0 && group.anchor == group.root && group.nodes.size() > 1 &&
+                      g.node(group.anchor).op == Op::reduce_sum;
+  return merged ? g.node(group.anchor).operands[0] : -1;
 }
 
 bool pool_windows_tile(const Graph& g, NodeId pool) {
@@ -450,14 +511,15 @@ FusionPlan fuse(const Graph& g) {
   for (FusionGroup& group : plan.groups) std::sort(group.nodes.begin(), group.nodes.end());
   recompute_normalizations(g, readers, plan.groups, plan.recomputed);
   merge_grad_gamma_sums(g, readers, plan.groups);
+  merge_channel_sums(g, readers, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
     std::sort(group.nodes.begin(), group.nodes.end());
-    const NodeId dy = summed_dy(g, group);
+    const NodeId dy = summed_dy(g, group), summed = value_summed_beside(g, group);
     for (NodeId id : group.nodes) {
       plan.group_of[id] = static_cast<int>(k);
-      if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id) || id == dy))
+      if (id != group.root && (readers.assigns[id] > 0 || is_sibling(g, group, id) || id == dy || id == summed))
         group.side_outputs.push_back(id);
     }
     group.inputs = inputs_of(g, group);
@@ -495,6 +557,11 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
     return fmt::format("ends the pooling gradient ({} readers): stored, and each plane summed for %{} just after it is "
                        "written",
                        readers_of(g)[id].size(), group.root);
+  if (id == value_summed_beside(g, group))
+    return fmt::format(
+        "ends the elementwise chain ({} readers): stored, and each run of it summed for %{} as it is "
+        "stored",
+        readers_of(g)[id].size(), group.root);
   NodeId reader = -1;
   for (NodeId other : group.nodes)
     for (NodeId o : g.node(other).operands)

@@ -30,7 +30,13 @@
 ///    whose 2x2 windows tile planes of 100 floats or more is summed in that kernel, each plane
 ///    just after it is written, in its own kernel's order (same bits): the group is rooted at
 ///    the batchnorm_grad_gamma and stores dy as a side output, when every other reader of dy
-///    comes after it. It saves the re-read of x and dy from memory.
+///    comes after it. It saves the re-read of x and dy from memory;
+///  - an elementwise group whose value R is then summed over every axis but the channels by a
+///    reduce_sum kernel (a convolution's bias gradient summing batch norm's dx) is computed by
+///    that kernel, run by run, each run stored and summed in the reduction's own order (same
+///    bits): the group is rooted at the reduce_sum and stores R as a side output, when every
+///    other reader of R comes after it and the group reads only values of R's shape, one per
+///    channel, or scalars. It saves the re-read of R.
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -90,6 +96,10 @@ bool pool_windows_tile(const Graph& g, NodeId pool);
 /// The dy of the batchnorm_grad_gamma a maxpool2d_backward group sums beside it (the group's
 /// root, see the rules above), or -1 when the group is not such a merge.
 NodeId summed_dy(const Graph& g, const FusionGroup& group);
+
+/// The value a reduce_sum group computes from its elementwise nodes, stores and sums per channel
+/// (the last rule above), or -1 when the group is not such a merge.
+NodeId value_summed_beside(const Graph& g, const FusionGroup& group);
 
 /// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);

@@ -197,7 +197,8 @@ Lifetimes lifetimes(const Graph& g, const std::vector<Step>& steps, const std::v
 
 /// Where an elementwise kernel can store an output over one of its inputs, so the output takes
 /// no arena space and its stores meet lines the kernel has just read: an output O of a kernel
-/// with no contraction and no prologue goes into the buffer of an input I of O's shape when
+/// with no anchor and no prologue (or the value a reduce_sum kernel computes, stores and sums,
+/// value_summed_beside) goes into the buffer of an input I of O's shape when
 ///  - the kernel is I's last reader, and I is no output, is read by no assign and through no
 ///    reshape (nothing reads I after this kernel, or under another shape);
 ///  - every node of the kernel reading I is elementwise of I's shape: element i of I is read
@@ -214,9 +215,11 @@ void plan_overwrites(const Graph& g, const std::vector<Step>& steps, const std::
     const Step& step = steps[static_cast<size_t>(s)];
     if (step.kind != StepKind::kernel) continue;
     const FusionGroup& group = groups[static_cast<size_t>(step.index)];
-    if (group.anchor >= 0 || !group.prologue.empty()) continue;
+    const NodeId summed = value_summed_beside(g, group);
+    if ((group.anchor >= 0 && summed < 0) || !group.prologue.empty()) continue;
     std::vector<NodeId> outputs{group.root};
     outputs.insert(outputs.end(), group.side_outputs.begin(), group.side_outputs.end());
+    if (summed >= 0) outputs = {summed};
     for (NodeId o : outputs) {
       if (in_place_source[o] >= 0) continue;
       for (NodeId i : group.inputs) {

@@ -145,13 +145,18 @@ TEST_CASE("a training step's batch norm reads x four times and dy twice", "[jit]
     }
   }
   CHECK(describe_fusion(g, plan, true).find("in the same read of") != std::string::npos);
-  // dx's elementwise kernel is dy's last reader: the JIT plan stores dx over dy.
+  // dx is computed by the kernel of the convolution's bias gradient, which sums it per channel
+  // as it stores it, and that kernel is dy's last reader: the JIT plan stores dx over dy.
   const FusionPlan jit_plan = plan_fusion(g);
   const auto dx = std::ranges::find_if(jit_plan.groups, [&](const FusionGroup& k) {
-    return k.anchor < 0 && std::ranges::count(k.inputs, dy) > 0 && std::ranges::count(k.inputs, x) > 0;
+    return std::ranges::count(k.inputs, dy) > 0 && std::ranges::count(k.inputs, x) > 0 &&
+           value_summed_beside(g, k) >= 0;
   });
   REQUIRE(dx != jit_plan.groups.end());
-  CHECK(dx->in_place == std::vector<std::pair<NodeId, NodeId>>{{dx->root, dy}});
+  CHECK(g.node(dx->anchor).op == Op::reduce_sum);
+  const NodeId summed = value_summed_beside(g, *dx);
+  CHECK(dx->side_outputs == std::vector<NodeId>{summed});
+  CHECK(dx->in_place == std::vector<std::pair<NodeId, NodeId>>{{summed, dy}});
 }
 
 namespace {
@@ -196,6 +201,74 @@ TEST_CASE("a reduce_sum over every axis but the channels' sums 16 float partials
         const Tensor got = run(g, {{"x", x}}, width, threads).at("sum");
         REQUIRE(got.size() == want.size());
         CHECK(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+namespace {
+
+/// How the test below varies the chain v = dropout((x - f) * y - f, key) that a reduce_sum sums per
+/// channel: as it is, with a reader of v before the sum, or with f broadcast along the last
+/// axis only (not one value per channel).
+enum class ChainCase { summed, read_before, row_factor };
+
+/// v, its per-channel sum ("sum") and 2 v ("out", read after the sum); v is an output too.
+Graph summed_chain(const Shape& shape, ChainCase kind, bool keepdims) {
+  Graph g;
+  const NodeId x = input(g, "x", shape), y = input(g, "y", shape), key = input(g, "key", {});
+  const Shape factor = kind == ChainCase::row_factor ? Shape{shape.back()} : Shape{shape[1], 1, 1};
+  const NodeId f = input(g, "f", factor);
+  // - f last: where a vector reaches past a run, x and y read 0 there but v would not be 0.
+  const NodeId v = g.add(Op::dropout, {g.add(Op::sub, {g.add(Op::mul, {g.add(Op::sub, {x, f}), y}), f}), key},
+                         {{"p", 0.25}, {"salt", int64_t(9)}});
+  g.set_output("v", v);
+  auto twice = [&] {
+    g.set_output("out", g.add(Op::mul, {v, g.add(Op::constant, {}, {{"value", 2.0}, {"shape", Shape{}}})}));
+  };
+  if (kind == ChainCase::read_before) twice();
+  g.set_output("sum", g.add(Op::reduce_sum, {v}, {{"axes", all_but_channels(shape)}, {"keepdims", int64_t(keepdims)}}));
+  if (kind != ChainCase::read_before) twice();
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("an elementwise chain summed per channel is stored and summed by one kernel in the reduction's order",
+          "[jit][ops]") {
+  // The chain's kernel and the sum's become one (fusion.h's last rule) only where the sum is
+  // the chain's first reader, the chain reads values of its shape, per channel or scalars, and
+  // there are several channels and inner positions; the sum must keep reduce_sum's bits
+  // (the partials of channel_sums above) at every width and thread count, and v its own.
+  for (const Shape& shape : std::vector<Shape>{
+           {3, 5, 7, 9}, {1, 3, 4, 4}, {2, 17, 5, 3}, {4, 2, 1, 3}, {2, 1, 5, 5}, {5, 4, 1, 1}, {64, 32, 28, 28}}) {
+    const bool mergeable = shape[1] > 1 && shape[2] * shape[3] > 1;
+    for (ChainCase kind : {ChainCase::summed, ChainCase::read_before, ChainCase::row_factor}) {
+      const StateMap feeds{
+          {"x", uniform(shape, -1, 1, 51)},
+          {"y", uniform(shape, -2, 2, 52)},
+          {"key", scalar_tensor(77)},
+          {"f", uniform(kind == ChainCase::row_factor ? Shape{shape.back()} : Shape{shape[1], 1, 1}, -1, 1, 53)}};
+      for (bool keepdims : {false, true}) {
+        INFO("x " << to_string(shape) << ", case " << static_cast<int>(kind) << ", keepdims " << keepdims);
+        const Graph g = summed_chain(shape, kind, keepdims);
+        const FusionPlan plan = fuse(g);
+        const bool merged =
+            std::ranges::any_of(plan.groups, [&](const FusionGroup& k) { return value_summed_beside(g, k) >= 0; });
+        CHECK(merged == (mergeable && kind == ChainCase::summed));
+        StateMap state;
+        const StateMap want = interpret<float>(g, feeds, state);
+        const std::vector<float> sums = channel_sums(want.at("v"));
+        for (auto [width, threads] :
+             {std::pair{0, 1}, std::pair{0, 2}, std::pair{4, 3}, std::pair{8, 2}, std::pair{16, 3}}) {
+          INFO("width " << width << ", " << threads << " threads");
+          const StateMap got = run(g, feeds, width, threads);
+          CHECK(bitwise_equal(got.at("v"), want.at("v")));
+          CHECK(bitwise_equal(got.at("out"), want.at("out")));
+          const Tensor& sum = got.at("sum");
+          REQUIRE(sum.size() == sums.size());
+          if (shape[1] > 1) CHECK(std::memcmp(sum.data(), sums.data(), sums.size() * sizeof(float)) == 0);
+        }
       }
     }
   }
