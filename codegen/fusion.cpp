@@ -279,40 +279,56 @@ void recompute_normalizations(const Graph& g, const Readers& r, std::vector<Fusi
 /// 28x28 maps 8-24% faster (docs/performance.md, session 19).
 constexpr int64_t kMinSummedPlane = 100;
 
-void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
-  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+/// Moves into each group the nodes of the group rooted at the value `source(group)` names (-1:
+/// none), when `accept(group, that group)` allows it; `adopt(group, that group)` then takes
+/// anything else the merged group needs of it. The merged group keeps its root, so it runs
+/// where it ran. A group is moved at most once, and moved groups are dropped.
+void merge_producers(const Graph& g, std::vector<FusionGroup>& groups,
+                     const std::function<NodeId(const FusionGroup&)>& source,
+                     const std::function<bool(const FusionGroup&, const FusionGroup&)>& accept,
+                     const std::function<void(FusionGroup&, const FusionGroup&)>& adopt) {
   std::vector<int> rooted_at(g.size(), -1);
   for (size_t k = 0; k < groups.size(); ++k) rooted_at[groups[k].root] = static_cast<int>(k);
   std::vector<bool> moved(groups.size(), false);
-  for (FusionGroup& sums : groups) {
-    if (sums.anchor < 0 || sums.anchor != sums.root || g.node(sums.anchor).op != Op::batchnorm_grad_gamma ||
-        !sums.prologue.empty())
-      continue;
-    const Node& grad_gamma = g.node(sums.anchor);
-    const NodeId dy = grad_gamma.operands[1];
-    if (g.shape(dy).size() != 4 || g.shape(dy)[2] * g.shape(dy)[3] < kMinSummedPlane || rooted_at[dy] < 0) continue;
-    const auto at = static_cast<size_t>(rooted_at[dy]);
-    const FusionGroup& pool = groups[at];
-    if (moved[at] || pool.anchor < 0 || g.node(pool.anchor).op != Op::maxpool2d_backward ||
-        !pool_windows_tile(g, pool.anchor))
-      continue;
-    if (std::ranges::any_of(pool.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) continue;
-    if (!std::ranges::all_of(readers[dy], [&](NodeId reader) {
-          return reader >= sums.root || std::ranges::binary_search(sums.nodes, reader);
-        }))
-      continue;
+  for (FusionGroup& into : groups) {
+    const NodeId value = source(into);
+    if (value < 0 || rooted_at[value] < 0) continue;
+    const auto at = static_cast<size_t>(rooted_at[value]);
+    if (moved[at] || !accept(into, groups[at])) continue;
     moved[at] = true;
-    std::vector<NodeId> nodes = pool.nodes;
-    nodes.insert(nodes.end(), sums.nodes.begin(), sums.nodes.end());
+    std::vector<NodeId> nodes = groups[at].nodes;
+    nodes.insert(nodes.end(), into.nodes.begin(), into.nodes.end());
     std::ranges::sort(nodes);
-    sums.nodes = std::move(nodes);
-    sums.anchor = pool.anchor;
-    sums.prologue = pool.prologue;
+    into.nodes = std::move(nodes);
+    adopt(into, groups[at]);
   }
   std::vector<FusionGroup> kept;
   for (size_t k = 0; k < groups.size(); ++k)
     if (!moved[k]) kept.push_back(std::move(groups[k]));
   groups = std::move(kept);
+}
+
+void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  auto dy_of = [&](const FusionGroup& sums) -> NodeId {
+    if (sums.anchor < 0 || sums.anchor != sums.root || g.node(sums.anchor).op != Op::batchnorm_grad_gamma ||
+        !sums.prologue.empty())
+      return -1;
+    const NodeId dy = g.node(sums.anchor).operands[1];
+    return g.shape(dy).size() == 4 && g.shape(dy)[2] * g.shape(dy)[3] >= kMinSummedPlane ? dy : -1;
+  };
+  auto accept = [&](const FusionGroup& sums, const FusionGroup& pool) {
+    if (pool.anchor < 0 || g.node(pool.anchor).op != Op::maxpool2d_backward || !pool_windows_tile(g, pool.anchor))
+      return false;
+    if (std::ranges::any_of(pool.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) return false;
+    return std::ranges::all_of(readers[pool.root], [&](NodeId reader) {
+      return reader >= sums.root || std::ranges::binary_search(sums.nodes, reader);
+    });
+  };
+  merge_producers(g, groups, dy_of, accept, [](FusionGroup& sums, const FusionGroup& pool) {
+    sums.anchor = pool.anchor;
+    sums.prologue = pool.prologue;
+  });
 }
 
 /// Moves each elementwise group into the reduce_sum kernel that sums its value R per channel
@@ -325,20 +341,18 @@ void merge_grad_gamma_sums(const Graph& g, const Readers& r, std::vector<FusionG
 /// (what the sweep indexes by position, by channel, or not at all). It saves the re-read of R.
 void merge_channel_sums(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
   const std::vector<std::vector<NodeId>> readers = readers_of(g);
-  std::vector<int> rooted_at(g.size(), -1);
-  for (size_t k = 0; k < groups.size(); ++k) rooted_at[groups[k].root] = static_cast<int>(k);
-  std::vector<bool> moved(groups.size(), false);
-  for (FusionGroup& sum : groups) {
-    if (sum.anchor < 0 || sum.anchor != sum.root || sum.nodes.size() != 1) continue;
+  auto value_of = [&](const FusionGroup& sum) -> NodeId {
+    if (sum.anchor < 0 || sum.anchor != sum.root || sum.nodes.size() != 1) return -1;
     const NodeId value = g.node(sum.anchor).operands[0];
-    if (!sums_channels(g, g.node(sum.anchor), value) || rooted_at[value] < 0) continue;
+    if (!sums_channels(g, g.node(sum.anchor), value)) return -1;
     const Shape& shape = g.shape(value);
+    return numel(shape) / (shape[0] * shape[1]) >= 2 ? value : -1;
+  };
+  auto accept = [&](const FusionGroup& sum, const FusionGroup& chain) {
+    if (chain.anchor >= 0 || !chain.prologue.empty()) return false;
+    if (std::ranges::any_of(chain.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) return false;
+    const Shape& shape = g.shape(chain.root);
     const int64_t channels = shape[1];
-    if (numel(shape) / (shape[0] * channels) < 2) continue;
-    const auto at = static_cast<size_t>(rooted_at[value]);
-    const FusionGroup& chain = groups[at];
-    if (moved[at] || chain.anchor >= 0 || !chain.prologue.empty()) continue;
-    if (std::ranges::any_of(chain.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) continue;
     const bool indexable = std::ranges::all_of(inputs_of(g, chain), [&](NodeId id) {
       const Shape& in = g.shape(id);
       if (in == shape || numel(in) == 1) return true;
@@ -347,18 +361,9 @@ void merge_channel_sums(const Graph& g, const Readers& r, std::vector<FusionGrou
       if (lead < 0 || lead > 1 || numel(in) != channels) return false;
       return in[static_cast<size_t>(1 - lead)] == channels;
     });
-    if (!indexable) continue;
-    if (!std::ranges::all_of(readers[value], [&](NodeId reader) { return reader >= sum.root; })) continue;
-    moved[at] = true;
-    std::vector<NodeId> nodes = chain.nodes;
-    nodes.push_back(sum.anchor);
-    std::ranges::sort(nodes);
-    sum.nodes = std::move(nodes);
-  }
-  std::vector<FusionGroup> kept;
-  for (size_t k = 0; k < groups.size(); ++k)
-    if (!moved[k]) kept.push_back(std::move(groups[k]));
-  groups = std::move(kept);
+    return indexable && std::ranges::all_of(readers[chain.root], [&](NodeId reader) { return reader >= sum.root; });
+  };
+  merge_producers(g, groups, value_of, accept, [](FusionGroup&, const FusionGroup&) {});
 }
 
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
