@@ -1,7 +1,9 @@
 // Sibling statistics (codegen/fusion.h): channel_mean computed by the channel_var kernel of the
 // same x, and dbeta's reduce_sum by the batchnorm_grad_gamma kernel of the same dy. Each must
 // give the bits its own kernel gives, on odd shapes, at every vector width and thread count;
-// and a training step's batch norm must read x and dy no more often than docs/performance.md says.
+// so must a reduce_sum that computes and stores the elementwise chain it sums per channel (a conv
+// bias's gradient beside batch norm's dx); and a training step's batch norm must read x and dy no
+// more often than docs/performance.md says.
 #include <catch2/catch.hpp>
 
 #include "codegen/jit_support.h"
