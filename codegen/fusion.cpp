@@ -174,8 +174,7 @@ bool sums_channels(const Graph& g, const Node& stat, NodeId x) {
 /// share, and stored beside it (a sibling statistic): the channel_mean of the x a channel_var
 /// reads, or the dbeta of a batchnorm_grad_gamma (reduce_sum of its dy over every axis but 1).
 /// The norm kernel sums each term in the order the statistic's own kernel does (emit_norm.cpp),
-/// so the bits stay the same. For the reduce_sum that holds with more than one channel: with one,
-/// the reduction merges the batch and inner axes into a single run, summed in another order.
+/// so the bits stay the same (for the reduce_sum, see sums_channels).
 bool is_sibling_statistic(const Graph& g, const Node& stat, const Node& anchor) {
   if (anchor.op == Op::channel_var) return stat.op == Op::channel_mean && stat.operands[0] == anchor.operands[0];
   return anchor.op == Op::batchnorm_grad_gamma && sums_channels(g, stat, anchor.operands[1]);

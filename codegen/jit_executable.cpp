@@ -217,9 +217,11 @@ void plan_overwrites(const Graph& g, const std::vector<Step>& steps, const std::
     const FusionGroup& group = groups[static_cast<size_t>(step.index)];
     const NodeId summed = value_summed_beside(g, group);
     if ((group.anchor >= 0 && summed < 0) || !group.prologue.empty()) continue;
-    std::vector<NodeId> outputs{group.root};
-    outputs.insert(outputs.end(), group.side_outputs.begin(), group.side_outputs.end());
-    if (summed >= 0) outputs = {summed};
+    std::vector<NodeId> outputs{summed};  // what a reduce_sum kernel stores beside its sum; else all
+    if (summed < 0) {
+      outputs = {group.root};
+      outputs.insert(outputs.end(), group.side_outputs.begin(), group.side_outputs.end());
+    }
     for (NodeId o : outputs) {
       if (in_place_source[o] >= 0) continue;
       for (NodeId i : group.inputs) {
