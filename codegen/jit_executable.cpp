@@ -12,6 +12,7 @@
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/lower.h"
 #include "dagger/runtime/arena.h"
+#include "dagger/runtime/page_buffer.h"
 #include "dagger/runtime/thread_pool.h"
 
 namespace dagger {
@@ -132,13 +133,6 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
     if (safe) in_place_source[value] = s;
   }
   return in_place_source;
-}
-
-/// The first 64-byte boundary in `storage` (which holds kArenaAlignFloats floats to spare).
-float* first_aligned(std::vector<float>& storage) {
-  const auto address = reinterpret_cast<uintptr_t>(storage.data());
-  const uintptr_t align = kArenaAlignFloats * sizeof(float);
-  return storage.data() + ((align - address % align) % align) / sizeof(float);
 }
 
 /// plan_fusion's in-place writes per node: the source its kernel stores it into, or -1.
@@ -313,15 +307,14 @@ struct JitExecutable::Plan {
   /// Per kernel: the cross-entropy nodes whose labels (operand 1) the plan checks before the
   /// launch, with the interpreter's message, since a kernel cannot report a bad label.
   std::vector<std::vector<NodeId>> label_checks;
-  /// Per thread: the largest kernel scratch (packed panels), from a 64-byte boundary so that
-  /// the microkernel's vector loads of a panel never straddle two cache lines.
-  std::vector<std::vector<float>> scratch_storage;
+  /// Per thread: the largest kernel scratch (packed panels), from a page boundary so that the
+  /// microkernel's vector loads of a panel never straddle two cache lines.
+  std::vector<PageBuffer> scratch_storage;
   std::vector<float*> scratch;
   /// Per kernel that keeps its packed B between runs (CompiledKernel::kept_b_floats): the
   /// packed copy, the B tensor it was packed from, and whether it still holds that tensor's values.
   struct KeptB {
-    std::vector<float> storage;
-    float* data = nullptr;  // storage's first 64-byte boundary
+    PageBuffer storage;
     const float* source = nullptr;
     bool current = false;
   };
@@ -331,8 +324,8 @@ struct JitExecutable::Plan {
   std::vector<Tensor> storage;      // per node: the constants' values
   /// Every kernel's output lives in one arena, placed by liveness (runtime/arena.h).
   bool poison_arena;  // JitOptions::poison_arena
-  std::vector<float> arena_storage;
-  float* arena = nullptr;  // arena_storage's first 64-byte boundary
+  PageBuffer arena_storage;
+  float* arena = nullptr;  // arena_storage.data()
   int64_t arena_floats = 0;
   std::vector<int64_t> arena_offset;  // per node, -1 when not in the arena
   std::vector<NodeId> in_place_source;  // per node: the source it is written into, or -1 (plan_in_place)
@@ -453,7 +446,7 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
   if (kernel.kept_b_floats > 0) {
     const float* b = data_of[kernel.group.inputs[1]];
     const bool repack = !kept.current || kept.source != b;
-    after_scratch = {kept.data, repack ? const_cast<float*>(b) : nullptr};
+    after_scratch = {kept.storage.data(), repack ? const_cast<float*>(b) : nullptr};
   }
   const bool split = pool.size() > 1 && kernel.items > 1 && kernel.work * double(kernel.items) >= kMinParallelWork;
   if (!split) {
@@ -480,9 +473,9 @@ void JitExecutable::Plan::launch(int k, std::vector<const float*>& data_of) {
 void JitExecutable::Plan::place_buffers() {
   const MemoryLayout layout = lay_out_memory(graph, steps, groups, in_place_source);
   arena_floats = layout.arena.floats;
-  arena_storage.assign(static_cast<size_t>(layout.arena.floats + kArenaAlignFloats),
-                       poison_arena ? std::numeric_limits<float>::quiet_NaN() : 0.0f);
-  arena = first_aligned(arena_storage);
+  arena_storage = PageBuffer(layout.arena.floats, poison_arena ? std::numeric_limits<float>::quiet_NaN() : 0.0f,
+                             "the plan's arena");
+  arena = arena_storage.data();
   arena_offset.assign(graph.size(), -1);
   for (size_t k = 0; k < layout.nodes.size(); ++k) arena_offset[layout.nodes[k]] = layout.arena.offsets[k];
 }
@@ -505,10 +498,8 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
                               options.keep_packed_parameters, options.precision);
   p.kept_b.resize(p.compiled.size());
   for (size_t k = 0; k < p.compiled.size(); ++k)
-    if (const int64_t floats = p.compiled[k].kept_b_floats; floats > 0) {
-      p.kept_b[k].storage.assign(static_cast<size_t>(floats + kArenaAlignFloats), 0.0f);
-      p.kept_b[k].data = first_aligned(p.kept_b[k].storage);
-    }
+    if (const int64_t floats = p.compiled[k].kept_b_floats; floats > 0)
+      p.kept_b[k].storage = PageBuffer(floats, 0.0f, "a kernel's packed weights");
   p.storage.resize(g.size());
   for (size_t k = 0; k < p.compiled.size(); ++k) {
     const FusionGroup& group = p.compiled[k].group;
@@ -529,9 +520,10 @@ JitExecutable::JitExecutable(const Graph& g, const JitOptions& options) : plan_(
   p.groups = fusion.groups;
   int64_t scratch_floats = 0;
   for (const CompiledKernel& k : p.compiled) scratch_floats = std::max(scratch_floats, k.scratch_floats);
-  p.scratch_storage.assign(static_cast<size_t>(p.pool.size()),
-                           std::vector<float>(static_cast<size_t>(scratch_floats + kArenaAlignFloats)));
-  for (std::vector<float>& storage : p.scratch_storage) p.scratch.push_back(first_aligned(storage));
+  for (int t = 0; t < p.pool.size(); ++t) {
+    p.scratch_storage.emplace_back(scratch_floats, 0.0f, "a thread's kernel scratch");
+    p.scratch.push_back(p.scratch_storage.back().data());
+  }
   p.place_buffers();
 }
 
