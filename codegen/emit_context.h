@@ -28,6 +28,9 @@ struct Emit {
   bool keep_packed_parameters = false;
   /// Dense layers' products take their operands in bfloat16 (JitOptions::precision).
   bool bf16 = false;
+  /// Whether LLVM's loop unrolling may unroll this kernel's loops; false marks each loop
+  /// `llvm.loop.unroll.disable`.
+  bool llvm_unrolls = true;
   llvm::Type* f32;
   llvm::Type* i32;
   llvm::Type* i64;

@@ -58,7 +58,14 @@ std::vector<llvm::Value*> build_loop(Emit& e, llvm::Value* begin, llvm::Value* e
   llvm::BasicBlock* latch = e.b.GetInsertBlock();  // the body may have opened blocks of its own
   iv->addIncoming(next, latch);
   for (size_t k = 0; k < phis.size(); ++k) phis[k]->addIncoming(out[k], latch);
-  e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
+  llvm::BranchInst* back = e.b.CreateCondBr(e.b.CreateICmpSLT(next, end), header, exit);
+  if (!e.llvm_unrolls) {
+    llvm::LLVMContext& ctx = e.ctx;
+    llvm::MDNode* disable = llvm::MDNode::get(ctx, llvm::MDString::get(ctx, "llvm.loop.unroll.disable"));
+    llvm::MDNode* loop = llvm::MDNode::getDistinct(ctx, {nullptr, disable});
+    loop->replaceOperandWith(0, loop);
+    back->setMetadata(llvm::LLVMContext::MD_loop, loop);
+  }
   e.b.SetInsertPoint(exit);
   if (!guarded) return out;  // values computed in the last iteration dominate the exit
   std::vector<llvm::Value*> result;  // the last iteration's values, or the incoming ones

@@ -481,6 +481,46 @@ TEST_CASE("kernel dumps name their nodes and source lines", "[jit]") {
   CHECK_THROWS_AS(compile_jit(g)->dump(DumpStage::assembly), Error);
 }
 
+TEST_CASE("a convolution's loops are kept from LLVM's unroller and other kernels' are not", "[jit]") {
+  // Convolutions unroll their tiles themselves; LLVM's unroller only cost compile time there.
+  Graph g;
+  NodeId x = input(g, "x", {2, 3, 9, 9});
+  NodeId conv = g.add(Op::conv2d, {x, input(g, "w", {8, 3, 3, 3})}, {{"stride", int64_t(1)}, {"pad", int64_t(1)}});
+  g.set_output("c", conv);
+  g.set_output("m", g.add(Op::relu, {g.add(Op::matmul, {input(g, "a", {9, 40}), input(g, "b", {40, 33})})}));
+  const std::string ir = dump_kernels(g, DumpStage::ir_before_opt);
+  auto count_of = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  // Each kernel's text, by its name in the "; ==== kernel NAME ====" line that opens it.
+  const std::string opening = "; ==== kernel ";
+  std::map<std::string, std::string> text;
+  for (size_t at = ir.find(opening); at != std::string::npos;) {
+    const size_t next = ir.find(opening, at + 1);
+    const std::string part = ir.substr(at, next == std::string::npos ? std::string::npos : next - at);
+    text[part.substr(opening.size(), part.find(' ', opening.size()) - opening.size())] = part;
+    at = next;
+  }
+  int convs = 0, matmuls = 0;
+  for (const auto& [name, part] : text) {
+    INFO(name);
+    const size_t loops = count_of(part, "br i1"), marked = count_of(part, "!llvm.loop !");
+    if (name.find("conv2d") != std::string::npos) {
+      ++convs;
+      CHECK(marked > 0);
+      CHECK(part.find("llvm.loop.unroll.disable") != std::string::npos);
+    } else if (name.find("matmul") != std::string::npos) {
+      ++matmuls;
+      CHECK(loops > 0);
+      CHECK(marked == 0);
+    }
+  }
+  CHECK(convs == 1);
+  CHECK(matmuls == 1);
+}
+
 TEST_CASE("run reports missing feeds and bad dropout keys like the interpreter", "[jit][errors]") {
   Graph g;
   NodeId x = input(g, "x", {4});
