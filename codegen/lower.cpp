@@ -32,8 +32,8 @@ void emit_group(Emit& e, const Graph& g, const FusionGroup& group, CompiledKerne
         emit_matmul_kernel(e, k.name, g, group);
       } else {
         // A convolution's emitter unrolls its register tiles and transforms itself; LLVM's
-        // unroller only added compile time there (rescnn's training plan 12-18% of its processor
-        // time cold) for the same speed.
+        // unroller only added compile time there (10-13% of rescnn's training plan cold) for
+        // the same speed (docs/performance.md, session 27).
         e.llvm_unrolls = false;
         emit_conv_kernel(e, k.name, g, group);
       }
