@@ -4,10 +4,12 @@
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/emit_winograd.h"
 #include "dagger/codegen/iteration.h"
 
@@ -444,7 +446,34 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
     StridedBuffer buf{kf.args[first_input + k], {s[0], s[1], s[3]}};
     return [&e, buf](const ElementPos& pos) { return load_at(e, buf, pos); };
   };
-  const std::vector<ElementGen> epilogue = compose_group(e, g, group, input);
+  std::vector<ElementGen> epilogue;
+  if (const NodeId norm = folded_norm(g, group); norm < 0) {
+    epilogue = compose_group(e, g, group, input);
+  } else {
+    // A batchnorm_infer in the epilogue (fusion.h): the chain up to its x, then x normalized
+    // with the factors of the channel being stored, then the normalization's own epilogue.
+    const Node& n = g.node(norm);
+    FusionGroup chain{n.operands[0], {}, {}, group.anchor, {}, {}, {}, {}};
+    std::vector<NodeId> pending{n.operands[0]};
+    while (!pending.empty()) {  // x and the group's nodes it is computed from
+      const NodeId id = pending.back();
+      pending.pop_back();
+      if (!std::ranges::binary_search(group.nodes, id) || std::ranges::binary_search(chain.nodes, id)) continue;
+      chain.nodes.insert(std::ranges::upper_bound(chain.nodes, id), id);
+      for (NodeId o : g.node(id).operands) pending.push_back(o);
+    }
+    const ElementGen x = compose_group(e, g, chain, input)[0];
+    const std::array<llvm::Value*, 4> params{input_arg(kf, group, n.operands[1]), input_arg(kf, group, n.operands[2]),
+                                             input_arg(kf, group, n.operands[3]), input_arg(kf, group, n.operands[4])};
+    const double eps = n.attrs.f("eps");
+    const ElementGen normalized = [&e, x, params, eps](const ElementPos& pos) {
+      return inference_normalize(e, x(pos), inference_norm_factors(e, params, eps, pos.coords[1]));
+    };
+    FusionGroup after = group;  // the rest, reading the normalization as a value from outside
+    after.anchor = norm;
+    std::erase_if(after.nodes, [&](NodeId id) { return std::ranges::binary_search(chain.nodes, id); });
+    epilogue = compose_group(e, g, after, [&](NodeId id) { return id == norm ? normalized : input(id); });
+  }
   const std::vector<int64_t> out_strides{channels * positions, positions, 1};
   emit_body([&](llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{b, i, j}, nullptr, mask};

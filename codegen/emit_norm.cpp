@@ -17,6 +17,7 @@
 #include <llvm/IR/Constants.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <optional>
 
@@ -442,20 +443,31 @@ NormPrologue::NormPrologue(Emit& e, const KernelFunction& kf, const Graph& g, co
                         [this](NodeId) -> ElementGen { return [this](const ElementPos&) { return normalized_; }; })[0];
 }
 
-void NormPrologue::enter_channel(llvm::Value* channel) {
+std::vector<llvm::Value*> inference_norm_factors(Emit& e, const std::array<llvm::Value*, 4>& gamma_beta_mean_var,
+                                                 double eps, llvm::Value* channel) {
   // The factors as batchnorm_infer's kernel makes them (Norm::normalize): double, then float.
-  Norm nm{e_, {1, 1, 1}, llvm::Type::getDoubleTy(e_.ctx), nullptr};
-  nm.vd = llvm::FixedVectorType::get(nm.f64, e_.width);
+  const auto [gamma, beta, mean, var] = gamma_beta_mean_var;
+  Norm nm{e, {1, 1, 1}, llvm::Type::getDoubleTy(e.ctx), nullptr};
+  nm.vd = llvm::FixedVectorType::get(nm.f64, e.width);
   nm.c = channel;
-  const Stats factors{nm.param(mean_), e_.b.CreateFMul(nm.param(gamma_), nm.rstd(nm.param(var_), eps_)),
-                      nm.param(beta_)};
-  factors_.clear();
-  for (llvm::Value* f : factors) factors_.push_back(e_.b.CreateVectorSplat(e_.width, nm.narrow(f)));
+  const Stats factors{nm.param(mean), e.b.CreateFMul(nm.param(gamma), nm.rstd(nm.param(var), eps)), nm.param(beta)};
+  std::vector<llvm::Value*> out;
+  for (llvm::Value* f : factors) out.push_back(e.b.CreateVectorSplat(e.width, nm.narrow(f)));
+  return out;
+}
+
+llvm::Value* inference_normalize(Emit& e, llvm::Value* xv, const std::vector<llvm::Value*>& factors) {
+  assert(factors.size() == 3);
+  return e.fma(e.b.CreateFSub(xv, factors[0]), factors[1], factors[2]);
+}
+
+void NormPrologue::enter_channel(llvm::Value* channel) {
+  factors_ = inference_norm_factors(e_, {gamma_, beta_, mean_, var_}, eps_, channel);
 }
 
 llvm::Value* NormPrologue::apply(llvm::Value* xv) {
   assert(!factors_.empty());
-  normalized_ = e_.fma(e_.b.CreateFSub(xv, factors_[0]), factors_[1], factors_[2]);
+  normalized_ = inference_normalize(e_, xv, factors_);
   return root_(ElementPos{{}, e_.i64c(0), nullptr});
 }
 

@@ -13,6 +13,7 @@
 ///   softmax_xent                       the whole batch (its mean loss is one scalar)
 ///   reduce_*                           one output element, or a run of output columns
 ///   transpose, broadcast               one index of the output's first axis
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -73,6 +74,14 @@ llvm::Value* operand_arg(const KernelFunction& kf, const Graph& g, const FusionG
 llvm::Value* input_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id);
 /// The kernel argument holding output `id` of the group (its root or a side output).
 llvm::Value* output_arg(const KernelFunction& kf, const FusionGroup& group, NodeId id);
+
+/// batchnorm_infer's factors for `channel` (i64) as its own kernel makes them, in double and
+/// then rounded to float: the mean, gamma * rstd and beta, each as <W x float>.
+std::vector<llvm::Value*> inference_norm_factors(Emit& e, const std::array<llvm::Value*, 4>& gamma_beta_mean_var,
+                                                 double eps, llvm::Value* channel);
+/// batchnorm_infer's value for x's values `xv` with `factors` (inference_norm_factors):
+/// (x - mean) * (gamma * rstd) + beta, the product and sum fused.
+llvm::Value* inference_normalize(Emit& e, llvm::Value* xv, const std::vector<llvm::Value*>& factors);
 
 /// A normalization recomputed by a pooling kernel (FusionGroup::prologue): the batchnorm_infer
 /// of x, (x - mean) * (gamma * rstd) + beta with the factors of its own kernel (emit_norm.cpp),

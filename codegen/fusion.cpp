@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "dagger/codegen/conv_algo.h"
+#include "dagger/codegen/iteration.h"
 #include "dagger/graph/axes.h"
 
 namespace dagger {
@@ -365,13 +366,58 @@ void merge_channel_sums(const Graph& g, const Readers& r, std::vector<FusionGrou
   merge_producers(g, groups, value_of, accept, [](FusionGroup&, const FusionGroup&) {});
 }
 
+/// Moves each forward conv2d group into the batchnorm_infer group that normalizes its value x
+/// when nothing else reads x and the normalization's other operands are sources (fixed
+/// statistics, as in an inference plan: none is computed after the convolution). The merged
+/// group keeps the normalization's root and anchors on the convolution, whose epilogue then
+/// applies the normalization per channel (emit_conv.cpp) and the normalization's own epilogue.
+void merge_inference_norms(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
+  auto source = [&](NodeId id) {
+    const Op op = g.node(id).op;
+    return op == Op::parameter || op == Op::state || op == Op::input || op == Op::constant;
+  };
+  auto x_of = [&](const FusionGroup& norm) -> NodeId {
+    if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer || !norm.prologue.empty()) return -1;
+    const Node& n = g.node(norm.anchor);
+    if (g.shape(n.operands[0]).size() != 4 || !std::all_of(n.operands.begin() + 1, n.operands.end(), source)) return -1;
+    if (std::ranges::any_of(norm.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) return -1;
+    return r.sole(n.operands[0]) == norm.anchor ? n.operands[0] : -1;
+  };
+  auto accept = [&](const FusionGroup& norm, const FusionGroup& conv) {
+    if (conv.anchor < 0 || g.node(conv.anchor).op != Op::conv2d || !conv.prologue.empty()) return false;
+    if (std::ranges::any_of(conv.nodes, [&](NodeId id) { return r.assigns[id] > 0; })) return false;
+    // The epilogue loads what the normalization's epilogue reads the way it loads its own
+    // operands: values of the output's shape, one per channel, or scalars, each walking the
+    // output row by row.
+    const Shape& out = g.shape(conv.anchor);
+    const std::vector<NodeId>& own = g.node(norm.anchor).operands;  // x and the per-channel values
+    return std::ranges::all_of(inputs_of(g, norm), [&](NodeId id) {
+      if (std::ranges::find(own, id) != own.end()) return true;
+      const Shape& in = g.shape(id);
+      if (in.size() > out.size()) return false;
+      const std::vector<int64_t> s = broadcast_strides(in, out);
+      return s[2] == s[3] * out[3];
+    });
+  };
+  merge_producers(g, groups, x_of, accept,
+                  [](FusionGroup& norm, const FusionGroup& conv) { norm.anchor = conv.anchor; });
+}
+
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
-/// only node of a group besides its anchor that is not elementwise.
+/// only node of a group besides its anchor that is not elementwise (but a normalization folded
+/// into a convolution's epilogue).
 bool is_sibling(const Graph& g, const FusionGroup& group, NodeId id) {
-  return id != group.anchor && is_anchor(g.node(id));
+  return id != group.anchor && is_anchor(g.node(id)) && id != folded_norm(g, group);
 }
 
 }  // namespace
+
+NodeId folded_norm(const Graph& g, const FusionGroup& group) {
+  if (group.anchor < 0 || g.node(group.anchor).op != Op::conv2d) return -1;
+  for (NodeId id : group.nodes)
+    if (g.node(id).op == Op::batchnorm_infer) return id;
+  return -1;
+}
 
 NodeId summed_dy(const Graph& g, const FusionGroup& group) {
   const bool merged =
@@ -516,6 +562,7 @@ FusionPlan fuse(const Graph& g) {
   recompute_normalizations(g, readers, plan.groups, plan.recomputed);
   merge_grad_gamma_sums(g, readers, plan.groups);
   merge_channel_sums(g, readers, plan.groups);
+  merge_inference_norms(g, readers, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -566,10 +613,17 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
         "ends the elementwise chain ({} readers): stored, and each run of it summed for %{} as it is "
         "stored",
         readers_of(g)[id].size(), group.root);
+  if (const NodeId norm = folded_norm(g, group); norm >= 0 && id == g.node(norm).operands[0])
+    return fmt::format(
+        "is normalized by %{} (batchnorm_infer) in the epilogue, its only reader: fixed statistics, so its "
+        "factors per channel are made as its own kernel makes them (same bits), and no kernel stores %{}",
+        norm, id);
   NodeId reader = -1;
   for (NodeId other : group.nodes)
     for (NodeId o : g.node(other).operands)
       if (o == id) reader = other;
+  if (id == folded_norm(g, group))
+    return fmt::format("joins %{}: its only reader, applied element by element in the convolution's epilogue", reader);
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();

@@ -36,7 +36,12 @@
 ///    that kernel, run by run, each run stored and summed in the reduction's own order (same
 ///    bits): the group is rooted at the reduce_sum and stores R as a side output, when every
 ///    other reader of R comes after it and the group reads only values of R's shape, one per
-///    channel, or scalars. It saves the re-read of R.
+///    channel, or scalars. It saves the re-read of R;
+///  - a batchnorm_infer whose x is the value of a forward conv2d kernel, read by nothing else,
+///    and whose statistics, gamma and beta are sources (an inference plan: the running
+///    statistics), is applied in that kernel's epilogue with its own kernel's factors (double,
+///    then float, per channel), so the same bits: the group is rooted where the normalization's
+///    was. It saves the normalization's pass over x (its read and write).
 /// Sources, reshapes (aliases of their operand) and assigns are left to the plan.
 #include <string>
 #include <vector>
@@ -100,6 +105,10 @@ NodeId summed_dy(const Graph& g, const FusionGroup& group);
 /// The value a reduce_sum group computes from its elementwise nodes, stores and sums per channel
 /// (the last rule above), or -1 when the group is not such a merge.
 NodeId value_summed_beside(const Graph& g, const FusionGroup& group);
+
+/// The batchnorm_infer a forward convolution's kernel applies in its epilogue (the last rule
+/// above), or -1 when the group holds none.
+NodeId folded_norm(const Graph& g, const FusionGroup& group);
 
 /// Groups the graph's elementwise and contraction nodes into kernels.
 FusionPlan fuse(const Graph& g);

@@ -266,6 +266,94 @@ TEST_CASE("a normalization only pooling reads is recomputed by the pooling kerne
   }
 }
 
+TEST_CASE("a convolution's output normalized with fixed statistics is normalized in its epilogue to the same bits",
+          "[jit][ops][conv]") {
+  // y = relu(batchnorm_infer(conv2d(x, w) + bias)) with gamma, beta and the statistics given
+  // (an inference plan), then optionally a residual and a second bias added and relu again: the
+  // convolution's kernel applies the normalization as it stores (fusion.h), so no kernel stores
+  // conv2d + bias. The same graph with conv2d + bias also an output keeps the normalization's
+  // own kernel: every value must be the same bits, for each convolution algorithm.
+  struct Case {
+    Shape x;
+    int64_t filters, kernel, stride;
+    bool residual;
+  };
+  const std::vector<Case> cases = {{{3, 5, 9, 11}, 7, 3, 1, false},   {{1, 3, 7, 7}, 6, 3, 1, true},
+                                   {{2, 4, 7, 7}, 6, 1, 1, true},     {{2, 3, 10, 10}, 5, 3, 2, false},
+                                   {{4, 16, 28, 28}, 17, 3, 1, true}, {{2, 1, 28, 28}, 32, 3, 1, false}};
+  for (const Case& c : cases) {
+    const Shape channels{c.filters}, per_channel{c.filters, 1, 1}, filter{c.filters, c.x[1], c.kernel, c.kernel};
+    Graph g;
+    StateMap feeds{{"x", uniform(c.x, -1, 1, 31)},
+                   {"w", uniform(filter, -0.5, 0.5, 32)},
+                   {"bias", uniform(per_channel, -0.5, 0.5, 33)},
+                   {"gamma", uniform(channels, 0.5, 1.5, 34)},
+                   {"beta", uniform(channels, -1, 1, 35)},
+                   {"mean", uniform(channels, -0.5, 0.5, 36)},
+                   {"var", uniform(channels, 0.5, 2, 37)},
+                   {"bias2", uniform(per_channel, -0.5, 0.5, 38)}};
+    const NodeId conv =
+        g.add(Op::conv2d, {input(g, "x", c.x), input(g, "w", filter)}, {{"stride", c.stride}, {"pad", c.kernel / 2}});
+    const NodeId biased = g.add(Op::add, {conv, input(g, "bias", per_channel)});
+    std::vector<NodeId> bn_operands{biased};
+    for (const char* name : {"gamma", "beta", "mean", "var"}) bn_operands.push_back(input(g, name, channels));
+    const NodeId norm = g.add(Op::batchnorm_infer, bn_operands, {{"eps", 1e-5}});
+    NodeId y = g.add(Op::relu, {norm});
+    if (c.residual) {
+      feeds["skip"] = uniform(g.shape(conv), -1, 1, 39);
+      y = g.add(Op::add, {g.add(Op::add, {y, input(g, "skip", g.shape(conv))}), input(g, "bias2", per_channel)});
+      y = g.add(Op::relu, {y});
+    }
+    g.set_output("y", y);
+    Graph stored = g;
+    stored.set_output("biased", biased);
+    INFO("x " << to_string(c.x) << " filters " << c.filters << " kernel " << c.kernel << " stride " << c.stride
+              << " residual " << c.residual);
+
+    const FusionPlan plan = fuse(g);
+    const FusionGroup& merged = plan.groups[static_cast<size_t>(plan.group_of[y])];
+    CHECK(merged.anchor == conv);
+    CHECK(folded_norm(g, merged) == norm);
+    CHECK(plan.group_of[biased] == plan.group_of[y]);
+    CHECK(merged.side_outputs.empty());
+    const FusionPlan kept = fuse(stored);
+    CHECK(kept.group_of[norm] != kept.group_of[conv]);
+    CHECK(folded_norm(stored, kept.groups[static_cast<size_t>(kept.group_of[conv])]) == -1);
+
+    StateMap none;
+    const Tensor want = interpret<float>(g, feeds, none).at("y");
+    for (ConvAlgo algo : {ConvAlgo::direct, ConvAlgo::winograd, ConvAlgo::winograd4, ConvAlgo::automatic})
+      for (auto [width, threads] :
+           {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 2}, std::pair{8, 1}, std::pair{16, 2}}) {
+        INFO("algo " << conv_algo_name(algo) << " width " << width << " threads " << threads);
+        JitOptions options;
+        options.poison_arena = true;
+        options.vector_width = width;
+        options.threads = threads;
+        options.conv_algo = algo;
+        auto fused = compile_jit(g, options);
+        auto unfused = compile_jit(stored, options);
+        CHECK(fused->kernels().size() + 1 == unfused->kernels().size());
+        StateMap state;
+        const auto got = fused->run(feeds, state), reference = unfused->run(feeds, state);
+        CHECK(bitwise_equal(got.at("y"), reference.at("y")));
+        CHECK(max_floored_error(got.at("y"), want, max_abs(want)) < 1e-5);
+      }
+  }
+  // Statistics computed from the convolution's output (a training step's) are not fixed when
+  // the convolution runs: no merge.
+  Graph train;
+  const NodeId conv = train.add(Op::conv2d, {input(train, "x", {2, 3, 8, 8}), input(train, "w", {4, 3, 3, 3})},
+                                {{"stride", int64_t(1)}, {"pad", int64_t(1)}});
+  const NodeId mean = train.add(Op::channel_mean, {conv});
+  const NodeId var = train.add(Op::channel_var, {conv});
+  const NodeId norm = train.add(
+      Op::batchnorm_infer, {conv, input(train, "gamma", {4}), input(train, "beta", {4}), mean, var}, {{"eps", 1e-5}});
+  train.set_output("y", train.add(Op::relu, {norm}));
+  const FusionPlan plan = fuse(train);
+  CHECK(plan.group_of[norm] != plan.group_of[conv]);
+}
+
 TEST_CASE("batch normalization over blocks of channels matches the interpreter on odd shapes", "[jit][ops]") {
   // A kernel sweeps its channels in blocks, image by image (codegen/emit_norm.cpp): channels 1,
   // 3 and 17 over batches of 1 and 3 and maps of 1x1, 5x7 and 28x28, then shapes of several
