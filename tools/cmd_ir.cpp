@@ -65,7 +65,7 @@ Run add_ir(CLI::App& app) {
   auto* cmd = app.add_subcommand("ir", "print a stage of the compiler for a model");
   struct Flags {
     std::string model, stage = "graph", format = "text", optimizer = "adam", kernel, conv_algo = "auto",
-                       precision = "f32";
+                       precision = "f32", plan = "train";
     bool why = false, nesterov = false;
     int64_t batch = 64;
     double weight_decay = 0;
@@ -75,12 +75,17 @@ Run add_ir(CLI::App& app) {
       ->required();
   cmd->add_option("--stage", f->stage,
                   "graph (forward, training mode) | eval (forward, inference mode) | grad (training step) | "
-                  "fused (the training step's fusion groups and why each ends) | model (the model text checkpoints "
-                  "carry) | llvm | opt | asm (the training step's JIT kernels: IR before and after O3, assembly)")
+                  "fused (the plan's fusion groups and why each ends) | model (the model text checkpoints "
+                  "carry) | llvm | opt | asm (the plan's JIT kernels: IR before and after O3, assembly)")
       ->check(one_of("stage", {"graph", "eval", "grad", "fused", "model", "llvm", "opt", "asm"}))
       ->capture_default_str();
   cmd->add_option("--format", f->format, "text | dot (dot with graph | eval | grad)")
       ->check(one_of("format", {"text", "dot"}))
+      ->capture_default_str();
+  cmd->add_option("--plan", f->plan,
+                  "with fused | llvm | opt | asm: train (the training step's plan) | eval (the inference plan that "
+                  "evaluation and prediction run)")
+      ->check(one_of("plan", {"train", "eval"}))
       ->capture_default_str();
   cmd->add_option("--kernel", f->kernel, "with llvm | opt | asm: only this kernel (a name from --stage fused)");
   cmd->add_flag("--why", f->why, "with fused: every fusion decision and its reason, and each convolution's algorithm");
@@ -102,11 +107,16 @@ Run add_ir(CLI::App& app) {
     const bool kernel_stage = f->stage == "llvm" || f->stage == "opt" || f->stage == "asm";
     if (!f->kernel.empty() && !kernel_stage)
       throw UsageError(fmt::format("--kernel applies to --stage llvm, opt or asm, not {}", f->stage));
-    const bool step_stage = kernel_stage || f->stage == "fused" || f->stage == "grad";
+    const bool plan_stage = kernel_stage || f->stage == "fused";
+    if (cmd->count("--plan") > 0 && !plan_stage)
+      throw UsageError(
+          fmt::format("--plan applies to --stage fused, llvm, opt or asm (a compiled plan), not {}", f->stage));
+    const bool eval_plan = f->plan == "eval";
+    const bool step_stage = (plan_stage && !eval_plan) || f->stage == "grad";
     for (const char* flag : {"--optimizer", "--nesterov", "--weight-decay"})
       if (cmd->count(flag) > 0 && !step_stage)
         throw UsageError(fmt::format("{} applies to the training step's stages (grad, fused, llvm, opt, asm), not {}",
-                                     flag, f->stage));
+                                     flag, eval_plan ? "--plan eval" : f->stage));
     if (cmd->count("--conv-algo") > 0 && !kernel_stage && f->stage != "fused")
       throw UsageError(
           fmt::format("--conv-algo applies to --stage fused, llvm, opt or asm (the kernels), not {}", f->stage));
@@ -127,10 +137,15 @@ Run add_ir(CLI::App& app) {
     require_momentum_flags(*cmd, opt);
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
+    // The graph a plan stage compiles: the training step, or the forward pass in inference mode
+    // as evaluation, prediction and the trainer's validation compile it.
+    auto plan_graph = [&] {
+      return eval_plan ? build_forward(model.build, f->batch, Mode::eval, input_shape, classes)
+                       : build_training_step(model.build, f->batch, opt, input_shape, classes);
+    };
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
-      const std::string dump =
-          dump_kernels(build_training_step(model.build, f->batch, opt, input_shape, classes), it->second,
-                       conv_algo(f->conv_algo), read_precision(f->precision, ExecutorKind::jit));
+      const std::string dump = dump_kernels(plan_graph(), it->second, conv_algo(f->conv_algo),
+                                            read_precision(f->precision, ExecutorKind::jit));
       if (f->kernel.empty()) {
         fmt::print("{}", dump);
         return 0;
@@ -150,7 +165,7 @@ Run add_ir(CLI::App& app) {
       return 0;
     }
     if (f->stage == "fused") {
-      Graph step = build_training_step(model.build, f->batch, opt, input_shape, classes);
+      Graph step = plan_graph();
       const FusionPlan plan = plan_fusion(step);
       fmt::print("{}", describe_fusion(step, plan, f->why, conv_algo(f->conv_algo)));
       int computed = 0;

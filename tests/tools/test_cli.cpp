@@ -42,6 +42,10 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"train mlp512 --precision bf16 --executor reference", {"--precision bf16 applies to --executor jit"}},
       {"bench shallow --precision fp16", {"unknown precision 'fp16'", "f32, bf16"}},
       {"ir mlp512 --stage fused --precision bf16", {"--precision applies to --stage llvm, opt or asm", "not fused"}},
+      {"ir mlp512 --stage grad --plan eval", {"--plan applies to --stage fused, llvm, opt or asm", "not grad"}},
+      {"ir mlp512 --stage fused --plan test", {"--plan", "train, eval"}},
+      {"ir mlp512 --stage fused --plan eval --optimizer sgd",
+       {"--optimizer applies to the training step's stages", "not --plan eval"}},
       {"frobnicate", {"unknown command 'frobnicate'", "gradcheck"}},
       {"train mlp512 --no-such-flag", {"--no-such-flag"}},
       {"bench mlp9000", {"unknown model 'mlp9000'", "rescnn"}},
@@ -97,6 +101,25 @@ TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli][slo
   CHECK_THAT(unknown.output, Catch::Contains("unknown kernel 'k999'") && Catch::Contains("k6_matmul_add_relu"));
   CHECK(opt.status == 0);
   CHECK_THAT(opt.output, Catch::Contains("==== kernel") && Catch::Contains("x float>"));
+}
+
+TEST_CASE("dagger ir --plan eval shows the inference plan's kernels and fusion", "[cli]") {
+  // rescnn's first convolution, its bias and its batch norm on the running statistics are one
+  // kernel in the inference plan; in the training step the statistics come from the batch.
+  Outcome eval = run_dagger("ir rescnn --stage fused --plan eval --why --batch 3");
+  INFO(eval.output);
+  CHECK(eval.status == 0);
+  CHECK_THAT(eval.output, Catch::Contains("kernel k11_conv2d_add_batchnorm_infer_relu") &&
+                              Catch::Contains("why:   %5 is normalized by %10 (batchnorm_infer) in the epilogue") &&
+                              !Catch::Contains("channel_mean") && Catch::Contains("arena:"));
+  Outcome train = run_dagger("ir rescnn --stage fused --batch 3");
+  CHECK(train.status == 0);
+  CHECK_THAT(train.output, Catch::Contains("channel_mean") && !Catch::Contains("conv2d_add_batchnorm_infer"));
+  Outcome kernel =
+      run_dagger("ir rescnn --stage llvm --plan eval --batch 3 --kernel k11_conv2d_add_batchnorm_infer_relu");
+  CHECK(kernel.status == 0);
+  CHECK_THAT(kernel.output,
+             Catch::StartsWith("; ==== kernel k11_conv2d_add_batchnorm_infer_relu") && Catch::Contains("sqrt"));
 }
 
 TEST_CASE("dagger gradcheck passes on an op and reports each tensor", "[cli]") {
