@@ -200,6 +200,24 @@ TEST_CASE("batch normalization and its statistics match the interpreter", "[jit]
   }
 }
 
+namespace {
+
+/// Compiles `fused` and `stored` (the same graph with one more value an output, so one more
+/// kernel) with `options`, the arena poisoned (an element no kernel writes reads NaN), checks
+/// the kernel counts, and returns both plans' outputs for `feeds`.
+std::pair<StateMap, StateMap> run_fused_and_stored(const Graph& fused, const Graph& stored, const StateMap& feeds,
+                                                   JitOptions options) {
+  options.poison_arena = true;
+  auto with = compile_jit(fused, options);
+  auto without = compile_jit(stored, options);
+  CHECK(with->kernels().size() + 1 == without->kernels().size());
+  StateMap state;
+  StateMap got = with->run(feeds, state);
+  return {std::move(got), without->run(feeds, state)};
+}
+
+}  // namespace
+
 TEST_CASE("a normalization only pooling reads is recomputed by the pooling kernels to the same bits", "[jit][ops]") {
   // y = relu(batchnorm_infer(x)), or batchnorm_infer(x) alone, read only by a maxpool, its
   // gradient and a relu_grad: the plan stores no y, and the pooling kernels compute it from x
@@ -251,14 +269,9 @@ TEST_CASE("a normalization only pooling reads is recomputed by the pooling kerne
     for (auto [width, threads] : {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 1}, std::pair{16, 2}}) {
       INFO("width " << width << " threads " << threads);
       JitOptions options;
-      options.poison_arena = true;  // an element no kernel writes reads NaN
       options.vector_width = width;
       options.threads = threads;
-      auto fused = compile_jit(g, options);
-      auto unfused = compile_jit(stored, options);
-      CHECK(fused->kernels().size() + 1 == unfused->kernels().size());
-      StateMap state;
-      const auto got = fused->run(feeds, state), reference = unfused->run(feeds, state);
+      const auto [got, reference] = run_fused_and_stored(g, stored, feeds, options);
       CHECK(bitwise_equal(got.at("pooled"), reference.at("pooled")));
       CHECK(bitwise_equal(got.at("dx"), reference.at("dx")));
       CHECK(max_floored_error(got.at("pooled"), want, max_abs(want)) < 2e-6);
@@ -327,15 +340,10 @@ TEST_CASE("a convolution's output normalized with fixed statistics is normalized
            {std::pair{0, 1}, std::pair{0, 3}, std::pair{4, 2}, std::pair{8, 1}, std::pair{16, 2}}) {
         INFO("algo " << conv_algo_name(algo) << " width " << width << " threads " << threads);
         JitOptions options;
-        options.poison_arena = true;
         options.vector_width = width;
         options.threads = threads;
         options.conv_algo = algo;
-        auto fused = compile_jit(g, options);
-        auto unfused = compile_jit(stored, options);
-        CHECK(fused->kernels().size() + 1 == unfused->kernels().size());
-        StateMap state;
-        const auto got = fused->run(feeds, state), reference = unfused->run(feeds, state);
+        const auto [got, reference] = run_fused_and_stored(g, stored, feeds, options);
         CHECK(bitwise_equal(got.at("y"), reference.at("y")));
         CHECK(max_floored_error(got.at("y"), want, max_abs(want)) < 1e-5);
       }
