@@ -671,11 +671,13 @@ std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& opt
   return std::make_unique<JitExecutable>(g, options);
 }
 
-std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo, Precision precision) {
+std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo, Precision precision,
+                         bool keep_packed_parameters) {
   JitOptions options;
   options.keep_dumps = true;
   options.conv_algo = conv_algo;
   options.precision = precision;
+  options.keep_packed_parameters = keep_packed_parameters;
   return compile_jit(g, options)->dump(stage);
 }
 

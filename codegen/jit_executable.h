@@ -102,8 +102,10 @@ int64_t planned_arena_bytes(const Graph& g);
 FusionPlan plan_fusion(const Graph& g);
 
 /// The IR before or after optimization, or the assembly, of every kernel compile_jit makes for
-/// `g` with convolutions computed as `conv_algo` says and dense layers' products in `precision`.
+/// `g` with convolutions computed as `conv_algo` says, dense layers' products in `precision`
+/// and, with `keep_packed_parameters`, their packed weights kept between runs (as inference
+/// plans keep them).
 std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo = ConvAlgo::automatic,
-                         Precision precision = Precision::f32);
+                         Precision precision = Precision::f32, bool keep_packed_parameters = false);
 
 }  // namespace dagger

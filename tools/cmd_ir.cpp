@@ -138,14 +138,15 @@ Run add_ir(CLI::App& app) {
     const std::map<std::string, DumpStage> kernel_stages = {
         {"llvm", DumpStage::ir_before_opt}, {"opt", DumpStage::ir_after_opt}, {"asm", DumpStage::assembly}};
     // The graph a plan stage compiles: the training step, or the forward pass in inference mode
-    // as evaluation, prediction and the trainer's validation compile it.
+    // as evaluation, prediction and the trainer's validation compile it (their dense layers
+    // keeping their packed weights between runs).
     auto plan_graph = [&] {
       return eval_plan ? build_forward(model.build, f->batch, Mode::eval, input_shape, classes)
                        : build_training_step(model.build, f->batch, opt, input_shape, classes);
     };
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
       const std::string dump = dump_kernels(plan_graph(), it->second, conv_algo(f->conv_algo),
-                                            read_precision(f->precision, ExecutorKind::jit));
+                                            read_precision(f->precision, ExecutorKind::jit), eval_plan);
       if (f->kernel.empty()) {
         fmt::print("{}", dump);
         return 0;
