@@ -194,7 +194,8 @@ Run add_train(CLI::App& app) {
   cmd->add_flag("--restart", f->restart,
                 "train from the start: the run already in --out moves to OUT/previous-N when this one begins")
       ->needs(out);
-  cmd->add_option("--dump-dir", f->dump_dir, "write every compiler stage of the training plan into this folder")
+  cmd->add_option("--dump-dir", f->dump_dir,
+                  "write every compiler stage of the training and inference plans into this folder")
       ->check(kOutputFolder);
   cmd->add_flag("--json", f->json, "end the output with one JSON object of the results");
   cmd->add_flag("--quiet", f->quiet, "no per-epoch progress");

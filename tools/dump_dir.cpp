@@ -1,4 +1,5 @@
-// `--dump-dir`: every stage of a training plan written to files with stable names.
+// `--dump-dir`: every stage of a run's training and inference plans written to files with
+// stable names.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -37,18 +38,28 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
                     ConvAlgo conv_algo, Precision precision) {
   namespace fs = std::filesystem;
   fs::create_directories(fs::path(dir) / "kernels");
+  fs::create_directories(fs::path(dir) / "kernels-eval");
   Graph forward = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
   Graph step = build_training_step(model, batch, opt, input_shape, classes, label_smoothing);
+  // The inference plan validation and evaluation run (Trainer::eval_plan): the eval graph, its
+  // dense layers keeping their packed weights between runs.
+  Graph eval = build_forward(model, batch, Mode::eval, input_shape, classes);
   write(fs::path(dir) / "graph.txt", print_text(forward));
   write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
   write(fs::path(dir) / "grad.txt", print_text(step));
   write(fs::path(dir) / "grad.dot", print_dot(step, title + " grad"));
+  write(fs::path(dir) / "eval.txt", print_text(eval));
+  write(fs::path(dir) / "eval.dot", print_dot(eval, title + " eval"));
   write(fs::path(dir) / "fused.txt", describe_fusion(step, plan_fusion(step), false, conv_algo));
+  write(fs::path(dir) / "fused-eval.txt", describe_fusion(eval, plan_fusion(eval), false, conv_algo));
   const std::vector<std::pair<DumpStage, std::string>> stages = {
       {DumpStage::ir_before_opt, ".ll"}, {DumpStage::ir_after_opt, ".opt.ll"}, {DumpStage::assembly, ".s"}};
-  for (const auto& [stage, suffix] : stages)
+  for (const auto& [stage, suffix] : stages) {
     for (const auto& [name, text] : per_kernel(dump_kernels(step, stage, conv_algo, precision)))
       write(fs::path(dir) / "kernels" / (name + suffix), text);
+    for (const auto& [name, text] : per_kernel(dump_kernels(eval, stage, conv_algo, precision, true)))
+      write(fs::path(dir) / "kernels-eval" / (name + suffix), text);
+  }
 }
 
 }  // namespace dagger::cli

@@ -135,18 +135,31 @@ TEST_CASE("dagger train --dump-dir writes every stage with stable names", "[cli]
                        dir.path.string());
   INFO(out.output);
   REQUIRE(out.status == 0);
-  for (const char* name : {"graph.txt", "graph.dot", "grad.txt", "grad.dot", "fused.txt"})
+  for (const char* name :
+       {"graph.txt", "graph.dot", "grad.txt", "grad.dot", "eval.txt", "eval.dot", "fused.txt", "fused-eval.txt"})
     CHECK(std::filesystem::file_size(dir.path / name) > 0);
-  int ll = 0, opt = 0, s = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path / "kernels")) {
-    std::string name = entry.path().filename().string();
-    opt += name.ends_with(".opt.ll");
-    ll += name.ends_with(".ll") && !name.ends_with(".opt.ll");
-    s += name.ends_with(".s");
+  for (const char* kernels : {"kernels", "kernels-eval"}) {
+    INFO(kernels);
+    int ll = 0, opt = 0, s = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path / kernels)) {
+      std::string name = entry.path().filename().string();
+      opt += name.ends_with(".opt.ll");
+      ll += name.ends_with(".ll") && !name.ends_with(".opt.ll");
+      s += name.ends_with(".s");
+    }
+    CHECK(ll > 0);
+    CHECK(ll == opt);
+    CHECK(ll == s);
   }
-  CHECK(ll > 0);
-  CHECK(ll == opt);
-  CHECK(ll == s);
+  // The training step ends in the loss's gradient; the inference plan in the probabilities.
+  auto holds = [&](const char* kernels, const std::string& suffix) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir.path / kernels))
+      if (entry.path().filename().string().ends_with(suffix)) return true;
+    return false;
+  };
+  CHECK(holds("kernels", "_softmax_xent_grad.ll"));
+  CHECK(!holds("kernels-eval", "_softmax_xent_grad.ll"));
+  CHECK(holds("kernels-eval", "_softmax.ll"));
 }
 
 namespace {
