@@ -372,10 +372,7 @@ void merge_channel_sums(const Graph& g, const Readers& r, std::vector<FusionGrou
 /// group keeps the normalization's root and anchors on the convolution, whose epilogue then
 /// applies the normalization per channel (emit_conv.cpp) and the normalization's own epilogue.
 void merge_inference_norms(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
-  auto source = [&](NodeId id) {
-    const Op op = g.node(id).op;
-    return op == Op::parameter || op == Op::state || op == Op::input || op == Op::constant;
-  };
+  auto source = [&](NodeId id) { return op_info(g.node(id).op).category == OpCategory::Source; };
   auto x_of = [&](const FusionGroup& norm) -> NodeId {
     if (norm.anchor < 0 || g.node(norm.anchor).op != Op::batchnorm_infer || !norm.prologue.empty()) return -1;
     const Node& n = g.node(norm.anchor);

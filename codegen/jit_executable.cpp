@@ -673,12 +673,20 @@ std::unique_ptr<JitExecutable> compile_jit(const Graph& g, const JitOptions& opt
 
 std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo, Precision precision,
                          bool keep_packed_parameters) {
+  return dump_kernels(g, std::vector<DumpStage>{stage}, conv_algo, precision, keep_packed_parameters)[0];
+}
+
+std::vector<std::string> dump_kernels(const Graph& g, const std::vector<DumpStage>& stages, ConvAlgo conv_algo,
+                                      Precision precision, bool keep_packed_parameters) {
   JitOptions options;
   options.keep_dumps = true;
   options.conv_algo = conv_algo;
   options.precision = precision;
   options.keep_packed_parameters = keep_packed_parameters;
-  return compile_jit(g, options)->dump(stage);
+  const std::unique_ptr<JitExecutable> plan = compile_jit(g, options);
+  std::vector<std::string> dumps;
+  for (DumpStage stage : stages) dumps.push_back(plan->dump(stage));
+  return dumps;
 }
 
 }  // namespace dagger

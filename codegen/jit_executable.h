@@ -107,5 +107,8 @@ FusionPlan plan_fusion(const Graph& g);
 /// plans keep them).
 std::string dump_kernels(const Graph& g, DumpStage stage, ConvAlgo conv_algo = ConvAlgo::automatic,
                          Precision precision = Precision::f32, bool keep_packed_parameters = false);
+/// The same for several stages from one compilation, in the order of `stages`.
+std::vector<std::string> dump_kernels(const Graph& g, const std::vector<DumpStage>& stages, ConvAlgo conv_algo,
+                                      Precision precision, bool keep_packed_parameters);
 
 }  // namespace dagger

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <tuple>
+#include <vector>
 
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/jit_executable.h"
@@ -52,13 +54,14 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
   write(fs::path(dir) / "eval.dot", print_dot(eval, title + " eval"));
   write(fs::path(dir) / "fused.txt", describe_fusion(step, plan_fusion(step), false, conv_algo));
   write(fs::path(dir) / "fused-eval.txt", describe_fusion(eval, plan_fusion(eval), false, conv_algo));
-  const std::vector<std::pair<DumpStage, std::string>> stages = {
-      {DumpStage::ir_before_opt, ".ll"}, {DumpStage::ir_after_opt, ".opt.ll"}, {DumpStage::assembly, ".s"}};
-  for (const auto& [stage, suffix] : stages) {
-    for (const auto& [name, text] : per_kernel(dump_kernels(step, stage, conv_algo, precision)))
-      write(fs::path(dir) / "kernels" / (name + suffix), text);
-    for (const auto& [name, text] : per_kernel(dump_kernels(eval, stage, conv_algo, precision, true)))
-      write(fs::path(dir) / "kernels-eval" / (name + suffix), text);
+  // Each plan compiled once, its three stages written from that compilation.
+  const std::vector<DumpStage> stages = {DumpStage::ir_before_opt, DumpStage::ir_after_opt, DumpStage::assembly};
+  const std::vector<std::string> suffixes = {".ll", ".opt.ll", ".s"};
+  for (const auto& [graph, folder, keep_packed] :
+       {std::tuple<const Graph&, const char*, bool>{step, "kernels", false}, {eval, "kernels-eval", true}}) {
+    const std::vector<std::string> dumps = dump_kernels(graph, stages, conv_algo, precision, keep_packed);
+    for (size_t s = 0; s < stages.size(); ++s)
+      for (const auto& [name, text] : per_kernel(dumps[s])) write(fs::path(dir) / folder / (name + suffixes[s]), text);
   }
 }
 
