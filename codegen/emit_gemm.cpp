@@ -346,6 +346,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   const int64_t inner = s.k_dims.empty() ? 1 : l.k / std::max<int64_t>(1, s.k_dims[0]);
   l.k_slice =
       s.k_dims.empty() ? 1 : std::clamp<int64_t>(slice_floats / l.panel / std::max<int64_t>(1, inner), 1, s.k_dims[0]);
+  if (s.whole_k && !s.k_dims.empty()) l.k_slice = s.k_dims[0];
   // Blocks of A (host_tuning.h) where A is larger than its share of L2 and is read by more
   // than one panel: without them, every panel streams all of A from L3.
   const int64_t a_block_floats = host_tuning().a_block_floats;

@@ -51,6 +51,10 @@ struct GemmSizes {
   /// B is a [K, N] matrix in memory, row after row (GemmProblem::b_in_place), which the
   /// tiles may read where they stand instead of from a packed panel; the layout decides.
   bool b_readable = false;
+  /// C holds no partial sums: the reduction's outer axis is walked in one slice, so that each
+  /// element of C is stored once, finished. For a kernel that stores an output over a buffer
+  /// its epilogue reads (FusionGroup::in_place), which partial sums in C would overwrite first.
+  bool whole_k = false;
 };
 
 /// How a GEMM of given sizes is tiled for vectors of `width` floats.

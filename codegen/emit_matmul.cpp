@@ -34,11 +34,14 @@ bool a_conflicts_in_l1(const MatmulDims& d) { return d.trans_a && d.m % 64 == 0;
 
 /// The wide register tile where the output has 64 columns or more (see register_tile). In
 /// bfloat16 the reduction counts pairs, and A is always packed (into pairs). A [K, N] B may be
-/// read in place (`b_readable`) unless the plan keeps it packed (GemmProblem::kept_b).
-GemmSizes sizes_of(const MatmulDims& d, bool bf16, bool b_kept) {
-  if (bf16) return GemmSizes{1, d.m, d.n, {(d.k + 1) / 2}, 1, true, d.n >= 64, !d.trans_b, true};
-  GemmSizes s{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
-  s.b_readable = !d.trans_b && !b_kept;
+/// read in place (`b_readable`) unless the plan keeps it packed (GemmProblem::kept_b). A
+/// kernel that stores an output over a buffer its epilogue reads (an optimizer's update of the
+/// weight whose gradient this is) keeps no partial sums in C (`whole_k`).
+GemmSizes sizes_of(const MatmulDims& d, bool bf16, bool b_kept, bool stores_in_place) {
+  GemmSizes s = bf16 ? GemmSizes{1, d.m, d.n, {(d.k + 1) / 2}, 1, true, d.n >= 64, !d.trans_b, true}
+                     : GemmSizes{1, d.m, d.n, {d.k}, 1, a_conflicts_in_l1(d), d.n >= 64, !d.trans_b};
+  s.b_readable = !bf16 && !d.trans_b && !b_kept;
+  s.whole_k = stores_in_place;
   return s;
 }
 
@@ -215,14 +218,14 @@ int64_t matmul_kept_b_floats(const Graph& g, const FusionGroup& group, const Emi
   const std::string& name = g.node(b).attrs.s("name");
   for (NodeId a : g.nodes_of(Op::assign))
     if (g.node(a).attrs.s("target") == name) return 0;  // a training step's weights change every run
-  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor), e.bf16, true);
+  const GemmSizes sizes = sizes_of(dims_of(g, group.anchor), e.bf16, true, !group.in_place.empty());
   const GemmLayout layout = gemm_layout(sizes, e.width, e.threads);
   return kept_b_usable(sizes, layout) ? layout.panels * layout.k * layout.panel : 0;
 }
 
 GemmLayout matmul_layout(const Graph& g, const FusionGroup& group, const Emit& e) {
   const bool b_kept = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
-  return gemm_layout(sizes_of(dims_of(g, group.anchor), e.bf16, b_kept), e.width, e.threads);
+  return gemm_layout(sizes_of(dims_of(g, group.anchor), e.bf16, b_kept, !group.in_place.empty()), e.width, e.threads);
 }
 
 void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const FusionGroup& group) {
@@ -232,7 +235,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   assert((!e.bf16 || e.width == 16) && "JitExecutable refuses bf16 at other widths");
   const bool keep_b = e.keep_packed_parameters && matmul_kept_b_floats(g, group, e) > 0;
   GemmProblem p;
-  p.sizes = sizes_of(d, e.bf16, keep_b);
+  p.sizes = sizes_of(d, e.bf16, keep_b, !group.in_place.empty());
   const GemmLayout layout = gemm_layout(p.sizes, e.width, e.threads);
   // + the scratch, where there is one (the runtime passes it only then), and the kept B and
   // the repack pointer
@@ -240,6 +243,7 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   const size_t scratch_arg = first_input + group.inputs.size();
   const int num_args = static_cast<int>(scratch_arg) + (has_scratch ? 1 : 0) + (keep_b ? 2 : 0);
   KernelFunction kf = begin_kernel(e, name, num_args);
+  share_in_place_buffers(kf, group);
   llvm::Value* a = kf.args[first_input];
   llvm::Value* b = kf.args[first_input + 1];
   llvm::Value* scratch = has_scratch ? kf.args[scratch_arg] : nullptr;
@@ -277,7 +281,10 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   p.store_c = [&](llvm::Value*, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value) {
     ElementPos pos{{i, j}, e.b.CreateAdd(e.b.CreateMul(i, e.i64c(d.n)), j), mask};
     current = value;
-    for (size_t o = 0; o < epilogue.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, epilogue[o](pos));
+    // Every output first, then the stores: an output may be stored over a value another reads.
+    std::vector<llvm::Value*> values;
+    for (const ElementGen& output : epilogue) values.push_back(output(pos));
+    for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
   };
   if (layout.b_in_place) p.b_in_place = b;
   if (keep_b) {

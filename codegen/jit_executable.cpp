@@ -68,12 +68,13 @@ const float* source_data(const StateMap& map, const Node& n, const char* what) {
   return it->second.data();
 }
 
-
 /// For each node, the parameter or state source whose tensor the kernel computing it writes
 /// directly, or -1. An assigned value V replacing source S is written in place when
-///  - V is the root or a side output of a kernel with no contraction (an elementwise loop:
-///    element i of V is computed from element i of its same-shape operands, so it is
-///    stored after S's element i was read and no other item reads that element);
+///  - V is the root or a side output of a kernel with no anchor (an elementwise loop: element
+///    i of V is computed from element i of its same-shape operands, so it is stored after S's
+///    element i was read and no other item reads that element), or of a matmul's kernel, whose
+///    epilogue is such a loop over C's elements (the GEMM then keeps no partial sums in C,
+///    GemmSizes::whole_k, so each element is stored once, after its epilogue read S's);
 ///  - S has V's shape, and every node reading S (directly or through reshapes) either runs in an
 ///    earlier step or is an elementwise node of that kernel with S's shape reading S itself;
 ///  - neither S nor anything aliasing it is a graph output or read by an assign.
@@ -111,7 +112,8 @@ std::vector<NodeId> plan_in_place(const Graph& g, const std::vector<Step>& steps
     const FusionGroup& group = groups[static_cast<size_t>(k)];
     const NodeId s = source->second;
     const bool stored = value == group.root || std::ranges::count(group.side_outputs, value) > 0;
-    if (!stored || group.anchor >= 0 || g.shape(s) != g.shape(value) || in_place_source[value] >= 0) continue;
+    const bool element_by_element = group.anchor < 0 || g.node(group.anchor).op == Op::matmul;
+    if (!stored || !element_by_element || g.shape(s) != g.shape(value) || in_place_source[value] >= 0) continue;
     bool safe = true;
     std::vector<NodeId> aliases{s};
     while (safe && !aliases.empty()) {

@@ -714,13 +714,13 @@ TEST_CASE("updates are stored in place into their state tensors unless a later s
   CHECK(in_place_writes(plan_fusion(step)) == 19);
 
   // Momentum: a weight's gradient is read only by its update, so the update is the epilogue of
-  // the gradient's matmul, which keeps partial sums in its output: those stay in the arena and
-  // are copied. The three biases and their velocities, and the step count, go in place. Either
-  // way three steps match the interpreter's state.
+  // the gradient's matmul, which then keeps no partial sums in C and stores in place too: the
+  // six parameters, their six velocities and the step count. Three steps match the
+  // interpreter's state.
   OptimizerConfig momentum;
   momentum.kind = OptimizerConfig::Kind::momentum;
   const Graph heavy = build_training_step(small_mlp, 4, momentum, {1, 6, 6});
-  CHECK(in_place_writes(plan_fusion(heavy)) == 7);
+  CHECK(in_place_writes(plan_fusion(heavy)) == 13);
   StateMap initial;
   initialize_state(heavy, initial, 7);
   StateMap jit_state = initial, ref_state = initial;
@@ -745,6 +745,80 @@ TEST_CASE("updates are stored in place into their state tensors unless a later s
       CHECK(bitwise_equal(jit_state.at("s"), ref_state.at("s")));
     }
   }
+}
+
+TEST_CASE("a weight's gradient product is its optimizer update's kernel, stored in place, to the same bits", "[jit]") {
+  // Every optimizer's update of a dense weight reads the weight's gradient, a matmul: Adam's
+  // twice (for each moment), the others once. The product's kernel computes the update in its
+  // epilogue and stores the new weight and moments over the old ones (fusion.h,
+  // plan_in_place). The same step with every matmul also an output stores each product and
+  // updates in a kernel of its own: the state must be the same bits after two steps, and match
+  // the interpreter. Batches of 5 and 300 (the products' reduction): 300 runs in several
+  // slices at every width unless the kernel keeps the whole reduction in registers, as it must
+  // when it stores over what its epilogue reads.
+  auto odd_mlp = [](Model& m, Value x) { return m.dense(tanh(m.dense(flatten(x), 29)), 10); };
+  std::vector<std::pair<std::string, OptimizerConfig>> optimizers;
+  for (auto kind : {OptimizerConfig::Kind::sgd, OptimizerConfig::Kind::momentum, OptimizerConfig::Kind::adam,
+                    OptimizerConfig::Kind::adamw}) {
+    OptimizerConfig o;
+    o.kind = kind;
+    o.lr = 0.05;
+    o.weight_decay = kind == OptimizerConfig::Kind::sgd ? 0.0 : 0.01;
+    optimizers.emplace_back(optimizer_name(kind), o);
+  }
+  OptimizerConfig nesterov = optimizers[1].second;
+  nesterov.nesterov = true;
+  optimizers.emplace_back("nesterov", nesterov);
+  for (const auto& [name, optimizer] : optimizers)
+    for (int64_t batch : {5, 300}) {
+      INFO(name << ", batch " << batch);
+      const Graph fused = build_training_step(odd_mlp, batch, optimizer, {1, 6, 7});
+      Graph stored = fused;
+      int products = 0;
+      for (const Node& n : fused.nodes())
+        if (n.op == Op::matmul) stored.set_output(fmt::format("product{}", products++), n.id);
+      StateMap initial;
+      initialize_state(fused, initial, 11);
+      // Both weights' products anchor their updates, and every parameter, moment and the step
+      // count goes in place, in both plans.
+      const FusionPlan plan = plan_fusion(fused);
+      int updated_by_product = 0;
+      for (const FusionGroup& group : plan.groups)
+        if (group.anchor >= 0 && fused.node(group.anchor).op == Op::matmul && !group.in_place.empty())
+          ++updated_by_product;
+      CHECK(updated_by_product == 2);
+      auto state_writes = [](const Graph& g, const FusionPlan& p) {
+        size_t count = 0;
+        for (const FusionGroup& group : p.groups)
+          for (const auto& [output, source] : group.in_place)
+            count += op_info(g.node(source).op).category == OpCategory::Source ? 1 : 0;
+        return count;
+      };
+      CHECK(state_writes(fused, plan) == initial.size());
+      CHECK(state_writes(stored, plan_fusion(stored)) == initial.size());
+      for (int width : {4, 8, 16})
+        for (int threads : {1, 2, 3}) {
+          INFO("width " << width << ", " << threads << " threads");
+          JitOptions options;
+          options.vector_width = width;
+          options.threads = threads;
+          options.poison_arena = true;
+          auto with = compile_jit(fused, options);
+          auto without = compile_jit(stored, options);
+          StateMap got = initial, reference = initial, interpreted = initial;
+          for (int step = 0; step < 2; ++step) {
+            const StateMap feeds = training_feeds(fused, batch, step);
+            with->run(feeds, got);
+            without->run(feeds, reference);
+            if (width == 16 && threads == 2) interpret<float>(fused, feeds, interpreted);
+          }
+          for (const auto& [state, t] : got) {
+            INFO(state);
+            CHECK(bitwise_equal(t, reference.at(state)));
+          }
+          if (width == 16 && threads == 2) CHECK(max_state_error(got, interpreted) < 1e-5);
+        }
+    }
 }
 
 namespace {
