@@ -98,6 +98,10 @@ class GemmEmitter {
     } else {
       p_.pack_b(b, kb, j0, cols, scratch_);
     }
+    if (l_.tiles_outer) {
+      rows_body(b, kb, j0, chunk, cols);
+      return;
+    }
     const int64_t full = cols / l_.panel, tail = cols % l_.panel;
     auto run = [&](llvm::Value* q, int64_t panel_cols) {
       const int64_t panel_step = l_.b_in_place ? l_.panel : l_.k * l_.panel;  // in place: the next columns
@@ -150,6 +154,34 @@ class GemmEmitter {
     });
   }
 
+  /// Runs each of this item's row tiles over every panel of its group, packed in the scratch,
+  /// before the next row tile (GemmLayout::tiles_outer): the whole reduction at once.
+  void rows_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols) {
+    const Slice whole{e_.i64c(0), e_.i64c(p_.sizes.k_dims[0]), e_.b.getTrue(), e_.b.getTrue(), true};
+    const int64_t full = cols / l_.panel, tail = cols % l_.panel;
+    auto across = [&](llvm::Value* i0, int rows) {
+      auto run = [&](llvm::Value* q, int64_t panel_cols) {
+        panel_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
+        const int vectors = static_cast<int>(ceil_div(panel_cols, e_.width));
+        const auto last_lanes = static_cast<unsigned>(panel_cols - (vectors - 1) * static_cast<int64_t>(e_.width));
+        tile(b, kb, whole, i0, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), rows, vectors, last_lanes);
+      };
+      emit_for(e_, full, 1, [&](llvm::Value* q) { run(q, l_.panel); });
+      if (tail > 0) run(e_.i64c(full), tail);
+    };
+    const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
+    if (l_.row_tiles > 0) {
+      llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
+      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
+      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
+      emit_range(e_, first, last, [&](llvm::Value* t) { across(e_.b.CreateMul(t, e_.i64c(l_.rows)), l_.rows); });
+    }
+    const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
+    if (leftover > 0)
+      emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)),
+              [&] { across(e_.i64c(l_.row_tiles * l_.rows), leftover); });
+  }
+
   /// Where in the reduction a tile starts and ends: a range of the outer reduction axis, and
   /// whether the partial sums start from zero and are final.
   struct Slice {
@@ -171,6 +203,9 @@ class GemmEmitter {
     auto col = [&](int v) { return e_.b.CreateAdd(j0, e_.i64c(static_cast<int64_t>(v) * e_.width)); };
     auto row = [&](int r) { return e_.b.CreateAdd(i0, e_.i64c(r)); };
 
+    if (p_.prefetch_c)
+      emit_if(e_, slice.last,
+              [&] { p_.prefetch_c(b, i0, rows, j0, static_cast<int64_t>(vectors - 1) * e_.width + last_lanes); });
     std::vector<llvm::Value*> acc(static_cast<size_t>(rows * vectors), e_.splat(0.0f));
     if (!slice.one)
       for (int r = 0; r < rows; ++r)
@@ -328,6 +363,13 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   l.group = !l.b_in_place && s.b_groupable && l.k * l.panel > slice_floats
                 ? panel_group(l.panels, l.k * l.panel, threads)
                 : 1;
+  // An epilogue reading operands of C's shape, stored over them (whole_k): with all of B's
+  // panels packed at once, where they fit the share of L2 a block of A has, each row tile
+  // runs across C's whole rows, so the epilogue reads and writes those runs in order rather
+  // than a panel's width of each row, N floats apart.
+  l.tiles_outer = s.whole_k && s.b_groupable && !l.b_in_place && s.batch == 1 && s.k_blocks == 1 &&
+                  l.panels * l.k * l.panel <= host_tuning().a_block_floats;
+  if (l.tiles_outer) l.group = l.panels;
   l.groups = ceil_div(l.panels, l.group);
   const int64_t per_problem = s.batch * l.groups;
   l.row_chunks = std::clamp<int64_t>(ceil_div(threads, per_problem), 1, std::max<int64_t>(1, l.row_tiles));
@@ -350,7 +392,7 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   // Blocks of A (host_tuning.h) where A is larger than its share of L2 and is read by more
   // than one panel: without them, every panel streams all of A from L3.
   const int64_t a_block_floats = host_tuning().a_block_floats;
-  if (s.k_blocks == 1 && l.row_chunks == 1 && s.batch * l.panels >= 2 && a_floats > a_block_floats) {
+  if (s.k_blocks == 1 && l.row_chunks == 1 && !l.tiles_outer && s.batch * l.panels >= 2 && a_floats > a_block_floats) {
     l.block_tiles = std::max(kMinBlockTiles, a_block_floats / (l.rows * std::max<int64_t>(1, l.k)));
     l.m_blocks = ceil_div(l.row_tiles, l.block_tiles);
     if (l.m_blocks < 2) l.m_blocks = 1, l.block_tiles = 0;
@@ -359,7 +401,8 @@ GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
 }
 
 bool kept_b_usable(const GemmSizes& sizes, const GemmLayout& layout) {
-  return sizes.batch == 1 && sizes.k_blocks == 1 && layout.row_chunks == 1 && layout.items > 0 && !layout.b_in_place;
+  return sizes.batch == 1 && sizes.k_blocks == 1 && layout.row_chunks == 1 && layout.items > 0 && !layout.b_in_place &&
+         !layout.tiles_outer;
 }
 
 void emit_gemm(Emit& e, const GemmProblem& problem, llvm::Value* begin, llvm::Value* end, llvm::Value* scratch) {

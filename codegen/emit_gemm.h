@@ -74,6 +74,7 @@ struct GemmLayout {
   int64_t m_blocks = 1;       // blocks of A's row tiles, each run over all of a call's items
   int64_t block_tiles = 0;    // full row tiles per block (the last block may have fewer)
   bool b_in_place = false;    // the tiles read B where it stands (GemmProblem::b_in_place): nothing packed
+  bool tiles_outer = false;   // one group of all the panels; each row tile runs over all of them in turn
   bool pack_a = false;         // A is packed once per call into the scratch, at a_offset
   int64_t a_offset = 0;        // floats from the scratch's start to the packed A
   int64_t scratch_floats = 0;  // one group of packed panels (and the packed A), per thread
@@ -105,6 +106,10 @@ struct GemmProblem {
   /// Stores the finished C[i, j .. j + W) of problem `b` (only the lanes in `mask`; nullptr
   /// means all), through the epilogue if there is one.
   std::function<void(llvm::Value* b, llvm::Value* i, llvm::Value* j, llvm::Value* mask, llvm::Value* value)> store_c;
+  /// Where set, called as a tile's last slice starts, before its reduction, for the tile's
+  /// rows [i, i + rows) and columns [j, j + cols) of problem `b`: fetches what store_c will
+  /// read there, so that it arrives while the tile's FMAs run.
+  std::function<void(llvm::Value* b, llvm::Value* i, int rows, llvm::Value* j, int64_t cols)> prefetch_c;
   /// C itself, [batch, m, n] contiguous: partial sums are kept there between reduction slices
   /// and blocks. A kernel whose epilogue is not the identity therefore writes its output
   /// buffer twice, but only ever reads back what it wrote.

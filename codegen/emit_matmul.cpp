@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "dagger/codegen/emit_elementwise.h"
+#include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/iteration.h"
 
 namespace dagger {
@@ -286,6 +287,20 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
     for (const ElementGen& output : epilogue) values.push_back(output(pos));
     for (size_t o = 0; o < values.size(); ++o) store_at(e, StridedBuffer{kf.args[o], {d.n, 1}}, pos, values[o]);
   };
+  // A kernel storing over its epilogue's operands (an optimizer's update of the weight whose
+  // gradient this is) reads `rows` runs of each operand of C's shape per tile, N floats apart:
+  // fetched as the tile starts, they arrive while its FMAs run. (Other epilogues' operands, a
+  // ReLU's mask, measured slower fetched so.)
+  std::vector<llvm::Value*> c_shaped;
+  for (size_t k = 2; k < group.inputs.size(); ++k)
+    if (!group.in_place.empty() && g.shape(group.inputs[k]) == out) c_shaped.push_back(kf.args[first_input + k]);
+  if (!c_shaped.empty())
+    p.prefetch_c = [&](llvm::Value*, llvm::Value* i0, int rows, llvm::Value* j0, int64_t cols) {
+      for (llvm::Value* buffer : c_shaped)
+        for (int r = 0; r < rows; ++r)
+          prefetch_floats(e, buffer, e.b.CreateAdd(e.b.CreateMul(e.b.CreateAdd(i0, e.i64c(r)), e.i64c(d.n)), j0), cols,
+                          false);
+    };
   if (layout.b_in_place) p.b_in_place = b;
   if (keep_b) {
     assert(has_scratch && "a kept B is packed, so its layout has a scratch panel");

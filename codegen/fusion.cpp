@@ -400,35 +400,6 @@ void merge_inference_norms(const Graph& g, const Readers& r, std::vector<FusionG
                   [](FusionGroup& norm, const FusionGroup& conv) { norm.anchor = conv.anchor; });
 }
 
-/// Moves each matmul's group whose value is read only by elementwise nodes of its shape in
-/// one group with no anchor (an optimizer's update, which reads a weight's gradient in several
-/// places: Adam for both moments, Nesterov's momentum for the velocity and the step, or the
-/// gradient with its L2 term added) into that group: the matmul anchors the merged group, whose
-/// elementwise nodes are all its epilogue, rooted where the update was, so it runs where that
-/// ran. Only when no assign reads the value and it is no graph output. It saves the value's
-/// write and the update's re-read.
-void merge_shared_products(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
-  const std::vector<std::vector<NodeId>> readers = readers_of(g);
-  std::vector<bool> product_root(g.size(), false);
-  for (const FusionGroup& group : groups)
-    product_root[group.root] = group.anchor >= 0 && g.node(group.anchor).op == Op::matmul && group.prologue.empty();
-  auto product_of = [&](const FusionGroup& loop) -> NodeId {
-    if (loop.anchor >= 0 || !loop.prologue.empty()) return -1;
-    for (NodeId id : loop.nodes)
-      for (NodeId o : g.node(id).operands) {
-        if (!product_root[o] || r.assigns[o] > 0 || r.is_output[o] || g.shape(o) != g.shape(loop.root)) continue;
-        const bool all_inside = std::ranges::all_of(readers[o], [&](NodeId reader) {
-          return std::ranges::binary_search(loop.nodes, reader) && g.shape(reader) == g.shape(o);
-        });
-        if (all_inside) return o;
-      }
-    return -1;
-  };
-  merge_producers(
-      g, groups, product_of, [](const FusionGroup&, const FusionGroup&) { return true; },
-      [](FusionGroup& loop, const FusionGroup& product) { loop.anchor = product.anchor; });
-}
-
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
 /// only node of a group besides its anchor that is not elementwise (but a normalization folded
 /// into a convolution's epilogue).
@@ -589,7 +560,6 @@ FusionPlan fuse(const Graph& g) {
   merge_grad_gamma_sums(g, readers, plan.groups);
   merge_channel_sums(g, readers, plan.groups);
   merge_inference_norms(g, readers, plan.groups);
-  merge_shared_products(g, readers, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -623,16 +593,10 @@ std::string value_label(const Graph& g, NodeId id) { return fmt::format("%{} {}"
 /// Why a non-root node is computed inside its group's kernel.
 std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   const Node& n = g.node(id);
-  if (id == group.anchor) {
-    const size_t readers = readers_of(g)[id].size();
-    if (g.node(id).op == Op::matmul && readers > 1)  // merge_shared_products
-      return fmt::format(
-          "anchors the kernel: its {} readers are all in it, so the elementwise nodes after it are its "
-          "epilogue, applied in registers before the store",
-          readers);
-    return fmt::format("anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
-                       "before the store");
-  }
+  if (id == group.anchor)
+    return fmt::format(
+        "anchors the kernel: the elementwise nodes after it are its epilogue, applied in registers "
+        "before the store");
   const NodeId dy = summed_dy(g, group);
   const NodeId summed = dy >= 0 ? group.root : group.anchor;  // what a sibling statistic is summed beside
   if (is_sibling(g, group, id))
@@ -661,11 +625,6 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
-  if (const size_t readers = readers_of(g)[id].size(); readers > 1 && !side)  // merge_shared_products
-    return fmt::format(
-        "joins its {} readers, all in this kernel's epilogue, elementwise over the same "
-        "{} elements",
-        readers, numel(n.shape));
   return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
                      side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");
 }

@@ -747,53 +747,61 @@ TEST_CASE("updates are stored in place into their state tensors unless a later s
   }
 }
 
-TEST_CASE("a weight's gradient product is its optimizer update's kernel, stored in place, to the same bits", "[jit]") {
-  // Every optimizer's update of a dense weight reads the weight's gradient, a matmul: Adam's
-  // twice (for each moment), the others once. The product's kernel computes the update in its
-  // epilogue and stores the new weight and moments over the old ones (fusion.h,
-  // plan_in_place). The same step with every matmul also an output stores each product and
-  // updates in a kernel of its own: the state must be the same bits after two steps, and match
-  // the interpreter. Batches of 5 and 300 (the products' reduction): 300 runs in several
-  // slices at every width unless the kernel keeps the whole reduction in registers, as it must
-  // when it stores over what its epilogue reads.
-  auto odd_mlp = [](Model& m, Value x) { return m.dense(tanh(m.dense(flatten(x), 29)), 10); };
+TEST_CASE("an update in its gradient product's epilogue is stored in place, to the same bits", "[jit]") {
+  // SGD's and momentum's update of a dense weight read the weight's gradient, a matmul, once:
+  // the update is the product's epilogue, and the kernel stores the new weight (and velocity)
+  // over the old ones (plan_in_place), keeping no partial sums in C (GemmSizes::whole_k) and
+  // running each row tile across all of B's panels (GemmLayout::tiles_outer). Adam and
+  // Nesterov's momentum read the gradient twice: their updates keep kernels of their own. The
+  // same step with every matmul also an output stores each product and updates in a kernel of
+  // its own: the state must be the same bits after two steps, and match the interpreter.
+  // Batches of 5 and 300 (the products' reduction; 300 runs in several slices at every width
+  // unless the whole reduction is kept in registers, as it must be when the kernel stores over
+  // what its epilogue reads), and a hidden layer of 131 (several panels and a partial one at
+  // every width).
+  auto odd_mlp = [](Model& m, Value x) { return m.dense(tanh(m.dense(flatten(x), 131)), 10); };
   std::vector<std::pair<std::string, OptimizerConfig>> optimizers;
   for (auto kind : {OptimizerConfig::Kind::sgd, OptimizerConfig::Kind::momentum, OptimizerConfig::Kind::adam,
                     OptimizerConfig::Kind::adamw}) {
     OptimizerConfig o;
     o.kind = kind;
     o.lr = 0.05;
-    o.weight_decay = kind == OptimizerConfig::Kind::sgd ? 0.0 : 0.01;
     optimizers.emplace_back(optimizer_name(kind), o);
   }
-  OptimizerConfig nesterov = optimizers[1].second;
+  OptimizerConfig decayed = optimizers[1].second, nesterov = optimizers[1].second;
+  decayed.weight_decay = 0.01;  // the gradient plus the L2 term, still read once
   nesterov.nesterov = true;
+  optimizers.emplace_back("momentum with weight decay", decayed);
   optimizers.emplace_back("nesterov", nesterov);
+  auto state_writes = [](const Graph& g, const FusionPlan& p) {
+    size_t count = 0;
+    for (const FusionGroup& group : p.groups)
+      for (const auto& [output, source] : group.in_place)
+        count += op_info(g.node(source).op).category == OpCategory::Source ? 1 : 0;
+    return count;
+  };
+  // Images of 42 and 143 floats: the first weight's gradient has rows enough to read B in
+  // place, or not (then B is packed, and with SGD and momentum the tiles run across its panels).
   for (const auto& [name, optimizer] : optimizers)
-    for (int64_t batch : {5, 300}) {
-      INFO(name << ", batch " << batch);
-      const Graph fused = build_training_step(odd_mlp, batch, optimizer, {1, 6, 7});
+    for (const auto& [batch, image] : {std::pair<int64_t, Shape>{5, {1, 6, 7}}, {300, {1, 6, 7}}, {300, {1, 11, 13}}}) {
+      INFO(name << ", batch " << batch << ", image " << to_string(image));
+      const Graph fused = build_training_step(odd_mlp, batch, optimizer, image);
       Graph stored = fused;
       int products = 0;
       for (const Node& n : fused.nodes())
         if (n.op == Op::matmul) stored.set_output(fmt::format("product{}", products++), n.id);
       StateMap initial;
       initialize_state(fused, initial, 11);
-      // Both weights' products anchor their updates, and every parameter, moment and the step
-      // count goes in place, in both plans.
+      // Every parameter, moment and the step count goes in place in both plans; in the fused
+      // one, SGD's and momentum's through both weights' products.
       const FusionPlan plan = plan_fusion(fused);
       int updated_by_product = 0;
       for (const FusionGroup& group : plan.groups)
         if (group.anchor >= 0 && fused.node(group.anchor).op == Op::matmul && !group.in_place.empty())
           ++updated_by_product;
-      CHECK(updated_by_product == 2);
-      auto state_writes = [](const Graph& g, const FusionPlan& p) {
-        size_t count = 0;
-        for (const FusionGroup& group : p.groups)
-          for (const auto& [output, source] : group.in_place)
-            count += op_info(g.node(source).op).category == OpCategory::Source ? 1 : 0;
-        return count;
-      };
+      const bool reads_once = optimizer.kind == OptimizerConfig::Kind::sgd ||
+                              (optimizer.kind == OptimizerConfig::Kind::momentum && !optimizer.nesterov);
+      CHECK(updated_by_product == (reads_once ? 2 : 0));
       CHECK(state_writes(fused, plan) == initial.size());
       CHECK(state_writes(stored, plan_fusion(stored)) == initial.size());
       for (int width : {4, 8, 16})
