@@ -99,7 +99,7 @@ class GemmEmitter {
       p_.pack_b(b, kb, j0, cols, scratch_);
     }
     if (l_.tiles_outer) {
-      rows_body(b, kb, j0, chunk, cols);
+      rows_body(b, kb, j0, chunk, cols, packed);
       return;
     }
     const int64_t full = cols / l_.panel, tail = cols % l_.panel;
@@ -154,14 +154,15 @@ class GemmEmitter {
     });
   }
 
-  /// Runs each of this item's row tiles over every panel of its group, packed in the scratch,
+  /// Runs each of this item's row tiles over every panel of its group, packed at `packed`,
   /// before the next row tile (GemmLayout::tiles_outer): the whole reduction at once.
-  void rows_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols) {
+  void rows_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols,
+                 llvm::Value* packed) {
     const Slice whole{e_.i64c(0), e_.i64c(p_.sizes.k_dims[0]), e_.b.getTrue(), e_.b.getTrue(), true};
     const int64_t full = cols / l_.panel, tail = cols % l_.panel;
     auto across = [&](llvm::Value* i0, int rows) {
       auto run = [&](llvm::Value* q, int64_t panel_cols) {
-        panel_ = e_.b.CreateInBoundsGEP(e_.f32, scratch_, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
+        panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
         const int vectors = static_cast<int>(ceil_div(panel_cols, e_.width));
         const auto last_lanes = static_cast<unsigned>(panel_cols - (vectors - 1) * static_cast<int64_t>(e_.width));
         tile(b, kb, whole, i0, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), rows, vectors, last_lanes);
