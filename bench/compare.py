@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """dagger beside PyTorch: runs `dagger bench --json` and bench/torch_bench.py on the same models,
 batch sizes and thread counts, and prints a side-by-side table of training and inference
-images/s and their ratio (dagger / PyTorch).
+images/s and their ratio (dagger / PyTorch). The training steps use Adam, or on both sides the
+optimizer `--optimizer` names.
 
 Each (batch, threads) configuration runs both programs `--rounds` times, alternating, and
 reports the median over rounds of each program's own median (of `--repeats` runs of `--steps`
@@ -96,6 +97,9 @@ def main():
     parser.add_argument("--precision", choices=["f32", "bf16"], default="f32",
                         help="bf16: dagger bench --precision bf16 (dense layers' products) against PyTorch's "
                              "autocast to bfloat16 on the CPU (its dense layers and convolutions)")
+    parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw"], default="adam",
+                        help="the training steps' optimizer on both sides (dagger bench --optimizer; torch_bench.py "
+                             "builds PyTorch's equivalent)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--save", help="write every raw report and the table rows to this JSON file")
     parser.add_argument("--default-malloc", action="store_true",
@@ -109,7 +113,7 @@ def main():
     env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its best kernel for this CPU
     env.setdefault("DAGGER_PYTHON", sys.executable)  # dagger bench times OpenBLAS through this Python's torch
     common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-              "--precision", args.precision]
+              "--precision", args.precision, "--optimizer", args.optimizer]
     rows, raw = [], []
     for batch in args.batch:
         for threads in args.threads:
@@ -147,6 +151,7 @@ def main():
         print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
         for line in lines:
             print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
+    print(f"\ntraining steps: {args.optimizer} on both sides")
     print_yardsticks(raw)
     if args.save:
         with open(args.save, "w") as out:

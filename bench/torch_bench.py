@@ -5,7 +5,9 @@ Each model mirrors models/zoo.cpp layer for layer: Dense = Linear with Glorot-un
 zero bias; Conv = 3x3 'same' (or 1x1) convolution with He-uniform weights and zero bias;
 BatchNorm with eps 1e-3 and running averages new = 0.99 * old + 0.01 * batch (PyTorch's
 momentum 0.01); inverted dropout; 2x2 max pooling; Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7)
-on the mean softmax cross-entropy. Inputs are random images [B, 1, 28, 28] and labels, fixed
+on the mean softmax cross-entropy, or with --optimizer what `dagger bench --optimizer` takes with
+dagger train's defaults: plain SGD, SGD with momentum 0.9 (dagger's v = 0.9 v - lr g, p + v is
+PyTorch's v = 0.9 v + g, p - lr v at a constant lr), or AdamW without weight decay. Inputs are random images [B, 1, 28, 28] and labels, fixed
 seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
 the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
 `steps` steps are timed and the median images/s is reported, as JSON on stdout. glibc's malloc
@@ -175,12 +177,23 @@ def timed(step, batch, warmup, steps, repeats):
     return {"images_per_sec_median": statistics.median(runs), "images_per_sec_runs": runs}
 
 
+def make_optimizer(name, parameters):
+    """The training step's optimizer, as `dagger bench --optimizer NAME` builds it."""
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=1e-3)
+    if name == "momentum":
+        return torch.optim.SGD(parameters, lr=1e-3, momentum=0.9)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0)
+    return torch.optim.Adam(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+
+
 def bench(name, args):
     torch.manual_seed(args.seed)
     model = MODELS[name]()
     x = torch.rand(args.batch, 1, 28, 28)
     labels = torch.randint(0, 10, (args.batch,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    optimizer = make_optimizer(args.optimizer, model.parameters())
 
     def autocast():
         if args.precision == "bf16":
@@ -276,6 +289,8 @@ def main():
                         help="bf16: the forward passes under torch.autocast on the CPU in bfloat16")
     parser.add_argument("--default-malloc", action="store_true",
                         help="leave glibc's malloc thresholds as they are (see keep_heap)")
+    parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw"], default="adam",
+                        help="the training step's optimizer (see make_optimizer)")
     args = parser.parse_args()
     malloc = {"default": True} if args.default_malloc else keep_heap()
     if args.sgemm is not None:

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dagger/autodiff/optimizer.h"
 #include "dagger/autodiff/step.h"
 #include "dagger/codegen/host_tuning.h"
 #include "dagger/runtime/executor.h"
@@ -23,6 +24,7 @@ struct BenchConfig {
   ExecutorKind executor = ExecutorKind::jit;
   ConvAlgo conv_algo = ConvAlgo::automatic;  // the JIT's 3x3 convolutions (codegen/conv_algo.h)
   Precision precision = Precision::f32;      // the JIT's dense layers' products (runtime/precision.h)
+  OptimizerConfig::Kind optimizer = OptimizerConfig::Kind::adam;  // the training step's, with its defaults
   uint64_t seed = 42;
 };
 
@@ -99,6 +101,7 @@ struct ModelResult {
   int threads = 1;
   std::string executor;
   std::string precision = "f32";  // the dense layers' products (runtime/precision.h)
+  std::string optimizer = "adam";  // the training step's (optimizer_name)
   Throughput train, inference;
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
@@ -124,13 +127,14 @@ void print_machine(const Machine& m);
 void print_model(const ModelResult& r);
 
 /// The per-kernel ratios of `results`, merged into `previous` (an earlier baseline or null):
-/// runs of the same model, batch and threads are replaced, others kept.
+/// runs of the same model, batch, threads and optimizer are replaced, others kept. (A run saved
+/// without an optimizer is Adam's, the only step earlier versions timed.)
 nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nlohmann::json& previous);
 
-/// Throws dagger::Error unless `baseline` is a baseline file with a run of every model at `batch`
-/// and `threads` (checked before the long measurements).
+/// Throws dagger::Error unless `baseline` is a baseline file with a run of every model at `batch`,
+/// `threads` and `optimizer` (checked before the long measurements).
 void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
-                           int threads);
+                           int threads, const std::string& optimizer);
 
 /// Compares `results` with `baseline`; returns one line per kernel whose ratio fell by more than
 /// `tolerance` (0.2: 20%). Kernels under `min_share` of their step's time in the baseline are

@@ -259,9 +259,12 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   r.threads = config.threads;
   r.executor = executor_name(config.executor);
   r.precision = precision_name(config.precision);
+  r.optimizer = optimizer_name(config.optimizer);
   r.peak_rss_since_model = reset_peak_rss();
 
-  const Graph train = build_training_step(model, config.batch, OptimizerConfig{});
+  OptimizerConfig optimizer;
+  optimizer.kind = config.optimizer;
+  const Graph train = build_training_step(model, config.batch, optimizer);
   for (const Node& n : train.nodes())
     if (n.op != Op::assign) r.unplanned_bytes += static_cast<double>(numel(n.shape)) * kBytesPerFloat;
   StateMap state;

@@ -116,6 +116,7 @@ nlohmann::json to_json(const ModelResult& r) {
           {"threads", r.threads},
           {"executor", r.executor},
           {"precision", r.precision},
+          {"optimizer", r.optimizer},
           {"train", to_json(r.train)},
           {"inference", to_json(r.inference)},
           {"compile_seconds",
@@ -169,8 +170,9 @@ void print_machine(const Machine& m) {
 }
 
 void print_model(const ModelResult& r) {
-  fmt::print("\n{}: batch {}, {} thread{}, {} executor{}\n", r.model, r.batch, r.threads, r.threads == 1 ? "" : "s",
-             r.executor, r.precision == "f32" ? "" : fmt::format(", dense products in {}", r.precision));
+  fmt::print("\n{}: batch {}, {} thread{}, {} executor, {} step{}\n", r.model, r.batch, r.threads,
+             r.threads == 1 ? "" : "s", r.executor, r.optimizer,
+             r.precision == "f32" ? "" : fmt::format(", dense products in {}", r.precision));
   fmt::print("  train     {}\n", throughput_line(r.train));
   fmt::print("  inference {}\n", throughput_line(r.inference));
   fmt::print(
@@ -190,9 +192,12 @@ void print_model(const ModelResult& r) {
 
 namespace {
 
+/// A run's optimizer; baselines saved before runs recorded one were all Adam's.
+std::string optimizer_of(const nlohmann::json& run) { return run.value("optimizer", std::string("adam")); }
+
 bool same_run(const nlohmann::json& run, const ModelResult& r) {
   return run.value("model", "") == r.model && run.value("batch", int64_t{-1}) == r.batch &&
-         run.value("threads", -1) == r.threads;
+         run.value("threads", -1) == r.threads && optimizer_of(run) == r.optimizer;
 }
 
 }  // namespace
@@ -207,7 +212,11 @@ nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nloh
   for (const ModelResult& r : results) {
     nlohmann::json kernels = nlohmann::json::object();
     for (const KernelRow& k : r.kernels) kernels[k.key] = {{"ratio", k.ratio}, {"share", k.share}, {"name", k.name}};
-    runs.push_back({{"model", r.model}, {"batch", r.batch}, {"threads", r.threads}, {"kernels", kernels}});
+    runs.push_back({{"model", r.model},
+                    {"batch", r.batch},
+                    {"threads", r.threads},
+                    {"optimizer", r.optimizer},
+                    {"kernels", kernels}});
   }
   return {{"format", "dagger bench baseline"}, {"version", 1}, {"runs", runs}};
 }
@@ -221,22 +230,24 @@ void require_baseline_format(const nlohmann::json& baseline) {
 }
 
 /// The baseline's run of `model` at `batch` and `threads`; throws dagger::Error when it has none.
-const nlohmann::json& baseline_run(const nlohmann::json& baseline, const std::string& model, int64_t batch,
-                                   int threads) {
+const nlohmann::json& baseline_run(const nlohmann::json& baseline, const std::string& model, int64_t batch, int threads,
+                                   const std::string& optimizer) {
   for (const nlohmann::json& run : baseline["runs"])
     if (run.value("model", "") == model && run.value("batch", int64_t{-1}) == batch &&
-        run.value("threads", -1) == threads && run.contains("kernels") && run["kernels"].is_object())
+        run.value("threads", -1) == threads && optimizer_of(run) == optimizer && run.contains("kernels") &&
+        run["kernels"].is_object())
       return run;
-  throw Error(fmt::format("the baseline has no run of {} at batch {} with {} thread(s); save one with --save-baseline",
-                          model, batch, threads));
+  throw Error(
+      fmt::format("the baseline has no run of {} at batch {} with {} thread(s) and {}; save one with --save-baseline",
+                  model, batch, threads, optimizer));
 }
 
 }  // namespace
 
 void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
-                           int threads) {
+                           int threads, const std::string& optimizer) {
   require_baseline_format(baseline);
-  for (const std::string& model : models) baseline_run(baseline, model, batch, threads);
+  for (const std::string& model : models) baseline_run(baseline, model, batch, threads, optimizer);
 }
 
 std::vector<std::string> check_baseline(const nlohmann::json& baseline, const std::vector<ModelResult>& results,
@@ -244,7 +255,7 @@ std::vector<std::string> check_baseline(const nlohmann::json& baseline, const st
   require_baseline_format(baseline);
   std::vector<std::string> regressions;
   for (const ModelResult& r : results) {
-    const nlohmann::json& run = baseline_run(baseline, r.model, r.batch, r.threads);
+    const nlohmann::json& run = baseline_run(baseline, r.model, r.batch, r.threads, r.optimizer);
     int compared = 0;
     for (const auto& [key, was] : run["kernels"].items()) {
       auto now = std::find_if(r.kernels.begin(), r.kernels.end(), [&](const KernelRow& k) { return k.key == key; });

@@ -33,7 +33,7 @@ Run add_bench(CLI::App& app) {
   struct Flags {
     std::vector<std::string> models;
     bench::BenchConfig config;
-    std::string executor = "jit", check, save_baseline, conv_algo = "auto", precision = "f32";
+    std::string executor = "jit", check, save_baseline, conv_algo = "auto", precision = "f32", optimizer = "adam";
     double tolerance = 0.2, min_share = 0.01;
     bool json = false;
   };
@@ -64,12 +64,17 @@ Run add_bench(CLI::App& app) {
   cmd->add_option("--min-share", f->min_share, "--check: skip kernels under this share of the step in the baseline")
       ->check(number_in({.low = 0, .high = 1}))
       ->capture_default_str();
+  cmd->add_option("--optimizer", f->optimizer,
+                  "optimizer of the timed training step, with dagger train's defaults: sgd | momentum | adam | adamw")
+      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->capture_default_str();
   cmd->add_flag("--json", f->json, "print everything as one JSON object");
   return [f] {
     bench::BenchConfig config = f->config;
     config.executor = executor_kind(f->executor);
     config.conv_algo = conv_algo(f->conv_algo);
     config.precision = read_precision(f->precision, config.executor);
+    config.optimizer = optimizer_kind(f->optimizer);
     if ((!f->check.empty() || !f->save_baseline.empty()) && config.executor != ExecutorKind::jit)
       throw UsageError("--check and --save-baseline compare JIT kernels: use --executor jit");
     std::vector<zoo::Entry> models;
@@ -77,7 +82,7 @@ Run add_bench(CLI::App& app) {
     nlohmann::json baseline;
     if (!f->check.empty()) {  // fail before the long part
       baseline = read_json_file(f->check);
-      bench::require_baseline_runs(baseline, f->models, config.batch, config.threads);
+      bench::require_baseline_runs(baseline, f->models, config.batch, config.threads, f->optimizer);
     }
 
     const bench::Machine machine = bench::measure_machine(config.threads);
@@ -117,6 +122,7 @@ Run add_bench(CLI::App& app) {
                             {"threads", config.threads},
                             {"conv_algo", conv_algo_name(config.conv_algo)},
                             {"precision", precision_name(config.precision)},
+                            {"optimizer", f->optimizer},
                             {"steps", config.steps},
                             {"warmup", config.warmup},
                             {"repeats", config.repeats},

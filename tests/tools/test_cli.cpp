@@ -255,8 +255,14 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
     contraction = contraction || k["contraction"].get<bool>();
   }
   CHECK(contraction);
-
-  // A baseline whose every kernel did a thousand times better than now: each is a regression.
+  CHECK(j["config"]["optimizer"] == "adam");
+  CHECK(model["optimizer"] == "adam");
+  auto updated_by_product = [](const nlohmann::json& kernels) {  // momentum's update in the gradient's matmul
+    return std::ranges::any_of(kernels, [](const nlohmann::json& k) {
+      return k["name"].get<std::string>().find("matmul_mul_mul_sub") != std::string::npos;
+    });
+  };
+  CHECK_FALSE(updated_by_product(model["kernels"]));
   // Timings never enter the assertions, so the test cannot flake.
   nlohmann::json stored;
   std::ifstream(baseline) >> stored;
@@ -293,6 +299,28 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   Outcome other_file = run_dagger(quick + "--check " + dir.file("other.json"));
   CHECK(other_file.status == 1);
   CHECK_THAT(other_file.output, Catch::Contains("is not a `dagger bench --save-baseline` file"));
+
+  // Another optimizer's step: its own kernels, its own baseline runs beside Adam's.
+  Outcome momentum = run_dagger(quick + "--optimizer momentum --json --save-baseline " + baseline);
+  INFO(momentum.output);
+  REQUIRE(momentum.status == 0);
+  const nlohmann::json m = last_json_line(momentum.output);
+  CHECK(m["config"]["optimizer"] == "momentum");
+  CHECK(m["models"][0]["optimizer"] == "momentum");
+  CHECK(updated_by_product(m["models"][0]["kernels"]));
+  nlohmann::json both;
+  std::ifstream(baseline) >> both;
+  CHECK(both["runs"].size() == 2);
+  Outcome sgd = run_dagger(quick + "--optimizer sgd --check " + baseline);
+  CHECK(sgd.status == 1);
+  CHECK_THAT(sgd.output, Catch::Contains("no run of shallow at batch 64 with 1 thread(s) and sgd"));
+  Outcome text = run_dagger(quick + "--optimizer sgd");
+  CHECK(text.status == 0);
+  CHECK_THAT(text.output, Catch::Contains("shallow: batch 64, 1 thread, jit executor, sgd step"));
+  Outcome bogus = run_dagger(quick + "--optimizer rmsprop");
+  CHECK(bogus.status == 2);
+  CHECK_THAT(bogus.output,
+             Catch::Contains("--optimizer: unknown optimizer 'rmsprop' (valid: sgd, momentum, adam, adamw)"));
 }
 
 TEST_CASE("out-of-range counts, seeds and empty selections are usage errors before any data is read", "[cli][usage]") {
