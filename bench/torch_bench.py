@@ -7,8 +7,8 @@ BatchNorm with eps 1e-3 and running averages new = 0.99 * old + 0.01 * batch (Py
 momentum 0.01); inverted dropout; 2x2 max pooling; Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7)
 on the mean softmax cross-entropy, or with --optimizer what `dagger bench --optimizer` takes with
 dagger train's defaults: plain SGD, SGD with momentum 0.9 (dagger's v = 0.9 v - lr g, p + v is
-PyTorch's v = 0.9 v + g, p - lr v at a constant lr), or AdamW without weight decay. Inputs are random images [B, 1, 28, 28] and labels, fixed
-seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
+PyTorch's v = 0.9 v + g, p - lr v at a constant lr), or AdamW without weight decay. Inputs are
+random images [B, 1, 28, 28] and labels, fixed seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
 the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
 `steps` steps are timed and the median images/s is reported, as JSON on stdout. glibc's malloc
 is told to keep its heap (see keep_heap; `--default-malloc` to leave it), so a model's figure
