@@ -751,7 +751,7 @@ TEST_CASE("an update in its gradient product's epilogue is stored in place, to t
   // SGD's and momentum's update of a dense weight read the weight's gradient, a matmul, once:
   // the update is the product's epilogue, and the kernel stores the new weight (and velocity)
   // over the old ones (plan_in_place), keeping no partial sums in C (GemmSizes::whole_k) and
-  // running each row tile across all of B's panels (GemmLayout::tiles_outer). Adam and
+  // running each row tile across all of B's panels (GemmLayout::tiles_outer). Adam, AdamW and
   // Nesterov's momentum read the gradient twice: their updates keep kernels of their own. The
   // same step with every matmul also an output stores each product and updates in a kernel of
   // its own: the state must be the same bits after two steps, and match the interpreter.

@@ -263,6 +263,8 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
     });
   };
   CHECK_FALSE(updated_by_product(model["kernels"]));
+
+  // A baseline whose every kernel did a thousand times better than now: each is a regression.
   // Timings never enter the assertions, so the test cannot flake.
   nlohmann::json stored;
   std::ifstream(baseline) >> stored;
