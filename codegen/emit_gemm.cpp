@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cassert>
+#include <functional>
+#include <utility>
 
 #include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/iteration.h"
@@ -102,25 +104,50 @@ class GemmEmitter {
       rows_body(b, kb, j0, chunk, cols, packed);
       return;
     }
-    const int64_t full = cols / l_.panel, tail = cols % l_.panel;
-    auto run = [&](llvm::Value* q, int64_t panel_cols) {
+    each_panel(cols, [&](llvm::Value* q, int64_t panel_cols) {
       const int64_t panel_step = l_.b_in_place ? l_.panel : l_.k * l_.panel;  // in place: the next columns
       panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(panel_step)));
       panel_body(b, kb, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), chunk, block, panel_cols);
-    };
+    });
+  }
+
+  /// Calls fn(q, columns) for each panel q of a group of `cols` columns: the full ones (in a
+  /// loop where there are several), then the partial last one.
+  void each_panel(int64_t cols, const std::function<void(llvm::Value*, int64_t)>& fn) {
+    const int64_t full = cols / l_.panel, tail = cols % l_.panel;
     if (full == 1)
-      run(e_.i64c(0), l_.panel);
+      fn(e_.i64c(0), l_.panel);
     else if (full > 1)
-      emit_for(e_, full, 1, [&](llvm::Value* q) { run(q, l_.panel); });
-    if (tail > 0) run(e_.i64c(full), tail);
+      emit_for(e_, full, 1, [&](llvm::Value* q) { fn(q, l_.panel); });
+    if (tail > 0) fn(e_.i64c(full), tail);
+  }
+
+  /// Calls fn(i0, rows) for each row tile of part `part` of `parts`, `tiles` full tiles per
+  /// part, and the last part also for the leftover rows of M (fewer than a tile).
+  void each_row_tile(llvm::Value* part, int64_t parts, int64_t tiles,
+                     const std::function<void(llvm::Value*, int)>& fn) {
+    if (l_.row_tiles > 0) {
+      llvm::Value* first = e_.b.CreateMul(part, e_.i64c(tiles));
+      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(tiles));
+      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
+      emit_range(e_, first, last, [&](llvm::Value* t) { fn(e_.b.CreateMul(t, e_.i64c(l_.rows)), l_.rows); });
+    }
+    const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
+    if (leftover > 0)
+      emit_if(e_, e_.b.CreateICmpEQ(part, e_.i64c(parts - 1)), [&] { fn(e_.i64c(l_.row_tiles * l_.rows), leftover); });
+  }
+
+  /// The vectors of a tile `cols` columns wide, and the active lanes of its last one.
+  std::pair<int, unsigned> tile_vectors(int64_t cols) const {
+    const int vectors = static_cast<int>(ceil_div(cols, e_.width));
+    return {vectors, static_cast<unsigned>(cols - (vectors - 1) * static_cast<int64_t>(e_.width))};
   }
 
   /// Runs, a slice of the reduction at a time, this item's row tiles (those of `block`, unless
   /// nullptr) over the packed panel at panel_ of `cols` columns from j0 on.
   void panel_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, llvm::Value* block,
                   int64_t cols) {
-    const int vectors = static_cast<int>(ceil_div(cols, e_.width));
-    const unsigned last_lanes = static_cast<unsigned>(cols - (vectors - 1) * static_cast<int64_t>(e_.width));
+    const auto [vectors, last_lanes] = tile_vectors(cols);
     const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
     const int64_t outer = p_.sizes.k_dims[0];
     const int64_t slices = ceil_div(outer, l_.k_slice);
@@ -136,21 +163,8 @@ class GemmEmitter {
       s.one = slices == 1 && p_.sizes.k_blocks == 1;
       // The item's row tiles are a part of them: its chunk, or where A is blocked (then there
       // is one chunk, gemm_layout), the block's.
-      llvm::Value* part = block ? block : chunk;
-      const int64_t parts = block ? l_.m_blocks : l_.row_chunks;
-      const int64_t tiles = block ? l_.block_tiles : per_chunk;
-      if (l_.row_tiles > 0) {
-        llvm::Value* first = e_.b.CreateMul(part, e_.i64c(tiles));
-        llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(tiles));
-        last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
-        emit_range(e_, first, last, [&](llvm::Value* t) {
-          tile(b, kb, s, e_.b.CreateMul(t, e_.i64c(l_.rows)), j0, l_.rows, vectors, last_lanes);
-        });
-      }
-      const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
-      if (leftover > 0)
-        emit_if(e_, e_.b.CreateICmpEQ(part, e_.i64c(parts - 1)),
-                [&] { tile(b, kb, s, e_.i64c(l_.row_tiles * l_.rows), j0, leftover, vectors, last_lanes); });
+      each_row_tile(block ? block : chunk, block ? l_.m_blocks : l_.row_chunks, block ? l_.block_tiles : per_chunk,
+                    [&](llvm::Value* i0, int rows) { tile(b, kb, s, i0, j0, rows, vectors, last_lanes); });
     });
   }
 
@@ -159,28 +173,13 @@ class GemmEmitter {
   void rows_body(llvm::Value* b, llvm::Value* kb, llvm::Value* j0, llvm::Value* chunk, int64_t cols,
                  llvm::Value* packed) {
     const Slice whole{e_.i64c(0), e_.i64c(p_.sizes.k_dims[0]), e_.b.getTrue(), e_.b.getTrue(), true};
-    const int64_t full = cols / l_.panel, tail = cols % l_.panel;
-    auto across = [&](llvm::Value* i0, int rows) {
-      auto run = [&](llvm::Value* q, int64_t panel_cols) {
+    each_row_tile(chunk, l_.row_chunks, ceil_div(l_.row_tiles, l_.row_chunks), [&](llvm::Value* i0, int rows) {
+      each_panel(cols, [&](llvm::Value* q, int64_t panel_cols) {
         panel_ = e_.b.CreateInBoundsGEP(e_.f32, packed, e_.b.CreateMul(q, e_.i64c(l_.k * l_.panel)));
-        const int vectors = static_cast<int>(ceil_div(panel_cols, e_.width));
-        const auto last_lanes = static_cast<unsigned>(panel_cols - (vectors - 1) * static_cast<int64_t>(e_.width));
+        const auto [vectors, last_lanes] = tile_vectors(panel_cols);
         tile(b, kb, whole, i0, e_.b.CreateAdd(j0, e_.b.CreateMul(q, e_.i64c(l_.panel))), rows, vectors, last_lanes);
-      };
-      emit_for(e_, full, 1, [&](llvm::Value* q) { run(q, l_.panel); });
-      if (tail > 0) run(e_.i64c(full), tail);
-    };
-    const int64_t per_chunk = ceil_div(l_.row_tiles, l_.row_chunks);
-    if (l_.row_tiles > 0) {
-      llvm::Value* first = e_.b.CreateMul(chunk, e_.i64c(per_chunk));
-      llvm::Value* last = e_.b.CreateAdd(first, e_.i64c(per_chunk));
-      last = e_.b.CreateSelect(e_.b.CreateICmpSLT(last, e_.i64c(l_.row_tiles)), last, e_.i64c(l_.row_tiles));
-      emit_range(e_, first, last, [&](llvm::Value* t) { across(e_.b.CreateMul(t, e_.i64c(l_.rows)), l_.rows); });
-    }
-    const int leftover = static_cast<int>(p_.sizes.m - l_.row_tiles * l_.rows);
-    if (leftover > 0)
-      emit_if(e_, e_.b.CreateICmpEQ(chunk, e_.i64c(l_.row_chunks - 1)),
-              [&] { across(e_.i64c(l_.row_tiles * l_.rows), leftover); });
+      });
+    });
   }
 
   /// Where in the reduction a tile starts and ends: a range of the outer reduction axis, and

@@ -292,8 +292,9 @@ void emit_matmul_kernel(Emit& e, const std::string& name, const Graph& g, const 
   // fetched as the tile starts, they arrive while its FMAs run. (Other epilogues' operands, a
   // ReLU's mask, measured slower fetched so.)
   std::vector<llvm::Value*> c_shaped;
-  for (size_t k = 2; k < group.inputs.size(); ++k)
-    if (!group.in_place.empty() && g.shape(group.inputs[k]) == out) c_shaped.push_back(kf.args[first_input + k]);
+  if (!group.in_place.empty())
+    for (size_t k = 2; k < group.inputs.size(); ++k)
+      if (g.shape(group.inputs[k]) == out) c_shaped.push_back(kf.args[first_input + k]);
   if (!c_shaped.empty())
     p.prefetch_c = [&](llvm::Value*, llvm::Value* i0, int rows, llvm::Value* j0, int64_t cols) {
       for (llvm::Value* buffer : c_shaped)

@@ -192,12 +192,16 @@ void print_model(const ModelResult& r) {
 
 namespace {
 
-/// A run's optimizer; baselines saved before runs recorded one were all Adam's.
-std::string optimizer_of(const nlohmann::json& run) { return run.value("optimizer", std::string("adam")); }
+/// Whether a baseline's run is of `model` at `batch`, `threads` and `optimizer` (runs saved
+/// before they recorded an optimizer were all Adam's).
+bool run_of(const nlohmann::json& run, const std::string& model, int64_t batch, int threads,
+            const std::string& optimizer) {
+  return run.value("model", "") == model && run.value("batch", int64_t{-1}) == batch &&
+         run.value("threads", -1) == threads && run.value("optimizer", std::string("adam")) == optimizer;
+}
 
 bool same_run(const nlohmann::json& run, const ModelResult& r) {
-  return run.value("model", "") == r.model && run.value("batch", int64_t{-1}) == r.batch &&
-         run.value("threads", -1) == r.threads && optimizer_of(run) == r.optimizer;
+  return run_of(run, r.model, r.batch, r.threads, r.optimizer);
 }
 
 }  // namespace
@@ -229,13 +233,12 @@ void require_baseline_format(const nlohmann::json& baseline) {
     throw Error("the baseline is not a `dagger bench --save-baseline` file");
 }
 
-/// The baseline's run of `model` at `batch` and `threads`; throws dagger::Error when it has none.
+/// The baseline's run of `model` at `batch`, `threads` and `optimizer`; throws dagger::Error
+/// when it has none.
 const nlohmann::json& baseline_run(const nlohmann::json& baseline, const std::string& model, int64_t batch, int threads,
                                    const std::string& optimizer) {
   for (const nlohmann::json& run : baseline["runs"])
-    if (run.value("model", "") == model && run.value("batch", int64_t{-1}) == batch &&
-        run.value("threads", -1) == threads && optimizer_of(run) == optimizer && run.contains("kernels") &&
-        run["kernels"].is_object())
+    if (run_of(run, model, batch, threads, optimizer) && run.contains("kernels") && run["kernels"].is_object())
       return run;
   throw Error(
       fmt::format("the baseline has no run of {} at batch {} with {} thread(s) and {}; save one with --save-baseline",
