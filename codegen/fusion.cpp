@@ -400,6 +400,42 @@ void merge_inference_norms(const Graph& g, const Readers& r, std::vector<FusionG
                   [](FusionGroup& norm, const FusionGroup& conv) { norm.anchor = conv.anchor; });
 }
 
+/// Moves a matmul's group whose value only one elementwise group with no anchor reads, and
+/// reads more than once (an optimizer's update that reads its weight's gradient twice:
+/// Nesterov's momentum, for the velocity and for the step), into that group when the group
+/// only adds, subtracts and multiplies: the matmul anchors the merged group, whose elementwise
+/// nodes are all its epilogue, rooted where the update was, so it runs where that ran. It
+/// saves the gradient's store and the update's read of it. Adam's update, whose square root and
+/// division per element then run after each tile's FMAs rather than beside a stream, measured
+/// even or slower so (docs/performance.md, session 28), and keeps its own kernel. Never when an
+/// assign reads the product or it is a graph output.
+void merge_shared_products(const Graph& g, const Readers& r, std::vector<FusionGroup>& groups) {
+  const std::vector<std::vector<NodeId>> readers = readers_of(g);
+  std::vector<bool> product_root(g.size(), false);
+  for (const FusionGroup& group : groups)
+    product_root[group.root] = group.anchor >= 0 && g.node(group.anchor).op == Op::matmul && group.prologue.empty();
+  auto arithmetic = [&](NodeId id) {
+    const Op op = g.node(id).op;
+    return op == Op::add || op == Op::sub || op == Op::mul || op == Op::neg;
+  };
+  auto product_of = [&](const FusionGroup& update) -> NodeId {
+    if (update.anchor >= 0 || !update.prologue.empty() || !std::ranges::all_of(update.nodes, arithmetic)) return -1;
+    for (NodeId id : update.nodes)
+      for (NodeId o : g.node(id).operands) {
+        if (!product_root[o] || r.assigns[o] > 0 || r.is_output[o] || readers[o].size() < 2 ||
+            g.shape(o) != g.shape(update.root))
+          continue;
+        if (std::ranges::all_of(readers[o],
+                                [&](NodeId reader) { return std::ranges::binary_search(update.nodes, reader); }))
+          return o;
+      }
+    return -1;
+  };
+  merge_producers(
+      g, groups, product_of, [](const FusionGroup&, const FusionGroup&) { return true; },
+      [](FusionGroup& update, const FusionGroup& product) { update.anchor = product.anchor; });
+}
+
 /// Whether `id` is a sibling statistic of the group's anchor (see is_sibling_statistic): the
 /// only node of a group besides its anchor that is not elementwise (but a normalization folded
 /// into a convolution's epilogue).
@@ -560,6 +596,7 @@ FusionPlan fuse(const Graph& g) {
   merge_grad_gamma_sums(g, readers, plan.groups);
   merge_channel_sums(g, readers, plan.groups);
   merge_inference_norms(g, readers, plan.groups);
+  merge_shared_products(g, readers, plan.groups);
 
   for (size_t k = 0; k < plan.groups.size(); ++k) {
     FusionGroup& group = plan.groups[k];
@@ -625,6 +662,9 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
+  if (const size_t count = readers_of(g)[id].size(); count > 1 && !side)  // merge_shared_products
+    return fmt::format("joins its {} readers, all in this kernel's epilogue, elementwise over the same {} elements",
+                       count, numel(n.shape));
   return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
                      side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");
 }
