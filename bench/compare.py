@@ -2,7 +2,7 @@
 """dagger beside PyTorch: runs `dagger bench --json` and bench/torch_bench.py on the same models,
 batch sizes and thread counts, and prints a side-by-side table of training and inference
 images/s and their ratio (dagger / PyTorch). The training steps use Adam, or on both sides the
-optimizer `--optimizer` names.
+optimizer `--optimizer` names (with `--nesterov`, momentum's look-ahead).
 
 Each (batch, threads) configuration runs both programs `--rounds` times, alternating, and
 reports the median over rounds of each program's own median (of `--repeats` runs of `--steps`
@@ -100,12 +100,15 @@ def main():
     parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw"], default="adam",
                         help="the training steps' optimizer on both sides (dagger bench --optimizer; torch_bench.py "
                              "builds PyTorch's equivalent)")
+    parser.add_argument("--nesterov", action="store_true", help="--optimizer momentum with Nesterov's look-ahead")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--save", help="write every raw report and the table rows to this JSON file")
     parser.add_argument("--default-malloc", action="store_true",
                         help="run PyTorch with glibc's malloc thresholds as they are (torch_bench.py keeps its heap "
                              "otherwise)")
     args = parser.parse_args()
+    if args.nesterov and args.optimizer != "momentum":
+        parser.error(f"--nesterov applies to --optimizer momentum, not {args.optimizer}")
     if not os.access(args.dagger, os.X_OK):
         sys.exit(f"compare: no dagger binary at {args.dagger} (build first, or pass --dagger)")
 
@@ -113,7 +116,7 @@ def main():
     env.pop("OPENBLAS_CORETYPE", None)  # let OpenBLAS pick its best kernel for this CPU
     env.setdefault("DAGGER_PYTHON", sys.executable)  # dagger bench times OpenBLAS through this Python's torch
     common = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-              "--precision", args.precision, "--optimizer", args.optimizer]
+              "--precision", args.precision, "--optimizer", args.optimizer] + (["--nesterov"] if args.nesterov else [])
     rows, raw = [], []
     for batch in args.batch:
         for threads in args.threads:
@@ -151,7 +154,7 @@ def main():
         print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
         for line in lines:
             print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
-    print(f"\ntraining steps: {args.optimizer} on both sides")
+    print(f"\ntraining steps: {args.optimizer}{' (Nesterov)' if args.nesterov else ''} on both sides")
     print_yardsticks(raw)
     if args.save:
         with open(args.save, "w") as out:

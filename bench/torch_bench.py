@@ -7,7 +7,8 @@ BatchNorm with eps 1e-3 and running averages new = 0.99 * old + 0.01 * batch (Py
 momentum 0.01); inverted dropout; 2x2 max pooling; Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7)
 on the mean softmax cross-entropy, or with --optimizer what `dagger bench --optimizer` takes with
 dagger train's defaults: plain SGD, SGD with momentum 0.9 (dagger's v = 0.9 v - lr g, p + v is
-PyTorch's v = 0.9 v + g, p - lr v at a constant lr), or AdamW without weight decay. Inputs are
+PyTorch's v = 0.9 v + g, p - lr v at a constant lr; with --nesterov, dagger's p + 0.9 v - lr g
+after that is PyTorch's p - lr (g + 0.9 v)), or AdamW without weight decay. Inputs are
 random images [B, 1, 28, 28] and labels, fixed seed. A training step is zero_grad + forward + loss + backward + step; an inference step is
 the eval-mode forward and softmax without autograd. After `warmup` steps, `repeats` runs of
 `steps` steps are timed and the median images/s is reported, as JSON on stdout. glibc's malloc
@@ -177,12 +178,12 @@ def timed(step, batch, warmup, steps, repeats):
     return {"images_per_sec_median": statistics.median(runs), "images_per_sec_runs": runs}
 
 
-def make_optimizer(name, parameters):
-    """The training step's optimizer, as `dagger bench --optimizer NAME` builds it."""
+def make_optimizer(name, parameters, nesterov=False):
+    """The training step's optimizer, as `dagger bench --optimizer NAME [--nesterov]` builds it."""
     if name == "sgd":
         return torch.optim.SGD(parameters, lr=1e-3)
     if name == "momentum":
-        return torch.optim.SGD(parameters, lr=1e-3, momentum=0.9)
+        return torch.optim.SGD(parameters, lr=1e-3, momentum=0.9, nesterov=nesterov)
     if name == "adamw":
         return torch.optim.AdamW(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.0)
     return torch.optim.Adam(parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
@@ -193,7 +194,7 @@ def bench(name, args):
     model = MODELS[name]()
     x = torch.rand(args.batch, 1, 28, 28)
     labels = torch.randint(0, 10, (args.batch,))
-    optimizer = make_optimizer(args.optimizer, model.parameters())
+    optimizer = make_optimizer(args.optimizer, model.parameters(), args.nesterov)
 
     def autocast():
         if args.precision == "bf16":
@@ -291,7 +292,10 @@ def main():
                         help="leave glibc's malloc thresholds as they are (see keep_heap)")
     parser.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "adamw"], default="adam",
                         help="the training step's optimizer (see make_optimizer)")
+    parser.add_argument("--nesterov", action="store_true", help="--optimizer momentum: with Nesterov's look-ahead")
     args = parser.parse_args()
+    if args.nesterov and args.optimizer != "momentum":
+        parser.error(f"--nesterov applies to --optimizer momentum, not {args.optimizer}")
     malloc = {"default": True} if args.default_malloc else keep_heap()
     if args.sgemm is not None:
         if args.models or args.sgemm < 1 or args.threads < 1:

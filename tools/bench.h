@@ -25,6 +25,7 @@ struct BenchConfig {
   ConvAlgo conv_algo = ConvAlgo::automatic;  // the JIT's 3x3 convolutions (codegen/conv_algo.h)
   Precision precision = Precision::f32;      // the JIT's dense layers' products (runtime/precision.h)
   OptimizerConfig::Kind optimizer = OptimizerConfig::Kind::adam;  // the training step's, with its defaults
+  bool nesterov = false;  // momentum only: Nesterov's look-ahead (dagger train --nesterov)
   uint64_t seed = 42;
 };
 
@@ -102,6 +103,7 @@ struct ModelResult {
   std::string executor;
   std::string precision = "f32";  // the dense layers' products (runtime/precision.h)
   std::string optimizer = "adam";  // the training step's (optimizer_name)
+  bool nesterov = false;           // momentum with Nesterov's look-ahead
   Throughput train, inference;
   double compile_train_seconds = 0, compile_inference_seconds = 0;  // cold
   double compile_train_cached_seconds = 0;  // the training plan again, kernels from the disk cache (JIT)
@@ -126,15 +128,18 @@ nlohmann::json to_json(const ModelResult& r);
 void print_machine(const Machine& m);
 void print_model(const ModelResult& r);
 
+/// What a run's training step uses: the optimizer's name, "momentum (Nesterov)" with the look-ahead.
+std::string step_name(const std::string& optimizer, bool nesterov);
+
 /// The per-kernel ratios of `results`, merged into `previous` (an earlier baseline or null):
-/// runs of the same model, batch, threads and optimizer are replaced, others kept. (A run saved
-/// without an optimizer is Adam's, the only step earlier versions timed.)
+/// runs of the same model, batch, threads and step (step_name) are replaced, others kept. (A
+/// run saved without an optimizer is Adam's, the only step earlier versions timed.)
 nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nlohmann::json& previous);
 
 /// Throws dagger::Error unless `baseline` is a baseline file with a run of every model at `batch`,
-/// `threads` and `optimizer` (checked before the long measurements).
+/// `threads` and `step` (step_name; checked before the long measurements).
 void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
-                           int threads, const std::string& optimizer);
+                           int threads, const std::string& step);
 
 /// Compares `results` with `baseline`; returns one line per kernel whose ratio fell by more than
 /// `tolerance` (0.2: 20%). Kernels under `min_share` of their step's time in the baseline are

@@ -260,10 +260,12 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   r.executor = executor_name(config.executor);
   r.precision = precision_name(config.precision);
   r.optimizer = optimizer_name(config.optimizer);
+  r.nesterov = config.nesterov;
   r.peak_rss_since_model = reset_peak_rss();
 
   OptimizerConfig optimizer;
   optimizer.kind = config.optimizer;
+  optimizer.nesterov = config.nesterov;
   const Graph train = build_training_step(model, config.batch, optimizer);
   for (const Node& n : train.nodes())
     if (n.op != Op::assign) r.unplanned_bytes += static_cast<double>(numel(n.shape)) * kBytesPerFloat;

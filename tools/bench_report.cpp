@@ -117,6 +117,7 @@ nlohmann::json to_json(const ModelResult& r) {
           {"executor", r.executor},
           {"precision", r.precision},
           {"optimizer", r.optimizer},
+          {"nesterov", r.nesterov},
           {"train", to_json(r.train)},
           {"inference", to_json(r.inference)},
           {"compile_seconds",
@@ -171,7 +172,7 @@ void print_machine(const Machine& m) {
 
 void print_model(const ModelResult& r) {
   fmt::print("\n{}: batch {}, {} thread{}, {} executor, {} step{}\n", r.model, r.batch, r.threads,
-             r.threads == 1 ? "" : "s", r.executor, r.optimizer,
+             r.threads == 1 ? "" : "s", r.executor, step_name(r.optimizer, r.nesterov),
              r.precision == "f32" ? "" : fmt::format(", dense products in {}", r.precision));
   fmt::print("  train     {}\n", throughput_line(r.train));
   fmt::print("  inference {}\n", throughput_line(r.inference));
@@ -190,18 +191,23 @@ void print_model(const ModelResult& r) {
   if (!r.inference_kernels.empty()) print_kernels("kernel (inference)", r.inference_kernels, r.inference.mean_step_ms);
 }
 
+std::string step_name(const std::string& optimizer, bool nesterov) {
+  return nesterov ? optimizer + " (Nesterov)" : optimizer;
+}
+
 namespace {
 
-/// Whether a baseline's run is of `model` at `batch`, `threads` and `optimizer` (runs saved
-/// before they recorded an optimizer were all Adam's).
-bool run_of(const nlohmann::json& run, const std::string& model, int64_t batch, int threads,
-            const std::string& optimizer) {
+/// Whether a baseline's run is of `model` at `batch`, `threads` and `step` (runs saved before
+/// they recorded an optimizer were all Adam's, and before they recorded Nesterov's look-ahead
+/// all without it).
+bool run_of(const nlohmann::json& run, const std::string& model, int64_t batch, int threads, const std::string& step) {
   return run.value("model", "") == model && run.value("batch", int64_t{-1}) == batch &&
-         run.value("threads", -1) == threads && run.value("optimizer", std::string("adam")) == optimizer;
+         run.value("threads", -1) == threads &&
+         step_name(run.value("optimizer", std::string("adam")), run.value("nesterov", false)) == step;
 }
 
 bool same_run(const nlohmann::json& run, const ModelResult& r) {
-  return run_of(run, r.model, r.batch, r.threads, r.optimizer);
+  return run_of(run, r.model, r.batch, r.threads, step_name(r.optimizer, r.nesterov));
 }
 
 }  // namespace
@@ -220,6 +226,7 @@ nlohmann::json make_baseline(const std::vector<ModelResult>& results, const nloh
                     {"batch", r.batch},
                     {"threads", r.threads},
                     {"optimizer", r.optimizer},
+                    {"nesterov", r.nesterov},
                     {"kernels", kernels}});
   }
   return {{"format", "dagger bench baseline"}, {"version", 1}, {"runs", runs}};
@@ -233,24 +240,23 @@ void require_baseline_format(const nlohmann::json& baseline) {
     throw Error("the baseline is not a `dagger bench --save-baseline` file");
 }
 
-/// The baseline's run of `model` at `batch`, `threads` and `optimizer`; throws dagger::Error
-/// when it has none.
+/// The baseline's run of `model` at `batch`, `threads` and `step`; throws dagger::Error when it
+/// has none.
 const nlohmann::json& baseline_run(const nlohmann::json& baseline, const std::string& model, int64_t batch, int threads,
-                                   const std::string& optimizer) {
+                                   const std::string& step) {
   for (const nlohmann::json& run : baseline["runs"])
-    if (run_of(run, model, batch, threads, optimizer) && run.contains("kernels") && run["kernels"].is_object())
-      return run;
+    if (run_of(run, model, batch, threads, step) && run.contains("kernels") && run["kernels"].is_object()) return run;
   throw Error(
       fmt::format("the baseline has no run of {} at batch {} with {} thread(s) and {}; save one with --save-baseline",
-                  model, batch, threads, optimizer));
+                  model, batch, threads, step));
 }
 
 }  // namespace
 
 void require_baseline_runs(const nlohmann::json& baseline, const std::vector<std::string>& models, int64_t batch,
-                           int threads, const std::string& optimizer) {
+                           int threads, const std::string& step) {
   require_baseline_format(baseline);
-  for (const std::string& model : models) baseline_run(baseline, model, batch, threads, optimizer);
+  for (const std::string& model : models) baseline_run(baseline, model, batch, threads, step);
 }
 
 std::vector<std::string> check_baseline(const nlohmann::json& baseline, const std::vector<ModelResult>& results,
@@ -258,7 +264,7 @@ std::vector<std::string> check_baseline(const nlohmann::json& baseline, const st
   require_baseline_format(baseline);
   std::vector<std::string> regressions;
   for (const ModelResult& r : results) {
-    const nlohmann::json& run = baseline_run(baseline, r.model, r.batch, r.threads, r.optimizer);
+    const nlohmann::json& run = baseline_run(baseline, r.model, r.batch, r.threads, step_name(r.optimizer, r.nesterov));
     int compared = 0;
     for (const auto& [key, was] : run["kernels"].items()) {
       auto now = std::find_if(r.kernels.begin(), r.kernels.end(), [&](const KernelRow& k) { return k.key == key; });

@@ -68,13 +68,15 @@ Run add_bench(CLI::App& app) {
                   "optimizer of the timed training step, with dagger train's defaults: sgd | momentum | adam | adamw")
       ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
       ->capture_default_str();
+  cmd->add_flag("--nesterov", f->config.nesterov, "--optimizer momentum: with Nesterov's look-ahead");
   cmd->add_flag("--json", f->json, "print everything as one JSON object");
-  return [f] {
+  return [f, cmd] {
     bench::BenchConfig config = f->config;
     config.executor = executor_kind(f->executor);
     config.conv_algo = conv_algo(f->conv_algo);
     config.precision = read_precision(f->precision, config.executor);
     config.optimizer = optimizer_kind(f->optimizer);
+    require_momentum_flags(*cmd, OptimizerConfig{.kind = config.optimizer});
     if ((!f->check.empty() || !f->save_baseline.empty()) && config.executor != ExecutorKind::jit)
       throw UsageError("--check and --save-baseline compare JIT kernels: use --executor jit");
     std::vector<zoo::Entry> models;
@@ -82,7 +84,8 @@ Run add_bench(CLI::App& app) {
     nlohmann::json baseline;
     if (!f->check.empty()) {  // fail before the long part
       baseline = read_json_file(f->check);
-      bench::require_baseline_runs(baseline, f->models, config.batch, config.threads, f->optimizer);
+      bench::require_baseline_runs(baseline, f->models, config.batch, config.threads,
+                                   bench::step_name(f->optimizer, config.nesterov));
     }
 
     const bench::Machine machine = bench::measure_machine(config.threads);
@@ -123,6 +126,7 @@ Run add_bench(CLI::App& app) {
                             {"conv_algo", conv_algo_name(config.conv_algo)},
                             {"precision", precision_name(config.precision)},
                             {"optimizer", f->optimizer},
+                            {"nesterov", config.nesterov},
                             {"steps", config.steps},
                             {"warmup", config.warmup},
                             {"repeats", config.repeats},

@@ -39,6 +39,7 @@ TEST_CASE("usage errors exit with 2 and list the valid choices", "[cli]") {
       {"ir mlp512 --stage grad --nesterov", {"--nesterov applies to --optimizer momentum, not adam"}},
       {"train mlp512 --optimizer sgd --momentum 0.5", {"--momentum applies to --optimizer momentum, not sgd"}},
       {"train mlp512 --nesterov", {"--nesterov applies to --optimizer momentum, not adam"}},
+      {"bench shallow --optimizer sgd --nesterov", {"--nesterov applies to --optimizer momentum, not sgd"}},
       {"train mlp512 --precision bf16 --executor reference", {"--precision bf16 applies to --executor jit"}},
       {"bench shallow --precision fp16", {"unknown precision 'fp16'", "f32, bf16"}},
       {"ir mlp512 --stage fused --precision bf16", {"--precision applies to --stage llvm, opt or asm", "not fused"}},
@@ -313,12 +314,25 @@ TEST_CASE("dagger bench reports throughput, machine figures and kernels, and --c
   nlohmann::json both;
   std::ifstream(baseline) >> both;
   CHECK(both["runs"].size() == 2);
+  // Nesterov's look-ahead: a step of its own, a third run (the momentum run above stays).
+  Outcome nesterov = run_dagger(quick + "--optimizer momentum --nesterov --json --save-baseline " + baseline);
+  INFO(nesterov.output);
+  REQUIRE(nesterov.status == 0);
+  const nlohmann::json n = last_json_line(nesterov.output);
+  CHECK(n["config"]["nesterov"] == true);
+  CHECK(n["models"][0]["nesterov"] == true);
+  CHECK(updated_by_product(n["models"][0]["kernels"]));
+  std::ifstream(baseline) >> both;
+  CHECK(both["runs"].size() == 3);
+  CHECK(run_dagger(quick + "--optimizer momentum --nesterov --check " + baseline + " --tolerance 0.99").status == 0);
   Outcome sgd = run_dagger(quick + "--optimizer sgd --check " + baseline);
   CHECK(sgd.status == 1);
   CHECK_THAT(sgd.output, Catch::Contains("no run of shallow at batch 64 with 1 thread(s) and sgd"));
   Outcome text = run_dagger(quick + "--optimizer sgd");
   CHECK(text.status == 0);
   CHECK_THAT(text.output, Catch::Contains("shallow: batch 64, 1 thread, jit executor, sgd step"));
+  CHECK_THAT(run_dagger(quick + "--optimizer momentum --nesterov").output,
+             Catch::Contains("shallow: batch 64, 1 thread, jit executor, momentum (Nesterov) step"));
   Outcome bogus = run_dagger(quick + "--optimizer rmsprop");
   CHECK(bogus.status == 2);
   CHECK_THAT(bogus.output,
