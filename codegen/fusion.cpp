@@ -662,8 +662,11 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
-  if (const size_t count = readers_of(g)[id].size(); count > 1 && !side)  // merge_shared_products
-    return fmt::format("joins its {} readers, all in this kernel's epilogue, elementwise over the same {} elements",
+  std::vector<NodeId> readers = readers_of(g)[id];
+  std::ranges::sort(readers);
+  const auto count = static_cast<size_t>(std::distance(readers.begin(), std::unique(readers.begin(), readers.end())));
+  if (count > 1 && !side && group.anchor >= 0 && g.node(group.anchor).op == Op::matmul)  // merge_shared_products
+    return fmt::format("joins its {} readers, all in this matmul's epilogue, elementwise over the same {} elements",
                        count, numel(n.shape));
   return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
                      side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");

@@ -94,6 +94,14 @@ TEST_CASE("dagger ir prints the training step and the JIT's kernels", "[cli][slo
   CHECK_THAT(fused.output, Catch::Contains("kernel k6_matmul_add_relu") && Catch::Contains("ends:  %6 has 2 readers") &&
                                Catch::Contains("why:   %4 anchors the kernel") &&
                                Catch::Contains("why:   %5 joins %6") && Catch::Contains("arena:"));
+  // Nesterov's update reads its weight's gradient (times lr) twice: the product's epilogue.
+  Outcome nesterov = run_dagger("ir mlp512 --stage fused --batch 7 --why --optimizer momentum --nesterov");
+  CHECK(nesterov.status == 0);
+  CHECK_THAT(nesterov.output,
+             Catch::Contains("kernel k39_matmul_mul_mul_sub_etc") &&
+                 Catch::Contains("why:   %32 joins its 2 readers, all in this matmul's epilogue, elementwise over the "
+                                 "same 401408 elements") &&
+                 Catch::Contains("writes %39 [784,512] (in place, into %2 [784,512])"));
   Outcome one = run_dagger("ir mlp512 --stage asm --batch 7 --kernel k6_matmul_add_relu");
   CHECK(one.status == 0);
   CHECK_THAT(one.output, Catch::StartsWith("# ==== kernel k6_matmul_add_relu") && !Catch::Contains("kernel k8_"));
