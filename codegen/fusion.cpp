@@ -654,20 +654,20 @@ std::string join_reason(const Graph& g, const FusionGroup& group, NodeId id) {
         "factors per channel are made as its own kernel makes them (same bits), and no kernel stores %{}",
         norm, id);
   NodeId reader = -1;
+  size_t readers = 0;  // of the group's nodes
   for (NodeId other : group.nodes)
-    for (NodeId o : g.node(other).operands)
-      if (o == id) reader = other;
+    if (std::ranges::find(g.node(other).operands, id) != g.node(other).operands.end()) {
+      reader = other;
+      ++readers;
+    }
   if (id == folded_norm(g, group))
     return fmt::format("joins %{}: its only reader, applied element by element in the convolution's epilogue", reader);
   if (g.shape(id) != g.shape(reader))
     return fmt::format("joins %{}: a scalar computed once inside its reader's loop", reader);
   const bool side = std::find(group.side_outputs.begin(), group.side_outputs.end(), id) != group.side_outputs.end();
-  std::vector<NodeId> readers = readers_of(g)[id];
-  std::ranges::sort(readers);
-  const auto count = static_cast<size_t>(std::distance(readers.begin(), std::unique(readers.begin(), readers.end())));
-  if (count > 1 && !side && group.anchor >= 0 && g.node(group.anchor).op == Op::matmul)  // merge_shared_products
+  if (readers > 1 && !side && group.anchor >= 0 && g.node(group.anchor).op == Op::matmul)  // merge_shared_products
     return fmt::format("joins its {} readers, all in this matmul's epilogue, elementwise over the same {} elements",
-                       count, numel(n.shape));
+                       readers, numel(n.shape));
   return fmt::format("joins %{}: its only reader{}, elementwise over the same {} elements{}", reader,
                      side ? " besides assigns" : "", numel(n.shape), side ? "; also stored for the assigns" : "");
 }

@@ -75,6 +75,7 @@ extern const CLI::Validator kOutputFolder;
 extern const CLI::Validator kOutputFile;
 extern const CLI::Validator kInputShape;  ///< "C,H,W", see parse_input_shape
 extern const CLI::Validator kExecutor;    ///< jit | reference
+extern const CLI::Validator kOptimizer;   ///< sgd | momentum | adam | adamw
 
 /// --conv-algo (train, bench, ir, suite): how the JIT computes 3x3 stride-1 same convolutions,
 /// "direct" | "winograd" | "auto" (codegen/conv_algo.h), read with dagger::conv_algo. The

@@ -66,7 +66,7 @@ Run add_bench(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer,
                   "optimizer of the timed training step, with dagger train's defaults: sgd | momentum | adam | adamw")
-      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->check(kOptimizer)
       ->capture_default_str();
   cmd->add_flag("--nesterov", f->config.nesterov, "--optimizer momentum: with Nesterov's look-ahead");
   cmd->add_flag("--json", f->json, "print everything as one JSON object");

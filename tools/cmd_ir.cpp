@@ -95,7 +95,7 @@ Run add_ir(CLI::App& app) {
       ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "optimizer of the training step: sgd | momentum | adam | adamw")
-      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->check(kOptimizer)
       ->capture_default_str();
   cmd->add_flag("--nesterov", f->nesterov, "with --optimizer momentum: Nesterov momentum, as dagger train takes it");
   cmd->add_option("--weight-decay", f->weight_decay,

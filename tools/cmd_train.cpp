@@ -161,7 +161,7 @@ Run add_train(CLI::App& app) {
   cmd->add_option("--epochs", f->config.epochs, "maximum number of epochs")->check(at_least(1))->capture_default_str();
   cmd->add_option("--batch", f->config.batch, "mini-batch size")->check(at_least(1))->capture_default_str();
   cmd->add_option("--optimizer", f->optimizer, "sgd | momentum | adam | adamw")
-      ->check(one_of("optimizer", {"sgd", "momentum", "adam", "adamw"}))
+      ->check(kOptimizer)
       ->capture_default_str();
   cmd->add_option("--lr", f->config.optimizer.lr, "learning rate")
       ->check(number_in({.low = 0, .low_open = true}))

@@ -132,6 +132,7 @@ const CLI::Validator kOutputFile(
 
 const CLI::Validator kThreads = whole_in(1, kMaxThreads);
 const CLI::Validator kExecutor = one_of("executor", {"jit", "reference"});
+const CLI::Validator kOptimizer = one_of("optimizer", {"sgd", "momentum", "adam", "adamw"});
 
 void add_conv_algo(CLI::App& cmd, std::string& algo) {
   cmd.add_option("--conv-algo", algo,
