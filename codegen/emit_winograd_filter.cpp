@@ -241,23 +241,38 @@ class FilterEmitter {
   /// stage() for whole_planes(): each plane's runs of W positions are loaded channel by
   /// channel and transposed, and every position stored where its row and column are staged;
   /// the rest stays 0. A 7x7 map's rows are 7 of a vector's 16 lanes, its plane 49 of 64.
+  /// The plane's whole runs are a loop and its last, partial one follows it (unrolled, a 14x14
+  /// plane's thirteen transposes took more of LLVM's instruction selection than the rest of the
+  /// kernel). A run's positions are stored at its first one's staged offset plus a constant,
+  /// and a row further for each row boundary they cross: no division per position, which made
+  /// the loop slower than the unrolled runs.
   void stage_planes(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end,
                     const WinogradPanel& at, const Staged& g) {
-    const int64_t w = e_.width, plane = v_.h * v_.w, row_floats = g.vectors * w * w;
+    const int64_t w = e_.width, plane = v_.h * v_.w, row_floats = g.vectors * w * w, whole = plane / w;
     emit_for(e_, l_.tiles.images, 1, [&](llvm::Value* i) {
       llvm::Value* image = add(at.b0, i);
       llvm::Value* in_batch = e_.b.CreateICmpSLT(image, i64(v_.n));
       llvm::Value* start = mul(add(mul(image, channels), first), plane);
       llvm::Value* staged = mul(i, g.rows * row_floats);
-      for (int64_t j0 = 0; j0 < plane; j0 += w) {
-        const int64_t positions = std::min(w, plane - j0);
-        const std::vector<llvm::Value*> lanes = channel_run(buffer, add(start, i64(j0)), in_batch, first, end,
-                                                            e_.prefix_mask(static_cast<unsigned>(positions)));
+      // The run of `positions` from plane position j0, `lanes` its lanes to read (nullptr: all).
+      auto stage_run = [&](llvm::Value* j0, int64_t positions, llvm::Value* lanes) {
+        const std::vector<llvm::Value*> runs = channel_run(buffer, add(start, j0), in_batch, first, end, lanes);
+        llvm::Value* col0 = e_.b.CreateURem(j0, i64(v_.w));
+        llvm::Value* row0 = e_.b.CreateUDiv(j0, i64(v_.w));
+        llvm::Value* at0 =
+            add(staged, add(mul(add(row0, i64(g.border)), row_floats), mul(add(col0, i64(g.border)), w)));
         for (int64_t q = 0; q < positions; ++q) {
-          const int64_t row = (j0 + q) / v_.w + g.border, col = (j0 + q) % v_.w + g.border;
-          store(area(g), add(staged, i64(row * row_floats + col * w)), lanes[static_cast<size_t>(q)]);
+          llvm::Value* offset = i64(q * w);
+          for (int64_t wrap = 1; wrap * v_.w <= q + v_.w - 1; ++wrap) {  // col0 + q past a row's end
+            llvm::Value* past = e_.b.CreateICmpUGE(add(col0, i64(q)), i64(wrap * v_.w));
+            offset = add(offset, e_.b.CreateSelect(past, i64(row_floats - v_.w * w), i64(0)));
+          }
+          store(area(g), add(at0, offset), runs[static_cast<size_t>(q)]);
         }
-      }
+      };
+      emit_for(e_, whole * w, w, [&](llvm::Value* j0) { stage_run(j0, w, nullptr); });
+      if (const int64_t rest = plane - whole * w; rest > 0)
+        stage_run(i64(whole * w), rest, e_.prefix_mask(static_cast<unsigned>(rest)));
     });
   }
 
