@@ -33,6 +33,8 @@ constexpr int64_t kPassTiles = 128;
 /// Planes of up to this many floats are staged whole (FilterEmitter::stage_planes): 14x14 maps
 /// and smaller, whose rows fill few of a vector's lanes.
 constexpr int64_t kWholePlane = 256;
+/// Up to this many whole runs of a plane are staged unrolled (stage_planes).
+constexpr int64_t kUnrolledRuns = 6;
 
 /// Where the scratch's parts start, in floats (each on a 64-byte boundary).
 struct ScratchParts {
@@ -241,9 +243,10 @@ class FilterEmitter {
   /// stage() for whole_planes(): each plane's runs of W positions are loaded channel by
   /// channel and transposed, and every position stored where its row and column are staged;
   /// the rest stays 0. A 7x7 map's rows are 7 of a vector's 16 lanes, its plane 49 of 64.
-  /// The plane's whole runs are a loop and its last, partial one follows it (unrolled, a 14x14
-  /// plane's thirteen transposes took more of LLVM's instruction selection than the rest of the
-  /// kernel). A run's positions are stored at its first one's staged offset plus a constant,
+  /// The plane's whole runs are a loop where there are more than kUnrolledRuns, and its last,
+  /// partial one follows it (unrolled, a 14x14 plane's thirteen transposes took more of LLVM's
+  /// instruction selection than the rest of the kernel; a 7x7 plane's four at W = 16 ran 5%
+  /// faster unrolled than looped). A run's positions are stored at its first one's staged offset plus a constant,
   /// and a row further for each row boundary they cross: no division per position, which made
   /// the loop slower than the unrolled runs.
   void stage_planes(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end,
@@ -270,7 +273,10 @@ class FilterEmitter {
           store(area(g), add(at0, offset), runs[static_cast<size_t>(q)]);
         }
       };
-      emit_for(e_, whole * w, w, [&](llvm::Value* j0) { stage_run(j0, w, nullptr); });
+      if (whole > kUnrolledRuns)
+        emit_for(e_, whole * w, w, [&](llvm::Value* j0) { stage_run(j0, w, nullptr); });
+      else
+        for (int64_t k = 0; k < whole; ++k) stage_run(i64(k * w), w, nullptr);
       if (const int64_t rest = plane - whole * w; rest > 0)
         stage_run(i64(whole * w), rest, e_.prefix_mask(static_cast<unsigned>(rest)));
     });
