@@ -246,9 +246,9 @@ class FilterEmitter {
   /// The plane's whole runs are a loop where there are more than kUnrolledRuns, and its last,
   /// partial one follows it (unrolled, a 14x14 plane's thirteen transposes took more of LLVM's
   /// instruction selection than the rest of the kernel; a 7x7 plane's four at W = 16 ran 5%
-  /// faster unrolled than looped). A run's positions are stored at its first one's staged offset plus a constant,
-  /// and a row further for each row boundary they cross: no division per position, which made
-  /// the loop slower than the unrolled runs.
+  /// faster unrolled than looped). A run's positions are stored at its first one's staged
+  /// offset plus a constant, and a row further for each row boundary they cross: a division per
+  /// position made the loop slower than the unrolled runs.
   void stage_planes(llvm::Value* buffer, int64_t channels, llvm::Value* first, llvm::Value* end,
                     const WinogradPanel& at, const Staged& g) {
     const int64_t w = e_.width, plane = v_.h * v_.w, row_floats = g.vectors * w * w, whole = plane / w;
