@@ -34,7 +34,8 @@ def run_json(command, env):
     print("+ " + " ".join(command), file=sys.stderr)
     done = subprocess.run(command, stdout=subprocess.PIPE, env=env, check=False, text=True)
     if done.returncode != 0:
-        sys.exit(f"compare: {command[0]} exited with {done.returncode}")
+        # Named after the script that runs it (compare, ab, adds), which shares this helper.
+        sys.exit(f"{os.path.splitext(os.path.basename(sys.argv[0]))[0]}: {command[0]} exited with {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
