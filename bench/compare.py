@@ -157,9 +157,11 @@ def main():
             print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
     print(f"\ntraining steps: {args.optimizer}{' (Nesterov)' if args.nesterov else ''} on both sides")
     print_yardsticks(raw)
-    if args.save:
-        with open(args.save, "w") as out:
+    if args.save:  # whole or not at all: written aside, then renamed over the path
+        partial = f"{args.save}.partial"
+        with open(partial, "w") as out:
             json.dump({"rows": rows, "runs": raw}, out)
+        os.replace(partial, args.save)
 
 
 if __name__ == "__main__":
