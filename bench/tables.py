@@ -10,15 +10,11 @@ docs/performance.md can be printed again from the file that holds their run:
 """
 import argparse
 import json
-import statistics
 import sys
 
+from compare import median_or_none as median
+
 MIB = 1024.0 * 1024.0
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
 
 
 def span(values, digits=1):
@@ -34,17 +30,15 @@ def mib(size):
 
 
 def load(path):
+    """The saved run's list of rounds; one line and exit 1 for a file that is not one."""
     try:
         with open(path) as f:
-            saved = json.load(f)
-        runs = saved["runs"]
-        for run in runs:
-            run["batch"], run["threads"], run["dagger"]["models"]
+            runs = json.load(f)["runs"]
     except OSError as e:
         sys.exit(f"tables.py: {path}: {e.strerror}")
     except (ValueError, KeyError, TypeError) as e:
         sys.exit(f"tables.py: {path}: not a file that bench/compare.py --save wrote ({type(e).__name__}: {e})")
-    if not runs:
+    if not isinstance(runs, list) or not runs:
         sys.exit(f"tables.py: {path}: holds no runs")
     return runs
 
@@ -96,21 +90,30 @@ def main():
     if args.top < 1:
         parser.exit(2, f"tables.py: --top must be at least 1, not {args.top}\n")
     runs = load(args.saved)
+    try:
+        text = tables(runs, args.top)
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # a round's report lacks what dagger bench writes
+        sys.exit(f"tables.py: {args.saved}: not a file that bench/compare.py --save wrote ({type(e).__name__}: {e})")
+    print(text)
 
+
+def tables(runs, top):
+    """The Markdown of every configuration of the saved rounds, then compile time and memory."""
+    out = []
     configurations = sorted({(r["batch"], r["threads"]) for r in runs})
     compile_rows = []
     for batch, threads in configurations:
         reports = [r["dagger"] for r in runs if (r["batch"], r["threads"]) == (batch, threads)]
-        print(f"### Batch {batch}, {threads} thread{'s' if threads > 1 else ''}\n")
-        print(yardsticks(reports) + "\n")
+        out.append(f"### Batch {batch}, {threads} thread{'s' if threads > 1 else ''}\n")
+        out.append(yardsticks(reports) + "\n")
         models = [m["model"] for m in reports[0]["models"]]
         for model in models:
             results = [m for r in reports for m in r["models"] if m["model"] == model]
             step = median([m["train"]["step_ms_median"] for m in results])
             gflops = median([m["train"]["gflops"] for m in results])
-            total, lines = kernel_table(results, args.top)
-            print(f"**{model}** training step {step:.3f} ms ({gflops:.1f} GFLOP/s), kernels {total:.3f} ms:\n")
-            print("\n".join(lines) + "\n")
+            total, lines = kernel_table(results, top)
+            out.append(f"**{model}** training step {step:.3f} ms ({gflops:.1f} GFLOP/s), kernels {total:.3f} ms:\n")
+            out.append("\n".join(lines) + "\n")
             c = [m["compile_seconds"] for m in results]
             mem = [m["memory"] for m in results]
             compile_rows.append(
@@ -119,12 +122,12 @@ def main():
                 f"{mib(median([x['planned_bytes'] for x in mem]))} | "
                 f"{mib(median([x['unplanned_upper_bound_bytes'] for x in mem]))} | "
                 f"{median([x['peak_rss_bytes'] for x in mem]) / MIB:.0f} MiB |")
-    print("### Compile time and memory (medians over rounds)\n")
-    print("| model | batch | threads | training plan, cold | from the disk cache | inference plan, cold | "
-          "planned arena | every value at once | peak RSS (bench) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(compile_rows))
-
+    out.append("### Compile time and memory (medians over rounds)\n")
+    out.append("| model | batch | threads | training plan, cold | from the disk cache | inference plan, cold | "
+               "planned arena | every value at once | peak RSS (bench) |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("\n".join(compile_rows))
+    return "\n".join(out)
 
 if __name__ == "__main__":
     main()

@@ -87,6 +87,18 @@ def main():
         status, out, err = run(tables, other)
         expect(status == 1 and "not a file that bench/compare.py --save wrote" in err,
                f"a broken JSON: exit {status}, {err!r}")
+        # A round whose report lacks what dagger bench writes (here its machine), and no rounds.
+        lacking = report(0)
+        del lacking["machine"]
+        with open(other, "w") as f:
+            json.dump({"rows": [], "runs": [{"batch": 64, "threads": 2, "dagger": lacking, "torch": {}}]}, f)
+        status, out, err = run(tables, other)
+        expect(status == 1 and out == "" and err.count("\n") == 1 and "(KeyError: 'machine')" in err,
+               f"a report without its machine: exit {status}, {out!r} {err!r}")
+        with open(other, "w") as f:
+            json.dump({"rows": [], "runs": []}, f)
+        status, out, err = run(tables, other)
+        expect(status == 1 and "other.json: holds no runs" in err, f"no runs: exit {status}, {err!r}")
         status, out, err = run(tables, saved, "--top", "0")
         expect(status == 2 and "--top must be at least 1, not 0" in err, f"--top 0: exit {status}, {err!r}")
 
