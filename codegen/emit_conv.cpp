@@ -107,13 +107,23 @@ Conv conv_of(const Graph& g, const Node& node) {
           (x[2] + 2 * pad - f[2]) / stride + 1, (x[3] + 2 * pad - f[3]) / stride + 1, stride, pad};
 }
 
+/// A 1x1 filter of stride 1 and no padding: the forward product's B (im2col of an image of x)
+/// is that image, [c, h * w], and the data gradient's is the image of dy, [k, p * q], so the
+/// GEMM may read them where they stand (GemmSizes::b_readable).
+bool pointwise(const Conv& v) { return v.r == 1 && v.s == 1 && v.stride == 1 && v.pad == 0; }
+
 GemmSizes sizes_of(const Graph& g, const Node& node) {
   const Conv v = conv_of(g, node);
+  GemmSizes s;
   switch (conv_product(node)) {
     case ConvProduct::forward:
-      return {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
+      s = {v.n, v.k, v.p * v.q, {v.c, v.r, v.s}, 1};
+      s.b_readable = pointwise(v);
+      return s;
     case ConvProduct::backward_data:
-      return {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
+      s = {v.n, v.c, v.h * v.w, {v.k, v.r, v.s}, 1};
+      s.b_readable = pointwise(v);
+      return s;
     case ConvProduct::backward_filter:
       break;
   }
@@ -578,6 +588,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     end_kernel(e);
     return;
   }
+  if (gemm_layout(p.sizes, e.width, e.threads).b_in_place) p.b_in_place = operands.first;
   auto emit_direct = [&](const StoreOutput& store) {
     p.store_c = store;
     emit_gemm(e, p, kf.begin, kf.end, kf.args.back());

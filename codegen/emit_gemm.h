@@ -8,8 +8,9 @@
 /// chooses it, copied once per call into the scratch as row tiles ([tile][k][rows]); B is
 /// copied, one panel of P = tile-width columns at a time, into the caller's scratch by a
 /// problem-specific packer (a plain copy for a matmul, an im2col gather for a convolution), so
-/// the microkernel streams a contiguous panel; or, for a matmul of few rows whose B is a [K, N]
-/// matrix (GemmSizes::b_readable), read where it stands (GemmLayout::b_in_place).
+/// the microkernel streams a contiguous panel; or, for a product of few rows whose B is a [K, N]
+/// matrix (GemmSizes::b_readable: a matmul's, a 1x1 convolution's image), read where it stands
+/// (GemmLayout::b_in_place).
 ///
 /// Parallel items: (problem, group of panels, chunk of row tiles). A problem whose packer reads
 /// B along its rows (a matmul's [K, N] operand) packs several panels in one pass where a panel
@@ -50,6 +51,8 @@ struct GemmSizes {
   bool bf16 = false;
   /// B is a [K, N] matrix in memory, row after row (GemmProblem::b_in_place), which the
   /// tiles may read where they stand instead of from a packed panel; the layout decides.
+  /// Each problem's B then follows the previous one's (K * N floats on): a 1x1 convolution's
+  /// image of x or dy.
   bool b_readable = false;
   /// C holds no partial sums: the reduction's outer axis is walked in one slice, so that each
   /// element of C is stored once, finished. For a kernel that stores an output over a buffer
@@ -122,7 +125,8 @@ struct GemmProblem {
   /// that reads it.
   llvm::Value* kept_b = nullptr;
   llvm::Value* repack = nullptr;
-  /// Where sizes.b_readable: B itself, [K, N] with rows N floats apart.
+  /// Where sizes.b_readable: B itself, [K, N] with rows N floats apart (problem b's from
+  /// b * K * N on).
   llvm::Value* b_in_place = nullptr;
 };
 

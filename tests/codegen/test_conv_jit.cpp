@@ -35,6 +35,9 @@ const std::vector<ConvCase> kCases = {
     {2, 40, 6, 6, 7, 3, 3, 1, 1},
     {1, 3, 23, 23, 5, 3, 3, 1, 1},
     {1, 2, 40, 40, 3, 3, 3, 2, 1},
+    // 1x1 products reading each image of x (forward) or dy (data gradient) where it stands:
+    // 99 columns (two panels of 48 and 3 at width 16), 17 and 6 rows.
+    {5, 6, 9, 11, 17, 1, 1, 1, 0},
 };
 
 /// The op's value on both executors, and the largest error relative to the same op applied to
@@ -102,11 +105,12 @@ TEST_CASE("conv2d and both of its gradients match the interpreter", "[jit][conv]
 }
 
 TEST_CASE("convolution kernels split over threads give the same bits", "[jit][conv]") {
-  const ConvCase v{7, 3, 9, 11, 5, 3, 3, 1, 1};
+  for (const ConvCase& v : {kCases[1], kCases[10]})
   for (Op op : kConvOps) {
-    INFO(op_info(op).name);
+    INFO(op_info(op).name << " R " << v.r);
     Graph g;
-    const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s}, y{v.n, v.k, v.h, v.w};
+    const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s};
+    const Shape y{v.n, v.k, (v.h + 2 * v.pad - v.r) / v.stride + 1, (v.w + 2 * v.pad - v.s) / v.stride + 1};
     Attrs attrs{{"stride", v.stride}, {"pad", v.pad}};
     Shape a = x, b = f;
     if (op == Op::conv2d_backward_data) a = y, attrs.set("shape", x);
@@ -124,10 +128,11 @@ TEST_CASE("convolution kernels split over threads give the same bits", "[jit][co
 }
 
 TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
-  // The last case is a one-channel layer of 20 filters: at width 16 its filter gradient (9
-  // columns) runs on the tall register tile, one full tile of 16 rows and one of 4.
-  for (int width : {4, 16})
-    for (const ConvCase& v : {kCases[1], kCases[2], kCases[8], ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
+  // The one-channel layer of 20 filters: at width 16 its filter gradient (9 columns) runs on
+  // the tall register tile, one full tile of 16 rows and one of 4. The 1x1 ones read B in place.
+  for (int width : {4, 8, 16})
+    for (const ConvCase& v :
+         {kCases[1], kCases[2], kCases[3], kCases[8], kCases[10], ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
       for (Op op : kConvOps) {
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);
