@@ -315,18 +315,21 @@ class GemmEmitter {
 
 /// The accumulators plus one B vector per column vector and one broadcast of A must fit in
 /// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512), or there 6 x 4 when
-/// wide and 16 x 1 when tall. The wide tile's panels of 64 columns divide the dense layers'
-/// widths (512, 2048), so no partial panel and an even split of the panels over two threads,
-/// and it loads 10 values per 24 FMAs instead of 11. The 8 x 3 tile is the one the
-/// convolutions and Winograd were tuned on. The tall one is for products whose columns fit one
-/// vector (a one-channel convolution's filter gradient: 9 columns; a 10-class layer), where
-/// the 8 x 3 tile would run 8 FMA chains with a B load per 8 FMAs: it runs 16 and 16 (cnn3's
-/// and rescnn's one-channel filter gradients 0.38-0.39 -> 0.25-0.26 ms on the Zen 5 host; 12
-/// rows gained less, 24 and 32 lost; the 10-class layers' products, 0.01 ms, even or faster).
+/// wide, 16 x 1 for one vector of columns and 12 x 2 for two. The wide tile's panels of 64
+/// columns divide the dense layers' widths (512, 2048), so no partial panel and an even split
+/// of the panels over two threads, and it loads 10 values per 24 FMAs instead of 11. The 8 x 3
+/// tile is the one the convolutions and Winograd were tuned on. Over a product whose columns
+/// fit one or two vectors it would run a third or two of its vectors empty:
+///  - 16 x 1 for one vector (a one-channel convolution's filter gradient: 9 columns; a 10-class
+///    layer) runs 16 FMA chains with a B load per 16 FMAs (cnn3's and rescnn's one-channel
+///    filter gradients 0.38-0.39 -> 0.25-0.26 ms on the Zen 5 host; 12 rows gained less, 24
+///    and 32 lost; the 10-class layers' products, 0.01 ms, even or faster);
+///  - 12 x 2 for two (rescnn's 1x1 filter gradient over 32 channels, 0.54 -> 0.39 ms).
 /// Every tile gives every element the same FMA chain.
-RegisterTile register_tile(unsigned width, bool wide, bool tall) {
+RegisterTile register_tile(unsigned width, bool wide, int64_t columns) {
   if (width < 16) return RegisterTile{6, 2};
-  if (tall) return RegisterTile{16, 1};
+  if (columns > 0 && columns <= int64_t(width)) return RegisterTile{16, 1};
+  if (columns > 0 && columns <= 2 * int64_t(width)) return RegisterTile{12, 2};
   return wide ? RegisterTile{6, 4} : RegisterTile{8, 3};
 }
 
@@ -355,7 +358,7 @@ int64_t panel_group(int64_t panels, int64_t panel_floats, int threads) {
 
 GemmLayout gemm_layout(const GemmSizes& s, unsigned width, int threads) {
   GemmLayout l;
-  const RegisterTile tile = register_tile(width, s.wide_tile, !s.bf16 && s.n <= static_cast<int64_t>(width));
+  const RegisterTile tile = register_tile(width, s.wide_tile, s.bf16 ? 0 : s.n);
   l.rows = tile.rows;
   l.vectors = tile.vectors;
   l.panel = static_cast<int64_t>(l.vectors) * width;

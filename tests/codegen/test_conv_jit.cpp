@@ -22,13 +22,13 @@ struct ConvCase {
 };
 
 const std::vector<ConvCase> kCases = {
-    {1, 1, 5, 5, 3, 3, 3, 1, 1},     // one image, one channel, tiny
-    {7, 3, 9, 11, 5, 3, 3, 1, 1},    // odd everything: partial panels and row tiles
-    {2, 4, 8, 8, 6, 3, 3, 2, 1},     // stride 2
-    {3, 5, 7, 7, 9, 1, 1, 1, 0},     // a 1x1 projection
-    {2, 2, 10, 9, 4, 3, 2, 2, 0},    // non-square filter, stride 2, no padding
-    {64, 8, 6, 6, 13, 3, 3, 1, 1},   // batch 64
-    {2, 32, 14, 14, 64, 3, 3, 1, 1}, // a cnn3 layer
+    {1, 1, 5, 5, 3, 3, 3, 1, 1},      // one image, one channel, tiny
+    {7, 3, 9, 11, 5, 3, 3, 1, 1},     // odd everything: partial panels and row tiles
+    {2, 4, 8, 8, 6, 3, 3, 2, 1},      // stride 2
+    {3, 5, 7, 7, 9, 1, 1, 1, 0},      // a 1x1 projection
+    {2, 2, 10, 9, 4, 3, 2, 2, 0},     // non-square filter, stride 2, no padding
+    {64, 8, 6, 6, 13, 3, 3, 1, 1},    // batch 64
+    {2, 32, 14, 14, 64, 3, 3, 1, 1},  // a cnn3 layer
     // Reductions packed in several slices, the last one shorter: the forward's 40 channels, the
     // filter gradient's 23 rows of 23 (not a multiple of the vector width) and, at stride 2,
     // 20 rows of 20.
@@ -38,6 +38,9 @@ const std::vector<ConvCase> kCases = {
     // 1x1 products reading each image of x (forward) or dy (data gradient) where it stands:
     // 99 columns (two panels of 48 and 3 at width 16), 17 and 6 rows.
     {5, 6, 9, 11, 17, 1, 1, 1, 0},
+    // At width 16, products of 17-32 columns on the 12 x 2 tile: the filter gradient's 20
+    // columns (one tile of 12 rows and one of 1), the forward's and data gradient's 30.
+    {3, 20, 5, 6, 13, 1, 1, 1, 0},
 };
 
 /// The op's value on both executors, and the largest error relative to the same op applied to
@@ -106,25 +109,25 @@ TEST_CASE("conv2d and both of its gradients match the interpreter", "[jit][conv]
 
 TEST_CASE("convolution kernels split over threads give the same bits", "[jit][conv]") {
   for (const ConvCase& v : {kCases[1], kCases[10]})
-  for (Op op : kConvOps) {
-    INFO(op_info(op).name << " R " << v.r);
-    Graph g;
-    const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s};
-    const Shape y{v.n, v.k, (v.h + 2 * v.pad - v.r) / v.stride + 1, (v.w + 2 * v.pad - v.s) / v.stride + 1};
-    Attrs attrs{{"stride", v.stride}, {"pad", v.pad}};
-    Shape a = x, b = f;
-    if (op == Op::conv2d_backward_data) a = y, attrs.set("shape", x);
-    if (op == Op::conv2d_backward_filter) b = y, attrs.set("shape", f);
-    g.set_output("out", g.add(op, {input(g, "a", a), input(g, "b", b)}, attrs));
-    const StateMap feeds{{"a", uniform(a, -1, 1, 31)}, {"b", uniform(b, -1, 1, 32)}};
-    StateMap none;
-    JitOptions one, three;
-    three.threads = 3;
-    three.poison_arena = true;  // an element no kernel writes reads NaN in one plan, zero in the other
-    const Tensor serial = compile_jit(g, one)->run(feeds, none).at("out");
-    const Tensor split = compile_jit(g, three)->run(feeds, none).at("out");
-    CHECK(bitwise_equal(serial, split));
-  }
+    for (Op op : kConvOps) {
+      INFO(op_info(op).name << " R " << v.r);
+      Graph g;
+      const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s};
+      const Shape y{v.n, v.k, (v.h + 2 * v.pad - v.r) / v.stride + 1, (v.w + 2 * v.pad - v.s) / v.stride + 1};
+      Attrs attrs{{"stride", v.stride}, {"pad", v.pad}};
+      Shape a = x, b = f;
+      if (op == Op::conv2d_backward_data) a = y, attrs.set("shape", x);
+      if (op == Op::conv2d_backward_filter) b = y, attrs.set("shape", f);
+      g.set_output("out", g.add(op, {input(g, "a", a), input(g, "b", b)}, attrs));
+      const StateMap feeds{{"a", uniform(a, -1, 1, 31)}, {"b", uniform(b, -1, 1, 32)}};
+      StateMap none;
+      JitOptions one, three;
+      three.threads = 3;
+      three.poison_arena = true;  // an element no kernel writes reads NaN in one plan, zero in the other
+      const Tensor serial = compile_jit(g, one)->run(feeds, none).at("out");
+      const Tensor split = compile_jit(g, three)->run(feeds, none).at("out");
+      CHECK(bitwise_equal(serial, split));
+    }
 }
 
 TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
@@ -132,7 +135,7 @@ TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][
   // the tall register tile, one full tile of 16 rows and one of 4. The 1x1 ones read B in place.
   for (int width : {4, 8, 16})
     for (const ConvCase& v :
-         {kCases[1], kCases[2], kCases[3], kCases[8], kCases[10], ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
+         {kCases[1], kCases[2], kCases[3], kCases[8], kCases[10], kCases[11], ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
       for (Op op : kConvOps) {
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);

@@ -75,12 +75,16 @@ int64_t differing_elements(const MatmulCase& c) {
 
 TEST_CASE("a matmul is one FMA chain over k per element bit for bit on small and odd shapes", "[jit]") {
   // Width 16 with N of 16 or less takes AVX-512's tall tile (16 x 1: full tiles and a partial
-  // one, or a partial one alone), with N of 17 to 63 its 8 x 3 tile, with N of 64 or more its
-  // wide one (LLVM narrows the vectors on hosts without AVX-512).
+  // one, or a partial one alone), with N of 17 to 32 its 12 x 2 tile (likewise), with N of 33
+  // to 63 its 8 x 3 tile, with N of 64 or more its wide one (LLVM narrows the vectors on hosts
+  // without AVX-512).
   for (const MatmulCase& c : std::vector<MatmulCase>{{7, 13, 5, false, false, 0, 1},
                                                      {40, 9, 300, false, false, 16, 2},  // B in place
                                                      {35, 16, 77, true, true, 16, 3},
                                                      {16, 1, 50, false, false, 16, 1},
+                                                     {40, 32, 300, false, false, 16, 2},  // 12 x 2, B in place
+                                                     {35, 17, 77, true, true, 16, 3},
+                                                     {7, 24, 50, false, true, 16, 1},
                                                      {7, 13, 5, false, false, 16, 1},
                                                      {33, 70, 601, true, false, 16, 2},  // partial sums in C
                                                      {128, 37, 300, true, true, 16, 1},  // a packed A
