@@ -317,8 +317,9 @@ class GemmEmitter {
 /// the register file: 6 x 2 on 16 registers (AVX2), 8 x 3 on 32 (AVX-512), or there 6 x 4 when
 /// wide, 16 x 1 for one vector of columns and 12 x 2 for two. The wide tile's panels of 64
 /// columns divide the dense layers' widths (512, 2048), so no partial panel and an even split
-/// of the panels over two threads, and it loads 10 values per 24 FMAs instead of 11. The 8 x 3
-/// tile is the one the convolutions and Winograd were tuned on. Over a product whose columns
+/// of the panels over two threads, and it loads 10 values per 24 FMAs instead of 11; a
+/// convolution takes it where its columns are padded less (emit_conv.cpp). The 8 x 3 tile is
+/// the one the convolutions and Winograd were tuned on. Over a product whose columns
 /// fit one or two vectors it would run a third or two of its vectors empty:
 ///  - 16 x 1 for one vector (a one-channel convolution's filter gradient: 9 columns; a 10-class
 ///    layer) runs 16 FMA chains with a B load per 16 FMAs (cnn3's and rescnn's one-channel

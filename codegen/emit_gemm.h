@@ -41,7 +41,8 @@ struct GemmSizes {
   int64_t k_blocks = 1;  // the reduction repeated this many times, summed in C between blocks
   bool a_packable = false;  // A is the same for every problem and has a packer
                             // (GemmProblem::pack_a), so it may be packed once per call; the layout decides
-  bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns)
+  bool wide_tile = false;   // register_tile's wide variant (a matmul of 64 or more columns, a
+                            // convolution's product whose columns it pads less)
   bool b_groupable = false;  // pack_b fills several consecutive panels in one pass (GemmLayout::group)
   /// The operands are rounded to bfloat16 and multiplied in pairs along the reduction with
   /// float accumulation (AVX512_BF16's dot product; width 16 only). k_dims is then one axis

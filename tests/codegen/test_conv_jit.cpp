@@ -41,6 +41,9 @@ const std::vector<ConvCase> kCases = {
     // At width 16, products of 17-32 columns on the 12 x 2 tile: the filter gradient's 20
     // columns (one tile of 12 rows and one of 1), the forward's and data gradient's 30.
     {3, 20, 5, 6, 13, 1, 1, 1, 0},
+    // At width 16, the wide 6 x 4 tile, which pads 63 columns less than the 8 x 3 tile: the
+    // filter gradient's 63 (7 channels of 3 x 3), 10 rows (one tile of 6 and one of 4).
+    {2, 7, 6, 5, 10, 3, 3, 1, 1},
 };
 
 /// The op's value on both executors, and the largest error relative to the same op applied to
@@ -132,10 +135,11 @@ TEST_CASE("convolution kernels split over threads give the same bits", "[jit][co
 
 TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][conv]") {
   // The one-channel layer of 20 filters: at width 16 its filter gradient (9 columns) runs on
-  // the tall register tile, one full tile of 16 rows and one of 4. The 1x1 ones read B in place.
+  // the tall register tile, one full tile of 16 rows and one of 4. The 1x1 ones read B in
+  // place; the 7x7 1x1 one (49 columns) and the 63-column filter gradient take the wide tile.
   for (int width : {4, 8, 16})
-    for (const ConvCase& v :
-         {kCases[1], kCases[2], kCases[3], kCases[8], kCases[10], kCases[11], ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
+    for (const ConvCase& v : {kCases[1], kCases[2], kCases[3], kCases[8], kCases[10], kCases[11], kCases[12],
+                              ConvCase{3, 1, 9, 10, 20, 3, 3, 1, 1}})
       for (Op op : kConvOps) {
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);
