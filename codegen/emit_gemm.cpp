@@ -27,7 +27,8 @@ constexpr int64_t kPackedAFloats = int64_t(1) << 21;
 /// 10-14% faster in place, at M = 128 8%, mlp2048's (784 x 2048 B) at M = 64 even; at M = 256
 /// in place was slower (mlp2048's first layer +10%, its B's rows 8 KiB apart read by each of
 /// 43 row tiles). rescnn's 1x1 products (M 32-128, K 32-128, an image of 49 or 196 columns
-/// per problem): the data gradient over 32 channels 0.55 -> 0.41 ms, the others 3-10% faster.
+/// per problem), 7 alternating rounds: the data gradient over 32 channels 0.58 -> 0.39 ms, the
+/// others 10-24% faster on AVX-512, even at width 8.
 constexpr int64_t kMaxRowsForBInPlace = 128;
 
 /// The fewest row tiles in a block of A: every block packs each panel again, so a long
