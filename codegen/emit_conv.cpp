@@ -112,12 +112,19 @@ Conv conv_of(const Graph& g, const Node& node) {
 /// GEMM may read them where they stand (GemmSizes::b_readable).
 bool pointwise(const Conv& v) { return v.r == 1 && v.s == 1 && v.stride == 1 && v.pad == 0; }
 
-/// Whether register_tile's wide tile (64 columns a panel at width 16) pads a product of n
-/// columns less than the 8 x 3 tile (48): a 1x1 filter gradient over 64 channels (64 columns
-/// computed against 96) or a product over 7x7 maps (49: 64 against 96). rescnn's such 1x1
-/// products, 7 alternating rounds: the filter gradient 0.39 -> 0.27 ms, the data gradient
-/// 0.31 -> 0.27, the forward 0.20 -> 0.18.
-bool wide_pads_less(int64_t n) { return (n + 63) / 64 * 64 < (n + 47) / 48 * 48; }
+/// Whether register_tile's wide tile (at width 16, the only one that has it: 64 columns a
+/// panel) pads a product of n columns less than the usual tile (48): a 1x1 filter gradient over
+/// 64 channels (64 columns computed against 96) or a product over 7x7 maps (49: 64 against 96).
+/// rescnn's such 1x1 products, 7 alternating rounds: the filter gradient 0.39 -> 0.27 ms, the
+/// data gradient 0.31 -> 0.27, the forward 0.20 -> 0.18.
+bool wide_pads_less(int64_t n) {
+  constexpr unsigned kWidth = 16;
+  auto padded = [n](RegisterTile tile) {
+    const int64_t panel = int64_t(tile.vectors) * kWidth;
+    return (n + panel - 1) / panel * panel;
+  };
+  return padded(register_tile(kWidth, true)) < padded(register_tile(kWidth));
+}
 
 GemmSizes sizes_of(const Graph& g, const Node& node) {
   const Conv v = conv_of(g, node);
@@ -583,8 +590,8 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   const size_t first_input = first_input_arg(group);
   const int num_args = static_cast<int>(first_input + group.inputs.size()) + 1;  // + the scratch panel
   KernelFunction kf = begin_kernel(e, name, num_args);
-  const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1],
-                              gemm_layout(p.sizes, e.width, e.threads).panel};
+  const GemmLayout layout = gemm_layout(p.sizes, e.width, e.threads);
+  const ConvOperands operands{e, conv_of(g, anchor), kf.args[first_input], kf.args[first_input + 1], layout.panel};
   p.c = kf.args[0];
   if (const ConvChoice choice = choose_conv_algo(g, anchor, e.conv_algo); choice.winograd) {
     if (conv_product(anchor) == ConvProduct::backward_filter) {
@@ -597,7 +604,7 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     end_kernel(e);
     return;
   }
-  if (gemm_layout(p.sizes, e.width, e.threads).b_in_place) p.b_in_place = operands.first;
+  if (layout.b_in_place) p.b_in_place = operands.first;
   auto emit_direct = [&](const StoreOutput& store) {
     p.store_c = store;
     emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
