@@ -11,6 +11,7 @@
 #include "dagger/codegen/emit_elementwise.h"
 #include "dagger/codegen/emit_ops.h"
 #include "dagger/codegen/emit_winograd.h"
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/iteration.h"
 
 namespace dagger {
@@ -144,6 +145,24 @@ GemmSizes sizes_of(const Graph& g, const Node& node) {
   }
   s.wide_tile = wide_pads_less(s.n);
   return s;
+}
+
+/// A direct product that sums at most this many terms into each output is bound by its stores,
+/// not its FMAs: cnn3's and rescnn's first convolution (one channel, 9 terms) and rescnn's
+/// one-channel 1x1 shortcut (1 term).
+constexpr int64_t kStoreBoundTerms = 16;
+
+/// Whether a direct forward or data-gradient product stores its output past the caches
+/// (StridedBuffer::streamed). A plain store into a line that is not in cache reads the line
+/// first; a streamed one does not, and a store-bound product then runs 1.7-2.8x faster (the
+/// three above, batch 64, at widths 8 and 16; docs/performance.md, session 33), its reader
+/// a little slower. Only where the output outgrows the threads' L2 together, so that its reader
+/// would not find it there anyway, and each channel's positions fill whole vectors, so that an
+/// aligned buffer's full vectors are all aligned (a streamed store must be).
+bool streams_output(const GemmSizes& s, unsigned width, int threads) {
+  const int64_t terms = numel(s.k_dims) * s.k_blocks;
+  const int64_t bytes = s.batch * s.m * s.n * int64_t(sizeof(float));
+  return terms <= kStoreBoundTerms && s.n % width == 0 && bytes > threads * host_tuning().used.l2_bytes;
 }
 
 /// Lane-wise index arithmetic on <W x i32> vectors (panel columns, image rows and columns).
@@ -453,9 +472,10 @@ void set_backward_filter(const ConvOperands& c, GemmProblem& p) {
 /// Builds the store of the forward or data-gradient product's output through the group's
 /// elementwise epilogue, and hands it to `emit_body`, which emits the product. The epilogue
 /// walks the output as [images, channels, positions] (`channels` x `positions` per image):
-/// every operand it reads must then walk the two spatial axes as one.
+/// every operand it reads must then walk the two spatial axes as one. Where `streamed`, the
+/// outputs are stored past the caches (StridedBuffer::streamed).
 void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const KernelFunction& kf, int64_t channels,
-                        int64_t positions, const std::function<void(const StoreOutput&)>& emit_body) {
+                        int64_t positions, bool streamed, const std::function<void(const StoreOutput&)>& emit_body) {
   const Node& anchor = g.node(group.anchor);
   const size_t first_input = first_input_arg(group);
   llvm::Value* current = nullptr;
@@ -507,7 +527,7 @@ void emit_with_epilogue(Emit& e, const Graph& g, const FusionGroup& group, const
         e.b.CreateAdd(e.b.CreateMul(b, e.i64c(channels * positions)), e.b.CreateMul(i, e.i64c(positions))), j);
     current = value;
     for (size_t o = 0; o < epilogue.size(); ++o)
-      store_at(e, StridedBuffer{kf.args[o], out_strides}, pos, epilogue[o](pos));
+      store_at(e, StridedBuffer{kf.args[o], out_strides, streamed}, pos, epilogue[o](pos));
   });
 }
 
@@ -558,7 +578,7 @@ void emit_by_winograd(Emit& e, const Graph& g, const FusionGroup& group, const K
     w.filter_index = [&](llvm::Value* o, llvm::Value* i, int64_t r, int64_t s) {
       return operands.filter_index(i, o, e.i64c(operands.v.r - 1 - r), e.i64c(operands.v.s - 1 - s));
     };
-  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, [&](const StoreOutput& store) {
+  emit_with_epilogue(e, g, group, kf, w.out, w.h * w.w, false, [&](const StoreOutput& store) {
     emit_winograd(e, w, operands.first, operands.second, kf.begin, kf.end, kf.args.back(), store);
   });
 }
@@ -605,6 +625,8 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
     return;
   }
   if (layout.b_in_place) p.b_in_place = operands.first;
+  const bool streamed =
+      conv_product(anchor) != ConvProduct::backward_filter && streams_output(p.sizes, e.width, e.threads);
   auto emit_direct = [&](const StoreOutput& store) {
     p.store_c = store;
     emit_gemm(e, p, kf.begin, kf.end, kf.args.back());
@@ -612,17 +634,18 @@ void emit_conv_kernel(Emit& e, const std::string& name, const Graph& g, const Fu
   switch (conv_product(anchor)) {
     case ConvProduct::forward:
       set_forward(operands, p);
-      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, streamed, emit_direct);
       break;
     case ConvProduct::backward_data:
       set_backward_data(operands, p);
-      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, emit_direct);
+      emit_with_epilogue(e, g, group, kf, p.sizes.m, p.sizes.n, streamed, emit_direct);
       break;
     case ConvProduct::backward_filter:
       set_backward_filter(operands, p);
       emit_without_epilogue(e, g, group, kf, p);
       break;
   }
+  if (streamed) store_fence(e);
   end_kernel(e);
 }
 

@@ -1,6 +1,8 @@
 #include "dagger/codegen/loops.h"
 
 #include <llvm/IR/Constants.h>
+#include <llvm/IR/IntrinsicsX86.h>
+#include <llvm/IR/Metadata.h>
 
 #include <cassert>
 
@@ -106,14 +108,23 @@ void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::functi
   });
 }
 
-void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then) {
+void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then) { emit_if_else(e, cond, then, nullptr); }
+
+void emit_if_else(Emit& e, llvm::Value* cond, const std::function<void()>& then,
+                  const std::function<void()>& otherwise) {
   llvm::Function* fn = e.b.GetInsertBlock()->getParent();
   llvm::BasicBlock* yes = llvm::BasicBlock::Create(e.ctx, "then", fn);
+  llvm::BasicBlock* no = otherwise ? llvm::BasicBlock::Create(e.ctx, "else", fn) : nullptr;
   llvm::BasicBlock* done = llvm::BasicBlock::Create(e.ctx, "endif", fn);
-  e.b.CreateCondBr(cond, yes, done);
+  e.b.CreateCondBr(cond, yes, no ? no : done);
   e.b.SetInsertPoint(yes);
   then();
   e.b.CreateBr(done);
+  if (no) {
+    e.b.SetInsertPoint(no);
+    otherwise();
+    e.b.CreateBr(done);
+  }
   e.b.SetInsertPoint(done);
 }
 
@@ -199,10 +210,27 @@ llvm::Value* load_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos) {
 void store_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos, llvm::Value* value) {
   assert(buf.strides.back() == 1);
   llvm::Value* at = e.b.CreateInBoundsGEP(e.f32, buf.base, offset_of(e, buf.strides, pos));
-  if (pos.mask)
+  if (pos.mask) {
     e.b.CreateMaskedStore(value, at, kFloatAlign, pos.mask);
-  else
+  } else if (buf.streamed) {
+    // Buffers are only float-aligned (kFloatAlign), so the alignment is tested where it runs.
+    const int64_t bytes = e.width * 4;
+    llvm::Value* aligned = e.b.CreateICmpEQ(e.b.CreateAnd(e.b.CreatePtrToInt(at, e.i64), e.i64c(bytes - 1)), e.i64c(0));
+    emit_if_else(
+        e, aligned,
+        [&] {
+          llvm::StoreInst* store = e.b.CreateAlignedStore(value, at, llvm::Align(static_cast<uint64_t>(bytes)));
+          store->setMetadata(llvm::LLVMContext::MD_nontemporal,
+                             llvm::MDNode::get(e.ctx, llvm::ConstantAsMetadata::get(e.b.getInt32(1))));
+        },
+        [&] { e.b.CreateAlignedStore(value, at, kFloatAlign); });
+  } else {
     e.b.CreateAlignedStore(value, at, kFloatAlign);
+  }
+}
+
+void store_fence(Emit& e) {
+  e.b.CreateCall(llvm::Intrinsic::getDeclaration(&e.module, llvm::Intrinsic::x86_sse_sfence));
 }
 
 }  // namespace dagger

@@ -39,6 +39,9 @@ std::vector<llvm::Value*> emit_range_loop(
 void emit_range(Emit& e, llvm::Value* begin, llvm::Value* end, const std::function<void(llvm::Value*)>& body);
 /// if (cond) { then(); }
 void emit_if(Emit& e, llvm::Value* cond, const std::function<void()>& then);
+/// if (cond) { then(); } else { otherwise(); } (no else branch where `otherwise` is empty).
+void emit_if_else(Emit& e, llvm::Value* cond, const std::function<void()>& then,
+                  const std::function<void()>& otherwise);
 
 /// How a loop nest over `dims` is split into parallel items: the items are the outer axis
 /// (a 1-D space is first cut into chunks of kChunkFloats), so every item is an independent
@@ -58,11 +61,18 @@ void emit_vector_nest(Emit& e, const Shape& dims, const std::function<void(const
 struct StridedBuffer {
   llvm::Value* base;
   std::vector<int64_t> strides;
+  /// store_at writes each whole vector whose address is aligned to its size past the caches
+  /// (a non-temporal store), for an output its readers will not find in cache anyway; the
+  /// kernel must end with store_fence. Other stores are plain.
+  bool streamed = false;
 };
 
 /// The W lanes of `buf` at `pos` (masked-off lanes read nothing and hold 0).
 llvm::Value* load_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos);
 /// Stores the active lanes of `value` at `pos`; `buf`'s innermost stride must be 1.
 void store_at(Emit& e, const StridedBuffer& buf, const ElementPos& pos, llvm::Value* value);
+/// Orders the streamed stores before it (StridedBuffer::streamed) with every later store, so
+/// that they are in memory before the kernel returns and another thread reads them.
+void store_fence(Emit& e);
 
 }  // namespace dagger

@@ -82,19 +82,23 @@ inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
 struct BothRuns {
   StateMap jit, ref;
   size_t kernels = 0;
+  std::string ir;  // the plan's optimized LLVM IR, where asked for
 };
 
-/// width: floats per vector in the kernels, 0 for the host's; threads: the JIT's workers.
+/// width: floats per vector in the kernels, 0 for the host's; threads: the JIT's workers;
+/// keep_ir: keep the plan's optimized IR in BothRuns::ir.
 inline BothRuns run_both(const Graph& g, const StateMap& feeds, const StateMap& state = {}, int width = 0,
-                         int threads = 1) {
+                         int threads = 1, bool keep_ir = false) {
   BothRuns r;
   StateMap jit_state = state, ref_state = state;
   JitOptions options;
   options.poison_arena = true;  // an element no kernel writes reads NaN
   options.vector_width = width;
   options.threads = threads;
+  options.keep_dumps = keep_ir;
   auto plan = compile_jit(g, options);
   r.kernels = plan->kernels().size();
+  if (keep_ir) r.ir = plan->dump(DumpStage::ir_after_opt);
   r.jit = plan->run(feeds, jit_state);
   r.ref = interpret<float>(g, feeds, ref_state);
   return r;

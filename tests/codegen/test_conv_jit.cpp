@@ -6,8 +6,9 @@
 #include <catch2/catch.hpp>
 #include <iostream>
 
-#include "dagger/codegen/fusion.h"
 #include "codegen/jit_support.h"
+#include "dagger/codegen/fusion.h"
+#include "dagger/codegen/host_tuning.h"
 #include "op_coverage.h"
 
 using namespace dagger;
@@ -48,7 +49,9 @@ const std::vector<ConvCase> kCases = {
 
 /// The op's value on both executors, and the largest error relative to the same op applied to
 /// the operands' absolute values (the scale a sum of products' rounding grows with).
-double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, size_t* kernels = nullptr) {
+/// Where `ir` is given, the plan's optimized IR is kept there.
+double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, size_t* kernels = nullptr,
+             std::string* ir = nullptr) {
   const Shape x{v.n, v.c, v.h, v.w}, f{v.k, v.c, v.r, v.s};
   const Shape y{v.n, v.k, (v.h + 2 * v.pad - v.r) / v.stride + 1, (v.w + 2 * v.pad - v.s) / v.stride + 1};
   const Attrs geometry{{"stride", v.stride}, {"pad", v.pad}};
@@ -78,8 +81,9 @@ double check(Op op, const ConvCase& v, bool epilogue, int width, int threads, si
   const int64_t channels = op == Op::conv2d_backward_data ? v.c : v.k;
   StateMap feeds{{"a", uniform(a_shape, -1, 1, 21)}, {"b", uniform(b_shape, -1, 1, 22)}};
   if (epilogue) feeds["bias"] = uniform({channels, 1, 1}, -1, 1, 23);
-  const BothRuns r = run_both(g, feeds, {}, width, threads);
+  const BothRuns r = run_both(g, feeds, {}, width, threads, ir != nullptr);
   if (kernels) *kernels = r.kernels;
+  if (ir) *ir = r.ir;
 
   StateMap abs_feeds{{"a", xt::abs(feeds["a"])}, {"b", xt::abs(feeds["b"])}}, none;
   Tensor scale = interpret<float>(build(false), abs_feeds, none).at("out");
@@ -144,6 +148,39 @@ TEST_CASE("convolution kernels for other vector widths are correct too", "[jit][
         INFO("width " << width << " " << op_info(op).name << " N " << v.n << " C " << v.c << " stride " << v.stride);
         CHECK(check(op, v, op != Op::conv2d_backward_filter, width, 2) < 1e-6);
       }
+}
+
+TEST_CASE("a store-bound convolution streams its output past the caches, with the same values", "[jit][conv]") {
+  // A direct product of at most 16 terms per output, whose output outgrows the threads' L2 and
+  // whose channels' positions fill whole vectors, stores it with non-temporal stores
+  // (emit_conv.cpp). The batch is sized from this host's L2, so that the rule takes these cases
+  // wherever the tests run: the forward over one channel (9 terms), the 1x1 forward (1 term,
+  // B read in place) and the data gradient into 8 channels from one filter (9 terms), on 16x16
+  // maps (256 positions: whole vectors at every width), each with a bias and relu epilogue.
+  const int64_t l2 = host_tuning().used.l2_bytes;
+  for (int threads : {1, 3}) {
+    const int64_t images = threads * l2 / (8 * 256 * 4) + 1;  // 8 channels of 256 floats an image
+    const std::vector<std::pair<Op, ConvCase>> streamed{{Op::conv2d, {images, 1, 16, 16, 8, 3, 3, 1, 1}},
+                                                        {Op::conv2d, {images, 1, 16, 16, 8, 1, 1, 1, 0}},
+                                                        {Op::conv2d_backward_data, {images, 8, 16, 16, 1, 3, 3, 1, 1}}};
+    for (const auto& [op, v] : streamed)
+      for (int width : {4, 8, 16}) {
+        INFO(op_info(op).name << " N " << v.n << " R " << v.r << " width " << width << " threads " << threads);
+        std::string ir;
+        CHECK(check(op, v, true, width, threads, nullptr, &ir) < 1e-6);
+        CHECK(ir.find("!nontemporal") != std::string::npos);
+      }
+  }
+  // Stored plainly: an output the thread's L2 holds (one image), a product of 18 terms (two
+  // channels), and 14x14 maps (196 positions, not whole vectors at width 16).
+  const int64_t images = host_tuning().used.l2_bytes / (8 * 256 * 4) + 1;
+  for (const ConvCase& v : {ConvCase{1, 1, 16, 16, 8, 3, 3, 1, 1}, ConvCase{images, 2, 16, 16, 8, 3, 3, 1, 1},
+                            ConvCase{2 * images, 1, 14, 14, 8, 3, 3, 1, 1}}) {
+    INFO("N " << v.n << " C " << v.c << " H " << v.h);
+    std::string ir;
+    CHECK(check(Op::conv2d, v, true, 16, 1, nullptr, &ir) < 1e-6);
+    CHECK(ir.find("!nontemporal") == std::string::npos);
+  }
 }
 
 TEST_CASE("a conv's bias and relu fuse; its filter gradient is a kernel of its own", "[jit][conv]") {
