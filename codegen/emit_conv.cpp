@@ -154,7 +154,7 @@ constexpr int64_t kStoreBoundTerms = 16;
 
 /// Whether a direct forward or data-gradient product stores its output past the caches
 /// (StridedBuffer::streamed). A plain store into a line that is not in cache reads the line
-/// first; a streamed one does not, and a store-bound product then runs 1.7-2.8x faster (the
+/// first; a streamed one does not, and a store-bound product then runs 1.4-3.1x faster (the
 /// three above, batch 64, at widths 8 and 16; docs/performance.md, session 33), its reader
 /// a little slower. Only where the output outgrows the threads' L2 together, so that its reader
 /// would not find it there anyway, and each channel's positions fill whole vectors, so that an
