@@ -173,7 +173,7 @@ TEST_CASE("a store-bound convolution streams its output past the caches, with th
   }
   // Stored plainly: an output the thread's L2 holds (one image), a product of 18 terms (two
   // channels), and 14x14 maps (196 positions, not whole vectors at width 16).
-  const int64_t images = host_tuning().used.l2_bytes / (8 * 256 * 4) + 1;
+  const int64_t images = l2 / (8 * 256 * 4) + 1;
   for (const ConvCase& v : {ConvCase{1, 1, 16, 16, 8, 3, 3, 1, 1}, ConvCase{images, 2, 16, 16, 8, 3, 3, 1, 1},
                             ConvCase{2 * images, 1, 14, 14, 8, 3, 3, 1, 1}}) {
     INFO("N " << v.n << " C " << v.c << " H " << v.h);
