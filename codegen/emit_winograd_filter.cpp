@@ -13,6 +13,7 @@
 #include <functional>
 
 #include "dagger/codegen/emit_winograd.h"
+#include "dagger/codegen/host_tuning.h"
 
 namespace dagger {
 
@@ -66,6 +67,20 @@ int64_t panel_tiles(const WinogradLayout& l) { return l.images * l.panel_rows * 
 int64_t item_rows(const WinogradFilterGrad& v, const WinogradFilterLayout& l) {
   const int64_t per_chunk = ceil_div(l.row_tiles, l.row_chunks) * l.tile.rows;
   return std::max(std::min(per_chunk, v.k), v.k - (l.row_chunks - 1) * per_chunk);
+}
+
+/// A thread's share of the transforms per pass, in filters of dy: each of its items transforms
+/// the item's channels of x and its filters of dy, and a channel of x (a 6x6 or 4x4 patch)
+/// weighs about 1.5 filters of dy (a 4x4 or 2x2 tile; the break-even of the split along c in
+/// winograd_filter_layout).
+int64_t transform_weight(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width, int threads) {
+  const int64_t per_item = 3 * std::min(l.col_vectors * width, v.c) + 2 * item_rows(v, l);
+  return ceil_div(l.items, threads) * per_item;
+}
+
+/// An item's sums, in floats: every position's rows of k by its columns of c.
+int64_t sums_floats(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width) {
+  return positions_of(v.tile_size) * item_rows(v, l) * l.col_vectors * width;
 }
 
 /// Tiles of a panel and of a pass, an item's columns of c, k rounded up to row tiles, an item's
@@ -457,13 +472,23 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
   };
   // The wide register tile (4 vectors of c) where the usual one leaves the threads uneven items
   // and it does not: 128 channels at width 16 are 3 panels of the usual tile (one thread
-  // would run two of them, the other one) but 2 of the wide one. Items split the filters,
-  // never the tiles, so the choice changes no bits.
+  // would run two of them, the other one) but 2 of the wide one. Also where both are even and
+  // the wide one gives a thread less to transform (transform_weight), its item's sums within
+  // L2: 64 channels and 128 filters on two threads are two panels of 32 channels on the usual
+  // tile, each transforming all 128 filters of dy, but one panel of 64 channels in two chunks
+  // of about 64 filters on the wide one; 64 over 64 on one thread, two panels or one. Measured
+  // on the Zen 5 host (docs/performance.md, "A thread's share of the transforms"): those
+  // layers' filter gradients 9-11% faster in cnn3 and rescnn. Items split the filters, never
+  // the tiles, so the choice changes no bits.
   cut(register_tile(width));
-  if (width >= 16 && l.items % threads != 0) {
+  if (width >= 16) {
     const WinogradFilterLayout usual = l;
     cut(register_tile(width, true));
-    if (l.items % threads != 0) l = usual;
+    const bool usual_even = usual.items % threads == 0, wide_even = l.items % threads == 0;
+    const bool evens = !usual_even && wide_even;
+    const bool lighter = usual_even && wide_even && 4 * sums_floats(v, l, width) <= host_tuning().used.l2_bytes &&
+                         transform_weight(v, l, width, threads) < transform_weight(v, usual, width, threads);
+    if (!evens && !lighter) l = usual;
   }
   const int64_t pass_tiles = kPassTiles * positions_of(2) / positions_of(v.tile_size);
   // Here a panel's tiles are rows of the reduction, not a GEMM's columns: an image whose tiles

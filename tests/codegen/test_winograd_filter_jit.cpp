@@ -15,6 +15,7 @@
 #include "codegen/jit_support.h"
 #include "dagger/codegen/conv_algo.h"
 #include "dagger/codegen/fusion.h"
+#include "dagger/codegen/host_tuning.h"
 #include "dagger/codegen/winograd_layout.h"
 
 using namespace dagger;
@@ -226,6 +227,38 @@ TEST_CASE("winograd filter gradients split c across the threads where k is under
     const Tensor one = run(g, feeds, algo, 16, 1);
     for (int threads : {2, 3}) CHECK(bitwise_equal(one, run(g, feeds, algo, 16, threads)));
     CHECK(errors({3, 32, 9, 9, 32}, algo, 16, 2).scaled < bound(algo));
+  }
+}
+
+TEST_CASE("winograd filter gradients take the wide tile where it gives a thread less to transform",
+          "[jit][conv][winograd]") {
+  // 61 channels and 125 filters at width 16 on two threads: the usual register tile (8 x 3)
+  // makes two panels of 2 vectors of c, each transforming all 125 filters of dy; the wide one
+  // (6 x 4) one panel in two chunks of 60 and 65 filters (winograd_filter_layout), where that
+  // item's sums fit in the host's L2. 32 channels and 64 filters are one panel of the usual
+  // tile already and stay on it. Items split the filters, never the tiles: the same bits on
+  // one thread, where the layout differs, and at width 8, where there is no wide tile.
+  for (ConvAlgo algo : kForms) {
+    INFO(conv_algo_name(algo));
+    const int tile_size = algo == ConvAlgo::winograd4 ? 4 : 2;
+    const Geometry v{3, 61, 7, 7, 125};
+    const WinogradFilterLayout l = winograd_filter_layout({v.n, v.c, v.k, v.h, v.w, tile_size}, 16, 2);
+    const int64_t sums_bytes = int64_t(sizeof(float)) * (tile_size + 2) * (tile_size + 2) * 65 * 64;
+    CHECK(l.items == 2);
+    if (sums_bytes <= host_tuning().used.l2_bytes) {
+      CHECK(l.tile.vectors == 4);
+      CHECK(l.col_panels == 1);
+      CHECK(l.row_chunks == 2);
+    } else {
+      CHECK(l.tile.vectors == 3);
+    }
+    CHECK(winograd_filter_layout({3, 32, 64, 14, 14, tile_size}, 16, 2).tile.vectors == 3);
+    const Graph g = filter_graph(v);
+    const StateMap feeds = feeds_of(g, 50);
+    const Tensor one = run(g, feeds, algo, 16, 1);
+    CHECK(bitwise_equal(one, run(g, feeds, algo, 16, 2)));
+    CHECK(bitwise_equal(one, run(g, feeds, algo, 8, 2)));
+    CHECK(errors(v, algo, 16, 2).scaled < bound(algo));
   }
 }
 
