@@ -478,7 +478,7 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
   // tile, each transforming all 128 filters of dy, but one panel of 64 channels in two chunks
   // of about 64 filters on the wide one; 64 over 64 on one thread, two panels or one. Measured
   // on the Zen 5 host (docs/performance.md, "A thread's share of the transforms"): those
-  // layers' filter gradients 9-11% faster in cnn3 and rescnn. Items split the filters, never
+  // layers' filter gradients 8-10% faster in cnn3 and rescnn. Items split the filters, never
   // the tiles, so the choice changes no bits.
   cut(register_tile(width));
   if (width >= 16) {
