@@ -370,32 +370,37 @@ class FilterEmitter {
     });
   }
 
-  /// Adds the pass's `tiles` tiles into the sums: per position, the item's row tiles over its
-  /// columns on the register tile.
+  /// Adds the pass's `tiles` tiles into the sums: per position, the item's columns a register
+  /// tile's vectors at a time, and under each, its row tiles.
   void reduce(const Item& it, llvm::Value* tiles) {
     const int rows = l_.tile.rows;
+    const int leftover = static_cast<int>(v_.k - l_.row_tiles * rows);
     emit_for(e_, kPositions, 1, [&](llvm::Value* xi) {
-      if (l_.row_tiles > 0)
-        emit_range(e_, it.first_tile, it.last_tile,
-                   [&](llvm::Value* t) { row_tile(xi, e_.b.CreateSub(mul(t, rows), it.k0), rows, tiles); });
-      const int leftover = static_cast<int>(v_.k - l_.row_tiles * rows);
-      if (leftover > 0)
-        emit_if(e_, it.last_chunk,
-                [&] { row_tile(xi, e_.b.CreateSub(i64(l_.row_tiles * rows), it.k0), leftover, tiles); });
+      for (int64_t v0 = 0; v0 < l_.col_vectors; v0 += l_.tile.vectors) {
+        const int vectors = static_cast<int>(std::min<int64_t>(l_.tile.vectors, l_.col_vectors - v0));
+        if (l_.row_tiles > 0)
+          emit_range(e_, it.first_tile, it.last_tile, [&](llvm::Value* t) {
+            row_tile(xi, e_.b.CreateSub(mul(t, rows), it.k0), rows, v0, vectors, tiles);
+          });
+        if (leftover > 0)
+          emit_if(e_, it.last_chunk,
+                  [&] { row_tile(xi, e_.b.CreateSub(i64(l_.row_tiles * rows), it.k0), leftover, v0, vectors, tiles); });
+      }
     });
   }
 
-  /// Item rows [kl, kl + rows) at position xi: sums += rows' tiles x columns' tiles, one FMA
-  /// chain per sum along the tiles in order.
-  void row_tile(llvm::Value* xi, llvm::Value* kl, int rows, llvm::Value* tiles) {
-    const int vectors = static_cast<int>(l_.col_vectors);
-    llvm::Value* sums_at = add(mul(xi, z_.sums_step), mul(kl, z_.cols));
+  /// Item rows [kl, kl + rows) and column vectors [v0, v0 + vectors) at position xi: sums +=
+  /// rows' tiles x columns' tiles, one FMA chain per sum along the tiles in order.
+  void row_tile(llvm::Value* xi, llvm::Value* kl, int rows, int64_t v0, int vectors, llvm::Value* tiles) {
+    // `at` moved on to column vector v0 (the first adds nothing).
+    auto past_v0 = [&](llvm::Value* at) { return v0 > 0 ? add(at, i64(v0 * e_.width)) : at; };
+    llvm::Value* sums_at = add(mul(xi, z_.sums_step), past_v0(mul(kl, z_.cols)));
     auto sum_index = [&](int r, int v) { return add(sums_at, i64(r * z_.cols + v * e_.width)); };
     std::vector<llvm::Value*> acc;
     for (int r = 0; r < rows; ++r)
       for (int v = 0; v < vectors; ++v) acc.push_back(load(sums_, sum_index(r, v), e_.vf));
     llvm::Value* a_base = add(mul(xi, z_.rows_step), kl);
-    llvm::Value* b_base = mul(xi, z_.columns_step);
+    llvm::Value* b_base = past_v0(mul(xi, z_.columns_step));
     acc = emit_range_loop(e_, i64(0), tiles, acc, [&](llvm::Value* t, const std::vector<llvm::Value*>& in) {
       std::vector<llvm::Value*> a, b;
       llvm::Value* a_at = add(a_base, mul(t, z_.k_stride));
@@ -458,37 +463,55 @@ WinogradFilterLayout winograd_filter_layout(const WinogradFilterGrad& v, unsigne
   // break-even lies between k = c and k = 2c. The split is of dw's columns, never of the
   // tiles, so it changes no bits.
   const int64_t c_vectors = ceil_div(v.c, width);
-  auto cut = [&](RegisterTile tile) {
-    l.tile = tile;
-    l.col_panels = ceil_div(c_vectors, l.tile.vectors);
-    if (l.col_panels < threads && 2 * v.k < 3 * v.c) l.col_panels = std::min<int64_t>(c_vectors, threads);
-    l.col_vectors = ceil_div(c_vectors, l.col_panels);
-    l.row_tiles = v.k / l.tile.rows;
-    l.row_chunks = std::clamp<int64_t>(ceil_div(threads, l.col_panels), 1, std::max<int64_t>(1, l.row_tiles));
+  // `panels` panels of c over `tile`, each an item per chunk of k.
+  auto cut = [&](RegisterTile tile, int64_t panels) {
+    WinogradFilterLayout c = l;
+    c.tile = tile;
+    c.col_vectors = ceil_div(c_vectors, panels);
+    c.col_panels = ceil_div(c_vectors, c.col_vectors);
+    c.row_tiles = v.k / c.tile.rows;
+    c.row_chunks = std::clamp<int64_t>(ceil_div(threads, c.col_panels), 1, std::max<int64_t>(1, c.row_tiles));
     // Chunks of ceil(row_tiles / row_chunks) tiles: as many as it takes, so that none starts
     // past the last tile (5 row tiles for 4 threads are 3 chunks of 2, 2 and 1).
-    if (l.row_tiles > 0) l.row_chunks = ceil_div(l.row_tiles, ceil_div(l.row_tiles, l.row_chunks));
-    l.items = v.n > 0 && v.k > 0 && v.c > 0 ? l.col_panels * l.row_chunks : 0;
+    if (c.row_tiles > 0) c.row_chunks = ceil_div(c.row_tiles, ceil_div(c.row_tiles, c.row_chunks));
+    c.items = v.n > 0 && v.k > 0 && v.c > 0 ? c.col_panels * c.row_chunks : 0;
+    return c;
   };
-  // The wide register tile (4 vectors of c) where the usual one leaves the threads uneven items
-  // and it does not: 128 channels at width 16 are 3 panels of the usual tile (one thread
-  // would run two of them, the other one) but 2 of the wide one. Also where both are even and
-  // the wide one gives a thread less to transform (transform_weight), its item's sums within
-  // L2: 64 channels and 128 filters on two threads are two panels of 32 channels on the usual
-  // tile, each transforming all 128 filters of dy, but one panel of 64 channels in two chunks
-  // of about 64 filters on the wide one; 64 over 64 on one thread, two panels or one. Measured
-  // on the Zen 5 host (docs/performance.md, "A thread's share of the transforms"): those
-  // layers' filter gradients 8-10% faster in cnn3 and rescnn. Items split the filters, never
-  // the tiles, so the choice changes no bits.
-  cut(register_tile(width));
-  if (width >= 16) {
-    const WinogradFilterLayout usual = l;
-    cut(register_tile(width, true));
-    const bool usual_even = usual.items % threads == 0, wide_even = l.items % threads == 0;
-    const bool evens = !usual_even && wide_even;
-    const bool lighter = usual_even && wide_even && 4 * sums_floats(v, l, width) <= host_tuning().used.l2_bytes &&
-                         transform_weight(v, l, width, threads) < transform_weight(v, usual, width, threads);
-    if (!evens && !lighter) l = usual;
+  // One register tile's width of c per panel, or split across the threads (above).
+  auto tile_panels = [&](RegisterTile tile) {
+    const int64_t panels = ceil_div(c_vectors, tile.vectors);
+    return panels < threads && 2 * v.k < 3 * v.c ? std::min<int64_t>(c_vectors, threads) : panels;
+  };
+  // Whether `c` serves the threads better than `best`: even items first; then, its item's sums
+  // fitting in L2, less for a thread to transform (transform_weight).
+  auto better = [&](const WinogradFilterLayout& c, const WinogradFilterLayout& best) {
+    const bool even = c.items % threads == 0, best_even = best.items % threads == 0;
+    if (even != best_even) return even;
+    return 4 * sums_floats(v, c, width) <= host_tuning().used.l2_bytes &&
+           transform_weight(v, c, width, threads) < transform_weight(v, best, width, threads);
+  };
+  // The candidates, the first kept on a tie: the usual register tile, one width of it per panel;
+  // at width 16 the wide one (4 vectors of c); and panels of several whole widths of either,
+  // whose items run the register tile across them. Each item transforms all of its panel's x
+  // and its chunk's dy, so fewer, wider panels transform dy fewer times. 128 channels at width
+  // 16 are 3 panels of the usual tile (one thread would run two of them, the other one) but 2
+  // of the wide one. 64 channels and 128 filters on two threads are two panels of 32 channels
+  // on the usual tile, each transforming all 128 filters of dy, but one panel of 64 channels in
+  // two chunks of about 64 filters on the wide one, or at width 8 on four widths of the usual
+  // one. Measured on the Zen 5 host (docs/performance.md, "A thread's share of the
+  // transforms"): the filter gradients whose layout this changes in cnn3 and rescnn 8-10%
+  // faster at width 16, 8-25% at width 8. Items split the filters, never the tiles, so the
+  // choice changes no bits.
+  std::vector<RegisterTile> tiles{register_tile(width)};
+  if (width >= 16) tiles.push_back(register_tile(width, true));
+  l = cut(tiles[0], tile_panels(tiles[0]));
+  for (const RegisterTile& tile : tiles) {
+    const int64_t most = tile_panels(tile);
+    for (int64_t panels = most; panels >= 1; --panels) {
+      const WinogradFilterLayout c = cut(tile, panels);
+      if (panels < most && (c.col_panels != panels || c.col_vectors % tile.vectors != 0)) continue;
+      if (better(c, l)) l = c;
+    }
   }
   const int64_t pass_tiles = kPassTiles * positions_of(2) / positions_of(v.tile_size);
   // Here a panel's tiles are rows of the reduction, not a GEMM's columns: an image whose tiles

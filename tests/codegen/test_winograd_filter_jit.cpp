@@ -230,35 +230,45 @@ TEST_CASE("winograd filter gradients split c across the threads where k is under
   }
 }
 
-TEST_CASE("winograd filter gradients take the wide tile where it gives a thread less to transform",
+TEST_CASE("winograd filter gradients take fewer, wider panels of c where a thread transforms less",
           "[jit][conv][winograd]") {
-  // 61 channels and 125 filters at width 16 on two threads: the usual register tile (8 x 3)
-  // makes two panels of 2 vectors of c, each transforming all 125 filters of dy; the wide one
-  // (6 x 4) one panel in two chunks of 60 and 65 filters (winograd_filter_layout), where that
-  // item's sums fit in the host's L2. 32 channels and 64 filters are one panel of the usual
-  // tile already and stay on it. Items split the filters, never the tiles: the same bits on
-  // one thread, where the layout differs, and at width 8, where there is no wide tile.
+  // 61 channels and 125 filters on two threads, where that item's sums fit in the host's L2
+  // (winograd_filter_layout). At width 16 the usual register tile (8 x 3) makes two panels of
+  // 2 vectors of c, each transforming all 125 filters of dy; the wide one (6 x 4) one panel in
+  // two chunks of 60 and 65 filters. At width 8 the register tile (6 x 2) makes four panels of
+  // one tile width each; one panel of four widths in the same two chunks transforms dy once
+  // (or two panels of two widths, where only their sums fit).
+  // 32 channels and 64 filters at width 16 are one panel of the usual tile already and stay on
+  // it. Items split the filters, never the tiles: the same bits on one thread, where the layout
+  // differs, at width 8 and at width 4.
   for (ConvAlgo algo : kForms) {
     INFO(conv_algo_name(algo));
     const int tile_size = algo == ConvAlgo::winograd4 ? 4 : 2;
     const Geometry v{3, 61, 7, 7, 125};
-    const WinogradFilterLayout l = winograd_filter_layout({v.n, v.c, v.k, v.h, v.w, tile_size}, 16, 2);
-    const int64_t sums_bytes = int64_t(sizeof(float)) * (tile_size + 2) * (tile_size + 2) * 65 * 64;
-    CHECK(l.items == 2);
-    if (sums_bytes <= host_tuning().used.l2_bytes) {
-      CHECK(l.tile.vectors == 4);
-      CHECK(l.col_panels == 1);
-      CHECK(l.row_chunks == 2);
-    } else {
-      CHECK(l.tile.vectors == 3);
-    }
+    const WinogradFilterGrad grad{v.n, v.c, v.k, v.h, v.w, tile_size};
+    // Whether an item's sums (every position's rows of k by its columns of c) fit in L2.
+    auto fits = [&](int64_t rows, int64_t columns) {
+      return int64_t(sizeof(float)) * (tile_size + 2) * (tile_size + 2) * rows * columns <= host_tuning().used.l2_bytes;
+    };
+    const WinogradFilterLayout l16 = winograd_filter_layout(grad, 16, 2);
+    const WinogradFilterLayout l8 = winograd_filter_layout(grad, 8, 2);
+    CHECK(l16.items == 2);
+    CHECK(l16.tile.vectors == (fits(65, 64) ? 4 : 3));
+    CHECK(l16.col_panels == (fits(65, 64) ? 1 : 2));
+    CHECK(l16.row_chunks == (fits(65, 64) ? 2 : 1));
+    CHECK(l8.tile.vectors == 2);
+    CHECK(l8.col_vectors == (fits(65, 64) ? 8 : fits(125, 32) ? 4 : 2));
+    CHECK(l8.items == 2);
     CHECK(winograd_filter_layout({3, 32, 64, 14, 14, tile_size}, 16, 2).tile.vectors == 3);
     const Graph g = filter_graph(v);
     const StateMap feeds = feeds_of(g, 50);
     const Tensor one = run(g, feeds, algo, 16, 1);
-    CHECK(bitwise_equal(one, run(g, feeds, algo, 16, 2)));
-    CHECK(bitwise_equal(one, run(g, feeds, algo, 8, 2)));
+    for (const auto& [width, threads] : std::vector<std::pair<int, int>>{{16, 2}, {8, 1}, {8, 2}, {4, 3}}) {
+      INFO("width " << width << " threads " << threads);
+      CHECK(bitwise_equal(one, run(g, feeds, algo, width, threads)));
+    }
     CHECK(errors(v, algo, 16, 2).scaled < bound(algo));
+    CHECK(errors(v, algo, 8, 2).scaled < bound(algo));
   }
 }
 
