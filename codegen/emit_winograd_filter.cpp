@@ -69,10 +69,10 @@ int64_t item_rows(const WinogradFilterGrad& v, const WinogradFilterLayout& l) {
   return std::max(std::min(per_chunk, v.k), v.k - (l.row_chunks - 1) * per_chunk);
 }
 
-/// A thread's share of the transforms per pass, in filters of dy: each of its items transforms
-/// the item's channels of x and its filters of dy, and a channel of x (a 6x6 or 4x4 patch)
-/// weighs about 1.5 filters of dy (a 4x4 or 2x2 tile; the break-even of the split along c in
-/// winograd_filter_layout).
+/// A thread's share of the transforms per pass, in halves of a filter of dy: each of its items
+/// transforms the item's channels of x and its filters of dy, and a channel of x (a 6x6 or 4x4
+/// patch) weighs about 1.5 filters of dy (a 4x4 or 2x2 tile; the break-even of the split along
+/// c in winograd_filter_layout), so 3 halves against 2.
 int64_t transform_weight(const WinogradFilterGrad& v, const WinogradFilterLayout& l, unsigned width, int threads) {
   const int64_t per_item = 3 * std::min(l.col_vectors * width, v.c) + 2 * item_rows(v, l);
   return ceil_div(l.items, threads) * per_item;
