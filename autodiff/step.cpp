@@ -64,6 +64,40 @@ Graph share_batch_statistics(const Graph& g) {
   return out;
 }
 
+/// Whether `n` is a 1x1 convolution over one channel with stride 1 and no padding: each of its
+/// outputs is one term, x[i, 0, h, w] * w[f, 0, 0, 0].
+bool is_one_channel_projection(const Graph& g, const Node& n) {
+  if (n.op != Op::conv2d) return false;
+  const Shape& w = g.shape(n.operands[1]);
+  return w[1] == 1 && w[2] == 1 && w[3] == 1 && n.attrs.i("stride") == 1 && n.attrs.i("pad") == 0;
+}
+
+/// A copy of `g` in which each one-channel projection (is_one_channel_projection) is the product
+/// of x [N, 1, H, W] and its filters [F, 1, 1] broadcast to [N, F, H, W], the same value (but a
+/// zero product's sign, which a sum from zero drops). As an elementwise node it joins its
+/// reader's kernel, so its output, as large as the layer's activations, is neither stored nor
+/// read back (rescnn's first block projects the one-channel image this way). Run after grad(),
+/// so that the filter's gradient keeps the convolution's rule.
+Graph one_channel_projections_as_products(const Graph& g) {
+  Graph out;
+  std::vector<NodeId> copy(g.size());
+  for (const Node& n : g.nodes()) {
+    std::vector<NodeId> operands;
+    for (NodeId o : n.operands) operands.push_back(copy[static_cast<size_t>(o)]);
+    out.set_scope(n.scope);
+    if (is_one_channel_projection(g, n)) {
+      const Shape filters = {g.shape(n.operands[1])[0], 1, 1};
+      operands[1] = out.add(Op::reshape, {operands[1]}, {{"shape", filters}}, n.where);
+      copy[static_cast<size_t>(n.id)] = out.add(Op::mul, std::move(operands), {}, n.where);
+      continue;
+    }
+    copy[static_cast<size_t>(n.id)] = out.add(n.op, std::move(operands), n.attrs, n.where);
+  }
+  out.set_scope(g.scope());
+  for (const auto& [name, id] : g.outputs()) out.set_output(name, copy[static_cast<size_t>(id)]);
+  return out;
+}
+
 /// build_forward of a batch that starts at example `first_example` of a larger batch.
 Graph build_forward_of_shard(const ModelFn& model, int64_t batch, int64_t first_example, Mode mode,
                              const Shape& input_shape, int64_t classes, double label_smoothing) {
@@ -101,13 +135,19 @@ Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape&
   return build_forward_of_shard(model, batch, 0, mode, input_shape, classes, label_smoothing);
 }
 
+Graph build_inference(const ModelFn& model, int64_t batch, const Shape& input_shape, int64_t classes) {
+  Graph g = one_channel_projections_as_products(build_forward(model, batch, Mode::eval, input_shape, classes));
+  verify(g);
+  return g;
+}
+
 Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt, const Shape& input_shape,
                           int64_t classes, double label_smoothing) {
   Graph g = build_forward(model, batch, Mode::train, input_shape, classes, label_smoothing);
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   append_optimizer(g, params, grads, opt);
-  g = share_batch_statistics(g);
+  g = one_channel_projections_as_products(share_batch_statistics(g));
   verify(g);
   return g;
 }
@@ -119,7 +159,7 @@ Graph build_gradient_step(const ModelFn& model, int64_t batch, const Shape& inpu
   const std::vector<NodeId> params = g.nodes_of(Op::parameter);
   const std::vector<NodeId> grads = grad(g, *g.output("loss"), params);
   for (size_t i = 0; i < params.size(); ++i) g.set_output(gradient_name(g.node(params[i]).attrs.s("name")), grads[i]);
-  g = share_batch_statistics(g);
+  g = one_channel_projections_as_products(share_batch_statistics(g));
   verify(g);
   return g;
 }

@@ -20,6 +20,12 @@ using ModelFn = std::function<Value(Model&, Value)>;
 Graph build_forward(const ModelFn& model, int64_t batch, Mode mode, const Shape& input_shape = {1, 28, 28},
                     int64_t classes = 10, double label_smoothing = 0);
 
+/// The forward graph in eval mode as an inference plan computes it: build_forward's, with each
+/// 1x1 convolution over one channel written as the product it is (the same values; build_forward's
+/// own graph is the model as declared, which summaries and saved models describe).
+Graph build_inference(const ModelFn& model, int64_t batch, const Shape& input_shape = {1, 28, 28},
+                      int64_t classes = 10);
+
 /// Training step: forward (train) + grad of "loss" wrt every parameter + optimizer updates.
 /// Also outputs "loss" and "logits". Verified (verify(g)) before returning.
 Graph build_training_step(const ModelFn& model, int64_t batch, const OptimizerConfig& opt,

@@ -286,8 +286,8 @@ Executable& Trainer::train_plan(int64_t batch) {
 Executable& Trainer::eval_plan(int64_t batch) {
   auto& slot = eval_plans_[batch];
   if (!slot)
-    slot = make_executable(build_forward(model_, batch, Mode::eval, config_.input_shape, config_.classes),
-                           config_.executor, {config_.threads, config_.conv_algo, true, config_.precision});
+    slot = make_executable(build_inference(model_, batch, config_.input_shape, config_.classes), config_.executor,
+                           {config_.threads, config_.conv_algo, true, config_.precision});
   return *slot;
 }
 

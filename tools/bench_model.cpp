@@ -281,7 +281,7 @@ ModelResult measure_model(const std::string& name, const ModelFn& model, const B
   if (step.jit) r.kernels = kernel_rows(train, *step.jit, int64_t{config.repeats} * config.steps, machine);
   step = {};
 
-  const Graph infer = build_forward(model, config.batch, Mode::eval);
+  const Graph infer = build_inference(model, config.batch);
   initialize_state(infer, state, config.seed);
   Compiled forward = compile(infer, config);
   r.compile_inference_seconds = forward.seconds;

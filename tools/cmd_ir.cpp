@@ -141,7 +141,7 @@ Run add_ir(CLI::App& app) {
     // as evaluation, prediction and the trainer's validation compile it (their dense layers
     // keeping their packed weights between runs).
     auto plan_graph = [&] {
-      return eval_plan ? build_forward(model.build, f->batch, Mode::eval, input_shape, classes)
+      return eval_plan ? build_inference(model.build, f->batch, input_shape, classes)
                        : build_training_step(model.build, f->batch, opt, input_shape, classes);
     };
     if (auto it = kernel_stages.find(f->stage); it != kernel_stages.end()) {
@@ -179,8 +179,8 @@ Run add_ir(CLI::App& app) {
                  double(planned_arena_bytes(step)) / (1 << 20));
       return 0;
     }
-    Graph g = f->stage == "grad"    ? build_training_step(model.build, f->batch, opt, input_shape, classes)
-              : f->stage == "eval" ? build_forward(model.build, f->batch, Mode::eval, input_shape, classes)
+    Graph g = f->stage == "grad"   ? build_training_step(model.build, f->batch, opt, input_shape, classes)
+              : f->stage == "eval" ? build_inference(model.build, f->batch, input_shape, classes)
                                    : build_forward(model.build, f->batch, Mode::train, input_shape, classes);
     std::string title = fmt::format("{} {}", f->model, f->stage);
     fmt::print("{}", f->format == "dot" ? print_dot(g, title) : print_text(g));

@@ -45,7 +45,7 @@ void write_dump_dir(const std::string& dir, const ModelFn& model, int64_t batch,
   Graph step = build_training_step(model, batch, opt, input_shape, classes, label_smoothing);
   // The inference plan validation and evaluation run (Trainer::eval_plan): the eval graph, its
   // dense layers keeping their packed weights between runs.
-  Graph eval = build_forward(model, batch, Mode::eval, input_shape, classes);
+  Graph eval = build_inference(model, batch, input_shape, classes);
   write(fs::path(dir) / "graph.txt", print_text(forward));
   write(fs::path(dir) / "graph.dot", print_dot(forward, title + " graph"));
   write(fs::path(dir) / "grad.txt", print_text(step));

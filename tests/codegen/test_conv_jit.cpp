@@ -7,8 +7,10 @@
 #include <iostream>
 
 #include "codegen/jit_support.h"
+#include "dagger/autodiff/step.h"
 #include "dagger/codegen/fusion.h"
 #include "dagger/codegen/host_tuning.h"
+#include "dagger/runtime/init.h"
 #include "op_coverage.h"
 
 using namespace dagger;
@@ -181,6 +183,70 @@ TEST_CASE("a store-bound convolution streams its output past the caches, with th
     CHECK(check(Op::conv2d, v, true, 16, 1, nullptr, &ir) < 1e-6);
     CHECK(ir.find("!nontemporal") == std::string::npos);
   }
+}
+
+TEST_CASE("a 1x1 convolution over one channel is its product, computed in its reader's kernel, to the same bits",
+          "[jit][conv]") {
+  // rescnn's first block in small, on a one-channel image of odd size: relu(batchnorm(conv3x3(x))
+  // + conv1x1(x)). Beside it, 1x1 convolutions of more than one term or position per output's
+  // input (stride 2; six channels) stay convolutions.
+  ModelFn model = [](Model& m, Value x) {
+    Value y = relu(add(m.batchnorm(m.conv2d(x, 6, 3)), m.conv2d(x, 6, 1)));
+    Value strided = m.conv2d(x, 3, 1, Pad::valid, 2);
+    Value wide = m.conv2d(y, 4, 1);
+    return add(m.dense(flatten(wide), m.classes()), m.dense(flatten(strided), m.classes()));
+  };
+  const Shape image{1, 9, 11};
+  auto projections = [](const Graph& g) {
+    return std::ranges::count_if(g.nodes_of(Op::conv2d), [&](NodeId id) {
+      return g.shape(g.node(id).operands[1]) == Shape{6, 1, 1, 1};
+    });
+  };
+  // The product [5, 6, 9, 11] of the image and the filters, a node of no kernel of its own.
+  auto product_in_reader = [](const Graph& g) {
+    const FusionPlan plan = fuse(g);
+    int found = 0;
+    for (NodeId id : g.nodes_of(Op::mul)) {
+      const Node& n = g.node(id);
+      if (n.shape != Shape{5, 6, 9, 11} || g.node(n.operands[0]).op != Op::input) continue;
+      ++found;
+      CHECK(plan.groups[static_cast<size_t>(plan.group_of[id])].anchor != id);
+    }
+    return found;
+  };
+  OptimizerConfig cfg;
+  const Graph step = build_training_step(model, 5, cfg, image);
+  CHECK(projections(step) == 0);
+  CHECK(step.nodes_of(Op::conv2d).size() == 3);
+  CHECK(product_in_reader(step) == 1);
+  // The filter's gradient keeps the convolution's rule: one filter gradient per convolution.
+  CHECK(step.nodes_of(Op::conv2d_backward_filter).size() == 4);
+  StateMap initial;
+  initialize_state(step, initial, 11);
+  const BothRuns trained = run_both(step, training_feeds(step, 5, 0), initial);
+  CHECK(max_state_error(trained.jit, trained.ref) < 1e-5);
+
+  // Inference: the same bits as the model's own graph, which keeps the convolution.
+  const Graph declared = build_forward(model, 5, Mode::eval, image);
+  const Graph inference = build_inference(model, 5, image);
+  CHECK(projections(declared) == 1);
+  CHECK(projections(inference) == 0);
+  CHECK(product_in_reader(inference) == 1);
+  StateMap state;
+  initialize_state(declared, state, 12);
+  const StateMap feeds{{"x", uniform({5, 1, 9, 11}, -1, 1, 13)}};
+  for (int width : {4, 8, 16})
+    for (int threads : {1, 3}) {
+      INFO("width " << width << " threads " << threads);
+      const BothRuns want = run_both(declared, feeds, state, width, threads);
+      const BothRuns got = run_both(inference, feeds, state, width, threads);
+      CHECK(got.kernels == want.kernels - 1);
+      for (const char* name : {"logits", "probs"}) {
+        CHECK(bitwise_equal(got.jit.at(name), want.jit.at(name)));
+        CHECK(bitwise_equal(got.ref.at(name), want.ref.at(name)));
+      }
+      CHECK(max_state_error(got.jit, want.ref) < 1e-5);
+    }
 }
 
 TEST_CASE("a conv's bias and relu fuse; its filter gradient is a kernel of its own", "[jit][conv]") {
