@@ -7,9 +7,10 @@ at half speed; then the bad inputs it must refuse with one line and the right ex
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
+
+from script_checks import Checks, run
 
 # Three rounds. The shared kernel k1 takes 1 ms, the part (k2) 0.5 ms: round 1 runs the model
 # with the part at half speed, round 2 the model without it. Plainly the part adds 0.5, 2.0 and
@@ -28,18 +29,11 @@ SAVED = {
 }
 
 
-def run(adds, *args):
-    done = subprocess.run([sys.executable, adds, *args], capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout, done.stderr
-
 
 def main():
     adds = sys.argv[1]
-    failures = []
-
-    def expect(condition, what):
-        if not condition:
-            failures.append(what)
+    checks = Checks()
+    expect = checks.expect
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "runs.json")
@@ -83,10 +77,7 @@ def main():
         status, out, err = run(adds, "cnn3", "mlp512", "--binaries", os.path.join(tmp, "absent"))
         expect(status == 2 and "is not an executable file" in err, f"a missing binary: exit {status}, {err!r}")
 
-    for failure in failures:
-        print("FAIL:", failure)
-    print(f"{len(failures)} failure(s)")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":

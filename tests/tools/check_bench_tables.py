@@ -7,9 +7,10 @@ line and the right exit status.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
+
+from script_checks import Checks, run
 
 MIB = 1024 * 1024
 
@@ -40,18 +41,11 @@ def report(r):
     }
 
 
-def run(tables, *args):
-    done = subprocess.run([sys.executable, tables, *args], capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout, done.stderr
-
 
 def main():
     tables = sys.argv[1]
-    failures = []
-
-    def expect(condition, what):
-        if not condition:
-            failures.append(what)
+    checks = Checks()
+    expect = checks.expect
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "run.json")
@@ -102,10 +96,7 @@ def main():
         status, out, err = run(tables, saved, "--top", "0")
         expect(status == 2 and "--top must be at least 1, not 0" in err, f"--top 0: exit {status}, {err!r}")
 
-    for failure in failures:
-        print("FAIL:", failure)
-    print(f"{len(failures)} failure(s)")
-    return 1 if failures else 0
+    return checks.report()
 
 
 if __name__ == "__main__":
