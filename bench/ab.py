@@ -29,20 +29,34 @@ where they come from: --source FILE:LINE sums the kernels whose first node `dagg
 binary's plan read from that binary (cnn3's batch norm is models/zoo.cpp:55):
 
   bench/ab.py OLD_BIN build/dagger cnn3 --threads 1 --steps 5 --source models/zoo.cpp:55
+
+--plan eval reads the inference plan's kernels and images/s instead of the training step's.
+With --relative-to REGEX each run's picked kernels are also read against its own kernels matching
+REGEX, kernels the change leaves alone (e.g. 'conv2d_backward' for a change to the forwards): a
+run's times are scaled by the median of those kernels' sum over every run of both sides, divided
+by that run's own sum, so a spell of the host that slows a whole run divides out (these guests
+drift by 10-20% between runs, more than many changes are worth). --save keeps every run's report
+and --load reads them back in place of running the binaries:
+
+  bench/ab.py OLD_BIN build/dagger rescnn --plan eval --rounds 7 --match conv2d --relative-to \
+      'k(4[01]|5[78]|69|70|8[67])_conv2d' --per-kernel --save ab.json
+  bench/ab.py --load ab.json --relative-to 'k(4[01]|5[78]|69|70|8[67])_conv2d' --per-kernel
 """
 import argparse
+import json
 import os
 import re
 import statistics
 import subprocess
+import sys
 
 from compare import run_json
 
 
 def kernels_from(binary, extra, args):
-    """The names of the kernels of `binary`'s training plan whose first node comes from
+    """The names of the kernels of `binary`'s plan (args.plan) whose first node comes from
     args.source (optimizer updates excepted), from `dagger ir --stage fused`."""
-    command = [binary, "ir", args.model, "--stage", "fused", *extra.split()]
+    command = [binary, "ir", args.model, "--stage", "fused", "--plan", args.plan, *extra.split()]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:  # e.g. an --old-args option that `dagger bench` takes and `dagger ir` does not
         reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
@@ -58,22 +72,30 @@ def kernels_from(binary, extra, args):
             kernel = None
     if not names:
         raise SystemExit(f"--source {args.source}: no kernel of {binary}'s {args.model} plan comes from that line")
-    return names
+    return sorted(names)
 
 
-def bench(binary, extra, args, sources=None):
+def bench(binary, extra, args):
+    """One `dagger bench --json` run: its report."""
     command = [binary, "bench", args.model, "--batch", str(args.batch), "--threads", str(args.threads),
                "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", "1", "--json"]
-    report = run_json(command + extra.split(), os.environ)
+    return run_json(command + extra.split(), os.environ)
+
+
+def figures(report, plan, match, sources, reference):
+    """What one run gives: images/s and step time of the plan, the kernels picked (by `match` or
+    by name in `sources`) and their sum and share, the sum of the kernels `reference` finds."""
     model = report["models"][0]
-    kernels = model["kernels"]
+    rate = model["train" if plan == "train" else "inference"]
+    kernels = model["kernels" if plan == "train" else "inference_kernels"]
     picked = {k["name"]: k for k in kernels
-              if (sources is not None and k["name"] in sources) or (args.match and re.search(args.match, k["name"]))}
+              if (sources is not None and k["name"] in sources) or (match and re.search(match, k["name"]))}
     matched = sum(k["ms_per_step"] for k in picked.values())
-    share = matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9)
-    return (model["train"]["images_per_sec_median"], model["train"]["step_ms_median"], matched, share, picked,
-            report["machine"]["sgemm"].get("peak_gflops"), report["machine"].get("load_average"),
-            report["machine"].get("build", {}))
+    return {"images": rate["images_per_sec_median"], "step": rate["step_ms_median"], "matched": matched,
+            "share": matched / max(sum(k["ms_per_step"] for k in kernels), 1e-9), "picked": picked,
+            "reference": sum(k["ms_per_step"] for k in kernels if reference and reference.search(k["name"])),
+            "sgemm": report["machine"]["sgemm"].get("peak_gflops"), "load": report["machine"].get("load_average"),
+            "build": report["machine"].get("build", {})}
 
 
 def check_two_builds(args, old, new):
@@ -89,63 +111,136 @@ def check_two_builds(args, old, new):
                      "or compare options with --old-args/--new-args")
 
 
-def main():
+def parse_arguments():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("old")
-    parser.add_argument("new")
-    parser.add_argument("model")
+    parser.add_argument("old", nargs="?")
+    parser.add_argument("new", nargs="?")
+    parser.add_argument("model", nargs="?")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plan", choices=("train", "eval"), default="train",
+                        help="whose kernels and images/s: the training step's or the inference plan's")
     parser.add_argument("--match", default="", help="sum the kernels whose name this regular expression finds")
     parser.add_argument("--source", default="", help="sum the kernels whose first node comes from FILE:LINE")
+    parser.add_argument("--relative-to", metavar="REGEX", help="also read each run against its kernels matching REGEX")
     parser.add_argument("--old-args", default="", help="more `dagger bench` options for the old side")
     parser.add_argument("--new-args", default="", help="more `dagger bench` options for the new side")
     parser.add_argument("--per-kernel", action="store_true", help="print each matched kernel's medians")
+    parser.add_argument("--save", metavar="FILE", help="write every run's report to FILE (JSON)")
+    parser.add_argument("--load", metavar="FILE", help="read the runs from a file --save wrote instead of running")
     args = parser.parse_args()
+    args.reference = None
+    if args.relative_to is not None:
+        try:
+            args.reference = re.compile(args.relative_to)
+        except re.error as e:
+            parser.exit(2, f"ab.py: --relative-to: '{args.relative_to}' is not a regular expression ({e})\n")
+    if args.load:
+        if args.old or args.save:
+            parser.exit(2, "ab.py: --load reads saved runs: give no binaries, model or --save\n")
+        return args
+    if not args.model:
+        parser.exit(2, "ab.py: give OLD and NEW binaries and a MODEL (or --load FILE)\n")
     for side in ("old", "new"):
         binary = getattr(args, side)
         if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
             parser.exit(2, f"ab.py: {side.upper()} '{binary}' is not an executable file\n")
-    sources = {side: kernels_from(getattr(args, side), getattr(args, side + "_args"), args) if args.source else None
-               for side in ("old", "new")}
-    label = " or ".join(what for what in (args.source, args.match) if what)  # what the sums are of
+    return args
 
-    results = {"old": [], "new": []}
-    for r in range(args.rounds):
+
+def load_runs(path):
+    """A file --save wrote; one line and exit 1 for anything else."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
         for side in ("old", "new"):
-            figures = bench(getattr(args, side), getattr(args, side + "_args"), args, sources[side])
-            results[side].append(figures)
-            if r == 0 and side == "new":
-                check_two_builds(args, results["old"][0][7], figures[7])
-            print(f"round {r + 1} {side}: {figures[0]:.0f} img/s, step {figures[1]:.1f} ms"
-                  + (f", {label} {figures[2]:.2f} ms ({100 * figures[3]:.1f}%)" if label else ""),
-                  flush=True)
+            if not saved["runs"][side] or not all(r["models"][0]["kernels"] for r in saved["runs"][side]):
+                raise ValueError(f"no runs of the {side} side")
+        for key in ("plan", "match", "sources", "label"):
+            if key not in saved:
+                raise KeyError(key)
+    except OSError as e:
+        sys.exit(f"ab.py: {path}: {e.strerror}")
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        sys.exit(f"ab.py: {path}: not a file that bench/ab.py --save wrote ({type(e).__name__}: {e})")
+    return saved
+
+
+def main():
+    args = parse_arguments()
+    if args.load:
+        saved = load_runs(args.load)
+        plan, match, sources = saved["plan"], saved["match"], saved["sources"]
+        label = saved["label"]
+    else:
+        plan, match = args.plan, args.match
+        sources = {side: kernels_from(getattr(args, side), getattr(args, side + "_args"), args) if args.source
+                   else None for side in ("old", "new")}
+        label = " or ".join(what for what in (args.source, args.match) if what)  # what the sums are of
+        saved = {"plan": plan, "match": match, "sources": sources, "label": label, "runs": {"old": [], "new": []}}
+    results = {"old": [], "new": []}
+    rounds = len(saved["runs"]["old"]) if args.load else args.rounds
+    for r in range(rounds):
+        for side in ("old", "new"):
+            if not args.load:
+                saved["runs"][side].append(bench(getattr(args, side), getattr(args, side + "_args"), args))
+            figures_of_run = figures(saved["runs"][side][r], plan, match, sources[side], args.reference)
+            results[side].append(figures_of_run)
+            if r == 0 and side == "new" and not args.load:
+                check_two_builds(args, results["old"][0]["build"], figures_of_run["build"])
+            print(f"round {r + 1} {side}: {figures_of_run['images']:.0f} img/s, step {figures_of_run['step']:.1f} ms"
+                  + (f", {label} {figures_of_run['matched']:.2f} ms ({100 * figures_of_run['share']:.1f}%)"
+                     if label else ""), flush=True)
+    if args.save:  # whole or not at all: written aside, then renamed over the path
+        partial = f"{args.save}.partial"
+        with open(partial, "w") as out:
+            json.dump(saved, out)
+        os.replace(partial, args.save)
+
+    # With --relative-to, each run's factor: the references' median over all runs / its own.
+    scale = {side: [1.0] * len(runs) for side, runs in results.items()}
+    if args.reference is not None:
+        everything = [f["reference"] for runs in results.values() for f in runs]
+        if min(everything) <= 0:
+            sys.exit(f"ab.py: --relative-to: a run has no {plan} kernel matching '{args.relative_to}'")
+        middle = statistics.median(everything)
+        scale = {side: [middle / f["reference"] for f in runs] for side, runs in results.items()}
+    what = "images/s" if plan == "train" else "inference images/s"
     for side in ("old", "new"):
         runs = results[side]
-        line = (f"median {side}: {statistics.median(f[0] for f in runs):.0f} img/s, "
-                f"step {statistics.median(f[1] for f in runs):.1f} ms")
+        line = (f"median {side}: {statistics.median(f['images'] for f in runs):.0f} {what}, "
+                f"step {statistics.median(f['step'] for f in runs):.1f} ms")
         if label:
-            line += (f", {label} {statistics.median(f[2] for f in runs):.2f} ms"
-                     f" ({100 * statistics.median(f[3] for f in runs):.1f}% of the kernels' time)")
+            line += (f", {label} {statistics.median(f['matched'] for f in runs):.2f} ms"
+                     f" ({100 * statistics.median(f['share'] for f in runs):.1f}% of the kernels' time)")
+            if args.reference is not None:
+                line += (f"; relative to '{args.relative_to}' "
+                         f"{statistics.median(f['matched'] * k for f, k in zip(runs, scale[side])):.3f} ms")
         print(line)
 
     if args.per_kernel:
-        peaks = [f[5] for side in results.values() for f in side if f[5]]
-        loads = [f[6] for side in results.values() for f in side if f[6] is not None]
+        peaks = [f["sgemm"] for side in results.values() for f in side if f["sgemm"]]
+        loads = [f["load"] for side in results.values() for f in side if f["load"] is not None]
         if peaks:
             print(f"JIT SGEMM figure of the runs (median): {statistics.median(peaks):.1f} GFLOP/s"
                   + (f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""))
         # By name: a kernel of one plan only (fusion changed, --source) shows on its side alone.
-        names = {name: k["key"] for side in ("old", "new") for f in results[side] for name, k in f[4].items()}
+        names = {name: k["key"] for side in ("old", "new") for f in results[side] for name, k in f["picked"].items()}
         for name, key in sorted(names.items()):
             cells = []
             for side in ("old", "new"):
-                runs = [f[4][name] for f in results[side] if name in f[4]]
-                cells.append(f"{side} {statistics.median(k['ms_per_step'] for k in runs):.3f} ms "
-                             f"{statistics.median(k['gflops'] for k in runs):.0f} GFLOP/s" if runs else f"{side} -")
+                runs = [(f["picked"][name], k) for f, k in zip(results[side], scale[side]) if name in f["picked"]]
+                if not runs:
+                    cells.append(f"{side} -")
+                    continue
+                cell = (f"{side} {statistics.median(k['ms_per_step'] for k, _ in runs):.3f} ms "
+                        f"{statistics.median(k['gflops'] for k, _ in runs):.0f} GFLOP/s")
+                if args.reference is not None:
+                    cell += f" (relative {statistics.median(k['ms_per_step'] * c for k, c in runs):.3f} ms)"
+                cells.append(cell)
             print(f"  {name} {key}: " + ", ".join(cells))
 
 
