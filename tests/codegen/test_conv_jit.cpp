@@ -188,8 +188,8 @@ TEST_CASE("a store-bound convolution streams its output past the caches, with th
 TEST_CASE("a 1x1 convolution over one channel is its product, computed in its reader's kernel, to the same bits",
           "[jit][conv]") {
   // rescnn's first block in small, on a one-channel image of odd size: relu(batchnorm(conv3x3(x))
-  // + conv1x1(x)). Beside it, 1x1 convolutions of more than one term or position per output's
-  // input (stride 2; six channels) stay convolutions.
+  // + conv1x1(x)). Beside it, two 1x1 convolutions the rewrite leaves alone stay convolutions:
+  // one of stride 2 over the image, one over six channels (six terms per output).
   ModelFn model = [](Model& m, Value x) {
     Value y = relu(add(m.batchnorm(m.conv2d(x, 6, 3)), m.conv2d(x, 6, 1)));
     Value strided = m.conv2d(x, 3, 1, Pad::valid, 2);
