@@ -50,7 +50,7 @@ import statistics
 import subprocess
 import sys
 
-from compare import run_json
+from compare import run_json, save_json
 
 
 def kernels_from(binary, extra, args):
@@ -194,11 +194,8 @@ def main():
             print(f"round {r + 1} {side}: {figures_of_run['images']:.0f} img/s, step {figures_of_run['step']:.1f} ms"
                   + (f", {label} {figures_of_run['matched']:.2f} ms ({100 * figures_of_run['share']:.1f}%)"
                      if label else ""), flush=True)
-    if args.save:  # whole or not at all: written aside, then renamed over the path
-        partial = f"{args.save}.partial"
-        with open(partial, "w") as out:
-            json.dump(saved, out)
-        os.replace(partial, args.save)
+    if args.save:  # before the readings below, so that none of them loses the runs
+        save_json(args.save, saved)
 
     # With --relative-to, each run's factor: the references' median over all runs / its own.
     scale = {side: [1.0] * len(runs) for side, runs in results.items()}

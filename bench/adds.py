@@ -32,7 +32,7 @@ import re
 import statistics
 import sys
 
-from compare import run_json
+from compare import run_json, save_json
 
 
 def kernels(binary, model, args):
@@ -129,7 +129,7 @@ def summary(label, with_totals, without_totals, models):
 
 def relative_totals(runs, pattern, binary):
     """Each run's total scaled by the median over all of the binary's runs of its kernels
-    matching `pattern` over this run's own; None where a run has none of them."""
+    matching `pattern` over this run's own; one line and exit 1 where a run has none of them."""
     references = {m: [sum(ms for name, ms in run.items() if pattern.search(name)) for run in model_runs]
                   for m, model_runs in runs.items()}
     if any(r <= 0 for refs in references.values() for r in refs):
@@ -142,6 +142,8 @@ def relative_totals(runs, pattern, binary):
 def main():
     args = parse_arguments()
     saved = load_rounds(args.load) if args.load else run_rounds(args)
+    if args.save:  # first, so that no reading below loses the runs
+        save_json(args.save, saved)
     models = saved["models"]
     for binary in saved["binaries"]:
         runs = saved["runs"][binary]
@@ -157,11 +159,6 @@ def main():
                 for name, ms in sorted(medians.items(), key=lambda item: -item[1]):
                     if ms >= 0.01:
                         print(f"    {name[:64]:64s} {ms:.3f} ms")
-    if args.save:  # whole or not at all: written aside, then renamed over the path
-        partial = f"{args.save}.partial"
-        with open(partial, "w") as out:
-            json.dump(saved, out)
-        os.replace(partial, args.save)
 
 
 if __name__ == "__main__":

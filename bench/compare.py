@@ -39,6 +39,14 @@ def run_json(command, env):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def save_json(path, data):
+    """Writes `data` to `path` whole or not at all: aside, then renamed over the path."""
+    partial = f"{path}.partial"
+    with open(partial, "w") as out:
+        json.dump(data, out)
+    os.replace(partial, path)
+
+
 def by_model(report):
     return {m["model"]: m for m in report["models"]}
 
@@ -157,11 +165,8 @@ def main():
             print("  ".join(c.rjust(w) for c, w in zip(line, widths)))
     print(f"\ntraining steps: {args.optimizer}{' (Nesterov)' if args.nesterov else ''} on both sides")
     print_yardsticks(raw)
-    if args.save:  # whole or not at all: written aside, then renamed over the path
-        partial = f"{args.save}.partial"
-        with open(partial, "w") as out:
-            json.dump({"rows": rows, "runs": raw}, out)
-        os.replace(partial, args.save)
+    if args.save:
+        save_json(args.save, {"rows": rows, "runs": raw})
 
 
 if __name__ == "__main__":
