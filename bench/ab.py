@@ -50,7 +50,7 @@ import statistics
 import subprocess
 import sys
 
-from compare import run_json, save_json
+from compare import relative_pattern, run_json, save_json
 
 
 def kernels_from(binary, extra, args):
@@ -132,12 +132,7 @@ def parse_arguments():
     parser.add_argument("--save", metavar="FILE", help="write every run's report to FILE (JSON)")
     parser.add_argument("--load", metavar="FILE", help="read the runs from a file --save wrote instead of running")
     args = parser.parse_args()
-    args.reference = None
-    if args.relative_to is not None:
-        try:
-            args.reference = re.compile(args.relative_to)
-        except re.error as e:
-            parser.exit(2, f"ab.py: --relative-to: '{args.relative_to}' is not a regular expression ({e})\n")
+    args.reference = relative_pattern(parser, args)
     if args.load:
         if args.old or args.save:
             parser.exit(2, "ab.py: --load reads saved runs: give no binaries, model or --save\n")

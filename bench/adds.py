@@ -28,11 +28,10 @@ run's kernel times, and --load reads them back in place of running binaries:
 import argparse
 import json
 import os
-import re
 import statistics
 import sys
 
-from compare import run_json, save_json
+from compare import relative_pattern, run_json, save_json
 
 
 def kernels(binary, model, args):
@@ -63,11 +62,7 @@ def parse_arguments():
     parser.add_argument("--save", metavar="FILE", help="write every run's kernel times to FILE (JSON)")
     parser.add_argument("--load", metavar="FILE", help="read the runs from a file --save wrote instead of running")
     args = parser.parse_args()
-    if args.relative_to is not None:
-        try:
-            args.pattern = re.compile(args.relative_to)
-        except re.error as e:
-            parser.exit(2, f"adds.py: --relative-to: '{args.relative_to}' is not a regular expression ({e})\n")
+    args.pattern = relative_pattern(parser, args)
     if args.load:
         if args.with_part or args.without_part or args.save:
             parser.exit(2, "adds.py: --load reads saved runs: give no models and no --save\n")
@@ -155,7 +150,8 @@ def main():
         if args.per_kernel:
             for model in models:
                 print(f"  {model}:")
-                medians = {name: statistics.median(run.get(name, 0.0) for run in runs[model]) for name in runs[model][0]}
+                medians = {name: statistics.median(run.get(name, 0.0) for run in runs[model])
+                           for name in runs[model][0]}
                 for name, ms in sorted(medians.items(), key=lambda item: -item[1]):
                     if ms >= 0.01:
                         print(f"    {name[:64]:64s} {ms:.3f} ms")

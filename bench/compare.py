@@ -22,6 +22,7 @@ of each inference plan with its GFLOP/s as a fraction of both (medians over roun
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -35,8 +36,25 @@ def run_json(command, env):
     done = subprocess.run(command, stdout=subprocess.PIPE, env=env, check=False, text=True)
     if done.returncode != 0:
         # Named after the script that runs it (compare, ab, adds), which shares this helper.
-        sys.exit(f"{os.path.splitext(os.path.basename(sys.argv[0]))[0]}: {command[0]} exited with {done.returncode}")
+        sys.exit(f"{script_name()}: {command[0]} exited with {done.returncode}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def script_name():
+    """The running script's name (compare, ab, adds), for its error lines."""
+    return os.path.splitext(os.path.basename(sys.argv[0]))[0]
+
+
+def relative_pattern(parser, args):
+    """args.relative_to (ab.py's and adds.py's --relative-to) compiled, or None without it; exit 2
+    with one line naming the option where it is no regular expression."""
+    if args.relative_to is None:
+        return None
+    try:
+        return re.compile(args.relative_to)
+    except re.error as e:
+        return parser.exit(
+            2, f"{script_name()}.py: --relative-to: '{args.relative_to}' is not a regular expression ({e})\n")
 
 
 def save_json(path, data):

@@ -45,10 +45,7 @@ def main():
     expect = checks.expect
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "runs.json")
-        with open(saved, "w") as f:
-            json.dump(SAVED, f)
-        status, out, err = run(ab, "--load", saved, "--relative-to", "ref", "--per-kernel")
-        expect(status == 0, f"exit {status} on a good file: {err}")
+        out = checks.reads(ab, saved, SAVED, "--relative-to", "ref", "--per-kernel")
         for line in [
                 "round 2 old: 250 img/s, step 4.0 ms, conv 2.00 ms (50.0%)",
                 # The inference figures, not the training step's 99 ms.
@@ -61,11 +58,7 @@ def main():
             expect(line in out, f"missing from the output: {line}\n{out}")
 
         def refused(content, args, code, fragment, what):
-            path = os.path.join(tmp, "bad.json")
-            with open(path, "w") as f:
-                f.write(content if isinstance(content, str) else json.dumps(content))
-            status, out, err = run(ab, "--load", path, *args)
-            expect(status == code and err.count("\n") == 1 and fragment in err, f"{what}: exit {status}, {err!r}")
+            checks.refuses(ab, os.path.join(tmp, "bad.json"), content, args, code, fragment, what)
 
         refused("{", [], 1, "not a file that bench/ab.py --save wrote", "a broken JSON")
         refused({"rows": [], "runs": []}, [], 1, "not a file that bench/ab.py --save wrote", "bench/compare.py's JSON")

@@ -37,10 +37,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "runs.json")
-        with open(saved, "w") as f:
-            json.dump(SAVED, f)
-        status, out, err = run(adds, "--load", saved, "--relative-to", "conv2d_backward", "--per-kernel")
-        expect(status == 0, f"exit {status} on a good file: {err}")
+        out = checks.reads(adds, saved, SAVED, "--relative-to", "conv2d_backward", "--per-kernel")
         for line in [
                 # Totals 1.5, 3.0, 1.6 and 1.0, 1.0, 2.0; shares 33.3%, 66.7%, -25.0%.
                 "bin: with kernels 1.600 ms per step, without 1.000 ms; the part adds 0.500 ms, 33.3% of with's "
@@ -55,12 +52,7 @@ def main():
         expect(status == 2 and "--load reads saved runs" in err, f"--load with --save: exit {status}, {err!r}")
 
         def refused(content, args, code, fragment, what):
-            path = os.path.join(tmp, "bad.json")
-            with open(path, "w") as f:
-                f.write(content if isinstance(content, str) else json.dumps(content))
-            status, out, err = run(adds, "--load", path, *args)
-            expect(status == code and out == "" and err.count("\n") == 1 and fragment in err,
-                   f"{what}: exit {status}, {out!r} {err!r}")
+            checks.refuses(adds, os.path.join(tmp, "bad.json"), content, args, code, fragment, what)
 
         refused("{", [], 1, "not a file that bench/adds.py --save wrote", "a broken JSON")
         refused({"rows": []}, [], 1, "(KeyError: 'models')", "another script's JSON")
