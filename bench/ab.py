@@ -36,7 +36,8 @@ REGEX, kernels the change leaves alone (e.g. 'conv2d_backward' for a change to t
 run's times are scaled by the median of those kernels' sum over every run of both sides, divided
 by that run's own sum, so a spell of the host that slows a whole run divides out (these guests
 drift by 10-20% between runs, more than many changes are worth). --save keeps every run's report
-and --load reads them back in place of running the binaries:
+and --load reads them back in place of running the binaries (with the plan and kernels they
+picked; another --relative-to may be given):
 
   bench/ab.py OLD_BIN build/dagger rescnn --plan eval --rounds 7 --match conv2d --relative-to \
       'k(4[01]|5[78]|69|70|8[67])_conv2d' --per-kernel --save ab.json
@@ -121,7 +122,7 @@ def parse_arguments():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--plan", choices=("train", "eval"), default="train",
+    parser.add_argument("--plan", choices=("train", "eval"),
                         help="whose kernels and images/s: the training step's or the inference plan's")
     parser.add_argument("--match", default="", help="sum the kernels whose name this regular expression finds")
     parser.add_argument("--source", default="", help="sum the kernels whose first node comes from FILE:LINE")
@@ -134,9 +135,11 @@ def parse_arguments():
     args = parser.parse_args()
     args.reference = relative_pattern(parser, args)
     if args.load:
-        if args.old or args.save:
-            parser.exit(2, "ab.py: --load reads saved runs: give no binaries, model or --save\n")
+        if args.old or args.save or args.plan or args.match or args.source:
+            parser.exit(2, "ab.py: --load reads saved runs, with the plan and the kernels they picked: give no "
+                           "binaries, model, --save, --plan, --match or --source\n")
         return args
+    args.plan = args.plan or "train"
     if not args.model:
         parser.exit(2, "ab.py: give OLD and NEW binaries and a MODEL (or --load FILE)\n")
     for side in ("old", "new"):
@@ -154,6 +157,8 @@ def load_runs(path):
         for side in ("old", "new"):
             if not saved["runs"][side] or not all(r["models"][0]["kernels"] for r in saved["runs"][side]):
                 raise ValueError(f"no runs of the {side} side")
+        if len(saved["runs"]["old"]) != len(saved["runs"]["new"]):
+            raise ValueError("the two sides hold different numbers of runs")
         for key in ("plan", "match", "sources", "label"):
             if key not in saved:
                 raise KeyError(key)

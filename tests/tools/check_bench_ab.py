@@ -68,6 +68,10 @@ def main():
         empty = json.loads(json.dumps(SAVED))
         empty["runs"]["new"] = []
         refused(empty, [], 1, "no runs of the new side", "no runs of one side")
+        uneven = json.loads(json.dumps(SAVED))
+        uneven["runs"]["new"].pop()
+        refused(uneven, [], 1, "the two sides hold different numbers of runs", "runs of unequal count")
+        refused(SAVED, ["--match", "matmul"], 2, "--load reads saved runs", "--load with another --match")
         refused(SAVED, ["--relative-to", "matmul"], 1, "a run has no eval kernel matching 'matmul'",
                 "a reference no run has")
         refused(SAVED, ["--relative-to", "("], 2, "--relative-to: '(' is not a regular expression", "a bad pattern")
